@@ -59,3 +59,43 @@ impl StreamElement {
         }
     }
 }
+
+/// The name of the column that carries a row's [`RowKind`] in a changelog stream.
+pub const ROW_KIND_COLUMN: &str = "_row_kind";
+
+/// The kind of change a row of a changelog stream describes, as Flink's `RowKind`. Stored as
+/// `Int8` in the [`ROW_KIND_COLUMN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(i8)]
+pub enum RowKind {
+    /// `+I`: a new row.
+    Insert = 0,
+    /// `-U`: the previous version of an updated row (retracted).
+    UpdateBefore = 1,
+    /// `+U`: the new version of an updated row.
+    UpdateAfter = 2,
+    /// `-D`: a deleted row.
+    Delete = 3,
+}
+
+impl RowKind {
+    /// Flink's short notation: `+I`, `-U`, `+U`, `-D`.
+    pub fn short_string(self) -> &'static str {
+        match self {
+            RowKind::Insert => "+I",
+            RowKind::UpdateBefore => "-U",
+            RowKind::UpdateAfter => "+U",
+            RowKind::Delete => "-D",
+        }
+    }
+
+    pub fn from_i8(value: i8) -> Option<RowKind> {
+        match value {
+            0 => Some(RowKind::Insert),
+            1 => Some(RowKind::UpdateBefore),
+            2 => Some(RowKind::UpdateAfter),
+            3 => Some(RowKind::Delete),
+            _ => None,
+        }
+    }
+}

@@ -14,14 +14,22 @@
 //! - [`connector`]: sources and sinks (datagen, nexmark, filesystem, print, blackhole, collect).
 //! - [`state`]: key groups and keyed state.
 //! - [`time`]: watermarks.
-//! - [`checkpoint`]: barriers and their alignment.
+//! - [`checkpoint`]: barrier alignment.
 //! - [`runtime`]: the ExecutionGraph, slot threads, chains and the exchange.
 //! - [`api`]: the DataStream API.
 //! - [`error`]: the error type.
 
+pub mod api;
+pub mod checkpoint;
+pub mod connector;
 pub mod element;
 pub mod error;
 pub mod expr;
+pub mod graph;
 pub mod ids;
+pub mod operator;
+pub mod runtime;
+pub mod state;
+pub mod time;
 
 pub use error::{Error, Result};

@@ -1,0 +1,185 @@
+//! Sources and sinks.
+//!
+//! A source is split-based and non-blocking: each subtask gets a [`SourceReader`] for its share
+//! of the splits, and the slot thread polls it; a poll returns a batch, `Pending` (nothing yet,
+//! e.g. rate-limited), `Idle` (this reader has no data for now; for watermark idleness) or
+//! `Exhausted`. A reader reports its position for checkpoints and can be restored to one.
+//!
+//! A sink receives whole batches ([`Sink::write`]); on a checkpoint barrier it pre-commits
+//! (its result goes into the checkpoint) and it commits when the checkpoint completes.
+//! `commit` and `abort` are idempotent.
+//!
+//! [`SourceSpec`] and [`SinkSpec`] are the serialisable descriptions that live in a JobGraph.
+
+mod blackhole;
+mod collect;
+pub mod filesystem;
+mod memory;
+mod print;
+
+pub use collect::CollectedResults;
+pub use filesystem::{FileFormat, FileSinkSpec, FileSourceSpec};
+pub use memory::MemorySource;
+pub use print::PrintSink;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::ids::CheckpointId;
+use crate::operator::OperatorContext;
+
+/// The result of polling a source reader.
+#[derive(Debug)]
+pub enum SourcePoll {
+    /// A non-empty batch.
+    Batch(RecordBatch),
+    /// Nothing now; poll again soon (the reader is rate-limited or waiting for data).
+    Pending,
+    /// Nothing for a while; downstream may exclude this reader from watermarks after the idle
+    /// timeout.
+    Idle,
+    /// No more data, ever (bounded input).
+    Exhausted,
+}
+
+/// One subtask's reader over its splits.
+///
+/// Runs on the slot thread: `poll_next` must not block for long (read one batch's worth of
+/// data and return). Errors name the source, file and place.
+pub trait SourceReader: Send {
+    fn poll_next(&mut self) -> Result<SourcePoll>;
+
+    /// The read position, stored in checkpoints.
+    fn position(&self) -> serde_json::Value;
+
+    /// Moves to a position taken by [`SourceReader::position`] of the same spec and subtask.
+    fn restore(&mut self, position: &serde_json::Value) -> Result<()>;
+
+    /// Rows skipped under an opt-in skip policy (malformed input).
+    fn skipped_records(&self) -> u64 {
+        0
+    }
+}
+
+/// A sink. Runs on the slot thread of its subtask.
+pub trait Sink: Send {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// Flushes what was written before the barrier of `checkpoint` and returns what is needed
+    /// to commit it later (e.g. names of in-progress files), stored in the checkpoint.
+    fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Vec<u8>> {
+        let _ = checkpoint;
+        Ok(Vec::new())
+    }
+
+    /// Makes the data of `checkpoint` visible. Idempotent.
+    fn commit(&mut self, checkpoint: CheckpointId, pending: &[u8]) -> Result<()> {
+        let _ = (checkpoint, pending);
+        Ok(())
+    }
+
+    /// Discards pre-committed data of a failed checkpoint. Idempotent.
+    fn abort(&mut self, checkpoint: CheckpointId, pending: &[u8]) -> Result<()> {
+        let _ = (checkpoint, pending);
+        Ok(())
+    }
+
+    /// End of input: flush and finalise everything.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// Where a source reads from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "connector", rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// Files in a path (a file or a directory of files), bounded.
+    Filesystem(FileSourceSpec),
+    /// Batches held in the graph itself (tests, small lookup data).
+    Memory(MemorySource),
+}
+
+impl SourceSpec {
+    /// The schema of the rows this source produces.
+    pub fn schema(&self) -> Result<SchemaRef> {
+        match self {
+            SourceSpec::Filesystem(spec) => Ok(spec.schema.clone()),
+            SourceSpec::Memory(spec) => Ok(spec.schema()),
+        }
+    }
+
+    /// A reader for `subtask` of `parallelism`, producing batches of at most `batch_size` rows.
+    pub fn create_reader(
+        &self,
+        subtask: u32,
+        parallelism: u32,
+        batch_size: usize,
+    ) -> Result<Box<dyn SourceReader>> {
+        match self {
+            SourceSpec::Filesystem(spec) => spec.create_reader(subtask, parallelism, batch_size),
+            SourceSpec::Memory(spec) => Ok(Box::new(spec.reader(subtask, parallelism))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceSpec::Filesystem(_) => "filesystem",
+            SourceSpec::Memory(_) => "memory",
+        }
+    }
+}
+
+/// Where a sink writes to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "connector", rename_all = "snake_case")]
+pub enum SinkSpec {
+    /// Prints rows to standard output (or error) as Flink's `print` connector does.
+    Print {
+        /// `print-identifier`: a prefix for every line.
+        identifier: Option<String>,
+        /// `standard-error`: print to stderr instead of stdout.
+        standard_error: bool,
+    },
+    /// Discards everything (for throughput measurements).
+    Blackhole,
+    /// Writes files into a directory.
+    Filesystem(FileSinkSpec),
+    /// Keeps the batches in memory under `name` for the caller to read after the job
+    /// ([`CollectedResults`]). For tests and examples.
+    Collect { name: String },
+}
+
+/// Shared, per-job resources sinks may need.
+#[derive(Debug, Clone, Default)]
+pub struct SinkResources {
+    pub collected: CollectedResults,
+}
+
+impl SinkSpec {
+    pub fn create_sink(&self, resources: &SinkResources) -> Result<Box<dyn Sink>> {
+        Ok(match self {
+            SinkSpec::Print {
+                identifier,
+                standard_error,
+            } => Box::new(PrintSink::new(identifier.clone(), *standard_error)),
+            SinkSpec::Blackhole => Box::new(blackhole::BlackholeSink),
+            SinkSpec::Filesystem(spec) => spec.create_sink()?,
+            SinkSpec::Collect { name } => Box::new(resources.collected.sink(name)),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkSpec::Print { .. } => "print",
+            SinkSpec::Blackhole => "blackhole",
+            SinkSpec::Filesystem(_) => "filesystem",
+            SinkSpec::Collect { .. } => "collect",
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The JobGraph: what a client builds and submits.
+//!
+//! A JobGraph is a DAG. Vertices are operator descriptions — a serialisable [`OperatorSpec`],
+//! the declared output schema, a parallelism and a max parallelism (the number of key groups).
+//! Edges connect an upstream vertex to one input of a downstream vertex and say how records are
+//! partitioned between their subtasks ([`Partitioning`]).
+//!
+//! A graph is only ever handed out validated: [`JobGraph::new`] (and the builder's `build`)
+//! checks for cycles, dangling edges, schema mismatches, unknown key columns, forward edges
+//! between unequal parallelism and expressions that do not type-check, and names the vertex and
+//! column in every error. It round-trips through JSON ([`JobGraph::to_json`] /
+//! [`JobGraph::from_json`]) so a client can build it and a JobManager can run it.
+
+mod partitioning;
+mod spec;
+mod validate;
+
+pub use partitioning::Partitioning;
+pub use spec::{AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec};
+
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::VertexId;
+use crate::{Error, Result};
+
+/// The default number of key groups, as Flink's default for small parallelism.
+pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
+
+/// One operator of the graph.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Vertex {
+    pub id: VertexId,
+    /// A name unique within the graph, used in errors, metrics and the dashboard.
+    pub name: String,
+    pub operator: OperatorSpec,
+    pub output_schema: SchemaRef,
+    pub parallelism: u32,
+    /// The number of key groups keyed state is split into; the upper bound for rescaling.
+    pub max_parallelism: u32,
+}
+
+/// A connection from the output of `source` to input `input_index` of `target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub source: VertexId,
+    pub target: VertexId,
+    /// Which input of the target this edge feeds (0 for single-input operators; 0 and 1 for a
+    /// join). Several edges may feed the same input (a union of streams).
+    pub input_index: u32,
+    pub partitioning: Partitioning,
+}
+
+/// A validated job graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobGraph {
+    pub name: String,
+    vertices: Vec<Vertex>,
+    edges: Vec<Edge>,
+}
+
+impl JobGraph {
+    /// Validates and builds a graph. Vertex ids must equal their index in `vertices`.
+    pub fn new(name: impl Into<String>, vertices: Vec<Vertex>, edges: Vec<Edge>) -> Result<Self> {
+        let graph = JobGraph {
+            name: name.into(),
+            vertices,
+            edges,
+        };
+        validate::validate(&graph)?;
+        Ok(graph)
+    }
+
+    pub fn vertices(&self) -> &[Vertex] {
+        &self.vertices
+    }
+
+    pub fn edges(&self) -> &[Edge] {
+        &self.edges
+    }
+
+    pub fn vertex(&self, id: VertexId) -> &Vertex {
+        &self.vertices[id.0 as usize]
+    }
+
+    /// Edges entering `id`, ordered by input index.
+    pub fn inputs_of(&self, id: VertexId) -> Vec<&Edge> {
+        let mut inputs: Vec<&Edge> = self.edges.iter().filter(|e| e.target == id).collect();
+        inputs.sort_by_key(|e| e.input_index);
+        inputs
+    }
+
+    /// Edges leaving `id`.
+    pub fn outputs_of(&self, id: VertexId) -> Vec<&Edge> {
+        self.edges.iter().filter(|e| e.source == id).collect()
+    }
+
+    /// The schemas arriving at each input of `id` (input index → schema).
+    pub fn input_schemas(&self, id: VertexId) -> Vec<SchemaRef> {
+        let mut schemas: Vec<(u32, SchemaRef)> = self
+            .inputs_of(id)
+            .into_iter()
+            .map(|e| (e.input_index, self.vertex(e.source).output_schema.clone()))
+            .collect();
+        schemas.dedup_by_key(|(index, _)| *index);
+        schemas.into_iter().map(|(_, schema)| schema).collect()
+    }
+
+    /// Vertices in an order where every vertex comes after all its inputs.
+    pub fn topological_order(&self) -> Vec<VertexId> {
+        validate::topological_order(self).expect("a validated graph has no cycles")
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a job graph always serialises")
+    }
+
+    /// Parses and validates a graph sent by a client.
+    pub fn from_json(json: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Raw {
+            name: String,
+            vertices: Vec<Vertex>,
+            edges: Vec<Edge>,
+        }
+        let raw: Raw = serde_json::from_str(json)
+            .map_err(|e| Error::plan("<graph>", format!("job graph JSON does not parse: {e}")))?;
+        JobGraph::new(raw.name, raw.vertices, raw.edges)
+    }
+}

@@ -1,0 +1,273 @@
+//! Operator descriptions: the serialisable "kind + config" of a vertex.
+//!
+//! A spec knows the schema it produces from the schemas it consumes
+//! ([`OperatorSpec::output_schema`]); validation uses that to type-check a whole graph before
+//! anything runs, and the runtime's operator registry turns a spec into one operator per subtask.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::connector::{SinkSpec, SourceSpec};
+use crate::element::ROW_KIND_COLUMN;
+use crate::expr::Expr;
+use crate::{Error, Result};
+
+/// What a vertex does, with its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OperatorSpec {
+    /// Reads from a connector. No inputs.
+    Source { connector: SourceSpec },
+    /// Keeps the rows for which `predicate` is true (NULL counts as false).
+    Filter { predicate: Expr },
+    /// Computes one output column per expression, named by the first element.
+    Project { columns: Vec<(String, Expr)> },
+    /// Merges all inputs (same schema) into one stream.
+    Union,
+    /// Groups by key columns and aggregates; the input must be hash-partitioned on the keys.
+    KeyedAggregate(KeyedAggregateSpec),
+    /// Writes to a connector. Produces nothing.
+    Sink { connector: SinkSpec },
+    /// A user operator registered under `name` in the runtime's operator registry (the
+    /// DataStream API's batch functions). Its output schema is the vertex's declared schema.
+    Custom { name: String },
+}
+
+impl OperatorSpec {
+    /// A short name for the operator kind (metrics, logs, the dashboard).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            OperatorSpec::Source { .. } => "Source",
+            OperatorSpec::Filter { .. } => "Filter",
+            OperatorSpec::Project { .. } => "Project",
+            OperatorSpec::Union => "Union",
+            OperatorSpec::KeyedAggregate(_) => "KeyedAggregate",
+            OperatorSpec::Sink { .. } => "Sink",
+            OperatorSpec::Custom { .. } => "Custom",
+        }
+    }
+
+    /// How many inputs the operator takes: `Some(n)` when fixed, `None` for any number ≥ 1.
+    pub fn input_arity(&self) -> Option<usize> {
+        match self {
+            OperatorSpec::Source { .. } => Some(0),
+            OperatorSpec::Filter { .. }
+            | OperatorSpec::Project { .. }
+            | OperatorSpec::KeyedAggregate(_)
+            | OperatorSpec::Sink { .. } => Some(1),
+            OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
+        }
+    }
+
+    /// The schema this operator produces from `inputs` (one schema per input index), or
+    /// `None` when only the vertex's declared schema can say (custom operators). Type errors
+    /// name the offending column; the caller adds the vertex.
+    pub fn output_schema(&self, inputs: &[SchemaRef]) -> Result<Option<SchemaRef>> {
+        let schema = match self {
+            OperatorSpec::Source { connector } => connector.schema()?,
+            OperatorSpec::Filter { predicate } => {
+                let input = &inputs[0];
+                let resolved = predicate.resolve(input)?;
+                if resolved.data_type() != &DataType::Boolean {
+                    return Err(Error::expr(format!(
+                        "filter predicate must be BOOLEAN, found {}",
+                        resolved.data_type()
+                    )));
+                }
+                input.clone()
+            }
+            OperatorSpec::Project { columns } => {
+                let input = &inputs[0];
+                let mut fields = Vec::with_capacity(columns.len());
+                for (name, expr) in columns {
+                    let resolved = expr.resolve(input)?;
+                    fields.push(Field::new(
+                        name,
+                        resolved.data_type().clone(),
+                        resolved.nullable(),
+                    ));
+                }
+                Arc::new(Schema::new(fields))
+            }
+            OperatorSpec::Union => {
+                let first = &inputs[0];
+                for (index, other) in inputs.iter().enumerate().skip(1) {
+                    if !same_columns(first, other) {
+                        return Err(Error::expr(format!(
+                            "union input {index} has columns ({}) but input 0 has ({})",
+                            describe(other),
+                            describe(first)
+                        )));
+                    }
+                }
+                first.clone()
+            }
+            OperatorSpec::KeyedAggregate(spec) => spec.output_schema(&inputs[0])?,
+            OperatorSpec::Sink { .. } => inputs[0].clone(),
+            OperatorSpec::Custom { .. } => return Ok(None),
+        };
+        Ok(Some(schema))
+    }
+}
+
+/// The configuration of a keyed (GROUP BY) aggregation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyedAggregateSpec {
+    /// Grouping columns; they come first in the output, in this order.
+    pub keys: Vec<String>,
+    pub aggregates: Vec<AggregateCall>,
+    pub emit: EmitMode,
+}
+
+/// One aggregate in a [`KeyedAggregateSpec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateCall {
+    pub function: AggregateFunction,
+    /// The aggregated column; `None` only for `COUNT(*)`.
+    pub input: Option<String>,
+    /// The output column's name.
+    pub output: String,
+}
+
+/// The built-in aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateFunction {
+    /// `COUNT(*)` when the input is `None`, else `COUNT(col)` (non-null values).
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+/// When a keyed aggregation emits results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmitMode {
+    /// One row per group at end of input (batch semantics; also what a bounded stream needs).
+    Final,
+    /// After every input batch, an update per changed group: `+I` for a new group, `-U` of the
+    /// old row and `+U` of the new one otherwise, in a leading `_row_kind` column (Flink's
+    /// changelog mode for non-windowed aggregates).
+    Changelog,
+}
+
+impl AggregateFunction {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunction::Count => "COUNT",
+            AggregateFunction::Sum => "SUM",
+            AggregateFunction::Min => "MIN",
+            AggregateFunction::Max => "MAX",
+            AggregateFunction::Avg => "AVG",
+        }
+    }
+
+    /// The result type for an input of type `input` (`None` for `COUNT(*)`).
+    pub fn result_type(self, input: Option<&DataType>) -> Result<DataType> {
+        use DataType::*;
+        let Some(input) = input else {
+            return match self {
+                AggregateFunction::Count => Ok(Int64),
+                other => Err(Error::expr(format!("{}(*) is not defined", other.name()))),
+            };
+        };
+        let unsupported =
+            || Error::expr(format!("{} is not defined for type {input}", self.name()));
+        match self {
+            AggregateFunction::Count => Ok(Int64),
+            AggregateFunction::Sum => match input {
+                Int8 | Int16 | Int32 | Int64 => Ok(Int64),
+                UInt8 | UInt16 | UInt32 | UInt64 => Ok(UInt64),
+                Float32 | Float64 => Ok(Float64),
+                Decimal128(_, scale) => Ok(Decimal128(38, *scale)),
+                _ => Err(unsupported()),
+            },
+            AggregateFunction::Avg => match input {
+                Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float32
+                | Float64 => Ok(Float64),
+                _ => Err(unsupported()),
+            },
+            AggregateFunction::Min | AggregateFunction::Max => match input {
+                Int8
+                | Int16
+                | Int32
+                | Int64
+                | UInt8
+                | UInt16
+                | UInt32
+                | UInt64
+                | Float32
+                | Float64
+                | Utf8
+                | Date32
+                | Timestamp(_, _)
+                | Decimal128(_, _)
+                | Boolean => Ok(input.clone()),
+                _ => Err(unsupported()),
+            },
+        }
+    }
+}
+
+impl KeyedAggregateSpec {
+    pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
+        let mut fields = Vec::with_capacity(self.keys.len() + self.aggregates.len() + 1);
+        if self.emit == EmitMode::Changelog {
+            fields.push(Field::new(ROW_KIND_COLUMN, DataType::Int8, false));
+        }
+        for key in &self.keys {
+            let field = lookup(input, key)?;
+            fields.push(field.clone());
+        }
+        for call in &self.aggregates {
+            let input_type = match &call.input {
+                Some(column) => Some(lookup(input, column)?.data_type()),
+                None => None,
+            };
+            let result = call.function.result_type(input_type).map_err(|e| match e {
+                Error::Expression { message } => Error::expr(format!(
+                    "aggregate '{}' on column '{}': {message}",
+                    call.output,
+                    call.input.as_deref().unwrap_or("*")
+                )),
+                other => other,
+            })?;
+            let nullable = call.function != AggregateFunction::Count;
+            fields.push(Field::new(&call.output, result, nullable));
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
+/// Looks up a column by name with an error that lists what exists.
+pub(crate) fn lookup<'a>(schema: &'a Schema, name: &str) -> Result<&'a Field> {
+    schema.field_with_name(name).map_err(|_| {
+        Error::expr(format!(
+            "unknown column '{name}' (available: {})",
+            describe(schema)
+        ))
+    })
+}
+
+/// `a, b, c` — the column names of a schema, for error messages.
+pub(crate) fn describe(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Same column names and types, in order (nullability may differ).
+pub(crate) fn same_columns(a: &Schema, b: &Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields().iter())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+}

@@ -1,0 +1,203 @@
+//! Validation of a JobGraph, done once when it is built.
+
+use std::collections::{HashSet, VecDeque};
+
+use super::spec::{describe, lookup, same_columns};
+use super::{JobGraph, Partitioning};
+use crate::ids::VertexId;
+use crate::{Error, Result};
+
+pub(super) fn validate(graph: &JobGraph) -> Result<()> {
+    let mut names = HashSet::new();
+    for (index, vertex) in graph.vertices.iter().enumerate() {
+        if vertex.id.0 as usize != index {
+            return Err(Error::plan(
+                &vertex.name,
+                format!(
+                    "vertex id {} does not match its position {index}",
+                    vertex.id
+                ),
+            ));
+        }
+        if !names.insert(vertex.name.as_str()) {
+            return Err(Error::plan(&vertex.name, "two vertices have this name"));
+        }
+        if vertex.parallelism == 0 {
+            return Err(Error::plan(&vertex.name, "parallelism must be at least 1"));
+        }
+        if vertex.max_parallelism < vertex.parallelism {
+            return Err(Error::plan(
+                &vertex.name,
+                format!(
+                    "max parallelism {} is below parallelism {}",
+                    vertex.max_parallelism, vertex.parallelism
+                ),
+            ));
+        }
+    }
+    let count = graph.vertices.len() as u32;
+    for edge in &graph.edges {
+        for end in [edge.source, edge.target] {
+            if end.0 >= count {
+                return Err(Error::plan(
+                    "<graph>",
+                    format!("an edge refers to vertex {end}, but the graph has {count} vertices"),
+                ));
+            }
+        }
+        let source = graph.vertex(edge.source);
+        let target = graph.vertex(edge.target);
+        match &edge.partitioning {
+            Partitioning::Forward if source.parallelism != target.parallelism => {
+                return Err(Error::plan(
+                    &target.name,
+                    format!(
+                        "forward edge from '{}' (parallelism {}) to '{}' (parallelism {}) needs equal parallelism; use rebalance or hash",
+                        source.name, source.parallelism, target.name, target.parallelism
+                    ),
+                ));
+            }
+            Partitioning::Hash { keys } => {
+                if keys.is_empty() {
+                    return Err(Error::plan(
+                        &target.name,
+                        "hash partitioning needs at least one key column",
+                    ));
+                }
+                for key in keys {
+                    lookup(&source.output_schema, key).map_err(|_| {
+                        Error::plan(
+                            &target.name,
+                            format!(
+                                "hash key column '{key}' is not produced by '{}' (its columns: {})",
+                                source.name,
+                                describe(&source.output_schema)
+                            ),
+                        )
+                    })?;
+                }
+            }
+            Partitioning::Forward | Partitioning::Rebalance | Partitioning::Broadcast => {}
+        }
+    }
+
+    let order = topological_order(graph)?;
+
+    for id in order {
+        let vertex = graph.vertex(id);
+        let inputs = graph.inputs_of(id);
+        // Input indexes must be dense: 0..n.
+        let mut indexes: Vec<u32> = inputs.iter().map(|e| e.input_index).collect();
+        indexes.dedup();
+        if indexes
+            .iter()
+            .enumerate()
+            .any(|(i, &index)| i as u32 != index)
+        {
+            return Err(Error::plan(
+                &vertex.name,
+                format!("input indexes must be 0, 1, …; found {indexes:?}"),
+            ));
+        }
+        let arity = indexes.len();
+        match vertex.operator.input_arity() {
+            Some(expected) if expected != arity => {
+                return Err(Error::plan(
+                    &vertex.name,
+                    format!(
+                        "{} takes {expected} input(s), but {arity} are connected",
+                        vertex.operator.kind_name()
+                    ),
+                ));
+            }
+            None if arity == 0 => {
+                return Err(Error::plan(
+                    &vertex.name,
+                    format!("{} needs at least one input", vertex.operator.kind_name()),
+                ));
+            }
+            _ => {}
+        }
+        // Several edges into the same input must agree on the schema.
+        for pair in inputs.windows(2) {
+            if pair[0].input_index == pair[1].input_index {
+                let a = &graph.vertex(pair[0].source).output_schema;
+                let b = &graph.vertex(pair[1].source).output_schema;
+                if !same_columns(a, b) {
+                    return Err(Error::plan(
+                        &vertex.name,
+                        format!(
+                            "input {} receives ({}) from '{}' and ({}) from '{}'",
+                            pair[0].input_index,
+                            describe(a),
+                            graph.vertex(pair[0].source).name,
+                            describe(b),
+                            graph.vertex(pair[1].source).name
+                        ),
+                    ));
+                }
+            }
+        }
+        let input_schemas = graph.input_schemas(id);
+        let derived = vertex
+            .operator
+            .output_schema(&input_schemas)
+            .map_err(|e| match e {
+                Error::Expression { message } => Error::plan(&vertex.name, message),
+                other => Error::plan(&vertex.name, other.to_string()),
+            })?;
+        if let Some(derived) = derived
+            && !same_columns(&derived, &vertex.output_schema)
+        {
+            return Err(Error::plan(
+                &vertex.name,
+                format!(
+                    "declared output schema ({}) does not match what the operator produces ({})",
+                    describe_typed(&vertex.output_schema),
+                    describe_typed(&derived)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn describe_typed(schema: &arrow::datatypes::Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Kahn's algorithm; a cycle is reported with a vertex on it.
+pub(super) fn topological_order(graph: &JobGraph) -> Result<Vec<VertexId>> {
+    let n = graph.vertices.len();
+    let mut in_degree = vec![0usize; n];
+    for edge in &graph.edges {
+        in_degree[edge.target.0 as usize] += 1;
+    }
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| in_degree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_front() {
+        order.push(VertexId(i as u32));
+        for edge in graph.edges.iter().filter(|e| e.source.0 as usize == i) {
+            let target = edge.target.0 as usize;
+            in_degree[target] -= 1;
+            if in_degree[target] == 0 {
+                ready.push_back(target);
+            }
+        }
+    }
+    if order.len() != n {
+        let on_cycle = (0..n)
+            .find(|&i| in_degree[i] > 0)
+            .expect("some vertex is left when the order is short");
+        return Err(Error::plan(
+            &graph.vertices[on_cycle].name,
+            "the graph has a cycle through this vertex",
+        ));
+    }
+    Ok(order)
+}

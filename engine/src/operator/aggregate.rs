@@ -1,0 +1,629 @@
+//! Keyed aggregation (GROUP BY): a hash table from row-encoded keys to dense group indices,
+//! and one vectorized accumulator per aggregate that updates whole columns at a time.
+//!
+//! Per batch: the key columns are row-encoded once (`arrow-row`), each row is looked up in the
+//! table (new groups append their key bytes to one contiguous buffer: no allocation per row or
+//! per group), which yields a `group index` per row; then every accumulator runs one typed loop
+//! over `(group index, value)`. One dynamic call per accumulator per batch, none per row.
+//!
+//! Emission follows [`EmitMode`]: `Final` emits one row per group at end of input; `Changelog`
+//! emits, after each batch, `+I` for groups seen for the first time and `-U`/`+U` pairs for
+//! groups whose result changed, in a leading `_row_kind` column.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int8Array, Int64Array, PrimitiveArray,
+    StringArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::*;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, Rows, SortField};
+use hashbrown::HashTable;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{Operator, Output};
+use crate::element::RowKind;
+use crate::graph::{AggregateFunction, EmitMode, KeyedAggregateSpec};
+use crate::{Error, Result};
+
+/// Rows per emitted batch of final results.
+const EMIT_BATCH_ROWS: usize = 8192;
+
+pub struct KeyedAggregate {
+    key_indices: Vec<usize>,
+    converter: RowConverter,
+    groups: GroupTable,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Input column of each accumulator (None for COUNT(*)).
+    inputs: Vec<Option<usize>>,
+    emit: EmitMode,
+    output_schema: SchemaRef,
+    // Scratch buffers reused across batches.
+    group_ids: Vec<u32>,
+    /// For changelog emission: the batch number in which each group was last touched.
+    touched_in: Vec<u64>,
+    batch_number: u64,
+}
+
+impl KeyedAggregate {
+    pub fn try_new(
+        spec: &KeyedAggregateSpec,
+        input: &Schema,
+        output_schema: SchemaRef,
+    ) -> Result<Self> {
+        let key_indices = spec
+            .keys
+            .iter()
+            .map(|k| {
+                input
+                    .index_of(k)
+                    .map_err(|_| Error::expr(format!("unknown key column '{k}'")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sort_fields = key_indices
+            .iter()
+            .map(|&i| SortField::new(input.field(i).data_type().clone()))
+            .collect();
+        let converter =
+            RowConverter::new(sort_fields).map_err(|e| Error::arrow("group key encoding", e))?;
+        let mut accumulators = Vec::with_capacity(spec.aggregates.len());
+        let mut inputs = Vec::with_capacity(spec.aggregates.len());
+        for call in &spec.aggregates {
+            let column = match &call.input {
+                Some(name) => Some(
+                    input
+                        .index_of(name)
+                        .map_err(|_| Error::expr(format!("unknown aggregate column '{name}'")))?,
+                ),
+                None => None,
+            };
+            let input_type = column.map(|i| input.field(i).data_type());
+            let result_type = call.function.result_type(input_type)?;
+            accumulators.push(new_accumulator(call.function, input_type, &result_type)?);
+            inputs.push(column);
+        }
+        Ok(KeyedAggregate {
+            key_indices,
+            converter,
+            groups: GroupTable::default(),
+            accumulators,
+            inputs,
+            emit: spec.emit,
+            output_schema,
+            group_ids: Vec::new(),
+            touched_in: Vec::new(),
+            batch_number: 0,
+        })
+    }
+
+    /// Number of distinct groups so far.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn key_columns(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let parser = self.converter.parser();
+        let rows = groups.iter().map(|&g| parser.parse(self.groups.key(g)));
+        self.converter
+            .convert_rows(rows)
+            .map_err(|e| Error::arrow("group key decoding", e))
+    }
+
+    fn result_batch(
+        &self,
+        kinds: Option<Int8Array>,
+        groups: &[u32],
+        values: Vec<ArrayRef>,
+    ) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.output_schema.fields().len());
+        if let Some(kinds) = kinds {
+            columns.push(Arc::new(kinds) as ArrayRef);
+        }
+        columns.extend(self.key_columns(groups)?);
+        columns.extend(values);
+        RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| Error::arrow("aggregate output", e))
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        self.accumulators
+            .iter()
+            .map(|acc| acc.evaluate(groups))
+            .collect()
+    }
+}
+
+impl Operator for KeyedAggregate {
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let keys: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        let rows = self
+            .converter
+            .convert_columns(&keys)
+            .map_err(|e| Error::arrow("group key encoding", e))?;
+        let existing_before = self.groups.len() as u32;
+        self.groups.intern(&rows, &mut self.group_ids);
+        let group_count = self.groups.len();
+
+        // Changelog: remember which groups this batch touches, and their results before it.
+        let (touched, old_values) = if self.emit == EmitMode::Changelog {
+            self.batch_number += 1;
+            self.touched_in.resize(group_count, 0);
+            let mut touched = Vec::new();
+            for &g in &self.group_ids {
+                let slot = &mut self.touched_in[g as usize];
+                if *slot != self.batch_number {
+                    *slot = self.batch_number;
+                    touched.push(g);
+                }
+            }
+            let existing: Vec<u32> = touched
+                .iter()
+                .copied()
+                .filter(|&g| g < existing_before)
+                .collect();
+            let old = if existing.is_empty() {
+                None
+            } else {
+                Some((existing.clone(), self.evaluate(&existing)?))
+            };
+            (touched, old)
+        } else {
+            (Vec::new(), None)
+        };
+
+        for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
+            acc.resize(group_count);
+            let values = input.map(|i| batch.column(i));
+            acc.update(&self.group_ids, values)?;
+        }
+
+        if self.emit == EmitMode::Changelog {
+            if let Some((existing, old)) = old_values {
+                let kinds = Int8Array::from_value(RowKind::UpdateBefore as i8, existing.len());
+                out.push_batch(self.result_batch(Some(kinds), &existing, old)?);
+            }
+            let kinds: Int8Array = touched
+                .iter()
+                .map(|&g| {
+                    Some(if g < existing_before {
+                        RowKind::UpdateAfter
+                    } else {
+                        RowKind::Insert
+                    } as i8)
+                })
+                .collect();
+            let new = self.evaluate(&touched)?;
+            out.push_batch(self.result_batch(Some(kinds), &touched, new)?);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        if self.emit == EmitMode::Final {
+            let total = self.groups.len() as u32;
+            let mut start = 0;
+            while start < total {
+                let end = (start + EMIT_BATCH_ROWS as u32).min(total);
+                let groups: Vec<u32> = (start..end).collect();
+                let values = self.evaluate(&groups)?;
+                out.push_batch(self.result_batch(None, &groups, values)?);
+                start = end;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Dense group indices for row-encoded keys. Key bytes live in one buffer.
+#[derive(Default)]
+struct GroupTable {
+    table: HashTable<(u64, u32)>,
+    key_bytes: Vec<u8>,
+    key_offsets: Vec<usize>,
+}
+
+impl GroupTable {
+    fn len(&self) -> usize {
+        self.key_offsets.len()
+    }
+
+    fn key(&self, group: u32) -> &[u8] {
+        let start = self.key_offsets[group as usize];
+        let end = self
+            .key_offsets
+            .get(group as usize + 1)
+            .copied()
+            .unwrap_or(self.key_bytes.len());
+        &self.key_bytes[start..end]
+    }
+
+    /// Fills `out` with the group index of every row, adding new groups as needed.
+    fn intern(&mut self, rows: &Rows, out: &mut Vec<u32>) {
+        out.clear();
+        out.reserve(rows.num_rows());
+        for row in rows.iter() {
+            let bytes = row.as_ref();
+            let hash = xxh3_64(bytes);
+            let GroupTable {
+                table,
+                key_bytes,
+                key_offsets,
+            } = self;
+            let key_of = |g: u32| {
+                let start = key_offsets[g as usize];
+                let end = key_offsets
+                    .get(g as usize + 1)
+                    .copied()
+                    .unwrap_or(key_bytes.len());
+                &key_bytes[start..end]
+            };
+            let found = table
+                .find(hash, |&(h, g)| h == hash && key_of(g) == bytes)
+                .map(|&(_, g)| g);
+            let group = match found {
+                Some(g) => g,
+                None => {
+                    let g = key_offsets.len() as u32;
+                    key_offsets.push(key_bytes.len());
+                    key_bytes.extend_from_slice(bytes);
+                    table.insert_unique(hash, (hash, g), |&(h, _)| h);
+                    g
+                }
+            };
+            out.push(group);
+        }
+    }
+}
+
+/// A vectorized accumulator: state for every group in columnar vectors.
+trait Accumulator: Send {
+    /// Grows the state to `groups` groups (new groups start empty).
+    fn resize(&mut self, groups: usize);
+    /// Folds `values` (None for COUNT(*)) into the groups named row by row in `groups`.
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()>;
+    /// The current results of `groups`, in that order.
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
+}
+
+fn new_accumulator(
+    function: AggregateFunction,
+    input: Option<&DataType>,
+    result: &DataType,
+) -> Result<Box<dyn Accumulator>> {
+    use DataType::*;
+    Ok(match (function, input) {
+        (AggregateFunction::Count, None) => Box::new(Count {
+            counts: Vec::new(),
+            star: true,
+        }),
+        (AggregateFunction::Count, Some(_)) => Box::new(Count {
+            counts: Vec::new(),
+            star: false,
+        }),
+        (_, None) => {
+            return Err(Error::expr(format!(
+                "{}(*) is not defined",
+                function.name()
+            )));
+        }
+        (AggregateFunction::Sum, Some(_)) => match result {
+            Int64 => Box::new(Sum::<Int64Type>::new(result.clone())),
+            UInt64 => Box::new(Sum::<UInt64Type>::new(result.clone())),
+            Float64 => Box::new(Sum::<Float64Type>::new(result.clone())),
+            Decimal128(_, _) => Box::new(Sum::<Decimal128Type>::new(result.clone())),
+            other => return Err(Error::Internal(format!("SUM result type {other}"))),
+        },
+        (AggregateFunction::Avg, Some(_)) => Box::new(Avg {
+            sums: Vec::new(),
+            counts: Vec::new(),
+        }),
+        (AggregateFunction::Min | AggregateFunction::Max, Some(input)) => {
+            let is_min = function == AggregateFunction::Min;
+            macro_rules! extreme {
+                ($t:ty) => {
+                    Box::new(Extreme::<$t>::new(input.clone(), is_min))
+                };
+            }
+            match input {
+                Int8 => extreme!(Int8Type),
+                Int16 => extreme!(Int16Type),
+                Int32 => extreme!(Int32Type),
+                Int64 => extreme!(Int64Type),
+                UInt8 => extreme!(UInt8Type),
+                UInt16 => extreme!(UInt16Type),
+                UInt32 => extreme!(UInt32Type),
+                UInt64 => extreme!(UInt64Type),
+                Float32 => extreme!(Float32Type),
+                Float64 => extreme!(Float64Type),
+                Date32 => extreme!(Date32Type),
+                Decimal128(_, _) => extreme!(Decimal128Type),
+                Timestamp(TimeUnit::Second, _) => extreme!(TimestampSecondType),
+                Timestamp(TimeUnit::Millisecond, _) => extreme!(TimestampMillisecondType),
+                Timestamp(TimeUnit::Microsecond, _) => extreme!(TimestampMicrosecondType),
+                Timestamp(TimeUnit::Nanosecond, _) => extreme!(TimestampNanosecondType),
+                Utf8 => Box::new(StringExtreme {
+                    values: Vec::new(),
+                    is_min,
+                }),
+                Boolean => Box::new(BoolExtreme {
+                    values: Vec::new(),
+                    is_min,
+                }),
+                other => {
+                    return Err(Error::expr(format!(
+                        "{} is not defined for type {other}",
+                        function.name()
+                    )));
+                }
+            }
+        }
+    })
+}
+
+struct Count {
+    counts: Vec<i64>,
+    star: bool,
+}
+
+impl Accumulator for Count {
+    fn resize(&mut self, groups: usize) {
+        self.counts.resize(groups, 0);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        match values.filter(|v| !self.star && v.null_count() > 0) {
+            Some(values) => {
+                let nulls = values.logical_nulls();
+                for (i, &g) in groups.iter().enumerate() {
+                    if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+                        self.counts[g as usize] += 1;
+                    }
+                }
+            }
+            None => {
+                for &g in groups {
+                    self.counts[g as usize] += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let values: Int64Array = groups
+            .iter()
+            .map(|&g| self.counts[g as usize])
+            .collect::<Vec<_>>()
+            .into();
+        Ok(Arc::new(values))
+    }
+}
+
+/// Values are cast to the result type once per batch, then summed with wrapping arithmetic
+/// (Flink's SUM of BIGINT wraps on overflow too).
+struct Sum<T: ArrowPrimitiveType> {
+    sums: Vec<T::Native>,
+    seen: Vec<bool>,
+    result: DataType,
+}
+
+impl<T: ArrowPrimitiveType> Sum<T> {
+    fn new(result: DataType) -> Self {
+        Sum {
+            sums: Vec::new(),
+            seen: Vec::new(),
+            result,
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Accumulator for Sum<T>
+where
+    T::Native: std::ops::Add<Output = T::Native> + ArrowNativeTypeOp,
+{
+    fn resize(&mut self, groups: usize) {
+        self.sums.resize(groups, T::Native::ZERO);
+        self.seen.resize(groups, false);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values = values.ok_or_else(|| Error::Internal("SUM without input".into()))?;
+        let values = cast(values, &self.result).map_err(|e| Error::arrow("SUM input", e))?;
+        let values = values.as_primitive::<T>();
+        let raw = values.values();
+        if values.null_count() == 0 {
+            for (&g, &v) in groups.iter().zip(raw.iter()) {
+                let g = g as usize;
+                self.sums[g] = self.sums[g].add_wrapping(v);
+                self.seen[g] = true;
+            }
+        } else {
+            for (i, (&g, &v)) in groups.iter().zip(raw.iter()).enumerate() {
+                if values.is_valid(i) {
+                    let g = g as usize;
+                    self.sums[g] = self.sums[g].add_wrapping(v);
+                    self.seen[g] = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let array: PrimitiveArray<T> = groups
+            .iter()
+            .map(|&g| self.seen[g as usize].then_some(self.sums[g as usize]))
+            .collect();
+        Ok(Arc::new(array.with_data_type(self.result.clone())))
+    }
+}
+
+struct Avg {
+    sums: Vec<f64>,
+    counts: Vec<i64>,
+}
+
+impl Accumulator for Avg {
+    fn resize(&mut self, groups: usize) {
+        self.sums.resize(groups, 0.0);
+        self.counts.resize(groups, 0);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values = values.ok_or_else(|| Error::Internal("AVG without input".into()))?;
+        let values = cast(values, &DataType::Float64).map_err(|e| Error::arrow("AVG input", e))?;
+        let values = values.as_primitive::<Float64Type>();
+        for (i, (&g, &v)) in groups.iter().zip(values.values().iter()).enumerate() {
+            if values.is_valid(i) {
+                self.sums[g as usize] += v;
+                self.counts[g as usize] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let array: Float64Array = groups
+            .iter()
+            .map(|&g| {
+                let count = self.counts[g as usize];
+                (count > 0).then(|| self.sums[g as usize] / count as f64)
+            })
+            .collect();
+        Ok(Arc::new(array))
+    }
+}
+
+struct Extreme<T: ArrowPrimitiveType> {
+    values: Vec<Option<T::Native>>,
+    data_type: DataType,
+    is_min: bool,
+}
+
+impl<T: ArrowPrimitiveType> Extreme<T> {
+    fn new(data_type: DataType, is_min: bool) -> Self {
+        Extreme {
+            values: Vec::new(),
+            data_type,
+            is_min,
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
+    fn resize(&mut self, groups: usize) {
+        self.values.resize(groups, None);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values = values.ok_or_else(|| Error::Internal("MIN/MAX without input".into()))?;
+        let values = values.as_primitive::<T>();
+        let is_min = self.is_min;
+        for (i, (&g, &v)) in groups.iter().zip(values.values().iter()).enumerate() {
+            if values.is_valid(i) {
+                let slot = &mut self.values[g as usize];
+                let replace = match slot {
+                    None => true,
+                    Some(current) => {
+                        if is_min {
+                            v.is_lt(*current)
+                        } else {
+                            v.is_gt(*current)
+                        }
+                    }
+                };
+                if replace {
+                    *slot = Some(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let array: PrimitiveArray<T> = groups.iter().map(|&g| self.values[g as usize]).collect();
+        Ok(Arc::new(array.with_data_type(self.data_type.clone())))
+    }
+}
+
+struct StringExtreme {
+    values: Vec<Option<String>>,
+    is_min: bool,
+}
+
+impl Accumulator for StringExtreme {
+    fn resize(&mut self, groups: usize) {
+        self.values.resize(groups, None);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values = values.ok_or_else(|| Error::Internal("MIN/MAX without input".into()))?;
+        let values = values.as_string::<i32>();
+        for (&g, v) in groups.iter().zip(values.iter()) {
+            let Some(v) = v else { continue };
+            let slot = &mut self.values[g as usize];
+            let replace = match slot {
+                None => true,
+                Some(current) => {
+                    if self.is_min {
+                        v < current.as_str()
+                    } else {
+                        v > current.as_str()
+                    }
+                }
+            };
+            if replace {
+                // Allocates only when the extreme changes, not per row.
+                let slot = slot.get_or_insert_with(String::new);
+                slot.clear();
+                slot.push_str(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let array: StringArray = groups
+            .iter()
+            .map(|&g| self.values[g as usize].as_deref())
+            .collect();
+        Ok(Arc::new(array))
+    }
+}
+
+struct BoolExtreme {
+    values: Vec<Option<bool>>,
+    is_min: bool,
+}
+
+impl Accumulator for BoolExtreme {
+    fn resize(&mut self, groups: usize) {
+        self.values.resize(groups, None);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values = values.ok_or_else(|| Error::Internal("MIN/MAX without input".into()))?;
+        let values: &BooleanArray = values.as_boolean();
+        for (&g, v) in groups.iter().zip(values.iter()) {
+            let Some(v) = v else { continue };
+            let slot = &mut self.values[g as usize];
+            *slot = Some(match *slot {
+                None => v,
+                Some(current) if self.is_min => current && v,
+                Some(current) => current || v,
+            });
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let array: BooleanArray = groups.iter().map(|&g| self.values[g as usize]).collect();
+        Ok(Arc::new(array))
+    }
+}

@@ -1,0 +1,134 @@
+//! The batch-level operator trait and the built-in operators.
+//!
+//! An [`Operator`] runs on its slot's pinned thread, one call per batch. It is synchronous
+//! and object-safe: one virtual call per batch is cheap, one per row would not be, so all row
+//! work happens inside arrow kernels or typed loops within an operator.
+//!
+//! Lifecycle, driven by the chain driver (`runtime::task`):
+//! `open` → any number of `process_batch` / `process_watermark` / `snapshot` → `finish` (once,
+//! at end of input; may emit final results) → `close` (always, also after a failure).
+
+mod aggregate;
+mod filter;
+mod project;
+pub(crate) mod registry;
+mod sink;
+mod union;
+
+pub use aggregate::KeyedAggregate;
+pub use filter::Filter;
+pub use project::Project;
+pub use registry::{OperatorFactory, OperatorRegistry};
+pub use sink::SinkOperator;
+pub use union::Union;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::Result;
+use crate::element::{CheckpointBarrier, StreamElement, Watermark};
+use crate::ids::{CheckpointId, SubtaskIndex};
+use crate::state::{KeyGroupRange, StateSnapshot};
+
+/// What an operator learns about its place in the job when it is opened.
+#[derive(Debug, Clone)]
+pub struct OperatorContext {
+    /// The vertex name (unique within the job).
+    pub vertex: String,
+    pub subtask: SubtaskIndex,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    /// The key groups this subtask owns (keyed operators only see keys from these).
+    pub key_groups: KeyGroupRange,
+    /// One schema per input index.
+    pub input_schemas: Vec<SchemaRef>,
+    pub output_schema: SchemaRef,
+}
+
+/// Where an operator puts what it produces. The chain driver drains it into the next operator
+/// (a direct call) or into the partitioner of the chain's outgoing edges.
+#[derive(Debug, Default)]
+pub struct Output {
+    elements: Vec<StreamElement>,
+}
+
+impl Output {
+    /// Emits a batch; empty batches are dropped here so no operator sends one downstream.
+    pub fn push_batch(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.elements.push(StreamElement::Batch(batch));
+        }
+    }
+
+    pub fn push_watermark(&mut self, watermark: Watermark) {
+        self.elements.push(StreamElement::Watermark(watermark));
+    }
+
+    pub(crate) fn push_barrier(&mut self, barrier: CheckpointBarrier) {
+        self.elements.push(StreamElement::Barrier(barrier));
+    }
+
+    pub(crate) fn push_end_of_input(&mut self) {
+        self.elements.push(StreamElement::EndOfInput);
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<StreamElement> {
+        std::mem::take(&mut self.elements)
+    }
+
+    /// Returns a drained vector so its allocation is reused.
+    pub(crate) fn recycle(&mut self, mut spent: Vec<StreamElement>) {
+        if self.elements.is_empty() {
+            spent.clear();
+            self.elements = spent;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+}
+
+/// A batch-at-a-time stream operator.
+///
+/// Called only from the slot thread that owns the subtask; never concurrently. A call may not
+/// block on I/O for long: blocking work belongs on a separate runtime, reached through bounded
+/// queues. An `Err` fails the task and with it the job (or, once restarts exist, the attempt).
+pub trait Operator: Send {
+    /// Called once before any element. Operators that need state handles or the key-group
+    /// range take them from `ctx`.
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Processes one non-empty batch that arrived on input `input` (0 for single-input
+    /// operators).
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()>;
+
+    /// The combined watermark of all inputs advanced. The default forwards it.
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        out.push_watermark(watermark);
+        Ok(())
+    }
+
+    /// Takes a snapshot of the operator's state for `checkpoint`. Called after all inputs have
+    /// delivered the checkpoint's barrier and before the barrier is forwarded. Stateless
+    /// operators keep the default (an empty snapshot).
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let _ = checkpoint;
+        Ok(StateSnapshot::default())
+    }
+
+    /// All inputs have ended: emit whatever is final (aggregates of a bounded input, buffered
+    /// rows of a sink). Called once.
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
+
+    /// Releases resources. Called once, also when the job fails or is cancelled.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

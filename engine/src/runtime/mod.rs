@@ -1,0 +1,415 @@
+//! The task runtime: turns a JobGraph into running tasks on slot threads.
+//!
+//! [`LocalRuntime`] is the embedded mini-cluster: one process, N slots (one pinned thread each,
+//! default one per core), in-process channels between slots. The multi-process cluster reuses
+//! the same pieces — [`ExecutionGraph`], tasks, slots — with an [`exchange::ExchangeFactory`]
+//! that reaches other TaskManagers.
+
+pub mod exchange;
+mod execution_graph;
+mod result;
+mod slot;
+mod task;
+
+pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
+pub use result::{JobResult, VertexMetrics};
+pub use task::OperatorMetrics;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tracing::info;
+
+use crate::connector::{CollectedResults, SinkResources};
+use crate::graph::{JobGraph, OperatorSpec};
+use crate::ids::{JobId, SlotId, SubtaskIndex};
+use crate::operator::{OperatorContext, OperatorRegistry, Output};
+use crate::state::KeyGroupRange;
+use crate::{Error, Result};
+use exchange::{ChannelId, ExchangeFactory, LocalExchange, OutputPartitioner, SlotWaker};
+use slot::{JobControl, SlotReport};
+use task::{
+    ChainedOperator, GateChannel, InputGate, OutputEdge, PendingChannel, SourceInput, Task,
+    TaskInput,
+};
+
+/// Settings of the local runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Number of slots (worker threads). Default: the number of cores.
+    pub slots: usize,
+    /// Capacity of each in-process channel, in elements (batches). Default 4.
+    pub channel_capacity: usize,
+    /// Target rows per batch produced by sources. Default 8192.
+    pub batch_size: usize,
+    /// Pin each slot thread to a core. Default true.
+    pub pin_threads: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            channel_capacity: 4,
+            batch_size: 8192,
+            pin_threads: true,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn with_slots(mut self, slots: usize) -> Self {
+        self.slots = slots.max(1);
+        self
+    }
+
+    pub fn with_batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    pub fn with_channel_capacity(mut self, elements: usize) -> Self {
+        self.channel_capacity = elements.max(1);
+        self
+    }
+
+    pub fn with_pinning(mut self, pin: bool) -> Self {
+        self.pin_threads = pin;
+        self
+    }
+}
+
+/// What a job needs besides its graph: factories for custom operators and per-job sink
+/// resources (collected results).
+#[derive(Debug, Clone, Default)]
+pub struct JobEnvironment {
+    pub registry: OperatorRegistry,
+    pub collected: CollectedResults,
+}
+
+/// The embedded mini-cluster.
+#[derive(Debug, Clone, Default)]
+pub struct LocalRuntime {
+    config: RuntimeConfig,
+}
+
+/// A running job. Dropping it does not stop the job; call [`JobHandle::cancel`].
+pub struct JobHandle {
+    job_id: JobId,
+    name: String,
+    started: Instant,
+    control: Arc<JobControl>,
+    threads: Vec<JoinHandle<SlotReport>>,
+    graph: JobGraph,
+}
+
+impl LocalRuntime {
+    pub fn new(config: RuntimeConfig) -> Self {
+        LocalRuntime { config }
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Runs a bounded job to its end and returns its result, or the first failure.
+    pub fn execute(&self, graph: &JobGraph, env: &JobEnvironment) -> Result<JobResult> {
+        self.submit(graph, env)?.wait()
+    }
+
+    /// Starts a job and returns at once.
+    pub fn submit(&self, graph: &JobGraph, env: &JobEnvironment) -> Result<JobHandle> {
+        let job_id = JobId::generate();
+        let started = Instant::now();
+        let exchange = LocalExchange::new(self.config.channel_capacity);
+        let execution = ExecutionGraph::new(graph, self.config.slots as u32);
+        let slots = execution.slots as usize;
+        let wakers: Vec<SlotWaker> = (0..slots).map(|_| SlotWaker::new()).collect();
+        let resources = SinkResources {
+            collected: env.collected.clone(),
+        };
+
+        let mut per_slot: Vec<Vec<Task>> = (0..slots).map(|_| Vec::new()).collect();
+        for placement in &execution.tasks {
+            let waker = &wakers[placement.slot.0 as usize];
+            let task = build_task(
+                graph,
+                &execution,
+                placement.chain,
+                placement.subtask,
+                &self.config,
+                env,
+                &resources,
+                &exchange,
+                waker,
+            )?;
+            per_slot[placement.slot.0 as usize].push(task);
+        }
+
+        let control = Arc::new(JobControl::default());
+        for waker in &wakers {
+            control.add_waker(waker.clone());
+        }
+        let cores = if self.config.pin_threads {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        info!(job_id = %job_id, name = %graph.name, slots, tasks = execution.tasks.len(), "job started");
+        let mut threads = Vec::with_capacity(slots);
+        for (index, tasks) in per_slot.into_iter().enumerate() {
+            if tasks.is_empty() {
+                continue;
+            }
+            let control = control.clone();
+            let waker = wakers[index].clone();
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-slot-{index}"))
+                .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core))
+                .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
+            threads.push(thread);
+        }
+        Ok(JobHandle {
+            job_id,
+            name: graph.name.clone(),
+            started,
+            control,
+            threads,
+            graph: graph.clone(),
+        })
+    }
+}
+
+impl JobHandle {
+    pub fn job_id(&self) -> &JobId {
+        &self.job_id
+    }
+
+    /// Asks every task to stop; [`JobHandle::wait`] then returns [`Error::Cancelled`].
+    pub fn cancel(&self) {
+        self.control.cancel();
+    }
+
+    /// Whether every slot thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(self) -> Result<JobResult> {
+        let mut reports = Vec::new();
+        let mut panicked = false;
+        for thread in self.threads {
+            match thread.join() {
+                Ok(report) => reports.push(report),
+                Err(_) => panicked = true,
+            }
+        }
+        let wall_time = self.started.elapsed();
+        if let Some(failure) = self.control.take_failure() {
+            info!(job_id = %self.job_id, error = %failure, "job failed");
+            return Err(failure);
+        }
+        if panicked {
+            return Err(Error::Internal(
+                "a slot thread panicked outside a task".into(),
+            ));
+        }
+        if self.control.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let mut by_vertex: BTreeMap<String, OperatorMetrics> = BTreeMap::new();
+        for report in reports {
+            for (_subtask, operators) in report {
+                for (name, metrics) in operators {
+                    let total = by_vertex.entry(name).or_default();
+                    total.records_in += metrics.records_in;
+                    total.records_out += metrics.records_out;
+                    total.batches_in += metrics.batches_in;
+                    total.batches_out += metrics.batches_out;
+                    total.skipped_records += metrics.skipped_records;
+                }
+            }
+        }
+        let vertices = self
+            .graph
+            .vertices()
+            .iter()
+            .map(|v| VertexMetrics {
+                name: v.name.clone(),
+                kind: v.operator.kind_name(),
+                parallelism: v.parallelism,
+                metrics: by_vertex.get(&v.name).copied().unwrap_or_default(),
+            })
+            .collect();
+        info!(job_id = %self.job_id, wall_ms = wall_time.as_millis() as u64, "job finished");
+        Ok(JobResult {
+            job_id: self.job_id,
+            name: self.name,
+            wall_time,
+            vertices,
+        })
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, all job-wide context"
+)]
+fn build_task(
+    graph: &JobGraph,
+    execution: &ExecutionGraph,
+    chain_index: usize,
+    subtask: SubtaskIndex,
+    config: &RuntimeConfig,
+    env: &JobEnvironment,
+    resources: &SinkResources,
+    exchange: &dyn ExchangeFactory,
+    waker: &SlotWaker,
+) -> Result<Task> {
+    let chain = &execution.chains[chain_index];
+    let head = graph.vertex(chain.vertices[0]);
+    let edges = graph.edges();
+
+    // Input: a source reader, or a gate over every channel into the head.
+    let (input, operator_vertices) = match &head.operator {
+        OperatorSpec::Source { connector } => {
+            let reader = connector
+                .create_reader(subtask.0, head.parallelism, config.batch_size)
+                .map_err(|e| Error::Task {
+                    operator: head.name.clone(),
+                    subtask: subtask.0,
+                    source: Box::new(e),
+                })?;
+            let input = TaskInput::Source(SourceInput {
+                name: head.name.clone(),
+                reader,
+                metrics: OperatorMetrics::default(),
+            });
+            (input, &chain.vertices[1..])
+        }
+        _ => {
+            let mut channels = Vec::new();
+            for &edge_index in &execution.exchange_edges {
+                let edge = &edges[edge_index];
+                if edge.target != head.id {
+                    continue;
+                }
+                let upstream = graph.vertex(edge.source);
+                for from in upstream_subtasks(edge, upstream.parallelism, subtask) {
+                    let id = ChannelId {
+                        edge: edge_index as u32,
+                        from,
+                        to: subtask,
+                    };
+                    channels.push(GateChannel {
+                        channel: exchange.input(id, waker)?,
+                        input_index: edge.input_index as usize,
+                        ended: false,
+                    });
+                }
+            }
+            (
+                TaskInput::Gate(InputGate::new(channels)),
+                &chain.vertices[..],
+            )
+        }
+    };
+
+    let mut operators = Vec::with_capacity(operator_vertices.len());
+    for &id in operator_vertices {
+        let vertex = graph.vertex(id);
+        let context = OperatorContext {
+            vertex: vertex.name.clone(),
+            subtask,
+            parallelism: vertex.parallelism,
+            max_parallelism: vertex.max_parallelism,
+            key_groups: KeyGroupRange::for_subtask(
+                vertex.max_parallelism,
+                vertex.parallelism,
+                subtask.0,
+            ),
+            input_schemas: graph.input_schemas(id),
+            output_schema: vertex.output_schema.clone(),
+        };
+        let operator = env
+            .registry
+            .build(&vertex.operator, &context, resources)
+            .map_err(|e| Error::Task {
+                operator: vertex.name.clone(),
+                subtask: subtask.0,
+                source: Box::new(e),
+            })?;
+        operators.push(ChainedOperator {
+            name: vertex.name.clone(),
+            operator,
+            context,
+            metrics: OperatorMetrics::default(),
+            output: Output::default(),
+        });
+    }
+
+    // Outputs: every exchange edge leaving the chain's tail.
+    let tail = graph.vertex(*chain.vertices.last().expect("a chain has a vertex"));
+    let mut outputs = Vec::new();
+    for &edge_index in &execution.exchange_edges {
+        let edge = &edges[edge_index];
+        if edge.source != tail.id {
+            continue;
+        }
+        let target = graph.vertex(edge.target);
+        let partitioner = OutputPartitioner::try_new(
+            &edge.partitioning,
+            &tail.output_schema,
+            target.max_parallelism,
+            target.parallelism,
+            subtask.0,
+        )?;
+        let mut channels = Vec::new();
+        for to in downstream_subtasks(edge, target.parallelism, subtask) {
+            let id = ChannelId {
+                edge: edge_index as u32,
+                from: subtask,
+                to,
+            };
+            channels.push(PendingChannel::new(exchange.output(id, waker)?));
+        }
+        outputs.push(OutputEdge {
+            partitioner,
+            channels,
+        });
+    }
+
+    Ok(Task::new(
+        execution.chain_name(graph, chain_index),
+        subtask.0,
+        input,
+        operators,
+        outputs,
+    ))
+}
+
+fn upstream_subtasks(
+    edge: &crate::graph::Edge,
+    upstream_parallelism: u32,
+    subtask: SubtaskIndex,
+) -> Vec<SubtaskIndex> {
+    match edge.partitioning {
+        crate::graph::Partitioning::Forward => vec![subtask],
+        _ => (0..upstream_parallelism).map(SubtaskIndex).collect(),
+    }
+}
+
+fn downstream_subtasks(
+    edge: &crate::graph::Edge,
+    downstream_parallelism: u32,
+    subtask: SubtaskIndex,
+) -> Vec<SubtaskIndex> {
+    match edge.partitioning {
+        crate::graph::Partitioning::Forward => vec![subtask],
+        _ => (0..downstream_parallelism).map(SubtaskIndex).collect(),
+    }
+}

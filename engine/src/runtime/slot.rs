@@ -1,0 +1,149 @@
+//! A slot: one worker thread, pinned to a core, that runs all tasks placed in it.
+//!
+//! The thread visits its tasks in turn, one step each (cooperative scheduling: a step never
+//! blocks). When a full round made no progress it parks until a channel end wakes it, with a
+//! short timeout as a safety net for sources that are waiting on the clock. A panic or error in
+//! any task is reported to the job's control, which cancels every slot: a failed job stops
+//! promptly and never hangs.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::exchange::SlotWaker;
+use super::task::{OperatorMetrics, Step, Task};
+use crate::Error;
+use crate::ids::SlotId;
+
+/// How long a slot with nothing to do sleeps at most before looking again.
+const IDLE_PARK: Duration = Duration::from_millis(1);
+
+/// Shared by all slots of a job: cancellation and the first failure.
+#[derive(Debug, Default)]
+pub(crate) struct JobControl {
+    cancelled: AtomicBool,
+    failure: Mutex<Option<Error>>,
+    wakers: Mutex<Vec<SlotWaker>>,
+}
+
+impl JobControl {
+    pub fn add_waker(&self, waker: SlotWaker) {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(waker);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Stops every slot. Off the data path: called once on failure or cancellation.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        for waker in self.wakers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            waker.wake();
+        }
+    }
+
+    /// Records `error` if it is the first, then cancels the job.
+    pub fn fail(&self, error: Error) {
+        {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if failure.is_none() {
+                *failure = Some(error);
+            }
+        }
+        self.cancel();
+    }
+
+    pub fn take_failure(&self) -> Option<Error> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+/// What a slot thread hands back when it ends: every task's operator metrics and subtask.
+pub(crate) type SlotReport = Vec<(u32, Vec<(String, OperatorMetrics)>)>;
+
+pub(crate) fn run_slot(
+    slot: SlotId,
+    mut tasks: Vec<Task>,
+    control: Arc<JobControl>,
+    waker: SlotWaker,
+    core: Option<core_affinity::CoreId>,
+) -> SlotReport {
+    waker.bind_current();
+    if let Some(core) = core {
+        core_affinity::set_for_current(core);
+    }
+    debug!(slot = slot.0, tasks = tasks.len(), "slot started");
+    let mut finished = vec![false; tasks.len()];
+
+    for task in &mut tasks {
+        if let Err(error) = guarded(task, Task::open) {
+            control.fail(error);
+        }
+    }
+
+    while !control.is_cancelled() {
+        let mut progressed = false;
+        for (task, done) in tasks.iter_mut().zip(finished.iter_mut()) {
+            if *done {
+                continue;
+            }
+            match guarded(task, Task::step) {
+                Ok(Step::Progress) => progressed = true,
+                Ok(Step::Idle) => {}
+                Ok(Step::Finished) => {
+                    *done = true;
+                    progressed = true;
+                }
+                Err(error) => {
+                    control.fail(error);
+                    break;
+                }
+            }
+        }
+        if finished.iter().all(|&f| f) {
+            break;
+        }
+        if !progressed {
+            std::thread::park_timeout(IDLE_PARK);
+        }
+    }
+
+    let mut report = Vec::with_capacity(tasks.len());
+    for task in &mut tasks {
+        if let Err(error) = guarded(task, Task::close) {
+            control.fail(error);
+        }
+        report.push((task.subtask, task.metrics()));
+    }
+    debug!(slot = slot.0, "slot finished");
+    report
+}
+
+/// Runs `f` on the task, turning a panic into an error that names the operator and subtask.
+fn guarded<T>(task: &mut Task, f: impl FnOnce(&mut Task) -> crate::Result<T>) -> crate::Result<T> {
+    match catch_unwind(AssertUnwindSafe(|| f(task))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".to_string());
+            Err(Error::Panic {
+                operator: task.active_operator().to_string(),
+                subtask: task.subtask,
+                message,
+            })
+        }
+    }
+}

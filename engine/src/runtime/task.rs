@@ -1,0 +1,404 @@
+//! A task: one parallel instance of a chain, driven by its slot thread.
+//!
+//! The chain driver takes one element at a time from the task's input — a source reader, or
+//! the input gate over its channels — and pushes it through the chained operators as direct
+//! calls. Before any operator sees them, the gate takes the minimum watermark over all input
+//! channels and aligns checkpoint barriers. What the last operator emits goes to the
+//! partitioners of the chain's outgoing edges and into channels.
+//!
+//! Nothing here blocks. A full channel keeps the element in the channel's pending queue and
+//! the task stops taking input until the queue drains — that is how backpressure reaches the
+//! sources, and why at most one input element's worth of output waits per task.
+
+use std::collections::VecDeque;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::checkpoint::BarrierAligner;
+use crate::connector::{SourcePoll, SourceReader};
+use crate::element::{StreamElement, Watermark};
+use crate::operator::{Operator, OperatorContext, Output};
+use crate::runtime::exchange::{InputChannel, OutputChannel, OutputPartitioner};
+use crate::time::WatermarkTracker;
+use crate::{Error, Result};
+
+/// Per-operator counters of one subtask. Plain integers: only the slot thread writes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OperatorMetrics {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub batches_in: u64,
+    pub batches_out: u64,
+    /// Malformed input rows skipped under an opt-in skip policy (sources).
+    pub skipped_records: u64,
+}
+
+/// What one call to [`Task::step`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Work was done; call again.
+    Progress,
+    /// Nothing to do until a channel or the source has something (or makes room).
+    Idle,
+    /// The task has sent end-of-input downstream and is done.
+    Finished,
+}
+
+pub(crate) struct ChainedOperator {
+    pub name: String,
+    pub operator: Box<dyn Operator>,
+    pub context: OperatorContext,
+    pub metrics: OperatorMetrics,
+    pub output: Output,
+}
+
+pub(crate) struct SourceInput {
+    pub name: String,
+    pub reader: Box<dyn SourceReader>,
+    pub metrics: OperatorMetrics,
+}
+
+pub(crate) struct GateChannel {
+    pub channel: Box<dyn InputChannel>,
+    pub input_index: usize,
+    pub ended: bool,
+}
+
+pub(crate) struct InputGate {
+    pub channels: Vec<GateChannel>,
+    watermarks: WatermarkTracker,
+    aligner: BarrierAligner,
+    next: usize,
+    live: usize,
+}
+
+impl InputGate {
+    pub fn new(channels: Vec<GateChannel>) -> Self {
+        let n = channels.len();
+        InputGate {
+            channels,
+            watermarks: WatermarkTracker::new(n),
+            aligner: BarrierAligner::new(n),
+            next: 0,
+            live: n,
+        }
+    }
+}
+
+pub(crate) enum TaskInput {
+    Source(SourceInput),
+    Gate(InputGate),
+}
+
+pub(crate) struct OutputEdge {
+    pub partitioner: OutputPartitioner,
+    pub channels: Vec<PendingChannel>,
+}
+
+pub(crate) struct PendingChannel {
+    pub channel: Box<dyn OutputChannel>,
+    pub pending: VecDeque<StreamElement>,
+}
+
+impl PendingChannel {
+    pub fn new(channel: Box<dyn OutputChannel>) -> Self {
+        PendingChannel {
+            channel,
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn send(&mut self, element: StreamElement) -> Result<()> {
+        if self.pending.is_empty() {
+            if let Some(rejected) = self.channel.try_send(element)? {
+                self.pending.push_back(rejected);
+            }
+        } else {
+            self.pending.push_back(element);
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending; returns how many elements went out.
+    fn flush(&mut self) -> Result<usize> {
+        let mut sent = 0;
+        while let Some(element) = self.pending.pop_front() {
+            if let Some(rejected) = self.channel.try_send(element)? {
+                self.pending.push_front(rejected);
+                break;
+            }
+            sent += 1;
+        }
+        Ok(sent)
+    }
+}
+
+pub(crate) struct Task {
+    /// "vertex -> vertex" for logs.
+    pub name: String,
+    pub subtask: u32,
+    pub input: TaskInput,
+    pub operators: Vec<ChainedOperator>,
+    pub outputs: Vec<OutputEdge>,
+    /// The operator currently being called, for naming it when it panics.
+    pub active: usize,
+    input_done: bool,
+    scratch: Vec<(usize, RecordBatch)>,
+}
+
+impl Task {
+    pub fn new(
+        name: String,
+        subtask: u32,
+        input: TaskInput,
+        operators: Vec<ChainedOperator>,
+        outputs: Vec<OutputEdge>,
+    ) -> Self {
+        Task {
+            name,
+            subtask,
+            input,
+            operators,
+            outputs,
+            active: 0,
+            input_done: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The name of the operator that was running (for panics), or the source's.
+    pub fn active_operator(&self) -> &str {
+        match (&self.input, self.operators.get(self.active)) {
+            (_, Some(op)) => &op.name,
+            (TaskInput::Source(source), None) => &source.name,
+            (TaskInput::Gate(_), None) => &self.name,
+        }
+    }
+
+    pub fn open(&mut self) -> Result<()> {
+        for (index, op) in self.operators.iter_mut().enumerate() {
+            self.active = index;
+            op.operator.open(&op.context).map_err(|e| Error::Task {
+                operator: op.name.clone(),
+                subtask: self.subtask,
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Closes every operator; the first error is returned after all were closed.
+    pub fn close(&mut self) -> Result<()> {
+        let mut first = None;
+        for op in &mut self.operators {
+            if let Err(e) = op.operator.close()
+                && first.is_none()
+            {
+                first = Some(Error::Task {
+                    operator: op.name.clone(),
+                    subtask: self.subtask,
+                    source: Box::new(e),
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn has_pending(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|edge| edge.channels.iter().any(|c| !c.pending.is_empty()))
+    }
+
+    /// Does one unit of work: flush pending output, or take one input element through the chain.
+    pub fn step(&mut self) -> Result<Step> {
+        if self.has_pending() {
+            let mut sent = 0;
+            for edge in &mut self.outputs {
+                for channel in &mut edge.channels {
+                    sent += channel.flush()?;
+                }
+            }
+            if self.has_pending() {
+                return Ok(if sent > 0 { Step::Progress } else { Step::Idle });
+            }
+        }
+        if self.input_done {
+            return Ok(Step::Finished);
+        }
+        let delivered = match &mut self.input {
+            TaskInput::Source(source) => match source.reader.poll_next()? {
+                SourcePoll::Batch(batch) => {
+                    source.metrics.records_out += batch.num_rows() as u64;
+                    source.metrics.batches_out += 1;
+                    vec![StreamElement::Batch(batch)]
+                }
+                SourcePoll::Pending | SourcePoll::Idle => return Ok(Step::Idle),
+                SourcePoll::Exhausted => {
+                    source.metrics.skipped_records = source.reader.skipped_records();
+                    self.input_done = true;
+                    // End of bounded input: every window may fire.
+                    vec![
+                        StreamElement::Watermark(Watermark::MAX),
+                        StreamElement::EndOfInput,
+                    ]
+                }
+            },
+            TaskInput::Gate(gate) => match next_from_gate(gate)? {
+                Some((input, elements)) => {
+                    if elements
+                        .iter()
+                        .any(|e| matches!(e, StreamElement::EndOfInput))
+                    {
+                        self.input_done = true;
+                    }
+                    for element in elements {
+                        self.push(0, input, element)?;
+                    }
+                    return Ok(Step::Progress);
+                }
+                None => return Ok(Step::Idle),
+            },
+        };
+        for element in delivered {
+            self.push(0, 0, element)?;
+        }
+        Ok(Step::Progress)
+    }
+
+    /// Pushes `element` into operator `level` of the chain (or to the outputs past the end).
+    fn push(&mut self, level: usize, input: usize, element: StreamElement) -> Result<()> {
+        if level == self.operators.len() {
+            return self.emit(element);
+        }
+        self.active = level;
+        let subtask = self.subtask;
+        let op = &mut self.operators[level];
+        let mut out = std::mem::take(&mut op.output);
+        let result = match element {
+            StreamElement::Batch(batch) => {
+                op.metrics.records_in += batch.num_rows() as u64;
+                op.metrics.batches_in += 1;
+                op.operator.process_batch(input, batch, &mut out)
+            }
+            StreamElement::Watermark(watermark) => {
+                op.operator.process_watermark(watermark, &mut out)
+            }
+            StreamElement::Barrier(barrier) => op.operator.snapshot(barrier.id).map(|_snapshot| {
+                // The snapshot is handed to the checkpoint storage once it exists; the barrier
+                // moves on either way so downstream operators snapshot the same cut.
+                out.push_barrier(barrier);
+            }),
+            StreamElement::EndOfInput => op
+                .operator
+                .finish(&mut out)
+                .map(|()| out.push_end_of_input()),
+        };
+        result.map_err(|e| Error::Task {
+            operator: op.name.clone(),
+            subtask,
+            source: Box::new(e),
+        })?;
+        let mut elements = out.take();
+        for produced in &elements {
+            if let StreamElement::Batch(batch) = produced {
+                op.metrics.records_out += batch.num_rows() as u64;
+                op.metrics.batches_out += 1;
+            }
+        }
+        self.operators[level].output = out;
+        for produced in elements.drain(..) {
+            self.push(level + 1, 0, produced)?;
+        }
+        self.operators[level].output.recycle(elements);
+        Ok(())
+    }
+
+    /// Sends a chain output to every outgoing edge.
+    fn emit(&mut self, element: StreamElement) -> Result<()> {
+        match element {
+            StreamElement::Batch(batch) => {
+                for edge in &mut self.outputs {
+                    let channels = edge.channels.len();
+                    edge.partitioner
+                        .partition(&batch, channels, &mut self.scratch)?;
+                    for (channel, piece) in self.scratch.drain(..) {
+                        edge.channels[channel].send(StreamElement::Batch(piece))?;
+                    }
+                }
+            }
+            control @ (StreamElement::Watermark(_)
+            | StreamElement::Barrier(_)
+            | StreamElement::EndOfInput) => {
+                for edge in &mut self.outputs {
+                    for channel in &mut edge.channels {
+                        channel.send(control.clone())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-operator metrics of this task, source first.
+    pub fn metrics(&self) -> Vec<(String, OperatorMetrics)> {
+        let mut all = Vec::with_capacity(self.operators.len() + 1);
+        if let TaskInput::Source(source) = &self.input {
+            all.push((source.name.clone(), source.metrics));
+        }
+        all.extend(
+            self.operators
+                .iter()
+                .map(|op| (op.name.clone(), op.metrics)),
+        );
+        all
+    }
+}
+
+/// Takes the next element from the gate, round-robin over channels that are neither ended nor
+/// blocked by barrier alignment. Returns the input index and what the chain should see (a data
+/// batch, or the combined watermark / aligned barrier / end-of-input it resulted in).
+fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamElement>)>> {
+    let n = gate.channels.len();
+    for offset in 0..n {
+        let index = (gate.next + offset) % n;
+        let channel = &mut gate.channels[index];
+        if channel.ended || gate.aligner.is_blocked(index) {
+            continue;
+        }
+        let Some(element) = channel.channel.try_recv()? else {
+            continue;
+        };
+        gate.next = (index + 1) % n;
+        let input = channel.input_index;
+        let mut out = Vec::with_capacity(1);
+        match element {
+            StreamElement::Batch(batch) => out.push(StreamElement::Batch(batch)),
+            StreamElement::Watermark(watermark) => {
+                if let Some(combined) = gate.watermarks.update(index, watermark) {
+                    out.push(StreamElement::Watermark(combined));
+                }
+            }
+            StreamElement::Barrier(barrier) => {
+                if let Some(aligned) = gate.aligner.on_barrier(index, barrier) {
+                    out.push(StreamElement::Barrier(aligned));
+                }
+            }
+            StreamElement::EndOfInput => {
+                channel.ended = true;
+                gate.live -= 1;
+                if let Some(combined) = gate.watermarks.end(index) {
+                    out.push(StreamElement::Watermark(combined));
+                }
+                if let Some(aligned) = gate.aligner.on_end(index) {
+                    out.push(StreamElement::Barrier(aligned));
+                }
+                if gate.live == 0 {
+                    out.push(StreamElement::EndOfInput);
+                }
+            }
+        }
+        return Ok(Some((input, out)));
+    }
+    Ok(None)
+}

@@ -1,0 +1,30 @@
+//! The in-memory form of an operator's snapshot, before it is written to files.
+//!
+//! Tabular state (aggregation tables, window contents, timers) is handed over as Arrow batches
+//! so the checkpoint writer can store it as Parquet or Arrow IPC without a conversion. Keyed
+//! tables carry a key-group column so a restore can pick the key groups a subtask owns.
+
+use arrow::record_batch::RecordBatch;
+
+use super::KeyGroupRange;
+
+/// One named table of an operator's state.
+#[derive(Debug, Clone)]
+pub struct SnapshotTable {
+    pub name: String,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Everything an operator needs to resume where it was.
+#[derive(Debug, Clone, Default)]
+pub struct StateSnapshot {
+    /// The key groups covered, for keyed operators.
+    pub key_groups: Option<KeyGroupRange>,
+    pub tables: Vec<SnapshotTable>,
+}
+
+impl StateSnapshot {
+    pub fn is_empty(&self) -> bool {
+        self.tables.iter().all(|t| t.batches.is_empty())
+    }
+}

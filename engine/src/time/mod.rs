@@ -1,0 +1,5 @@
+//! Event time: watermark tracking across input channels.
+
+mod watermark;
+
+pub use watermark::WatermarkTracker;
