@@ -1,1 +1,484 @@
-//! The DataStream API.
+//! The DataStream API: build a JobGraph fluently in Rust.
+//!
+//! ```
+//! use sluice_engine::api::StreamEnvironment;
+//! use sluice_engine::graph::AggregateFunction;
+//! # use std::sync::Arc;
+//! # use arrow::array::{Int64Array, RecordBatch};
+//! # use arrow::datatypes::{DataType, Field, Schema};
+//! # let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+//! # let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2, 1]))]).unwrap();
+//! let env = StreamEnvironment::new("example").with_parallelism(2);
+//! env.from_batches("numbers", schema, vec![batch])?
+//!     .key_by(["k"])
+//!     .count("n")?
+//!     .collect("out")?;
+//! let result = env.execute_local()?;
+//! assert_eq!(result.collected.batches("out").iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+//! # Ok::<(), sluice_engine::Error>(())
+//! ```
+//!
+//! Every call validates what it can at once (unknown columns, type errors) and names the
+//! vertex; [`StreamEnvironment::build`] validates the whole graph again. Operators run with
+//! the environment's parallelism unless [`DataStream::parallelism`] sets another; edges between
+//! equal parallelism are forward (and chained), others rebalance, as in Flink.
+
+mod batch_fn;
+
+pub use batch_fn::BatchFn;
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+use crate::connector::{CollectedResults, MemorySource, SinkSpec, SourceSpec};
+use crate::expr::Expr;
+use crate::graph::{
+    AggregateCall, AggregateFunction, DEFAULT_MAX_PARALLELISM, Edge, EmitMode, JobGraph,
+    KeyedAggregateSpec, OperatorSpec, Partitioning, Vertex,
+};
+use crate::ids::VertexId;
+use crate::operator::OperatorRegistry;
+use crate::runtime::{JobEnvironment, JobResult, LocalRuntime, RuntimeConfig};
+use crate::{Error, Result};
+
+#[derive(Default)]
+struct Builder {
+    vertices: Vec<Vertex>,
+    edges: Vec<Edge>,
+    names: HashSet<String>,
+    registry: OperatorRegistry,
+}
+
+/// Where a job is assembled. Cheap to clone; clones share the graph under construction.
+#[derive(Clone)]
+pub struct StreamEnvironment {
+    name: String,
+    parallelism: u32,
+    max_parallelism: u32,
+    builder: Rc<RefCell<Builder>>,
+}
+
+/// The output of one operator, to which further operators attach.
+#[derive(Clone)]
+pub struct DataStream {
+    env: StreamEnvironment,
+    vertex: VertexId,
+}
+
+/// A stream partitioned by key columns: what keyed operators consume.
+#[derive(Clone)]
+pub struct KeyedStream {
+    stream: DataStream,
+    keys: Vec<String>,
+}
+
+/// A finished job run on the local runtime, with what its collecting sinks gathered.
+#[derive(Debug)]
+pub struct LocalJobOutput {
+    pub result: JobResult,
+    pub collected: CollectedResults,
+}
+
+impl StreamEnvironment {
+    pub fn new(name: impl Into<String>) -> Self {
+        StreamEnvironment {
+            name: name.into(),
+            parallelism: 1,
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            builder: Rc::default(),
+        }
+    }
+
+    /// The default parallelism of every operator.
+    pub fn with_parallelism(mut self, parallelism: u32) -> Self {
+        self.parallelism = parallelism.max(1);
+        self
+    }
+
+    /// The number of key groups (upper bound of parallelism for keyed operators).
+    pub fn with_max_parallelism(mut self, max_parallelism: u32) -> Self {
+        self.max_parallelism = max_parallelism.max(1);
+        self
+    }
+
+    pub fn parallelism(&self) -> u32 {
+        self.parallelism
+    }
+
+    /// Adds a source.
+    pub fn source(&self, name: &str, spec: SourceSpec) -> Result<DataStream> {
+        let schema = spec.schema()?;
+        let vertex = self.add_vertex(
+            name,
+            OperatorSpec::Source { connector: spec },
+            schema,
+            self.parallelism,
+            &[],
+        )?;
+        Ok(self.stream(vertex))
+    }
+
+    /// A bounded source over batches in memory (spread over the source's subtasks).
+    pub fn from_batches(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<DataStream> {
+        self.source(
+            name,
+            SourceSpec::Memory(MemorySource::new(schema, batches)?),
+        )
+    }
+
+    /// Reads the lines of a text file, or of every file in a directory (one `line` column).
+    pub fn read_text_file(&self, path: &str) -> Result<DataStream> {
+        self.source(
+            "TextFile",
+            SourceSpec::TextFile(crate::connector::TextFileSource::new(path)),
+        )
+    }
+
+    /// Validates the graph and returns it with the factories of its custom operators.
+    pub fn build(&self) -> Result<(JobGraph, OperatorRegistry)> {
+        let builder = self.builder.borrow();
+        let graph = JobGraph::new(&self.name, builder.vertices.clone(), builder.edges.clone())?;
+        Ok((graph, builder.registry.clone()))
+    }
+
+    /// Builds the graph and runs it to completion on a local runtime with one slot per core.
+    pub fn execute_local(&self) -> Result<LocalJobOutput> {
+        self.execute_on(&LocalRuntime::new(RuntimeConfig::default()))
+    }
+
+    /// Builds the graph and runs it to completion on `runtime`.
+    pub fn execute_on(&self, runtime: &LocalRuntime) -> Result<LocalJobOutput> {
+        let (graph, registry) = self.build()?;
+        let env = JobEnvironment {
+            registry,
+            collected: CollectedResults::default(),
+        };
+        let result = runtime.execute(&graph, &env)?;
+        Ok(LocalJobOutput {
+            result,
+            collected: env.collected,
+        })
+    }
+
+    fn stream(&self, vertex: VertexId) -> DataStream {
+        DataStream {
+            env: self.clone(),
+            vertex,
+        }
+    }
+
+    fn unique_name(builder: &Builder, base: &str) -> String {
+        if !builder.names.contains(base) {
+            return base.to_string();
+        }
+        (2..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|candidate| !builder.names.contains(candidate))
+            .expect("an unused name exists")
+    }
+
+    /// Adds a vertex fed by `inputs` (upstream vertex, input index, partitioning or `None`
+    /// for the default: forward at equal parallelism, else rebalance).
+    fn add_vertex(
+        &self,
+        name: &str,
+        operator: OperatorSpec,
+        output_schema: SchemaRef,
+        parallelism: u32,
+        inputs: &[(VertexId, u32, Option<Partitioning>)],
+    ) -> Result<VertexId> {
+        let mut builder = self.builder.borrow_mut();
+        let name = Self::unique_name(&builder, name);
+        let id = VertexId(builder.vertices.len() as u32);
+        for &(source, input_index, ref partitioning) in inputs {
+            let upstream = &builder.vertices[source.0 as usize];
+            let partitioning =
+                partitioning
+                    .clone()
+                    .unwrap_or(if upstream.parallelism == parallelism {
+                        Partitioning::Forward
+                    } else {
+                        Partitioning::Rebalance
+                    });
+            builder.edges.push(Edge {
+                source,
+                target: id,
+                input_index,
+                partitioning,
+            });
+        }
+        let max_parallelism = self.max_parallelism.max(parallelism);
+        builder.names.insert(name.clone());
+        builder.vertices.push(Vertex {
+            id,
+            name,
+            operator,
+            output_schema,
+            parallelism,
+            max_parallelism,
+        });
+        Ok(id)
+    }
+}
+
+impl DataStream {
+    /// The schema of this stream's rows.
+    pub fn schema(&self) -> SchemaRef {
+        self.env.builder.borrow().vertices[self.vertex.0 as usize]
+            .output_schema
+            .clone()
+    }
+
+    pub fn vertex_name(&self) -> String {
+        self.env.builder.borrow().vertices[self.vertex.0 as usize]
+            .name
+            .clone()
+    }
+
+    /// Sets the parallelism of the operator that produces this stream.
+    pub fn parallelism(self, parallelism: u32) -> Result<Self> {
+        let parallelism = parallelism.max(1);
+        let mut builder = self.env.builder.borrow_mut();
+        let Builder {
+            vertices, edges, ..
+        } = &mut *builder;
+        let vertex = &mut vertices[self.vertex.0 as usize];
+        vertex.parallelism = parallelism;
+        vertex.max_parallelism = vertex.max_parallelism.max(parallelism);
+        for edge in edges.iter_mut().filter(|e| e.target == self.vertex) {
+            if edge.partitioning == Partitioning::Forward
+                && vertices[edge.source.0 as usize].parallelism != parallelism
+            {
+                edge.partitioning = Partitioning::Rebalance;
+            }
+        }
+        drop(builder);
+        Ok(self)
+    }
+
+    /// Renames the operator that produces this stream.
+    pub fn name(self, name: &str) -> Result<Self> {
+        let mut builder = self.env.builder.borrow_mut();
+        if builder.names.contains(name) {
+            return Err(Error::plan(name, "another operator already has this name"));
+        }
+        let old = std::mem::replace(
+            &mut builder.vertices[self.vertex.0 as usize].name,
+            name.to_string(),
+        );
+        builder.names.remove(&old);
+        builder.names.insert(name.to_string());
+        drop(builder);
+        Ok(self)
+    }
+
+    fn then(&self, name: &str, operator: OperatorSpec, schema: SchemaRef) -> Result<DataStream> {
+        let id = self.env.add_vertex(
+            name,
+            operator,
+            schema,
+            self.env.parallelism,
+            &[(self.vertex, 0, None)],
+        )?;
+        Ok(self.env.stream(id))
+    }
+
+    /// Keeps rows where `predicate` is TRUE.
+    pub fn filter(&self, predicate: Expr) -> Result<DataStream> {
+        let operator = OperatorSpec::Filter { predicate };
+        let schema = self.derive("Filter", &operator)?;
+        self.then("Filter", operator, schema)
+    }
+
+    /// Computes named columns from expressions.
+    pub fn project<S: Into<String>>(
+        &self,
+        columns: impl IntoIterator<Item = (S, Expr)>,
+    ) -> Result<DataStream> {
+        let operator = OperatorSpec::Project {
+            columns: columns.into_iter().map(|(n, e)| (n.into(), e)).collect(),
+        };
+        let schema = self.derive("Project", &operator)?;
+        self.then("Project", operator, schema)
+    }
+
+    /// Keeps the named columns, in this order.
+    pub fn select(&self, columns: &[&str]) -> Result<DataStream> {
+        self.project(columns.iter().map(|&c| (c, crate::expr::col(c))))
+    }
+
+    /// Applies `function` to every batch. `schema` is the schema of what it returns; the
+    /// function runs on slot threads, once per batch.
+    pub fn map_batches<F>(&self, name: &str, schema: SchemaRef, function: F) -> Result<DataStream>
+    where
+        F: Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+    {
+        let function: Arc<dyn Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync> =
+            Arc::new(function);
+        let id = self.env.add_vertex(
+            name,
+            OperatorSpec::Custom {
+                name: String::new(),
+            },
+            schema,
+            self.env.parallelism,
+            &[(self.vertex, 0, None)],
+        )?;
+        let mut builder = self.env.builder.borrow_mut();
+        let vertex_name = builder.vertices[id.0 as usize].name.clone();
+        builder.vertices[id.0 as usize].operator = OperatorSpec::Custom {
+            name: vertex_name.clone(),
+        };
+        builder.registry.register(
+            vertex_name,
+            Arc::new(move |_ctx: &crate::operator::OperatorContext| {
+                Ok(Box::new(BatchFn::new(function.clone())) as Box<dyn crate::operator::Operator>)
+            }),
+        );
+        drop(builder);
+        Ok(self.env.stream(id))
+    }
+
+    /// Merges this stream with others of the same schema.
+    pub fn union(&self, others: &[&DataStream]) -> Result<DataStream> {
+        let mut inputs = vec![(self.vertex, 0, None)];
+        inputs.extend(others.iter().map(|o| (o.vertex, 0, None)));
+        let schema = self.schema();
+        let id = self.env.add_vertex(
+            "Union",
+            OperatorSpec::Union,
+            schema,
+            self.env.parallelism,
+            &inputs,
+        )?;
+        Ok(self.env.stream(id))
+    }
+
+    /// Partitions by the hash of `keys` (through key groups).
+    pub fn key_by<S: Into<String>>(&self, keys: impl IntoIterator<Item = S>) -> KeyedStream {
+        KeyedStream {
+            stream: self.clone(),
+            keys: keys.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Redistributes batches round-robin to the next operator.
+    pub fn rebalance(&self) -> Result<DataStream> {
+        self.pass_through("Rebalance", Partitioning::Rebalance)
+    }
+
+    fn pass_through(&self, name: &str, partitioning: Partitioning) -> Result<DataStream> {
+        let schema = self.schema();
+        let id = self.env.add_vertex(
+            name,
+            OperatorSpec::Union,
+            schema,
+            self.env.parallelism,
+            &[(self.vertex, 0, Some(partitioning))],
+        )?;
+        Ok(self.env.stream(id))
+    }
+
+    /// Writes to a sink.
+    pub fn sink(&self, name: &str, spec: SinkSpec) -> Result<()> {
+        let schema = self.schema();
+        self.env.add_vertex(
+            name,
+            OperatorSpec::Sink { connector: spec },
+            schema,
+            self.env.parallelism,
+            &[(self.vertex, 0, None)],
+        )?;
+        Ok(())
+    }
+
+    /// Keeps the output in memory under `name` ([`LocalJobOutput::collected`]).
+    pub fn collect(&self, name: &str) -> Result<()> {
+        self.sink(
+            name,
+            SinkSpec::Collect {
+                name: name.to_string(),
+            },
+        )
+    }
+
+    /// Prints every row (Flink's `print` sink).
+    pub fn print(&self) -> Result<()> {
+        self.sink(
+            "Print",
+            SinkSpec::Print {
+                identifier: None,
+                standard_error: false,
+            },
+        )
+    }
+
+    fn derive(&self, name: &str, operator: &OperatorSpec) -> Result<SchemaRef> {
+        let input = self.schema();
+        operator
+            .output_schema(&[input])
+            .map_err(|e| match e {
+                Error::Expression { message } => Error::plan(name, message),
+                other => other,
+            })?
+            .ok_or_else(|| Error::Internal(format!("{name} has no derived schema")))
+    }
+}
+
+impl KeyedStream {
+    /// Aggregates per key. `Final` emits at end of input; `Changelog` emits updates per batch.
+    pub fn aggregate(&self, aggregates: Vec<AggregateCall>, emit: EmitMode) -> Result<DataStream> {
+        let spec = KeyedAggregateSpec {
+            keys: self.keys.clone(),
+            aggregates,
+            emit,
+        };
+        let input = self.stream.schema();
+        let schema = spec.output_schema(&input).map_err(|e| match e {
+            Error::Expression { message } => Error::plan("KeyedAggregate", message),
+            other => other,
+        })?;
+        let env = &self.stream.env;
+        let id = env.add_vertex(
+            "KeyedAggregate",
+            OperatorSpec::KeyedAggregate(spec),
+            schema,
+            env.parallelism,
+            &[(
+                self.stream.vertex,
+                0,
+                Some(Partitioning::Hash {
+                    keys: self.keys.clone(),
+                }),
+            )],
+        )?;
+        Ok(env.stream(id))
+    }
+
+    /// `COUNT(*)` per key as column `output`, final at end of input.
+    pub fn count(&self, output: &str) -> Result<DataStream> {
+        self.aggregate(
+            vec![AggregateCall {
+                function: AggregateFunction::Count,
+                input: None,
+                output: output.to_string(),
+            }],
+            EmitMode::Final,
+        )
+    }
+}
+
+/// A one-column Utf8 schema, handy for text pipelines.
+pub fn utf8_schema(column: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
+}

@@ -7,6 +7,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{SourcePoll, SourceReader};
@@ -91,13 +92,37 @@ impl Serialize for MemorySource {
         }
         writer.finish().map_err(serde::ser::Error::custom)?;
         drop(writer);
-        serializer.serialize_bytes(&bytes)
+        let mut hex = String::with_capacity(bytes.len() * 2);
+        for byte in bytes {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{byte:02x}");
+        }
+        let mut state = serializer.serialize_struct("MemorySource", 1)?;
+        state.serialize_field("ipc_stream_hex", &hex)?;
+        state.end()
     }
 }
 
 impl<'de> Deserialize<'de> for MemorySource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let bytes: Vec<u8> = Deserialize::deserialize(deserializer)?;
+        #[derive(Deserialize)]
+        struct Raw {
+            ipc_stream_hex: String,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let hex = raw.ipc_stream_hex.as_bytes();
+        if hex.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("odd length of ipc_stream_hex"));
+        }
+        let bytes = hex
+            .chunks(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|s| u8::from_str_radix(s, 16).ok())
+                    .ok_or_else(|| serde::de::Error::custom("ipc_stream_hex is not hex"))
+            })
+            .collect::<Result<Vec<u8>, D::Error>>()?;
         let reader =
             StreamReader::try_new(bytes.as_slice(), None).map_err(serde::de::Error::custom)?;
         let schema = reader.schema();

@@ -16,11 +16,13 @@ mod collect;
 pub mod filesystem;
 mod memory;
 mod print;
+mod text;
 
 pub use collect::CollectedResults;
 pub use filesystem::{FileFormat, FileSinkSpec, FileSourceSpec};
 pub use memory::MemorySource;
 pub use print::PrintSink;
+pub use text::{LINE_COLUMN, TextFileSource};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -103,6 +105,8 @@ pub enum SourceSpec {
     Filesystem(FileSourceSpec),
     /// Batches held in the graph itself (tests, small lookup data).
     Memory(MemorySource),
+    /// Lines of text files, one `line` column.
+    TextFile(TextFileSource),
 }
 
 impl SourceSpec {
@@ -111,6 +115,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Filesystem(spec) => Ok(spec.schema.clone()),
             SourceSpec::Memory(spec) => Ok(spec.schema()),
+            SourceSpec::TextFile(spec) => Ok(spec.schema()),
         }
     }
 
@@ -124,6 +129,9 @@ impl SourceSpec {
         match self {
             SourceSpec::Filesystem(spec) => spec.create_reader(subtask, parallelism, batch_size),
             SourceSpec::Memory(spec) => Ok(Box::new(spec.reader(subtask, parallelism))),
+            SourceSpec::TextFile(spec) => {
+                Ok(Box::new(spec.reader(subtask, parallelism, batch_size)?))
+            }
         }
     }
 
@@ -131,6 +139,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Filesystem(_) => "filesystem",
             SourceSpec::Memory(_) => "memory",
+            SourceSpec::TextFile(_) => "text-file",
         }
     }
 }

@@ -111,8 +111,10 @@ impl JobGraph {
         validate::topological_order(self).expect("a validated graph has no cycles")
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a job graph always serialises")
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|e| {
+            Error::Internal(format!("job graph '{}' does not serialise: {e}", self.name))
+        })
     }
 
     /// Parses and validates a graph sent by a client.
