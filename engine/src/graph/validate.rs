@@ -201,3 +201,178 @@ pub(super) fn topological_order(graph: &JobGraph) -> Result<Vec<VertexId>> {
     }
     Ok(order)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+    use super::super::{
+        AggregateCall, AggregateFunction, Edge, EmitMode, JobGraph, KeyedAggregateSpec,
+        OperatorSpec, Partitioning, Vertex,
+    };
+    use crate::connector::{MemorySource, SinkSpec, SourceSpec};
+    use crate::ids::VertexId;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("auction", DataType::Int64, false),
+            Field::new("price", DataType::Int64, false),
+        ]))
+    }
+
+    fn vertex(
+        id: u32,
+        name: &str,
+        operator: OperatorSpec,
+        schema: SchemaRef,
+        parallelism: u32,
+    ) -> Vertex {
+        Vertex {
+            id: VertexId(id),
+            name: name.into(),
+            operator,
+            output_schema: schema,
+            parallelism,
+            max_parallelism: 128,
+        }
+    }
+
+    fn source(id: u32, parallelism: u32) -> Vertex {
+        let spec = SourceSpec::Memory(MemorySource::new(schema(), vec![]).unwrap());
+        vertex(
+            id,
+            "bids",
+            OperatorSpec::Source { connector: spec },
+            schema(),
+            parallelism,
+        )
+    }
+
+    fn sink(id: u32, parallelism: u32) -> Vertex {
+        let spec = SinkSpec::Blackhole;
+        vertex(
+            id,
+            "sink",
+            OperatorSpec::Sink { connector: spec },
+            schema(),
+            parallelism,
+        )
+    }
+
+    fn edge(source: u32, target: u32, partitioning: Partitioning) -> Edge {
+        Edge {
+            source: VertexId(source),
+            target: VertexId(target),
+            input_index: 0,
+            partitioning,
+        }
+    }
+
+    fn error_of(vertices: Vec<Vertex>, edges: Vec<Edge>) -> String {
+        JobGraph::new("test", vertices, edges)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_valid_graph_builds_and_round_trips() {
+        let graph = JobGraph::new(
+            "ok",
+            vec![source(0, 2), sink(1, 2)],
+            vec![edge(0, 1, Partitioning::Forward)],
+        )
+        .unwrap();
+        let back = JobGraph::from_json(&graph.to_json().unwrap()).unwrap();
+        assert_eq!(back.vertices().len(), 2);
+        assert_eq!(back.edges(), graph.edges());
+    }
+
+    #[test]
+    fn forward_between_unequal_parallelism_names_both_vertices() {
+        let message = error_of(
+            vec![source(0, 2), sink(1, 3)],
+            vec![edge(0, 1, Partitioning::Forward)],
+        );
+        assert!(message.contains("vertex 'sink'"), "{message}");
+        assert!(message.contains("'bids' (parallelism 2)"), "{message}");
+    }
+
+    #[test]
+    fn unknown_hash_key_names_the_column() {
+        let message = error_of(
+            vec![source(0, 1), sink(1, 2)],
+            vec![edge(0, 1, Partitioning::hash(["bidder"]))],
+        );
+        assert!(message.contains("hash key column 'bidder'"), "{message}");
+        assert!(message.contains("auction, price"), "{message}");
+    }
+
+    #[test]
+    fn cycles_are_rejected() {
+        let union = |id| vertex(id, &format!("u{id}"), OperatorSpec::Union, schema(), 1);
+        let message = error_of(
+            vec![source(0, 1), union(1), union(2)],
+            vec![
+                edge(0, 1, Partitioning::Forward),
+                edge(1, 2, Partitioning::Forward),
+                edge(2, 1, Partitioning::Forward),
+            ],
+        );
+        assert!(message.contains("cycle"), "{message}");
+    }
+
+    #[test]
+    fn declared_schema_must_match_the_operator() {
+        let spec = KeyedAggregateSpec {
+            keys: vec!["auction".into()],
+            aggregates: vec![AggregateCall {
+                function: AggregateFunction::Sum,
+                input: Some("price".into()),
+                output: "total".into(),
+            }],
+            emit: EmitMode::Final,
+        };
+        let message = error_of(
+            vec![
+                source(0, 1),
+                vertex(1, "agg", OperatorSpec::KeyedAggregate(spec), schema(), 1),
+            ],
+            vec![edge(0, 1, Partitioning::hash(["auction"]))],
+        );
+        assert!(message.contains("vertex 'agg'"), "{message}");
+        assert!(message.contains("total Int64"), "{message}");
+    }
+
+    #[test]
+    fn aggregate_over_unknown_column_names_it() {
+        let spec = KeyedAggregateSpec {
+            keys: vec!["auction".into()],
+            aggregates: vec![AggregateCall {
+                function: AggregateFunction::Max,
+                input: Some("pricee".into()),
+                output: "m".into(),
+            }],
+            emit: EmitMode::Final,
+        };
+        let message = error_of(
+            vec![
+                source(0, 1),
+                vertex(1, "agg", OperatorSpec::KeyedAggregate(spec), schema(), 1),
+            ],
+            vec![edge(0, 1, Partitioning::hash(["auction"]))],
+        );
+        assert!(message.contains("unknown column 'pricee'"), "{message}");
+        assert!(message.contains("vertex 'agg'"), "{message}");
+    }
+
+    #[test]
+    fn sinks_need_exactly_one_input() {
+        let message = error_of(vec![source(0, 1), sink(1, 1)], vec![]);
+        assert!(
+            message.contains("takes 1 input(s), but 0 are connected"),
+            "{message}"
+        );
+    }
+}
