@@ -1,1 +1,152 @@
-fn main() {}
+//! The `sluice` executable.
+//!
+//! ```text
+//! sluice nexmark --query q1 --events 10000000 [--parallelism P] [--slots S]   # embedded local mode
+//! sluice run GRAPH.json [--slots S]                                        # a JobGraph from JSON
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sluice_coordinator::local::{LocalOptions, run_job};
+use sluice_datasets::nexmark::NexmarkConfig;
+use sluice_engine::api::StreamEnvironment;
+use sluice_engine::api::nexmark::{NexmarkQuery, add_query};
+use sluice_engine::connector::SinkSpec;
+use sluice_engine::graph::JobGraph;
+use sluice_engine::runtime::JobEnvironment;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Stateful computations over data streams, on Apache Arrow")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct LocalArgs {
+    /// Slots of the embedded TaskManager (worker threads); default: one per core.
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Rows per batch produced by sources.
+    #[arg(long)]
+    batch_size: Option<usize>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SinkChoice {
+    Blackhole,
+    Print,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a Nexmark query over the generator on the embedded local mode.
+    Nexmark {
+        /// q0 (pass-through), q1 (currency conversion), q2 (selection) or count (bids per auction).
+        #[arg(long, default_value = "q1")]
+        query: String,
+        /// Number of generated events (bids are 92 % of them).
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Parallelism of every operator.
+        #[arg(long, default_value_t = 1)]
+        parallelism: u32,
+        /// Generator seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where the results go.
+        #[arg(long, value_enum, default_value = "blackhole")]
+        sink: SinkChoice,
+        /// Print the JobGraph as JSON instead of running it.
+        #[arg(long)]
+        print_graph: bool,
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+    /// Runs a JobGraph read from a JSON file on the embedded local mode.
+    Run {
+        graph: PathBuf,
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn options(local: &LocalArgs) -> LocalOptions {
+    LocalOptions {
+        slots: local.slots,
+        batch_size: local.batch_size,
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Nexmark {
+            query,
+            events,
+            parallelism,
+            seed,
+            sink,
+            print_graph,
+            local,
+        } => {
+            let query: NexmarkQuery = query.parse()?;
+            let env = StreamEnvironment::new(format!("nexmark-{query}")).with_parallelism(parallelism);
+            let config = NexmarkConfig::default().with_seed(seed).with_events(Some(events));
+            let sink = match sink {
+                SinkChoice::Blackhole => SinkSpec::Blackhole,
+                SinkChoice::Print => SinkSpec::Print {
+                    identifier: None,
+                    standard_error: false,
+                },
+            };
+            add_query(&env, query, config, sink)?;
+            let (graph, registry) = env.build()?;
+            if print_graph {
+                println!("{}", graph.to_json()?);
+                return Ok(());
+            }
+            let job_env = JobEnvironment {
+                registry,
+                ..Default::default()
+            };
+            let result = run_job(&graph, &job_env, &options(&local))?;
+            eprint!("{result}");
+            let seconds = result.wall_time.as_secs_f64();
+            eprintln!(
+                "{events} events in {seconds:.3} s: {:.2} M events/s at parallelism {parallelism}",
+                events as f64 / seconds / 1e6
+            );
+            Ok(())
+        }
+        Command::Run { graph, local } => {
+            let json = std::fs::read_to_string(&graph)
+                .map_err(|e| anyhow::anyhow!("read '{}': {e}", graph.display()))?;
+            let graph = JobGraph::from_json(&json)?;
+            let result = run_job(&graph, &JobEnvironment::default(), &options(&local))?;
+            eprint!("{result}");
+            Ok(())
+        }
+    }
+}

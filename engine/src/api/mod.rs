@@ -24,6 +24,7 @@
 //! equal parallelism are forward (and chained), others rebalance, as in Flink.
 
 mod batch_fn;
+pub mod nexmark;
 
 pub use batch_fn::BatchFn;
 

@@ -15,12 +15,14 @@ mod blackhole;
 mod collect;
 pub mod filesystem;
 mod memory;
+mod nexmark;
 mod print;
 mod text;
 
 pub use collect::CollectedResults;
 pub use filesystem::{FileFormat, FileSinkSpec, FileSourceSpec};
 pub use memory::MemorySource;
+pub use nexmark::NexmarkSource;
 pub use print::PrintSink;
 pub use text::{LINE_COLUMN, TextFileSource};
 
@@ -107,6 +109,8 @@ pub enum SourceSpec {
     Memory(MemorySource),
     /// Lines of text files, one `line` column.
     TextFile(TextFileSource),
+    /// One table of the Nexmark benchmark's generator.
+    Nexmark(NexmarkSource),
 }
 
 impl SourceSpec {
@@ -116,6 +120,7 @@ impl SourceSpec {
             SourceSpec::Filesystem(spec) => Ok(spec.schema.clone()),
             SourceSpec::Memory(spec) => Ok(spec.schema()),
             SourceSpec::TextFile(spec) => Ok(spec.schema()),
+            SourceSpec::Nexmark(spec) => Ok(spec.schema()),
         }
     }
 
@@ -140,6 +145,7 @@ impl SourceSpec {
             SourceSpec::Filesystem(_) => "filesystem",
             SourceSpec::Memory(_) => "memory",
             SourceSpec::TextFile(_) => "text-file",
+            SourceSpec::Nexmark(_) => "nexmark",
         }
     }
 }

@@ -87,6 +87,16 @@ impl Output {
     pub fn is_empty(&self) -> bool {
         self.elements.is_empty()
     }
+
+    /// Drops everything emitted so far (benchmarks and harnesses that discard output).
+    pub fn clear(&mut self) {
+        self.elements.clear();
+    }
+
+    /// Takes everything emitted so far, in order (harnesses that drive an operator directly).
+    pub fn drain(&mut self) -> Vec<StreamElement> {
+        std::mem::take(&mut self.elements)
+    }
 }
 
 /// A batch-at-a-time stream operator.
