@@ -16,6 +16,7 @@
 //! offset, so no rows are re-read; it assumes the files have not changed since the checkpoint.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use ::csv::{ByteRecord, Position, Reader, ReaderBuilder};
@@ -98,6 +99,41 @@ impl CsvSourceReader {
         }
     }
 
+    /// The 1-based line where a record starts. Error path only.
+    ///
+    /// The `csv` crate stamps a record with the position where it started looking for it, which
+    /// is before any blank or comment lines it skipped; this re-reads those few lines of the
+    /// file to count them. If the file cannot be re-read the crate's line is used.
+    fn record_line(&self, start: Option<&Position>) -> u64 {
+        let Some(start) = start else {
+            return self.resume.line();
+        };
+        let mut line = start.line();
+        let Ok(mut file) = File::open(self.path()) else {
+            return line;
+        };
+        if file.seek(SeekFrom::Start(start.byte())).is_err() {
+            return line;
+        }
+        let mut text = BufReader::new(file);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match text.read_until(b'\n', &mut buffer) {
+                Ok(0) | Err(_) => return line,
+                Ok(_) => {}
+            }
+            let content = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
+            let content = content.strip_suffix(b"\r").unwrap_or(content);
+            let skipped = content.is_empty()
+                || (self.options.allow_comments && content.first() == Some(&b'#'));
+            if !skipped {
+                return line;
+            }
+            line += 1;
+        }
+    }
+
     /// Opens `files[file]` at `resume`, skipping the header line at the start of a file.
     fn open_current(&mut self) -> Result<()> {
         let path = self.path().to_path_buf();
@@ -158,10 +194,10 @@ impl CsvSourceReader {
             }
             if record.len() != expected {
                 if !self.options.ignore_parse_errors {
-                    let line = record.position().map_or(0, Position::line);
                     let found = record.len();
+                    let start = record.position().cloned();
                     return Err(Error::data(
-                        self.location(line),
+                        self.location(self.record_line(start.as_ref())),
                         format!("expected {expected} fields, found {found}"),
                     ));
                 }
@@ -228,9 +264,7 @@ impl CsvSourceReader {
 
     fn rejection_error(&self, rejected: Rejected) -> Error {
         let record = self.records.get(rejected.row);
-        let line = record
-            .and_then(ByteRecord::position)
-            .map_or(0, Position::line);
+        let line = self.record_line(record.and_then(ByteRecord::position));
         let Some(field) = self.schema.fields().get(rejected.column) else {
             return Error::data(self.location(line), "malformed row");
         };
