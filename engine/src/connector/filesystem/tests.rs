@@ -762,3 +762,115 @@ fn sink_rejects_changelog_input() -> Result<()> {
     }
     Ok(())
 }
+
+/// A job of `source` → `sink` with a forward edge, both at `parallelism`.
+fn file_job(
+    source: FileSourceSpec,
+    sink: FileSinkSpec,
+    parallelism: u32,
+) -> crate::Result<crate::graph::JobGraph> {
+    use crate::connector::{SinkSpec, SourceSpec};
+    use crate::graph::{
+        DEFAULT_MAX_PARALLELISM, Edge, JobGraph, OperatorSpec, Partitioning, Vertex,
+    };
+    use crate::ids::VertexId;
+    let schema = source.schema.clone();
+    let vertex = |id: u32, name: &str, operator: OperatorSpec| Vertex {
+        id: VertexId(id),
+        name: name.into(),
+        operator,
+        output_schema: schema.clone(),
+        parallelism,
+        max_parallelism: DEFAULT_MAX_PARALLELISM,
+    };
+    JobGraph::new(
+        "files",
+        vec![
+            vertex(
+                0,
+                "source",
+                OperatorSpec::Source {
+                    connector: SourceSpec::Filesystem(source.clone()),
+                },
+            ),
+            vertex(
+                1,
+                "sink",
+                OperatorSpec::Sink {
+                    connector: SinkSpec::Filesystem(sink),
+                },
+            ),
+        ],
+        vec![Edge {
+            source: VertexId(0),
+            target: VertexId(1),
+            input_index: 0,
+            partitioning: Partitioning::Forward,
+        }],
+    )
+}
+
+#[test]
+fn job_converts_a_csv_directory_to_parquet_parts() -> Result<()> {
+    use crate::runtime::{JobEnvironment, LocalRuntime, RuntimeConfig};
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in");
+    fs::create_dir_all(&input)?;
+    for file in 0..4 {
+        let text: String = (0..25)
+            .map(|row| format!("{file}{row:02},\"n,{row}\",{row}\n"))
+            .collect();
+        fs::write(input.join(format!("f{file}.csv")), text)?;
+    }
+    let source = csv_source(path_str(&input)?, simple_schema(), &[]);
+    let output = path_str(&dir.path().join("out"))?;
+    let sink = FileSinkSpec {
+        path: output.clone(),
+        format: FileFormat::Parquet,
+        options: BTreeMap::new(),
+    };
+    let runtime = LocalRuntime::new(RuntimeConfig::default().with_batch_size(16));
+    runtime.execute(
+        &file_job(source.clone(), sink, 2)?,
+        &JobEnvironment::default(),
+    )?;
+
+    let mut parts: Vec<_> = fs::read_dir(&output)?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    parts.sort();
+    assert_eq!(parts, vec!["part-0-0.parquet", "part-1-0.parquet"]);
+    let written = FileSourceSpec {
+        path: output,
+        format: FileFormat::Parquet,
+        schema: simple_schema(),
+        options: BTreeMap::new(),
+    };
+    assert_eq!(
+        sorted_rows(&read_subtasks(&written, 1, 100)?.concat())?,
+        sorted_rows(&read_subtasks(&source, 1, 100)?.concat())?
+    );
+    Ok(())
+}
+
+#[test]
+fn job_with_a_missing_input_fails_with_the_path() -> Result<()> {
+    use crate::runtime::{JobEnvironment, LocalRuntime};
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("data/in.csv");
+    let source = csv_source(path_str(&missing)?, simple_schema(), &[]);
+    let sink = FileSinkSpec {
+        path: path_str(&dir.path().join("out"))?,
+        format: FileFormat::Csv,
+        options: BTreeMap::new(),
+    };
+    let result =
+        LocalRuntime::default().execute(&file_job(source, sink, 1)?, &JobEnvironment::default());
+    let err = expect_err(result)?;
+    assert!(
+        err.to_string()
+            .contains(&format!("read '{}'", missing.display())),
+        "{err}"
+    );
+    Ok(())
+}
