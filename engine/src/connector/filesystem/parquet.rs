@@ -1,0 +1,331 @@
+//! The bounded Parquet source reader.
+//!
+//! Every row group of every file is one split, so a single large file still spreads over all
+//! subtasks. When the reader is created, each file's footer is read once
+//! ([`ArrowReaderMetadata`]) and checked against the declared schema: every declared column must
+//! exist in the file (by name; the file may have more columns, which are not read) and its type
+//! must be the declared one or safely castable to it (see [`cast_target`]). A missing column or
+//! a type mismatch fails the job before it runs, naming the file, the column and both types.
+//!
+//! Reading uses the synchronous [`ParquetRecordBatchReaderBuilder`] with the declared columns
+//! projected and `batch_size` rows per batch. A poll returns one batch.
+//!
+//! Position: the split index in this reader's list (with its file and row group, checked on
+//! restore) and the number of rows of that split already returned; restoring skips those rows
+//! with the reader's row offset.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+
+use super::split::assign;
+use crate::connector::{SourcePoll, SourceReader};
+use crate::{Error, Result};
+
+/// One file: its footer and how to turn its batches into the declared schema.
+struct ParquetFile {
+    path: PathBuf,
+    metadata: ArrowReaderMetadata,
+    projection: ProjectionMask,
+    /// For each declared column: its index in a projected batch, and the type to cast to if the
+    /// file's type differs.
+    columns: Vec<(usize, Option<DataType>)>,
+}
+
+/// A row group of a file.
+struct ParquetSplit {
+    file: Arc<ParquetFile>,
+    row_group: usize,
+}
+
+pub(crate) struct ParquetSourceReader {
+    schema: SchemaRef,
+    splits: Vec<ParquetSplit>,
+    /// Index into `splits` of the split being read (or to open next).
+    split: usize,
+    /// Rows of the current split already returned.
+    rows: usize,
+    open: Option<ParquetRecordBatchReader>,
+    batch_size: usize,
+}
+
+impl ParquetSourceReader {
+    /// Reads the footers of `files`, validates them against `schema` and keeps the row groups
+    /// of `subtask`.
+    pub(crate) fn try_new(
+        schema: SchemaRef,
+        files: &[PathBuf],
+        subtask: u32,
+        parallelism: u32,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let mut splits = Vec::new();
+        for path in files {
+            let file = Arc::new(inspect(path, &schema)?);
+            let row_groups = file.metadata.metadata().num_row_groups();
+            splits.extend((0..row_groups).map(|row_group| ParquetSplit {
+                file: Arc::clone(&file),
+                row_group,
+            }));
+        }
+        Ok(ParquetSourceReader {
+            schema,
+            splits: assign(splits, subtask, parallelism)?,
+            split: 0,
+            rows: 0,
+            open: None,
+            batch_size: batch_size.max(1),
+        })
+    }
+
+    fn open_current(&mut self) -> Result<()> {
+        let Some(split) = self.splits.get(self.split) else {
+            return Ok(());
+        };
+        let path = &split.file.path;
+        let handle = File::open(path).map_err(|e| Error::io("read", path, e))?;
+        let mut builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, split.file.metadata.clone())
+                .with_row_groups(vec![split.row_group])
+                .with_projection(split.file.projection.clone())
+                .with_batch_size(self.batch_size);
+        if self.rows > 0 {
+            builder = builder.with_offset(self.rows);
+        }
+        let reader = builder.build().map_err(|source| Error::Parquet {
+            context: format!("read parquet file '{}'", path.display()),
+            source,
+        })?;
+        self.open = Some(reader);
+        Ok(())
+    }
+
+    /// Reorders and casts a projected batch into the declared schema.
+    fn adapt(&self, batch: &RecordBatch, file: &ParquetFile) -> Result<RecordBatch> {
+        let context = || format!("read parquet file '{}'", file.path.display());
+        let options = CastOptions {
+            safe: false,
+            ..CastOptions::default()
+        };
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(file.columns.len());
+        for (index, cast_to) in &file.columns {
+            let array = batch.columns().get(*index).ok_or_else(|| {
+                Error::Internal(format!(
+                    "projected batch of '{}' lacks column {index}",
+                    file.path.display()
+                ))
+            })?;
+            arrays.push(match cast_to {
+                None => Arc::clone(array),
+                Some(to) => cast_with_options(array, to, &options)
+                    .map_err(|e| Error::arrow(context(), e))?,
+            });
+        }
+        RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|e| Error::arrow(context(), e))
+    }
+}
+
+impl SourceReader for ParquetSourceReader {
+    fn poll_next(&mut self) -> Result<SourcePoll> {
+        loop {
+            let Some(split) = self.splits.get(self.split) else {
+                return Ok(SourcePoll::Exhausted);
+            };
+            let file = Arc::clone(&split.file);
+            if self.open.is_none() {
+                self.open_current()?;
+            }
+            let next = self.open.as_mut().and_then(Iterator::next);
+            match next {
+                Some(Ok(batch)) => {
+                    self.rows += batch.num_rows();
+                    if batch.num_rows() > 0 {
+                        return self.adapt(&batch, &file).map(SourcePoll::Batch);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(Error::arrow(
+                        format!("read parquet file '{}'", file.path.display()),
+                        e,
+                    ));
+                }
+                None => {
+                    self.open = None;
+                    self.split += 1;
+                    self.rows = 0;
+                }
+            }
+        }
+    }
+
+    fn position(&self) -> serde_json::Value {
+        let split = self.splits.get(self.split);
+        serde_json::json!({
+            "split": self.split,
+            "path": split.map(|s| s.file.path.display().to_string()),
+            "row_group": split.map(|s| s.row_group),
+            "rows": self.rows,
+        })
+    }
+
+    fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        let bad = || Error::Internal(format!("bad parquet source position {position}"));
+        let split = position
+            .get("split")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(bad)? as usize;
+        let rows = position
+            .get("rows")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(bad)? as usize;
+        let expected = self.splits.get(split);
+        let path = position.get("path").and_then(serde_json::Value::as_str);
+        let row_group = position
+            .get("row_group")
+            .and_then(serde_json::Value::as_u64);
+        let matches = split <= self.splits.len()
+            && path
+                == expected
+                    .map(|s| s.file.path.display().to_string())
+                    .as_deref()
+            && row_group == expected.map(|s| s.row_group as u64);
+        if !matches {
+            return Err(Error::Internal(format!(
+                "parquet source position {position} does not match the splits of this subtask \
+                 (the input changed since the checkpoint?)"
+            )));
+        }
+        self.split = split;
+        self.rows = rows;
+        self.open = None;
+        Ok(())
+    }
+}
+
+/// Reads the footer of `path` and maps the declared columns onto the file's columns.
+fn inspect(path: &Path, schema: &SchemaRef) -> Result<ParquetFile> {
+    let handle = File::open(path).map_err(|e| Error::io("read", path, e))?;
+    let metadata =
+        ArrowReaderMetadata::load(&handle, ArrowReaderOptions::default()).map_err(|source| {
+            Error::Parquet {
+                context: format!("read parquet footer of '{}'", path.display()),
+                source,
+            }
+        })?;
+    let file_schema = Arc::clone(metadata.schema());
+    let location = || format!("file '{}'", path.display());
+
+    // Root indices of the declared columns in the file, and the casts they need.
+    let mut roots = Vec::with_capacity(schema.fields().len());
+    let mut casts = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let Ok(root) = file_schema.index_of(field.name()) else {
+            return Err(Error::data(
+                location(),
+                format!(
+                    "column '{}' of the declared schema is missing",
+                    field.name()
+                ),
+            ));
+        };
+        let file_type = file_schema.field(root).data_type();
+        let cast = cast_target(file_type, field.data_type()).map_err(|()| {
+            Error::data(
+                format!("{} column '{}'", location(), field.name()),
+                format!(
+                    "the file has type {file_type}, which cannot be read as the declared type {}",
+                    field.data_type()
+                ),
+            )
+        })?;
+        roots.push(root);
+        casts.push(cast);
+    }
+
+    // A projected batch holds the selected root columns in file order.
+    let mut selected = roots.clone();
+    selected.sort_unstable();
+    selected.dedup();
+    let columns = roots
+        .iter()
+        .zip(casts)
+        .map(|(root, cast)| (selected.partition_point(|r| r < root), cast))
+        .collect();
+    let projection = ProjectionMask::roots(metadata.parquet_schema(), selected.iter().copied());
+    Ok(ParquetFile {
+        path: path.to_path_buf(),
+        metadata,
+        projection,
+        columns,
+    })
+}
+
+/// `Ok(None)` if a file column of type `from` is read as is, `Ok(Some(to))` if it is cast to the
+/// declared type `to` without losing values, `Err(())` if it cannot be read as `to`.
+///
+/// Safe casts: integer widening (signed to wider signed, unsigned to wider unsigned or signed),
+/// integers exactly representable as floats, `FLOAT` to `DOUBLE`, large or view strings and
+/// string dictionaries to `STRING`, decimals of the same scale to a larger precision, and
+/// timestamps of any unit to the declared unit with the same time zone (a finer unit is
+/// truncated: Parquet files often store nanoseconds where the schema declares `TIMESTAMP(3)`).
+fn cast_target(from: &DataType, to: &DataType) -> Result<Option<DataType>, ()> {
+    use DataType::{
+        Dictionary, Float32, Float64, Int8, Int16, Int32, Int64, LargeUtf8, Timestamp, UInt8,
+        UInt16, UInt32, UInt64, Utf8, Utf8View,
+    };
+    if from.equals_datatype(to) {
+        return Ok(None);
+    }
+    let safe = match (from, to) {
+        (Int8, Int16 | Int32 | Int64 | Float32 | Float64)
+        | (Int16, Int32 | Int64 | Float32 | Float64)
+        | (Int32, Int64 | Float64)
+        | (UInt8, UInt16 | UInt32 | UInt64 | Int16 | Int32 | Int64 | Float32 | Float64)
+        | (UInt16, UInt32 | UInt64 | Int32 | Int64 | Float32 | Float64)
+        | (UInt32, UInt64 | Int64 | Float64)
+        | (Float32, Float64)
+        | (LargeUtf8 | Utf8View, Utf8) => true,
+        (Dictionary(_, values), Utf8) => matches!(values.as_ref(), Utf8 | LargeUtf8 | Utf8View),
+        (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) => s1 == s2 && p1 <= p2,
+        (Timestamp(_, from_tz), Timestamp(_, to_tz)) => from_tz == to_tz,
+        _ => false,
+    };
+    if safe { Ok(Some(to.clone())) } else { Err(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn safe_casts() {
+        assert_eq!(cast_target(&DataType::Int64, &DataType::Int64), Ok(None));
+        assert_eq!(
+            cast_target(&DataType::Int32, &DataType::Int64),
+            Ok(Some(DataType::Int64))
+        );
+        assert_eq!(
+            cast_target(
+                &DataType::Timestamp(TimeUnit::Nanosecond, None),
+                &DataType::Timestamp(TimeUnit::Millisecond, None)
+            ),
+            Ok(Some(DataType::Timestamp(TimeUnit::Millisecond, None)))
+        );
+        assert!(cast_target(&DataType::Int64, &DataType::Int32).is_err());
+        assert!(cast_target(&DataType::Utf8, &DataType::Int64).is_err());
+        assert!(cast_target(&DataType::Int64, &DataType::Float64).is_err());
+        assert!(cast_target(&DataType::Decimal128(10, 2), &DataType::Decimal128(12, 3)).is_err());
+    }
+}
