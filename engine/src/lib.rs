@@ -6,18 +6,18 @@
 //! the pieces (bounded in-process queues here, Arrow Flight streams in `sluice-flight`).
 //!
 //! Module map:
-//! - [`element`]: the four kinds of stream element.
-//! - [`ids`]: identifier newtypes.
-//! - [`graph`]: the JobGraph (vertices, edges, partitioning) and its validation.
-//! - [`expr`]: vectorized expressions with SQL null semantics.
-//! - [`operator`]: the batch-level operator trait and the built-in operators.
-//! - [`connector`]: sources and sinks (datagen, nexmark, filesystem, print, blackhole, collect).
-//! - [`state`]: key groups and keyed state.
-//! - [`time`]: watermarks.
-//! - [`checkpoint`]: barrier alignment.
-//! - [`runtime`]: the ExecutionGraph, slot threads, chains and the exchange.
-//! - [`api`]: the DataStream API.
-//! - [`error`]: the error type.
+//! - [`element`] — the four kinds of stream element.
+//! - [`ids`] — identifier newtypes.
+//! - [`graph`] — the JobGraph (vertices, edges, partitioning) and its validation.
+//! - [`expr`] — vectorized expressions with SQL null semantics.
+//! - [`operator`] — the batch-level operator trait and the built-in operators.
+//! - [`connector`] — sources and sinks (datagen, nexmark, filesystem, print, blackhole, collect).
+//! - [`state`] — key groups and keyed state.
+//! - [`time`] — watermarks.
+//! - [`checkpoint`] — barrier alignment.
+//! - [`runtime`] — the ExecutionGraph, slot threads, chains and the exchange.
+//! - [`api`] — the DataStream API.
+//! - [`error`] — the error type.
 
 pub mod api;
 pub mod checkpoint;

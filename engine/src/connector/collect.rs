@@ -12,10 +12,13 @@ use super::Sink;
 use crate::Result;
 use crate::operator::OperatorContext;
 
+/// Batches by sink name, then by subtask.
+type BySink = BTreeMap<String, BTreeMap<u32, Vec<RecordBatch>>>;
+
 /// The results of all collecting sinks of a job, by sink name, then by subtask.
 #[derive(Debug, Clone, Default)]
 pub struct CollectedResults {
-    inner: Arc<Mutex<BTreeMap<String, BTreeMap<u32, Vec<RecordBatch>>>>>,
+    inner: Arc<Mutex<BySink>>,
 }
 
 impl CollectedResults {

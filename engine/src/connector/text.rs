@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::StringBuilder;
@@ -15,6 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::filesystem::split;
 use super::{SourcePoll, SourceReader};
 use crate::{Error, Result};
 
@@ -46,13 +47,7 @@ impl TextFileSource {
         parallelism: u32,
         batch_size: usize,
     ) -> Result<TextReader> {
-        let files = list_files(Path::new(&self.path))?;
-        let files = files
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| *i as u32 % parallelism == subtask)
-            .map(|(_, f)| f)
-            .collect();
+        let files = split::assign(split::discover_files(&self.path)?, subtask, parallelism)?;
         Ok(TextReader {
             schema: self.schema(),
             files,
@@ -63,37 +58,6 @@ impl TextFileSource {
             line: Vec::new(),
         })
     }
-}
-
-/// The regular files under `path` (itself, if it is a file), sorted, skipping hidden files
-/// (names starting with `.` or `_`).
-pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let metadata = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
-    if metadata.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    let mut pending = vec![path.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            let path = entry.path();
-            let kind = entry.file_type().map_err(|e| Error::io("stat", &path, e))?;
-            if kind.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 pub(crate) struct TextReader {
