@@ -175,7 +175,7 @@ impl Value {
 
 /// `num_rows` copies of the single value of `one`.
 pub(crate) fn repeat_scalar(one: &ArrayRef, num_rows: usize) -> Result<ArrayRef, ArrowError> {
-    if one.is_null(0) {
+    if one.logical_null_count() > 0 {
         return Ok(new_null_array(one.data_type(), num_rows));
     }
     let all = BooleanArray::new(BooleanBuffer::new_set(num_rows), None);
@@ -486,7 +486,11 @@ impl PhysicalExpr {
                     let prev_arr = prev.array();
                     if prev.is_scalar() {
                         // A non-null scalar decides everything; a null one defers to `v`.
-                        if prev_arr.is_null(0) { v } else { prev }
+                        if prev_arr.logical_null_count() > 0 {
+                            v
+                        } else {
+                            prev
+                        }
                     } else {
                         let keep = boolean::is_not_null(prev_arr).map_err(|e| self.err(e))?;
                         let out = zip::zip(&keep, prev_arr, v.datum()).map_err(|e| self.err(e))?;

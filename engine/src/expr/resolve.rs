@@ -40,7 +40,8 @@ fn describe(e: &Expr, t: &DataType) -> String {
 }
 
 fn literal(array: ArrayRef, display: String) -> PhysicalExpr {
-    let nullable = array.is_null(0);
+    // `logical_null_count`: a `NullArray` has no null buffer but is all nulls.
+    let nullable = array.logical_null_count() > 0;
     let t = array.data_type().clone();
     PhysicalExpr::new(Kind::Literal(ScalarArray::new(array)), t, nullable, display)
 }
