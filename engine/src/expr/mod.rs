@@ -14,6 +14,38 @@
 //! Semantics follow SQL as Flink SQL and DuckDB users expect; see [`Expr`] for the per-variant
 //! rules (null handling, three-valued logic, coercion, decimal arithmetic, CASE evaluation).
 //! Operators (filter, projection, key extraction) are the callers.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow::array::{Int64Array, RecordBatch, StringArray};
+//! use arrow::datatypes::{DataType, Field, Schema};
+//! use sluice_engine::expr::{Function, call, col, lit};
+//!
+//! let schema = Arc::new(Schema::new(vec![
+//!     Field::new("price", DataType::Int64, true),
+//!     Field::new("channel", DataType::Utf8, true),
+//! ]));
+//! let batch = RecordBatch::try_new(
+//!     Arc::clone(&schema),
+//!     vec![
+//!         Arc::new(Int64Array::from(vec![Some(5), None, Some(20)])),
+//!         Arc::new(StringArray::from(vec![Some("Web"), Some("app"), Some("WEB")])),
+//!     ],
+//! )?;
+//! // price > 10 AND LOWER(channel) = 'web'
+//! let predicate = col("price")
+//!     .gt(lit(10_i64))
+//!     .and(call(Function::Lower, vec![col("channel")]).eq(lit("web")));
+//! let physical = predicate.resolve(&schema)?;
+//! let mask = physical.evaluate_predicate(&batch)?;
+//! assert_eq!(mask.iter().collect::<Vec<_>>(), vec![Some(false), Some(false), Some(true)]);
+//!
+//! let err = col("channel").add(lit(1_i64)).resolve(&schema).unwrap_err();
+//! assert!(err.to_string().contains("cannot apply '+' to Utf8 'channel' and Int64"));
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+#![warn(missing_docs)]
 
 mod coercion;
 mod function;

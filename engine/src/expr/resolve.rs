@@ -46,6 +46,10 @@ fn literal(array: ArrayRef, display: String) -> PhysicalExpr {
     PhysicalExpr::new(Kind::Literal(ScalarArray::new(array)), t, nullable, display)
 }
 
+fn is_literal(e: &PhysicalExpr) -> bool {
+    matches!(e.kind(), Kind::Literal(_))
+}
+
 /// The value of an integer literal node.
 fn literal_i64(e: &PhysicalExpr) -> Option<i64> {
     let Kind::Literal(s) = e.kind() else {
@@ -456,6 +460,10 @@ impl Resolver<'_> {
         let t = match coercion::comparison(&lt, &rt) {
             // Two untyped NULLs compare as booleans (the result is NULL either way).
             Some(DataType::Null) => DataType::Boolean,
+            // A string literal takes the column's string type (Utf8View, LargeUtf8), so the
+            // column is not converted on every batch.
+            Some(_) if is_string(&lt) && is_string(&rt) && is_literal(&r) => lt.clone(),
+            Some(_) if is_string(&lt) && is_string(&rt) && is_literal(&l) => rt.clone(),
             Some(t) => t,
             None => return Err(mismatch()),
         };
@@ -591,7 +599,19 @@ impl Resolver<'_> {
         case_insensitive: bool,
         display: String,
     ) -> Result<PhysicalExpr> {
-        let s = self.string_operand(expr, "LIKE")?;
+        let s = self.resolve(expr)?;
+        if !is_string(s.data_type()) && s.data_type() != &DataType::Null {
+            return Err(Error::expr(format!(
+                "LIKE needs a string argument, got {}",
+                describe(expr, s.data_type())
+            )));
+        }
+        // Arrow's LIKE takes every string type; keep the column's and convert the pattern.
+        let s = if s.data_type() == &DataType::Null {
+            self.coerce(s, &DataType::Utf8)?
+        } else {
+            s
+        };
         let mut p = self.string_operand(pattern, "LIKE")?;
         if let Some(esc) = escape.filter(|c| *c != '\\') {
             let Some(text) = literal_str(&p) else {
@@ -605,6 +625,7 @@ impl Resolver<'_> {
                 p.display().to_owned(),
             );
         }
+        let p = self.coerce(p, s.data_type())?;
         let nullable = s.nullable() || p.nullable();
         Ok(PhysicalExpr::new(
             Kind::Like {

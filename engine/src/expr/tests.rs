@@ -12,6 +12,7 @@ use arrow::datatypes::{
     TimeUnit, TimestampMillisecondType,
 };
 
+use super::physical::Kind;
 use super::*;
 
 /// 2024-03-15T13:45:30.250Z (a Friday) and 1969-12-31T23:59:59.500Z.
@@ -1083,4 +1084,33 @@ mod property {
             prop_assert_eq!(bools(x.is_not_null()), null);
         }
     }
+}
+
+#[test]
+fn string_views_compare_and_like_without_conversion() {
+    let schema = Schema::new(vec![Field::new("v", DataType::Utf8View, true)]);
+    let v = arrow::array::StringViewArray::from(vec![Some("apple"), None, Some("banana")]);
+    let b = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(v)]).unwrap();
+    let p = col("v").eq(lit("apple")).resolve(&b.schema()).unwrap();
+    let Kind::Compare { left, .. } = p.kind() else {
+        panic!("{p:?}");
+    };
+    assert!(
+        matches!(left.kind(), Kind::Column(_)),
+        "no cast of the column"
+    );
+    let out = p.evaluate(&b).unwrap();
+    assert_eq!(bools(&out), vec![Some(true), None, Some(false)]);
+    let like = col("v").like(lit("%an%")).resolve(&b.schema()).unwrap();
+    assert_eq!(
+        bools(&like.evaluate(&b).unwrap()),
+        vec![Some(false), None, Some(true)]
+    );
+    let lower = call(Function::Upper, vec![col("v")])
+        .resolve(&b.schema())
+        .unwrap();
+    assert_eq!(
+        strs(&lower.evaluate(&b).unwrap()),
+        vec![Some("APPLE"), None, Some("BANANA")]
+    );
 }
