@@ -39,7 +39,8 @@ pub enum Function {
     Position,
     /// `COALESCE(a, b, ...)`.
     Coalesce,
-    /// `NULLIF(a, b)`.
+    /// `NULLIF(a, b)`: `NULL` where `a = b`, else `a`. Both are coerced to their comparison
+    /// type, which is also the result type.
     NullIf,
     /// `IF(cond, then, else)`.
     If,
