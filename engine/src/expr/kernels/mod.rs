@@ -1,0 +1,191 @@
+//! Function kernels Arrow does not provide (or provides without SQL semantics).
+//!
+//! Every kernel works on whole columns. Arguments that may be literals are read through
+//! [`StrArg`] / [`IntArg`], so a literal argument (a `Scalar`) is not expanded to the batch
+//! length; the per-row work is a `match` on a two-variant enum and a write into one output
+//! builder, never a dynamic call or an allocation per row. [`resolve`](super::resolve) casts
+//! arguments to the types a kernel expects (Utf8, Int64) before it gets here.
+
+mod math;
+mod string;
+mod temporal;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::error::ArrowError;
+
+use super::function::{DateField, TimeUnitField};
+use super::physical::Value;
+
+pub(crate) use temporal::date_field_supported;
+
+/// A kernel chosen by `resolve`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Kernel {
+    Lower,
+    Upper,
+    Substring,
+    Concat,
+    ConcatWs,
+    CharLength,
+    Trim {
+        leading: bool,
+        trailing: bool,
+    },
+    Replace,
+    Position,
+    Abs,
+    Floor,
+    Ceil,
+    Round {
+        digits: i32,
+    },
+    /// Epoch (Int64) times `multiplier` milliseconds → `Timestamp(ms, "UTC")`.
+    ToTimestampLtz {
+        multiplier: i64,
+    },
+    Extract(DateField),
+    FloorTime(TimeUnitField),
+}
+
+impl Kernel {
+    /// `false` for kernels that cannot fail on any input.
+    pub(crate) fn may_fail(self) -> bool {
+        !matches!(
+            self,
+            Kernel::Lower
+                | Kernel::Upper
+                | Kernel::CharLength
+                | Kernel::Trim { .. }
+                | Kernel::Position
+        )
+    }
+
+    /// Runs the kernel over `args`; `num_rows` is the batch length, `out` the resolved type.
+    pub(crate) fn invoke(
+        self,
+        args: &[Value],
+        num_rows: usize,
+        out: &DataType,
+    ) -> Result<Value, ArrowError> {
+        let all_scalar = args.iter().all(Value::is_scalar);
+        let n = if all_scalar { 1 } else { num_rows };
+        let first = args
+            .first()
+            .ok_or_else(|| ArrowError::InvalidArgumentError("missing argument".into()))?
+            .array();
+        let result: ArrayRef = match self {
+            Kernel::Lower => Arc::new(string::lower(first.as_string::<i32>())),
+            Kernel::Upper => Arc::new(string::upper(first.as_string::<i32>())),
+            Kernel::CharLength => Arc::new(string::char_length(first.as_string::<i32>())),
+            Kernel::Substring => {
+                let start = IntArg::new(arg(args, 1)?);
+                let len = args.get(2).map(IntArg::new);
+                Arc::new(string::substring(
+                    &StrArg::new(&args[0]),
+                    &start,
+                    len.as_ref(),
+                    n,
+                )?)
+            }
+            Kernel::Concat => {
+                let parts: Vec<StrArg<'_>> = args.iter().map(StrArg::new).collect();
+                Arc::new(string::concat(&parts, n))
+            }
+            Kernel::ConcatWs => {
+                let sep = StrArg::new(&args[0]);
+                let parts: Vec<StrArg<'_>> = args[1..].iter().map(StrArg::new).collect();
+                Arc::new(string::concat_ws(&sep, &parts, n))
+            }
+            Kernel::Trim { leading, trailing } => {
+                let chars = args.get(1).map(StrArg::new);
+                Arc::new(string::trim(
+                    &StrArg::new(&args[0]),
+                    chars.as_ref(),
+                    leading,
+                    trailing,
+                    n,
+                ))
+            }
+            Kernel::Replace => Arc::new(string::replace(
+                &StrArg::new(&args[0]),
+                &StrArg::new(arg(args, 1)?),
+                &StrArg::new(arg(args, 2)?),
+                n,
+            )),
+            Kernel::Position => Arc::new(string::position(
+                &StrArg::new(&args[0]),
+                &StrArg::new(arg(args, 1)?),
+                n,
+            )),
+            Kernel::Abs => math::abs(first)?,
+            Kernel::Floor => math::floor_ceil(first, out, true)?,
+            Kernel::Ceil => math::floor_ceil(first, out, false)?,
+            Kernel::Round { digits } => math::round(first, out, digits)?,
+            Kernel::ToTimestampLtz { multiplier } => Arc::new(temporal::to_timestamp_ltz(
+                first.as_primitive(),
+                multiplier,
+            )?),
+            Kernel::Extract(field) => temporal::extract(first, field)?,
+            Kernel::FloorTime(unit) => temporal::floor_time(first, unit)?,
+        };
+        Ok(Value::from_result(result, all_scalar))
+    }
+}
+
+fn arg(args: &[Value], i: usize) -> Result<&Value, ArrowError> {
+    args.get(i)
+        .ok_or_else(|| ArrowError::InvalidArgumentError(format!("missing argument {}", i + 1)))
+}
+
+/// A Utf8 argument: one value for all rows, or a column.
+pub(crate) enum StrArg<'a> {
+    Scalar(Option<&'a str>),
+    Array(&'a StringArray),
+}
+
+impl<'a> StrArg<'a> {
+    fn new(v: &'a Value) -> Self {
+        let a = v.array().as_string::<i32>();
+        if v.is_scalar() {
+            StrArg::Scalar(a.is_valid(0).then(|| a.value(0)))
+        } else {
+            StrArg::Array(a)
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            StrArg::Scalar(s) => *s,
+            StrArg::Array(a) => a.is_valid(i).then(|| a.value(i)),
+        }
+    }
+}
+
+/// An Int64 argument: one value for all rows, or a column.
+pub(crate) enum IntArg<'a> {
+    Scalar(Option<i64>),
+    Array(&'a Int64Array),
+}
+
+impl<'a> IntArg<'a> {
+    fn new(v: &'a Value) -> Self {
+        let a = v.array().as_primitive::<Int64Type>();
+        if v.is_scalar() {
+            IntArg::Scalar(a.is_valid(0).then(|| a.value(0)))
+        } else {
+            IntArg::Array(a)
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<i64> {
+        match self {
+            IntArg::Scalar(s) => *s,
+            IntArg::Array(a) => a.is_valid(i).then(|| a.value(i)),
+        }
+    }
+}
