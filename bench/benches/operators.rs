@@ -19,7 +19,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ROWS: usize = 8192;
 
 fn bids() -> RecordBatch {
-    let config = NexmarkConfig::default().with_seed(42).with_events(Some(1_000_000));
+    let config = NexmarkConfig::default()
+        .with_seed(42)
+        .with_events(Some(1_000_000));
     let mut generator = NexmarkGenerator::new(config, 0, Some(1_000_000))
         .expect("valid config")
         .with_tables(&[NexmarkTable::Bid]);
@@ -35,12 +37,18 @@ fn operators(c: &mut Criterion) {
     let mut group = c.benchmark_group("operators");
     group.throughput(Throughput::Elements(batch.num_rows() as u64));
 
-    let predicate = col("auction").modulo(lit(123i64)).eq(lit(0i64)).resolve(&schema).expect("resolves");
+    let predicate = col("auction")
+        .modulo(lit(123i64))
+        .eq(lit(0i64))
+        .resolve(&schema)
+        .expect("resolves");
     let mut filter = Filter::new(predicate);
     group.bench_function("filter_mod_auction", |b| {
         let mut out = Output::default();
         b.iter(|| {
-            filter.process_batch(0, batch.clone(), &mut out).expect("filters");
+            filter
+                .process_batch(0, batch.clone(), &mut out)
+                .expect("filters");
             black_box(&mut out).clear();
         })
     });
@@ -48,7 +56,11 @@ fn operators(c: &mut Criterion) {
     let exprs = vec![
         col("auction").resolve(&schema).expect("resolves"),
         col("bidder").resolve(&schema).expect("resolves"),
-        col("price").mul(lit(908i64)).div(lit(1000i64)).resolve(&schema).expect("resolves"),
+        col("price")
+            .mul(lit(908i64))
+            .div(lit(1000i64))
+            .resolve(&schema)
+            .expect("resolves"),
         col("dateTime").resolve(&schema).expect("resolves"),
     ];
     let fields: Vec<_> = ["auction", "bidder", "price", "dateTime"]
@@ -60,18 +72,23 @@ fn operators(c: &mut Criterion) {
     group.bench_function("project_price_arithmetic", |b| {
         let mut out = Output::default();
         b.iter(|| {
-            project.process_batch(0, batch.clone(), &mut out).expect("projects");
+            project
+                .process_batch(0, batch.clone(), &mut out)
+                .expect("projects");
             black_box(&mut out).clear();
         })
     });
 
     for parallelism in [2u32, 8] {
         let mut partitioner =
-            HashPartitioner::try_new(&["auction".to_string()], &schema, 128, parallelism).expect("keys exist");
+            HashPartitioner::try_new(&["auction".to_string()], &schema, 128, parallelism)
+                .expect("keys exist");
         group.bench_function(format!("hash_partition_auction_p{parallelism}"), |b| {
             let mut pieces = Vec::new();
             b.iter(|| {
-                partitioner.partition(&batch, &mut pieces).expect("partitions");
+                partitioner
+                    .partition(&batch, &mut pieces)
+                    .expect("partitions");
                 black_box(&mut pieces).clear();
             })
         });
@@ -80,9 +97,21 @@ fn operators(c: &mut Criterion) {
     let spec = KeyedAggregateSpec {
         keys: vec!["auction".into()],
         aggregates: vec![
-            AggregateCall { function: AggregateFunction::Count, input: None, output: "n".into() },
-            AggregateCall { function: AggregateFunction::Sum, input: Some("price".into()), output: "total".into() },
-            AggregateCall { function: AggregateFunction::Max, input: Some("price".into()), output: "max_price".into() },
+            AggregateCall {
+                function: AggregateFunction::Count,
+                input: None,
+                output: "n".into(),
+            },
+            AggregateCall {
+                function: AggregateFunction::Sum,
+                input: Some("price".into()),
+                output: "total".into(),
+            },
+            AggregateCall {
+                function: AggregateFunction::Max,
+                input: Some("price".into()),
+                output: "max_price".into(),
+            },
         ],
         emit: EmitMode::Final,
     };
@@ -90,7 +119,11 @@ fn operators(c: &mut Criterion) {
     let mut aggregate = KeyedAggregate::try_new(&spec, &schema, output_schema).expect("builds");
     group.bench_function("keyed_aggregate_count_sum_max", |b| {
         let mut out = Output::default();
-        b.iter(|| aggregate.process_batch(0, batch.clone(), &mut out).expect("aggregates"))
+        b.iter(|| {
+            aggregate
+                .process_batch(0, batch.clone(), &mut out)
+                .expect("aggregates")
+        })
     });
     group.finish();
 }

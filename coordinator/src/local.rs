@@ -3,9 +3,9 @@
 //! It is also the mini-cluster tests use. Jobs run on the engine's [`LocalRuntime`] with one
 //! slot per core unless told otherwise.
 
+use sluice_engine::Result;
 use sluice_engine::graph::JobGraph;
 use sluice_engine::runtime::{JobEnvironment, JobResult, LocalRuntime, RuntimeConfig};
-use sluice_engine::Result;
 use tracing::info;
 
 /// Options of the embedded mode (the `sluice` CLI flags).
@@ -18,7 +18,11 @@ pub struct LocalOptions {
 }
 
 /// Runs `graph` to completion in this process.
-pub fn run_job(graph: &JobGraph, env: &JobEnvironment, options: &LocalOptions) -> Result<JobResult> {
+pub fn run_job(
+    graph: &JobGraph,
+    env: &JobEnvironment,
+    options: &LocalOptions,
+) -> Result<JobResult> {
     let mut config = RuntimeConfig::default();
     if let Some(slots) = options.slots {
         config = config.with_slots(slots);

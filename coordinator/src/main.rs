@@ -21,7 +21,11 @@ use sluice_engine::runtime::JobEnvironment;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Stateful computations over data streams, on Apache Arrow")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Stateful computations over data streams, on Apache Arrow"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,8 +116,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             local,
         } => {
             let query: NexmarkQuery = query.parse()?;
-            let env = StreamEnvironment::new(format!("nexmark-{query}")).with_parallelism(parallelism);
-            let config = NexmarkConfig::default().with_seed(seed).with_events(Some(events));
+            let env =
+                StreamEnvironment::new(format!("nexmark-{query}")).with_parallelism(parallelism);
+            let config = NexmarkConfig::default()
+                .with_seed(seed)
+                .with_events(Some(events));
             let sink = match sink {
                 SinkChoice::Blackhole => SinkSpec::Blackhole,
                 SinkChoice::Print => SinkSpec::Print {

@@ -28,7 +28,9 @@ fn main() -> anyhow::Result<()> {
     let mut parallelism = 1u32;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
         match flag.as_str() {
             "--query" => query = value.parse()?,
             "--events" => events = value.parse()?,
@@ -38,11 +40,22 @@ fn main() -> anyhow::Result<()> {
     }
     let env = StreamEnvironment::new(format!("nexmark-{query}")).with_parallelism(parallelism);
     let config = NexmarkConfig::default().with_events(Some(events));
-    add_query(&env, query, config, SinkSpec::Collect { name: "results".into() })?;
+    add_query(
+        &env,
+        query,
+        config,
+        SinkSpec::Collect {
+            name: "results".into(),
+        },
+    )?;
     let output = env.execute_local()?;
     let batches = output.collected.batches("results");
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let sample: Vec<_> = batches.iter().take(1).map(|b| b.slice(0, b.num_rows().min(10))).collect();
+    let sample: Vec<_> = batches
+        .iter()
+        .take(1)
+        .map(|b| b.slice(0, b.num_rows().min(10)))
+        .collect();
     println!("{}", pretty_format_batches(&sample)?);
     println!("{rows} result rows");
     eprint!("{}", output.result);

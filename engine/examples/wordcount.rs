@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch, StringBuilder};
+use arrow::array::{Array, AsArray, RecordBatch, StringBuilder};
 use mimalloc::MiMalloc;
 use sluice_engine::api::{StreamEnvironment, utf8_schema};
 use sluice_engine::connector::{FileFormat, FileSinkSpec, SinkSpec};

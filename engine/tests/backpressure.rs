@@ -41,7 +41,10 @@ fn slow_sink_keeps_resident_memory_bounded() {
     let bytes_seen = Arc::new(AtomicU64::new(0));
     let seen = bytes_seen.clone();
     let bids = env
-        .source("bid", SourceSpec::Nexmark(NexmarkSource::new(NexmarkTable::Bid, config)))
+        .source(
+            "bid",
+            SourceSpec::Nexmark(NexmarkSource::new(NexmarkTable::Bid, config)),
+        )
         .unwrap();
     let schema = bids.schema();
     bids.rebalance()
@@ -83,7 +86,10 @@ fn slow_sink_keeps_resident_memory_bounded() {
     let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
     let rows = output.result.vertex("SlowSink").unwrap().metrics.records_in;
     assert!(rows > 1_400_000, "the job read {rows} bids");
-    assert!(data > 1_000_000_000, "only {data} bytes flowed; the test needs more to mean anything");
+    assert!(
+        data > 1_000_000_000,
+        "only {data} bytes flowed; the test needs more to mean anything"
+    );
     assert!(
         growth < 256 * 1024 * 1024,
         "resident memory grew by {} MB while {} MB flowed through a slow sink",

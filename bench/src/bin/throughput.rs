@@ -87,7 +87,11 @@ fn proc_value(file: &str, key: &str) -> Option<String> {
 
 fn kib(value: Option<String>) -> u64 {
     value
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .and_then(|v| {
+            v.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
         .map_or(0, |k| k * 1024)
 }
 
@@ -100,7 +104,12 @@ fn machine() -> Machine {
     }
 }
 
-fn nexmark_once(query: NexmarkQuery, events: u64, parallelism: u32, batch_size: Option<usize>) -> anyhow::Result<(Duration, u64)> {
+fn nexmark_once(
+    query: NexmarkQuery,
+    events: u64,
+    parallelism: u32,
+    batch_size: Option<usize>,
+) -> anyhow::Result<(Duration, u64)> {
     let env = StreamEnvironment::new(format!("nexmark-{query}")).with_parallelism(parallelism);
     let config = NexmarkConfig::default().with_events(Some(events));
     add_query(&env, query, config, SinkSpec::Blackhole)?;
@@ -169,7 +178,8 @@ fn main() -> anyhow::Result<()> {
                 runs,
             };
             if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("create '{}'", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("create '{}'", dir.display()))?;
             }
             std::fs::write(&output, serde_json::to_string_pretty(&report)?)
                 .with_context(|| format!("write '{}'", output.display()))?;

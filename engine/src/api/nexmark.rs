@@ -27,7 +27,12 @@ pub enum NexmarkQuery {
 }
 
 impl NexmarkQuery {
-    pub const ALL: [NexmarkQuery; 4] = [NexmarkQuery::Q0, NexmarkQuery::Q1, NexmarkQuery::Q2, NexmarkQuery::Count];
+    pub const ALL: [NexmarkQuery; 4] = [
+        NexmarkQuery::Q0,
+        NexmarkQuery::Q1,
+        NexmarkQuery::Q2,
+        NexmarkQuery::Count,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -61,8 +66,16 @@ impl FromStr for NexmarkQuery {
 }
 
 /// Adds `query` over the generator's bids to `env`, writing into `sink`.
-pub fn add_query(env: &StreamEnvironment, query: NexmarkQuery, config: NexmarkConfig, sink: SinkSpec) -> Result<()> {
-    let bids = env.source("bid", SourceSpec::Nexmark(NexmarkSource::new(NexmarkTable::Bid, config)))?;
+pub fn add_query(
+    env: &StreamEnvironment,
+    query: NexmarkQuery,
+    config: NexmarkConfig,
+    sink: SinkSpec,
+) -> Result<()> {
+    let bids = env.source(
+        "bid",
+        SourceSpec::Nexmark(NexmarkSource::new(NexmarkTable::Bid, config)),
+    )?;
     let result = match query {
         NexmarkQuery::Q0 => bids.select(&["auction", "bidder", "price", "dateTime", "extra"])?,
         NexmarkQuery::Q1 => bids.project([

@@ -137,6 +137,9 @@ impl SourceSpec {
             SourceSpec::TextFile(spec) => {
                 Ok(Box::new(spec.reader(subtask, parallelism, batch_size)?))
             }
+            SourceSpec::Nexmark(spec) => {
+                Ok(Box::new(spec.reader(subtask, parallelism, batch_size)?))
+            }
         }
     }
 

@@ -27,12 +27,18 @@ impl NexmarkSource {
         self.table.schema()
     }
 
-    pub(crate) fn reader(&self, subtask: u32, parallelism: u32, batch_size: usize) -> Result<NexmarkReader> {
+    pub(crate) fn reader(
+        &self,
+        subtask: u32,
+        parallelism: u32,
+        batch_size: usize,
+    ) -> Result<NexmarkReader> {
         let splits = self.config.split(parallelism).map_err(datasets_error)?;
-        let split = splits
-            .get(subtask as usize)
-            .copied()
-            .ok_or_else(|| Error::Internal(format!("no nexmark split for subtask {subtask} of {parallelism}")))?;
+        let split = splits.get(subtask as usize).copied().ok_or_else(|| {
+            Error::Internal(format!(
+                "no nexmark split for subtask {subtask} of {parallelism}"
+            ))
+        })?;
         Ok(NexmarkReader {
             generator: self.generator(split)?,
             source: self.clone(),
