@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringBuilder};
-use mimalloc::MiMalloc;
 use sluice_engine::api::{StreamEnvironment, utf8_schema};
 use sluice_engine::connector::{FileFormat, FileSinkSpec, SinkSpec};
 use sluice_engine::{Error, Result};
 
+#[cfg(not(test))]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Splits a batch of lines into a batch of lowercase words: one pass over the bytes, appending
 /// each word to the output column (no allocation per word).
@@ -44,6 +44,26 @@ fn split_words(lines: &RecordBatch) -> Result<RecordBatch> {
         .map_err(|e| Error::arrow("split words", e))
 }
 
+/// Builds and runs the job: counts of the words of `input`, as CSV part files in `output`.
+pub fn run(input: &str, output: &str, parallelism: u32) -> Result<()> {
+    let env = StreamEnvironment::new("wordcount").with_parallelism(parallelism);
+    env.read_text_file(input)?
+        .map_batches("SplitWords", utf8_schema("word"), split_words)?
+        .key_by(["word"])
+        .count("count")?
+        .sink(
+            "WordCounts",
+            SinkSpec::Filesystem(FileSinkSpec {
+                path: output.to_string(),
+                format: FileFormat::Csv,
+                options: BTreeMap::new(),
+            }),
+        )?;
+    let result = env.execute_local()?.result;
+    eprint!("{result}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args: BTreeMap<String, String> = BTreeMap::new();
     let mut raw = std::env::args().skip(1);
@@ -58,20 +78,6 @@ fn main() -> anyhow::Result<()> {
     let output = args.get("output").ok_or_else(|| anyhow::anyhow!(usage))?;
     let parallelism: u32 = args.get("parallelism").map_or(Ok(1), |p| p.parse())?;
 
-    let env = StreamEnvironment::new("wordcount").with_parallelism(parallelism);
-    env.read_text_file(input)?
-        .map_batches("SplitWords", utf8_schema("word"), split_words)?
-        .key_by(["word"])
-        .count("count")?
-        .sink(
-            "WordCounts",
-            SinkSpec::Filesystem(FileSinkSpec {
-                path: output.clone(),
-                format: FileFormat::Csv,
-                options: BTreeMap::new(),
-            }),
-        )?;
-    let result = env.execute_local()?.result;
-    eprint!("{result}");
+    run(input, output, parallelism)?;
     Ok(())
 }

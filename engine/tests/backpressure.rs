@@ -85,6 +85,11 @@ fn slow_sink_keeps_resident_memory_bounded() {
     let data = bytes_seen.load(Ordering::Relaxed);
     let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
     let rows = output.result.vertex("SlowSink").unwrap().metrics.records_in;
+    eprintln!(
+        "slow sink: {} MB flowed, resident memory grew by {} MB (peak over baseline)",
+        data >> 20,
+        growth >> 20
+    );
     assert!(rows > 1_400_000, "the job read {rows} bids");
     assert!(
         data > 1_000_000_000,

@@ -13,6 +13,7 @@
 
 mod blackhole;
 mod collect;
+mod datagen;
 pub mod filesystem;
 mod memory;
 mod nexmark;
@@ -20,6 +21,7 @@ mod print;
 mod text;
 
 pub use collect::CollectedResults;
+pub use datagen::DatagenSource;
 pub use filesystem::{FileFormat, FileSinkSpec, FileSourceSpec};
 pub use memory::MemorySource;
 pub use nexmark::NexmarkSource;
@@ -111,6 +113,8 @@ pub enum SourceSpec {
     TextFile(TextFileSource),
     /// One table of the Nexmark benchmark's generator.
     Nexmark(NexmarkSource),
+    /// Flink's `datagen` connector.
+    Datagen(DatagenSource),
 }
 
 impl SourceSpec {
@@ -121,6 +125,10 @@ impl SourceSpec {
             SourceSpec::Memory(spec) => Ok(spec.schema()),
             SourceSpec::TextFile(spec) => Ok(spec.schema()),
             SourceSpec::Nexmark(spec) => Ok(spec.schema()),
+            SourceSpec::Datagen(spec) => {
+                spec.config()?;
+                Ok(spec.schema.clone())
+            }
         }
     }
 
@@ -140,6 +148,9 @@ impl SourceSpec {
             SourceSpec::Nexmark(spec) => {
                 Ok(Box::new(spec.reader(subtask, parallelism, batch_size)?))
             }
+            SourceSpec::Datagen(spec) => {
+                Ok(Box::new(spec.reader(subtask, parallelism, batch_size)?))
+            }
         }
     }
 
@@ -149,6 +160,7 @@ impl SourceSpec {
             SourceSpec::Memory(_) => "memory",
             SourceSpec::TextFile(_) => "text-file",
             SourceSpec::Nexmark(_) => "nexmark",
+            SourceSpec::Datagen(_) => "datagen",
         }
     }
 }

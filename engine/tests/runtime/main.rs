@@ -3,7 +3,9 @@
 
 mod aggregation;
 mod failures;
+mod nexmark;
 mod topology;
+mod wordcount;
 
 use std::sync::Arc;
 
