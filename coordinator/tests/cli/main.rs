@@ -1,0 +1,151 @@
+//! The `sluice` executable as a user meets it: real processes, real files, exit codes and
+//! messages. Bad input must exit non-zero with a message naming the place, never panic.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use sluice_datasets::nexmark::{NexmarkConfig, NexmarkTable};
+use sluice_engine::api::StreamEnvironment;
+use sluice_engine::connector::{FileFormat, FileSourceSpec, NexmarkSource, SinkSpec, SourceSpec};
+use sluice_engine::expr::{col, lit};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .expect("the sluice binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts a clean failure: non-zero exit, no panic, and every `needle` in the message.
+fn assert_fails_with(output: &Output, needles: &[&str]) {
+    let message = stderr(output);
+    assert!(
+        !output.status.success(),
+        "expected failure, got success: {message}"
+    );
+    assert!(
+        !message.contains("panicked"),
+        "panic instead of an error: {message}"
+    );
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "'{needle}' missing from: {message}"
+        );
+    }
+}
+
+fn csv_graph(dir: &Path, input: &Path) -> std::path::PathBuf {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("price", DataType::Int64, false),
+    ]));
+    let env = StreamEnvironment::new("csv");
+    env.source(
+        "bids",
+        SourceSpec::Filesystem(FileSourceSpec {
+            path: input.to_string_lossy().into_owned(),
+            format: FileFormat::Csv,
+            schema,
+            options: BTreeMap::new(),
+        }),
+    )
+    .unwrap()
+    .filter(col("price").gt(lit(10i64)))
+    .unwrap()
+    .sink("out", SinkSpec::Blackhole)
+    .unwrap();
+    let (graph, _) = env.build().unwrap();
+    let path = dir.join("graph.json");
+    std::fs::write(&path, graph.to_json().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn nexmark_q1_runs_and_reports_its_operators() {
+    let output = sluice(&[
+        "nexmark", "--query", "q1", "--events", "100000", "--slots", "2",
+    ]);
+    let message = stderr(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(message.contains("bid (Source)"), "{message}");
+    assert!(
+        message.contains("92000"),
+        "bids of 100000 events: {message}"
+    );
+    assert!(message.contains("M events/s"), "{message}");
+}
+
+#[test]
+fn a_csv_job_graph_runs_from_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bids.csv");
+    std::fs::write(&input, "1,5\n2,50\n3,500\n").unwrap();
+    let graph = csv_graph(dir.path(), &input);
+    let output = sluice(&["run", graph.to_str().unwrap()]);
+    let message = stderr(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(message.contains("Filter (Filter)"), "{message}");
+}
+
+#[test]
+fn a_missing_input_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = csv_graph(dir.path(), &dir.path().join("missing.csv"));
+    let output = sluice(&["run", graph.to_str().unwrap()]);
+    assert_fails_with(&output, &["missing.csv", "No such file", "bids"]);
+}
+
+#[test]
+fn a_malformed_csv_row_is_named_by_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bids.csv");
+    std::fs::write(&input, "1,5\n2,50\n3,abc\n4,7\n").unwrap();
+    let graph = csv_graph(dir.path(), &input);
+    let output = sluice(&["run", graph.to_str().unwrap()]);
+    assert_fails_with(&output, &["bids.csv", "line 3", "column 'price'", "abc"]);
+}
+
+#[test]
+fn a_type_mismatch_in_an_expression_is_named() {
+    let env = StreamEnvironment::new("types");
+    env.source(
+        "bid",
+        SourceSpec::Nexmark(NexmarkSource::new(
+            NexmarkTable::Bid,
+            NexmarkConfig::default().with_events(Some(10)),
+        )),
+    )
+    .unwrap()
+    .filter(col("price").add(lit(1i64)).gt(lit(0i64)))
+    .unwrap()
+    .sink("out", SinkSpec::Blackhole)
+    .unwrap();
+    let (graph, _) = env.build().unwrap();
+    // A client that sends `url + 1`: the JobManager must reject it when the graph arrives.
+    let json = graph.to_json().unwrap();
+    let broken = json.replacen("\"Column\": \"price\"", "\"Column\": \"url\"", 1);
+    assert_ne!(
+        json, broken,
+        "the predicate's column reference was not found in {json}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.json");
+    std::fs::write(&path, broken).unwrap();
+    let output = sluice(&["run", path.to_str().unwrap()]);
+    assert_fails_with(&output, &["vertex 'Filter'", "url"]);
+}
+
+#[test]
+fn an_unknown_query_is_a_clear_error() {
+    let output = sluice(&["nexmark", "--query", "q99"]);
+    assert_fails_with(&output, &["q99", "q0, q1, q2, count"]);
+}
