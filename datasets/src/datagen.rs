@@ -365,7 +365,7 @@ impl FieldParser<'_> {
             ));
         }
         // The float-to-int cast saturates, so a rate of 1.0 maps to u64::MAX.
-        Ok((rate > 0.0).then(|| (rate * 18_446_744_073_709_551_616.0) as u64))
+        Ok((rate > 0.0).then_some((rate * 18_446_744_073_709_551_616.0) as u64))
     }
 
     /// The value generator and, for a sequence, its length.
