@@ -183,10 +183,8 @@ impl NexmarkGenerator {
             NexmarkTable::Auction => auction,
             NexmarkTable::Bid => bid,
         };
-        batch.map(Some).ok_or_else(|| {
-            Error::invalid_config(format!(
-                "internal error (a bug): no {table} batch was built"
-            ))
+        batch.map(Some).ok_or_else(|| Error::Internal {
+            what: format!("no nexmark {table} batch was built"),
         })
     }
 
@@ -732,6 +730,14 @@ mod tests {
         let resumed = concat_batches(&NexmarkTable::Bid.schema(), &[head, tail])?;
         assert_eq!(resumed, full);
         Ok(())
+    }
+
+    #[test]
+    fn generators_can_move_between_threads() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<NexmarkGenerator>();
+        assert_send::<crate::datagen::DatagenGenerator>();
+        assert_send::<crate::tpch::TpchBatches>();
     }
 
     #[test]
