@@ -24,8 +24,9 @@
 //! Supported types: `BOOLEAN`, `TINYINT`–`BIGINT`, `FLOAT`, `DOUBLE`,
 //! `DECIMAL(p, s)` (`Decimal128`), `STRING` (`Utf8`), `DATE` (`Date32`) and
 //! `TIMESTAMP(3)` (`Timestamp(Millisecond, _)`). Sequences are supported for
-//! integers, floats and strings (the number as text). Random strings are hex
-//! digits, as in Flink.
+//! integers, and for floats and strings with integer `start`/`end` (a string
+//! sequence holds the number as text). Random strings are hex digits, as in
+//! Flink.
 //!
 //! Rows are numbered globally. With a row bound (`number-of-rows` or a
 //! sequence, whose length `end - start + 1` bounds the rows as in Flink; the
@@ -365,7 +366,7 @@ impl FieldParser<'_> {
             ));
         }
         // The float-to-int cast saturates, so a rate of 1.0 maps to u64::MAX.
-        Ok((rate > 0.0).then(|| (rate * 18_446_744_073_709_551_616.0) as u64))
+        Ok((rate > 0.0).then_some((rate * 18_446_744_073_709_551_616.0) as u64))
     }
 
     /// The value generator and, for a sequence, its length.

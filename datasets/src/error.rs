@@ -80,6 +80,13 @@ pub enum Error {
         source: ArrowError,
     },
 
+    /// A broken invariant inside the generator; this is a bug.
+    #[error("internal error (a bug): {what}")]
+    Internal {
+        /// What went wrong.
+        what: String,
+    },
+
     /// Writing a Parquet file failed.
     #[error("failed to write Parquet file {}", .path.display())]
     Parquet {
@@ -115,7 +122,8 @@ impl Error {
             | Error::MissingOption { .. }
             | Error::UnsupportedType { .. }
             | Error::InvalidConfig { .. }
-            | Error::Arrow { .. } => false,
+            | Error::Arrow { .. }
+            | Error::Internal { .. } => false,
         }
     }
 

@@ -1,7 +1,8 @@
 //! [`NexmarkGenerator`]: turns a range of event numbers into Arrow batches.
 //!
-//! Each event draws its random values from its own [`SplitMix64`] keyed by
-//! `(seed, event number)`, and its timestamp and ids are functions of the
+//! Each event draws its random values from its own [`SplitMix64`] slot keyed
+//! by `(seed, event number)` (fewer than [`crate::random::SLOT_DRAWS`] draws;
+//! long strings fork), and its timestamp and ids are functions of the
 //! event number alone, so the rows do not depend on how the event range is
 //! split into generators or batches. Columns are filled directly in `Vec`s,
 //! one loop per table per block segment; tables that are not requested are
@@ -182,10 +183,8 @@ impl NexmarkGenerator {
             NexmarkTable::Auction => auction,
             NexmarkTable::Bid => bid,
         };
-        batch.map(Some).ok_or_else(|| {
-            Error::invalid_config(format!(
-                "internal error (a bug): no {table} batch was built"
-            ))
+        batch.map(Some).ok_or_else(|| Error::Internal {
+            what: format!("no nexmark {table} batch was built"),
         })
     }
 
@@ -261,7 +260,7 @@ impl NexmarkGenerator {
         let Some(cols) = cols else { return };
         let mut time = self.timeline.cursor(lo);
         for n in lo..hi {
-            let mut rng = SplitMix64::at(self.event_key, n);
+            let mut rng = SplitMix64::slot(self.event_key, n);
             cols.id.push(last_base0_person_id(n) + FIRST_PERSON_ID);
 
             let buf = cols.name.buffer();
@@ -310,7 +309,7 @@ impl NexmarkGenerator {
         let Some(cols) = cols else { return };
         let config = &self.config;
         for n in lo..hi {
-            let mut rng = SplitMix64::at(self.event_key, n);
+            let mut rng = SplitMix64::slot(self.event_key, n);
             cols.id.push(last_base0_auction_id(n) + FIRST_AUCTION_ID);
             let seller = if rng.next_below(u64::from(config.hot_seller_ratio)) > 0 {
                 hot_base0_seller_id(n)
@@ -351,7 +350,7 @@ impl NexmarkGenerator {
         let extra_len = self.config.bid_extra_avg_len;
         let mut time = self.timeline.cursor(lo);
         for n in lo..hi {
-            let mut rng = SplitMix64::at(self.event_key, n);
+            let mut rng = SplitMix64::slot(self.event_key, n);
             let auction = if rng.next_below(hot_auction_ratio) > 0 {
                 hot_base0_auction_id(n)
             } else {
@@ -365,9 +364,11 @@ impl NexmarkGenerator {
             };
             cols.bidder.push(bidder + FIRST_PERSON_ID);
             cols.price.push(next_price(&mut rng));
-            let (channel, url) = self.channels.entry(ChannelTable::pick(&mut rng));
-            cols.channel.push(channel);
-            cols.url.push(url);
+            let channel = ChannelTable::pick(&mut rng);
+            self.channels
+                .push(channel, cols.channel.buffer(), cols.url.buffer());
+            cols.channel.end_value();
+            cols.url.end_value();
             cols.date_time.push(time.millis);
             time.advance();
             push_extra(cols.extra.buffer(), &mut rng, extra_len);
@@ -729,6 +730,14 @@ mod tests {
         let resumed = concat_batches(&NexmarkTable::Bid.schema(), &[head, tail])?;
         assert_eq!(resumed, full);
         Ok(())
+    }
+
+    #[test]
+    fn generators_can_move_between_threads() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<NexmarkGenerator>();
+        assert_send::<crate::datagen::DatagenGenerator>();
+        assert_send::<crate::tpch::TpchBatches>();
     }
 
     #[test]

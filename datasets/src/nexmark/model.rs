@@ -73,8 +73,15 @@ pub(crate) fn table_range_in_block(table: NexmarkTable, block_start: u64) -> (u6
 /// Zero-based id of the newest person at or before event `n`.
 #[inline(always)]
 pub(crate) fn last_base0_person_id(n: u64) -> i64 {
+    // Every block starts with its persons, so the newest person is the
+    // block's last one (or an earlier one while its persons are still coming).
     let block = n / BLOCK_EVENTS;
-    let offset = (n % BLOCK_EVENTS).min(PERSON_PROPORTION - 1);
+    let offset = n % BLOCK_EVENTS;
+    #[expect(
+        clippy::unnecessary_min_or_max,
+        reason = "general in PERSON_PROPORTION; a no-op only while it is 1"
+    )]
+    let offset = offset.min(PERSON_PROPORTION - 1);
     (block * PERSON_PROPORTION + offset) as i64
 }
 
