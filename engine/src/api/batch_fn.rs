@@ -7,15 +7,16 @@ use arrow::record_batch::RecordBatch;
 use crate::Result;
 use crate::operator::{Operator, Output};
 
-type Function = Arc<dyn Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync>;
+/// A function from a batch to a batch, shared by the subtasks that run it.
+pub type BatchFunction = Arc<dyn Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync>;
 
 /// Runs a batch function: one call per batch.
 pub struct BatchFn {
-    function: Function,
+    function: BatchFunction,
 }
 
 impl BatchFn {
-    pub fn new(function: Function) -> Self {
+    pub fn new(function: BatchFunction) -> Self {
         BatchFn { function }
     }
 }

@@ -26,7 +26,7 @@
 mod batch_fn;
 pub mod nexmark;
 
-pub use batch_fn::BatchFn;
+pub use batch_fn::{BatchFn, BatchFunction};
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -324,8 +324,7 @@ impl DataStream {
     where
         F: Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
     {
-        let function: Arc<dyn Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync> =
-            Arc::new(function);
+        let function: BatchFunction = Arc::new(function);
         let id = self.env.add_vertex(
             name,
             OperatorSpec::Custom {
