@@ -149,3 +149,19 @@ fn an_unknown_query_is_a_clear_error() {
     let output = sluice(&["nexmark", "--query", "q99"]);
     assert_fails_with(&output, &["q99", "q0, q1, q2, count"]);
 }
+
+#[test]
+fn the_print_sink_writes_flink_style_rows() {
+    let output = sluice(&[
+        "nexmark", "--query", "q2", "--events", "20000", "--sink", "print", "--slots", "1",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first = stdout.lines().next().expect("q2 selects some bids");
+    assert!(first.starts_with("+I["), "{first}");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.starts_with("+I[") && l.ends_with(']'))
+    );
+}

@@ -299,7 +299,7 @@ fn build_task(
                     continue;
                 }
                 let upstream = graph.vertex(edge.source);
-                for from in upstream_subtasks(edge, upstream.parallelism, subtask) {
+                for from in peer_subtasks(edge, upstream.parallelism, subtask) {
                     let id = ChannelId {
                         edge: edge_index as u32,
                         from,
@@ -369,7 +369,7 @@ fn build_task(
             subtask.0,
         )?;
         let mut channels = Vec::new();
-        for to in downstream_subtasks(edge, target.parallelism, subtask) {
+        for to in peer_subtasks(edge, target.parallelism, subtask) {
             let id = ChannelId {
                 edge: edge_index as u32,
                 from: subtask,
@@ -392,24 +392,15 @@ fn build_task(
     ))
 }
 
-fn upstream_subtasks(
+/// The subtasks at the other end of `edge` from `subtask`: the same index for a forward edge,
+/// all `peer_parallelism` of them otherwise.
+fn peer_subtasks(
     edge: &crate::graph::Edge,
-    upstream_parallelism: u32,
+    peer_parallelism: u32,
     subtask: SubtaskIndex,
 ) -> Vec<SubtaskIndex> {
     match edge.partitioning {
         crate::graph::Partitioning::Forward => vec![subtask],
-        _ => (0..upstream_parallelism).map(SubtaskIndex).collect(),
-    }
-}
-
-fn downstream_subtasks(
-    edge: &crate::graph::Edge,
-    downstream_parallelism: u32,
-    subtask: SubtaskIndex,
-) -> Vec<SubtaskIndex> {
-    match edge.partitioning {
-        crate::graph::Partitioning::Forward => vec![subtask],
-        _ => (0..downstream_parallelism).map(SubtaskIndex).collect(),
+        _ => (0..peer_parallelism).map(SubtaskIndex).collect(),
     }
 }

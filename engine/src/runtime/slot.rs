@@ -49,11 +49,13 @@ impl JobControl {
         }
     }
 
-    /// Records `error` if it is the first, then cancels the job.
+    /// Records `error` if it is the first failure, then cancels the job. Errors after a
+    /// cancellation (peers whose channels closed as their slots stopped) are consequences,
+    /// not causes, and are dropped.
     pub fn fail(&self, error: Error) {
         {
             let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-            if failure.is_none() {
+            if failure.is_none() && !self.is_cancelled() {
                 *failure = Some(error);
             }
         }
