@@ -43,7 +43,7 @@ use crate::graph::{
     KeyedAggregateSpec, OperatorSpec, Partitioning, Vertex,
 };
 use crate::ids::VertexId;
-use crate::operator::OperatorRegistry;
+use crate::operator::{Operator, OperatorContext, OperatorFactory, OperatorRegistry};
 use crate::runtime::{JobEnvironment, JobResult, LocalRuntime, RuntimeConfig};
 use crate::{Error, Result};
 
@@ -116,11 +116,35 @@ impl StreamEnvironment {
         let schema = spec.schema()?;
         let vertex = self.add_vertex(
             name,
-            OperatorSpec::Source { connector: spec },
+            OperatorSpec::Source {
+                connector: spec,
+                watermark: None,
+            },
             schema,
             self.parallelism,
             &[],
         )?;
+        Ok(self.stream(vertex))
+    }
+
+    /// Adds a source that emits watermarks with `strategy` (bounded out-of-orderness on an
+    /// event-time column).
+    pub fn source_with_watermarks(
+        &self,
+        name: &str,
+        spec: SourceSpec,
+        strategy: crate::time::WatermarkStrategy,
+    ) -> Result<DataStream> {
+        let schema = spec.schema()?;
+        let operator = OperatorSpec::Source {
+            connector: spec,
+            watermark: Some(strategy),
+        };
+        operator.output_schema(&[]).map_err(|e| match e {
+            Error::Expression { message } => Error::plan(name, message),
+            other => other,
+        })?;
+        let vertex = self.add_vertex(name, operator, schema, self.parallelism, &[])?;
         Ok(self.stream(vertex))
     }
 
@@ -325,6 +349,24 @@ impl DataStream {
         F: Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
     {
         let function: BatchFunction = Arc::new(function);
+        self.transform(
+            name,
+            schema,
+            Arc::new(move |_ctx: &OperatorContext| {
+                Ok(Box::new(BatchFn::new(function.clone())) as Box<dyn Operator>)
+            }),
+        )
+    }
+
+    /// Adds a user operator (Flink's `DataStream#transform`): `factory` creates one instance
+    /// per subtask; `schema` is what it emits. The operator is registered under its vertex
+    /// name, which is what a process running the graph looks it up by.
+    pub fn transform(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        factory: Arc<dyn OperatorFactory>,
+    ) -> Result<DataStream> {
         let id = self.env.add_vertex(
             name,
             OperatorSpec::Custom {
@@ -339,12 +381,7 @@ impl DataStream {
         builder.vertices[id.0 as usize].operator = OperatorSpec::Custom {
             name: vertex_name.clone(),
         };
-        builder.registry.register(
-            vertex_name,
-            Arc::new(move |_ctx: &crate::operator::OperatorContext| {
-                Ok(Box::new(BatchFn::new(function.clone())) as Box<dyn crate::operator::Operator>)
-            }),
-        );
+        builder.registry.register(vertex_name, factory);
         drop(builder);
         Ok(self.env.stream(id))
     }

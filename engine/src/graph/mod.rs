@@ -16,7 +16,9 @@ mod spec;
 mod validate;
 
 pub use partitioning::Partitioning;
-pub use spec::{AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec};
+pub use spec::{
+    AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec, describe_columns,
+};
 
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};

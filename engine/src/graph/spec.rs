@@ -12,14 +12,20 @@ use serde::{Deserialize, Serialize};
 use crate::connector::{SinkSpec, SourceSpec};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::Expr;
+use crate::time::WatermarkStrategy;
 use crate::{Error, Result};
 
 /// What a vertex does, with its configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OperatorSpec {
-    /// Reads from a connector. No inputs.
-    Source { connector: SourceSpec },
+    /// Reads from a connector. No inputs. With a watermark strategy, the source emits
+    /// watermarks derived from an event-time column.
+    Source {
+        connector: SourceSpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watermark: Option<WatermarkStrategy>,
+    },
     /// Keeps the rows for which `predicate` is true (NULL counts as false).
     Filter { predicate: Expr },
     /// Computes one output column per expression, named by the first element.
@@ -66,7 +72,16 @@ impl OperatorSpec {
     /// name the offending column; the caller adds the vertex.
     pub fn output_schema(&self, inputs: &[SchemaRef]) -> Result<Option<SchemaRef>> {
         let schema = match self {
-            OperatorSpec::Source { connector } => connector.schema()?,
+            OperatorSpec::Source {
+                connector,
+                watermark,
+            } => {
+                let schema = connector.schema()?;
+                if let Some(strategy) = watermark {
+                    strategy.validate(&schema)?;
+                }
+                schema
+            }
             OperatorSpec::Filter { predicate } => {
                 let input = &inputs[0];
                 let resolved = predicate.resolve(input)?;
@@ -97,8 +112,8 @@ impl OperatorSpec {
                     if !same_columns(first, other) {
                         return Err(Error::expr(format!(
                             "union input {index} has columns ({}) but input 0 has ({})",
-                            describe(other),
-                            describe(first)
+                            describe_columns(other),
+                            describe_columns(first)
                         )));
                     }
                 }
@@ -248,13 +263,13 @@ pub(crate) fn lookup<'a>(schema: &'a Schema, name: &str) -> Result<&'a Field> {
     schema.field_with_name(name).map_err(|_| {
         Error::expr(format!(
             "unknown column '{name}' (available: {})",
-            describe(schema)
+            describe_columns(schema)
         ))
     })
 }
 
 /// `a, b, c` — the column names of a schema, for error messages.
-pub(crate) fn describe(schema: &Schema) -> String {
+pub fn describe_columns(schema: &Schema) -> String {
     schema
         .fields()
         .iter()

@@ -2,7 +2,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use super::spec::{describe, lookup, same_columns};
+use super::spec::{describe_columns, lookup, same_columns};
 use super::{JobGraph, Partitioning};
 use crate::ids::VertexId;
 use crate::{Error, Result};
@@ -71,7 +71,7 @@ pub(super) fn validate(graph: &JobGraph) -> Result<()> {
                             format!(
                                 "hash key column '{key}' is not produced by '{}' (its columns: {})",
                                 source.name,
-                                describe(&source.output_schema)
+                                describe_columns(&source.output_schema)
                             ),
                         )
                     })?;
@@ -129,9 +129,9 @@ pub(super) fn validate(graph: &JobGraph) -> Result<()> {
                         format!(
                             "input {} receives ({}) from '{}' and ({}) from '{}'",
                             pair[0].input_index,
-                            describe(a),
+                            describe_columns(a),
                             graph.vertex(pair[0].source).name,
-                            describe(b),
+                            describe_columns(b),
                             graph.vertex(pair[1].source).name
                         ),
                     ));
@@ -244,7 +244,10 @@ mod tests {
         vertex(
             id,
             "bids",
-            OperatorSpec::Source { connector: spec },
+            OperatorSpec::Source {
+                connector: spec,
+                watermark: None,
+            },
             schema(),
             parallelism,
         )

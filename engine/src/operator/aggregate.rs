@@ -26,6 +26,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{Operator, Output};
 use crate::element::RowKind;
 use crate::graph::{AggregateFunction, EmitMode, KeyedAggregateSpec};
+use crate::runtime::OperatorMetrics;
 use crate::{Error, Result};
 
 /// Rows per emitted batch of final results.
@@ -204,6 +205,18 @@ impl Operator for KeyedAggregate {
         Ok(())
     }
 
+    fn report_metrics(&self, metrics: &mut OperatorMetrics) {
+        metrics.state_keys = self.groups.len() as u64;
+        metrics.state_bytes = (self.groups.allocated_bytes()
+            + self
+                .accumulators
+                .iter()
+                .map(|a| a.allocated_bytes())
+                .sum::<usize>()
+            + self.touched_in.capacity() * std::mem::size_of::<u64>())
+            as u64;
+    }
+
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         if self.emit == EmitMode::Final {
             let total = self.groups.len() as u32;
@@ -231,6 +244,12 @@ struct GroupTable {
 impl GroupTable {
     fn len(&self) -> usize {
         self.key_offsets.len()
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.table.capacity() * std::mem::size_of::<(u64, u32)>()
+            + self.key_bytes.capacity()
+            + self.key_offsets.capacity() * std::mem::size_of::<usize>()
     }
 
     fn key(&self, group: u32) -> &[u8] {
@@ -289,6 +308,8 @@ trait Accumulator: Send {
     fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()>;
     /// The current results of `groups`, in that order.
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
+    /// Heap bytes held by the state.
+    fn allocated_bytes(&self) -> usize;
 }
 
 fn new_accumulator(
@@ -372,6 +393,10 @@ struct Count {
 }
 
 impl Accumulator for Count {
+    fn allocated_bytes(&self) -> usize {
+        self.counts.capacity() * 8
+    }
+
     fn resize(&mut self, groups: usize) {
         self.counts.resize(groups, 0);
     }
@@ -427,6 +452,10 @@ impl<T: ArrowPrimitiveType> Accumulator for Sum<T>
 where
     T::Native: std::ops::Add<Output = T::Native> + ArrowNativeTypeOp,
 {
+    fn allocated_bytes(&self) -> usize {
+        self.sums.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
+
     fn resize(&mut self, groups: usize) {
         self.sums.resize(groups, T::Native::ZERO);
         self.seen.resize(groups, false);
@@ -470,6 +499,10 @@ struct Avg {
 }
 
 impl Accumulator for Avg {
+    fn allocated_bytes(&self) -> usize {
+        self.sums.capacity() * 8 + self.counts.capacity() * 8
+    }
+
     fn resize(&mut self, groups: usize) {
         self.sums.resize(groups, 0.0);
         self.counts.resize(groups, 0);
@@ -517,6 +550,10 @@ impl<T: ArrowPrimitiveType> Extreme<T> {
 }
 
 impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
+    fn allocated_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<Option<T::Native>>()
+    }
+
     fn resize(&mut self, groups: usize) {
         self.values.resize(groups, None);
     }
@@ -558,6 +595,16 @@ struct StringExtreme {
 }
 
 impl Accumulator for StringExtreme {
+    fn allocated_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<Option<String>>()
+            + self
+                .values
+                .iter()
+                .flatten()
+                .map(String::capacity)
+                .sum::<usize>()
+    }
+
     fn resize(&mut self, groups: usize) {
         self.values.resize(groups, None);
     }
@@ -603,6 +650,10 @@ struct BoolExtreme {
 }
 
 impl Accumulator for BoolExtreme {
+    fn allocated_bytes(&self) -> usize {
+        self.values.capacity()
+    }
+
     fn resize(&mut self, groups: usize) {
         self.values.resize(groups, None);
     }

@@ -28,6 +28,7 @@ use arrow::record_batch::RecordBatch;
 use crate::Result;
 use crate::element::{CheckpointBarrier, StreamElement, Watermark};
 use crate::ids::{CheckpointId, SubtaskIndex};
+use crate::runtime::OperatorMetrics;
 use crate::state::{KeyGroupRange, StateSnapshot};
 
 /// What an operator learns about its place in the job when it is opened.
@@ -135,6 +136,12 @@ pub trait Operator: Send {
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         let _ = out;
         Ok(())
+    }
+
+    /// Adds what only the operator knows to its metrics: late records dropped, state size.
+    /// Called off the hot path (when metrics are collected).
+    fn report_metrics(&self, metrics: &mut OperatorMetrics) {
+        let _ = metrics;
     }
 
     /// Releases resources. Called once, also when the job fails or is cancelled.

@@ -18,7 +18,7 @@ pub use task::OperatorMetrics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::info;
 
@@ -46,6 +46,9 @@ pub struct RuntimeConfig {
     pub batch_size: usize,
     /// Pin each slot thread to a core. Default true.
     pub pin_threads: bool,
+    /// An input channel without elements for this long is idle and no longer holds back the
+    /// watermark (Flink's `table.exec.source.idle-timeout`). Default: never idle.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +58,7 @@ impl Default for RuntimeConfig {
             channel_capacity: 4,
             batch_size: 8192,
             pin_threads: true,
+            idle_timeout: None,
         }
     }
 }
@@ -77,6 +81,11 @@ impl RuntimeConfig {
 
     pub fn with_pinning(mut self, pin: bool) -> Self {
         self.pin_threads = pin;
+        self
+    }
+
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout.filter(|t| !t.is_zero());
         self
     }
 }
@@ -231,6 +240,9 @@ impl JobHandle {
                     total.batches_in += metrics.batches_in;
                     total.batches_out += metrics.batches_out;
                     total.skipped_records += metrics.skipped_records;
+                    total.late_records_dropped += metrics.late_records_dropped;
+                    total.state_bytes += metrics.state_bytes;
+                    total.state_keys += metrics.state_keys;
                 }
             }
         }
@@ -276,7 +288,10 @@ fn build_task(
 
     // Input: a source reader, or a gate over every channel into the head.
     let (input, operator_vertices) = match &head.operator {
-        OperatorSpec::Source { connector } => {
+        OperatorSpec::Source {
+            connector,
+            watermark,
+        } => {
             let reader = connector
                 .create_reader(subtask.0, head.parallelism, config.batch_size)
                 .map_err(|e| Error::Task {
@@ -288,6 +303,7 @@ fn build_task(
                 name: head.name.clone(),
                 reader,
                 metrics: OperatorMetrics::default(),
+                watermarks: watermark.clone().map(crate::time::WatermarkGenerator::new),
             });
             (input, &chain.vertices[1..])
         }
@@ -313,7 +329,7 @@ fn build_task(
                 }
             }
             (
-                TaskInput::Gate(InputGate::new(channels)),
+                TaskInput::Gate(InputGate::new(channels, config.idle_timeout)),
                 &chain.vertices[..],
             )
         }

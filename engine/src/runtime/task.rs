@@ -11,6 +11,7 @@
 //! sources, and why at most one input element's worth of output waits per task.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
@@ -19,7 +20,7 @@ use crate::connector::{SourcePoll, SourceReader};
 use crate::element::{StreamElement, Watermark};
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::exchange::{InputChannel, OutputChannel, OutputPartitioner};
-use crate::time::WatermarkTracker;
+use crate::time::{WatermarkGenerator, WatermarkTracker};
 use crate::{Error, Result};
 
 /// Per-operator counters of one subtask. Plain integers: only the slot thread writes them.
@@ -31,6 +32,13 @@ pub struct OperatorMetrics {
     pub batches_out: u64,
     /// Malformed input rows skipped under an opt-in skip policy (sources).
     pub skipped_records: u64,
+    /// Records that arrived after their window closed (past the allowed lateness) and were
+    /// dropped or sent to a side output — counted, never merged silently.
+    pub late_records_dropped: u64,
+    /// Bytes of keyed state held at the end of the job (or at the last report).
+    pub state_bytes: u64,
+    /// Keys (groups) in keyed state.
+    pub state_keys: u64,
 }
 
 /// What one call to [`Task::step`] achieved.
@@ -56,6 +64,7 @@ pub(crate) struct SourceInput {
     pub name: String,
     pub reader: Box<dyn SourceReader>,
     pub metrics: OperatorMetrics,
+    pub watermarks: Option<WatermarkGenerator>,
 }
 
 pub(crate) struct GateChannel {
@@ -70,10 +79,13 @@ pub(crate) struct InputGate {
     aligner: BarrierAligner,
     next: usize,
     live: usize,
+    /// A channel silent this long is idle and stops holding the watermark back.
+    idle_timeout: Option<Duration>,
+    last_active: Vec<Instant>,
 }
 
 impl InputGate {
-    pub fn new(channels: Vec<GateChannel>) -> Self {
+    pub fn new(channels: Vec<GateChannel>, idle_timeout: Option<Duration>) -> Self {
         let n = channels.len();
         InputGate {
             channels,
@@ -81,7 +93,27 @@ impl InputGate {
             aligner: BarrierAligner::new(n),
             next: 0,
             live: n,
+            idle_timeout,
+            last_active: vec![Instant::now(); n],
         }
+    }
+
+    /// Marks channels idle that have been silent past the timeout; returns a watermark the
+    /// exclusion released, if any.
+    fn detect_idle(&mut self) -> Option<Watermark> {
+        let timeout = self.idle_timeout?;
+        let now = Instant::now();
+        let mut released = None;
+        for index in 0..self.channels.len() {
+            if !self.channels[index].ended
+                && !self.watermarks.is_idle(index)
+                && now.duration_since(self.last_active[index]) >= timeout
+                && let Some(watermark) = self.watermarks.set_idle(index, true)
+            {
+                released = Some(watermark);
+            }
+        }
+        released
     }
 }
 
@@ -231,7 +263,13 @@ impl Task {
                 SourcePoll::Batch(batch) => {
                     source.metrics.records_out += batch.num_rows() as u64;
                     source.metrics.batches_out += 1;
-                    vec![StreamElement::Batch(batch)]
+                    let watermark = match &mut source.watermarks {
+                        Some(generator) => generator.on_batch(&batch)?,
+                        None => None,
+                    };
+                    let mut elements = vec![StreamElement::Batch(batch)];
+                    elements.extend(watermark.map(StreamElement::Watermark));
+                    elements
                 }
                 SourcePoll::Pending | SourcePoll::Idle => return Ok(Step::Idle),
                 SourcePoll::Exhausted => {
@@ -372,6 +410,13 @@ fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamEleme
         gate.next = (index + 1) % n;
         let input = channel.input_index;
         let mut out = Vec::with_capacity(1);
+        if gate.idle_timeout.is_some() {
+            gate.last_active[index] = Instant::now();
+            if gate.watermarks.is_idle(index) {
+                // Back from idleness: it holds the watermark again (which never goes back).
+                gate.watermarks.set_idle(index, false);
+            }
+        }
         match element {
             StreamElement::Batch(batch) => out.push(StreamElement::Batch(batch)),
             StreamElement::Watermark(watermark) => {
@@ -400,5 +445,7 @@ fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamEleme
         }
         return Ok(Some((input, out)));
     }
-    Ok(None)
+    Ok(gate
+        .detect_idle()
+        .map(|watermark| (0, vec![StreamElement::Watermark(watermark)])))
 }

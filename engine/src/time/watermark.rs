@@ -1,14 +1,18 @@
 //! The combined watermark of a task with several input channels.
 //!
 //! A task's watermark is the minimum over its input channels' watermarks; a channel that has
-//! ended no longer holds it back. The combined watermark only moves forward: a channel whose
-//! watermark goes backwards is ignored for that element.
+//! ended, or that is idle (no element for the idle timeout, Flink's
+//! `table.exec.source.idle-timeout`), no longer holds it back. An idle channel is included
+//! again as soon as it delivers an element. The combined watermark only moves forward: a
+//! channel whose watermark goes backwards is ignored for that element.
 
 use crate::element::Watermark;
 
 #[derive(Debug, Clone)]
 pub struct WatermarkTracker {
     channels: Vec<Watermark>,
+    /// Ended or idle: excluded from the minimum.
+    excluded: Vec<bool>,
     ended: Vec<bool>,
     combined: Watermark,
 }
@@ -17,6 +21,7 @@ impl WatermarkTracker {
     pub fn new(channels: usize) -> Self {
         WatermarkTracker {
             channels: vec![Watermark::MIN; channels],
+            excluded: vec![false; channels],
             ended: vec![false; channels],
             combined: Watermark::MIN,
         }
@@ -38,15 +43,30 @@ impl WatermarkTracker {
     /// `channel` ended; returns the new combined watermark if excluding it advanced it.
     pub fn end(&mut self, channel: usize) -> Option<Watermark> {
         self.ended[channel] = true;
+        self.excluded[channel] = true;
         self.recompute()
+    }
+
+    /// Marks `channel` idle (excluded) or active again; returns the new combined watermark if
+    /// that advanced it.
+    pub fn set_idle(&mut self, channel: usize, idle: bool) -> Option<Watermark> {
+        if self.ended[channel] {
+            return None;
+        }
+        self.excluded[channel] = idle;
+        self.recompute()
+    }
+
+    pub fn is_idle(&self, channel: usize) -> bool {
+        self.excluded[channel] && !self.ended[channel]
     }
 
     fn recompute(&mut self) -> Option<Watermark> {
         let min = self
             .channels
             .iter()
-            .zip(&self.ended)
-            .filter(|(_, ended)| !**ended)
+            .zip(&self.excluded)
+            .filter(|(_, excluded)| !**excluded)
             .map(|(w, _)| *w)
             .min()?;
         if min > self.combined {
@@ -79,5 +99,18 @@ mod tests {
         t.update(0, Watermark(100));
         assert_eq!(t.end(1), Some(Watermark(100)));
         assert_eq!(t.end(0), None);
+    }
+
+    #[test]
+    fn idle_channel_is_excluded_until_it_produces_again() {
+        let mut t = WatermarkTracker::new(2);
+        t.update(0, Watermark(50));
+        assert_eq!(t.set_idle(1, true), Some(Watermark(50)));
+        assert!(t.is_idle(1));
+        // Back with an older watermark: included again, but the combined one stays.
+        assert_eq!(t.set_idle(1, false), None);
+        assert_eq!(t.update(1, Watermark(10)), None);
+        assert_eq!(t.update(0, Watermark(60)), None);
+        assert_eq!(t.update(1, Watermark(70)), Some(Watermark(60)));
     }
 }

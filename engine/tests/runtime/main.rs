@@ -6,6 +6,7 @@ mod failures;
 mod nexmark;
 mod sources;
 mod topology;
+mod watermarks;
 mod wordcount;
 
 use std::sync::Arc;

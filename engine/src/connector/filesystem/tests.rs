@@ -791,6 +791,7 @@ fn file_job(
                 "source",
                 OperatorSpec::Source {
                     connector: SourceSpec::Filesystem(source.clone()),
+                    watermark: None,
                 },
             ),
             vertex(
