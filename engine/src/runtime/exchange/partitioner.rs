@@ -62,6 +62,10 @@ impl HashPartitioner {
         batch: &RecordBatch,
         out: &mut Vec<(usize, RecordBatch)>,
     ) -> Result<()> {
+        if self.parallelism == 1 {
+            out.push((0, batch.clone()));
+            return Ok(());
+        }
         let rows = batch.num_rows();
         let keys: Vec<ArrayRef> = self
             .key_indices
