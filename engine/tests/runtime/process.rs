@@ -211,7 +211,7 @@ fn side_outputs_become_their_own_stream() {
         .process_with_side_outputs(
             "Split",
             key_value_schema(),
-            &[negative.clone()],
+            std::slice::from_ref(&negative),
             move || SplitNegative {
                 negative: tag.clone(),
             },
