@@ -25,8 +25,13 @@
 
 mod batch_fn;
 pub mod nexmark;
+mod process;
 
 pub use batch_fn::{BatchFn, BatchFunction};
+pub use process::{
+    Collector, KeyedProcessFunction, OutputTag, ProcessContext, ProcessOperator, ProcessStreams,
+    SIDE_OUTPUT_METADATA_KEY,
+};
 
 use std::cell::RefCell;
 use std::collections::HashSet;

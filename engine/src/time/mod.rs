@@ -1,7 +1,10 @@
-//! Event time: watermark generation at sources and watermark tracking across input channels.
+//! Event time: watermark generation at sources, watermark tracking across input channels, and
+//! per-key timers.
 
 mod strategy;
+mod timers;
 mod watermark;
 
 pub use strategy::{WatermarkGenerator, WatermarkStrategy, max_millis};
+pub use timers::{TIMERS_TABLE, TimeDomain, Timer, TimerService};
 pub use watermark::WatermarkTracker;

@@ -4,6 +4,7 @@
 mod aggregation;
 mod failures;
 mod nexmark;
+mod process;
 mod sources;
 mod topology;
 mod watermarks;
