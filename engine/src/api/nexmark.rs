@@ -89,7 +89,10 @@ pub fn add_query(
             .filter(col("auction").modulo(lit(123i64)).eq(lit(0i64)))?
             .select(&["auction", "price"])?,
         // Only the key crosses the exchange, as a planner's projection push-down would do.
-        NexmarkQuery::Count => bids.select(&["auction"])?.key_by(["auction"]).count("bids")?,
+        NexmarkQuery::Count => bids
+            .select(&["auction"])?
+            .key_by(["auction"])
+            .count("bids")?,
     };
     result.sink("sink", sink)
 }

@@ -67,6 +67,14 @@ pub trait SourceReader: Send {
     fn skipped_records(&self) -> u64 {
         0
     }
+
+    /// The split (index among this reader's splits) the last batch came from. Readers read
+    /// their splits one after another and a batch never spans two splits; the source task
+    /// keeps a watermark generator per split and starts a fresh one when the split changes.
+    /// Readers with a single split keep the default.
+    fn current_split(&self) -> usize {
+        0
+    }
 }
 
 /// A sink. Runs on the slot thread of its subtask.

@@ -303,7 +303,7 @@ fn build_task(
                 name: head.name.clone(),
                 reader,
                 metrics: OperatorMetrics::default(),
-                watermarks: watermark.clone().map(crate::time::WatermarkGenerator::new),
+                watermarks: watermark.clone().map(crate::time::SourceWatermarks::new),
             });
             (input, &chain.vertices[1..])
         }

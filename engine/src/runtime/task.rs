@@ -20,7 +20,7 @@ use crate::connector::{SourcePoll, SourceReader};
 use crate::element::{StreamElement, Watermark};
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::exchange::{InputChannel, OutputChannel, OutputPartitioner};
-use crate::time::{WatermarkGenerator, WatermarkTracker};
+use crate::time::{SourceWatermarks, WatermarkTracker};
 use crate::{Error, Result};
 
 /// Per-operator counters of one subtask. Plain integers: only the slot thread writes them.
@@ -64,7 +64,7 @@ pub(crate) struct SourceInput {
     pub name: String,
     pub reader: Box<dyn SourceReader>,
     pub metrics: OperatorMetrics,
-    pub watermarks: Option<WatermarkGenerator>,
+    pub watermarks: Option<SourceWatermarks>,
 }
 
 pub(crate) struct GateChannel {
@@ -82,6 +82,7 @@ pub(crate) struct InputGate {
     /// A channel silent this long is idle and stops holding the watermark back.
     idle_timeout: Option<Duration>,
     last_active: Vec<Instant>,
+    next_idle_check: Instant,
 }
 
 impl InputGate {
@@ -95,14 +96,19 @@ impl InputGate {
             live: n,
             idle_timeout,
             last_active: vec![Instant::now(); n],
+            next_idle_check: Instant::now(),
         }
     }
 
     /// Marks channels idle that have been silent past the timeout; returns a watermark the
-    /// exclusion released, if any.
+    /// exclusion released, if any. Looks at the clock at most every quarter timeout.
     fn detect_idle(&mut self) -> Option<Watermark> {
         let timeout = self.idle_timeout?;
         let now = Instant::now();
+        if now < self.next_idle_check {
+            return None;
+        }
+        self.next_idle_check = now + timeout / 4;
         let mut released = None;
         for index in 0..self.channels.len() {
             if !self.channels[index].ended
@@ -264,7 +270,9 @@ impl Task {
                     source.metrics.records_out += batch.num_rows() as u64;
                     source.metrics.batches_out += 1;
                     let watermark = match &mut source.watermarks {
-                        Some(generator) => generator.on_batch(&batch)?,
+                        Some(watermarks) => {
+                            watermarks.on_batch(source.reader.current_split(), &batch)?
+                        }
                         None => None,
                     };
                     let mut elements = vec![StreamElement::Batch(batch)];
@@ -397,6 +405,11 @@ impl Task {
 /// blocked by barrier alignment. Returns the input index and what the chain should see (a data
 /// batch, or the combined watermark / aligned barrier / end-of-input it resulted in).
 fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamElement>)>> {
+    // Idleness is checked even while other channels deliver: a busy channel must not keep an
+    // idle one from being excluded.
+    if let Some(watermark) = gate.detect_idle() {
+        return Ok(Some((0, vec![StreamElement::Watermark(watermark)])));
+    }
     let n = gate.channels.len();
     for offset in 0..n {
         let index = (gate.next + offset) % n;
@@ -445,7 +458,5 @@ fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamEleme
         }
         return Ok(Some((input, out)));
     }
-    Ok(gate
-        .detect_idle()
-        .map(|watermark| (0, vec![StreamElement::Watermark(watermark)])))
+    Ok(None)
 }

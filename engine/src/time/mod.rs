@@ -5,6 +5,6 @@ mod strategy;
 mod timers;
 mod watermark;
 
-pub use strategy::{WatermarkGenerator, WatermarkStrategy, max_millis};
+pub use strategy::{SourceWatermarks, WatermarkGenerator, WatermarkStrategy, max_millis};
 pub use timers::{TIMERS_TABLE, TimeDomain, Timer, TimerService};
 pub use watermark::WatermarkTracker;

@@ -102,6 +102,43 @@ impl WatermarkGenerator {
     }
 }
 
+/// The watermarks of one source subtask: a generator per split (the reader's current one),
+/// combined so that the subtask's watermark never goes backwards when a new split starts.
+#[derive(Debug, Clone)]
+pub struct SourceWatermarks {
+    strategy: WatermarkStrategy,
+    split: usize,
+    generator: WatermarkGenerator,
+    emitted: Watermark,
+}
+
+impl SourceWatermarks {
+    pub fn new(strategy: WatermarkStrategy) -> Self {
+        SourceWatermarks {
+            generator: WatermarkGenerator::new(strategy.clone()),
+            strategy,
+            split: 0,
+            emitted: Watermark::MIN,
+        }
+    }
+
+    /// Observes a batch of `split`; returns a watermark to emit after it, if one advanced.
+    pub fn on_batch(&mut self, split: usize, batch: &RecordBatch) -> Result<Option<Watermark>> {
+        if split != self.split {
+            // The reader moved on: the previous split is finished and no longer holds back.
+            self.split = split;
+            self.generator = WatermarkGenerator::new(self.strategy.clone());
+        }
+        match self.generator.on_batch(batch)? {
+            Some(watermark) if watermark > self.emitted => {
+                self.emitted = watermark;
+                Ok(Some(watermark))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 /// The largest non-null event time of `array` in epoch milliseconds.
 pub fn max_millis(array: &dyn Array) -> Option<i64> {
     match array.data_type() {

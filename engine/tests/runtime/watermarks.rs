@@ -132,3 +132,107 @@ fn a_watermark_on_an_unknown_column_is_rejected() {
     assert!(error.contains("'tss'"), "{error}");
     assert!(error.contains("vertex 'events'"), "{error}");
 }
+
+#[test]
+fn an_idle_input_stops_holding_back_the_watermark_after_the_timeout() {
+    use sluice_datasets::nexmark::{NexmarkConfig, NexmarkTable};
+    use sluice_engine::connector::{DatagenSource, NexmarkSource};
+    use sluice_engine::expr::col;
+    use sluice_engine::runtime::{JobEnvironment, LocalRuntime, RuntimeConfig};
+    use std::time::Instant;
+
+    let ts_schema = Arc::new(Schema::new(vec![Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        false,
+    )]));
+    let env = StreamEnvironment::new("idle").with_parallelism(1);
+    // Practically idle: one row per second, event times within the first second, so while it
+    // counts it holds the watermark below 1 s.
+    let quiet = DatagenSource::new(
+        ts_schema.clone(),
+        [
+            ("rows-per-second", "1"),
+            ("reference-time", "1000"),
+            ("fields.ts.max-past", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    let quiet = env
+        .source_with_watermarks(
+            "quiet",
+            SourceSpec::Datagen(quiet),
+            WatermarkStrategy::bounded_out_of_orderness("ts", Duration::ZERO),
+        )
+        .unwrap();
+    let busy = env
+        .source_with_watermarks(
+            "busy",
+            SourceSpec::Nexmark(NexmarkSource::new(
+                NexmarkTable::Bid,
+                NexmarkConfig::default()
+                    .with_events(None)
+                    .with_base_time_ms(0)
+                    .with_first_event_rate(1000),
+            )),
+            WatermarkStrategy::bounded_out_of_orderness("dateTime", Duration::ZERO),
+        )
+        .unwrap()
+        .project([("ts", col("dateTime"))])
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder_seen = seen.clone();
+    quiet
+        .union(&[&busy])
+        .unwrap()
+        .transform(
+            "Recorder",
+            ts_schema,
+            Arc::new(move |_ctx: &OperatorContext| {
+                Ok(Box::new(Recorder {
+                    seen: recorder_seen.clone(),
+                }) as Box<dyn Operator>)
+            }),
+        )
+        .unwrap()
+        .sink("out", sluice_engine::connector::SinkSpec::Blackhole)
+        .unwrap();
+    let (graph, registry) = env.build().unwrap();
+    let runtime = LocalRuntime::new(
+        RuntimeConfig::default()
+            .with_slots(2)
+            .with_pinning(false)
+            .with_idle_timeout(Some(Duration::from_millis(200))),
+    );
+    let handle = runtime
+        .submit(
+            &graph,
+            &JobEnvironment {
+                registry,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // The busy source's event time advances 1 ms per event, far ahead of the wall clock; once
+    // the quiet input is idle, the union's watermark follows the busy one past one hour.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let advanced = loop {
+        let last = seen.lock().unwrap().last().copied();
+        if last.is_some_and(|w| w.0 > 3_600_000) {
+            break true;
+        }
+        if Instant::now() > deadline || handle.is_finished() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    handle.cancel();
+    let _ = handle.wait();
+    assert!(
+        advanced,
+        "watermark stalled behind the idle input: {:?}",
+        seen.lock().unwrap().last()
+    );
+}

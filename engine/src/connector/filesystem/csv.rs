@@ -50,6 +50,8 @@ pub(crate) struct CsvSourceReader {
     columns: Vec<ColumnBuilder>,
     rejects: Rejects,
     skipped: u64,
+    /// The file the last returned batch came from.
+    batch_file: usize,
 }
 
 impl CsvSourceReader {
@@ -77,6 +79,7 @@ impl CsvSourceReader {
             columns,
             rejects: Rejects::default(),
             skipped: 0,
+            batch_file: 0,
         })
     }
 
@@ -329,6 +332,7 @@ impl SourceReader for CsvSourceReader {
             } else {
                 None
             };
+            self.batch_file = self.file;
             if at_end {
                 self.open = None;
                 self.file += 1;
@@ -377,5 +381,9 @@ impl SourceReader for CsvSourceReader {
 
     fn skipped_records(&self) -> u64 {
         self.skipped
+    }
+
+    fn current_split(&self) -> usize {
+        self.batch_file
     }
 }

@@ -169,6 +169,10 @@ impl SourceReader for ParquetSourceReader {
         }
     }
 
+    fn current_split(&self) -> usize {
+        self.split
+    }
+
     fn position(&self) -> serde_json::Value {
         let split = self.splits.get(self.split);
         serde_json::json!({
