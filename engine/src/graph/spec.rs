@@ -156,6 +156,12 @@ pub enum AggregateFunction {
     Min,
     Max,
     Avg,
+    /// `COUNT(DISTINCT col)`: distinct non-null values.
+    CountDistinct,
+    /// The first non-null value in processing order (per window: the earliest slice first).
+    FirstValue,
+    /// The last non-null value in processing order.
+    LastValue,
 }
 
 /// When a keyed aggregation emits results.
@@ -178,7 +184,18 @@ impl AggregateFunction {
             AggregateFunction::Min => "MIN",
             AggregateFunction::Max => "MAX",
             AggregateFunction::Avg => "AVG",
+            AggregateFunction::CountDistinct => "COUNT DISTINCT",
+            AggregateFunction::FirstValue => "FIRST_VALUE",
+            AggregateFunction::LastValue => "LAST_VALUE",
         }
+    }
+
+    /// Whether the result can be NULL (every function but the counts, which start at 0).
+    pub fn is_nullable(self) -> bool {
+        !matches!(
+            self,
+            AggregateFunction::Count | AggregateFunction::CountDistinct
+        )
     }
 
     /// The result type for an input of type `input` (`None` for `COUNT(*)`).
@@ -193,7 +210,24 @@ impl AggregateFunction {
         let unsupported =
             || Error::expr(format!("{} is not defined for type {input}", self.name()));
         match self {
-            AggregateFunction::Count => Ok(Int64),
+            AggregateFunction::Count | AggregateFunction::CountDistinct => Ok(Int64),
+            AggregateFunction::FirstValue | AggregateFunction::LastValue => match input {
+                Int8
+                | Int16
+                | Int32
+                | Int64
+                | UInt8
+                | UInt16
+                | UInt32
+                | UInt64
+                | Float32
+                | Float64
+                | Utf8
+                | Date32
+                | Timestamp(_, _)
+                | Decimal128(_, _) => Ok(input.clone()),
+                _ => Err(unsupported()),
+            },
             AggregateFunction::Sum => match input {
                 Int8 | Int16 | Int32 | Int64 => Ok(Int64),
                 UInt8 | UInt16 | UInt32 | UInt64 => Ok(UInt64),
@@ -251,7 +285,7 @@ impl KeyedAggregateSpec {
                 )),
                 other => other,
             })?;
-            let nullable = call.function != AggregateFunction::Count;
+            let nullable = call.function.is_nullable();
             fields.push(Field::new(&call.output, result, nullable));
         }
         Ok(Arc::new(Schema::new(fields)))
