@@ -25,8 +25,10 @@
 
 mod batch_fn;
 pub mod nexmark;
+mod window;
 
 pub use batch_fn::{BatchFn, BatchFunction};
+pub use window::WindowedStream;
 
 use std::cell::RefCell;
 use std::collections::HashSet;

@@ -34,6 +34,9 @@ pub enum OperatorSpec {
     Union,
     /// Groups by key columns and aggregates; the input must be hash-partitioned on the keys.
     KeyedAggregate(KeyedAggregateSpec),
+    /// Aggregates per key and time window (tumbling, hopping, cumulating, session); the input
+    /// must be hash-partitioned on the keys.
+    WindowAggregate(super::window::WindowAggregateSpec),
     /// Writes to a connector. Produces nothing.
     Sink { connector: SinkSpec },
     /// A user operator registered under `name` in the runtime's operator registry (the
@@ -50,6 +53,7 @@ impl OperatorSpec {
             OperatorSpec::Project { .. } => "Project",
             OperatorSpec::Union => "Union",
             OperatorSpec::KeyedAggregate(_) => "KeyedAggregate",
+            OperatorSpec::WindowAggregate(_) => "WindowAggregate",
             OperatorSpec::Sink { .. } => "Sink",
             OperatorSpec::Custom { .. } => "Custom",
         }
@@ -62,6 +66,7 @@ impl OperatorSpec {
             OperatorSpec::Filter { .. }
             | OperatorSpec::Project { .. }
             | OperatorSpec::KeyedAggregate(_)
+            | OperatorSpec::WindowAggregate(_)
             | OperatorSpec::Sink { .. } => Some(1),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
         }
@@ -120,6 +125,7 @@ impl OperatorSpec {
                 first.clone()
             }
             OperatorSpec::KeyedAggregate(spec) => spec.output_schema(&inputs[0])?,
+            OperatorSpec::WindowAggregate(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Sink { .. } => inputs[0].clone(),
             OperatorSpec::Custom { .. } => return Ok(None),
         };
