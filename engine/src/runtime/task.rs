@@ -384,11 +384,11 @@ impl Task {
         if let TaskInput::Source(source) = &self.input {
             all.push((source.name.clone(), source.metrics));
         }
-        all.extend(
-            self.operators
-                .iter()
-                .map(|op| (op.name.clone(), op.metrics)),
-        );
+        all.extend(self.operators.iter().map(|op| {
+            let mut metrics = op.metrics;
+            op.operator.report_metrics(&mut metrics);
+            (op.name.clone(), metrics)
+        }));
         all
     }
 }

@@ -7,6 +7,7 @@ mod nexmark;
 mod sources;
 mod topology;
 mod watermarks;
+mod windows;
 mod wordcount;
 
 use std::sync::Arc;
