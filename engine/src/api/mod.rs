@@ -26,12 +26,14 @@
 mod batch_fn;
 pub mod nexmark;
 mod process;
+mod window;
 
 pub use batch_fn::{BatchFn, BatchFunction};
 pub use process::{
     Collector, KeyedProcessFunction, OutputTag, ProcessContext, ProcessOperator, ProcessStreams,
     SIDE_OUTPUT_METADATA_KEY,
 };
+pub use window::WindowedStream;
 
 use std::cell::RefCell;
 use std::collections::HashSet;

@@ -14,10 +14,15 @@
 mod partitioning;
 mod spec;
 mod validate;
+mod window;
 
 pub use partitioning::Partitioning;
 pub use spec::{
     AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec, describe_columns,
+};
+pub use window::{
+    WINDOW_END_COLUMN, WINDOW_START_COLUMN, WindowAggregateSpec, WindowKind, WindowTime,
+    window_bound_type,
 };
 
 use arrow::datatypes::SchemaRef;

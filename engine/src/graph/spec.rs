@@ -34,6 +34,9 @@ pub enum OperatorSpec {
     Union,
     /// Groups by key columns and aggregates; the input must be hash-partitioned on the keys.
     KeyedAggregate(KeyedAggregateSpec),
+    /// Aggregates per key and time window (tumbling, hopping, cumulating, session); the input
+    /// must be hash-partitioned on the keys.
+    WindowAggregate(super::window::WindowAggregateSpec),
     /// Writes to a connector. Produces nothing.
     Sink { connector: SinkSpec },
     /// A user operator registered under `name` in the runtime's operator registry (the
@@ -50,6 +53,7 @@ impl OperatorSpec {
             OperatorSpec::Project { .. } => "Project",
             OperatorSpec::Union => "Union",
             OperatorSpec::KeyedAggregate(_) => "KeyedAggregate",
+            OperatorSpec::WindowAggregate(_) => "WindowAggregate",
             OperatorSpec::Sink { .. } => "Sink",
             OperatorSpec::Custom { .. } => "Custom",
         }
@@ -62,6 +66,7 @@ impl OperatorSpec {
             OperatorSpec::Filter { .. }
             | OperatorSpec::Project { .. }
             | OperatorSpec::KeyedAggregate(_)
+            | OperatorSpec::WindowAggregate(_)
             | OperatorSpec::Sink { .. } => Some(1),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
         }
@@ -120,6 +125,7 @@ impl OperatorSpec {
                 first.clone()
             }
             OperatorSpec::KeyedAggregate(spec) => spec.output_schema(&inputs[0])?,
+            OperatorSpec::WindowAggregate(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Sink { .. } => inputs[0].clone(),
             OperatorSpec::Custom { .. } => return Ok(None),
         };
@@ -156,6 +162,12 @@ pub enum AggregateFunction {
     Min,
     Max,
     Avg,
+    /// `COUNT(DISTINCT col)`: distinct non-null values.
+    CountDistinct,
+    /// The first non-null value in processing order (per window: the earliest slice first).
+    FirstValue,
+    /// The last non-null value in processing order.
+    LastValue,
 }
 
 /// When a keyed aggregation emits results.
@@ -178,7 +190,18 @@ impl AggregateFunction {
             AggregateFunction::Min => "MIN",
             AggregateFunction::Max => "MAX",
             AggregateFunction::Avg => "AVG",
+            AggregateFunction::CountDistinct => "COUNT DISTINCT",
+            AggregateFunction::FirstValue => "FIRST_VALUE",
+            AggregateFunction::LastValue => "LAST_VALUE",
         }
+    }
+
+    /// Whether the result can be NULL (every function but the counts, which start at 0).
+    pub fn is_nullable(self) -> bool {
+        !matches!(
+            self,
+            AggregateFunction::Count | AggregateFunction::CountDistinct
+        )
     }
 
     /// The result type for an input of type `input` (`None` for `COUNT(*)`).
@@ -193,7 +216,24 @@ impl AggregateFunction {
         let unsupported =
             || Error::expr(format!("{} is not defined for type {input}", self.name()));
         match self {
-            AggregateFunction::Count => Ok(Int64),
+            AggregateFunction::Count | AggregateFunction::CountDistinct => Ok(Int64),
+            AggregateFunction::FirstValue | AggregateFunction::LastValue => match input {
+                Int8
+                | Int16
+                | Int32
+                | Int64
+                | UInt8
+                | UInt16
+                | UInt32
+                | UInt64
+                | Float32
+                | Float64
+                | Utf8
+                | Date32
+                | Timestamp(_, _)
+                | Decimal128(_, _) => Ok(input.clone()),
+                _ => Err(unsupported()),
+            },
             AggregateFunction::Sum => match input {
                 Int8 | Int16 | Int32 | Int64 => Ok(Int64),
                 UInt8 | UInt16 | UInt32 | UInt64 => Ok(UInt64),
@@ -251,7 +291,7 @@ impl KeyedAggregateSpec {
                 )),
                 other => other,
             })?;
-            let nullable = call.function != AggregateFunction::Count;
+            let nullable = call.function.is_nullable();
             fields.push(Field::new(&call.output, result, nullable));
         }
         Ok(Arc::new(Schema::new(fields)))

@@ -20,7 +20,7 @@ use arrow::compute::cast;
 use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
-use hashbrown::HashTable;
+use hashbrown::{HashSet, HashTable};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Operator, Output};
@@ -233,26 +233,27 @@ impl Operator for KeyedAggregate {
     }
 }
 
-/// Dense group indices for row-encoded keys. Key bytes live in one buffer.
+/// Dense group indices for row-encoded keys. Key bytes live in one buffer. Shared with the
+/// window operators (`super::window`), which intern their keys the same way.
 #[derive(Default)]
-struct GroupTable {
+pub(crate) struct GroupTable {
     table: HashTable<(u64, u32)>,
     key_bytes: Vec<u8>,
     key_offsets: Vec<usize>,
 }
 
 impl GroupTable {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.key_offsets.len()
     }
 
-    fn allocated_bytes(&self) -> usize {
+    pub(crate) fn allocated_bytes(&self) -> usize {
         self.table.capacity() * std::mem::size_of::<(u64, u32)>()
             + self.key_bytes.capacity()
             + self.key_offsets.capacity() * std::mem::size_of::<usize>()
     }
 
-    fn key(&self, group: u32) -> &[u8] {
+    pub(crate) fn key(&self, group: u32) -> &[u8] {
         let start = self.key_offsets[group as usize];
         let end = self
             .key_offsets
@@ -263,7 +264,7 @@ impl GroupTable {
     }
 
     /// Fills `out` with the group index of every row, adding new groups as needed.
-    fn intern(&mut self, rows: &Rows, out: &mut Vec<u32>) {
+    pub(crate) fn intern(&mut self, rows: &Rows, out: &mut Vec<u32>) {
         out.clear();
         out.reserve(rows.num_rows());
         for row in rows.iter() {
@@ -301,18 +302,27 @@ impl GroupTable {
 }
 
 /// A vectorized accumulator: state for every group in columnar vectors.
-trait Accumulator: Send {
+///
+/// The window operators also merge groups (slices into a window, sessions into one) and
+/// recycle freed group slots, hence `merge` and `reset`.
+pub(crate) trait Accumulator: Send {
     /// Grows the state to `groups` groups (new groups start empty).
     fn resize(&mut self, groups: usize);
     /// Folds `values` (None for COUNT(*)) into the groups named row by row in `groups`.
     fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()>;
+    /// Folds the state of group `sources[i]` into group `targets[i]`, in order (so the
+    /// earlier-merged source counts as earlier for FIRST_VALUE / LAST_VALUE). The slices have
+    /// equal length (the caller checks).
+    fn merge(&mut self, sources: &[u32], targets: &[u32]);
+    /// Returns `groups` to the empty state, so their slots can be reused.
+    fn reset(&mut self, groups: &[u32]);
     /// The current results of `groups`, in that order.
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
     /// Heap bytes held by the state.
     fn allocated_bytes(&self) -> usize;
 }
 
-fn new_accumulator(
+pub(crate) fn new_accumulator(
     function: AggregateFunction,
     input: Option<&DataType>,
     result: &DataType,
@@ -340,6 +350,43 @@ fn new_accumulator(
             Decimal128(_, _) => Box::new(Sum::<Decimal128Type>::new(result.clone())),
             other => return Err(Error::Internal(format!("SUM result type {other}"))),
         },
+        (AggregateFunction::CountDistinct, Some(input)) => Box::new(CountDistinct::try_new(input)?),
+        (AggregateFunction::FirstValue | AggregateFunction::LastValue, Some(input)) => {
+            let last = function == AggregateFunction::LastValue;
+            macro_rules! positional {
+                ($t:ty) => {
+                    Box::new(Positional::<$t>::new(input.clone(), last))
+                };
+            }
+            match input {
+                Int8 => positional!(Int8Type),
+                Int16 => positional!(Int16Type),
+                Int32 => positional!(Int32Type),
+                Int64 => positional!(Int64Type),
+                UInt8 => positional!(UInt8Type),
+                UInt16 => positional!(UInt16Type),
+                UInt32 => positional!(UInt32Type),
+                UInt64 => positional!(UInt64Type),
+                Float32 => positional!(Float32Type),
+                Float64 => positional!(Float64Type),
+                Date32 => positional!(Date32Type),
+                Decimal128(_, _) => positional!(Decimal128Type),
+                Timestamp(TimeUnit::Second, _) => positional!(TimestampSecondType),
+                Timestamp(TimeUnit::Millisecond, _) => positional!(TimestampMillisecondType),
+                Timestamp(TimeUnit::Microsecond, _) => positional!(TimestampMicrosecondType),
+                Timestamp(TimeUnit::Nanosecond, _) => positional!(TimestampNanosecondType),
+                Utf8 => Box::new(StringPositional {
+                    values: Vec::new(),
+                    last,
+                }),
+                other => {
+                    return Err(Error::expr(format!(
+                        "{} is not defined for type {other}",
+                        function.name()
+                    )));
+                }
+            }
+        }
         (AggregateFunction::Avg, Some(_)) => Box::new(Avg {
             sums: Vec::new(),
             counts: Vec::new(),
@@ -420,6 +467,18 @@ impl Accumulator for Count {
         Ok(())
     }
 
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            self.counts[t as usize] += self.counts[s as usize];
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.counts[g as usize] = 0;
+        }
+    }
+
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let values: Int64Array = groups
             .iter()
@@ -484,6 +543,23 @@ where
         Ok(())
     }
 
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            let (s, t) = (s as usize, t as usize);
+            if self.seen[s] {
+                self.sums[t] = self.sums[t].add_wrapping(self.sums[s]);
+                self.seen[t] = true;
+            }
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.sums[g as usize] = T::Native::ZERO;
+            self.seen[g as usize] = false;
+        }
+    }
+
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array: PrimitiveArray<T> = groups
             .iter()
@@ -519,6 +595,20 @@ impl Accumulator for Avg {
             }
         }
         Ok(())
+    }
+
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            self.sums[t as usize] += self.sums[s as usize];
+            self.counts[t as usize] += self.counts[s as usize];
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.sums[g as usize] = 0.0;
+            self.counts[g as usize] = 0;
+        }
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
@@ -583,6 +673,29 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
         Ok(())
     }
 
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            let Some(v) = self.values[s as usize] else {
+                continue;
+            };
+            let slot = &mut self.values[t as usize];
+            let replace = match slot {
+                None => true,
+                Some(current) if self.is_min => v.is_lt(*current),
+                Some(current) => v.is_gt(*current),
+            };
+            if replace {
+                *slot = Some(v);
+            }
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.values[g as usize] = None;
+        }
+    }
+
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array: PrimitiveArray<T> = groups.iter().map(|&g| self.values[g as usize]).collect();
         Ok(Arc::new(array.with_data_type(self.data_type.clone())))
@@ -635,6 +748,32 @@ impl Accumulator for StringExtreme {
         Ok(())
     }
 
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            if s == t {
+                continue;
+            }
+            let Some(v) = self.values[s as usize].take() else {
+                continue;
+            };
+            let replace = match &self.values[t as usize] {
+                None => true,
+                Some(current) if self.is_min => v < *current,
+                Some(current) => v > *current,
+            };
+            if replace {
+                self.values[t as usize] = Some(v.clone());
+            }
+            self.values[s as usize] = Some(v);
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.values[g as usize] = None;
+        }
+    }
+
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array: StringArray = groups
             .iter()
@@ -673,8 +812,251 @@ impl Accumulator for BoolExtreme {
         Ok(())
     }
 
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            let Some(v) = self.values[s as usize] else {
+                continue;
+            };
+            let slot = &mut self.values[t as usize];
+            *slot = Some(match *slot {
+                None => v,
+                Some(current) if self.is_min => current && v,
+                Some(current) => current || v,
+            });
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.values[g as usize] = None;
+        }
+    }
+
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array: BooleanArray = groups.iter().map(|&g| self.values[g as usize]).collect();
+        Ok(Arc::new(array))
+    }
+}
+
+/// COUNT(DISTINCT col): one set of row-encoded values per group. The values of a batch are
+/// row-encoded once; a value's bytes are copied only when it is new to its group.
+struct CountDistinct {
+    converter: RowConverter,
+    sets: Vec<HashSet<Box<[u8]>>>,
+}
+
+impl CountDistinct {
+    fn try_new(input: &DataType) -> Result<Self> {
+        let converter = RowConverter::new(vec![SortField::new(input.clone())])
+            .map_err(|e| Error::arrow("COUNT DISTINCT value encoding", e))?;
+        Ok(CountDistinct {
+            converter,
+            sets: Vec::new(),
+        })
+    }
+}
+
+impl Accumulator for CountDistinct {
+    fn allocated_bytes(&self) -> usize {
+        self.sets
+            .iter()
+            .map(|set| {
+                set.capacity() * std::mem::size_of::<Box<[u8]>>()
+                    + set.iter().map(|v| v.len()).sum::<usize>()
+            })
+            .sum::<usize>()
+            + self.sets.capacity() * std::mem::size_of::<HashSet<Box<[u8]>>>()
+    }
+
+    fn resize(&mut self, groups: usize) {
+        self.sets.resize_with(groups, HashSet::new);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values =
+            values.ok_or_else(|| Error::Internal("COUNT DISTINCT without input".into()))?;
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(values))
+            .map_err(|e| Error::arrow("COUNT DISTINCT value encoding", e))?;
+        let nulls = values.logical_nulls();
+        for (i, &g) in groups.iter().enumerate() {
+            if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                continue;
+            }
+            let bytes = rows.row(i);
+            let set = &mut self.sets[g as usize];
+            if !set.contains(bytes.as_ref()) {
+                set.insert(bytes.as_ref().into());
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            if s == t {
+                continue;
+            }
+            let source = std::mem::take(&mut self.sets[s as usize]);
+            let target = &mut self.sets[t as usize];
+            for value in &source {
+                if !target.contains(value) {
+                    target.insert(value.clone());
+                }
+            }
+            self.sets[s as usize] = source;
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            // Frees the set: a reset slot may stay unused for a long time.
+            self.sets[g as usize] = HashSet::new();
+        }
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let values: Int64Array = groups
+            .iter()
+            .map(|&g| self.sets[g as usize].len() as i64)
+            .collect::<Vec<_>>()
+            .into();
+        Ok(Arc::new(values))
+    }
+}
+
+/// FIRST_VALUE / LAST_VALUE: the first (last) non-null value in processing order; a merge
+/// treats the merged-in group as later than the target.
+struct Positional<T: ArrowPrimitiveType> {
+    values: Vec<Option<T::Native>>,
+    data_type: DataType,
+    last: bool,
+}
+
+impl<T: ArrowPrimitiveType> Positional<T> {
+    fn new(data_type: DataType, last: bool) -> Self {
+        Positional {
+            values: Vec::new(),
+            data_type,
+            last,
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Accumulator for Positional<T> {
+    fn allocated_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<Option<T::Native>>()
+    }
+
+    fn resize(&mut self, groups: usize) {
+        self.values.resize(groups, None);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values =
+            values.ok_or_else(|| Error::Internal("FIRST_VALUE/LAST_VALUE without input".into()))?;
+        let values = values.as_primitive::<T>();
+        let last = self.last;
+        for (i, (&g, &v)) in groups.iter().zip(values.values().iter()).enumerate() {
+            if values.is_valid(i) {
+                let slot = &mut self.values[g as usize];
+                if last || slot.is_none() {
+                    *slot = Some(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            if let Some(v) = self.values[s as usize] {
+                let slot = &mut self.values[t as usize];
+                if self.last || slot.is_none() {
+                    *slot = Some(v);
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.values[g as usize] = None;
+        }
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let array: PrimitiveArray<T> = groups.iter().map(|&g| self.values[g as usize]).collect();
+        Ok(Arc::new(array.with_data_type(self.data_type.clone())))
+    }
+}
+
+/// FIRST_VALUE / LAST_VALUE of strings. A slot's buffer is reused when the value changes.
+struct StringPositional {
+    values: Vec<Option<String>>,
+    last: bool,
+}
+
+impl Accumulator for StringPositional {
+    fn allocated_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<Option<String>>()
+            + self
+                .values
+                .iter()
+                .flatten()
+                .map(String::capacity)
+                .sum::<usize>()
+    }
+
+    fn resize(&mut self, groups: usize) {
+        self.values.resize(groups, None);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        let values =
+            values.ok_or_else(|| Error::Internal("FIRST_VALUE/LAST_VALUE without input".into()))?;
+        let values = values.as_string::<i32>();
+        for (&g, v) in groups.iter().zip(values.iter()) {
+            let Some(v) = v else { continue };
+            let slot = &mut self.values[g as usize];
+            if self.last || slot.is_none() {
+                let slot = slot.get_or_insert_with(String::new);
+                slot.clear();
+                slot.push_str(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            if s == t {
+                continue;
+            }
+            let Some(v) = self.values[s as usize].take() else {
+                continue;
+            };
+            if self.last || self.values[t as usize].is_none() {
+                let slot = self.values[t as usize].get_or_insert_with(String::new);
+                slot.clear();
+                slot.push_str(&v);
+            }
+            self.values[s as usize] = Some(v);
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.values[g as usize] = None;
+        }
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let array: StringArray = groups
+            .iter()
+            .map(|&g| self.values[g as usize].as_deref())
+            .collect();
         Ok(Arc::new(array))
     }
 }

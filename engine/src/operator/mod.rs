@@ -14,6 +14,7 @@ mod project;
 pub(crate) mod registry;
 mod sink;
 mod union;
+mod window;
 
 pub use aggregate::KeyedAggregate;
 pub use filter::Filter;

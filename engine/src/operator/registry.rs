@@ -87,6 +87,9 @@ impl OperatorRegistry {
                 need_input()?,
                 ctx.output_schema.clone(),
             )?),
+            OperatorSpec::WindowAggregate(window) => {
+                super::window::build(window, need_input()?, ctx.output_schema.clone())?
+            }
             OperatorSpec::Sink { connector } => {
                 Box::new(SinkOperator::new(connector.create_sink(resources)?))
             }

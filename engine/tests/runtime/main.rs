@@ -8,6 +8,7 @@ mod process;
 mod sources;
 mod topology;
 mod watermarks;
+mod windows;
 mod wordcount;
 
 use std::sync::Arc;

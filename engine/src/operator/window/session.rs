@@ -1,0 +1,324 @@
+//! Session windows: per key, a window `[first record, last record + gap)` that grows while
+//! records keep arriving within `gap` of it and merges with its neighbour when a record
+//! bridges two sessions (windows that touch merge, as Flink's `TimeWindow::intersects`).
+//!
+//! Per batch, a row-at-a-time loop (no dynamic calls, no allocation except for a new session)
+//! finds each row's session in its key's short list of open sessions and yields its
+//! accumulator slot; sessions merged during the batch redirect their slots to the surviving
+//! one, whose state absorbs theirs (`GroupSlots::merge`) before the accumulators fold the whole
+//! batch in one typed loop each. Open sessions are indexed by end so a watermark fires exactly
+//! the sessions whose `end - 1` it reached.
+
+use std::collections::{BTreeSet, HashMap};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
+use crate::element::Watermark;
+use crate::operator::{Operator, Output};
+use crate::runtime::OperatorMetrics;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    start: i64,
+    end: i64,
+    slot: u32,
+    /// Fired and kept only for late records within the allowed lateness.
+    fired: bool,
+}
+
+pub(crate) struct SessionWindowAggregate {
+    gap: i64,
+    time: TimeSource,
+    allowed_lateness: i64,
+    keys: WindowKeys,
+    slots: GroupSlots,
+    /// Open sessions of each key id, sorted by start, not overlapping.
+    sessions: Vec<Vec<Session>>,
+    /// (end, key, start) of every session not yet fired.
+    pending: BTreeSet<(i64, u32, i64)>,
+    /// (end, key, start) of fired sessions kept for their allowed lateness.
+    retained: BTreeSet<(i64, u32, i64)>,
+    progress: i64,
+    trash: u32,
+    late_records_dropped: u64,
+    output_schema: SchemaRef,
+    times: Vec<i64>,
+    key_ids: Vec<u32>,
+    row_slots: Vec<u32>,
+}
+
+impl SessionWindowAggregate {
+    pub(crate) fn new(
+        gap: i64,
+        time: TimeSource,
+        allowed_lateness: i64,
+        keys: WindowKeys,
+        mut slots: GroupSlots,
+        output_schema: SchemaRef,
+    ) -> Self {
+        let trash = slots.alloc();
+        let allowed_lateness = if time.is_event_time() {
+            allowed_lateness.max(0)
+        } else {
+            0
+        };
+        SessionWindowAggregate {
+            gap,
+            time,
+            allowed_lateness,
+            keys,
+            slots,
+            sessions: Vec::new(),
+            pending: BTreeSet::new(),
+            retained: BTreeSet::new(),
+            progress: Watermark::MIN.0,
+            trash,
+            late_records_dropped: 0,
+            output_schema,
+            times: Vec::new(),
+            key_ids: Vec::new(),
+            row_slots: Vec::new(),
+        }
+    }
+
+    fn is_expired(&self, end: i64) -> bool {
+        (end - 1).saturating_add(self.allowed_lateness) <= self.progress
+    }
+
+    fn unindex(&mut self, key: u32, session: &Session) {
+        let entry = (session.end, key, session.start);
+        if session.fired {
+            self.retained.remove(&entry);
+        } else {
+            self.pending.remove(&entry);
+        }
+    }
+
+    fn index(&mut self, key: u32, session: &Session) {
+        let entry = (session.end, key, session.start);
+        if session.fired {
+            self.retained.insert(entry);
+        } else {
+            self.pending.insert(entry);
+        }
+    }
+
+    /// Puts the row at time `t` of `key` into a session; returns its slot, or `None` when the
+    /// row is late. Merged-away slots are recorded in `redirects` (old slot → surviving slot).
+    fn assign(
+        &mut self,
+        key: u32,
+        t: i64,
+        redirects: &mut HashMap<u32, u32>,
+        touched: &mut Vec<(u32, i64)>,
+    ) -> Option<u32> {
+        let end = t.saturating_add(self.gap);
+        let list = &self.sessions[key as usize];
+        // Sessions that touch [t, end]: a contiguous run, as sessions do not overlap.
+        let first = list.partition_point(|s| s.end < t);
+        let count = list[first..].iter().take_while(|s| s.start <= end).count();
+        if count == 0 {
+            if self.time.is_event_time() && self.is_expired(end) {
+                return None;
+            }
+            let session = Session {
+                start: t,
+                end,
+                slot: self.slots.alloc(),
+                fired: false,
+            };
+            self.sessions[key as usize].insert(first, session);
+            self.index(key, &session);
+            return Some(session.slot);
+        }
+        let merged: Vec<Session> = self.sessions[key as usize]
+            .drain(first..first + count)
+            .collect();
+        let mut survivor = merged[0];
+        self.unindex(key, &survivor);
+        survivor.start = survivor.start.min(t);
+        survivor.end = merged[count - 1].end.max(end);
+        for other in &merged[1..] {
+            self.unindex(key, other);
+            redirects.insert(other.slot, survivor.slot);
+        }
+        // A fired session that grows past the watermark is pending again; one that stays
+        // behind it fires again after this batch with its updated result.
+        survivor.fired = survivor.fired && survivor.end - 1 <= self.progress;
+        if survivor.end - 1 <= self.progress {
+            survivor.fired = true;
+            touched.push((key, survivor.start));
+        }
+        self.sessions[key as usize].insert(first, survivor);
+        self.index(key, &survivor);
+        Some(survivor.slot)
+    }
+
+    /// Fires the sessions whose end - 1 the progress has reached; frees expired ones.
+    fn advance(&mut self, to: i64, out: &mut Output) -> Result<()> {
+        if to <= self.progress {
+            return Ok(());
+        }
+        self.progress = to;
+        let mut due: Vec<(u32, i64)> = Vec::new();
+        while let Some(&(end, key, start)) = self.pending.first() {
+            if end - 1 > to {
+                break;
+            }
+            self.pending.pop_first();
+            if let Some(s) = self.session_mut(key, start) {
+                s.fired = true;
+            }
+            self.retained.insert((end, key, start));
+            due.push((key, start));
+        }
+        self.emit(&due, out)?;
+        let mut freed = Vec::new();
+        while let Some(&(end, key, start)) = self.retained.first() {
+            if !self.is_expired(end) {
+                break;
+            }
+            self.retained.pop_first();
+            let list = &mut self.sessions[key as usize];
+            if let Some(i) = list.iter().position(|s| s.start == start) {
+                freed.push(list.remove(i).slot);
+            }
+        }
+        self.slots.release(&freed);
+        Ok(())
+    }
+
+    fn session_mut(&mut self, key: u32, start: i64) -> Option<&mut Session> {
+        self.sessions[key as usize]
+            .iter_mut()
+            .find(|s| s.start == start)
+    }
+
+    /// Emits the current result of the sessions `(key, start)`.
+    fn emit(&mut self, sessions: &[(u32, i64)], out: &mut Output) -> Result<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(sessions.len());
+        let mut starts = Vec::with_capacity(sessions.len());
+        let mut ends = Vec::with_capacity(sessions.len());
+        let mut slots = Vec::with_capacity(sessions.len());
+        for &(key, start) in sessions {
+            let session = self.sessions[key as usize]
+                .iter()
+                .find(|s| s.start == start)
+                .ok_or_else(|| Error::Internal(format!("session of key {key} at {start} lost")))?;
+            keys.push(key);
+            starts.push(session.start);
+            ends.push(session.end);
+            slots.push(session.slot);
+        }
+        let values = self.slots.evaluate(&slots)?;
+        emit_rows(
+            &self.output_schema,
+            self.keys.decode(&keys)?,
+            starts,
+            ends,
+            values,
+            out,
+        )
+    }
+}
+
+/// Follows redirects to the surviving slot.
+fn resolve(redirects: &HashMap<u32, u32>, mut slot: u32) -> u32 {
+    while let Some(&next) = redirects.get(&slot) {
+        slot = next;
+    }
+    slot
+}
+
+impl Operator for SessionWindowAggregate {
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let event_time = self.time.is_event_time();
+        let now = if event_time {
+            0
+        } else {
+            let now = wall_clock_ms().max(self.progress.saturating_add(1));
+            self.advance(now - 1, out)?;
+            now
+        };
+        let mut times = std::mem::take(&mut self.times);
+        let mut key_ids = std::mem::take(&mut self.key_ids);
+        let mut row_slots = std::mem::take(&mut self.row_slots);
+        self.time.times(&batch, now, &mut times)?;
+        self.keys.intern(&batch, &mut key_ids)?;
+        if self.sessions.len() < self.keys.len() {
+            self.sessions.resize_with(self.keys.len(), Vec::new);
+        }
+        row_slots.clear();
+        let mut redirects: HashMap<u32, u32> = HashMap::new();
+        let mut touched: Vec<(u32, i64)> = Vec::new();
+        for (&t, &key) in times.iter().zip(&key_ids) {
+            match self.assign(key, t, &mut redirects, &mut touched) {
+                Some(slot) => row_slots.push(slot),
+                None => {
+                    self.late_records_dropped += 1;
+                    row_slots.push(self.trash);
+                }
+            }
+        }
+        if !redirects.is_empty() {
+            for slot in &mut row_slots {
+                *slot = resolve(&redirects, *slot);
+            }
+            let sources: Vec<u32> = redirects.keys().copied().collect();
+            let targets: Vec<u32> = sources.iter().map(|&s| resolve(&redirects, s)).collect();
+            self.slots.merge(&sources, &targets)?;
+            self.slots.release(&sources);
+        }
+        self.slots.update(&row_slots, &batch)?;
+        self.slots.clear(&[self.trash]);
+        self.times = times;
+        self.key_ids = key_ids;
+        self.row_slots = row_slots;
+        if !touched.is_empty() {
+            // Sessions updated behind the watermark: fire again (those still open, once).
+            touched.sort_unstable();
+            touched.dedup();
+            touched.retain(|&(key, start)| {
+                self.sessions[key as usize]
+                    .iter()
+                    .any(|s| s.start == start && s.fired)
+            });
+            self.emit(&touched, out)?;
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        let to = if self.time.is_event_time() {
+            watermark.0
+        } else {
+            wall_clock_ms() - 1
+        };
+        self.advance(to, out)?;
+        out.push_watermark(watermark);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        self.advance(Watermark::MAX.0, out)
+    }
+
+    fn report_metrics(&self, metrics: &mut OperatorMetrics) {
+        metrics.late_records_dropped = self.late_records_dropped;
+        metrics.state_keys = (self.pending.len() + self.retained.len()) as u64;
+        metrics.state_bytes = (self.keys.allocated_bytes()
+            + self.slots.allocated_bytes()
+            + self
+                .sessions
+                .iter()
+                .map(|v| v.capacity() * std::mem::size_of::<Session>())
+                .sum::<usize>()
+            + (self.pending.len() + self.retained.len()) * 24) as u64;
+    }
+}

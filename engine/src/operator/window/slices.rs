@@ -1,0 +1,353 @@
+//! The sliced window aggregation (tumbling, hopping, cumulating): one partial aggregate per
+//! (key, slice), merged into window results when a window fires.
+//!
+//! Per batch: the times become slice ends (one arithmetic loop), the keys become key ids
+//! (row-encoded, interned), each (key id, slice end) pair is looked up in a hash table that
+//! yields its accumulator slot, and then every accumulator runs one typed loop over the batch.
+//! Late rows go to a scratch slot that is cleared after the batch, so the accumulators never
+//! see a filtered copy of the batch.
+//!
+//! Firing a window merges the slots of its slices (in slice order) into one scratch slot per
+//! key, evaluates them and frees the scratch slots; a window of one slice (tumbling windows,
+//! the first step of a cumulating window) is evaluated directly. A slice's slots are freed when
+//! the last window containing it is past its allowed lateness.
+
+use std::collections::BTreeMap;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use hashbrown::HashTable;
+
+use super::assigner::SliceAssigner;
+use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
+use crate::Result;
+use crate::element::Watermark;
+use crate::operator::{Operator, Output};
+use crate::runtime::OperatorMetrics;
+
+/// No scratch slot assigned to a key yet.
+const NO_SLOT: u32 = u32::MAX;
+
+/// One (key, slice) of the pair table.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    key: u32,
+    slice_end: i64,
+    slot: u32,
+}
+
+/// A 64-bit mix of (key, slice end) (the finalizer of a multiplicative hash); hashbrown uses the
+/// top bits, so they must depend on every input bit.
+#[inline]
+fn pair_hash(key: u32, slice_end: i64) -> u64 {
+    let mut x = (u64::from(key) << 32) ^ (slice_end as u64).rotate_left(23);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+pub(crate) struct SliceWindowAggregate {
+    assigner: SliceAssigner,
+    time: TimeSource,
+    allowed_lateness: i64,
+    keys: WindowKeys,
+    slots: GroupSlots,
+    pairs: HashTable<Pair>,
+    /// Slice end → its (key, slot) pairs, in first-seen order.
+    slices: BTreeMap<i64, Vec<(u32, u32)>>,
+    /// The watermark (or, for processing time, the clock minus one): every window with
+    /// `end - 1 <= progress` has fired.
+    progress: i64,
+    /// Receives late rows; cleared after every batch.
+    trash: u32,
+    late_records_dropped: u64,
+    output_schema: SchemaRef,
+    // Scratch buffers reused across batches.
+    times: Vec<i64>,
+    key_ids: Vec<u32>,
+    row_slots: Vec<u32>,
+    scratch_of_key: Vec<u32>,
+}
+
+impl SliceWindowAggregate {
+    pub(crate) fn new(
+        assigner: SliceAssigner,
+        time: TimeSource,
+        allowed_lateness: i64,
+        keys: WindowKeys,
+        mut slots: GroupSlots,
+        output_schema: SchemaRef,
+    ) -> Self {
+        let trash = slots.alloc();
+        // Lateness only means something against a watermark.
+        let allowed_lateness = if time.is_event_time() {
+            allowed_lateness.max(0)
+        } else {
+            0
+        };
+        SliceWindowAggregate {
+            assigner,
+            time,
+            allowed_lateness,
+            keys,
+            slots,
+            pairs: HashTable::new(),
+            slices: BTreeMap::new(),
+            progress: Watermark::MIN.0,
+            trash,
+            late_records_dropped: 0,
+            output_schema,
+            times: Vec::new(),
+            key_ids: Vec::new(),
+            row_slots: Vec::new(),
+            scratch_of_key: Vec::new(),
+        }
+    }
+
+    /// `window_end - 1 + allowed_lateness <= progress`: too late to change the window.
+    fn is_expired(&self, window_end: i64) -> bool {
+        (window_end - 1).saturating_add(self.allowed_lateness) <= self.progress
+    }
+
+    /// The slot of (key, slice end), created on first use.
+    fn slot_of(&mut self, key: u32, slice_end: i64) -> u32 {
+        let hash = pair_hash(key, slice_end);
+        if let Some(pair) = self
+            .pairs
+            .find(hash, |p| p.key == key && p.slice_end == slice_end)
+        {
+            return pair.slot;
+        }
+        let slot = self.slots.alloc();
+        self.pairs.insert_unique(
+            hash,
+            Pair {
+                key,
+                slice_end,
+                slot,
+            },
+            |p| pair_hash(p.key, p.slice_end),
+        );
+        self.slices.entry(slice_end).or_default().push((key, slot));
+        slot
+    }
+
+    /// Advances progress to `to`: fires every window with `end - 1` in `(progress, to]`, in
+    /// order of their ends, then frees the slices no window needs any more.
+    fn advance(&mut self, to: i64, out: &mut Output) -> Result<()> {
+        if to <= self.progress {
+            return Ok(());
+        }
+        let from = self.progress;
+        // Slices of windows ending in (from + 1, to + 1] end after from + 1 - max size.
+        let lowest = from
+            .saturating_add(1)
+            .saturating_sub(self.assigner.max_window_size());
+        let highest = to.saturating_add(1);
+        let mut ends: Vec<i64> = Vec::new();
+        for &slice_end in self.slices.range(lowest..=highest).map(|(e, _)| e) {
+            ends.extend(
+                self.assigner
+                    .window_ends(slice_end)
+                    .filter(|&e| e - 1 > from && e - 1 <= to),
+            );
+        }
+        ends.sort_unstable();
+        ends.dedup();
+        self.progress = to;
+        for end in ends {
+            self.fire(end, None, out)?;
+        }
+        // Free slices whose last window is past its lateness (last window ends grow with the
+        // slice end, so the expired slices are a prefix).
+        while let Some((&slice_end, _)) = self.slices.first_key_value() {
+            if !self.is_expired(self.assigner.last_window_end(slice_end)) {
+                break;
+            }
+            let Some((_, pairs)) = self.slices.pop_first() else {
+                break;
+            };
+            for &(key, _) in &pairs {
+                if let Ok(found) = self.pairs.find_entry(pair_hash(key, slice_end), |p| {
+                    p.key == key && p.slice_end == slice_end
+                }) {
+                    found.remove();
+                }
+            }
+            let freed: Vec<u32> = pairs.iter().map(|&(_, slot)| slot).collect();
+            self.slots.release(&freed);
+        }
+        Ok(())
+    }
+
+    /// Emits the window ending at `end`: for every key in its slices, or only for `only`.
+    fn fire(&mut self, end: i64, only: Option<&[u32]>, out: &mut Output) -> Result<()> {
+        let mut keys: Vec<u32> = Vec::new();
+        let mut sources: Vec<u32> = Vec::new();
+        let mut targets: Vec<u32> = Vec::new();
+        let slice_ends: Vec<i64> = self.assigner.slices_of(end).collect();
+        let single_slice = slice_ends.len() == 1;
+        self.scratch_of_key.resize(self.keys.len(), NO_SLOT);
+        for &slice_end in &slice_ends {
+            let pairs: Vec<(u32, u32)> = match only {
+                None => match self.slices.get(&slice_end) {
+                    Some(pairs) => pairs.clone(),
+                    None => continue,
+                },
+                Some(only) => only
+                    .iter()
+                    .filter_map(|&key| {
+                        self.pairs
+                            .find(pair_hash(key, slice_end), |p| {
+                                p.key == key && p.slice_end == slice_end
+                            })
+                            .map(|p| (key, p.slot))
+                    })
+                    .collect(),
+            };
+            for (key, slot) in pairs {
+                if single_slice {
+                    keys.push(key);
+                    sources.push(slot);
+                    continue;
+                }
+                let target = &mut self.scratch_of_key[key as usize];
+                if *target == NO_SLOT {
+                    *target = self.slots.alloc();
+                    keys.push(key);
+                }
+                sources.push(slot);
+                targets.push(*target);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let evaluated = if single_slice {
+            sources
+        } else {
+            self.slots.merge(&sources, &targets)?;
+            keys.iter()
+                .map(|&k| std::mem::replace(&mut self.scratch_of_key[k as usize], NO_SLOT))
+                .collect()
+        };
+        let values = self.slots.evaluate(&evaluated)?;
+        if !single_slice {
+            self.slots.release(&evaluated);
+        }
+        let start = self.assigner.window_start(end);
+        let rows = keys.len();
+        emit_rows(
+            &self.output_schema,
+            self.keys.decode(&keys)?,
+            vec![start; rows],
+            vec![end; rows],
+            values,
+            out,
+        )
+    }
+
+    /// Fires again, per key, the windows that late rows of the last batch updated.
+    fn refire(&mut self, mut touched: Vec<(u32, i64)>, out: &mut Output) -> Result<()> {
+        touched.sort_unstable();
+        touched.dedup();
+        let mut windows: Vec<(i64, u32)> = Vec::new();
+        for &(key, slice_end) in &touched {
+            for end in self.assigner.window_ends(slice_end) {
+                if end - 1 <= self.progress && !self.is_expired(end) {
+                    windows.push((end, key));
+                }
+            }
+        }
+        windows.sort_unstable();
+        windows.dedup();
+        let mut rest = windows.as_slice();
+        while let Some(&(end, _)) = rest.first() {
+            let count = rest.iter().take_while(|w| w.0 == end).count();
+            let keys: Vec<u32> = rest[..count].iter().map(|w| w.1).collect();
+            self.fire(end, Some(&keys), out)?;
+            rest = &rest[count..];
+        }
+        Ok(())
+    }
+}
+
+impl Operator for SliceWindowAggregate {
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let event_time = self.time.is_event_time();
+        let now = if event_time {
+            0
+        } else {
+            let now = wall_clock_ms().max(self.progress.saturating_add(1));
+            self.advance(now - 1, out)?;
+            now
+        };
+        let mut times = std::mem::take(&mut self.times);
+        let mut key_ids = std::mem::take(&mut self.key_ids);
+        let mut row_slots = std::mem::take(&mut self.row_slots);
+        self.time.times(&batch, now, &mut times)?;
+        self.keys.intern(&batch, &mut key_ids)?;
+        row_slots.clear();
+        let mut touched_fired: Vec<(u32, i64)> = Vec::new();
+        for (&t, &key) in times.iter().zip(&key_ids) {
+            let slice_end = self.assigner.slice_end(t);
+            let first = self.assigner.first_window_end(slice_end);
+            let last = self.assigner.last_window_end(slice_end);
+            if last < first {
+                // In the gap between hopping windows (slide > size): in no window at all.
+                row_slots.push(self.trash);
+                continue;
+            }
+            if event_time && self.is_expired(last) {
+                self.late_records_dropped += 1;
+                row_slots.push(self.trash);
+                continue;
+            }
+            row_slots.push(self.slot_of(key, slice_end));
+            if first - 1 <= self.progress {
+                // A window of this slice has fired: it fires again with this row.
+                touched_fired.push((key, slice_end));
+            }
+        }
+        self.slots.update(&row_slots, &batch)?;
+        self.slots.clear(&[self.trash]);
+        self.times = times;
+        self.key_ids = key_ids;
+        self.row_slots = row_slots;
+        if !touched_fired.is_empty() {
+            self.refire(touched_fired, out)?;
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        let to = if self.time.is_event_time() {
+            watermark.0
+        } else {
+            wall_clock_ms() - 1
+        };
+        self.advance(to, out)?;
+        out.push_watermark(watermark);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        // Bounded input: every window fires (event time has seen Watermark::MAX already).
+        self.advance(Watermark::MAX.0, out)
+    }
+
+    fn report_metrics(&self, metrics: &mut OperatorMetrics) {
+        metrics.late_records_dropped = self.late_records_dropped;
+        metrics.state_keys = self.pairs.len() as u64;
+        metrics.state_bytes = (self.keys.allocated_bytes()
+            + self.slots.allocated_bytes()
+            + self.pairs.capacity() * std::mem::size_of::<Pair>()
+            + self
+                .slices
+                .values()
+                .map(|v| v.capacity() * std::mem::size_of::<(u32, u32)>())
+                .sum::<usize>()) as u64;
+    }
+}
