@@ -233,26 +233,27 @@ impl Operator for KeyedAggregate {
     }
 }
 
-/// Dense group indices for row-encoded keys. Key bytes live in one buffer.
+/// Dense group indices for row-encoded keys. Key bytes live in one buffer. Also the key table
+/// of the joins (`operator::join`).
 #[derive(Default)]
-struct GroupTable {
+pub(crate) struct GroupTable {
     table: HashTable<(u64, u32)>,
     key_bytes: Vec<u8>,
     key_offsets: Vec<usize>,
 }
 
 impl GroupTable {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.key_offsets.len()
     }
 
-    fn allocated_bytes(&self) -> usize {
+    pub(crate) fn allocated_bytes(&self) -> usize {
         self.table.capacity() * std::mem::size_of::<(u64, u32)>()
             + self.key_bytes.capacity()
             + self.key_offsets.capacity() * std::mem::size_of::<usize>()
     }
 
-    fn key(&self, group: u32) -> &[u8] {
+    pub(crate) fn key(&self, group: u32) -> &[u8] {
         let start = self.key_offsets[group as usize];
         let end = self
             .key_offsets
@@ -263,39 +264,42 @@ impl GroupTable {
     }
 
     /// Fills `out` with the group index of every row, adding new groups as needed.
-    fn intern(&mut self, rows: &Rows, out: &mut Vec<u32>) {
+    pub(crate) fn intern(&mut self, rows: &Rows, out: &mut Vec<u32>) {
         out.clear();
         out.reserve(rows.num_rows());
         for row in rows.iter() {
-            let bytes = row.as_ref();
-            let hash = xxh3_64(bytes);
-            let GroupTable {
-                table,
-                key_bytes,
-                key_offsets,
-            } = self;
-            let key_of = |g: u32| {
-                let start = key_offsets[g as usize];
-                let end = key_offsets
-                    .get(g as usize + 1)
-                    .copied()
-                    .unwrap_or(key_bytes.len());
-                &key_bytes[start..end]
-            };
-            let found = table
-                .find(hash, |&(h, g)| h == hash && key_of(g) == bytes)
-                .map(|&(_, g)| g);
-            let group = match found {
-                Some(g) => g,
-                None => {
-                    let g = key_offsets.len() as u32;
-                    key_offsets.push(key_bytes.len());
-                    key_bytes.extend_from_slice(bytes);
-                    table.insert_unique(hash, (hash, g), |&(h, _)| h);
-                    g
-                }
-            };
-            out.push(group);
+            out.push(self.intern_one(row.as_ref()));
+        }
+    }
+
+    /// The group index of one row-encoded key, added if new.
+    pub(crate) fn intern_one(&mut self, bytes: &[u8]) -> u32 {
+        let hash = xxh3_64(bytes);
+        let GroupTable {
+            table,
+            key_bytes,
+            key_offsets,
+        } = self;
+        let key_of = |g: u32| {
+            let start = key_offsets[g as usize];
+            let end = key_offsets
+                .get(g as usize + 1)
+                .copied()
+                .unwrap_or(key_bytes.len());
+            &key_bytes[start..end]
+        };
+        let found = table
+            .find(hash, |&(h, g)| h == hash && key_of(g) == bytes)
+            .map(|&(_, g)| g);
+        match found {
+            Some(g) => g,
+            None => {
+                let g = key_offsets.len() as u32;
+                key_offsets.push(key_bytes.len());
+                key_bytes.extend_from_slice(bytes);
+                table.insert_unique(hash, (hash, g), |&(h, _)| h);
+                g
+            }
         }
     }
 }
