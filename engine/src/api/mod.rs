@@ -24,9 +24,11 @@
 //! equal parallelism are forward (and chained), others rebalance, as in Flink.
 
 mod batch_fn;
+mod join;
 pub mod nexmark;
 
 pub use batch_fn::{BatchFn, BatchFunction};
+pub use join::{ConnectedStreams, JoinBuilder};
 
 use std::cell::RefCell;
 use std::collections::HashSet;

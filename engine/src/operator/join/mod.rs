@@ -453,3 +453,6 @@ impl OutputShape {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
