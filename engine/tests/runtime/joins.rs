@@ -335,16 +335,12 @@ impl Operator for CountBoth {
     }
 
     fn finish(&mut self, out: &mut Output) -> sluice_engine::Result<()> {
-        let column = |f: &dyn Fn((&i64, &[i64; 2])) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(self.counts.iter().map(f)))
-        };
+        let keys = Int64Array::from_iter_values(self.counts.keys().copied());
+        let left = Int64Array::from_iter_values(self.counts.values().map(|c| c[0]));
+        let right = Int64Array::from_iter_values(self.counts.values().map(|c| c[1]));
         let batch = RecordBatch::try_new(
             self.schema.clone(),
-            vec![
-                column(&|(k, _)| *k),
-                column(&|(_, c)| c[0]),
-                column(&|(_, c)| c[1]),
-            ],
+            vec![Arc::new(keys), Arc::new(left), Arc::new(right)],
         )
         .expect("valid batch");
         out.push_batch(batch);

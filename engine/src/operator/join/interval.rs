@@ -16,7 +16,7 @@
 
 use arrow::record_batch::RecordBatch;
 
-use super::{BatchStore, JoinKeys, OutputShape, RowRef, event_times, usable_rows};
+use super::{BatchStore, JoinKeys, Matches, OutputShape, RowRef, event_times, usable_rows};
 use crate::Result;
 use crate::element::Watermark;
 use crate::operator::aggregate::GroupTable;
@@ -46,8 +46,7 @@ pub(crate) struct IntervalJoin {
     shape: OutputShape,
     // Scratch reused across batches.
     times: Vec<i64>,
-    incoming: Vec<u32>,
-    matches: Vec<RowRef>,
+    matches: Matches,
 }
 
 impl IntervalJoin {
@@ -68,8 +67,7 @@ impl IntervalJoin {
             late: 0,
             shape,
             times: Vec::new(),
-            incoming: Vec::new(),
-            matches: Vec::new(),
+            matches: Matches::default(),
         }
     }
 
@@ -177,7 +175,6 @@ impl Operator for IntervalJoin {
         }
         let bound = self.expiry_bound(side);
         let batch_id = self.sides[side].store.next_id()?;
-        self.incoming.clear();
         self.matches.clear();
         let mut stored = 0usize;
         let mut late = 0u64;
@@ -194,8 +191,7 @@ impl Operator for IntervalJoin {
             for &candidate in &theirs.rows[key as usize] {
                 let t = theirs.store.time(candidate);
                 if t >= low && t <= high {
-                    self.incoming.push(row as u32);
-                    self.matches.push(candidate);
+                    self.matches.push(row as u32, candidate);
                 }
             }
             if time > bound {
@@ -209,15 +205,8 @@ impl Operator for IntervalJoin {
         self.late += late;
         let [left, right] = &mut self.sides;
         let theirs = if side == 0 { right } else { left };
-        self.shape.emit_pairs(
-            out,
-            None,
-            side,
-            &batch,
-            &self.incoming,
-            &mut theirs.store,
-            &self.matches,
-        )?;
+        self.shape
+            .emit_pairs(out, None, (side, &batch), &mut theirs.store, &self.matches)?;
         if stored > 0 {
             let times = std::mem::take(&mut self.times);
             self.sides[side]

@@ -282,12 +282,12 @@ impl BatchStore {
     fn release(&mut self, row: RowRef) {
         self.live_rows = self.live_rows.saturating_sub(1);
         let position = row.batch.wrapping_sub(self.first) as usize;
-        if let Some(slot) = self.batches.get_mut(position) {
-            if let Some(stored) = slot {
-                stored.live = stored.live.saturating_sub(1);
-                if stored.live == 0 {
-                    *slot = None;
-                }
+        if let Some(slot) = self.batches.get_mut(position)
+            && let Some(stored) = slot
+        {
+            stored.live = stored.live.saturating_sub(1);
+            if stored.live == 0 {
+                *slot = None;
             }
         }
         while matches!(self.batches.front(), Some(None)) {
@@ -368,6 +368,26 @@ impl BatchStore {
     }
 }
 
+/// Joined pairs found for one incoming batch: row `incoming[i]` of the batch with the stored
+/// row `stored[i]` of the other side. Pushed together, so the two stay the same length.
+#[derive(Default)]
+struct Matches {
+    incoming: Vec<u32>,
+    stored: Vec<RowRef>,
+}
+
+impl Matches {
+    fn push(&mut self, incoming: u32, stored: RowRef) {
+        self.incoming.push(incoming);
+        self.stored.push(stored);
+    }
+
+    fn clear(&mut self) {
+        self.incoming.clear();
+        self.stored.clear();
+    }
+}
+
 /// The output schema and the input schemas (for NULL padding) of a join.
 struct OutputShape {
     schema: SchemaRef,
@@ -418,28 +438,20 @@ impl OutputShape {
         Ok(())
     }
 
-    /// Emits the pairs (`incoming[i]` of input `side`, `stored[i]` of the other input) in
-    /// chunks of [`EMIT_BATCH_ROWS`].
+    /// Emits `matches` (rows of `batch` from input `side` with stored rows of the other
+    /// input, held in `other`) in chunks of [`EMIT_BATCH_ROWS`].
     fn emit_pairs(
         &self,
         out: &mut Output,
         kind: Option<RowKind>,
-        side: usize,
-        batch: &RecordBatch,
-        incoming: &[u32],
+        (side, batch): (usize, &RecordBatch),
         other: &mut BatchStore,
-        stored: &[RowRef],
+        matches: &Matches,
     ) -> Result<()> {
-        if incoming.len() != stored.len() {
-            return Err(Error::Internal(format!(
-                "join pairs out of step: {} incoming rows, {} stored rows",
-                incoming.len(),
-                stored.len()
-            )));
-        }
-        for (mine, theirs) in incoming
+        for (mine, theirs) in matches
+            .incoming
             .chunks(EMIT_BATCH_ROWS)
-            .zip(stored.chunks(EMIT_BATCH_ROWS))
+            .zip(matches.stored.chunks(EMIT_BATCH_ROWS))
         {
             let mine = Self::take(batch, mine)?;
             let theirs = other.gather(theirs)?;

@@ -14,7 +14,7 @@
 
 use arrow::record_batch::RecordBatch;
 
-use super::{BatchStore, JoinKeys, OutputShape, RowRef};
+use super::{BatchStore, JoinKeys, Matches, OutputShape, RowRef};
 use crate::Result;
 use crate::element::RowKind;
 use crate::graph::JoinType;
@@ -29,8 +29,7 @@ pub(crate) struct RegularJoin {
     rows: [Vec<Vec<RowRef>>; 2],
     shape: OutputShape,
     // Scratch reused across batches.
-    incoming: Vec<u32>,
-    matches: Vec<RowRef>,
+    matches: Matches,
     unmatched: Vec<u32>,
     retracted: Vec<RowRef>,
 }
@@ -43,8 +42,7 @@ impl RegularJoin {
             stores: [BatchStore::default(), BatchStore::default()],
             rows: [Vec::new(), Vec::new()],
             shape,
-            incoming: Vec::new(),
-            matches: Vec::new(),
+            matches: Matches::default(),
             unmatched: Vec::new(),
             retracted: Vec::new(),
         }
@@ -67,7 +65,6 @@ impl Operator for RegularJoin {
         if preserve_mine {
             matched_flags.reserve_exact(batch.num_rows());
         }
-        self.incoming.clear();
         self.matches.clear();
         self.unmatched.clear();
         self.retracted.clear();
@@ -88,8 +85,7 @@ impl Operator for RegularJoin {
                 }
             } else {
                 for &partner in partners {
-                    self.incoming.push(row as u32);
-                    self.matches.push(partner);
+                    self.matches.push(row as u32, partner);
                     if preserve_theirs && self.stores[other].mark_matched(partner) {
                         self.retracted.push(partner);
                     }
@@ -126,9 +122,7 @@ impl Operator for RegularJoin {
         self.shape.emit_pairs(
             out,
             Some(RowKind::Insert),
-            side,
-            &batch,
-            &self.incoming,
+            (side, &batch),
             theirs,
             &self.matches,
         )?;
