@@ -24,11 +24,13 @@
 //! equal parallelism are forward (and chained), others rebalance, as in Flink.
 
 mod batch_fn;
+mod join;
 pub mod nexmark;
 mod process;
 mod window;
 
 pub use batch_fn::{BatchFn, BatchFunction};
+pub use join::{ConnectedStreams, JoinBuilder};
 pub use process::{
     Collector, KeyedProcessFunction, OutputTag, ProcessContext, ProcessOperator, ProcessStreams,
     SIDE_OUTPUT_METADATA_KEY,

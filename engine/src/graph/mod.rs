@@ -11,11 +11,13 @@
 //! column in every error. It round-trips through JSON ([`JobGraph::to_json`] /
 //! [`JobGraph::from_json`]) so a client can build it and a JobManager can run it.
 
+mod join;
 mod partitioning;
 mod spec;
 mod validate;
 mod window;
 
+pub use join::{JoinKind, JoinSpec, JoinType, RIGHT_DUPLICATE_SUFFIX};
 pub use partitioning::Partitioning;
 pub use spec::{
     AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec, describe_columns,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
+use super::JoinSpec;
 use crate::connector::{SinkSpec, SourceSpec};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::Expr;
@@ -39,6 +40,8 @@ pub enum OperatorSpec {
     WindowAggregate(super::window::WindowAggregateSpec),
     /// Writes to a connector. Produces nothing.
     Sink { connector: SinkSpec },
+    /// Joins input 0 (left) with input 1 (right) on equal keys; see [`JoinSpec`].
+    Join(JoinSpec),
     /// A user operator registered under `name` in the runtime's operator registry (the
     /// DataStream API's batch functions). Its output schema is the vertex's declared schema.
     Custom { name: String },
@@ -55,6 +58,7 @@ impl OperatorSpec {
             OperatorSpec::KeyedAggregate(_) => "KeyedAggregate",
             OperatorSpec::WindowAggregate(_) => "WindowAggregate",
             OperatorSpec::Sink { .. } => "Sink",
+            OperatorSpec::Join(spec) => spec.kind_name(),
             OperatorSpec::Custom { .. } => "Custom",
         }
     }
@@ -68,6 +72,7 @@ impl OperatorSpec {
             | OperatorSpec::KeyedAggregate(_)
             | OperatorSpec::WindowAggregate(_)
             | OperatorSpec::Sink { .. } => Some(1),
+            OperatorSpec::Join(_) => Some(2),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
         }
     }
@@ -127,6 +132,7 @@ impl OperatorSpec {
             OperatorSpec::KeyedAggregate(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::WindowAggregate(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Sink { .. } => inputs[0].clone(),
+            OperatorSpec::Join(spec) => spec.output_schema(&inputs[0], &inputs[1])?,
             OperatorSpec::Custom { .. } => return Ok(None),
         };
         Ok(Some(schema))

@@ -234,7 +234,8 @@ impl Operator for KeyedAggregate {
 }
 
 /// Dense group indices for row-encoded keys. Key bytes live in one buffer. Shared with the
-/// window operators (`super::window`), which intern their keys the same way.
+/// window operators (`super::window`) and the joins (`super::join`), which intern their keys
+/// the same way.
 #[derive(Default)]
 pub(crate) struct GroupTable {
     table: HashTable<(u64, u32)>,
@@ -268,35 +269,38 @@ impl GroupTable {
         out.clear();
         out.reserve(rows.num_rows());
         for row in rows.iter() {
-            let bytes = row.as_ref();
-            let hash = xxh3_64(bytes);
-            let GroupTable {
-                table,
-                key_bytes,
-                key_offsets,
-            } = self;
-            let key_of = |g: u32| {
-                let start = key_offsets[g as usize];
-                let end = key_offsets
-                    .get(g as usize + 1)
-                    .copied()
-                    .unwrap_or(key_bytes.len());
-                &key_bytes[start..end]
-            };
-            let found = table
-                .find(hash, |&(h, g)| h == hash && key_of(g) == bytes)
-                .map(|&(_, g)| g);
-            let group = match found {
-                Some(g) => g,
-                None => {
-                    let g = key_offsets.len() as u32;
-                    key_offsets.push(key_bytes.len());
-                    key_bytes.extend_from_slice(bytes);
-                    table.insert_unique(hash, (hash, g), |&(h, _)| h);
-                    g
-                }
-            };
-            out.push(group);
+            out.push(self.intern_one(row.as_ref()));
+        }
+    }
+
+    /// The group index of one row-encoded key, added if new.
+    pub(crate) fn intern_one(&mut self, bytes: &[u8]) -> u32 {
+        let hash = xxh3_64(bytes);
+        let GroupTable {
+            table,
+            key_bytes,
+            key_offsets,
+        } = self;
+        let key_of = |g: u32| {
+            let start = key_offsets[g as usize];
+            let end = key_offsets
+                .get(g as usize + 1)
+                .copied()
+                .unwrap_or(key_bytes.len());
+            &key_bytes[start..end]
+        };
+        let found = table
+            .find(hash, |&(h, g)| h == hash && key_of(g) == bytes)
+            .map(|&(_, g)| g);
+        match found {
+            Some(g) => g,
+            None => {
+                let g = key_offsets.len() as u32;
+                key_offsets.push(key_bytes.len());
+                key_bytes.extend_from_slice(bytes);
+                table.insert_unique(hash, (hash, g), |&(h, _)| h);
+                g
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod aggregate;
 mod filter;
+mod join;
 mod project;
 pub(crate) mod registry;
 mod sink;

@@ -93,6 +93,7 @@ impl OperatorRegistry {
             OperatorSpec::Sink { connector } => {
                 Box::new(SinkOperator::new(connector.create_sink(resources)?))
             }
+            OperatorSpec::Join(join) => super::join::build(join, ctx)?,
             OperatorSpec::Custom { name } => {
                 let factory = self.custom.get(name).ok_or_else(|| {
                     Error::plan(

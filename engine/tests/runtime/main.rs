@@ -3,6 +3,7 @@
 
 mod aggregation;
 mod failures;
+mod joins;
 mod nexmark;
 mod process;
 mod sources;

@@ -1,0 +1,152 @@
+//! Unit tests of the join operators driven directly: state cleanup of the interval join and
+//! the changelog of a left outer join.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
+
+use super::{IntervalJoin, JoinKeys, OutputShape, RegularJoin};
+use crate::element::{StreamElement, Watermark};
+use crate::graph::{JoinKind, JoinSpec, JoinType};
+use crate::operator::{Operator, Output};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("t", DataType::Int64, false),
+    ]))
+}
+
+fn batch(rows: &[(Option<i64>, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>()),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+        ],
+    )
+    .expect("valid batch")
+}
+
+fn shape(kind: JoinKind) -> (JoinKeys, OutputShape) {
+    let spec = JoinSpec {
+        left_keys: vec!["k".into()],
+        right_keys: vec!["k".into()],
+        kind,
+    };
+    let output = spec
+        .output_schema(&schema(), &schema())
+        .expect("valid spec");
+    let keys = JoinKeys::try_new([vec![0], vec![0]], &schema()).expect("key encoding");
+    (
+        keys,
+        OutputShape {
+            schema: output,
+            inputs: [schema(), schema()],
+        },
+    )
+}
+
+fn rows_out(out: &mut Output) -> usize {
+    out.drain()
+        .iter()
+        .map(|e| match e {
+            StreamElement::Batch(b) => b.num_rows(),
+            StreamElement::Watermark(_) | StreamElement::Barrier(_) | StreamElement::EndOfInput => {
+                0
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn interval_join_drops_rows_that_can_no_longer_match() {
+    let kind = JoinKind::Interval {
+        left_time: "t".into(),
+        right_time: "t".into(),
+        lower_ms: -10,
+        upper_ms: 5,
+    };
+    let (keys, shape) = shape(kind);
+    let mut join = IntervalJoin::new(keys, [1, 1], -10, 5, shape);
+    let mut out = Output::default();
+    // 2000 keys, times 0..2000 on both sides.
+    for chunk in 0..20 {
+        let rows: Vec<_> = (0..100)
+            .map(|i| (Some(chunk * 100 + i), chunk * 100 + i))
+            .collect();
+        join.process_batch(0, batch(&rows), &mut out).unwrap();
+        let rows: Vec<_> = (0..100)
+            .map(|i| (Some(chunk * 100 + i), chunk * 100 + i + 3))
+            .collect();
+        join.process_batch(1, batch(&rows), &mut out).unwrap();
+    }
+    // Each left row l (time t) meets right row with time t + 3: l.t in [r.t - 10, r.t + 5].
+    assert_eq!(rows_out(&mut out), 2000);
+    assert_eq!(join.state_rows(), 4000);
+    // Cleanup is amortised: at 500 the wholly expired batches hold under a quarter of the
+    // state, so nothing is swept yet; at 1500 they hold more, and the sweep is exact: left rows
+    // at or below 1500 - 10 and right rows at or below 1500 - 5 are gone.
+    join.process_watermark(Watermark(500), &mut out).unwrap();
+    assert_eq!(join.state_rows(), 4000);
+    join.process_watermark(Watermark(1500), &mut out).unwrap();
+    let left_kept = (0..2000).filter(|t| *t > 1490).count();
+    let right_kept = (0..2000).filter(|t| t + 3 > 1495).count();
+    assert_eq!(join.state_rows(), left_kept + right_kept);
+    // A late row is dropped without output.
+    join.process_batch(1, batch(&[(Some(700), 400)]), &mut out)
+        .unwrap();
+    assert_eq!(rows_out(&mut out), 0);
+    join.process_watermark(Watermark(5000), &mut out).unwrap();
+    assert_eq!(join.state_rows(), 0);
+    assert!(join.key_table_len() < 2000, "key table compacted");
+    let mut metrics = crate::runtime::OperatorMetrics::default();
+    join.report_metrics(&mut metrics);
+    assert_eq!(metrics.late_records_dropped, 1);
+    assert_eq!(metrics.state_keys, 0);
+}
+
+#[test]
+fn left_outer_join_retracts_the_padded_row_when_a_partner_arrives() {
+    let (keys, shape) = shape(JoinKind::Regular {
+        join_type: JoinType::Left,
+    });
+    let mut join = RegularJoin::new(keys, JoinType::Left, shape);
+    let mut out = Output::default();
+    join.process_batch(0, batch(&[(Some(1), 10), (None, 11)]), &mut out)
+        .unwrap();
+    join.process_batch(
+        1,
+        batch(&[(Some(1), 20), (Some(1), 21), (Some(2), 22)]),
+        &mut out,
+    )
+    .unwrap();
+    let mut changes = Vec::new();
+    for element in out.drain() {
+        let StreamElement::Batch(b) = element else {
+            continue;
+        };
+        let kinds = b.column(0).as_primitive::<Int8Type>();
+        let lt = b.column(2).as_primitive::<Int64Type>();
+        let rt = b.column(4).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let kind = crate::element::RowKind::from_i8(kinds.value(i)).unwrap();
+            changes.push((
+                kind.short_string(),
+                lt.is_valid(i).then(|| lt.value(i)),
+                rt.is_valid(i).then(|| rt.value(i)),
+            ));
+        }
+    }
+    assert_eq!(
+        changes,
+        [
+            ("+I", Some(10), None),
+            ("+I", Some(11), None),
+            ("-D", Some(10), None),
+            ("+I", Some(10), Some(20)),
+            ("+I", Some(10), Some(21)),
+        ]
+    );
+}
