@@ -51,7 +51,8 @@ enum SinkChoice {
 enum Command {
     /// Runs a Nexmark query over the generator on the embedded local mode.
     Nexmark {
-        /// q0 (pass-through), q1 (currency conversion), q2 (selection) or count (bids per auction).
+        /// q0 (pass-through), q1 (currency conversion), q2 (selection), count (bids per auction),
+        /// hop (hopping-window count per auction) or join (interval join of bids and auctions).
         #[arg(long, default_value = "q1")]
         query: String,
         /// Number of generated events (bids are 92 % of them).

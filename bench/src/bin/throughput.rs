@@ -32,7 +32,7 @@ struct Cli {
 enum Command {
     /// Nexmark queries over the generator into a blackhole sink.
     Nexmark {
-        /// q0, q1, q2, count, or all.
+        /// q0, q1, q2, count, hop, join, or all.
         #[arg(long, default_value = "q1")]
         query: String,
         #[arg(long, default_value_t = 10_000_000)]
@@ -111,7 +111,7 @@ fn nexmark_once(
     batch_size: Option<usize>,
 ) -> anyhow::Result<(Duration, u64)> {
     let env = StreamEnvironment::new(format!("nexmark-{query}")).with_parallelism(parallelism);
-    let config = NexmarkConfig::default().with_events(Some(events));
+    let config = query.configure(NexmarkConfig::default().with_events(Some(events)));
     add_query(&env, query, config, SinkSpec::Blackhole)?;
     let (graph, registry) = env.build()?;
     let job_env = JobEnvironment {
