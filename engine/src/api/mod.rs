@@ -438,6 +438,10 @@ impl DataStream {
     /// Writes to a sink.
     pub fn sink(&self, name: &str, spec: SinkSpec) -> Result<()> {
         let schema = self.schema();
+        spec.validate(&schema).map_err(|e| match e {
+            Error::Expression { message } => Error::plan(name, message),
+            other => other,
+        })?;
         self.env.add_vertex(
             name,
             OperatorSpec::Sink { connector: spec },

@@ -31,6 +31,20 @@ impl CollectedResults {
         }
     }
 
+    /// Adds `batch` as what `subtask` of sink `name` produced.
+    pub(crate) fn put(&self, name: &str, subtask: u32, batch: RecordBatch) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner
+            .entry(name.to_string())
+            .or_default()
+            .entry(subtask)
+            .or_default()
+            .push(batch);
+    }
+
     /// All batches collected under `name`, subtask by subtask.
     pub fn batches(&self, name: &str) -> Vec<RecordBatch> {
         let inner = self

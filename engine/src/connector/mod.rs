@@ -19,6 +19,7 @@ mod memory;
 mod nexmark;
 mod print;
 mod text;
+mod upsert;
 
 pub use collect::CollectedResults;
 pub use datagen::DatagenSource;
@@ -27,6 +28,7 @@ pub use memory::MemorySource;
 pub use nexmark::NexmarkSource;
 pub use print::PrintSink;
 pub use text::{LINE_COLUMN, TextFileSource};
+pub use upsert::UpsertTable;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -191,6 +193,12 @@ pub enum SinkSpec {
     /// Keeps the batches in memory under `name` for the caller to read after the job
     /// ([`CollectedResults`]). For tests and examples.
     Collect { name: String },
+    /// Applies the input changelog by `primary_key` and hands the resulting table to the
+    /// collected results under `name` at end of input ([`UpsertTable`]).
+    Upsert {
+        name: String,
+        primary_key: Vec<String>,
+    },
 }
 
 /// Shared, per-job resources sinks may need.
@@ -209,6 +217,11 @@ impl SinkSpec {
             SinkSpec::Blackhole => Box::new(blackhole::BlackholeSink),
             SinkSpec::Filesystem(spec) => spec.create_sink()?,
             SinkSpec::Collect { name } => Box::new(resources.collected.sink(name)),
+            SinkSpec::Upsert { name, primary_key } => Box::new(upsert::UpsertSink::new(
+                name,
+                primary_key,
+                resources.collected.clone(),
+            )),
         })
     }
 
@@ -218,6 +231,35 @@ impl SinkSpec {
             SinkSpec::Blackhole => "blackhole",
             SinkSpec::Filesystem(_) => "filesystem",
             SinkSpec::Collect { .. } => "collect",
+            SinkSpec::Upsert { .. } => "upsert",
         }
+    }
+
+    /// Whether the sink accepts a changelog (rows with a `_row_kind` other than `+I`). Sinks
+    /// that do not are rejected at graph build when their input is updating.
+    pub fn accepts_updates(&self) -> bool {
+        match self {
+            SinkSpec::Print { .. }
+            | SinkSpec::Blackhole
+            | SinkSpec::Collect { .. }
+            | SinkSpec::Upsert { .. } => true,
+            SinkSpec::Filesystem(_) => false,
+        }
+    }
+
+    /// Checks the sink against its input schema.
+    pub fn validate(&self, input: &arrow::datatypes::Schema) -> Result<()> {
+        if input.index_of(crate::element::ROW_KIND_COLUMN).is_ok() && !self.accepts_updates() {
+            return Err(crate::Error::expr(format!(
+                "the {} sink accepts only insert-only input, but its input is a changelog \
+                 (it carries updates and deletes, e.g. from a non-windowed aggregation or a \
+                 regular join); write it to an upsert sink with a primary key instead",
+                self.name()
+            )));
+        }
+        if let SinkSpec::Upsert { primary_key, .. } = self {
+            UpsertTable::try_new(input, primary_key)?;
+        }
+        Ok(())
     }
 }

@@ -131,7 +131,10 @@ impl OperatorSpec {
             }
             OperatorSpec::KeyedAggregate(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::WindowAggregate(spec) => spec.output_schema(&inputs[0])?,
-            OperatorSpec::Sink { .. } => inputs[0].clone(),
+            OperatorSpec::Sink { connector } => {
+                connector.validate(&inputs[0])?;
+                inputs[0].clone()
+            }
             OperatorSpec::Join(spec) => spec.output_schema(&inputs[0], &inputs[1])?,
             OperatorSpec::Custom { .. } => return Ok(None),
         };

@@ -17,6 +17,7 @@ mod sink;
 mod union;
 mod window;
 
+pub(crate) use aggregate::GroupTable;
 pub use aggregate::KeyedAggregate;
 pub use filter::Filter;
 pub use project::Project;

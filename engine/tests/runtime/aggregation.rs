@@ -212,3 +212,63 @@ fn changelog_retracts_before_it_updates() {
     let (ub, ua) = (RowKind::UpdateBefore as i8, RowKind::UpdateAfter as i8);
     assert_eq!(kinds, vec![i, ub, ua, i]);
 }
+
+#[test]
+fn an_upsert_sink_materialises_the_changelog_by_key() {
+    let rows: Vec<(i64, Option<i64>)> = (0..2000).map(|i| (i % 37, Some(i))).collect();
+    for parallelism in [1, 3] {
+        let env = StreamEnvironment::new("upsert").with_parallelism(parallelism);
+        env.from_batches("rows", key_value_schema(), key_value_batches(&rows, 64))
+            .unwrap()
+            .key_by(["k"])
+            .aggregate(calls(), EmitMode::Changelog)
+            .unwrap()
+            .sink(
+                "table",
+                sluice_engine::connector::SinkSpec::Upsert {
+                    name: "table".into(),
+                    primary_key: vec!["k".into()],
+                },
+            )
+            .unwrap();
+        let output = env.execute_on(&runtime(parallelism as usize)).unwrap();
+        let table = output.collected.batches("table");
+        assert!(
+            table
+                .iter()
+                .all(|b| b.schema().index_of(ROW_KIND_COLUMN).is_err())
+        );
+        assert_same(&fold_results(&table), &reference(&rows));
+        assert_eq!(table.iter().map(|b| b.num_rows()).sum::<usize>(), 37);
+    }
+}
+
+#[test]
+fn a_file_sink_refuses_an_updating_input_when_the_graph_is_built() {
+    let env = StreamEnvironment::new("refuse");
+    let error = env
+        .from_batches(
+            "rows",
+            key_value_schema(),
+            key_value_batches(&[(1, Some(1))], 1),
+        )
+        .unwrap()
+        .key_by(["k"])
+        .aggregate(calls(), EmitMode::Changelog)
+        .unwrap()
+        .sink(
+            "files",
+            sluice_engine::connector::SinkSpec::Filesystem(
+                sluice_engine::connector::FileSinkSpec {
+                    path: "/nonexistent".into(),
+                    format: sluice_engine::connector::FileFormat::Csv,
+                    options: Default::default(),
+                },
+            ),
+        )
+        .and_then(|()| env.build().map(|_| ()))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("vertex 'files'"), "{error}");
+    assert!(error.contains("accepts only insert-only input"), "{error}");
+}
