@@ -441,6 +441,12 @@ impl Operator for ProcessOperator {
         Ok(())
     }
 
+    fn on_processing_time(&mut self, _now_ms: i64, out: &mut Output) -> Result<()> {
+        self.fire_processing_timers()?;
+        self.collector.drain_into(out);
+        Ok(())
+    }
+
     fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
         let ctx = self.context.as_ref().ok_or_else(not_open)?;
         let range = ctx.state.key_groups();

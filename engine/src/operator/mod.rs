@@ -126,6 +126,14 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The wall clock moved on (called every few milliseconds while the task runs, also when
+    /// no data arrives): fire processing-time timers and windows that are due. The default
+    /// does nothing.
+    fn on_processing_time(&mut self, now_ms: i64, out: &mut Output) -> Result<()> {
+        let _ = (now_ms, out);
+        Ok(())
+    }
+
     /// Takes a snapshot of the operator's state for `checkpoint`. Called after all inputs have
     /// delivered the checkpoint's barrier and before the barrier is forwarded. Stateless
     /// operators keep the default (an empty snapshot).

@@ -41,6 +41,10 @@ pub struct OperatorMetrics {
     pub state_keys: u64,
 }
 
+/// How often operators see the wall clock when nothing else happens: the resolution of
+/// processing-time timers and windows.
+const PROCESSING_TIME_TICK: Duration = Duration::from_millis(10);
+
 /// What one call to [`Task::step`] achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -182,6 +186,8 @@ pub(crate) struct Task {
     pub active: usize,
     input_done: bool,
     scratch: Vec<(usize, RecordBatch)>,
+    /// When the operators next see the wall clock ([`Operator::on_processing_time`]).
+    next_tick: Instant,
 }
 
 impl Task {
@@ -201,6 +207,7 @@ impl Task {
             active: 0,
             input_done: false,
             scratch: Vec::new(),
+            next_tick: Instant::now(),
         }
     }
 
@@ -264,6 +271,11 @@ impl Task {
         if self.input_done {
             return Ok(Step::Finished);
         }
+        let now = Instant::now();
+        if now >= self.next_tick {
+            self.next_tick = now + PROCESSING_TIME_TICK;
+            self.tick()?;
+        }
         let delivered = match &mut self.input {
             TaskInput::Source(source) => match source.reader.poll_next()? {
                 SourcePoll::Batch(batch) => {
@@ -310,6 +322,38 @@ impl Task {
             self.push(0, 0, element)?;
         }
         Ok(Step::Progress)
+    }
+
+    /// Lets every operator of the chain act on the wall clock; what they emit flows on.
+    fn tick(&mut self) -> Result<()> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for level in 0..self.operators.len() {
+            self.active = level;
+            let subtask = self.subtask;
+            let op = &mut self.operators[level];
+            let mut out = std::mem::take(&mut op.output);
+            op.operator
+                .on_processing_time(now_ms, &mut out)
+                .map_err(|e| Error::Task {
+                    operator: op.name.clone(),
+                    subtask,
+                    source: Box::new(e),
+                })?;
+            let mut elements = out.take();
+            self.operators[level].output = out;
+            for produced in elements.drain(..) {
+                if let StreamElement::Batch(batch) = &produced {
+                    let metrics = &mut self.operators[level].metrics;
+                    metrics.records_out += batch.num_rows() as u64;
+                    metrics.batches_out += 1;
+                }
+                self.push(level + 1, 0, produced)?;
+            }
+            self.operators[level].output.recycle(elements);
+        }
+        Ok(())
     }
 
     /// Pushes `element` into operator `level` of the chain (or to the outputs past the end).

@@ -256,3 +256,97 @@ fn side_outputs_become_their_own_stream() {
     let side_schema = output.collected.batches("negative")[0].schema();
     assert_eq!(side_schema.field(0).name(), "key");
 }
+
+/// Logs rows and processing-time timers in the order the operator sees them.
+struct ClockLogger {
+    log: Arc<std::sync::Mutex<Vec<&'static str>>>,
+}
+
+impl KeyedProcessFunction for ClockLogger {
+    fn process_batch(
+        &mut self,
+        _batch: &RecordBatch,
+        keys: &[KeyId],
+        ctx: &mut ProcessContext,
+        _out: &mut Collector,
+    ) -> sluice_engine::Result<()> {
+        let now = ctx.current_processing_time();
+        for &key in keys {
+            self.log.lock().unwrap().push("row");
+            ctx.register_processing_time_timer(key, now + 50);
+        }
+        Ok(())
+    }
+
+    fn on_timers(
+        &mut self,
+        timers: &[Timer],
+        _ctx: &mut ProcessContext,
+        _out: &mut Collector,
+    ) -> sluice_engine::Result<()> {
+        let mut log = self.log.lock().unwrap();
+        log.extend(timers.iter().map(|_| "timer"));
+        Ok(())
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_while_no_input_arrives() {
+    use sluice_engine::connector::{DatagenSource, SinkSpec};
+    use sluice_engine::runtime::JobEnvironment;
+    use std::time::Instant;
+
+    let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+    let options = [
+        ("rows-per-second", "2"),
+        ("fields.k.min", "0"),
+        ("fields.k.max", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let env = StreamEnvironment::new("clock");
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let function_log = log.clone();
+    env.source(
+        "ticks",
+        SourceSpec::Datagen(DatagenSource::new(schema.clone(), options)),
+    )
+    .unwrap()
+    .key_by(["k"])
+    .process("ClockLogger", schema, move || ClockLogger {
+        log: function_log.clone(),
+    })
+    .unwrap()
+    .sink("out", SinkSpec::Blackhole)
+    .unwrap();
+    let (graph, registry) = env.build().unwrap();
+    let handle = runtime(1)
+        .submit(
+            &graph,
+            &JobEnvironment {
+                registry,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // Rows come every 500 ms; each row's timer is due 50 ms later, so with the clock ticking
+    // every timer fires before the next row arrives.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log.lock().unwrap().iter().filter(|e| **e == "row").count() < 3
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.cancel();
+    let _ = handle.wait();
+    let log = log.lock().unwrap().clone();
+    let rows_seen = log.iter().filter(|e| **e == "row").count();
+    assert!(rows_seen >= 3, "{log:?}");
+    let first_rows: Vec<&str> = log.iter().copied().take(5).collect();
+    assert_eq!(
+        first_rows,
+        ["row", "timer", "row", "timer", "row"],
+        "{log:?}"
+    );
+}

@@ -294,6 +294,14 @@ impl Operator for SessionWindowAggregate {
         Ok(())
     }
 
+    fn on_processing_time(&mut self, now_ms: i64, out: &mut Output) -> Result<()> {
+        if self.time.is_event_time() {
+            Ok(())
+        } else {
+            self.advance(now_ms - 1, out)
+        }
+    }
+
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
         let to = if self.time.is_event_time() {
             watermark.0
