@@ -780,6 +780,7 @@ impl KeyedStateBackend {
         Ok(StateSnapshot {
             key_groups: Some(range),
             tables,
+            sink_pre_commit: None,
         })
     }
 

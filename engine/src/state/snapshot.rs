@@ -21,10 +21,13 @@ pub struct StateSnapshot {
     /// The key groups covered, for keyed operators.
     pub key_groups: Option<KeyGroupRange>,
     pub tables: Vec<SnapshotTable>,
+    /// What a sink's `pre_commit` returned for this checkpoint; stored in the checkpoint's
+    /// metadata and handed back to the sink to commit on completion or restore.
+    pub sink_pre_commit: Option<Vec<u8>>,
 }
 
 impl StateSnapshot {
     pub fn is_empty(&self) -> bool {
-        self.tables.iter().all(|t| t.batches.is_empty())
+        self.tables.iter().all(|t| t.batches.is_empty()) && self.sink_pre_commit.is_none()
     }
 }

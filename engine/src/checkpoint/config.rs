@@ -1,0 +1,230 @@
+//! Checkpointing and restart settings, under Flink's keys.
+//!
+//! | key | meaning | default |
+//! | --- | --- | --- |
+//! | `execution.checkpointing.interval` | time between checkpoint triggers | (required) |
+//! | `execution.checkpointing.timeout` | a checkpoint not completed by then is aborted | `10 min` |
+//! | `execution.checkpointing.min-pause` | least time from one completion to the next trigger | `0 ms` |
+//! | `execution.checkpointing.dir` | root of `<dir>/<job-id>/chk-<n>/` | (required) |
+//! | `execution.checkpointing.num-retained` | completed checkpoints kept | `1` |
+//! | `restart-strategy.type` | `none` or `fixed-delay` | `none` |
+//! | `restart-strategy.fixed-delay.attempts` | restarts before the job fails | `1` |
+//! | `restart-strategy.fixed-delay.delay` | pause before each restart | `1 s` |
+//!
+//! Durations are written as Flink writes them: a number and an optional unit (`ms`, `s`,
+//! `min`, `h`; a bare number is milliseconds), with or without a space (`10s`, `500 ms`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// Typed `execution.checkpointing.*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub min_pause: Duration,
+    pub dir: PathBuf,
+    pub num_retained: usize,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints every `interval` into `dir`, other settings at their defaults.
+    pub fn new(interval: Duration, dir: impl Into<PathBuf>) -> Self {
+        CheckpointConfig {
+            interval,
+            timeout: Duration::from_secs(600),
+            min_pause: Duration::ZERO,
+            dir: dir.into(),
+            num_retained: 1,
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn with_min_pause(mut self, pause: Duration) -> Self {
+        self.min_pause = pause;
+        self
+    }
+
+    pub fn with_num_retained(mut self, n: usize) -> Self {
+        self.num_retained = n.max(1);
+        self
+    }
+
+    /// Reads the `execution.checkpointing.*` keys; `None` when no interval is set
+    /// (checkpointing off, as in Flink).
+    pub fn from_options<'a>(
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Option<Self>> {
+        let mut interval = None;
+        let mut dir = None;
+        let mut config = CheckpointConfig::new(Duration::ZERO, PathBuf::new());
+        for (key, value) in options {
+            match key {
+                "execution.checkpointing.interval" => interval = Some(parse_duration(key, value)?),
+                "execution.checkpointing.timeout" => config.timeout = parse_duration(key, value)?,
+                "execution.checkpointing.min-pause" => {
+                    config.min_pause = parse_duration(key, value)?
+                }
+                "execution.checkpointing.dir" => dir = Some(PathBuf::from(value)),
+                "execution.checkpointing.num-retained" => {
+                    config.num_retained = parse_count(key, value)?.max(1) as usize
+                }
+                _ => {}
+            }
+        }
+        let Some(interval) = interval else {
+            return Ok(None);
+        };
+        if interval.is_zero() {
+            return Err(config_error(
+                "execution.checkpointing.interval",
+                "0",
+                "must be positive",
+            ));
+        }
+        config.interval = interval;
+        config.dir = dir.ok_or_else(|| {
+            config_error(
+                "execution.checkpointing.dir",
+                "",
+                "checkpointing needs a directory",
+            )
+        })?;
+        Ok(Some(config))
+    }
+}
+
+/// What happens when a task fails (Flink's `restart-strategy.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartStrategy {
+    /// The first failure fails the job.
+    #[default]
+    None,
+    /// Restart up to `attempts` times, waiting `delay` before each, when the failure is
+    /// retryable ([`Error::is_retryable`]).
+    FixedDelay { attempts: u32, delay: Duration },
+}
+
+impl RestartStrategy {
+    /// Reads the `restart-strategy.*` keys.
+    pub fn from_options<'a>(options: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+        let mut kind = None;
+        let mut attempts = 1;
+        let mut delay = Duration::from_secs(1);
+        for (key, value) in options {
+            match key {
+                "restart-strategy.type" | "restart-strategy" => kind = Some(value.to_string()),
+                "restart-strategy.fixed-delay.attempts" => {
+                    attempts = parse_count(key, value)? as u32
+                }
+                "restart-strategy.fixed-delay.delay" => delay = parse_duration(key, value)?,
+                _ => {}
+            }
+        }
+        match kind.as_deref() {
+            None | Some("none" | "off" | "disable") => Ok(RestartStrategy::None),
+            Some("fixed-delay" | "fixeddelay") => {
+                Ok(RestartStrategy::FixedDelay { attempts, delay })
+            }
+            Some(other) => Err(config_error(
+                "restart-strategy.type",
+                other,
+                "supported: none, fixed-delay",
+            )),
+        }
+    }
+}
+
+/// Parses a Flink duration: `10s`, `500 ms`, `2 min`, `1h`; a bare number is milliseconds.
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration> {
+    let text = value.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| config_error(key, value, "expected a number and a unit, e.g. '10 s'"))?;
+    let millis = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => number,
+        "s" | "sec" | "secs" | "second" | "seconds" => number.saturating_mul(1000),
+        "min" | "m" | "minute" | "minutes" => number.saturating_mul(60_000),
+        "h" | "hour" | "hours" => number.saturating_mul(3_600_000),
+        _ => {
+            return Err(config_error(
+                key,
+                value,
+                "unknown unit; use ms, s, min or h",
+            ));
+        }
+    };
+    Ok(Duration::from_millis(millis))
+}
+
+fn parse_count(key: &str, value: &str) -> Result<u64> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| config_error(key, value, "expected a non-negative integer"))
+}
+
+fn config_error(key: &str, value: &str, message: &str) -> Error {
+    Error::Config {
+        key: key.to_string(),
+        value: value.to_string(),
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_space() {
+        assert_eq!(parse_duration("k", "10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            parse_duration("k", "500 ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration("k", "2 min").unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            parse_duration("k", "250").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert!(parse_duration("k", "ten s").is_err());
+        assert!(parse_duration("k", "5 parsecs").is_err());
+    }
+
+    #[test]
+    fn options_build_typed_configs() {
+        let options = [
+            ("execution.checkpointing.interval", "50 ms"),
+            ("execution.checkpointing.dir", "/tmp/chk"),
+            ("execution.checkpointing.num-retained", "3"),
+            ("restart-strategy.type", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "2"),
+            ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ];
+        let config = CheckpointConfig::from_options(options).unwrap().unwrap();
+        assert_eq!(config.interval, Duration::from_millis(50));
+        assert_eq!(config.num_retained, 3);
+        assert_eq!(
+            RestartStrategy::from_options(options).unwrap(),
+            RestartStrategy::FixedDelay {
+                attempts: 2,
+                delay: Duration::from_millis(10)
+            }
+        );
+        assert_eq!(CheckpointConfig::from_options([]).unwrap(), None);
+    }
+}
