@@ -447,6 +447,10 @@ impl Operator for ProcessOperator {
         Ok(())
     }
 
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        ProcessOperator::restore(self, snapshot)
+    }
+
     fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
         let ctx = self.context.as_ref().ok_or_else(not_open)?;
         let range = ctx.state.key_groups();

@@ -1,7 +1,15 @@
 //! The collecting sink: keeps a job's output in memory for the caller (tests, examples).
 //!
-//! Each subtask buffers its batches locally and hands them over once, at end of input, so the
-//! shared map's lock is taken once per subtask, never per batch.
+//! Without checkpoints each subtask buffers its batches locally and hands them over once, at
+//! end of input, so the shared map's lock is taken once per subtask, never per batch.
+//!
+//! With checkpoints it is exactly-once: on a barrier the batches buffered since the previous
+//! one are *staged* in the shared results under the checkpoint id (pre-commit); when the
+//! checkpoint completes, everything staged up to it becomes visible (commit). A failed
+//! attempt's unstaged buffer dies with it; on restore, the restored checkpoint's staged data is
+//! committed (its completion may not have reached the failed attempt) and anything staged
+//! after it is discarded, so the replay from the checkpoint adds each row exactly once. The
+//! staging is per subtask index: restoring at another parallelism is not supported for it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,15 +18,50 @@ use arrow::record_batch::RecordBatch;
 
 use super::Sink;
 use crate::Result;
+use crate::ids::CheckpointId;
 use crate::operator::OperatorContext;
 
 /// Batches by sink name, then by subtask.
 type BySink = BTreeMap<String, BTreeMap<u32, Vec<RecordBatch>>>;
 
+/// Pre-committed batches by (sink name, subtask), then checkpoint id.
+type Staged = BTreeMap<(String, u32), BTreeMap<CheckpointId, Vec<RecordBatch>>>;
+
+#[derive(Debug, Default)]
+struct Store {
+    committed: BySink,
+    staged: Staged,
+}
+
+impl Store {
+    /// Makes the staged batches of `checkpoint` and earlier visible.
+    fn commit(&mut self, name: &str, subtask: u32, checkpoint: Option<CheckpointId>) {
+        let Some(staged) = self.staged.get_mut(&(name.to_string(), subtask)) else {
+            return;
+        };
+        let done = match checkpoint {
+            Some(id) => {
+                let later = staged.split_off(&CheckpointId(id.0.saturating_add(1)));
+                std::mem::replace(staged, later)
+            }
+            None => std::mem::take(staged),
+        };
+        let target = self
+            .committed
+            .entry(name.to_string())
+            .or_default()
+            .entry(subtask)
+            .or_default();
+        for (_, mut batches) in done {
+            target.append(&mut batches);
+        }
+    }
+}
+
 /// The results of all collecting sinks of a job, by sink name, then by subtask.
 #[derive(Debug, Clone, Default)]
 pub struct CollectedResults {
-    inner: Arc<Mutex<BySink>>,
+    inner: Arc<Mutex<Store>>,
 }
 
 impl CollectedResults {
@@ -31,13 +74,16 @@ impl CollectedResults {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Adds `batch` as what `subtask` of sink `name` produced.
     pub(crate) fn put(&self, name: &str, subtask: u32, batch: RecordBatch) {
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner
+        self.lock()
+            .committed
             .entry(name.to_string())
             .or_default()
             .entry(subtask)
@@ -47,11 +93,8 @@ impl CollectedResults {
 
     /// All batches collected under `name`, subtask by subtask.
     pub fn batches(&self, name: &str) -> Vec<RecordBatch> {
-        let inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner
+        self.lock()
+            .committed
             .get(name)
             .map(|by_subtask| by_subtask.values().flatten().cloned().collect())
             .unwrap_or_default()
@@ -59,11 +102,7 @@ impl CollectedResults {
 
     /// Names of the sinks that collected anything.
     pub fn names(&self) -> Vec<String> {
-        let inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner.keys().cloned().collect()
+        self.lock().committed.keys().cloned().collect()
     }
 }
 
@@ -85,13 +124,46 @@ impl Sink for CollectSink {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<()> {
-        let mut inner = self
-            .results
-            .inner
+    fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Vec<u8>> {
+        let batches = std::mem::take(&mut self.batches);
+        self.results
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner
+            .staged
+            .entry((self.name.clone(), self.subtask))
+            .or_default()
+            .insert(checkpoint, batches);
+        Ok(Vec::new())
+    }
+
+    fn commit(&mut self, checkpoint: CheckpointId, _pending: &[u8]) -> Result<()> {
+        self.results
+            .lock()
+            .commit(&self.name, self.subtask, Some(checkpoint));
+        Ok(())
+    }
+
+    fn recover(&mut self, restored: Option<(CheckpointId, &[u8])>) -> Result<()> {
+        let mut store = self.results.lock();
+        if let Some((checkpoint, _)) = restored {
+            store.commit(&self.name, self.subtask, Some(checkpoint));
+        }
+        // What is still staged belongs to checkpoints that never completed: the replay
+        // produces it again.
+        store.staged.remove(&(self.name.clone(), self.subtask));
+        Ok(())
+    }
+
+    fn abort(&mut self, _checkpoint: CheckpointId, _pending: &[u8]) -> Result<()> {
+        // Staged data of an aborted checkpoint stays staged: the next completed checkpoint
+        // covers it (it was written before that checkpoint's barrier too).
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut store = self.results.lock();
+        store.commit(&self.name, self.subtask, None);
+        store
+            .committed
             .entry(self.name.clone())
             .or_default()
             .entry(self.subtask)

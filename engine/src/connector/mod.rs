@@ -101,6 +101,17 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// A restarted job resumes from `restored` (the checkpoint and this subtask's pre-commit
+    /// data in it), or from the beginning (`None`). Commits what the checkpoint pre-committed
+    /// (its completion may not have reached the failed attempt) and discards anything staged
+    /// after it. The default commits.
+    fn recover(&mut self, restored: Option<(CheckpointId, &[u8])>) -> Result<()> {
+        match restored {
+            Some((checkpoint, pending)) => self.commit(checkpoint, pending),
+            None => Ok(()),
+        }
+    }
+
     /// Discards pre-committed data of a failed checkpoint. Idempotent.
     fn abort(&mut self, checkpoint: CheckpointId, pending: &[u8]) -> Result<()> {
         let _ = (checkpoint, pending);

@@ -215,6 +215,21 @@ impl Sink for UpsertSink {
         }
     }
 
+    /// The table lives in memory and is not in the checkpoint yet: resuming from a checkpoint
+    /// would lose the rows before it, so it fails instead. A restart from the beginning is fine.
+    fn recover(&mut self, restored: Option<(crate::ids::CheckpointId, &[u8])>) -> Result<()> {
+        match restored {
+            None => Ok(()),
+            Some((checkpoint, _)) => Err(crate::Error::plan(
+                format!("upsert sink '{}'", self.name),
+                format!(
+                    "cannot resume from checkpoint {checkpoint}: the upsert sink keeps its table \
+                     in memory and does not snapshot it yet"
+                ),
+            )),
+        }
+    }
+
     fn finish(&mut self) -> Result<()> {
         if let Some(table) = &self.table {
             self.results

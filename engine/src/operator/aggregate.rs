@@ -6,6 +6,11 @@
 //! per group), which yields a `group index` per row; then every accumulator runs one typed loop
 //! over `(group index, value)`. One dynamic call per accumulator per batch, none per row.
 //!
+//! Snapshots hold one `groups` table: `key_group: UInt32`, `key: Binary` (the row-encoded
+//! key) and each accumulator's state columns (`acc<i>_<j>`), so a restore at another
+//! parallelism keeps the groups of the key groups it owns. COUNT, SUM and AVG snapshot their
+//! state; the other functions refuse a checkpoint with a clear error for now.
+//!
 //! Emission follows [`EmitMode`]: `Final` emits one row per group at end of input; `Changelog`
 //! emits, after each batch, `+I` for groups seen for the first time and `-U`/`+U` pairs for
 //! groups whose result changed, in a leading `_row_kind` column.
@@ -13,8 +18,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int8Array, Int64Array, PrimitiveArray,
-    StringArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array, Int8Array, Int64Array,
+    PrimitiveArray, StringArray, UInt32Array,
 };
 use arrow::compute::cast;
 use arrow::datatypes::*;
@@ -23,11 +28,16 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::{HashSet, HashTable};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Operator, Output};
+use super::{Operator, OperatorContext, Output};
 use crate::element::RowKind;
 use crate::graph::{AggregateFunction, EmitMode, KeyedAggregateSpec};
+use crate::ids::CheckpointId;
 use crate::runtime::OperatorMetrics;
+use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot, hash_columns, key_group_of_hash};
 use crate::{Error, Result};
+
+/// Name of the aggregate's snapshot table.
+const GROUPS_TABLE: &str = "groups";
 
 /// Rows per emitted batch of final results.
 const EMIT_BATCH_ROWS: usize = 8192;
@@ -46,6 +56,8 @@ pub struct KeyedAggregate {
     /// For changelog emission: the batch number in which each group was last touched.
     touched_in: Vec<u64>,
     batch_number: u64,
+    /// The owned key groups and the max parallelism, from `open`.
+    key_groups: Option<(KeyGroupRange, u32)>,
 }
 
 impl KeyedAggregate {
@@ -96,6 +108,7 @@ impl KeyedAggregate {
             group_ids: Vec::new(),
             touched_in: Vec::new(),
             batch_number: 0,
+            key_groups: None,
         })
     }
 
@@ -137,6 +150,104 @@ impl KeyedAggregate {
 }
 
 impl Operator for KeyedAggregate {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.key_groups = Some((ctx.key_groups, ctx.max_parallelism));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let (range, max_parallelism) = self
+            .key_groups
+            .ok_or_else(|| Error::Internal("keyed aggregate snapshotted before open".into()))?;
+        let groups: Vec<u32> = (0..self.groups.len() as u32).collect();
+        let keys = self.key_columns(&groups)?;
+        let mut hashes = Vec::with_capacity(groups.len());
+        hash_columns(&keys, &mut hashes)?;
+        let key_groups = UInt32Array::from_iter_values(
+            hashes
+                .iter()
+                .map(|&h| key_group_of_hash(h, max_parallelism)),
+        );
+        let key_bytes = BinaryArray::from_iter_values(groups.iter().map(|&g| self.groups.key(g)));
+        let mut fields = vec![
+            Field::new("key_group", DataType::UInt32, false),
+            Field::new("key", DataType::Binary, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(key_groups), Arc::new(key_bytes)];
+        for (i, acc) in self.accumulators.iter().enumerate() {
+            for (j, column) in acc.state(&groups)?.into_iter().enumerate() {
+                fields.push(Field::new(
+                    format!("acc{i}_{j}"),
+                    column.data_type().clone(),
+                    true,
+                ));
+                columns.push(column);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| Error::arrow("keyed aggregate snapshot", e))?;
+        Ok(StateSnapshot {
+            key_groups: Some(range),
+            tables: vec![SnapshotTable {
+                name: GROUPS_TABLE.into(),
+                batches: vec![batch],
+            }],
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let (owned, _) = self
+            .key_groups
+            .ok_or_else(|| Error::Internal("keyed aggregate restored before open".into()))?;
+        let widths = self
+            .accumulators
+            .iter()
+            .map(|acc| acc.state(&[]).map(|columns| columns.len()))
+            .collect::<Result<Vec<_>>>()?;
+        let bad = || {
+            Error::data(
+                "keyed aggregate snapshot",
+                "expected columns key_group, key and the accumulators' state",
+            )
+        };
+        for table in snapshot.tables.iter().filter(|t| t.name == GROUPS_TABLE) {
+            for batch in &table.batches {
+                if batch.num_columns() != 2 + widths.iter().sum::<usize>() {
+                    return Err(bad());
+                }
+                let key_groups = batch
+                    .column(0)
+                    .as_primitive_opt::<UInt32Type>()
+                    .ok_or_else(bad)?;
+                let mask: BooleanArray = key_groups
+                    .values()
+                    .iter()
+                    .map(|&kg| Some(owned.contains(kg)))
+                    .collect();
+                let kept = arrow::compute::filter_record_batch(batch, &mask)
+                    .map_err(|e| Error::arrow("keyed aggregate restore", e))?;
+                let keys = kept.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
+                let groups: Vec<u32> = keys
+                    .iter()
+                    .flatten()
+                    .map(|k| self.groups.intern_one(k))
+                    .collect();
+                if groups.len() != kept.num_rows() {
+                    return Err(bad());
+                }
+                let count = self.groups.len();
+                let mut column = 2;
+                for (acc, &width) in self.accumulators.iter_mut().zip(&widths) {
+                    acc.resize(count);
+                    acc.restore_state(&groups, &kept.columns()[column..column + width])?;
+                    column += width;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let keys: Vec<ArrayRef> = self
             .key_indices
@@ -324,6 +435,32 @@ pub(crate) trait Accumulator: Send {
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
     /// Heap bytes held by the state.
     fn allocated_bytes(&self) -> usize;
+    /// The state of `groups` as columns, for snapshots (called with no groups to learn the
+    /// number of columns). The default refuses: the function does not checkpoint yet.
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let _ = groups;
+        Err(unsupported_checkpoint())
+    }
+    /// Sets the state of `groups[i]` from row `i` of `state` (columns as [`Accumulator::state`]
+    /// produced them). The groups exist (`resize` was called).
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let _ = (groups, state);
+        Err(unsupported_checkpoint())
+    }
+}
+
+fn unsupported_checkpoint() -> Error {
+    Error::plan(
+        "aggregate",
+        "checkpoints of this aggregate function are not supported yet (COUNT, SUM and AVG are)",
+    )
+}
+
+fn bad_state(function: &str) -> Error {
+    Error::data(
+        "aggregate snapshot",
+        format!("the {function} state columns have unexpected types or lengths"),
+    )
 }
 
 pub(crate) fn new_accumulator(
@@ -491,6 +628,22 @@ impl Accumulator for Count {
             .into();
         Ok(Arc::new(values))
     }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let counts = state
+            .first()
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("COUNT"))?;
+        for (&g, &count) in groups.iter().zip(counts.values().iter()) {
+            self.counts[g as usize] = count;
+        }
+        Ok(())
+    }
 }
 
 /// Values are cast to the result type once per batch, then summed with wrapping arithmetic
@@ -571,6 +724,28 @@ where
             .collect();
         Ok(Arc::new(array.with_data_type(self.result.clone())))
     }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let sums = state
+            .first()
+            .and_then(|c| c.as_primitive_opt::<T>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("SUM"))?;
+        for (i, &g) in groups.iter().enumerate() {
+            let g = g as usize;
+            self.seen[g] = sums.is_valid(i);
+            self.sums[g] = if sums.is_valid(i) {
+                sums.value(i)
+            } else {
+                T::Native::ZERO
+            };
+        }
+        Ok(())
+    }
 }
 
 struct Avg {
@@ -624,6 +799,39 @@ impl Accumulator for Avg {
             })
             .collect();
         Ok(Arc::new(array))
+    }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let sums: Float64Array = groups
+            .iter()
+            .map(|&g| self.sums[g as usize])
+            .collect::<Vec<_>>()
+            .into();
+        let counts: Int64Array = groups
+            .iter()
+            .map(|&g| self.counts[g as usize])
+            .collect::<Vec<_>>()
+            .into();
+        Ok(vec![Arc::new(sums), Arc::new(counts)])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let (Some(sums), Some(counts)) = (
+            state
+                .first()
+                .and_then(|c| c.as_primitive_opt::<Float64Type>()),
+            state.get(1).and_then(|c| c.as_primitive_opt::<Int64Type>()),
+        ) else {
+            return Err(bad_state("AVG"));
+        };
+        if sums.len() != groups.len() || counts.len() != groups.len() {
+            return Err(bad_state("AVG"));
+        }
+        for (i, &g) in groups.iter().enumerate() {
+            self.sums[g as usize] = sums.value(i);
+            self.counts[g as usize] = counts.value(i);
+        }
+        Ok(())
     }
 }
 

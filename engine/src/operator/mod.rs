@@ -5,8 +5,9 @@
 //! work happens inside arrow kernels or typed loops within an operator.
 //!
 //! Lifecycle, driven by the chain driver (`runtime::task`):
-//! `open` → any number of `process_batch` / `process_watermark` / `snapshot` → `finish` (once,
-//! at end of input; may emit final results) → `close` (always, also after a failure).
+//! `open` → `restore` (restarted jobs only) → any number of `process_batch` /
+//! `process_watermark` / `snapshot` / `notify_checkpoint_complete` → `finish` (once, at end of
+//! input; may emit final results) → `close` (always, also after a failure).
 
 mod aggregate;
 mod filter;
@@ -140,6 +141,30 @@ pub trait Operator: Send {
     fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
         let _ = checkpoint;
         Ok(StateSnapshot::default())
+    }
+
+    /// Loads the state of a restored checkpoint, after `open` and before any element. The
+    /// snapshot may have been taken at another parallelism: keyed operators keep only the
+    /// rows of the key groups they own. A restarted job calls this on every operator, with an
+    /// empty snapshot when the checkpoint holds nothing for it. The default accepts only an
+    /// empty snapshot: an operator that snapshots state must restore it.
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        if snapshot.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::Error::Internal(format!(
+                "an operator without restore support was handed a non-empty snapshot ({} \
+                 tables)",
+                snapshot.tables.len()
+            )))
+        }
+    }
+
+    /// Checkpoint `checkpoint` (and every earlier one) completed. Sinks commit what they
+    /// pre-committed. The default does nothing.
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        let _ = checkpoint;
+        Ok(())
     }
 
     /// All inputs have ended: emit whatever is final (aggregates of a bounded input, buffered
