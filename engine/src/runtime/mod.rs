@@ -5,6 +5,7 @@
 //! the same pieces — [`ExecutionGraph`], tasks, slots — with an [`exchange::ExchangeFactory`]
 //! that reaches other TaskManagers.
 
+mod checkpointing;
 pub mod exchange;
 mod execution_graph;
 mod result;
@@ -12,22 +13,28 @@ mod slot;
 mod task;
 
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
-pub use result::{JobResult, VertexMetrics};
+pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::checkpoint::{
+    CheckpointConfig, CheckpointStorage, RestartStrategy, RestoredCheckpoint, TaskKey,
+};
 use crate::connector::{CollectedResults, SinkResources};
 use crate::graph::{JobGraph, OperatorSpec};
 use crate::ids::{JobId, SlotId, SubtaskIndex};
 use crate::operator::{OperatorContext, OperatorRegistry, Output};
 use crate::state::KeyGroupRange;
+use crate::state::StateSnapshot;
 use crate::{Error, Result};
+use checkpointing::{CheckpointReport, CheckpointSignals, CheckpointThread};
 use exchange::{ChannelId, ExchangeFactory, LocalExchange, OutputPartitioner, SlotWaker};
 use slot::{JobControl, SlotReport};
 use task::{
@@ -49,6 +56,10 @@ pub struct RuntimeConfig {
     /// An input channel without elements for this long is idle and no longer holds back the
     /// watermark (Flink's `table.exec.source.idle-timeout`). Default: never idle.
     pub idle_timeout: Option<Duration>,
+    /// Periodic aligned checkpoints (`execution.checkpointing.*`). Default: off.
+    pub checkpointing: Option<CheckpointConfig>,
+    /// What a failure does (`restart-strategy.*`). Default: fail the job.
+    pub restart_strategy: RestartStrategy,
 }
 
 impl Default for RuntimeConfig {
@@ -59,6 +70,8 @@ impl Default for RuntimeConfig {
             batch_size: 8192,
             pin_threads: true,
             idle_timeout: None,
+            checkpointing: None,
+            restart_strategy: RestartStrategy::None,
         }
     }
 }
@@ -84,6 +97,16 @@ impl RuntimeConfig {
         self
     }
 
+    pub fn with_checkpointing(mut self, config: Option<CheckpointConfig>) -> Self {
+        self.checkpointing = config;
+        self
+    }
+
+    pub fn with_restart_strategy(mut self, strategy: RestartStrategy) -> Self {
+        self.restart_strategy = strategy;
+        self
+    }
+
     pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout.filter(|t| !t.is_zero());
         self
@@ -105,13 +128,29 @@ pub struct LocalRuntime {
 }
 
 /// A running job. Dropping it does not stop the job; call [`JobHandle::cancel`].
+///
+/// With a restart strategy, [`JobHandle::wait`] also restarts the job after a retryable
+/// failure: it stops every task, rebuilds the job from its graph, restores every operator and
+/// source from the latest completed checkpoint (or starts over without one) and goes on.
 pub struct JobHandle {
     job_id: JobId,
     name: String,
     started: Instant,
+    /// The control of the running attempt (replaced on restart).
+    control: Arc<Mutex<Arc<JobControl>>>,
+    cancelled: Arc<AtomicBool>,
+    attempt: Attempt,
+    graph: JobGraph,
+    config: RuntimeConfig,
+    env: JobEnvironment,
+    storage: Option<CheckpointStorage>,
+}
+
+/// One run of the job's tasks, from start or from a checkpoint.
+struct Attempt {
     control: Arc<JobControl>,
     threads: Vec<JoinHandle<SlotReport>>,
-    graph: JobGraph,
+    checkpoints: Option<CheckpointThread>,
 }
 
 impl LocalRuntime {
@@ -132,63 +171,150 @@ impl LocalRuntime {
     pub fn submit(&self, graph: &JobGraph, env: &JobEnvironment) -> Result<JobHandle> {
         let job_id = JobId::generate();
         let started = Instant::now();
-        let exchange = LocalExchange::new(self.config.channel_capacity);
-        let execution = ExecutionGraph::new(graph, self.config.slots as u32);
-        let slots = execution.slots as usize;
-        let wakers: Vec<SlotWaker> = (0..slots).map(|_| SlotWaker::new()).collect();
-        let resources = SinkResources {
-            collected: env.collected.clone(),
-        };
-
-        let mut per_slot: Vec<Vec<Task>> = (0..slots).map(|_| Vec::new()).collect();
-        for placement in &execution.tasks {
-            let waker = &wakers[placement.slot.0 as usize];
-            let task = build_task(
-                graph,
-                &execution,
-                placement.chain,
-                placement.subtask,
-                &self.config,
-                env,
-                &resources,
-                &exchange,
-                waker,
-            )?;
-            per_slot[placement.slot.0 as usize].push(task);
-        }
-
-        let control = Arc::new(JobControl::default());
-        for waker in &wakers {
-            control.add_waker(waker.clone());
-        }
-        let cores = if self.config.pin_threads {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        info!(job_id = %job_id, name = %graph.name, slots, tasks = execution.tasks.len(), "job started");
-        let mut threads = Vec::with_capacity(slots);
-        for (index, tasks) in per_slot.into_iter().enumerate() {
-            if tasks.is_empty() {
-                continue;
-            }
-            let control = control.clone();
-            let waker = wakers[index].clone();
-            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            let thread = std::thread::Builder::new()
-                .name(format!("sluice-slot-{index}"))
-                .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core))
-                .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
-            threads.push(thread);
-        }
+        let storage = self
+            .config
+            .checkpointing
+            .as_ref()
+            .map(|c| CheckpointStorage::new(&c.dir, &job_id, c.num_retained));
+        let attempt = start_attempt(&self.config, graph, env, &job_id, storage.as_ref(), None)?;
         Ok(JobHandle {
             job_id,
             name: graph.name.clone(),
             started,
-            control,
-            threads,
+            control: Arc::new(Mutex::new(attempt.control.clone())),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            attempt,
             graph: graph.clone(),
+            config: self.config.clone(),
+            env: env.clone(),
+            storage,
         })
+    }
+}
+
+/// Builds every task (restored from `restored` when given) and starts the slot threads and,
+/// with checkpointing on, the checkpoint thread.
+fn start_attempt(
+    config: &RuntimeConfig,
+    graph: &JobGraph,
+    env: &JobEnvironment,
+    job_id: &JobId,
+    storage: Option<&CheckpointStorage>,
+    restored: Option<Restore<'_>>,
+) -> Result<Attempt> {
+    let exchange = LocalExchange::new(config.channel_capacity);
+    let execution = ExecutionGraph::new(graph, config.slots as u32);
+    let slots = execution.slots as usize;
+    let wakers: Vec<SlotWaker> = (0..slots).map(|_| SlotWaker::new()).collect();
+    let resources = SinkResources {
+        collected: env.collected.clone(),
+    };
+    let control = Arc::new(JobControl::default());
+    for waker in &wakers {
+        control.add_waker(waker.clone());
+    }
+    let checkpointing = match (&config.checkpointing, storage) {
+        (Some(checkpoint_config), Some(storage)) => {
+            let tasks = execution
+                .tasks
+                .iter()
+                .map(|p| TaskKey {
+                    chain: p.chain,
+                    subtask: p.subtask.0,
+                })
+                .collect();
+            let last = restored
+                .and_then(|r| r.checkpoint)
+                .map(|c| c.checkpoint_id());
+            let (thread, signals) = CheckpointThread::start(
+                checkpoint_config,
+                storage.clone(),
+                tasks,
+                last,
+                control.clone(),
+            )?;
+            Some((thread, signals))
+        }
+        _ => None,
+    };
+
+    let mut per_slot: Vec<Vec<Task>> = (0..slots).map(|_| Vec::new()).collect();
+    for placement in &execution.tasks {
+        let waker = &wakers[placement.slot.0 as usize];
+        let mut task = build_task(
+            graph,
+            &execution,
+            placement.chain,
+            placement.subtask,
+            config,
+            env,
+            &resources,
+            &exchange,
+            waker,
+            restored,
+        )?;
+        if let Some((_, signals)) = &checkpointing {
+            let signals: &Arc<CheckpointSignals> = signals;
+            task = task.with_checkpoints(
+                TaskKey {
+                    chain: placement.chain,
+                    subtask: placement.subtask.0,
+                },
+                signals.clone(),
+            );
+        }
+        per_slot[placement.slot.0 as usize].push(task);
+    }
+
+    let cores = if config.pin_threads {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    info!(job_id = %job_id, name = %graph.name, slots, tasks = execution.tasks.len(), "job started");
+    let mut threads = Vec::with_capacity(slots);
+    for (index, tasks) in per_slot.into_iter().enumerate() {
+        if tasks.is_empty() {
+            continue;
+        }
+        let control = control.clone();
+        let waker = wakers[index].clone();
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-slot-{index}"))
+            .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core))
+            .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
+        threads.push(thread);
+    }
+    Ok(Attempt {
+        control,
+        threads,
+        checkpoints: checkpointing.map(|(thread, _)| thread),
+    })
+}
+
+/// What a restarted attempt resumes from: a checkpoint, or the beginning (`None`).
+#[derive(Clone, Copy)]
+struct Restore<'a> {
+    checkpoint: Option<&'a RestoredCheckpoint>,
+}
+
+impl Attempt {
+    /// Waits for every slot thread, then stops the checkpoint thread.
+    fn join(self) -> (Vec<SlotReport>, bool, Arc<JobControl>, CheckpointReport) {
+        let mut reports = Vec::new();
+        let mut panicked = false;
+        for thread in self.threads {
+            match thread.join() {
+                Ok(report) => reports.push(report),
+                Err(_) => panicked = true,
+            }
+        }
+        let checkpoints = self
+            .checkpoints
+            .map(CheckpointThread::stop)
+            .unwrap_or_default();
+        (reports, panicked, self.control, checkpoints)
     }
 }
 
@@ -199,35 +325,75 @@ impl JobHandle {
 
     /// Asks every task to stop; [`JobHandle::wait`] then returns [`Error::Cancelled`].
     pub fn cancel(&self) {
-        self.control.cancel();
+        self.cancelled.store(true, Ordering::Release);
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
     }
 
-    /// Whether every slot thread has ended.
+    /// Whether every slot thread of the current attempt has ended.
     pub fn is_finished(&self) -> bool {
-        self.threads.iter().all(|t| t.is_finished())
+        self.attempt.threads.iter().all(|t| t.is_finished())
     }
 
-    /// Waits for the job to end.
-    pub fn wait(self) -> Result<JobResult> {
-        let mut reports = Vec::new();
-        let mut panicked = false;
-        for thread in self.threads {
-            match thread.join() {
-                Ok(report) => reports.push(report),
-                Err(_) => panicked = true,
+    /// Waits for the job to end, restarting it after retryable failures as the restart
+    /// strategy allows.
+    pub fn wait(mut self) -> Result<JobResult> {
+        let mut restarts = 0u32;
+        let mut checkpoints_completed = 0u64;
+        let mut last_checkpoint = None;
+        let mut restored_from = None;
+        let (reports, panicked, control) = loop {
+            let (reports, panicked, control, checkpoints) = self.attempt.join();
+            checkpoints_completed += checkpoints.completed;
+            last_checkpoint = checkpoints.last.or(last_checkpoint);
+            let Some(failure) = control.take_failure() else {
+                break (reports, panicked, control);
+            };
+            let may_restart = match self.config.restart_strategy {
+                RestartStrategy::FixedDelay { attempts, delay } if restarts < attempts => {
+                    Some(delay)
+                }
+                _ => None,
+            };
+            let Some(delay) = may_restart
+                .filter(|_| failure.is_retryable() && !self.cancelled.load(Ordering::Acquire))
+            else {
+                info!(job_id = %self.job_id, error = %failure, "job failed");
+                return Err(failure);
+            };
+            restarts += 1;
+            warn!(job_id = %self.job_id, error = %failure, attempt = restarts, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
+            std::thread::sleep(delay);
+            let checkpoint = match &self.storage {
+                Some(storage) => storage.load_latest()?,
+                None => None,
+            };
+            restored_from = checkpoint.as_ref().map(|c| c.checkpoint_id());
+            info!(job_id = %self.job_id, checkpoint_id = restored_from.map(|c| c.0), "restoring job");
+            self.attempt = start_attempt(
+                &self.config,
+                &self.graph,
+                &self.env,
+                &self.job_id,
+                self.storage.as_ref(),
+                Some(Restore {
+                    checkpoint: checkpoint.as_ref(),
+                }),
+            )?;
+            *self.control.lock().unwrap_or_else(|p| p.into_inner()) = self.attempt.control.clone();
+            if self.cancelled.load(Ordering::Acquire) {
+                self.attempt.control.cancel();
             }
-        }
+        };
         let wall_time = self.started.elapsed();
-        if let Some(failure) = self.control.take_failure() {
-            info!(job_id = %self.job_id, error = %failure, "job failed");
-            return Err(failure);
-        }
         if panicked {
             return Err(Error::Internal(
                 "a slot thread panicked outside a task".into(),
             ));
         }
-        if self.control.is_cancelled() {
+        if control.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let mut by_vertex: BTreeMap<String, OperatorMetrics> = BTreeMap::new();
@@ -263,6 +429,10 @@ impl JobHandle {
             name: self.name,
             wall_time,
             vertices,
+            restarts,
+            restored_from,
+            checkpoints_completed,
+            last_checkpoint,
         })
     }
 }
@@ -281,7 +451,9 @@ fn build_task(
     resources: &SinkResources,
     exchange: &dyn ExchangeFactory,
     waker: &SlotWaker,
+    restored: Option<Restore<'_>>,
 ) -> Result<Task> {
+    let checkpoint = restored.and_then(|r| r.checkpoint);
     let chain = &execution.chains[chain_index];
     let head = graph.vertex(chain.vertices[0]);
     let edges = graph.edges();
@@ -292,13 +464,22 @@ fn build_task(
             connector,
             watermark,
         } => {
-            let reader = connector
+            let mut reader = connector
                 .create_reader(subtask.0, head.parallelism, config.batch_size)
                 .map_err(|e| Error::Task {
                     operator: head.name.clone(),
                     subtask: subtask.0,
                     source: Box::new(e),
                 })?;
+            if let Some(position) =
+                checkpoint.and_then(|c| c.source_position(&head.name, subtask.0))
+            {
+                reader.restore(position).map_err(|e| Error::Task {
+                    operator: head.name.clone(),
+                    subtask: subtask.0,
+                    source: Box::new(e),
+                })?;
+            }
             let input = TaskInput::Source(SourceInput {
                 name: head.name.clone(),
                 reader,
@@ -359,7 +540,15 @@ fn build_task(
                 subtask: subtask.0,
                 source: Box::new(e),
             })?;
+        // A restarted attempt restores every operator: with its state from the checkpoint, or
+        // with nothing (so sinks discard what the failed attempt staged).
+        let restore = restored.map(|_| {
+            checkpoint
+                .and_then(|c| c.operator_state(&vertex.name, subtask.0, context.key_groups))
+                .unwrap_or_else(StateSnapshot::default)
+        });
         operators.push(ChainedOperator {
+            restore,
             name: vertex.name.clone(),
             operator,
             context,

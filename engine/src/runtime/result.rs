@@ -6,7 +6,17 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::OperatorMetrics;
-use crate::ids::JobId;
+use crate::ids::{CheckpointId, JobId};
+
+/// One completed checkpoint, as the job result reports it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CheckpointStats {
+    pub id: CheckpointId,
+    /// From trigger to `_metadata` written.
+    pub duration: Duration,
+    /// Bytes of the state files.
+    pub state_bytes: u64,
+}
 
 /// Per-vertex totals over all subtasks.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +36,14 @@ pub struct JobResult {
     pub wall_time: Duration,
     /// In the JobGraph's vertex order.
     pub vertices: Vec<VertexMetrics>,
+    /// Restarts after failures (restart strategy).
+    pub restarts: u32,
+    /// The checkpoint the last restart resumed from (`None`: never restarted, or restarted
+    /// from the beginning).
+    pub restored_from: Option<CheckpointId>,
+    /// Checkpoints completed over all attempts.
+    pub checkpoints_completed: u64,
+    pub last_checkpoint: Option<CheckpointStats>,
 }
 
 impl JobResult {

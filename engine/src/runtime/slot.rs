@@ -41,6 +41,13 @@ impl JobControl {
         self.cancelled.load(Ordering::Acquire)
     }
 
+    /// Wakes every slot (a checkpoint was triggered or completed).
+    pub fn wake_all(&self) {
+        for waker in self.wakers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            waker.wake();
+        }
+    }
+
     /// Stops every slot. Off the data path: called once on failure or cancellation.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);

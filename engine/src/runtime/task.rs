@@ -11,15 +11,19 @@
 //! sources, and why at most one input element's worth of output waits per task.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
-use crate::checkpoint::BarrierAligner;
+use super::checkpointing::{CheckpointMessage, CheckpointSignals};
+use crate::checkpoint::{BarrierAligner, SubtaskSnapshot, TaskKey};
 use crate::connector::{SourcePoll, SourceReader};
 use crate::element::{StreamElement, Watermark};
+use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::exchange::{InputChannel, OutputChannel, OutputPartitioner};
+use crate::state::StateSnapshot;
 use crate::time::{SourceWatermarks, WatermarkTracker};
 use crate::{Error, Result};
 
@@ -62,6 +66,8 @@ pub(crate) struct ChainedOperator {
     pub context: OperatorContext,
     pub metrics: OperatorMetrics,
     pub output: Output,
+    /// State to load after `open` (a restarted job).
+    pub restore: Option<StateSnapshot>,
 }
 
 pub(crate) struct SourceInput {
@@ -188,6 +194,21 @@ pub(crate) struct Task {
     scratch: Vec<(usize, RecordBatch)>,
     /// When the operators next see the wall clock ([`Operator::on_processing_time`]).
     next_tick: Instant,
+    checkpoints: Option<TaskCheckpoints>,
+}
+
+/// A task's side of checkpointing.
+pub(crate) struct TaskCheckpoints {
+    key: TaskKey,
+    signals: Arc<CheckpointSignals>,
+    /// The latest checkpoint this (source) task injected.
+    injected: u64,
+    /// The latest completion the operators were told about.
+    notified: u64,
+    /// Snapshots taken for the barrier passing through the chain, not yet handed over.
+    barrier: Option<CheckpointId>,
+    parts: Vec<SubtaskSnapshot>,
+    finished_sent: bool,
 }
 
 impl Task {
@@ -208,6 +229,93 @@ impl Task {
             input_done: false,
             scratch: Vec::new(),
             next_tick: Instant::now(),
+            checkpoints: None,
+        }
+    }
+
+    /// Takes part in checkpoints as task `key`.
+    pub fn with_checkpoints(mut self, key: TaskKey, signals: Arc<CheckpointSignals>) -> Self {
+        let completed = signals.completed();
+        self.checkpoints = Some(TaskCheckpoints {
+            key,
+            signals,
+            injected: completed,
+            notified: completed,
+            barrier: None,
+            parts: Vec::new(),
+            finished_sent: false,
+        });
+        self
+    }
+
+    /// Tells the operators about a newly completed checkpoint (sinks commit).
+    fn notify_completed(&mut self) -> Result<()> {
+        let Some(cp) = &mut self.checkpoints else {
+            return Ok(());
+        };
+        let completed = cp.signals.completed();
+        if completed <= cp.notified {
+            return Ok(());
+        }
+        cp.notified = completed;
+        for (index, op) in self.operators.iter_mut().enumerate() {
+            self.active = index;
+            op.operator
+                .notify_checkpoint_complete(CheckpointId(completed))
+                .map_err(|e| Error::Task {
+                    operator: op.name.clone(),
+                    subtask: self.subtask,
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// A source task injects a newly triggered barrier before its next batch, recording the
+    /// reader's position. Returns whether it did.
+    fn inject_barrier(&mut self) -> Result<bool> {
+        let (Some(cp), TaskInput::Source(source)) = (&mut self.checkpoints, &self.input) else {
+            return Ok(false);
+        };
+        let Some(barrier) = cp.signals.triggered().filter(|b| b.id.0 > cp.injected) else {
+            return Ok(false);
+        };
+        cp.injected = barrier.id.0;
+        cp.barrier = Some(barrier.id);
+        cp.parts.push(SubtaskSnapshot {
+            vertex: source.name.clone(),
+            subtask: self.subtask,
+            source_position: Some(source.reader.position()),
+            state: StateSnapshot::default(),
+        });
+        self.push(0, 0, StreamElement::Barrier(barrier))?;
+        self.hand_over_snapshots();
+        Ok(true)
+    }
+
+    /// Sends the snapshots of the barrier that just passed through the chain.
+    fn hand_over_snapshots(&mut self) {
+        let Some(cp) = &mut self.checkpoints else {
+            return;
+        };
+        if let Some(checkpoint) = cp.barrier.take() {
+            let parts = std::mem::take(&mut cp.parts);
+            cp.signals.send(CheckpointMessage::Snapshot {
+                checkpoint,
+                task: cp.key,
+                parts,
+            });
+        }
+    }
+
+    /// Tells the checkpoint coordinator, once, that this task is done.
+    fn report_finished(&mut self) {
+        if let Some(cp) = &mut self.checkpoints
+            && !cp.finished_sent
+        {
+            cp.finished_sent = true;
+            cp.signals
+                .send(CheckpointMessage::Finished { task: cp.key });
         }
     }
 
@@ -228,6 +336,13 @@ impl Task {
                 subtask: self.subtask,
                 source: Box::new(e),
             })?;
+            if let Some(snapshot) = op.restore.take() {
+                op.operator.restore(&snapshot).map_err(|e| Error::Task {
+                    operator: op.name.clone(),
+                    subtask: self.subtask,
+                    source: Box::new(e),
+                })?;
+            }
         }
         Ok(())
     }
@@ -269,7 +384,12 @@ impl Task {
             }
         }
         if self.input_done {
+            self.report_finished();
             return Ok(Step::Finished);
+        }
+        self.notify_completed()?;
+        if self.inject_barrier()? {
+            return Ok(Step::Progress);
         }
         let now = Instant::now();
         if now >= self.next_tick {
@@ -313,6 +433,7 @@ impl Task {
                     for element in elements {
                         self.push(0, input, element)?;
                     }
+                    self.hand_over_snapshots();
                     return Ok(Step::Progress);
                 }
                 None => return Ok(Step::Idle),
@@ -374,9 +495,19 @@ impl Task {
             StreamElement::Watermark(watermark) => {
                 op.operator.process_watermark(watermark, &mut out)
             }
-            StreamElement::Barrier(barrier) => op.operator.snapshot(barrier.id).map(|_snapshot| {
-                // The snapshot is handed to the checkpoint storage once it exists; the barrier
-                // moves on either way so downstream operators snapshot the same cut.
+            StreamElement::Barrier(barrier) => op.operator.snapshot(barrier.id).map(|snapshot| {
+                // The snapshot goes to the checkpoint thread once the barrier has passed the
+                // whole chain; the barrier moves on so downstream operators snapshot the same
+                // cut.
+                if let Some(cp) = &mut self.checkpoints {
+                    cp.barrier = Some(barrier.id);
+                    cp.parts.push(SubtaskSnapshot {
+                        vertex: op.name.clone(),
+                        subtask,
+                        source_position: None,
+                        state: snapshot,
+                    });
+                }
                 out.push_barrier(barrier);
             }),
             StreamElement::EndOfInput => op

@@ -1,0 +1,259 @@
+//! Checkpoints in the local runtime: the checkpoint thread and what tasks share with it.
+//!
+//! One thread per job attempt runs the [`CheckpointCoordinator`] and writes state files. Tasks
+//! reach it through a bounded channel: on an aligned barrier a task hands over its operators'
+//! snapshots (Arrow batches, cheap to move) and its source position; the thread writes them
+//! as files (off the slot thread) and feeds the ack into the coordinator. Triggers travel the
+//! other way as an atomic "latest triggered checkpoint" that source tasks look at before each
+//! poll, and completions as an atomic "latest completed checkpoint" that every task looks at
+//! before each step (sinks commit then).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tracing::{info, warn};
+
+use super::slot::JobControl;
+use crate::checkpoint::{
+    CheckpointConfig, CheckpointCoordinator, CheckpointStorage, CoordinatorAction,
+    CoordinatorEvent, SubtaskSnapshot, TaskKey,
+};
+use crate::element::{CheckpointBarrier, SnapshotKind};
+use crate::ids::CheckpointId;
+
+/// Snapshots waiting to be written, at most (then tasks wait: backpressure from storage).
+const WRITE_QUEUE: usize = 64;
+
+/// How often the coordinator looks at the clock at most.
+const TICK: Duration = Duration::from_millis(5);
+
+/// What a task sends to the checkpoint thread.
+#[derive(Debug)]
+pub(crate) enum CheckpointMessage {
+    Snapshot {
+        checkpoint: CheckpointId,
+        task: TaskKey,
+        parts: Vec<SubtaskSnapshot>,
+    },
+    Finished {
+        task: TaskKey,
+    },
+}
+
+/// Shared between the checkpoint thread and the tasks of one attempt.
+#[derive(Debug)]
+pub(crate) struct CheckpointSignals {
+    triggered: AtomicU64,
+    triggered_at_ms: AtomicI64,
+    completed: AtomicU64,
+    sender: Sender<CheckpointMessage>,
+}
+
+impl CheckpointSignals {
+    /// The barrier a source task should inject if it has not injected it yet.
+    pub fn triggered(&self) -> Option<CheckpointBarrier> {
+        let id = self.triggered.load(Ordering::Acquire);
+        (id > 0).then(|| CheckpointBarrier {
+            id: CheckpointId(id),
+            timestamp_ms: self.triggered_at_ms.load(Ordering::Acquire),
+            kind: SnapshotKind::Checkpoint,
+        })
+    }
+
+    /// The latest completed checkpoint (0: none yet).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// Hands a message to the checkpoint thread; blocks while its queue is full. A closed
+    /// channel (the thread ended with the job) drops the message.
+    pub fn send(&self, message: CheckpointMessage) {
+        let _ = self.sender.send(message);
+    }
+}
+
+/// What the checkpoint thread reports when it ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CheckpointReport {
+    pub completed: u64,
+    pub last: Option<super::CheckpointStats>,
+}
+
+/// The checkpoint thread of one attempt.
+pub(crate) struct CheckpointThread {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<CheckpointReport>,
+}
+
+impl CheckpointThread {
+    /// Starts the thread; returns it and the signals to give every task.
+    pub fn start(
+        config: &CheckpointConfig,
+        storage: CheckpointStorage,
+        tasks: Vec<TaskKey>,
+        last_completed: Option<CheckpointId>,
+        control: Arc<JobControl>,
+    ) -> crate::Result<(CheckpointThread, Arc<CheckpointSignals>)> {
+        let (sender, receiver) = crossbeam_channel::bounded(WRITE_QUEUE);
+        let signals = Arc::new(CheckpointSignals {
+            triggered: AtomicU64::new(0),
+            triggered_at_ms: AtomicI64::new(0),
+            completed: AtomicU64::new(last_completed.map_or(0, |id| id.0)),
+            sender,
+        });
+        let coordinator =
+            CheckpointCoordinator::new(storage.job_id().0.clone(), config, tasks, last_completed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            coordinator,
+            storage,
+            signals: signals.clone(),
+            control,
+            stop: stop.clone(),
+            epoch: Instant::now(),
+            started: None,
+            report: CheckpointReport::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sluice-checkpoints".into())
+            .spawn(move || worker.run(receiver))
+            .map_err(|e| crate::Error::io("start checkpoint thread", "sluice-checkpoints", e))?;
+        Ok((CheckpointThread { stop, thread }, signals))
+    }
+
+    /// Stops the thread after it has handled what is queued; returns its report.
+    pub fn stop(self) -> CheckpointReport {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+struct Worker {
+    coordinator: CheckpointCoordinator,
+    storage: CheckpointStorage,
+    signals: Arc<CheckpointSignals>,
+    control: Arc<JobControl>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+    /// When the checkpoint in flight was triggered.
+    started: Option<Instant>,
+    report: CheckpointReport,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Worker {
+    fn run(mut self, receiver: Receiver<CheckpointMessage>) -> CheckpointReport {
+        loop {
+            let stopping = self.stop.load(Ordering::Acquire) || self.control.is_cancelled();
+            match receiver.recv_timeout(TICK) {
+                Ok(message) => self.on_message(message),
+                Err(RecvTimeoutError::Timeout) if stopping => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !stopping {
+                let now_ms = self.epoch.elapsed().as_millis() as u64;
+                let actions = self.coordinator.handle(CoordinatorEvent::Tick {
+                    now_ms,
+                    wall_ms: wall_ms(),
+                });
+                self.perform(actions);
+            }
+        }
+        self.report
+    }
+
+    fn on_message(&mut self, message: CheckpointMessage) {
+        let event = match message {
+            CheckpointMessage::Snapshot {
+                checkpoint,
+                task,
+                parts,
+            } => {
+                let written: crate::Result<Vec<_>> = parts
+                    .iter()
+                    .map(|part| self.storage.write_subtask(checkpoint, part))
+                    .collect();
+                match written {
+                    Ok(states) => CoordinatorEvent::Ack {
+                        checkpoint,
+                        task,
+                        states,
+                    },
+                    Err(error) => CoordinatorEvent::Decline {
+                        checkpoint,
+                        task,
+                        reason: error.to_string(),
+                    },
+                }
+            }
+            CheckpointMessage::Finished { task } => CoordinatorEvent::TaskFinished { task },
+        };
+        let actions = self.coordinator.handle(event);
+        self.perform(actions);
+    }
+
+    fn perform(&mut self, actions: Vec<CoordinatorAction>) {
+        for action in actions {
+            match action {
+                CoordinatorAction::InjectBarrier {
+                    checkpoint,
+                    timestamp_ms,
+                } => {
+                    self.started = Some(Instant::now());
+                    self.signals
+                        .triggered_at_ms
+                        .store(timestamp_ms, Ordering::Release);
+                    self.signals
+                        .triggered
+                        .store(checkpoint.0, Ordering::Release);
+                    self.control.wake_all();
+                }
+                CoordinatorAction::Complete { mut metadata } => {
+                    metadata.completed_timestamp_ms = wall_ms();
+                    let id = metadata.checkpoint_id;
+                    let now_ms = self.epoch.elapsed().as_millis() as u64;
+                    match self.storage.complete(&metadata) {
+                        Ok(()) => {
+                            let duration = self.started.map(|s| s.elapsed()).unwrap_or_default();
+                            let state_bytes = metadata.state_bytes();
+                            info!(
+                                job_id = %self.storage.job_id(),
+                                checkpoint_id = id.0,
+                                duration_ms = duration.as_millis() as u64,
+                                state_bytes,
+                                "checkpoint completed"
+                            );
+                            self.report.completed += 1;
+                            self.report.last = Some(super::CheckpointStats {
+                                id,
+                                duration,
+                                state_bytes,
+                            });
+                            self.signals.completed.store(id.0, Ordering::Release);
+                            self.control.wake_all();
+                        }
+                        Err(error) => {
+                            warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "checkpoint metadata could not be written");
+                            self.storage.discard(id);
+                        }
+                    }
+                    self.coordinator.ended_at(now_ms);
+                }
+                CoordinatorAction::Abort { checkpoint, reason } => {
+                    warn!(job_id = %self.storage.job_id(), checkpoint_id = checkpoint.0, %reason, "checkpoint aborted");
+                    self.storage.discard(checkpoint);
+                    self.coordinator
+                        .ended_at(self.epoch.elapsed().as_millis() as u64);
+                }
+            }
+        }
+    }
+}
