@@ -32,7 +32,6 @@ use crate::graph::{JobGraph, OperatorSpec};
 use crate::ids::{JobId, SlotId, SubtaskIndex};
 use crate::operator::{OperatorContext, OperatorRegistry, Output};
 use crate::state::KeyGroupRange;
-use crate::state::StateSnapshot;
 use crate::{Error, Result};
 use checkpointing::{CheckpointReport, CheckpointSignals, CheckpointThread};
 use exchange::{ChannelId, ExchangeFactory, LocalExchange, OutputPartitioner, SlotWaker};
@@ -545,7 +544,7 @@ fn build_task(
         let restore = restored.map(|_| {
             checkpoint
                 .and_then(|c| c.operator_state(&vertex.name, subtask.0, context.key_groups))
-                .unwrap_or_else(StateSnapshot::default)
+                .unwrap_or_default()
         });
         operators.push(ChainedOperator {
             restore,
