@@ -75,6 +75,10 @@ pub enum Error {
     #[error("{what} is unavailable: {message}")]
     Unavailable { what: String, message: String },
 
+    /// A feature the user asked for that Sluice does not offer yet.
+    #[error("{feature} is not supported yet")]
+    Unsupported { feature: String },
+
     /// The job was cancelled.
     #[error("job cancelled")]
     Cancelled,
@@ -107,6 +111,7 @@ impl Error {
             | Error::Arrow { .. }
             | Error::Parquet { .. }
             | Error::Panic { .. }
+            | Error::Unsupported { .. }
             | Error::Cancelled
             | Error::Internal(_) => false,
         }
@@ -124,6 +129,13 @@ impl Error {
     pub fn expr(message: impl Into<String>) -> Self {
         Error::Expression {
             message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Unsupported`].
+    pub fn unsupported(feature: impl Into<String>) -> Self {
+        Error::Unsupported {
+            feature: feature.into(),
         }
     }
 

@@ -30,7 +30,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Operator, OperatorContext, Output};
 use crate::element::RowKind;
-use crate::graph::{AggregateFunction, EmitMode, KeyedAggregateSpec};
+use crate::graph::{AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec};
 use crate::ids::CheckpointId;
 use crate::runtime::OperatorMetrics;
 use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot, hash_columns, key_group_of_hash};
@@ -81,22 +81,7 @@ impl KeyedAggregate {
             .collect();
         let converter =
             RowConverter::new(sort_fields).map_err(|e| Error::arrow("group key encoding", e))?;
-        let mut accumulators = Vec::with_capacity(spec.aggregates.len());
-        let mut inputs = Vec::with_capacity(spec.aggregates.len());
-        for call in &spec.aggregates {
-            let column = match &call.input {
-                Some(name) => Some(
-                    input
-                        .index_of(name)
-                        .map_err(|_| Error::expr(format!("unknown aggregate column '{name}'")))?,
-                ),
-                None => None,
-            };
-            let input_type = column.map(|i| input.field(i).data_type());
-            let result_type = call.function.result_type(input_type)?;
-            accumulators.push(new_accumulator(call.function, input_type, &result_type)?);
-            inputs.push(column);
-        }
+        let (accumulators, inputs) = accumulators_for(&spec.aggregates, input)?;
         Ok(KeyedAggregate {
             key_indices,
             converter,
@@ -461,6 +446,32 @@ fn bad_state(function: &str) -> Error {
         "aggregate snapshot",
         format!("the {function} state columns have unexpected types or lengths"),
     )
+}
+
+/// Accumulators, one per aggregate call, and the input column each reads (`None` for
+/// `COUNT(*)`).
+pub(crate) type Accumulators = (Vec<Box<dyn Accumulator>>, Vec<Option<usize>>);
+
+/// One accumulator per aggregate call, with the input column each reads, resolved against
+/// `input`.
+pub(crate) fn accumulators_for(calls: &[AggregateCall], input: &Schema) -> Result<Accumulators> {
+    let mut accumulators = Vec::with_capacity(calls.len());
+    let mut inputs = Vec::with_capacity(calls.len());
+    for call in calls {
+        let column = match &call.input {
+            Some(name) => Some(
+                input
+                    .index_of(name)
+                    .map_err(|_| Error::expr(format!("unknown aggregate column '{name}'")))?,
+            ),
+            None => None,
+        };
+        let input_type = column.map(|i| input.field(i).data_type());
+        let result_type = call.function.result_type(input_type)?;
+        accumulators.push(new_accumulator(call.function, input_type, &result_type)?);
+        inputs.push(column);
+    }
+    Ok((accumulators, inputs))
 }
 
 pub(crate) fn new_accumulator(

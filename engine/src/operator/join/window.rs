@@ -139,6 +139,14 @@ fn flush(
 }
 
 impl Operator for WindowJoin {
+    /// Fails the checkpoint rather than letting a restore silently lose this state.
+    fn snapshot(
+        &mut self,
+        _checkpoint: crate::ids::CheckpointId,
+    ) -> crate::Result<crate::state::StateSnapshot> {
+        Err(crate::Error::unsupported("checkpointing window join state"))
+    }
+
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let _ = out;
         let side = input.min(1);

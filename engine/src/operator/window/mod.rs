@@ -33,7 +33,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
 use super::Operator;
-use super::aggregate::{Accumulator, GroupTable, new_accumulator};
+use super::aggregate::{Accumulator, GroupTable, accumulators_for};
 use crate::graph::{AggregateCall, WindowAggregateSpec, WindowTime};
 use crate::{Error, Result};
 
@@ -256,22 +256,7 @@ pub(crate) struct GroupSlots {
 
 impl GroupSlots {
     fn try_new(calls: &[AggregateCall], input: &Schema) -> Result<Self> {
-        let mut accumulators = Vec::with_capacity(calls.len());
-        let mut inputs = Vec::with_capacity(calls.len());
-        for call in calls {
-            let column = match &call.input {
-                Some(name) => Some(
-                    input
-                        .index_of(name)
-                        .map_err(|_| Error::expr(format!("unknown aggregate column '{name}'")))?,
-                ),
-                None => None,
-            };
-            let input_type = column.map(|i| input.field(i).data_type());
-            let result_type = call.function.result_type(input_type)?;
-            accumulators.push(new_accumulator(call.function, input_type, &result_type)?);
-            inputs.push(column);
-        }
+        let (accumulators, inputs) = accumulators_for(calls, input)?;
         Ok(GroupSlots {
             accumulators,
             inputs,

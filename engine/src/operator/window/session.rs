@@ -237,6 +237,16 @@ fn resolve(redirects: &HashMap<u32, u32>, mut slot: u32) -> u32 {
 }
 
 impl Operator for SessionWindowAggregate {
+    /// Fails the checkpoint rather than letting a restore silently lose this state.
+    fn snapshot(
+        &mut self,
+        _checkpoint: crate::ids::CheckpointId,
+    ) -> crate::Result<crate::state::StateSnapshot> {
+        Err(crate::Error::unsupported(
+            "checkpointing session window state",
+        ))
+    }
+
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let event_time = self.time.is_event_time();
         let now = if event_time {

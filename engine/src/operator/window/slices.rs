@@ -275,6 +275,16 @@ impl SliceWindowAggregate {
 }
 
 impl Operator for SliceWindowAggregate {
+    /// Fails the checkpoint rather than letting a restore silently lose this state.
+    fn snapshot(
+        &mut self,
+        _checkpoint: crate::ids::CheckpointId,
+    ) -> crate::Result<crate::state::StateSnapshot> {
+        Err(crate::Error::unsupported(
+            "checkpointing window aggregation state",
+        ))
+    }
+
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let event_time = self.time.is_event_time();
         let now = if event_time {
