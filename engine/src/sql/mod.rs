@@ -81,10 +81,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The rows as text, one `Vec` per row; a changelog's rows start with `+I`, `-U`, ….
+    /// The rows as text, one `Vec` per row; a changelog's rows start with `+I`, `-U`, …; text
+    /// outcomes give one row per line (tab-separated values).
     pub fn rows(&self) -> Result<Vec<Vec<String>>> {
         let batches = match self {
             Outcome::Table { batches, .. } | Outcome::Changelog { batches, .. } => batches,
+            Outcome::Text(text) => {
+                return Ok(text
+                    .lines()
+                    .map(|l| l.split('\t').map(str::to_string).collect())
+                    .collect());
+            }
             _ => return Ok(Vec::new()),
         };
         let options = FormatOptions::default().with_null("NULL");
@@ -279,7 +286,7 @@ impl Session {
                 watermark,
             } => match statement.as_ref() {
                 Statement::CreateTable(create) => {
-                    self.create_table(create, computed, watermark.as_ref())?;
+                    self.create_table(create, computed, watermark.as_deref())?;
                     Ok(Outcome::Done)
                 }
                 Statement::CreateView(view) => {

@@ -61,7 +61,7 @@ pub enum ParsedStatement {
     Sql {
         statement: Box<Statement>,
         computed: Vec<ComputedColumn>,
-        watermark: Option<WatermarkClause>,
+        watermark: Option<Box<WatermarkClause>>,
     },
 }
 
@@ -313,7 +313,7 @@ fn cut_flink_columns(
     at: &dyn Fn(&TokenWithSpan) -> usize,
     at_end: &dyn Fn(&TokenWithSpan) -> usize,
     computed: &mut Vec<ComputedColumn>,
-    watermark: &mut Option<WatermarkClause>,
+    watermark: &mut Option<Box<WatermarkClause>>,
     blanks: &mut Vec<(usize, usize)>,
 ) -> Result<()> {
     let Some(open) = significant
@@ -414,7 +414,7 @@ fn cut_flink_columns(
             .and_then(|mut p| p.parse_expr())
             .map_err(|e| Error::sql(format!("expression of '{name}'"), e.to_string()))?;
         if is_watermark {
-            *watermark = Some(WatermarkClause { column: name, expr });
+            *watermark = Some(Box::new(WatermarkClause { column: name, expr }));
         } else {
             computed.push(ComputedColumn {
                 name,
