@@ -17,6 +17,11 @@ pub enum Error {
     #[error("expression error: {message}")]
     Expression { message: String },
 
+    /// A SQL statement is invalid or unsupported. `location` names the statement and its
+    /// line/column in the script (and the table or column where one is to blame).
+    #[error("SQL error at {location}: {message}")]
+    Sql { location: String, message: String },
+
     /// A configuration key has a value outside its allowed range.
     #[error("config '{key}' = '{value}': {message}")]
     Config {
@@ -105,6 +110,7 @@ impl Error {
             ),
             Error::Task { source, .. } => source.is_retryable(),
             Error::Plan { .. }
+            | Error::Sql { .. }
             | Error::Expression { .. }
             | Error::Config { .. }
             | Error::Data { .. }
@@ -121,6 +127,14 @@ impl Error {
     pub fn plan(vertex: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Plan {
             vertex: vertex.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Sql`].
+    pub fn sql(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Sql {
+            location: location.into(),
             message: message.into(),
         }
     }

@@ -17,6 +17,7 @@
 //! - [`checkpoint`] — barrier alignment.
 //! - [`runtime`] — the ExecutionGraph, slot threads, chains and the exchange.
 //! - [`api`] — the DataStream API.
+//! - [`sql`] — the Flink SQL front end: parse a script, plan queries onto the DataStream API.
 //! - [`error`] — the error type.
 
 pub mod api;
@@ -29,6 +30,7 @@ pub mod graph;
 pub mod ids;
 pub mod operator;
 pub mod runtime;
+pub mod sql;
 pub mod state;
 pub mod time;
 

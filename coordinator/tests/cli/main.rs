@@ -165,3 +165,55 @@ fn the_print_sink_writes_flink_style_rows() {
             .all(|l| l.starts_with("+I[") && l.ends_with(']'))
     );
 }
+
+/// A bench script (`nexmark-like/q5like.sql` shape, fewer rows): datagen with a computed rowtime
+/// and watermark, a hopping window TVF aggregation, a blackhole sink, at parallelism 2.
+#[test]
+fn a_sql_script_with_a_window_tvf_runs_at_parallelism_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("q5like.sql");
+    std::fs::write(
+        &script,
+        "SET 'execution.runtime-mode' = 'streaming';
+CREATE TABLE bid (
+  auction BIGINT, price BIGINT, seq BIGINT,
+  date_time AS TO_TIMESTAMP_LTZ(seq, 3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
+) WITH (
+  'connector' = 'datagen', 'number-of-rows' = '20000', 'rows-per-second' = '1000000000',
+  'fields.auction.kind' = 'random', 'fields.auction.min' = '1000', 'fields.auction.max' = '1099',
+  'fields.price.kind' = 'random', 'fields.price.min' = '1', 'fields.price.max' = '100',
+  'fields.seq.kind' = 'sequence', 'fields.seq.start' = '1', 'fields.seq.end' = '20000'
+);
+CREATE TABLE q5like_sink (
+  auction BIGINT, num BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)
+) WITH ('connector' = 'blackhole');
+INSERT INTO q5like_sink
+SELECT auction, COUNT(*) AS num, window_start, window_end
+FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+GROUP BY auction, window_start, window_end;
+",
+    )
+    .unwrap();
+    let output = sluice(&["sql", "-f", script.to_str().unwrap(), "--parallelism", "2"]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("WindowAggregate"), "{err}");
+    assert!(err.contains("20000 source rows"), "{err}");
+}
+
+#[test]
+fn a_sql_error_names_line_and_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bad.sql");
+    std::fs::write(
+        &script,
+        "SET 'execution.runtime-mode' = 'batch';\nSELECT * FROM bids;\n",
+    )
+    .unwrap();
+    let output = sluice(&["sql", "-f", script.to_str().unwrap()]);
+    assert_fails_with(
+        &output,
+        &["line 2, column 1", "unknown table or view 'bids'"],
+    );
+}

@@ -341,9 +341,26 @@ impl DataStream {
     ) -> Result<DataStream> {
         let operator = OperatorSpec::Project {
             columns: columns.into_iter().map(|(n, e)| (n.into(), e)).collect(),
+            watermark: None,
         };
         let schema = self.derive("Project", &operator)?;
         self.then("Project", operator, schema)
+    }
+
+    /// Computes named columns and emits watermarks from one of them with `strategy` (Flink's
+    /// watermark assigner after computed columns: the SQL planner uses it when a table's
+    /// rowtime column is computed). Upstream watermarks other than the final one are dropped.
+    pub fn project_with_watermarks<S: Into<String>>(
+        &self,
+        columns: impl IntoIterator<Item = (S, Expr)>,
+        strategy: crate::time::WatermarkStrategy,
+    ) -> Result<DataStream> {
+        let operator = OperatorSpec::Project {
+            columns: columns.into_iter().map(|(n, e)| (n.into(), e)).collect(),
+            watermark: Some(strategy),
+        };
+        let schema = self.derive("WatermarkAssigner", &operator)?;
+        self.then("WatermarkAssigner", operator, schema)
     }
 
     /// Keeps the named columns, in this order.

@@ -62,6 +62,7 @@ use std::fmt;
 use arrow::datatypes::{DataType, Schema};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use function::closest;
 pub use function::{DateField, Function, TimeUnitField};
 pub use physical::PhysicalExpr;
 pub use scalar::ScalarValue;

@@ -29,8 +29,15 @@ pub enum OperatorSpec {
     },
     /// Keeps the rows for which `predicate` is true (NULL counts as false).
     Filter { predicate: Expr },
-    /// Computes one output column per expression, named by the first element.
-    Project { columns: Vec<(String, Expr)> },
+    /// Computes one output column per expression, named by the first element. With a
+    /// watermark strategy, the operator is a watermark assigner as well (Flink's
+    /// `WatermarkAssigner` after a computed rowtime column): it emits watermarks derived from an
+    /// output column and drops upstream watermarks other than the final `MAX`.
+    Project {
+        columns: Vec<(String, Expr)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watermark: Option<WatermarkStrategy>,
+    },
     /// Merges all inputs (same schema) into one stream.
     Union,
     /// Groups by key columns and aggregates; the input must be hash-partitioned on the keys.
@@ -103,7 +110,7 @@ impl OperatorSpec {
                 }
                 input.clone()
             }
-            OperatorSpec::Project { columns } => {
+            OperatorSpec::Project { columns, watermark } => {
                 let input = &inputs[0];
                 let mut fields = Vec::with_capacity(columns.len());
                 for (name, expr) in columns {
@@ -114,7 +121,11 @@ impl OperatorSpec {
                         resolved.nullable(),
                     ));
                 }
-                Arc::new(Schema::new(fields))
+                let schema = Arc::new(Schema::new(fields));
+                if let Some(strategy) = watermark {
+                    strategy.validate(&schema)?;
+                }
+                schema
             }
             OperatorSpec::Union => {
                 let first = &inputs[0];

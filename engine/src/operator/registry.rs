@@ -73,13 +73,17 @@ impl OperatorRegistry {
             OperatorSpec::Filter { predicate } => {
                 Box::new(Filter::new(predicate.resolve(need_input()?)?))
             }
-            OperatorSpec::Project { columns } => {
+            OperatorSpec::Project { columns, watermark } => {
                 let input = need_input()?;
                 let exprs = columns
                     .iter()
                     .map(|(_, expr)| expr.resolve(input))
                     .collect::<Result<Vec<_>>>()?;
-                Box::new(Project::new(exprs, ctx.output_schema.clone()))
+                let project = Project::new(exprs, ctx.output_schema.clone());
+                Box::new(match watermark {
+                    Some(strategy) => project.with_watermarks(strategy.clone()),
+                    None => project,
+                })
             }
             OperatorSpec::Union => Box::new(Union),
             OperatorSpec::KeyedAggregate(agg) => Box::new(KeyedAggregate::try_new(

@@ -1,0 +1,866 @@
+//! The Flink SQL front end: a [`Session`] parses a script and runs its statements.
+//!
+//! Module map: [`parser`] (statements, Flink syntax `sqlparser` does not read), [`catalog`]
+//! (tables and views), [`types`] (SQL → Arrow types), [`expr`] (SQL → engine expressions),
+//! [`connector`] (`WITH` options → sources and sinks), [`planner`] (queries → DataStream calls).
+//!
+//! Statements:
+//! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW … AS …`, `SHOW TABLES`,
+//!   `DESCRIBE t`, `EXPLAIN <query or INSERT>` (the JobGraph as text).
+//! - `SET 'key' = 'value'`: `execution.runtime-mode` (`streaming` | `batch`),
+//!   `parallelism.default`, `table.exec.source.idle-timeout` (e.g. `5 s`, `500 ms`, `0` = off),
+//!   `pipeline.name`; `table.exec.mini-batch.*` are accepted and ignored (Sluice always works on
+//!   batches); checkpoint keys fail ("checkpoints are not available yet"); other keys fail.
+//! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
+//!   [`Outcome::Changelog`] when the result is updating).
+//! - `INSERT INTO t SELECT …` — statement set semantics: every `INSERT` of a script (or of an
+//!   `EXECUTE STATEMENT SET BEGIN … END;` / `BEGIN STATEMENT SET; … END;` block) joins one job,
+//!   which runs at `END` or, for INSERTs outside a block, at the end of the script
+//!   ([`Session::finish`]). Settings in force when the job runs apply to it.
+//!
+//! Streaming mode plans non-windowed aggregations as changelogs (`+I`, `-U`, `+U`); batch mode
+//! emits final results at end of input. Window aggregations fire on watermarks in both (a
+//! bounded input ends with the maximum watermark, which fires every window).
+//!
+//! Errors name the statement's line and column, and the table, column or expression at fault.
+
+pub mod catalog;
+pub mod connector;
+pub mod expr;
+pub mod parser;
+pub mod planner;
+pub mod types;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int8Type, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use sqlparser::ast::{
+    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, SqlOption, Statement,
+    TableConstraint, TableObject,
+};
+use tracing::info;
+
+use self::catalog::{Catalog, Column, Table, Watermark};
+use self::parser::{Located, ParsedStatement, Position};
+use self::planner::Planner;
+use crate::api::{DataStream, StreamEnvironment};
+use crate::element::{ROW_KIND_COLUMN, RowKind};
+use crate::expr::col;
+use crate::graph::{JobGraph, OperatorSpec};
+use crate::runtime::{JobResult, LocalRuntime, RuntimeConfig};
+use crate::{Error, Result};
+
+/// The name of the collecting sink of a `SELECT`.
+const RESULT_SINK: &str = "result";
+
+/// What a statement produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A DDL or `SET` statement succeeded.
+    Done,
+    /// `INSERT` added to the pending statement set.
+    Pending,
+    /// Text to show (`SHOW TABLES`, `DESCRIBE`, `EXPLAIN`).
+    Text(String),
+    /// The rows of an insert-only `SELECT`.
+    Table {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// The changes of an updating `SELECT` (first column `_row_kind`).
+    Changelog {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// A statement set (the `INSERT`s) ran.
+    Job(JobResult),
+}
+
+impl Outcome {
+    /// The rows as text, one `Vec` per row; a changelog's rows start with `+I`, `-U`, …; text
+    /// outcomes give one row per line (tab-separated values).
+    pub fn rows(&self) -> Result<Vec<Vec<String>>> {
+        let batches = match self {
+            Outcome::Table { batches, .. } | Outcome::Changelog { batches, .. } => batches,
+            Outcome::Text(text) => {
+                return Ok(text
+                    .lines()
+                    .map(|l| l.split('\t').map(str::to_string).collect())
+                    .collect());
+            }
+            _ => return Ok(Vec::new()),
+        };
+        let options = FormatOptions::default().with_null("NULL");
+        let mut rows = Vec::new();
+        for batch in batches {
+            let kinds = batch
+                .schema()
+                .index_of(ROW_KIND_COLUMN)
+                .ok()
+                .map(|i| batch.column(i).as_primitive::<Int8Type>().clone());
+            let formatters = batch
+                .columns()
+                .iter()
+                .zip(batch.schema().fields())
+                .filter(|(_, f)| f.name() != ROW_KIND_COLUMN)
+                .map(|(c, _)| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::arrow("format a result", e))?;
+            for row in 0..batch.num_rows() {
+                let mut values = Vec::with_capacity(formatters.len() + 1);
+                if let Some(kinds) = &kinds {
+                    let kind = RowKind::from_i8(kinds.value(row)).unwrap_or(RowKind::Insert);
+                    values.push(kind.short_string().to_string());
+                }
+                for f in &formatters {
+                    values.push(f.value(row).to_string());
+                }
+                rows.push(values);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Renders the outcome as the SQL client would show it.
+    pub fn render(&self) -> Result<String> {
+        Ok(match self {
+            Outcome::Done | Outcome::Pending | Outcome::Job(_) => String::new(),
+            Outcome::Text(text) => text.clone(),
+            Outcome::Table { schema, batches } => {
+                if batches.is_empty() {
+                    let empty = RecordBatch::new_empty(schema.clone());
+                    format!(
+                        "{}\n",
+                        arrow::util::pretty::pretty_format_batches(&[empty])
+                            .map_err(|e| Error::arrow("format a result", e))?
+                    )
+                } else {
+                    format!(
+                        "{}\n",
+                        arrow::util::pretty::pretty_format_batches(batches)
+                            .map_err(|e| Error::arrow("format a result", e))?
+                    )
+                }
+            }
+            Outcome::Changelog { .. } => {
+                let mut out = String::new();
+                for row in self.rows()? {
+                    let (kind, values) = row
+                        .split_first()
+                        .map_or(("+I", &row[..]), |(k, v)| (k.as_str(), v));
+                    let _ = writeln!(out, "{kind}[{}]", values.join(", "));
+                }
+                out
+            }
+        })
+    }
+}
+
+/// Session settings with their defaults.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Default parallelism of every operator (`parallelism.default`); default 1.
+    pub parallelism: u32,
+    /// The local runtime's configuration (slots, batch size, idle timeout).
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            parallelism: 1,
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// A SQL session: catalog, settings and the pending statement set.
+pub struct Session {
+    catalog: Catalog,
+    config: SessionConfig,
+    streaming: bool,
+    job_name: Option<String>,
+    pending: Option<StreamEnvironment>,
+    in_statement_set: bool,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Self {
+        Session {
+            catalog: Catalog::default(),
+            config,
+            streaming: true,
+            job_name: None,
+            pending: None,
+            in_statement_set: false,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Runs a whole script: every statement, then the pending statement set. `on_outcome` sees
+    /// each outcome as it is produced.
+    pub fn run_script(
+        &mut self,
+        script: &str,
+        on_outcome: &mut dyn FnMut(Outcome) -> Result<()>,
+    ) -> Result<()> {
+        for statement in parser::parse_script(script)? {
+            let outcome = self.execute_statement(&statement)?;
+            on_outcome(outcome)?;
+        }
+        if let Some(outcome) = self.finish()? {
+            on_outcome(outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the statements of `sql`; `INSERT`s stay pending until [`Session::finish`] (or the
+    /// `END` of a statement set).
+    pub fn execute(&mut self, sql: &str) -> Result<Vec<Outcome>> {
+        parser::parse_script(sql)?
+            .iter()
+            .map(|s| self.execute_statement(s))
+            .collect()
+    }
+
+    /// Runs the pending `INSERT`s as one job, if any.
+    pub fn finish(&mut self) -> Result<Option<Outcome>> {
+        self.in_statement_set = false;
+        match self.pending.take() {
+            Some(env) => Ok(Some(Outcome::Job(self.run(&env)?.0))),
+            None => Ok(None),
+        }
+    }
+
+    fn environment(&self, name: &str) -> StreamEnvironment {
+        StreamEnvironment::new(self.job_name.clone().unwrap_or_else(|| name.to_string()))
+            .with_parallelism(self.config.parallelism)
+    }
+
+    fn run(
+        &self,
+        env: &StreamEnvironment,
+    ) -> Result<(JobResult, crate::connector::CollectedResults)> {
+        let runtime = LocalRuntime::new(self.config.runtime.clone());
+        let output = env.execute_on(&runtime)?;
+        Ok((output.result, output.collected))
+    }
+
+    fn execute_statement(&mut self, located: &Located) -> Result<Outcome> {
+        let position = located.position;
+        self.execute_inner(located).map_err(|e| locate(e, position))
+    }
+
+    fn execute_inner(&mut self, located: &Located) -> Result<Outcome> {
+        match &located.statement {
+            ParsedStatement::Set { key, value } => {
+                self.set(key, value)?;
+                Ok(Outcome::Done)
+            }
+            ParsedStatement::BeginStatementSet => {
+                if self.in_statement_set {
+                    return Err(Error::sql(
+                        "BEGIN STATEMENT SET",
+                        "a statement set is already open",
+                    ));
+                }
+                self.in_statement_set = true;
+                Ok(Outcome::Done)
+            }
+            ParsedStatement::EndStatementSet => {
+                if !self.in_statement_set {
+                    return Err(Error::sql("END", "END without an open statement set"));
+                }
+                Ok(self.finish()?.unwrap_or(Outcome::Done))
+            }
+            ParsedStatement::Sql {
+                statement,
+                computed,
+                watermark,
+            } => match statement.as_ref() {
+                Statement::CreateTable(create) => {
+                    self.create_table(create, computed, watermark.as_deref())?;
+                    Ok(Outcome::Done)
+                }
+                Statement::CreateView(view) => {
+                    if view.materialized {
+                        return Err(expr::not_supported("MATERIALIZED VIEW"));
+                    }
+                    let name = object_name(&view.name);
+                    self.catalog
+                        .add_view(&name, (*view.query).clone(), view.or_replace)?;
+                    Ok(Outcome::Done)
+                }
+                Statement::Query(query) => {
+                    if self.in_statement_set {
+                        return Err(Error::sql(
+                            "statement set",
+                            "only INSERT statements may appear in a statement set",
+                        ));
+                    }
+                    let env = self.environment("select");
+                    let stream = Planner::new(&self.catalog, &env, self.streaming).plan(query)?;
+                    stream.collect(RESULT_SINK)?;
+                    let (_, collected) = self.run(&env)?;
+                    let schema = stream.schema();
+                    let batches = collected.batches(RESULT_SINK);
+                    Ok(if schema.index_of(ROW_KIND_COLUMN).is_ok() {
+                        Outcome::Changelog { schema, batches }
+                    } else {
+                        Outcome::Table { schema, batches }
+                    })
+                }
+                Statement::Insert(insert) => {
+                    let env = match self.pending.take() {
+                        Some(env) => env,
+                        None => self.environment("insert"),
+                    };
+                    let result = self.plan_insert(&env, insert);
+                    self.pending = Some(env);
+                    result?;
+                    Ok(Outcome::Pending)
+                }
+                Statement::Explain { statement, .. } => {
+                    let env = self.environment("explain");
+                    match statement.as_ref() {
+                        Statement::Query(query) => {
+                            Planner::new(&self.catalog, &env, self.streaming)
+                                .plan(query)?
+                                .collect(RESULT_SINK)?;
+                        }
+                        Statement::Insert(insert) => self.plan_insert(&env, insert)?,
+                        other => {
+                            return Err(expr::not_supported(&format!("EXPLAIN of '{other}'")));
+                        }
+                    }
+                    let (graph, _) = env.build()?;
+                    Ok(Outcome::Text(explain(&graph)))
+                }
+                Statement::ShowTables { .. } => {
+                    let mut text = String::new();
+                    for name in self.catalog.names() {
+                        let _ = writeln!(text, "{name}");
+                    }
+                    Ok(Outcome::Text(text))
+                }
+                Statement::ExplainTable { table_name, .. } => {
+                    let name = object_name(table_name);
+                    Ok(Outcome::Text(self.describe(&name)?))
+                }
+                other => Err(expr::not_supported(&format!(
+                    "statement '{}'",
+                    first_words(&other.to_string())
+                ))),
+            },
+        }
+    }
+
+    fn describe(&self, name: &str) -> Result<String> {
+        let mut text = String::new();
+        match self.catalog.relation(name)? {
+            catalog::Relation::Table(table) => {
+                let _ = writeln!(text, "name\ttype\tnull\tkey\textras\twatermark");
+                for column in &table.columns {
+                    let key = if table.primary_key.contains(&column.name) {
+                        "PRI"
+                    } else {
+                        ""
+                    };
+                    let extras = match &column.computed {
+                        Some(e) => format!("AS {e}"),
+                        None => String::new(),
+                    };
+                    let watermark = match &table.watermark {
+                        Some(w) if w.column == column.name => {
+                            format!("{} - {} ms", w.column, w.delay_ms)
+                        }
+                        _ => String::new(),
+                    };
+                    let _ = writeln!(
+                        text,
+                        "{}\t{}\t{}\t{key}\t{extras}\t{watermark}",
+                        column.name,
+                        types::sql_name(&column.data_type),
+                        if key.is_empty() { "TRUE" } else { "FALSE" }
+                    );
+                }
+            }
+            catalog::Relation::View(query) => {
+                let env = self.environment("describe");
+                let stream = Planner::new(&self.catalog, &env, self.streaming).plan(query)?;
+                let _ = writeln!(text, "name\ttype");
+                for field in stream.schema().fields() {
+                    let _ = writeln!(
+                        text,
+                        "{}\t{}",
+                        field.name(),
+                        types::sql_name(field.data_type())
+                    );
+                }
+            }
+        }
+        Ok(text)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let bad = |message: &str| Error::Config {
+            key: key.to_string(),
+            value: value.to_string(),
+            message: message.to_string(),
+        };
+        match key {
+            "execution.runtime-mode" => {
+                self.streaming = match value.to_ascii_lowercase().as_str() {
+                    "streaming" => true,
+                    "batch" => false,
+                    _ => return Err(bad("expected 'streaming' or 'batch'")),
+                }
+            }
+            "parallelism.default" => {
+                self.config.parallelism = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| bad("expected a positive integer"))?;
+            }
+            "table.exec.source.idle-timeout" => {
+                let timeout = parse_duration(value).ok_or_else(|| {
+                    bad("expected a duration such as '5 s', '500 ms' or '0' (off)")
+                })?;
+                self.config.runtime = self
+                    .config
+                    .runtime
+                    .clone()
+                    .with_idle_timeout((!timeout.is_zero()).then_some(timeout));
+            }
+            "pipeline.name" => self.job_name = Some(value.to_string()),
+            _ if key.starts_with("table.exec.mini-batch.") => {
+                info!(
+                    key,
+                    value, "mini-batch settings have no effect: Sluice always processes batches"
+                );
+            }
+            _ if key.starts_with("execution.checkpointing.")
+                || key.starts_with("state.checkpoints.")
+                || key.starts_with("state.backend") =>
+            {
+                return Err(bad("checkpoints are not available yet"));
+            }
+            _ => {
+                const KNOWN: &[&str] = &[
+                    "execution.runtime-mode",
+                    "parallelism.default",
+                    "table.exec.source.idle-timeout",
+                    "pipeline.name",
+                    "table.exec.mini-batch.enabled",
+                ];
+                let hint =
+                    match crate::expr::closest(&key.to_ascii_lowercase(), KNOWN.iter().copied()) {
+                        Some(best) => format!("unknown key (did you mean '{best}'?)"),
+                        None => format!("unknown key (known: {})", KNOWN.join(", ")),
+                    };
+                return Err(bad(&hint));
+            }
+        }
+        Ok(())
+    }
+
+    fn create_table(
+        &mut self,
+        create: &CreateTable,
+        computed: &[parser::ComputedColumn],
+        watermark: Option<&parser::WatermarkClause>,
+    ) -> Result<()> {
+        let name = object_name(&create.name);
+        let at = |message: String| Error::sql(format!("CREATE TABLE {name}"), message);
+        if create.query.is_some() {
+            return Err(expr::not_supported("CREATE TABLE … AS SELECT"));
+        }
+        let mut columns: Vec<Column> = Vec::new();
+        let mut primary_key: Vec<String> = Vec::new();
+        for def in &create.columns {
+            let data_type = types::to_arrow(&def.data_type)
+                .map_err(|e| at(format!("column '{}': {e}", def.name.value)))?;
+            for option in &def.options {
+                if let ColumnOption::PrimaryKey(_) = &option.option {
+                    primary_key.push(def.name.value.clone());
+                }
+            }
+            columns.push(Column {
+                name: def.name.value.clone(),
+                data_type,
+                computed: None,
+            });
+        }
+        for constraint in &create.constraints {
+            match constraint {
+                TableConstraint::PrimaryKey(pk) => {
+                    for c in &pk.columns {
+                        primary_key.push(c.column.expr.to_string());
+                    }
+                }
+                other => return Err(at(format!("constraint '{other}' is not supported yet"))),
+            }
+        }
+        // Computed columns: typed against the physical columns.
+        let physical_schema = Arc::new(arrow::datatypes::Schema::new(
+            columns
+                .iter()
+                .map(|c| arrow::datatypes::Field::new(&c.name, c.data_type.clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        for (inserted, c) in computed.iter().enumerate() {
+            let e = expr::convert(&c.expr, &expr::Scope::default())
+                .map_err(|e| at(format!("computed column '{}': {e}", c.name)))?;
+            let resolved = e
+                .resolve(&physical_schema)
+                .map_err(|e| at(format!("computed column '{}': {e}", c.name)))?;
+            let position = (c.after + inserted).min(columns.len());
+            columns.insert(
+                position,
+                Column {
+                    name: c.name.clone(),
+                    data_type: resolved.data_type().clone(),
+                    computed: Some(e),
+                },
+            );
+        }
+        let watermark = match watermark {
+            None => None,
+            Some(w) => {
+                let Some(column) = columns.iter().find(|c| c.name == w.column) else {
+                    return Err(at(format!(
+                        "unknown watermark column '{}' (columns: {})",
+                        w.column,
+                        columns
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                };
+                if !matches!(column.data_type, arrow::datatypes::DataType::Timestamp(..)) {
+                    return Err(at(format!(
+                        "the watermark column '{}' must be a TIMESTAMP or TIMESTAMP_LTZ, found {}",
+                        w.column,
+                        types::sql_name(&column.data_type)
+                    )));
+                }
+                Some(Watermark {
+                    column: w.column.clone(),
+                    delay_ms: watermark_delay(&w.column, &w.expr).map_err(|e| at(e.to_string()))?,
+                })
+            }
+        };
+        let mut options = std::collections::BTreeMap::new();
+        let with = match &create.table_options {
+            CreateTableOptions::With(options) => options.as_slice(),
+            CreateTableOptions::None => &[],
+            other => return Err(at(format!("table options '{other}' are not supported yet"))),
+        };
+        for option in with {
+            let SqlOption::KeyValue { key, value } = option else {
+                return Err(at(format!("option '{option}': expected 'key' = 'value'")));
+            };
+            let key = key
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.clone())
+                .unwrap_or_else(|| key.to_string());
+            let value = match value {
+                SqlExpr::Value(v) => match &v.value {
+                    sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            };
+            options.insert(key, value);
+        }
+        let table = Table {
+            name: name.clone(),
+            columns,
+            watermark,
+            primary_key,
+            options,
+        };
+        table.connector()?;
+        self.catalog.add_table(table, create.if_not_exists)
+    }
+
+    fn plan_insert(&self, env: &StreamEnvironment, insert: &sqlparser::ast::Insert) -> Result<()> {
+        let TableObject::TableName(name) = &insert.table else {
+            return Err(expr::not_supported("INSERT INTO a table function"));
+        };
+        let name = object_name(name);
+        if insert.overwrite {
+            return Err(expr::not_supported("INSERT OVERWRITE"));
+        }
+        let Some(source) = &insert.source else {
+            return Err(expr::not_supported("INSERT without a query"));
+        };
+        let table = self.catalog.table(&name)?;
+        let sink = connector::sink_spec(table)?;
+        let stream = Planner::new(&self.catalog, env, self.streaming).plan(source)?;
+        let aligned = align_to_table(&stream, table, &insert.columns)?;
+        aligned.sink(&name, sink)
+    }
+}
+
+/// Projects (and casts) a query's columns onto a table's physical columns, by position.
+fn align_to_table(
+    stream: &DataStream,
+    table: &Table,
+    targets: &[sqlparser::ast::ObjectName],
+) -> Result<DataStream> {
+    let schema = stream.schema();
+    let sink = table.physical_schema();
+    let updating = schema.index_of(ROW_KIND_COLUMN).is_ok();
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != ROW_KIND_COLUMN)
+        .collect();
+    if !targets.is_empty() {
+        return Err(expr::not_supported("INSERT with a column list"));
+    }
+    if fields.len() != sink.fields().len() {
+        return Err(Error::sql(
+            format!("INSERT INTO {}", table.name),
+            format!(
+                "the query has {} columns ({}) but table '{}' has {} ({})",
+                fields.len(),
+                fields
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                table.name,
+                sink.fields().len(),
+                crate::graph::describe_columns(&sink)
+            ),
+        ));
+    }
+    let identity = !updating
+        && fields
+            .iter()
+            .zip(sink.fields().iter())
+            .all(|(f, s)| f.name() == s.name() && f.data_type() == s.data_type());
+    if identity {
+        return Ok(stream.clone());
+    }
+    let mut columns = Vec::new();
+    if updating {
+        columns.push((ROW_KIND_COLUMN.to_string(), col(ROW_KIND_COLUMN)));
+    }
+    for (f, s) in fields.iter().zip(sink.fields().iter()) {
+        columns.push((
+            s.name().clone(),
+            planner::align(col(f.name()), f.data_type(), s.data_type()),
+        ));
+    }
+    stream.project(columns)
+}
+
+/// `col - INTERVAL 'n' unit` or `col` → the delay in milliseconds.
+fn watermark_delay(column: &str, expr: &SqlExpr) -> Result<i64> {
+    let is_column = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(i) if i.value == column);
+    match expr {
+        e if is_column(e) => Ok(0),
+        SqlExpr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::Minus,
+            right,
+        } if is_column(left) => match right.as_ref() {
+            SqlExpr::Interval(interval) => expr::interval_millis(interval),
+            other => Err(expr::not_supported(&format!(
+                "watermark delay '{other}' (use INTERVAL 'n' SECOND)"
+            ))),
+        },
+        other => Err(expr::not_supported(&format!(
+            "watermark expression '{other}' (use {column} - INTERVAL 'n' SECOND)"
+        ))),
+    }
+}
+
+fn object_name(name: &sqlparser::ast::ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.clone())
+        .unwrap_or_else(|| name.to_string())
+}
+
+fn first_words(text: &str) -> String {
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// "5 s", "5s", "500 ms", "2 min", "1 h", a bare number of milliseconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let amount: u64 = text[..split].parse().ok()?;
+    let unit = text[split..].trim().to_ascii_lowercase();
+    let ms = match unit.as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => amount,
+        "s" | "sec" | "secs" | "second" | "seconds" => amount * 1_000,
+        "min" | "mins" | "minute" | "minutes" => amount * 60_000,
+        "h" | "hour" | "hours" => amount * 3_600_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// Puts the statement's position on planning errors; runtime errors pass unchanged.
+fn locate(error: Error, position: Position) -> Error {
+    match error {
+        Error::Sql { location, message }
+            if !location.starts_with("line") && !location.starts_with("statement") =>
+        {
+            Error::sql(format!("statement at {position}, {location}"), message)
+        }
+        e @ Error::Sql { .. } => e,
+        e @ (Error::Plan { .. } | Error::Expression { .. } | Error::Config { .. }) => {
+            Error::sql(format!("statement at {position}"), e.to_string())
+        }
+        other => other,
+    }
+}
+
+/// The JobGraph as a readable plan: vertices with kind, parallelism and details, then edges.
+pub fn explain(graph: &JobGraph) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "== JobGraph '{}' ==", graph.name);
+    for id in graph.topological_order() {
+        let vertex = graph.vertex(id);
+        let detail = match &vertex.operator {
+            OperatorSpec::Source {
+                connector,
+                watermark,
+            } => {
+                let mut d = format!("connector={}", connector.name());
+                if let Some(w) = watermark {
+                    let _ = write!(
+                        d,
+                        ", watermark={} - {} ms",
+                        w.column, w.max_out_of_orderness_ms
+                    );
+                }
+                d
+            }
+            OperatorSpec::Filter { predicate } => format!("predicate={predicate}"),
+            OperatorSpec::Project { columns, watermark } => {
+                let mut d = columns
+                    .iter()
+                    .map(|(n, e)| {
+                        if *e == col(n) {
+                            n.clone()
+                        } else {
+                            format!("{e} AS {n}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Some(w) = watermark {
+                    let _ = write!(
+                        d,
+                        "; watermark={} - {} ms",
+                        w.column, w.max_out_of_orderness_ms
+                    );
+                }
+                d
+            }
+            OperatorSpec::KeyedAggregate(spec) => format!(
+                "keys=[{}], aggregates=[{}], emit={:?}",
+                spec.keys.join(", "),
+                describe_calls(&spec.aggregates),
+                spec.emit
+            ),
+            OperatorSpec::WindowAggregate(spec) => format!(
+                "keys=[{}], window={:?}, time={:?}, aggregates=[{}]",
+                spec.keys.join(", "),
+                spec.window,
+                spec.time,
+                describe_calls(&spec.aggregates)
+            ),
+            OperatorSpec::Sink { connector } => format!("connector={}", connector.name()),
+            OperatorSpec::Union | OperatorSpec::Join(_) | OperatorSpec::Custom { .. } => {
+                String::new()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "[{}] {} '{}' parallelism={} {}",
+            id.0,
+            vertex.operator.kind_name(),
+            vertex.name,
+            vertex.parallelism,
+            detail
+        );
+    }
+    let _ = writeln!(out, "== edges ==");
+    for edge in graph.edges() {
+        let _ = writeln!(
+            out,
+            "[{}] -> [{}] input {}: {:?}",
+            edge.source.0, edge.target.0, edge.input_index, edge.partitioning
+        );
+    }
+    out
+}
+
+fn describe_calls(calls: &[crate::graph::AggregateCall]) -> String {
+    calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{}({}) AS {}",
+                c.function.name(),
+                c.input.as_deref().unwrap_or("*"),
+                c.output
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("5 s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn unknown_set_key_suggests() {
+        let mut session = Session::new(SessionConfig::default());
+        let err = session
+            .execute("SET 'parallelism.defualt' = '2';")
+            .unwrap_err();
+        assert!(err.to_string().contains("parallelism.default"), "{err}");
+        let err = session
+            .execute("SET 'execution.checkpointing.interval' = '10s';")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("checkpoints are not available yet"),
+            "{err}"
+        );
+    }
+}
