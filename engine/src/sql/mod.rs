@@ -10,7 +10,8 @@
 //! - `SET 'key' = 'value'`: `execution.runtime-mode` (`streaming` | `batch`),
 //!   `parallelism.default`, `table.exec.source.idle-timeout` (e.g. `5 s`, `500 ms`, `0` = off),
 //!   `pipeline.name`; `table.exec.mini-batch.*` are accepted and ignored (Sluice always works on
-//!   batches); checkpoint keys fail ("checkpoints are not available yet"); other keys fail.
+//!   batches); checkpoint keys (`execution.checkpointing.*`, 1.x `state.checkpoints.*` aliases) and
+//!   `restart-strategy.*` configure the local runtime's checkpoints and restarts; other keys fail.
 //! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
 //!   [`Outcome::Changelog`] when the result is updating).
 //! - `INSERT INTO t SELECT …` — statement set semantics: every `INSERT` of a script (or of an
@@ -48,6 +49,7 @@ use self::catalog::{Catalog, Column, Table, Watermark};
 use self::parser::{Located, ParsedStatement, Position};
 use self::planner::Planner;
 use crate::api::{DataStream, StreamEnvironment};
+use crate::checkpoint::{CheckpointConfig, RestartStrategy};
 use crate::element::{ROW_KIND_COLUMN, RowKind};
 use crate::expr::col;
 use crate::graph::{JobGraph, OperatorSpec};
@@ -160,6 +162,31 @@ impl Outcome {
     }
 }
 
+/// Checkpoint keys (Flink 2.x names) that `SET` accepts.
+const CHECKPOINT_KEYS: &[&str] = &[
+    "execution.checkpointing.interval",
+    "execution.checkpointing.timeout",
+    "execution.checkpointing.min-pause",
+    "execution.checkpointing.dir",
+    "execution.checkpointing.num-retained",
+];
+
+/// Flink 1.x names accepted as aliases of the 2.x checkpoint keys.
+const CHECKPOINT_ALIASES: &[(&str, &str)] = &[
+    ("state.checkpoints.dir", "execution.checkpointing.dir"),
+    (
+        "state.checkpoints.num-retained",
+        "execution.checkpointing.num-retained",
+    ),
+];
+
+/// Restart strategy keys.
+const RESTART_KEYS: &[&str] = &[
+    "restart-strategy.type",
+    "restart-strategy.fixed-delay.attempts",
+    "restart-strategy.fixed-delay.delay",
+];
+
 /// Session settings with their defaults.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -186,6 +213,8 @@ pub struct Session {
     job_name: Option<String>,
     pending: Option<StreamEnvironment>,
     in_statement_set: bool,
+    /// Checkpoint and restart settings as `SET`, by canonical key.
+    durability: std::collections::BTreeMap<String, String>,
 }
 
 impl Session {
@@ -197,6 +226,7 @@ impl Session {
             job_name: None,
             pending: None,
             in_statement_set: false,
+            durability: std::collections::BTreeMap::new(),
         }
     }
 
@@ -248,7 +278,7 @@ impl Session {
         &self,
         env: &StreamEnvironment,
     ) -> Result<(JobResult, crate::connector::CollectedResults)> {
-        let runtime = LocalRuntime::new(self.config.runtime.clone());
+        let runtime = LocalRuntime::new(self.runtime_config()?);
         let output = env.execute_on(&runtime)?;
         Ok((output.result, output.collected))
     }
@@ -409,6 +439,20 @@ impl Session {
         Ok(text)
     }
 
+    /// The runtime configuration a job runs with: the session's, plus the checkpoint and
+    /// restart settings made with `SET`.
+    fn runtime_config(&self) -> Result<RuntimeConfig> {
+        let options = || {
+            self.durability
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+        };
+        let mut config = self.config.runtime.clone();
+        config.checkpointing = CheckpointConfig::from_options(options())?;
+        config.restart_strategy = RestartStrategy::from_options(options())?;
+        Ok(config)
+    }
+
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |message: &str| Error::Config {
             key: key.to_string(),
@@ -447,11 +491,32 @@ impl Session {
                     value, "mini-batch settings have no effect: Sluice always processes batches"
                 );
             }
-            _ if key.starts_with("execution.checkpointing.")
-                || key.starts_with("state.checkpoints.")
-                || key.starts_with("state.backend") =>
+            _ if CHECKPOINT_KEYS.contains(&key)
+                || CHECKPOINT_ALIASES.iter().any(|(alias, _)| *alias == key)
+                || RESTART_KEYS.contains(&key) =>
             {
-                return Err(bad("checkpoints are not available yet"));
+                let canonical = CHECKPOINT_ALIASES
+                    .iter()
+                    .find(|(alias, _)| *alias == key)
+                    .map_or(key, |(_, name)| *name);
+                // Flink writes checkpoint directories as URIs; local paths are what exists here.
+                let value = if canonical == "execution.checkpointing.dir" {
+                    value.strip_prefix("file://").unwrap_or(value)
+                } else {
+                    value
+                };
+                // Each value must parse now; whether the keys add up (an interval needs a
+                // directory) is checked when a job runs, since scripts set them one by one.
+                let single = [(canonical, value)];
+                if canonical != "execution.checkpointing.interval" {
+                    CheckpointConfig::from_options(single)?;
+                } else {
+                    let with_dir = [(canonical, value), ("execution.checkpointing.dir", ".")];
+                    CheckpointConfig::from_options(with_dir)?;
+                }
+                RestartStrategy::from_options(single)?;
+                self.durability
+                    .insert(canonical.to_string(), value.to_string());
             }
             _ => {
                 const KNOWN: &[&str] = &[
@@ -461,11 +526,20 @@ impl Session {
                     "pipeline.name",
                     "table.exec.mini-batch.enabled",
                 ];
-                let hint =
-                    match crate::expr::closest(&key.to_ascii_lowercase(), KNOWN.iter().copied()) {
-                        Some(best) => format!("unknown key (did you mean '{best}'?)"),
-                        None => format!("unknown key (known: {})", KNOWN.join(", ")),
-                    };
+                let candidates = KNOWN
+                    .iter()
+                    .chain(CHECKPOINT_KEYS)
+                    .chain(RESTART_KEYS)
+                    .copied();
+                let hint = match crate::expr::closest(&key.to_ascii_lowercase(), candidates) {
+                    Some(best) => format!("unknown key (did you mean '{best}'?)"),
+                    None => format!(
+                        "unknown key (known: {}, {}, {})",
+                        KNOWN.join(", "),
+                        CHECKPOINT_KEYS.join(", "),
+                        RESTART_KEYS.join(", ")
+                    ),
+                };
                 return Err(bad(&hint));
             }
         }
@@ -854,12 +928,37 @@ mod tests {
             .execute("SET 'parallelism.defualt' = '2';")
             .unwrap_err();
         assert!(err.to_string().contains("parallelism.default"), "{err}");
-        let err = session
+        // Keys arrive one by one; the combination is checked when a job runs.
+        session
             .execute("SET 'execution.checkpointing.interval' = '10s';")
+            .unwrap();
+        let err = session.runtime_config().unwrap_err();
+        assert!(
+            err.to_string().contains("execution.checkpointing.dir"),
+            "{err}"
+        );
+        session
+            .execute("SET 'state.checkpoints.dir' = 'file:///tmp/sluice-checkpoints';")
+            .unwrap();
+        let checkpoints = session.runtime_config().unwrap().checkpointing.unwrap();
+        assert_eq!(checkpoints.interval, std::time::Duration::from_secs(10));
+        assert_eq!(
+            checkpoints.dir,
+            std::path::PathBuf::from("/tmp/sluice-checkpoints")
+        );
+        let err = session
+            .execute("SET 'execution.checkpointing.interval' = 'soon';")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("execution.checkpointing.interval"),
+            "{err}"
+        );
+        let err = session
+            .execute("SET 'execution.checkpointing.intervall' = '10s';")
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("checkpoints are not available yet"),
+                .contains("did you mean 'execution.checkpointing.interval'"),
             "{err}"
         );
     }
