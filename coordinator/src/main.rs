@@ -106,7 +106,8 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Sluice errors carry their causes in their own message; `{:#}` would repeat them.
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
