@@ -34,7 +34,6 @@ pub mod types;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int8Type, SchemaRef};
@@ -49,7 +48,7 @@ use self::catalog::{Catalog, Column, Table, Watermark};
 use self::parser::{Located, ParsedStatement, Position};
 use self::planner::Planner;
 use crate::api::{DataStream, StreamEnvironment};
-use crate::checkpoint::{CheckpointConfig, RestartStrategy};
+use crate::checkpoint::{CheckpointConfig, RestartStrategy, parse_duration};
 use crate::element::{ROW_KIND_COLUMN, RowKind};
 use crate::expr::col;
 use crate::graph::{JobGraph, OperatorSpec};
@@ -475,9 +474,7 @@ impl Session {
                     .ok_or_else(|| bad("expected a positive integer"))?;
             }
             "table.exec.source.idle-timeout" => {
-                let timeout = parse_duration(value).ok_or_else(|| {
-                    bad("expected a duration such as '5 s', '500 ms' or '0' (off)")
-                })?;
+                let timeout = parse_duration(key, value)?;
                 self.config.runtime = self
                     .config
                     .runtime
@@ -779,24 +776,6 @@ fn first_words(text: &str) -> String {
         .join(" ")
 }
 
-/// "5 s", "5s", "500 ms", "2 min", "1 h", a bare number of milliseconds.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let amount: u64 = text[..split].parse().ok()?;
-    let unit = text[split..].trim().to_ascii_lowercase();
-    let ms = match unit.as_str() {
-        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => amount,
-        "s" | "sec" | "secs" | "second" | "seconds" => amount * 1_000,
-        "min" | "mins" | "minute" | "minutes" => amount * 60_000,
-        "h" | "hour" | "hours" => amount * 3_600_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
-
 /// Puts the statement's position on planning errors; runtime errors pass unchanged.
 fn locate(error: Error, position: Position) -> Error {
     match error {
@@ -915,10 +894,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("5 s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("soon"), None);
+    fn idle_timeout_is_a_duration() {
+        let mut session = Session::new(SessionConfig::default());
+        session
+            .execute("SET 'table.exec.source.idle-timeout' = '500 ms';")
+            .unwrap();
+        assert_eq!(
+            session.config.runtime.idle_timeout,
+            Some(std::time::Duration::from_millis(500))
+        );
+        let err = session
+            .execute("SET 'table.exec.source.idle-timeout' = 'soon';")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("table.exec.source.idle-timeout"),
+            "{err}"
+        );
     }
 
     #[test]
