@@ -298,7 +298,7 @@ fn processing_time_timers_fire_while_no_input_arrives() {
 
     let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
     let options = [
-        ("rows-per-second", "2"),
+        ("rows-per-second", "1"),
         ("fields.k.min", "0"),
         ("fields.k.max", "0"),
     ]
@@ -330,7 +330,7 @@ fn processing_time_timers_fire_while_no_input_arrives() {
             },
         )
         .unwrap();
-    // Rows come every 500 ms; each row's timer is due 50 ms later, so with the clock ticking
+    // Rows come every second; each row's timer is due 50 ms later, so with the clock ticking
     // every timer fires before the next row arrives.
     let deadline = Instant::now() + Duration::from_secs(30);
     while log.lock().unwrap().iter().filter(|e| **e == "row").count() < 3
