@@ -21,6 +21,97 @@ use crate::{Error, Result};
 pub struct Scope<'a> {
     /// Sub-expressions (compared structurally) that are columns of the input.
     pub substitutions: &'a [(SqlExpr, String)],
+    /// Qualified column names of a join's output; empty outside joins (then a qualifier is
+    /// ignored and the last part of a name is the column).
+    pub names: &'a [QualifiedColumn],
+}
+
+/// A column of a join's input as queries name it (`qualifier.name`) and the column it is in
+/// the join's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualifiedColumn {
+    /// The table name or alias.
+    pub qualifier: String,
+    /// The column name in its table.
+    pub name: String,
+    /// The output column (a right duplicate carries `RIGHT_DUPLICATE_SUFFIX`).
+    pub column: String,
+}
+
+/// The output column that `parts` (`name` or `qualifier.name`) names in `names`; `None`
+/// when `names` is empty (not over a join).
+pub fn resolve_name(
+    parts: &[sqlparser::ast::Ident],
+    names: &[QualifiedColumn],
+) -> Result<Option<String>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let available = || {
+        names
+            .iter()
+            .map(|n| format!("{}.{}", n.qualifier, n.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match parts {
+        [name] => {
+            let found: Vec<&QualifiedColumn> = names
+                .iter()
+                .filter(|n| n.name.eq_ignore_ascii_case(&name.value))
+                .collect();
+            match found.as_slice() {
+                [one] => Ok(Some(one.column.clone())),
+                [] => Err(Error::expr(format!(
+                    "unknown column '{}' (available: {})",
+                    name.value,
+                    available()
+                ))),
+                several => Err(Error::expr(format!(
+                    "column '{}' is ambiguous: qualify it as one of {}",
+                    name.value,
+                    several
+                        .iter()
+                        .map(|n| format!("{}.{}", n.qualifier, n.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+        [.., qualifier, name] => {
+            if !names
+                .iter()
+                .any(|n| n.qualifier.eq_ignore_ascii_case(&qualifier.value))
+            {
+                let mut qualifiers: Vec<&str> =
+                    names.iter().map(|n| n.qualifier.as_str()).collect();
+                qualifiers.dedup();
+                return Err(Error::expr(format!(
+                    "unknown table or alias '{}' in '{}.{}' (the query has: {})",
+                    qualifier.value,
+                    qualifier.value,
+                    name.value,
+                    qualifiers.join(", ")
+                )));
+            }
+            names
+                .iter()
+                .find(|n| {
+                    n.qualifier.eq_ignore_ascii_case(&qualifier.value)
+                        && n.name.eq_ignore_ascii_case(&name.value)
+                })
+                .map(|n| Some(n.column.clone()))
+                .ok_or_else(|| {
+                    Error::expr(format!(
+                        "unknown column '{}.{}' (available: {})",
+                        qualifier.value,
+                        name.value,
+                        available()
+                    ))
+                })
+        }
+        [] => Err(Error::expr("empty identifier")),
+    }
 }
 
 /// The names of the aggregate functions the planner handles.
@@ -73,7 +164,17 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
     let c = |e: &SqlExpr| convert(e, scope);
     let boxed = |e: &SqlExpr| convert(e, scope).map(Box::new);
     Ok(match expr {
-        SqlExpr::Identifier(ident) => col(&ident.value),
+        SqlExpr::Identifier(ident) => match resolve_name(std::slice::from_ref(ident), scope.names)?
+        {
+            Some(column) => col(&column),
+            None => col(&ident.value),
+        },
+        SqlExpr::CompoundIdentifier(parts) if !scope.names.is_empty() => {
+            match resolve_name(parts, scope.names)? {
+                Some(column) => col(&column),
+                None => return Err(Error::expr("empty identifier")),
+            }
+        }
         SqlExpr::CompoundIdentifier(parts) => match parts.last() {
             Some(last) => col(&last.value),
             None => return Err(Error::expr("empty identifier")),

@@ -340,11 +340,18 @@ impl Session {
                     let (_, collected) = self.run(&env)?;
                     let schema = stream.schema();
                     let batches = collected.batches(RESULT_SINK);
-                    Ok(if schema.index_of(ROW_KIND_COLUMN).is_ok() {
-                        Outcome::Changelog { schema, batches }
-                    } else {
-                        Outcome::Table { schema, batches }
-                    })
+                    Ok(
+                        if schema.index_of(ROW_KIND_COLUMN).is_ok() && !self.streaming {
+                            // Batch mode shows the final result of an updating query (a regular
+                            // join over bounded inputs), as Flink's batch mode does.
+                            let (schema, batches) = fold_changelog(&schema, &batches)?;
+                            Outcome::Table { schema, batches }
+                        } else if schema.index_of(ROW_KIND_COLUMN).is_ok() {
+                            Outcome::Changelog { schema, batches }
+                        } else {
+                            Outcome::Table { schema, batches }
+                        },
+                    )
                 }
                 Statement::Insert(insert) => {
                     let env = match self.pending.take() {
@@ -741,6 +748,72 @@ fn align_to_table(
 }
 
 /// `col - INTERVAL 'n' unit` or `col` → the delay in milliseconds.
+/// The rows a changelog leaves: each `+I`/`+U` adds its row, each `-U`/`-D` removes one equal
+/// row added before (rows compare by their displayed values). The result keeps the order in
+/// which the remaining rows were added and has no `_row_kind` column.
+fn fold_changelog(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let kind_index = schema
+        .index_of(ROW_KIND_COLUMN)
+        .map_err(|e| Error::arrow("fold a changelog result", e))?;
+    let values: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| i != kind_index)
+        .collect();
+    let options = FormatOptions::default().with_null("NULL");
+    let mut live: std::collections::HashMap<Vec<String>, Vec<(usize, usize)>> =
+        std::collections::HashMap::new();
+    for (b, batch) in batches.iter().enumerate() {
+        let kinds = batch.column(kind_index).as_primitive::<Int8Type>();
+        let formatters = values
+            .iter()
+            .map(|&i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::arrow("fold a changelog result", e))?;
+        for row in 0..batch.num_rows() {
+            let key: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            match RowKind::from_i8(kinds.value(row)) {
+                Some(RowKind::UpdateBefore | RowKind::Delete) => {
+                    if let Some(rows) = live.get_mut(&key) {
+                        rows.pop();
+                    }
+                }
+                _ => live.entry(key).or_default().push((b, row)),
+            }
+        }
+    }
+    let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
+    for (b, row) in live.into_values().flatten() {
+        if let Some(slot) = keep.get_mut(b).and_then(|k| k.get_mut(row)) {
+            *slot = true;
+        }
+    }
+    let folded_schema = Arc::new(
+        schema
+            .project(&values)
+            .map_err(|e| Error::arrow("fold a changelog result", e))?,
+    );
+    let mut out = Vec::new();
+    for (batch, keep) in batches.iter().zip(keep) {
+        let projected = batch
+            .project(&values)
+            .map_err(|e| Error::arrow("fold a changelog result", e))?;
+        let filtered = arrow::compute::filter_record_batch(
+            &projected,
+            &arrow::array::BooleanArray::from(keep),
+        )
+        .map_err(|e| Error::arrow("fold a changelog result", e))?;
+        if filtered.num_rows() > 0 {
+            out.push(filtered);
+        }
+    }
+    Ok((folded_schema, out))
+}
+
 fn watermark_delay(column: &str, expr: &SqlExpr) -> Result<i64> {
     let is_column = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(i) if i.value == column);
     match expr {

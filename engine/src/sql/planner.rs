@@ -14,26 +14,37 @@
 //! - `SELECT DISTINCT` → an aggregation without aggregate functions; `UNION ALL` → union;
 //!   CTEs, views and subqueries in `FROM` are planned in place.
 //!
-//! Joins, `ORDER BY`, `LIMIT`, OVER windows and window TVFs without aggregation report
+//! - `a [INNER|LEFT|RIGHT|FULL] JOIN b ON …` and `FROM a, b WHERE …` → a join on the equality
+//!   conditions between the two sides. An inner join whose other conditions bound one side's
+//!   event-time (watermarked) column by the other's (`a.t BETWEEN b.t - INTERVAL … AND b.t +
+//!   INTERVAL …`, or `>=`/`<=`) → an interval join; otherwise a regular join (a changelog) with
+//!   the other conditions as a filter after it (outer joins take equality conditions only).
+//!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
+//!   `column` → the join's output column (a right duplicate carries `_right`).
+//!
+//! `ORDER BY`, `LIMIT`, OVER windows and window TVFs without aggregation report
 //! "… is not supported yet".
 
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use sqlparser::ast::{
-    Distinct, Expr as SqlExpr, GroupByExpr, Query, Select, SelectItem, SetExpr, SetOperator,
-    SetQuantifier, TableFactor,
+    BinaryOperator, Distinct, Expr as SqlExpr, GroupByExpr, JoinConstraint, JoinOperator, Query,
+    Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor, TableWithJoins,
 };
 
 use super::catalog::{Catalog, Relation, Table};
 use super::connector;
-use super::expr::{self as sql_expr, Scope, function_args, function_name, is_aggregate_name};
+use super::expr::{
+    self as sql_expr, QualifiedColumn, Scope, function_args, function_name, is_aggregate_name,
+    resolve_name,
+};
 use crate::api::{DataStream, StreamEnvironment};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::{Expr, ScalarValue, col};
 use crate::graph::{
-    AggregateCall, AggregateFunction, EmitMode, WINDOW_END_COLUMN, WINDOW_START_COLUMN, WindowKind,
-    WindowTime,
+    AggregateCall, AggregateFunction, EmitMode, JoinType, RIGHT_DUPLICATE_SUFFIX,
+    WINDOW_END_COLUMN, WINDOW_START_COLUMN, WindowKind, WindowTime,
 };
 use crate::time::WatermarkStrategy;
 use crate::{Error, Result};
@@ -42,6 +53,23 @@ use crate::{Error, Result};
 pub struct Rel {
     pub stream: DataStream,
     window: Option<WindowTvf>,
+}
+
+/// The `FROM` clause as one stream: over a join, the qualified names of its columns and the
+/// output columns that are event-time attributes.
+struct FromRel {
+    stream: DataStream,
+    window: Option<WindowTvf>,
+    /// Empty for a single relation (names then resolve as before: the last part of a name).
+    names: Vec<QualifiedColumn>,
+    /// Output columns that are event-time (watermarked) attributes.
+    rowtimes: Vec<String>,
+}
+
+/// A side of a time bound: `column [± INTERVAL …]`.
+struct TimeOperand {
+    column: String,
+    offset_ms: i64,
 }
 
 struct WindowTvf {
@@ -251,6 +279,319 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A `FROM` item: a relation and its `JOIN`s, left to right.
+    fn plan_table_with_joins(&mut self, item: &TableWithJoins) -> Result<FromRel> {
+        let mut from = self.plan_from_factor(&item.relation)?;
+        for join in &item.joins {
+            let (join_type, constraint) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Right, c),
+                JoinOperator::FullOuter(c) => (JoinType::Full, c),
+                other => return Err(unsupported(&format!("join '{other:?}'"))),
+            };
+            let condition = match constraint {
+                JoinConstraint::On(condition) => condition,
+                JoinConstraint::None => {
+                    return Err(unsupported("a join without ON (a cross join)"));
+                }
+                other => return Err(unsupported(&format!("join constraint '{other:?}'"))),
+            };
+            let mut conditions = Vec::new();
+            split_conjuncts(condition, &mut conditions);
+            let right = self.plan_from_factor(&join.relation)?;
+            let joined = self.join(from, right, join_type, &mut conditions)?;
+            // What the join did not use filters its output (inner joins only: `join` rejects
+            // other conditions of outer joins).
+            from = match conditions.into_iter().reduce(|l, r| SqlExpr::BinaryOp {
+                left: Box::new(l),
+                op: BinaryOperator::And,
+                right: Box::new(r),
+            }) {
+                Some(rest) => {
+                    let scope = Scope {
+                        names: &joined.names,
+                        ..Scope::default()
+                    };
+                    let predicate = sql_expr::convert(&rest, &scope)?;
+                    FromRel {
+                        stream: joined.stream.filter(predicate)?,
+                        ..joined
+                    }
+                }
+                None => joined,
+            };
+        }
+        Ok(from)
+    }
+
+    /// One relation of a `FROM` clause with its qualifier (alias or table name) and, for a
+    /// catalog table with a watermark, its event-time column.
+    fn plan_from_factor(&mut self, factor: &TableFactor) -> Result<FromRel> {
+        let (qualifier, rowtime) = match factor {
+            TableFactor::Table { name, alias, .. } => {
+                let table = object_name(name);
+                let rowtime = if self.ctes.iter().any(|(n, _)| *n == table) {
+                    None
+                } else {
+                    match self.catalog.relation(&table) {
+                        Ok(Relation::Table(t)) => t.watermark.as_ref().map(|w| w.column.clone()),
+                        _ => None,
+                    }
+                };
+                let qualifier = alias.as_ref().map_or(table, |a| a.name.value.clone());
+                (qualifier, rowtime)
+            }
+            TableFactor::Derived { alias, .. } | TableFactor::TableFunction { alias, .. } => (
+                alias
+                    .as_ref()
+                    .map(|a| a.name.value.clone())
+                    .unwrap_or_default(),
+                None,
+            ),
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias: None,
+            } => return self.plan_table_with_joins(table_with_joins),
+            _ => (String::new(), None),
+        };
+        let rel = self.plan_table_factor(factor)?;
+        let names = rel
+            .stream
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != ROW_KIND_COLUMN)
+            .map(|f| QualifiedColumn {
+                qualifier: qualifier.clone(),
+                name: f.name().clone(),
+                column: f.name().clone(),
+            })
+            .collect();
+        Ok(FromRel {
+            stream: rel.stream,
+            window: rel.window,
+            names,
+            rowtimes: rowtime.into_iter().collect(),
+        })
+    }
+
+    /// Joins `left` with `right`, taking from `conditions` the equality conditions between
+    /// the two sides (the keys) and, for an inner join between event-time columns, the time
+    /// bounds of an interval join. The conditions left over are the caller's to apply.
+    fn join(
+        &mut self,
+        left: FromRel,
+        right: FromRel,
+        join_type: JoinType,
+        conditions: &mut Vec<SqlExpr>,
+    ) -> Result<FromRel> {
+        if left.window.is_some() || right.window.is_some() {
+            return Err(unsupported("a join of a window TVF"));
+        }
+        let left_schema = left.stream.schema();
+        let taken = |name: &str| left_schema.index_of(name).is_ok();
+        // The right side's columns as the join outputs them, and their input names.
+        let mut right_input: Vec<(String, String)> = Vec::new();
+        let mut names = left.names.clone();
+        for n in &right.names {
+            let column = if taken(&n.column) {
+                format!("{}{RIGHT_DUPLICATE_SUFFIX}", n.column)
+            } else {
+                n.column.clone()
+            };
+            right_input.push((column.clone(), n.column.clone()));
+            names.push(QualifiedColumn {
+                column,
+                ..n.clone()
+            });
+        }
+        let side_of = |column: &str| -> Option<(usize, String)> {
+            if let Some((_, input)) = right_input.iter().find(|(out, _)| out == column) {
+                return Some((1, input.clone()));
+            }
+            left.names
+                .iter()
+                .any(|n| n.column == column)
+                .then(|| (0, column.to_string()))
+        };
+        let column_of = |e: &SqlExpr| -> Result<Option<String>> {
+            match e {
+                SqlExpr::Identifier(ident) => resolve_name(std::slice::from_ref(ident), &names),
+                SqlExpr::CompoundIdentifier(parts) => resolve_name(parts, &names),
+                SqlExpr::Nested(inner) => match inner.as_ref() {
+                    SqlExpr::Identifier(ident) => resolve_name(std::slice::from_ref(ident), &names),
+                    SqlExpr::CompoundIdentifier(parts) => resolve_name(parts, &names),
+                    _ => Ok(None),
+                },
+                _ => Ok(None),
+            }
+        };
+        // Equality conditions between the sides → keys.
+        let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
+        let mut rest = Vec::new();
+        for condition in conditions.drain(..) {
+            if let SqlExpr::BinaryOp {
+                left: a,
+                op: BinaryOperator::Eq,
+                right: b,
+            } = &condition
+                && let (Some(a), Some(b)) = (column_of(a)?, column_of(b)?)
+                && let (Some((side_a, a)), Some((side_b, b))) = (side_of(&a), side_of(&b))
+                && side_a != side_b
+            {
+                let (l, r) = if side_a == 0 { (a, b) } else { (b, a) };
+                left_keys.push(l);
+                right_keys.push(r);
+                continue;
+            }
+            rest.push(condition);
+        }
+        if left_keys.is_empty() {
+            return Err(unsupported(
+                "a join without an equality condition between its two sides",
+            ));
+        }
+        let outer = join_type != JoinType::Inner;
+        if outer && let Some(first) = rest.first() {
+            return Err(unsupported(&format!(
+                "a non-equality condition '{first}' in an outer join (only equality \
+                 conditions between the two sides are supported)"
+            )));
+        }
+        // Time bounds between event-time columns → an interval join.
+        let mut interval: Option<(String, String, Option<i64>, Option<i64>)> = None;
+        let mut remaining = Vec::new();
+        for condition in rest {
+            let mut bounds = Vec::new();
+            match &condition {
+                SqlExpr::Between {
+                    expr,
+                    negated: false,
+                    low,
+                    high,
+                } => {
+                    bounds.push(((**expr).clone(), BinaryOperator::GtEq, (**low).clone()));
+                    bounds.push(((**expr).clone(), BinaryOperator::LtEq, (**high).clone()));
+                }
+                SqlExpr::BinaryOp {
+                    left: a,
+                    op,
+                    right: b,
+                } if matches!(
+                    op,
+                    BinaryOperator::GtEq
+                        | BinaryOperator::LtEq
+                        | BinaryOperator::Gt
+                        | BinaryOperator::Lt
+                ) =>
+                {
+                    bounds.push(((**a).clone(), op.clone(), (**b).clone()));
+                }
+                _ => {}
+            }
+            let mut used = !bounds.is_empty();
+            let mut found = Vec::new();
+            for (a, op, b) in &bounds {
+                let (Some(a), Some(b)) =
+                    (time_operand(a, &column_of)?, time_operand(b, &column_of)?)
+                else {
+                    used = false;
+                    break;
+                };
+                let (Some((side_a, input_a)), Some((side_b, input_b))) =
+                    (side_of(&a.column), side_of(&b.column))
+                else {
+                    used = false;
+                    break;
+                };
+                let is_rowtime = |side: usize, input: &str| {
+                    if side == 0 {
+                        left.rowtimes.iter().any(|t| t == input)
+                    } else {
+                        right.rowtimes.iter().any(|t| t == input)
+                    }
+                };
+                if side_a == side_b
+                    || !is_rowtime(side_a, &input_a)
+                    || !is_rowtime(side_b, &input_b)
+                {
+                    used = false;
+                    break;
+                }
+                // Normalise to `l.t - r.t <op> c`.
+                let (l, r, op, c) = if side_a == 0 {
+                    (input_a, input_b, op.clone(), b.offset_ms - a.offset_ms)
+                } else {
+                    let flipped = match op {
+                        BinaryOperator::GtEq => BinaryOperator::LtEq,
+                        BinaryOperator::LtEq => BinaryOperator::GtEq,
+                        BinaryOperator::Gt => BinaryOperator::Lt,
+                        _ => BinaryOperator::Gt,
+                    };
+                    (input_b, input_a, flipped, a.offset_ms - b.offset_ms)
+                };
+                found.push((l, r, op, c));
+            }
+            if used && !outer {
+                for (l, r, op, c) in found {
+                    let entry = interval.get_or_insert_with(|| (l.clone(), r.clone(), None, None));
+                    if entry.0 != l || entry.1 != r {
+                        // Bounds on another pair of time columns stay a filter.
+                        used = false;
+                        break;
+                    }
+                    match op {
+                        BinaryOperator::GtEq => entry.2 = Some(entry.2.map_or(c, |x| x.max(c))),
+                        BinaryOperator::Gt => {
+                            entry.2 = Some(entry.2.map_or(c + 1, |x| x.max(c + 1)))
+                        }
+                        BinaryOperator::LtEq => entry.3 = Some(entry.3.map_or(c, |x| x.min(c))),
+                        _ => entry.3 = Some(entry.3.map_or(c - 1, |x| x.min(c - 1))),
+                    }
+                }
+                if used {
+                    continue;
+                }
+            }
+            remaining.push(condition);
+        }
+        let builder = left.stream.join(&right.stream, left_keys, right_keys);
+        let (stream, rowtimes) = match interval {
+            Some((l, r, Some(lower), Some(upper))) => {
+                let right_out = right_input
+                    .iter()
+                    .find(|(_, input)| *input == r)
+                    .map_or_else(|| r.clone(), |(out, _)| out.clone());
+                (
+                    builder.interval(&l, &r, lower, upper)?,
+                    vec![l.clone(), right_out],
+                )
+            }
+            Some((l, r, lower, upper)) => {
+                return Err(unsupported(&format!(
+                    "a time condition between '{l}' and '{r}' with only {} bound (an interval \
+                     join needs both)",
+                    if lower.is_some() {
+                        "a lower"
+                    } else if upper.is_some() {
+                        "an upper"
+                    } else {
+                        "no"
+                    }
+                )));
+            }
+            None => (builder.regular(join_type)?, Vec::new()),
+        };
+        *conditions = remaining;
+        Ok(FromRel {
+            stream,
+            window: None,
+            names,
+            rowtimes,
+        })
+    }
+
     fn plan_window_tvf(&mut self, expr: &SqlExpr) -> Result<Rel> {
         let SqlExpr::Function(function) = expr else {
             return Err(unsupported(&format!("table function {expr}")));
@@ -333,21 +674,49 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_select(&mut self, select: &Select) -> Result<Rel> {
-        let from = match select.from.as_slice() {
-            [] => return Err(unsupported("SELECT without FROM")),
-            [one] => one,
-            _ => return Err(unsupported("several tables in FROM (a join)")),
-        };
-        if !from.joins.is_empty() {
-            return Err(unsupported("JOIN"));
-        }
         if select.qualify.is_some() {
             return Err(unsupported("QUALIFY"));
         }
-        let rel = self.plan_table_factor(&from.relation)?;
+        let mut items = select.from.iter();
+        let Some(first) = items.next() else {
+            return Err(unsupported("SELECT without FROM"));
+        };
+        // `FROM a, b WHERE …`: the WHERE conjuncts are the join conditions of the comma joins;
+        // those a join does not use stay in the WHERE.
+        let mut conditions: Vec<SqlExpr> = Vec::new();
+        let comma_join = select.from.len() > 1;
+        if comma_join && let Some(predicate) = &select.selection {
+            split_conjuncts(predicate, &mut conditions);
+        }
+        let mut from = self.plan_table_with_joins(first)?;
+        for item in items {
+            let right = self.plan_table_with_joins(item)?;
+            from = self.join(from, right, JoinType::Inner, &mut conditions)?;
+        }
+        // A single relation keeps the old resolution (the last part of a name).
+        let single = matches!(select.from.as_slice(), [one]
+            if one.joins.is_empty() && !matches!(one.relation, TableFactor::NestedJoin { .. }));
+        let names = if single { Vec::new() } else { from.names };
+        let rel = Rel {
+            stream: from.stream,
+            window: from.window,
+        };
         let mut stream = rel.stream;
-        if let Some(predicate) = &select.selection {
-            let predicate = sql_expr::convert(predicate, &Scope::default())?;
+        let scope = Scope {
+            names: &names,
+            ..Scope::default()
+        };
+        let predicate = if comma_join {
+            conditions.into_iter().reduce(|l, r| SqlExpr::BinaryOp {
+                left: Box::new(l),
+                op: BinaryOperator::And,
+                right: Box::new(r),
+            })
+        } else {
+            select.selection.clone()
+        };
+        if let Some(predicate) = &predicate {
+            let predicate = sql_expr::convert(predicate, &scope)?;
             stream = stream.filter(predicate)?;
         }
         let group_by = match &select.group_by {
@@ -375,7 +744,7 @@ impl<'a> Planner<'a> {
             if select.having.is_some() {
                 return Err(Error::expr("HAVING needs GROUP BY or an aggregate"));
             }
-            let projected = self.project_items(&stream, &select.projection, &[])?;
+            let projected = self.project_items(&stream, &select.projection, &[], &names)?;
             let stream = if distinct {
                 self.distinct(&projected)?
             } else {
@@ -388,6 +757,9 @@ impl<'a> Planner<'a> {
         }
         if distinct {
             return Err(unsupported("SELECT DISTINCT with GROUP BY"));
+        }
+        if !names.is_empty() {
+            return Err(unsupported("GROUP BY or aggregates over a join"));
         }
         let stream = self.plan_aggregate(stream, rel.window, &group_by, &aggregates, select)?;
         Ok(Rel {
@@ -579,11 +951,12 @@ impl<'a> Planner<'a> {
         }
         let scope = Scope {
             substitutions: &substitutions,
+            ..Scope::default()
         };
         if let Some(having) = &select.having {
             stream = stream.filter(sql_expr::convert(having, &scope)?)?;
         }
-        self.project_items(&stream, &select.projection, &substitutions)
+        self.project_items(&stream, &select.projection, &substitutions, &[])
             .map_err(|e| match e {
                 Error::Plan { message, .. } if message.contains("unknown column") => {
                     Error::expr(format!(
@@ -601,15 +974,36 @@ impl<'a> Planner<'a> {
         stream: &DataStream,
         items: &[SelectItem],
         substitutions: &[(SqlExpr, String)],
+        names: &[QualifiedColumn],
     ) -> Result<DataStream> {
         let schema = stream.schema();
-        let scope = Scope { substitutions };
+        let scope = Scope {
+            substitutions,
+            names,
+        };
         let mut columns: Vec<(String, Expr)> = Vec::new();
         if has_row_kind(&schema) {
             columns.push((ROW_KIND_COLUMN.into(), col(ROW_KIND_COLUMN)));
         }
         for (index, item) in items.iter().enumerate() {
             match item {
+                SelectItem::QualifiedWildcard(kind, _) if !names.is_empty() => {
+                    let text = kind.to_string();
+                    let text = text.strip_suffix(".*").unwrap_or(&text);
+                    let qualifier = text.rsplit('.').next().unwrap_or_default();
+                    let matching: Vec<&QualifiedColumn> = names
+                        .iter()
+                        .filter(|n| n.qualifier.eq_ignore_ascii_case(qualifier))
+                        .collect();
+                    if matching.is_empty() {
+                        return Err(Error::expr(format!(
+                            "unknown table or alias '{qualifier}' in '{item}'"
+                        )));
+                    }
+                    for n in matching {
+                        columns.push((n.column.clone(), col(&n.column)));
+                    }
+                }
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                     for field in schema.fields() {
                         let name = field.name();
@@ -657,6 +1051,61 @@ impl<'a> Planner<'a> {
             return Ok(stream.clone());
         }
         stream.project(columns)
+    }
+}
+
+/// `column`, `column + INTERVAL …` or `column - INTERVAL …` over a join's columns.
+fn time_operand(
+    e: &SqlExpr,
+    column_of: &dyn Fn(&SqlExpr) -> Result<Option<String>>,
+) -> Result<Option<TimeOperand>> {
+    match e {
+        SqlExpr::Nested(inner) => time_operand(inner, column_of),
+        SqlExpr::BinaryOp { left, op, right } => {
+            let sign = match op {
+                BinaryOperator::Plus => 1,
+                BinaryOperator::Minus => -1,
+                _ => return Ok(None),
+            };
+            let SqlExpr::Interval(interval) = right.as_ref() else {
+                return Ok(None);
+            };
+            let millis = sql_expr::interval_millis(interval)?;
+            Ok(time_operand(left, column_of)?.map(|t| TimeOperand {
+                column: t.column,
+                offset_ms: t.offset_ms + sign * millis,
+            }))
+        }
+        other => Ok(column_of(other)?.map(|column| TimeOperand {
+            column,
+            offset_ms: 0,
+        })),
+    }
+}
+
+/// The operands of the `AND`s in `expr`, left to right.
+fn split_conjuncts(expr: &SqlExpr, out: &mut Vec<SqlExpr>) {
+    match expr {
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_conjuncts(left, out);
+            split_conjuncts(right, out);
+        }
+        SqlExpr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                SqlExpr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_conjuncts(inner, out)
+        }
+        other => out.push(other.clone()),
     }
 }
 
