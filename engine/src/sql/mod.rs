@@ -922,9 +922,33 @@ pub fn explain(graph: &JobGraph) -> String {
                 describe_calls(&spec.aggregates)
             ),
             OperatorSpec::Sink { connector } => format!("connector={}", connector.name()),
-            OperatorSpec::Union | OperatorSpec::Join(_) | OperatorSpec::Custom { .. } => {
-                String::new()
+            OperatorSpec::Join(spec) => {
+                let keys = format!(
+                    "keys=[{}] = [{}]",
+                    spec.left_keys.join(", "),
+                    spec.right_keys.join(", ")
+                );
+                match &spec.kind {
+                    crate::graph::JoinKind::Regular { join_type } => {
+                        format!("{join_type:?} {keys}")
+                    }
+                    crate::graph::JoinKind::Interval {
+                        left_time,
+                        right_time,
+                        lower_ms,
+                        upper_ms,
+                    } => format!(
+                        "{keys}, right.{right_time} + {lower_ms} ms <= left.{left_time} <= \
+                         right.{right_time} + {upper_ms} ms"
+                    ),
+                    crate::graph::JoinKind::Window {
+                        left_time,
+                        right_time,
+                        size_ms,
+                    } => format!("{keys}, tumbling {size_ms} ms on {left_time} / {right_time}"),
+                }
             }
+            OperatorSpec::Union | OperatorSpec::Custom { .. } => String::new(),
         };
         let _ = writeln!(
             out,
