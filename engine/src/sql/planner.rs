@@ -581,6 +581,19 @@ impl<'a> Planner<'a> {
                     }
                 )));
             }
+            // An inner join of insert-only inputs only inserts: drop its `_row_kind` so that
+            // what follows (aggregations, sinks) sees an append-only stream, as in Flink.
+            None if join_type == JoinType::Inner => {
+                let joined = builder.regular(join_type)?;
+                let columns: Vec<(String, Expr)> = joined
+                    .schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name() != ROW_KIND_COLUMN)
+                    .map(|f| (f.name().clone(), col(f.name())))
+                    .collect();
+                (joined.project(columns)?, Vec::new())
+            }
             None => (builder.regular(join_type)?, Vec::new()),
         };
         *conditions = remaining;
@@ -758,10 +771,8 @@ impl<'a> Planner<'a> {
         if distinct {
             return Err(unsupported("SELECT DISTINCT with GROUP BY"));
         }
-        if !names.is_empty() {
-            return Err(unsupported("GROUP BY or aggregates over a join"));
-        }
-        let stream = self.plan_aggregate(stream, rel.window, &group_by, &aggregates, select)?;
+        let stream =
+            self.plan_aggregate(stream, rel.window, &group_by, &aggregates, select, &names)?;
         Ok(Rel {
             stream,
             window: None,
@@ -795,7 +806,12 @@ impl<'a> Planner<'a> {
         group_by: &[SqlExpr],
         aggregates: &[sqlparser::ast::Function],
         select: &Select,
+        names: &[QualifiedColumn],
     ) -> Result<DataStream> {
+        let over_join = Scope {
+            names,
+            ..Scope::default()
+        };
         let input_schema = input.schema();
         if has_row_kind(&input_schema) {
             return Err(unsupported("aggregating an updating input"));
@@ -811,6 +827,12 @@ impl<'a> Planner<'a> {
         let (mut has_start, mut has_end) = (false, false);
         for (index, g) in group_by.iter().enumerate() {
             let plain = match g {
+                SqlExpr::Identifier(ident) if !names.is_empty() => {
+                    resolve_name(std::slice::from_ref(ident), names)?
+                }
+                SqlExpr::CompoundIdentifier(parts) if !names.is_empty() => {
+                    resolve_name(parts, names)?
+                }
                 SqlExpr::Identifier(ident) => Some(ident.value.clone()),
                 SqlExpr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()),
                 _ => None,
@@ -835,7 +857,7 @@ impl<'a> Planner<'a> {
                 }
                 None => {
                     let name = format!("$key{index}");
-                    add_pre(&mut pre, &name, sql_expr::convert(g, &Scope::default())?);
+                    add_pre(&mut pre, &name, sql_expr::convert(g, &over_join)?);
                     substitutions.push((g.clone(), name.clone()));
                     keys.push(name);
                 }
@@ -869,13 +891,13 @@ impl<'a> Planner<'a> {
             };
             let input_column = match args.as_slice() {
                 [] | [None] if func == AggregateFunction::Count => None,
-                [Some(SqlExpr::Identifier(ident))] => {
+                [Some(SqlExpr::Identifier(ident))] if names.is_empty() => {
                     add_pre(&mut pre, &ident.value, col(&ident.value));
                     Some(ident.value.clone())
                 }
                 [Some(e)] => {
                     let column = format!("$arg{index}");
-                    add_pre(&mut pre, &column, sql_expr::convert(e, &Scope::default())?);
+                    add_pre(&mut pre, &column, sql_expr::convert(e, &over_join)?);
                     Some(column)
                 }
                 _ => {
@@ -951,12 +973,12 @@ impl<'a> Planner<'a> {
         }
         let scope = Scope {
             substitutions: &substitutions,
-            ..Scope::default()
+            names,
         };
         if let Some(having) = &select.having {
             stream = stream.filter(sql_expr::convert(having, &scope)?)?;
         }
-        self.project_items(&stream, &select.projection, &substitutions, &[])
+        self.project_items(&stream, &select.projection, &substitutions, names)
             .map_err(|e| match e {
                 Error::Plan { message, .. } if message.contains("unknown column") => {
                     Error::expr(format!(
