@@ -556,7 +556,9 @@ impl<'a> Planner<'a> {
             }
             remaining.push(condition);
         }
-        let builder = left.stream.join(&right.stream, left_keys, right_keys);
+        let (left_stream, right_stream) =
+            widen_keys(&left.stream, &right.stream, &left_keys, &right_keys)?;
+        let builder = left_stream.join(&right_stream, left_keys, right_keys);
         let (stream, rowtimes) = match interval {
             Some((l, r, Some(lower), Some(upper))) => {
                 let right_out = right_input
@@ -1103,6 +1105,57 @@ fn time_operand(
             offset_ms: 0,
         })),
     }
+}
+
+/// Numeric key columns of different types cast to the wider type on the narrower side (both
+/// sides must hash equal values alike), as Flink's implicit widening does.
+fn widen_keys(
+    left: &DataStream,
+    right: &DataStream,
+    left_keys: &[String],
+    right_keys: &[String],
+) -> Result<(DataStream, DataStream)> {
+    fn rank(t: &DataType) -> Option<u8> {
+        Some(match t {
+            DataType::Int8 => 1,
+            DataType::Int16 => 2,
+            DataType::Int32 => 3,
+            DataType::Int64 => 4,
+            DataType::Float32 => 5,
+            DataType::Float64 => 6,
+            _ => return None,
+        })
+    }
+    let (left_schema, right_schema) = (left.schema(), right.schema());
+    let mut casts: [Vec<(String, DataType)>; 2] = [Vec::new(), Vec::new()];
+    for (l, r) in left_keys.iter().zip(right_keys) {
+        let (Ok(lf), Ok(rf)) = (
+            left_schema.field_with_name(l),
+            right_schema.field_with_name(r),
+        ) else {
+            continue;
+        };
+        if let (Some(a), Some(b)) = (rank(lf.data_type()), rank(rf.data_type())) {
+            if a < b {
+                casts[0].push((l.clone(), rf.data_type().clone()));
+            } else if b < a {
+                casts[1].push((r.clone(), lf.data_type().clone()));
+            }
+        }
+    }
+    let cast = |stream: &DataStream, casts: &[(String, DataType)]| -> Result<DataStream> {
+        if casts.is_empty() {
+            return Ok(stream.clone());
+        }
+        stream.project(stream.schema().fields().iter().map(|f| {
+            let e = col(f.name());
+            match casts.iter().find(|(name, _)| name == f.name()) {
+                Some((_, to)) => (f.name().clone(), e.cast(to.clone())),
+                None => (f.name().clone(), e),
+            }
+        }))
+    };
+    Ok((cast(left, &casts[0])?, cast(right, &casts[1])?))
 }
 
 /// The operands of the `AND`s in `expr`, left to right.
