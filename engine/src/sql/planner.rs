@@ -462,6 +462,7 @@ impl<'a> Planner<'a> {
         // Time bounds between event-time columns → an interval join.
         let mut interval: Option<(String, String, Option<i64>, Option<i64>)> = None;
         let mut remaining = Vec::new();
+        let mut time_conditions = Vec::new();
         for condition in rest {
             let mut bounds = Vec::new();
             match &condition {
@@ -551,16 +552,25 @@ impl<'a> Planner<'a> {
                     }
                 }
                 if used {
+                    time_conditions.push(condition);
                     continue;
                 }
             }
             remaining.push(condition);
         }
+        // Without both bounds it is no interval join: a regular join, its bounds a filter.
+        let interval = match interval {
+            Some((l, r, Some(lower), Some(upper))) => Some((l, r, lower, upper)),
+            _ => {
+                remaining.append(&mut time_conditions);
+                None
+            }
+        };
         let (left_stream, right_stream) =
             widen_keys(&left.stream, &right.stream, &left_keys, &right_keys)?;
         let builder = left_stream.join(&right_stream, left_keys, right_keys);
         let (stream, rowtimes) = match interval {
-            Some((l, r, Some(lower), Some(upper))) => {
+            Some((l, r, lower, upper)) => {
                 let right_out = right_input
                     .iter()
                     .find(|(_, input)| *input == r)
@@ -569,19 +579,6 @@ impl<'a> Planner<'a> {
                     builder.interval(&l, &r, lower, upper)?,
                     vec![l.clone(), right_out],
                 )
-            }
-            Some((l, r, lower, upper)) => {
-                return Err(unsupported(&format!(
-                    "a time condition between '{l}' and '{r}' with only {} bound (an interval \
-                     join needs both)",
-                    if lower.is_some() {
-                        "a lower"
-                    } else if upper.is_some() {
-                        "an upper"
-                    } else {
-                        "no"
-                    }
-                )));
             }
             // An inner join of insert-only inputs only inserts: drop its `_row_kind` so that
             // what follows (aggregations, sinks) sees an append-only stream, as in Flink.
