@@ -13,7 +13,9 @@
 //!   batches); checkpoint keys (`execution.checkpointing.*`, 1.x `state.checkpoints.*` aliases) and
 //!   `restart-strategy.*` configure the local runtime's checkpoints and restarts; other keys fail.
 //! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
-//!   [`Outcome::Changelog`] when the result is updating).
+//!   [`Outcome::Changelog`] when the result is updating in streaming mode; in batch mode an
+//!   updating result, e.g. of an outer join, is folded into its final rows: each `+I`/`+U`
+//!   adds a row, each `-U`/`-D` removes an equal one).
 //! - `INSERT INTO t SELECT …` — statement set semantics: every `INSERT` of a script (or of an
 //!   `EXECUTE STATEMENT SET BEGIN … END;` / `BEGIN STATEMENT SET; … END;` block) joins one job,
 //!   which runs at `END` or, for INSERTs outside a block, at the end of the script
@@ -989,6 +991,39 @@ fn describe_calls(calls: &[crate::graph::AggregateCall]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folded_changelog_keeps_the_rows_not_retracted() {
+        use arrow::array::{Int8Array, Int64Array};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(ROW_KIND_COLUMN, DataType::Int8, false),
+            Field::new("k", DataType::Int64, true),
+        ]));
+        let batch = |kinds: Vec<i8>, keys: Vec<Option<i64>>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int8Array::from(kinds)),
+                    Arc::new(Int64Array::from(keys)),
+                ],
+            )
+            .unwrap()
+        };
+        let batches = vec![
+            batch(vec![0, 0, 0], vec![Some(1), None, Some(1)]),
+            batch(vec![3, 0, 3], vec![None, Some(2), Some(1)]),
+        ];
+        let (folded, out) = fold_changelog(&schema, &batches).unwrap();
+        assert_eq!(folded.fields().len(), 1);
+        let outcome = Outcome::Table {
+            schema: folded,
+            batches: out,
+        };
+        let mut rows = outcome.rows().unwrap();
+        rows.sort();
+        assert_eq!(rows, vec![vec!["1".to_string()], vec!["2".to_string()]]);
+    }
 
     #[test]
     fn idle_timeout_is_a_duration() {

@@ -534,14 +534,17 @@ impl<'a> Planner<'a> {
                 };
                 found.push((l, r, op, c));
             }
-            if used && !outer {
+            // Bounds on another pair of time columns than the first stay a filter.
+            let pair = interval
+                .as_ref()
+                .map(|(l, r, _, _)| (l.clone(), r.clone()))
+                .or_else(|| found.first().map(|(l, r, _, _)| (l.clone(), r.clone())));
+            let same_pair = found
+                .iter()
+                .all(|(l, r, _, _)| pair.as_ref().is_some_and(|p| p.0 == *l && p.1 == *r));
+            if used && !outer && same_pair {
                 for (l, r, op, c) in found {
-                    let entry = interval.get_or_insert_with(|| (l.clone(), r.clone(), None, None));
-                    if entry.0 != l || entry.1 != r {
-                        // Bounds on another pair of time columns stay a filter.
-                        used = false;
-                        break;
-                    }
+                    let entry = interval.get_or_insert((l, r, None, None));
                     match op {
                         BinaryOperator::GtEq => entry.2 = Some(entry.2.map_or(c, |x| x.max(c))),
                         BinaryOperator::Gt => {
