@@ -391,16 +391,52 @@ impl<'a> Planner<'a> {
         }
         let left_schema = left.stream.schema();
         let taken = |name: &str| left_schema.index_of(name).is_ok();
+        // A right column whose suffixed name is taken too (a third `id` after `id` and
+        // `id_right`) is renamed first to a free `<name>_right<n>`.
+        let right_schema = right.stream.schema();
+        let in_right = |name: &str| right_schema.index_of(name).is_ok();
+        let mut renames: Vec<(String, String)> = Vec::new();
+        for field in right_schema.fields() {
+            let name = field.name();
+            let suffixed = format!("{name}{RIGHT_DUPLICATE_SUFFIX}");
+            if name == ROW_KIND_COLUMN || !taken(name) || !(taken(&suffixed) || in_right(&suffixed))
+            {
+                continue;
+            }
+            let fresh = (0..)
+                .map(|n| format!("{suffixed}{n}"))
+                .find(|f| !taken(f) && !in_right(f) && !renames.iter().any(|(_, r)| r == f))
+                .unwrap_or_default();
+            renames.push((name.clone(), fresh));
+        }
+        let renamed = |name: &str| {
+            renames
+                .iter()
+                .find(|(from, _)| from == name)
+                .map_or_else(|| name.to_string(), |(_, to)| to.clone())
+        };
+        let right_stream = if renames.is_empty() {
+            right.stream.clone()
+        } else {
+            right.stream.project(
+                right_schema
+                    .fields()
+                    .iter()
+                    .map(|f| (renamed(f.name()), col(f.name()))),
+            )?
+        };
+        let right_rowtimes: Vec<String> = right.rowtimes.iter().map(|t| renamed(t)).collect();
         // The right side's columns as the join outputs them, and their input names.
         let mut right_input: Vec<(String, String)> = Vec::new();
         let mut names = left.names.clone();
         for n in &right.names {
-            let column = if taken(&n.column) {
-                format!("{}{RIGHT_DUPLICATE_SUFFIX}", n.column)
+            let input = renamed(&n.column);
+            let column = if taken(&input) {
+                format!("{input}{RIGHT_DUPLICATE_SUFFIX}")
             } else {
-                n.column.clone()
+                input.clone()
             };
-            right_input.push((column.clone(), n.column.clone()));
+            right_input.push((column.clone(), input));
             names.push(QualifiedColumn {
                 column,
                 ..n.clone()
@@ -510,7 +546,7 @@ impl<'a> Planner<'a> {
                     if side == 0 {
                         left.rowtimes.iter().any(|t| t == input)
                     } else {
-                        right.rowtimes.iter().any(|t| t == input)
+                        right_rowtimes.iter().any(|t| t == input)
                     }
                 };
                 if side_a == side_b
@@ -570,7 +606,7 @@ impl<'a> Planner<'a> {
             }
         };
         let (left_stream, right_stream) =
-            widen_keys(&left.stream, &right.stream, &left_keys, &right_keys)?;
+            widen_keys(&left.stream, &right_stream, &left_keys, &right_keys)?;
         let builder = left_stream.join(&right_stream, left_keys, right_keys);
         let (stream, rowtimes) = match interval {
             Some((l, r, lower, upper)) => {
