@@ -288,14 +288,23 @@ impl<'a> Planner<'a> {
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
                 JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Right, c),
                 JoinOperator::FullOuter(c) => (JoinType::Full, c),
-                other => return Err(unsupported(&format!("join '{other:?}'"))),
+                JoinOperator::CrossJoin(_) => return Err(unsupported("CROSS JOIN")),
+                _ => {
+                    return Err(unsupported(&format!(
+                        "this kind of join ('{}')",
+                        join.to_string().trim()
+                    )));
+                }
             };
             let condition = match constraint {
                 JoinConstraint::On(condition) => condition,
                 JoinConstraint::None => {
                     return Err(unsupported("a join without ON (a cross join)"));
                 }
-                other => return Err(unsupported(&format!("join constraint '{other:?}'"))),
+                JoinConstraint::Natural => return Err(unsupported("NATURAL JOIN")),
+                JoinConstraint::Using(_) | JoinConstraint::UsingAlias(..) => {
+                    return Err(unsupported("JOIN … USING (use ON)"));
+                }
             };
             let mut conditions = Vec::new();
             split_conjuncts(condition, &mut conditions);
