@@ -1,0 +1,352 @@
+//! The interactive SQL client: `sluice sql` without `-f`, like Flink's SQL client.
+//!
+//! On a terminal it prompts (`sluice> `, `     > ` while a statement is open), edits lines and
+//! keeps a history with rustyline; piped input is read without prompts. Every complete statement
+//! (ended by a `;` outside quotes and comments) runs at once on one [`Session`], so tables and
+//! settings persist. Results print as `sluice sql -f` prints them; an error prints as
+//! `error: …` and the client goes on. An `INSERT` runs at once as its own job, unless it is inside
+//! `BEGIN STATEMENT SET; … END;`. `quit;`, `exit;`, `\q` and end of input end the client.
+
+use std::io::{BufRead, IsTerminal as _, Write};
+use std::path::PathBuf;
+
+use sluice_engine::sql::{Outcome, Session};
+
+const PROMPT: &str = "sluice> ";
+const CONTINUATION: &str = "     > ";
+
+/// Prints an outcome as `sluice sql -f` does: a job's per-operator result to stderr, every other
+/// result (a table, a changelog, text) to `stdout`.
+pub fn print_outcome(outcome: &Outcome, stdout: &mut dyn Write) -> sluice_engine::Result<()> {
+    match outcome {
+        Outcome::Job(result) => {
+            eprint!("{result}");
+            let source_rows: u64 = result
+                .vertices
+                .iter()
+                .filter(|v| v.kind == "Source")
+                .map(|v| v.metrics.records_out)
+                .sum();
+            let seconds = result.wall_time.as_secs_f64();
+            eprintln!(
+                "{source_rows} source rows in {seconds:.3} s: {:.2} M rows/s",
+                source_rows as f64 / seconds.max(1e-9) / 1e6
+            );
+        }
+        other => {
+            let text = other.render()?;
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| sluice_engine::Error::io("write", "<stdout>", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the lexer is inside the statement being typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Code,
+    SingleQuote,
+    DoubleQuote,
+    Backtick,
+    LineComment,
+    BlockComment,
+}
+
+/// Cuts input lines into statements at each `;` outside quotes and comments.
+#[derive(Debug)]
+pub struct StatementSplitter {
+    buffer: String,
+    /// Byte offset up to which `buffer` has been lexed.
+    scanned: usize,
+    lex: Lex,
+    /// Whether the open statement has anything but whitespace and comments.
+    has_content: bool,
+}
+
+impl Default for StatementSplitter {
+    fn default() -> Self {
+        StatementSplitter {
+            buffer: String::new(),
+            scanned: 0,
+            lex: Lex::Code,
+            has_content: false,
+        }
+    }
+}
+
+impl StatementSplitter {
+    /// Adds one line and returns the statements it completes (each with its `;`).
+    pub fn push_line(&mut self, line: &str) -> Vec<String> {
+        self.buffer.push_str(line);
+        self.buffer.push('\n');
+        let mut complete = Vec::new();
+        let mut start = 0;
+        let (mut lex, mut has_content) = (self.lex, self.has_content);
+        let bytes = self.buffer.as_bytes();
+        let mut i = self.scanned;
+        while i < bytes.len() {
+            let c = bytes[i];
+            let next = bytes.get(i + 1).copied();
+            match lex {
+                Lex::Code => match c {
+                    b'\'' => (lex, has_content) = (Lex::SingleQuote, true),
+                    b'"' => (lex, has_content) = (Lex::DoubleQuote, true),
+                    b'`' => (lex, has_content) = (Lex::Backtick, true),
+                    b'-' if next == Some(b'-') => {
+                        lex = Lex::LineComment;
+                        i += 1;
+                    }
+                    b'/' if next == Some(b'*') => {
+                        lex = Lex::BlockComment;
+                        i += 1;
+                    }
+                    b';' => {
+                        if has_content {
+                            complete.push(self.buffer[start..=i].trim().to_string());
+                        }
+                        start = i + 1;
+                        has_content = false;
+                    }
+                    c if c.is_ascii_whitespace() => {}
+                    _ => has_content = true,
+                },
+                Lex::SingleQuote if c == b'\'' => lex = Lex::Code,
+                Lex::DoubleQuote if c == b'"' => lex = Lex::Code,
+                Lex::Backtick if c == b'`' => lex = Lex::Code,
+                Lex::LineComment if c == b'\n' => lex = Lex::Code,
+                Lex::BlockComment if c == b'*' && next == Some(b'/') => {
+                    lex = Lex::Code;
+                    i += 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        (self.lex, self.has_content) = (lex, has_content);
+        self.buffer.drain(..start);
+        self.scanned = self.buffer.len();
+        if !self.has_content && self.lex == Lex::Code {
+            self.buffer.clear();
+            self.scanned = 0;
+        }
+        complete
+    }
+
+    /// Whether a statement (or a quote or block comment) is open.
+    pub fn is_open(&self) -> bool {
+        self.has_content || !matches!(self.lex, Lex::Code | Lex::LineComment)
+    }
+
+    /// Drops the open statement (Ctrl-C).
+    pub fn clear(&mut self) {
+        *self = StatementSplitter::default();
+    }
+
+    /// The open statement without its `;`, at end of input.
+    pub fn take_rest(&mut self) -> Option<String> {
+        let rest = self.has_content.then(|| self.buffer.trim().to_string());
+        self.clear();
+        rest
+    }
+}
+
+/// Whether the client goes on after a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Continue,
+    Quit,
+}
+
+/// One [`Session`] and the client's view of it.
+struct Client {
+    session: Session,
+    /// Inside `BEGIN STATEMENT SET; … END;`: INSERTs wait for `END`.
+    in_statement_set: bool,
+    failures: usize,
+}
+
+impl Client {
+    fn run(&mut self, statement: &str) -> Control {
+        let words: Vec<String> = statement
+            .trim_end_matches(';')
+            .split_whitespace()
+            .take(3)
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["QUIT" | "EXIT"] => return Control::Quit,
+            ["BEGIN" | "EXECUTE", "STATEMENT", "SET"] => self.in_statement_set = true,
+            ["END", ..] => self.in_statement_set = false,
+            _ => {}
+        }
+        if let Err(error) = self.execute(statement) {
+            eprintln!("error: {error}");
+            self.failures += 1;
+        }
+        Control::Continue
+    }
+
+    fn execute(&mut self, statement: &str) -> sluice_engine::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        for outcome in self.session.execute(statement)? {
+            if matches!(outcome, Outcome::Pending) && !self.in_statement_set {
+                if let Some(job) = self.session.finish()? {
+                    print_outcome(&job, &mut stdout)?;
+                }
+            } else {
+                print_outcome(&outcome, &mut stdout)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the statements one line completes; `\q` on a line of its own quits.
+    fn run_line(&mut self, splitter: &mut StatementSplitter, line: &str) -> Control {
+        if !splitter.is_open() && matches!(line.trim(), "\\q" | "\\q;") {
+            return Control::Quit;
+        }
+        for statement in splitter.push_line(line) {
+            if self.run(&statement) == Control::Quit {
+                return Control::Quit;
+            }
+        }
+        Control::Continue
+    }
+
+    /// At end of input: runs a last statement without `;`, reports an unclosed statement set.
+    fn end(&mut self, splitter: &mut StatementSplitter) {
+        if let Some(rest) = splitter.take_rest() {
+            self.run(&rest);
+        }
+        if self.in_statement_set {
+            eprintln!("error: the statement set was not closed with END; its INSERTs did not run");
+            self.failures += 1;
+        }
+    }
+}
+
+/// Runs the client on stdin: interactive on a terminal, else statement by statement without
+/// prompts. Piped input fails (after running every statement) if any statement failed.
+pub fn run(session: Session) -> anyhow::Result<()> {
+    let mut client = Client {
+        session,
+        in_statement_set: false,
+        failures: 0,
+    };
+    if std::io::stdin().is_terminal() {
+        return run_terminal(&mut client);
+    }
+    let mut splitter = StatementSplitter::default();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| anyhow::anyhow!("read <stdin>: {e}"))?;
+        if client.run_line(&mut splitter, &line) == Control::Quit {
+            splitter.clear();
+            break;
+        }
+    }
+    client.end(&mut splitter);
+    match client.failures {
+        0 => Ok(()),
+        1 => anyhow::bail!("1 statement failed"),
+        n => anyhow::bail!("{n} statements failed"),
+    }
+}
+
+/// `SLUICE_HISTORY`, else `$HOME/.sluice_history`, else no history file.
+fn history_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SLUICE_HISTORY") {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".sluice_history"))
+}
+
+fn run_terminal(client: &mut Client) -> anyhow::Result<()> {
+    use rustyline::error::ReadlineError;
+
+    let mut editor = rustyline::DefaultEditor::new()
+        .map_err(|e| anyhow::anyhow!("open the line editor: {e}"))?;
+    let history = history_path();
+    if let Some(path) = &history {
+        // A missing history file is the first run.
+        let _ = editor.load_history(path);
+    }
+    println!("Sluice SQL client. End statements with ';'. quit; or Ctrl-D leaves.");
+    let mut splitter = StatementSplitter::default();
+    loop {
+        let prompt = if splitter.is_open() {
+            CONTINUATION
+        } else {
+            PROMPT
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                let control = client.run_line(&mut splitter, &line);
+                if let Some(path) = &history
+                    && let Err(e) = editor.save_history(path)
+                {
+                    eprintln!("warning: history not saved to '{}': {e}", path.display());
+                }
+                if control == Control::Quit {
+                    return Ok(());
+                }
+            }
+            Err(ReadlineError::Interrupted) => splitter.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => anyhow::bail!("read a line: {e}"),
+        }
+    }
+    client.end(&mut splitter);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(lines: &[&str]) -> (Vec<String>, StatementSplitter) {
+        let mut splitter = StatementSplitter::default();
+        let statements = lines.iter().flat_map(|l| splitter.push_line(l)).collect();
+        (statements, splitter)
+    }
+
+    #[test]
+    fn semicolons_in_quotes_and_comments_do_not_end_a_statement() {
+        let (statements, splitter) = split(&[
+            "SELECT 'a;b', \"c;d\" -- e;f",
+            "/* g; */ FROM t; SELECT 1;  ;",
+        ]);
+        assert_eq!(
+            statements,
+            [
+                "SELECT 'a;b', \"c;d\" -- e;f\n/* g; */ FROM t;",
+                "SELECT 1;"
+            ]
+        );
+        assert!(!splitter.is_open());
+    }
+
+    #[test]
+    fn an_open_statement_continues_and_ctrl_c_clears_it() {
+        let (statements, mut splitter) = split(&["SELECT *", "FROM t"]);
+        assert!(statements.is_empty());
+        assert!(splitter.is_open());
+        splitter.clear();
+        assert!(!splitter.is_open());
+        assert_eq!(splitter.push_line("SELECT 2;"), ["SELECT 2;"]);
+        let (_, mut splitter) = split(&["SELECT 'it''s", "still open"]);
+        assert!(splitter.is_open());
+        assert_eq!(
+            splitter.take_rest().as_deref(),
+            Some("SELECT 'it''s\nstill open")
+        );
+        let (_, splitter) = split(&["-- just a comment"]);
+        assert!(!splitter.is_open());
+    }
+}
