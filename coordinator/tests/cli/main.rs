@@ -217,3 +217,92 @@ fn a_sql_error_names_line_and_table() {
         &["line 2, column 1", "unknown table or view 'bids'"],
     );
 }
+
+/// `sluice sql` without `-f`, with `script` piped to its stdin.
+fn sluice_sql_client(script: &str, extra_env: &[(&str, &str)]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("sql")
+        .env("SLUICE_LOG", "warn")
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sluice binary runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// A batch-mode CREATE TABLE over a small CSV file in `dir`.
+fn bids_table(dir: &Path) -> String {
+    let input = dir.join("bids.csv");
+    std::fs::write(&input, "1,5\n2,50\n3,500\n").unwrap();
+    format!(
+        "SET 'execution.runtime-mode' = 'batch';
+CREATE TABLE bids (auction BIGINT, price BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+",
+        input.display()
+    )
+}
+
+#[test]
+fn the_sql_client_runs_piped_statements_past_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "{}SELECT auction FROM bids WHERE price > 10;
+SELECT * FROM nope;
+SELECT SUM(price) AS total -- a comment; not the end
+  FROM bids; SELECT 'a;b' AS s FROM bids WHERE auction = 1;
+",
+        bids_table(dir.path())
+    );
+    let output = sluice_sql_client(&script, &[]);
+    assert_fails_with(
+        &output,
+        &["unknown table or view 'nope'", "1 statement failed"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("| 3       |"), "{stdout}");
+    assert!(stdout.contains("555"), "SUM after the error: {stdout}");
+    assert!(stdout.contains("a;b"), "{stdout}");
+    assert!(
+        !stdout.contains("sluice>"),
+        "no prompt on piped input: {stdout}"
+    );
+}
+
+#[test]
+fn the_sql_client_stops_at_quit_and_runs_an_insert_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let script = format!(
+        "{}CREATE TABLE sink (auction BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO sink SELECT auction FROM bids WHERE price > 10;
+SELECT COUNT(*) AS n FROM bids;
+quit;
+SELECT * FROM nope;
+",
+        bids_table(dir.path()),
+        out.display()
+    );
+    let output = sluice_sql_client(&script, &[]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("3 source rows"),
+        "the INSERT ran as its own job: {err}"
+    );
+    assert!(!err.contains("nope"), "statements after quit; ran: {err}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("| 3 |"), "{stdout}");
+
+    let output = sluice_sql_client("SELECT * FROM nope;\n\\q\nSELECT * FROM other;\n", &[]);
+    assert_fails_with(&output, &["'nope'"]);
+    assert!(!stderr(&output).contains("other"), "{}", stderr(&output));
+}
