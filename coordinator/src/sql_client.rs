@@ -55,6 +55,26 @@ enum Lex {
     BlockComment,
 }
 
+/// A complete statement and where it starts in the input (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The statement, trimmed, with its `;` if it had one.
+    pub text: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Statement {
+    /// The text padded to its place in the input, so that error positions name the input's line
+    /// and column.
+    pub fn in_place(&self) -> String {
+        let mut text = "\n".repeat(self.line - 1);
+        text.extend(std::iter::repeat_n(' ', self.column - 1));
+        text.push_str(&self.text);
+        text
+    }
+}
+
 /// Cuts input lines into statements at each `;` outside quotes and comments.
 #[derive(Debug)]
 pub struct StatementSplitter {
@@ -64,6 +84,9 @@ pub struct StatementSplitter {
     lex: Lex,
     /// Whether the open statement has anything but whitespace and comments.
     has_content: bool,
+    /// The input line and column of `buffer`'s first byte (1-based).
+    line: usize,
+    column: usize,
 }
 
 impl Default for StatementSplitter {
@@ -73,13 +96,15 @@ impl Default for StatementSplitter {
             scanned: 0,
             lex: Lex::Code,
             has_content: false,
+            line: 1,
+            column: 1,
         }
     }
 }
 
 impl StatementSplitter {
     /// Adds one line and returns the statements it completes (each with its `;`).
-    pub fn push_line(&mut self, line: &str) -> Vec<String> {
+    pub fn push_line(&mut self, line: &str) -> Vec<Statement> {
         self.buffer.push_str(line);
         self.buffer.push('\n');
         let mut complete = Vec::new();
@@ -105,7 +130,7 @@ impl StatementSplitter {
                     }
                     b';' => {
                         if has_content {
-                            complete.push(self.buffer[start..=i].trim().to_string());
+                            complete.push(self.statement(start, i + 1));
                         }
                         start = i + 1;
                         has_content = false;
@@ -126,13 +151,39 @@ impl StatementSplitter {
             i += 1;
         }
         (self.lex, self.has_content) = (lex, has_content);
-        self.buffer.drain(..start);
+        let consumed = if !self.has_content && self.lex == Lex::Code {
+            self.buffer.len()
+        } else {
+            start
+        };
+        (self.line, self.column) = self.position(consumed);
+        self.buffer.drain(..consumed);
         self.scanned = self.buffer.len();
-        if !self.has_content && self.lex == Lex::Code {
-            self.buffer.clear();
-            self.scanned = 0;
-        }
         complete
+    }
+
+    /// The statement in `buffer[start..end]`, located.
+    fn statement(&self, start: usize, end: usize) -> Statement {
+        let raw = &self.buffer[start..end];
+        let first = start + (raw.len() - raw.trim_start().len());
+        let (line, column) = self.position(first);
+        Statement {
+            text: raw.trim().to_string(),
+            line,
+            column,
+        }
+    }
+
+    /// The input line and column of `buffer[offset]`.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.buffer[..offset];
+        match before.rfind('\n') {
+            Some(i) => (
+                self.line + before.matches('\n').count(),
+                before[i + 1..].chars().count() + 1,
+            ),
+            None => (self.line, self.column + before.chars().count()),
+        }
     }
 
     /// Whether a statement (or a quote or block comment) is open.
@@ -142,12 +193,19 @@ impl StatementSplitter {
 
     /// Drops the open statement (Ctrl-C).
     pub fn clear(&mut self) {
-        *self = StatementSplitter::default();
+        let (line, column) = self.position(self.buffer.len());
+        *self = StatementSplitter {
+            line,
+            column,
+            ..StatementSplitter::default()
+        };
     }
 
     /// The open statement without its `;`, at end of input.
-    pub fn take_rest(&mut self) -> Option<String> {
-        let rest = self.has_content.then(|| self.buffer.trim().to_string());
+    pub fn take_rest(&mut self) -> Option<Statement> {
+        let rest = self
+            .has_content
+            .then(|| self.statement(0, self.buffer.len()));
         self.clear();
         rest
     }
@@ -166,11 +224,15 @@ struct Client {
     /// Inside `BEGIN STATEMENT SET; … END;`: INSERTs wait for `END`.
     in_statement_set: bool,
     failures: usize,
+    /// Errors name the line and column in the whole input (piped input, like a script file)
+    /// rather than in the statement (typed input).
+    in_place: bool,
 }
 
 impl Client {
-    fn run(&mut self, statement: &str) -> Control {
+    fn run(&mut self, statement: &Statement) -> Control {
         let words: Vec<String> = statement
+            .text
             .trim_end_matches(';')
             .split_whitespace()
             .take(3)
@@ -183,7 +245,12 @@ impl Client {
             ["END", ..] => self.in_statement_set = false,
             _ => {}
         }
-        if let Err(error) = self.execute(statement) {
+        let text = if self.in_place {
+            statement.in_place()
+        } else {
+            statement.text.clone()
+        };
+        if let Err(error) = self.execute(&text) {
             eprintln!("error: {error}");
             self.failures += 1;
         }
@@ -232,12 +299,14 @@ impl Client {
 /// Runs the client on stdin: interactive on a terminal, else statement by statement without
 /// prompts. Piped input fails (after running every statement) if any statement failed.
 pub fn run(session: Session) -> anyhow::Result<()> {
+    let terminal = std::io::stdin().is_terminal();
     let mut client = Client {
         session,
         in_statement_set: false,
         failures: 0,
+        in_place: !terminal,
     };
-    if std::io::stdin().is_terminal() {
+    if terminal {
         return run_terminal(&mut client);
     }
     let mut splitter = StatementSplitter::default();
@@ -312,7 +381,11 @@ mod tests {
 
     fn split(lines: &[&str]) -> (Vec<String>, StatementSplitter) {
         let mut splitter = StatementSplitter::default();
-        let statements = lines.iter().flat_map(|l| splitter.push_line(l)).collect();
+        let statements = lines
+            .iter()
+            .flat_map(|l| splitter.push_line(l))
+            .map(|s| s.text)
+            .collect();
         (statements, splitter)
     }
 
@@ -339,14 +412,30 @@ mod tests {
         assert!(splitter.is_open());
         splitter.clear();
         assert!(!splitter.is_open());
-        assert_eq!(splitter.push_line("SELECT 2;"), ["SELECT 2;"]);
+        assert_eq!(splitter.push_line("SELECT 2;")[0].text, "SELECT 2;");
         let (_, mut splitter) = split(&["SELECT 'it''s", "still open"]);
         assert!(splitter.is_open());
         assert_eq!(
-            splitter.take_rest().as_deref(),
+            splitter.take_rest().map(|s| s.text).as_deref(),
             Some("SELECT 'it''s\nstill open")
         );
         let (_, splitter) = split(&["-- just a comment"]);
         assert!(!splitter.is_open());
+    }
+
+    #[test]
+    fn statements_know_their_line_and_column() {
+        let mut splitter = StatementSplitter::default();
+        assert!(splitter.push_line("-- header").is_empty());
+        assert!(splitter.push_line("").is_empty());
+        let first = splitter.push_line("SET 'a' = 'b';  SELECT").remove(0);
+        assert_eq!((first.line, first.column), (3, 1));
+        let second = splitter.push_line("  1;").remove(0);
+        assert_eq!((second.line, second.column), (3, 17));
+        assert_eq!(second.in_place(), "\n\n                SELECT\n  1;");
+        splitter.push_line("SELECT 'x");
+        splitter.clear();
+        let third = splitter.push_line(" SELECT 2;").remove(0);
+        assert_eq!((third.line, third.column), (6, 2));
     }
 }
