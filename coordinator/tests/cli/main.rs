@@ -265,7 +265,11 @@ SELECT SUM(price) AS total -- a comment; not the end
     let output = sluice_sql_client(&script, &[]);
     assert_fails_with(
         &output,
-        &["unknown table or view 'nope'", "1 statement failed"],
+        &[
+            "line 5, column 1",
+            "unknown table or view 'nope'",
+            "1 statement failed",
+        ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("| 3       |"), "{stdout}");
