@@ -245,12 +245,26 @@ impl Client {
             ["END", ..] => self.in_statement_set = false,
             _ => {}
         }
-        let text = if self.in_place {
-            statement.in_place()
-        } else {
-            statement.text.clone()
+        let in_place = self.in_place;
+        let place = |text: &str| {
+            let mut statement = statement.clone();
+            statement.text = text.to_string();
+            if in_place {
+                statement.in_place()
+            } else {
+                statement.text
+            }
         };
-        if let Err(error) = self.execute(&text) {
+        // A failed INSERT leaves what it planned in the session's pending job, which the next
+        // INSERT would join; planning it first on its own (EXPLAIN) keeps the pending job clean.
+        let checked = match words.first() {
+            Some(&"INSERT") => self
+                .session
+                .execute(&place(&format!("EXPLAIN {}", statement.text)))
+                .map(drop),
+            _ => Ok(()),
+        };
+        if let Err(error) = checked.and_then(|()| self.execute(&place(&statement.text))) {
             eprintln!("error: {error}");
             self.failures += 1;
         }
