@@ -310,3 +310,38 @@ SELECT * FROM nope;
     assert_fails_with(&output, &["'nope'"]);
     assert!(!stderr(&output).contains("other"), "{}", stderr(&output));
 }
+
+#[test]
+fn the_sql_client_runs_a_statement_set_as_one_job_after_a_failed_insert() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = |name: &str| {
+        format!(
+            "CREATE TABLE {name} (auction BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n",
+            dir.path().join(name).display()
+        )
+    };
+    let script = format!(
+        "{}{}{}INSERT INTO a SELECT nocol FROM bids;
+BEGIN STATEMENT SET;
+INSERT INTO a SELECT auction FROM bids;
+INSERT INTO b SELECT auction + 1 FROM bids;
+END;
+",
+        bids_table(dir.path()),
+        sink("a"),
+        sink("b")
+    );
+    let output = sluice_sql_client(&script, &[]);
+    assert_fails_with(
+        &output,
+        &["line 6, column 1", "nocol", "1 statement failed"],
+    );
+    let err = stderr(&output);
+    assert_eq!(err.matches("Job '").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("(Source)").count(),
+        2,
+        "the failed INSERT left no source behind: {err}"
+    );
+    assert!(err.contains("6 source rows"), "{err}");
+}
