@@ -345,3 +345,117 @@ END;
     );
     assert!(err.contains("6 source rows"), "{err}");
 }
+
+/// A private tmux server (its own socket), killed when the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// Types `text` and Enter. A `;` goes as a hex key: tmux reads a trailing `;` as its own
+    /// command separator.
+    fn type_line(&self, text: &str) {
+        for (i, part) in text.split(';').enumerate() {
+            if i > 0 {
+                self.run(&["send-keys", "-H", "3b"]);
+            }
+            if !part.is_empty() {
+                self.run(&["send-keys", "-l", part]);
+            }
+        }
+        self.run(&["send-keys", "Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `needle` `times` times (tmux drops trailing spaces).
+    fn wait_for(&self, needle: &str, times: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.matches(needle).count() >= times {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "'{needle}' ×{times} never appeared on:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The client on a real terminal (tmux): prompts, continuation, an error that does not end the
+/// session, Ctrl-C clearing the input, `quit;`, and the history file.
+#[test]
+fn the_sql_client_on_a_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let tmux = Tmux {
+        socket: format!("sluice-cli-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "env SLUICE_LOG=warn SLUICE_HISTORY='{}' '{}' sql",
+        history.display(),
+        env!("CARGO_BIN_EXE_sluice")
+    );
+    let started = tmux.run(&["new-session", "-d", "-x", "250", "-y", "50", &command]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    // Each line waits for its prompt: keys typed while a statement runs may be lost.
+    let table = bids_table(dir.path());
+    let lines: Vec<&str> = table.lines().collect();
+    tmux.wait_for("sluice>", 1);
+    tmux.type_line(lines[0]);
+    tmux.wait_for("sluice>", 2);
+    tmux.type_line(lines[1]);
+    tmux.wait_for("\n     >", 1);
+    tmux.type_line(lines[2]);
+    tmux.wait_for("sluice>", 3);
+    tmux.type_line("SELECT * FROM nope;");
+    tmux.wait_for("unknown table or view 'nope'", 1);
+    tmux.wait_for("sluice>", 4);
+    tmux.run(&["send-keys", "-l", "SELECT half"]);
+    tmux.run(&["send-keys", "C-c"]);
+    tmux.wait_for("sluice>", 5);
+    tmux.type_line("SELECT COUNT(*) AS n FROM bids;");
+    tmux.wait_for("| 3 |", 1);
+    let screen = tmux.wait_for("sluice>", 6);
+    // Had Ctrl-C kept `SELECT half`, the COUNT would have joined it and failed.
+    assert_eq!(screen.matches("error:").count(), 1, "{screen}");
+    tmux.type_line("quit;");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tmux.run(&["has-session"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "quit; did not end the client:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let history = std::fs::read_to_string(&history).unwrap();
+    assert!(
+        history.contains("SELECT COUNT(*) AS n FROM bids;"),
+        "{history}"
+    );
+}
