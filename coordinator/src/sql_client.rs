@@ -82,8 +82,9 @@ pub struct StatementSplitter {
     /// Byte offset up to which `buffer` has been lexed.
     scanned: usize,
     lex: Lex,
-    /// Whether the open statement has anything but whitespace and comments.
-    has_content: bool,
+    /// Where the open statement's first token starts in `buffer`; `None` while it has only
+    /// whitespace and comments (a leading comment is not part of the statement).
+    content_start: Option<usize>,
     /// The input line and column of `buffer`'s first byte (1-based).
     line: usize,
     column: usize,
@@ -95,7 +96,7 @@ impl Default for StatementSplitter {
             buffer: String::new(),
             scanned: 0,
             lex: Lex::Code,
-            has_content: false,
+            content_start: None,
             line: 1,
             column: 1,
         }
@@ -109,7 +110,7 @@ impl StatementSplitter {
         self.buffer.push('\n');
         let mut complete = Vec::new();
         let mut start = 0;
-        let (mut lex, mut has_content) = (self.lex, self.has_content);
+        let (mut lex, mut content) = (self.lex, self.content_start);
         let bytes = self.buffer.as_bytes();
         let mut i = self.scanned;
         while i < bytes.len() {
@@ -117,9 +118,18 @@ impl StatementSplitter {
             let next = bytes.get(i + 1).copied();
             match lex {
                 Lex::Code => match c {
-                    b'\'' => (lex, has_content) = (Lex::SingleQuote, true),
-                    b'"' => (lex, has_content) = (Lex::DoubleQuote, true),
-                    b'`' => (lex, has_content) = (Lex::Backtick, true),
+                    b'\'' => {
+                        lex = Lex::SingleQuote;
+                        content.get_or_insert(i);
+                    }
+                    b'"' => {
+                        lex = Lex::DoubleQuote;
+                        content.get_or_insert(i);
+                    }
+                    b'`' => {
+                        lex = Lex::Backtick;
+                        content.get_or_insert(i);
+                    }
                     b'-' if next == Some(b'-') => {
                         lex = Lex::LineComment;
                         i += 1;
@@ -129,14 +139,15 @@ impl StatementSplitter {
                         i += 1;
                     }
                     b';' => {
-                        if has_content {
-                            complete.push(self.statement(start, i + 1));
+                        if let Some(first) = content.take() {
+                            complete.push(self.statement(first, i + 1));
                         }
                         start = i + 1;
-                        has_content = false;
                     }
                     c if c.is_ascii_whitespace() => {}
-                    _ => has_content = true,
+                    _ => {
+                        content.get_or_insert(i);
+                    }
                 },
                 Lex::SingleQuote if c == b'\'' => lex = Lex::Code,
                 Lex::DoubleQuote if c == b'"' => lex = Lex::Code,
@@ -150,25 +161,24 @@ impl StatementSplitter {
             }
             i += 1;
         }
-        (self.lex, self.has_content) = (lex, has_content);
-        let consumed = if !self.has_content && self.lex == Lex::Code {
+        self.lex = lex;
+        let consumed = if content.is_none() && lex == Lex::Code {
             self.buffer.len()
         } else {
             start
         };
+        self.content_start = content.map(|first| first - consumed);
         (self.line, self.column) = self.position(consumed);
         self.buffer.drain(..consumed);
         self.scanned = self.buffer.len();
         complete
     }
 
-    /// The statement in `buffer[start..end]`, located.
-    fn statement(&self, start: usize, end: usize) -> Statement {
-        let raw = &self.buffer[start..end];
-        let first = start + (raw.len() - raw.trim_start().len());
+    /// The statement in `buffer[first..end]`, located.
+    fn statement(&self, first: usize, end: usize) -> Statement {
         let (line, column) = self.position(first);
         Statement {
-            text: raw.trim().to_string(),
+            text: self.buffer[first..end].trim_end().to_string(),
             line,
             column,
         }
@@ -188,7 +198,7 @@ impl StatementSplitter {
 
     /// Whether a statement (or a quote or block comment) is open.
     pub fn is_open(&self) -> bool {
-        self.has_content || !matches!(self.lex, Lex::Code | Lex::LineComment)
+        self.content_start.is_some() || !matches!(self.lex, Lex::Code | Lex::LineComment)
     }
 
     /// Drops the open statement (Ctrl-C).
@@ -204,8 +214,8 @@ impl StatementSplitter {
     /// The open statement without its `;`, at end of input.
     pub fn take_rest(&mut self) -> Option<Statement> {
         let rest = self
-            .has_content
-            .then(|| self.statement(0, self.buffer.len()));
+            .content_start
+            .map(|first| self.statement(first, self.buffer.len()));
         self.clear();
         rest
     }
@@ -381,7 +391,11 @@ fn run_terminal(client: &mut Client) -> anyhow::Result<()> {
                 }
             }
             Err(ReadlineError::Interrupted) => splitter.clear(),
-            Err(ReadlineError::Eof) => break,
+            // Like Flink's client, Ctrl-D drops a statement not ended with `;`.
+            Err(ReadlineError::Eof) => {
+                splitter.clear();
+                break;
+            }
             Err(e) => anyhow::bail!("read a line: {e}"),
         }
     }
@@ -451,5 +465,16 @@ mod tests {
         splitter.clear();
         let third = splitter.push_line(" SELECT 2;").remove(0);
         assert_eq!((third.line, third.column), (6, 2));
+    }
+
+    #[test]
+    fn a_leading_comment_is_not_part_of_the_statement() {
+        let mut splitter = StatementSplitter::default();
+        assert!(splitter.push_line("-- load the sink").is_empty());
+        let insert = splitter
+            .push_line("/* x */ INSERT INTO t SELECT 1;")
+            .remove(0);
+        assert_eq!(insert.text, "INSERT INTO t SELECT 1;");
+        assert_eq!((insert.line, insert.column), (2, 9));
     }
 }
