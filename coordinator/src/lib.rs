@@ -6,3 +6,4 @@
 //! issues, each as a pure state machine with a thin async shell.
 
 pub mod local;
+pub mod sql_client;

@@ -4,6 +4,7 @@
 //! sluice nexmark --query q1 --events 10000000 [--parallelism P] [--slots S]   # embedded local mode
 //! sluice run GRAPH.json [--slots S]                                        # a JobGraph from JSON
 //! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S]                     # a Flink SQL script
+//! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
 //! ```
 
 use std::path::PathBuf;
@@ -76,11 +77,13 @@ enum Command {
     },
     /// Runs a Flink SQL script on the embedded local mode. SELECT results go to stdout (a
     /// table, or a changelog for updating results); the INSERTs of the script run as one job
-    /// whose per-operator result goes to stderr.
+    /// whose per-operator result goes to stderr. Without `-f`: the interactive SQL client, which
+    /// runs each statement as it is entered (piped stdin: statements without prompts, failing if
+    /// any statement failed).
     Sql {
-        /// The script (statements end with `;`).
+        /// The script (statements end with `;`); without it, the interactive client.
         #[arg(short = 'f', long = "file")]
-        file: PathBuf,
+        file: Option<PathBuf>,
         /// Default parallelism (`parallelism.default`; a SET in the script overrides it).
         #[arg(long, default_value_t = 1)]
         parallelism: u32,
@@ -167,7 +170,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             parallelism,
             local,
-        } => run_sql(&file, parallelism, &local),
+        } => {
+            let session = sql_session(parallelism, &local);
+            match file {
+                Some(file) => run_sql(&file, session),
+                None => sluice_coordinator::sql_client::run(session),
+            }
+        }
         Command::Run { graph, local } => {
             let json = std::fs::read_to_string(&graph)
                 .map_err(|e| anyhow::anyhow!("read '{}': {e}", graph.display()))?;
@@ -179,13 +188,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn run_sql(file: &std::path::Path, parallelism: u32, local: &LocalArgs) -> anyhow::Result<()> {
+fn sql_session(parallelism: u32, local: &LocalArgs) -> sluice_engine::sql::Session {
     use sluice_engine::runtime::RuntimeConfig;
-    use sluice_engine::sql::{Outcome, Session, SessionConfig};
-    use std::io::Write as _;
+    use sluice_engine::sql::{Session, SessionConfig};
 
-    let script = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("read '{}': {e}", file.display()))?;
     let mut runtime = RuntimeConfig::default();
     if let Some(slots) = local.slots {
         runtime = runtime.with_slots(slots);
@@ -193,35 +199,18 @@ fn run_sql(file: &std::path::Path, parallelism: u32, local: &LocalArgs) -> anyho
     if let Some(rows) = local.batch_size {
         runtime = runtime.with_batch_size(rows);
     }
-    let mut session = Session::new(SessionConfig {
+    Session::new(SessionConfig {
         parallelism,
         runtime,
-    });
+    })
+}
+
+fn run_sql(file: &std::path::Path, mut session: sluice_engine::sql::Session) -> anyhow::Result<()> {
+    let script = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("read '{}': {e}", file.display()))?;
     let mut stdout = std::io::stdout().lock();
     session.run_script(&script, &mut |outcome| {
-        match &outcome {
-            Outcome::Job(result) => {
-                eprint!("{result}");
-                let source_rows: u64 = result
-                    .vertices
-                    .iter()
-                    .filter(|v| v.kind == "Source")
-                    .map(|v| v.metrics.records_out)
-                    .sum();
-                let seconds = result.wall_time.as_secs_f64();
-                eprintln!(
-                    "{source_rows} source rows in {seconds:.3} s: {:.2} M rows/s",
-                    source_rows as f64 / seconds.max(1e-9) / 1e6
-                );
-            }
-            other => {
-                let text = other.render()?;
-                stdout
-                    .write_all(text.as_bytes())
-                    .map_err(|e| sluice_engine::Error::io("write", "<stdout>", e))?;
-            }
-        }
-        Ok(())
+        sluice_coordinator::sql_client::print_outcome(&outcome, &mut stdout)
     })?;
     Ok(())
 }

@@ -217,3 +217,245 @@ fn a_sql_error_names_line_and_table() {
         &["line 2, column 1", "unknown table or view 'bids'"],
     );
 }
+
+/// `sluice sql` without `-f`, with `script` piped to its stdin.
+fn sluice_sql_client(script: &str, extra_env: &[(&str, &str)]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("sql")
+        .env("SLUICE_LOG", "warn")
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sluice binary runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// A batch-mode CREATE TABLE over a small CSV file in `dir`.
+fn bids_table(dir: &Path) -> String {
+    let input = dir.join("bids.csv");
+    std::fs::write(&input, "1,5\n2,50\n3,500\n").unwrap();
+    format!(
+        "SET 'execution.runtime-mode' = 'batch';
+CREATE TABLE bids (auction BIGINT, price BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+",
+        input.display()
+    )
+}
+
+#[test]
+fn the_sql_client_runs_piped_statements_past_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "{}SELECT auction FROM bids WHERE price > 10;
+SELECT * FROM nope;
+SELECT SUM(price) AS total -- a comment; not the end
+  FROM bids; SELECT 'a;b' AS s FROM bids WHERE auction = 1;
+",
+        bids_table(dir.path())
+    );
+    let output = sluice_sql_client(&script, &[]);
+    assert_fails_with(
+        &output,
+        &[
+            "line 5, column 1",
+            "unknown table or view 'nope'",
+            "1 statement failed",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("| 3       |"), "{stdout}");
+    assert!(stdout.contains("555"), "SUM after the error: {stdout}");
+    assert!(stdout.contains("a;b"), "{stdout}");
+    assert!(
+        !stdout.contains("sluice>"),
+        "no prompt on piped input: {stdout}"
+    );
+}
+
+#[test]
+fn the_sql_client_stops_at_quit_and_runs_an_insert_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let script = format!(
+        "{}CREATE TABLE sink (auction BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO sink SELECT auction FROM bids WHERE price > 10;
+SELECT COUNT(*) AS n FROM bids;
+quit;
+SELECT * FROM nope;
+",
+        bids_table(dir.path()),
+        out.display()
+    );
+    let output = sluice_sql_client(&script, &[]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("3 source rows"),
+        "the INSERT ran as its own job: {err}"
+    );
+    assert!(!err.contains("nope"), "statements after quit; ran: {err}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("| 3 |"), "{stdout}");
+
+    let output = sluice_sql_client("SELECT * FROM nope;\n\\q\nSELECT * FROM other;\n", &[]);
+    assert_fails_with(&output, &["'nope'"]);
+    assert!(!stderr(&output).contains("other"), "{}", stderr(&output));
+}
+
+#[test]
+fn the_sql_client_runs_a_statement_set_as_one_job_after_a_failed_insert() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = |name: &str| {
+        format!(
+            "CREATE TABLE {name} (auction BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n",
+            dir.path().join(name).display()
+        )
+    };
+    let script = format!(
+        "{}{}{}INSERT INTO a SELECT nocol FROM bids;
+BEGIN STATEMENT SET;
+INSERT INTO a SELECT auction FROM bids;
+INSERT INTO b SELECT auction + 1 FROM bids;
+END;
+",
+        bids_table(dir.path()),
+        sink("a"),
+        sink("b")
+    );
+    let output = sluice_sql_client(&script, &[]);
+    assert_fails_with(
+        &output,
+        &["line 6, column 1", "nocol", "1 statement failed"],
+    );
+    let err = stderr(&output);
+    assert_eq!(err.matches("Job '").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("(Source)").count(),
+        2,
+        "the failed INSERT left no source behind: {err}"
+    );
+    assert!(err.contains("6 source rows"), "{err}");
+}
+
+/// A private tmux server (its own socket), killed when the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// Types `text` and Enter. A `;` goes as a hex key: tmux reads a trailing `;` as its own
+    /// command separator.
+    fn type_line(&self, text: &str) {
+        for (i, part) in text.split(';').enumerate() {
+            if i > 0 {
+                self.run(&["send-keys", "-H", "3b"]);
+            }
+            if !part.is_empty() {
+                self.run(&["send-keys", "-l", part]);
+            }
+        }
+        self.run(&["send-keys", "Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `needle` `times` times (tmux drops trailing spaces).
+    fn wait_for(&self, needle: &str, times: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.matches(needle).count() >= times {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "'{needle}' ×{times} never appeared on:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The client on a real terminal (tmux): prompts, continuation, an error that does not end the
+/// session, Ctrl-C clearing the input, `quit;`, and the history file.
+#[test]
+fn the_sql_client_on_a_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let tmux = Tmux {
+        socket: format!("sluice-cli-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "env SLUICE_LOG=warn SLUICE_HISTORY='{}' '{}' sql",
+        history.display(),
+        env!("CARGO_BIN_EXE_sluice")
+    );
+    let started = tmux.run(&["new-session", "-d", "-x", "250", "-y", "50", &command]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    // Each line waits for its prompt: keys typed while a statement runs may be lost.
+    let table = bids_table(dir.path());
+    let lines: Vec<&str> = table.lines().collect();
+    tmux.wait_for("sluice>", 1);
+    tmux.type_line(lines[0]);
+    tmux.wait_for("sluice>", 2);
+    tmux.type_line(lines[1]);
+    tmux.wait_for("\n     >", 1);
+    tmux.type_line(lines[2]);
+    tmux.wait_for("sluice>", 3);
+    tmux.type_line("SELECT * FROM nope;");
+    tmux.wait_for("unknown table or view 'nope'", 1);
+    tmux.wait_for("sluice>", 4);
+    tmux.run(&["send-keys", "-l", "SELECT half"]);
+    tmux.run(&["send-keys", "C-c"]);
+    tmux.wait_for("sluice>", 5);
+    tmux.type_line("SELECT COUNT(*) AS n FROM bids;");
+    tmux.wait_for("| 3 |", 1);
+    let screen = tmux.wait_for("sluice>", 6);
+    // Had Ctrl-C kept `SELECT half`, the COUNT would have joined it and failed.
+    assert_eq!(screen.matches("error:").count(), 1, "{screen}");
+    tmux.type_line("quit;");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tmux.run(&["has-session"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "quit; did not end the client:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let history = std::fs::read_to_string(&history).unwrap();
+    assert!(
+        history.contains("SELECT COUNT(*) AS n FROM bids;"),
+        "{history}"
+    );
+}
