@@ -979,6 +979,21 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
     }
 }
 
+/// Heap bytes of per-group string slots (the vector and every string's buffer).
+fn string_slot_bytes(values: &Vec<Option<String>>) -> usize {
+    values.capacity() * std::mem::size_of::<Option<String>>()
+        + values.iter().flatten().map(String::capacity).sum::<usize>()
+}
+
+/// The string slots of `groups`, in that order, as a column.
+fn string_slots_array(values: &[Option<String>], groups: &[u32]) -> ArrayRef {
+    let array: StringArray = groups
+        .iter()
+        .map(|&g| values[g as usize].as_deref())
+        .collect();
+    Arc::new(array)
+}
+
 struct StringExtreme {
     values: Vec<Option<String>>,
     is_min: bool,
@@ -986,13 +1001,7 @@ struct StringExtreme {
 
 impl Accumulator for StringExtreme {
     fn allocated_bytes(&self) -> usize {
-        self.values.capacity() * std::mem::size_of::<Option<String>>()
-            + self
-                .values
-                .iter()
-                .flatten()
-                .map(String::capacity)
-                .sum::<usize>()
+        string_slot_bytes(&self.values)
     }
 
     fn resize(&mut self, groups: usize) {
@@ -1052,11 +1061,7 @@ impl Accumulator for StringExtreme {
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        let array: StringArray = groups
-            .iter()
-            .map(|&g| self.values[g as usize].as_deref())
-            .collect();
-        Ok(Arc::new(array))
+        Ok(string_slots_array(&self.values, groups))
     }
 }
 
@@ -1277,13 +1282,7 @@ struct StringPositional {
 
 impl Accumulator for StringPositional {
     fn allocated_bytes(&self) -> usize {
-        self.values.capacity() * std::mem::size_of::<Option<String>>()
-            + self
-                .values
-                .iter()
-                .flatten()
-                .map(String::capacity)
-                .sum::<usize>()
+        string_slot_bytes(&self.values)
     }
 
     fn resize(&mut self, groups: usize) {
@@ -1330,10 +1329,6 @@ impl Accumulator for StringPositional {
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        let array: StringArray = groups
-            .iter()
-            .map(|&g| self.values[g as usize].as_deref())
-            .collect();
-        Ok(Arc::new(array))
+        Ok(string_slots_array(&self.values, groups))
     }
 }
