@@ -20,6 +20,7 @@
 //! - [`sql`] — the Flink SQL front end: parse a script, plan queries onto the DataStream API.
 //! - [`error`] — the error type.
 
+pub mod alloc;
 pub mod api;
 pub mod checkpoint;
 pub mod connector;

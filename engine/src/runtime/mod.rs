@@ -168,6 +168,7 @@ impl LocalRuntime {
 
     /// Starts a job and returns at once.
     pub fn submit(&self, graph: &JobGraph, env: &JobEnvironment) -> Result<JobHandle> {
+        crate::alloc::tune();
         let job_id = JobId::generate();
         let started = Instant::now();
         let storage = self

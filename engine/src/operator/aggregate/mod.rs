@@ -82,10 +82,15 @@ impl KeyedAggregate {
         let converter =
             RowConverter::new(sort_fields).map_err(|e| Error::arrow("group key encoding", e))?;
         let (accumulators, inputs) = accumulators_for(&spec.aggregates, input)?;
+        let key_types: Vec<&DataType> = key_indices
+            .iter()
+            .map(|&i| input.field(i).data_type())
+            .collect();
+        let groups = GroupTable::for_key_types(&key_types);
         Ok(KeyedAggregate {
             key_indices,
             converter,
-            groups: GroupTable::default(),
+            groups,
             accumulators,
             inputs,
             emit: spec.emit,
@@ -239,12 +244,9 @@ impl Operator for KeyedAggregate {
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
-        let rows = self
-            .converter
-            .convert_columns(&keys)
-            .map_err(|e| Error::arrow("group key encoding", e))?;
         let existing_before = self.groups.len() as u32;
-        self.groups.intern(&rows, &mut self.group_ids);
+        self.groups
+            .intern_columns(&self.converter, &keys, &mut self.group_ids)?;
         let group_count = self.groups.len();
 
         // Changelog: remember which groups this batch touches, and their results before it.

@@ -189,10 +189,14 @@ impl WindowKeys {
                 .collect();
             Some(RowConverter::new(fields).map_err(|e| Error::arrow("window key encoding", e))?)
         };
+        let types: Vec<&DataType> = indices
+            .iter()
+            .map(|&i| input.field(i).data_type())
+            .collect();
         Ok(WindowKeys {
             indices,
             converter,
-            table: GroupTable::default(),
+            table: GroupTable::for_key_types(&types),
         })
     }
 
@@ -208,11 +212,7 @@ impl WindowKeys {
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
-        let rows = converter
-            .convert_columns(&columns)
-            .map_err(|e| Error::arrow("window key encoding", e))?;
-        self.table.intern(&rows, out);
-        Ok(())
+        self.table.intern_columns(converter, &columns, out)
     }
 
     /// Number of key ids handed out.
