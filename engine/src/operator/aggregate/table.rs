@@ -164,11 +164,11 @@ impl GroupTable {
         columns: &[ArrayRef],
         out: &mut Vec<u32>,
     ) -> Result<()> {
-        if let (Some(key), [column]) = (self.word_key, columns) {
-            if WordKey::of(column.data_type()) == Some(key) {
-                self.intern_word_column(key, column.as_ref(), out);
-                return Ok(());
-            }
+        if let (Some(key), [column]) = (self.word_key, columns)
+            && WordKey::of(column.data_type()) == Some(key)
+        {
+            self.intern_word_column(key, column.as_ref(), out);
+            return Ok(());
         }
         let rows = converter
             .convert_columns(columns)
@@ -263,16 +263,16 @@ impl GroupTable {
 
     /// The group index of one row-encoded key, added if new.
     pub(crate) fn intern_one(&mut self, bytes: &[u8]) -> u32 {
-        if let Some(key) = self.word_key {
-            if bytes.len() == 1 + key.width {
-                return if bytes[0] == 0 {
-                    self.intern_null_word(key)
-                } else {
-                    let mut word = [0u8; 8];
-                    word[8 - key.width..].copy_from_slice(&bytes[1..]);
-                    self.intern_word(key, u64::from_be_bytes(word))
-                };
-            }
+        if let Some(key) = self.word_key
+            && bytes.len() == 1 + key.width
+        {
+            return if bytes[0] == 0 {
+                self.intern_null_word(key)
+            } else {
+                let mut word = [0u8; 8];
+                word[8 - key.width..].copy_from_slice(&bytes[1..]);
+                self.intern_word(key, u64::from_be_bytes(word))
+            };
         }
         let hash = xxh3_64(bytes);
         let short = bytes.len() <= INLINE_KEY;
