@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray, StringArray,
 };
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::*;
 use arrow::row::{RowConverter, SortField};
@@ -44,6 +45,21 @@ pub(crate) trait Accumulator: Send {
         let _ = (groups, state);
         Err(unsupported_checkpoint())
     }
+}
+
+/// The results of `groups` as one array: `value(g)` where `valid(g)`, NULL elsewhere. Values
+/// and validity are written as two flat buffers (no per-row `Option` through a builder): the
+/// changelog of an updating aggregate evaluates every touched group twice per batch.
+fn gather<T: ArrowPrimitiveType>(
+    groups: &[u32],
+    value: impl Fn(usize) -> T::Native,
+    valid: impl Fn(usize) -> bool,
+    data_type: &DataType,
+) -> PrimitiveArray<T> {
+    let values: Vec<T::Native> = groups.iter().map(|&g| value(g as usize)).collect();
+    let validity = BooleanBuffer::collect_bool(groups.len(), |i| valid(groups[i] as usize));
+    let nulls = Some(NullBuffer::new(validity)).filter(|n| n.null_count() > 0);
+    PrimitiveArray::<T>::new(values.into(), nulls).with_data_type(data_type.clone())
 }
 
 fn unsupported_checkpoint() -> Error {
@@ -341,11 +357,8 @@ where
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        let array: PrimitiveArray<T> = groups
-            .iter()
-            .map(|&g| self.seen[g as usize].then_some(self.sums[g as usize]))
-            .collect();
-        Ok(Arc::new(array.with_data_type(self.result.clone())))
+        let array = gather::<T>(groups, |g| self.sums[g], |g| self.seen[g], &self.result);
+        Ok(Arc::new(array))
     }
 
     fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
@@ -414,13 +427,15 @@ impl Accumulator for Avg {
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        let array: Float64Array = groups
-            .iter()
-            .map(|&g| {
-                let count = self.counts[g as usize];
-                (count > 0).then(|| self.sums[g as usize] / count as f64)
-            })
-            .collect();
+        let array = gather::<Float64Type>(
+            groups,
+            |g| match self.counts[g] {
+                0 => 0.0,
+                count => self.sums[g] / count as f64,
+            },
+            |g| self.counts[g] > 0,
+            &DataType::Float64,
+        );
         Ok(Arc::new(array))
     }
 
@@ -532,8 +547,13 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        let array: PrimitiveArray<T> = groups.iter().map(|&g| self.values[g as usize]).collect();
-        Ok(Arc::new(array.with_data_type(self.data_type.clone())))
+        let array = gather::<T>(
+            groups,
+            |g| self.values[g].unwrap_or_default(),
+            |g| self.values[g].is_some(),
+            &self.data_type,
+        );
+        Ok(Arc::new(array))
     }
 }
 
@@ -827,8 +847,13 @@ impl<T: ArrowPrimitiveType> Accumulator for Positional<T> {
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        let array: PrimitiveArray<T> = groups.iter().map(|&g| self.values[g as usize]).collect();
-        Ok(Arc::new(array.with_data_type(self.data_type.clone())))
+        let array = gather::<T>(
+            groups,
+            |g| self.values[g].unwrap_or_default(),
+            |g| self.values[g].is_some(),
+            &self.data_type,
+        );
+        Ok(Arc::new(array))
     }
 }
 
