@@ -108,11 +108,7 @@ impl KeyedAggregate {
     }
 
     fn key_columns(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        let parser = self.converter.parser();
-        let rows = groups.iter().map(|&g| parser.parse(self.groups.key(g)));
-        self.converter
-            .convert_rows(rows)
-            .map_err(|e| Error::arrow("group key decoding", e))
+        self.groups.decode_keys(&self.converter, groups)
     }
 
     fn result_batch(

@@ -233,11 +233,7 @@ impl WindowKeys {
         let Some(converter) = &self.converter else {
             return Ok(Vec::new());
         };
-        let parser = converter.parser();
-        let rows = keys.iter().map(|&k| parser.parse(self.table.key(k)));
-        converter
-            .convert_rows(rows)
-            .map_err(|e| Error::arrow("window key decoding", e))
+        self.table.decode_keys(converter, keys)
     }
 }
 
