@@ -87,6 +87,10 @@ enum Command {
         /// Default parallelism (`parallelism.default`; a SET in the script overrides it).
         #[arg(long, default_value_t = 1)]
         parallelism: u32,
+        /// A configuration option, as Flink's `-D`: `-D execution.checkpointing.interval=10s`.
+        /// Applied before the script, so a SET in the script overrides it. Repeatable.
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
         #[command(flatten)]
         local: LocalArgs,
     },
@@ -169,9 +173,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql {
             file,
             parallelism,
+            options,
             local,
         } => {
-            let session = sql_session(parallelism, &local);
+            let mut session = sql_session(parallelism, &local);
+            for (key, value) in &options {
+                session
+                    .set_option(key, value)
+                    .map_err(|e| anyhow::anyhow!("-D {key}={value}: {e}"))?;
+            }
             match file {
                 Some(file) => run_sql(&file, session),
                 None => sluice_coordinator::sql_client::run(session),
@@ -185,6 +195,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprint!("{result}");
             Ok(())
         }
+    }
+}
+
+/// `KEY=VALUE` of a `-D` option.
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
     }
 }
 

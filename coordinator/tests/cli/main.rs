@@ -459,3 +459,36 @@ fn the_sql_client_on_a_terminal() {
         "{history}"
     );
 }
+
+#[test]
+fn dash_d_sets_an_option_before_the_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("count.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE t (n BIGINT) WITH (
+  'connector' = 'datagen', 'number-of-rows' = '10',
+  'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '10'
+);
+SELECT COUNT(*) AS c, SUM(n) AS s FROM t;
+",
+    )
+    .unwrap();
+    let path = script.to_str().unwrap();
+    // Streaming (the default): the count is an updating result, printed as a changelog.
+    let streaming = sluice(&["sql", "-f", path]);
+    let out = String::from_utf8_lossy(&streaming.stdout).into_owned();
+    assert!(streaming.status.success(), "{}", stderr(&streaming));
+    assert!(out.contains("+I[10, 55]"), "a changelog: {out}");
+    // Batch through -D: one final row.
+    let batch = sluice(&["sql", "-f", path, "-D", "execution.runtime-mode=batch"]);
+    let out = String::from_utf8_lossy(&batch.stdout).into_owned();
+    assert!(batch.status.success(), "{}", stderr(&batch));
+    assert!(!out.contains("+I"), "a table, not a changelog: {out}");
+    assert!(out.contains("55"), "{out}");
+
+    let bad = sluice(&["sql", "-f", path, "-D", "execution.runtime-mode=sideways"]);
+    assert_fails_with(&bad, &["-D execution.runtime-mode=sideways", "streaming"]);
+    let malformed = sluice(&["sql", "-f", path, "-D", "parallelism.default"]);
+    assert_fails_with(&malformed, &["KEY=VALUE"]);
+}

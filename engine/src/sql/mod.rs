@@ -461,6 +461,11 @@ impl Session {
         Ok(config)
     }
 
+    /// Sets a configuration option as `SET 'key' = 'value'` does (the CLI's `-D key=value`).
+    pub fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
+        self.set(key, value)
+    }
+
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |message: &str| Error::Config {
             key: key.to_string(),
