@@ -8,17 +8,29 @@
 //! one, whose state absorbs theirs (`GroupSlots::merge`) before the accumulators fold the whole
 //! batch in one typed loop each. Open sessions are indexed by end so a watermark fires exactly
 //! the sessions whose `end - 1` it reached.
+//!
+//! Snapshots write table `sessions` (one row per open or retained session: key group, key,
+//! `start`, `end`, `fired` and the accumulators' state) and the firing progress (see
+//! [`super::checkpoint`]); a restore re-creates the sessions and their indexes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
+use super::checkpoint::{self, KEY_COLUMNS, Ownership};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
 use crate::element::Watermark;
-use crate::operator::{Operator, Output};
+use crate::ids::CheckpointId;
+use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::{SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
+
+/// Name of the snapshot table of sessions.
+const SESSIONS_TABLE: &str = "sessions";
 
 #[derive(Debug, Clone, Copy)]
 struct Session {
@@ -45,6 +57,7 @@ pub(crate) struct SessionWindowAggregate {
     trash: u32,
     late_records_dropped: u64,
     output_schema: SchemaRef,
+    ownership: Option<Ownership>,
     times: Vec<i64>,
     key_ids: Vec<u32>,
     row_slots: Vec<u32>,
@@ -78,6 +91,7 @@ impl SessionWindowAggregate {
             trash,
             late_records_dropped: 0,
             output_schema,
+            ownership: None,
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -237,14 +251,102 @@ fn resolve(redirects: &HashMap<u32, u32>, mut slot: u32) -> u32 {
 }
 
 impl Operator for SessionWindowAggregate {
-    /// Fails the checkpoint rather than letting a restore silently lose this state.
-    fn snapshot(
-        &mut self,
-        _checkpoint: crate::ids::CheckpointId,
-    ) -> crate::Result<crate::state::StateSnapshot> {
-        Err(crate::Error::unsupported(
-            "checkpointing session window state",
-        ))
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.ownership = Some(Ownership::from_context(ctx));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let own = Ownership::required(self.ownership, "snapshotted")?;
+        let rows = self.pending.len() + self.retained.len();
+        let mut keys = Vec::with_capacity(rows);
+        let mut starts = Vec::with_capacity(rows);
+        let mut ends = Vec::with_capacity(rows);
+        let mut fired = Vec::with_capacity(rows);
+        let mut slots = Vec::with_capacity(rows);
+        for (key, list) in self.sessions.iter().enumerate() {
+            for session in list {
+                keys.push(key as u32);
+                starts.push(session.start);
+                ends.push(session.end);
+                fired.push(Some(session.fired));
+                slots.push(session.slot);
+            }
+        }
+        let key_groups = self
+            .keys
+            .key_groups_of(&keys, own.max_parallelism, own.range.start)?;
+        let batch = checkpoint::state_batch(
+            key_groups,
+            Arc::new(self.keys.key_bytes(&keys)),
+            vec![
+                ("start", Arc::new(Int64Array::from(starts)) as ArrayRef),
+                ("end", Arc::new(Int64Array::from(ends))),
+                ("fired", Arc::new(BooleanArray::from(fired))),
+            ],
+            self.slots.state(&slots)?,
+        )?;
+        Ok(StateSnapshot {
+            key_groups: Some(own.range),
+            tables: vec![
+                SnapshotTable {
+                    name: SESSIONS_TABLE.into(),
+                    batches: vec![batch],
+                },
+                checkpoint::progress_table(self.progress, self.late_records_dropped)?,
+            ],
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let own = Ownership::required(self.ownership, "restored")?;
+        if let Some((progress, late)) = checkpoint::restored_progress(snapshot)? {
+            self.progress = progress;
+            self.late_records_dropped = late;
+        }
+        let width = self.slots.state_width()?;
+        for batch in checkpoint::owned_rows(snapshot, SESSIONS_TABLE, own.range, 3 + width)? {
+            let keys = batch.column(1).as_binary::<i32>();
+            let column = |i: usize, name: &str| {
+                checkpoint::typed_column::<Int64Type>(&batch, KEY_COLUMNS + i, SESSIONS_TABLE, name)
+            };
+            let (starts, ends) = (column(0, "start")?, column(1, "end")?);
+            let fired = batch
+                .column(KEY_COLUMNS + 2)
+                .as_boolean_opt()
+                .filter(|c| c.null_count() == 0)
+                .ok_or_else(|| {
+                    Error::data(
+                        "window aggregate snapshot table 'sessions'",
+                        "expected column fired: Boolean without NULLs",
+                    )
+                })?;
+            let mut slots = Vec::with_capacity(batch.num_rows());
+            for (i, key) in keys.iter().enumerate() {
+                let key = key.ok_or_else(|| {
+                    Error::data("window aggregate snapshot table 'sessions'", "NULL key")
+                })?;
+                let key = self.keys.intern_bytes(key);
+                if self.sessions.len() <= key as usize {
+                    self.sessions.resize_with(key as usize + 1, Vec::new);
+                }
+                let session = Session {
+                    start: starts.value(i),
+                    end: ends.value(i),
+                    slot: self.slots.alloc(),
+                    fired: fired.value(i),
+                };
+                let list = &mut self.sessions[key as usize];
+                let at = list.partition_point(|s| s.start < session.start);
+                list.insert(at, session);
+                self.index(key, &session);
+                slots.push(session.slot);
+            }
+            self.slots
+                .restore_state(&slots, &batch.columns()[KEY_COLUMNS + 3..])?;
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {

@@ -11,19 +11,32 @@
 //! key, evaluates them and frees the scratch slots; a window of one slice (tumbling windows,
 //! the first step of a cumulating window) is evaluated directly. A slice's slots are freed when
 //! the last window containing it is past its allowed lateness.
+//!
+//! Snapshots write table `slices` (one row per (key, slice): key group, key, `slice_end` and
+//! the accumulators' state, in slice order) and the firing progress (see [`super::checkpoint`]);
+//! a restore re-creates the pairs in the same order and resumes from that progress.
 
 use std::collections::BTreeMap;
 
-use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Int64Array};
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use hashbrown::HashTable;
 
 use super::assigner::SliceAssigner;
+use super::checkpoint::{self, KEY_COLUMNS, Ownership};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
-use crate::Result;
 use crate::element::Watermark;
-use crate::operator::{Operator, Output};
+use crate::ids::CheckpointId;
+use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::{SnapshotTable, StateSnapshot};
+use crate::{Error, Result};
+
+/// Name of the snapshot table of (key, slice) pairs.
+const SLICES_TABLE: &str = "slices";
 
 /// No scratch slot assigned to a key yet.
 const NO_SLOT: u32 = u32::MAX;
@@ -64,6 +77,7 @@ pub(crate) struct SliceWindowAggregate {
     trash: u32,
     late_records_dropped: u64,
     output_schema: SchemaRef,
+    ownership: Option<Ownership>,
     // Scratch buffers reused across batches.
     times: Vec<i64>,
     key_ids: Vec<u32>,
@@ -99,6 +113,7 @@ impl SliceWindowAggregate {
             trash,
             late_records_dropped: 0,
             output_schema,
+            ownership: None,
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -275,14 +290,69 @@ impl SliceWindowAggregate {
 }
 
 impl Operator for SliceWindowAggregate {
-    /// Fails the checkpoint rather than letting a restore silently lose this state.
-    fn snapshot(
-        &mut self,
-        _checkpoint: crate::ids::CheckpointId,
-    ) -> crate::Result<crate::state::StateSnapshot> {
-        Err(crate::Error::unsupported(
-            "checkpointing window aggregation state",
-        ))
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.ownership = Some(Ownership::from_context(ctx));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let own = Ownership::required(self.ownership, "snapshotted")?;
+        let rows = self.pairs.len();
+        let mut keys = Vec::with_capacity(rows);
+        let mut ends = Vec::with_capacity(rows);
+        let mut slots = Vec::with_capacity(rows);
+        for (&slice_end, pairs) in &self.slices {
+            for &(key, slot) in pairs {
+                keys.push(key);
+                ends.push(slice_end);
+                slots.push(slot);
+            }
+        }
+        let key_groups = self
+            .keys
+            .key_groups_of(&keys, own.max_parallelism, own.range.start)?;
+        let batch = checkpoint::state_batch(
+            key_groups,
+            Arc::new(self.keys.key_bytes(&keys)),
+            vec![("slice_end", Arc::new(Int64Array::from(ends)) as ArrayRef)],
+            self.slots.state(&slots)?,
+        )?;
+        Ok(StateSnapshot {
+            key_groups: Some(own.range),
+            tables: vec![
+                SnapshotTable {
+                    name: SLICES_TABLE.into(),
+                    batches: vec![batch],
+                },
+                checkpoint::progress_table(self.progress, self.late_records_dropped)?,
+            ],
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let own = Ownership::required(self.ownership, "restored")?;
+        if let Some((progress, late)) = checkpoint::restored_progress(snapshot)? {
+            self.progress = progress;
+            self.late_records_dropped = late;
+        }
+        let width = self.slots.state_width()?;
+        for batch in checkpoint::owned_rows(snapshot, SLICES_TABLE, own.range, 1 + width)? {
+            let keys = batch.column(1).as_binary::<i32>();
+            let ends =
+                checkpoint::typed_column::<Int64Type>(&batch, KEY_COLUMNS, SLICES_TABLE, "slice_end")?;
+            let mut slots = Vec::with_capacity(batch.num_rows());
+            for (key, &slice_end) in keys.iter().zip(ends.values().iter()) {
+                let key = key.ok_or_else(|| {
+                    Error::data("window aggregate snapshot table 'slices'", "NULL key")
+                })?;
+                let key = self.keys.intern_bytes(key);
+                slots.push(self.slot_of(key, slice_end));
+            }
+            self.slots
+                .restore_state(&slots, &batch.columns()[KEY_COLUMNS + 1..])?;
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
