@@ -833,10 +833,8 @@ impl Accumulator for CountDistinct {
             .flat_map(|&g| self.sets[g as usize].iter())
             .map(|v| v.len())
             .sum();
-        let mut builder =
-            ListBuilder::new(BinaryBuilder::with_capacity(values, bytes)).with_field(Arc::new(
-                Field::new("item", DataType::Binary, false),
-            ));
+        let mut builder = ListBuilder::new(BinaryBuilder::with_capacity(values, bytes))
+            .with_field(Arc::new(Field::new("item", DataType::Binary, false)));
         for &g in groups {
             for value in &self.sets[g as usize] {
                 builder.values().append_value(value);

@@ -26,7 +26,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type, UInt64Typ
 use arrow::record_batch::RecordBatch;
 
 use crate::operator::OperatorContext;
-use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot};
+use crate::state::{KeyGroupOwnership, KeyGroupRange, SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
 
 /// Name of the table with the operators' progress.
@@ -35,25 +35,20 @@ pub(super) const PROGRESS_TABLE: &str = "progress";
 /// Columns before the operator's own ones: `key_group`, `key`.
 pub(super) const KEY_COLUMNS: usize = 2;
 
-/// The key groups a window operator owns, learnt in `open`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Ownership {
-    pub range: KeyGroupRange,
-    pub max_parallelism: u32,
+/// The key groups of an operator opened with `ctx`.
+pub(super) fn ownership(ctx: &OperatorContext) -> KeyGroupOwnership {
+    KeyGroupOwnership {
+        range: ctx.key_groups,
+        max_parallelism: ctx.max_parallelism,
+    }
 }
 
-impl Ownership {
-    pub fn from_context(ctx: &OperatorContext) -> Self {
-        Ownership {
-            range: ctx.key_groups,
-            max_parallelism: ctx.max_parallelism,
-        }
-    }
-
-    /// The ownership of an operator asked to snapshot or restore before `open`: a bug.
-    pub fn required(ownership: Option<Self>, what: &str) -> Result<Self> {
-        ownership.ok_or_else(|| Error::Internal(format!("window aggregate {what} before open")))
-    }
+/// The ownership of an operator asked to snapshot or restore before `open`: a bug.
+pub(super) fn required(
+    ownership: Option<KeyGroupOwnership>,
+    what: &str,
+) -> Result<KeyGroupOwnership> {
+    ownership.ok_or_else(|| Error::Internal(format!("window aggregate {what} before open")))
 }
 
 /// A keyed state batch: `key_group`, `key`, then `own` columns, then the accumulators' state
@@ -189,5 +184,10 @@ pub(super) fn typed_column<'a, T: arrow::datatypes::ArrowPrimitiveType>(
         .column(index)
         .as_primitive_opt::<T>()
         .filter(|c| c.null_count() == 0)
-        .ok_or_else(|| bad(table, &format!("{column} of type {} without NULLs", T::DATA_TYPE)))
+        .ok_or_else(|| {
+            bad(
+                table,
+                &format!("{column} of type {} without NULLs", T::DATA_TYPE),
+            )
+        })
 }

@@ -30,9 +30,7 @@ mod slices;
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, TimestampMillisecondArray, UInt32Array,
-};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, TimestampMillisecondArray, UInt32Array};
 use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -423,7 +421,10 @@ impl GroupSlots {
             let Some(state) = columns.get(next..next + width) else {
                 return Err(Error::data(
                     "window aggregate snapshot",
-                    format!("{} state columns, too few for the aggregates", columns.len()),
+                    format!(
+                        "{} state columns, too few for the aggregates",
+                        columns.len()
+                    ),
                 ));
             };
             acc.restore_state(slots, state)?;

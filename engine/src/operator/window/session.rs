@@ -20,13 +20,13 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use super::checkpoint::{self, KEY_COLUMNS, Ownership};
+use super::checkpoint::{self, KEY_COLUMNS};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
 use crate::element::Watermark;
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
-use crate::state::{SnapshotTable, StateSnapshot};
+use crate::state::{KeyGroupOwnership, SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
 
 /// Name of the snapshot table of sessions.
@@ -57,7 +57,7 @@ pub(crate) struct SessionWindowAggregate {
     trash: u32,
     late_records_dropped: u64,
     output_schema: SchemaRef,
-    ownership: Option<Ownership>,
+    ownership: Option<KeyGroupOwnership>,
     times: Vec<i64>,
     key_ids: Vec<u32>,
     row_slots: Vec<u32>,
@@ -252,12 +252,12 @@ fn resolve(redirects: &HashMap<u32, u32>, mut slot: u32) -> u32 {
 
 impl Operator for SessionWindowAggregate {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        self.ownership = Some(Ownership::from_context(ctx));
+        self.ownership = Some(checkpoint::ownership(ctx));
         Ok(())
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
-        let own = Ownership::required(self.ownership, "snapshotted")?;
+        let own = checkpoint::required(self.ownership, "snapshotted")?;
         let rows = self.pending.len() + self.retained.len();
         let mut keys = Vec::with_capacity(rows);
         let mut starts = Vec::with_capacity(rows);
@@ -300,7 +300,7 @@ impl Operator for SessionWindowAggregate {
     }
 
     fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
-        let own = Ownership::required(self.ownership, "restored")?;
+        let own = checkpoint::required(self.ownership, "restored")?;
         if let Some((progress, late)) = checkpoint::restored_progress(snapshot)? {
             self.progress = progress;
             self.late_records_dropped = late;

@@ -26,13 +26,13 @@ use arrow::record_batch::RecordBatch;
 use hashbrown::HashTable;
 
 use super::assigner::SliceAssigner;
-use super::checkpoint::{self, KEY_COLUMNS, Ownership};
+use super::checkpoint::{self, KEY_COLUMNS};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
 use crate::element::Watermark;
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
-use crate::state::{SnapshotTable, StateSnapshot};
+use crate::state::{KeyGroupOwnership, SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
 
 /// Name of the snapshot table of (key, slice) pairs.
@@ -77,7 +77,7 @@ pub(crate) struct SliceWindowAggregate {
     trash: u32,
     late_records_dropped: u64,
     output_schema: SchemaRef,
-    ownership: Option<Ownership>,
+    ownership: Option<KeyGroupOwnership>,
     // Scratch buffers reused across batches.
     times: Vec<i64>,
     key_ids: Vec<u32>,
@@ -291,12 +291,12 @@ impl SliceWindowAggregate {
 
 impl Operator for SliceWindowAggregate {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        self.ownership = Some(Ownership::from_context(ctx));
+        self.ownership = Some(checkpoint::ownership(ctx));
         Ok(())
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
-        let own = Ownership::required(self.ownership, "snapshotted")?;
+        let own = checkpoint::required(self.ownership, "snapshotted")?;
         let rows = self.pairs.len();
         let mut keys = Vec::with_capacity(rows);
         let mut ends = Vec::with_capacity(rows);
@@ -331,7 +331,7 @@ impl Operator for SliceWindowAggregate {
     }
 
     fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
-        let own = Ownership::required(self.ownership, "restored")?;
+        let own = checkpoint::required(self.ownership, "restored")?;
         if let Some((progress, late)) = checkpoint::restored_progress(snapshot)? {
             self.progress = progress;
             self.late_records_dropped = late;
@@ -339,8 +339,12 @@ impl Operator for SliceWindowAggregate {
         let width = self.slots.state_width()?;
         for batch in checkpoint::owned_rows(snapshot, SLICES_TABLE, own.range, 1 + width)? {
             let keys = batch.column(1).as_binary::<i32>();
-            let ends =
-                checkpoint::typed_column::<Int64Type>(&batch, KEY_COLUMNS, SLICES_TABLE, "slice_end")?;
+            let ends = checkpoint::typed_column::<Int64Type>(
+                &batch,
+                KEY_COLUMNS,
+                SLICES_TABLE,
+                "slice_end",
+            )?;
             let mut slots = Vec::with_capacity(batch.num_rows());
             for (key, &slice_end) in keys.iter().zip(ends.values().iter()) {
                 let key = key.ok_or_else(|| {
