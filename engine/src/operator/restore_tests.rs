@@ -40,12 +40,15 @@ enum Step {
     Watermark(i64),
 }
 
+/// Builds one subtask of the operator under test.
+type Build = Box<dyn Fn(&OperatorContext) -> Box<dyn Operator>>;
+
 /// How to build one subtask of the operator under test, and its key columns per input.
 struct Subject {
     inputs: Vec<SchemaRef>,
     output: SchemaRef,
     keys: Vec<Vec<usize>>,
-    build: Box<dyn Fn(&OperatorContext) -> Box<dyn Operator>>,
+    build: Build,
 }
 
 impl Subject {
