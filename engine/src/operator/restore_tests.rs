@@ -122,10 +122,15 @@ impl Subject {
     fn restored(&self, steps: &[Step], cut: usize, before: u32, after: u32) -> Vec<String> {
         let mut ops = self.open(before);
         let mut rows = Vec::new();
-        self.run(&mut ops, &steps[..cut], &mut rows);
+        // An earlier snapshot, discarded: whatever it caches must not leak into the next one.
+        self.run(&mut ops, &steps[..cut / 2], &mut rows);
+        for op in ops.iter_mut() {
+            op.snapshot(CheckpointId(1)).expect("snapshot");
+        }
+        self.run(&mut ops, &steps[cut / 2..cut], &mut rows);
         let snapshots: Vec<StateSnapshot> = ops
             .iter_mut()
-            .map(|op| through_ipc(op.snapshot(CheckpointId(1)).expect("snapshot")))
+            .map(|op| through_ipc(op.snapshot(CheckpointId(2)).expect("snapshot")))
             .collect();
         drop(ops);
         let mut ops = self.open(after);

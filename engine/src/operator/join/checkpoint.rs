@@ -5,7 +5,8 @@
 //! `matched: Boolean` (whether the row has found a partner), then the input's own columns.
 //! The rows are cut from the stored batches with one `filter` per batch (a batch whose rows are
 //! all held is passed on without a copy), so the snapshot on the slot thread costs a mask per
-//! stored batch and one hash per row for its key group; the checkpoint thread writes it.
+//! stored batch; key groups are hashed once per stored batch, by the first snapshot that holds
+//! it. The checkpoint thread writes the tables.
 //!
 //! A restore keeps the rows of the key groups its subtask owns and stores them again without
 //! probing (they have been joined before the checkpoint). A `progress` table holds the
@@ -52,7 +53,7 @@ pub(super) fn required(
 /// their matched flags.
 pub(super) fn side_table(
     side: usize,
-    store: &BatchStore,
+    store: &mut BatchStore,
     held: impl Iterator<Item = RowRef>,
     key_columns: &[usize],
     with_matched: bool,
@@ -79,21 +80,32 @@ pub(super) fn side_table(
     }
     let mut batches = Vec::new();
     let mut hashes = Vec::new();
-    for (stored, mask) in store.batches.iter().zip(masks) {
+    for (stored, mask) in store.batches.iter_mut().zip(masks) {
         let Some(stored) = stored else { continue };
         if !mask.contains(&true) {
             continue;
         }
+        let key_groups = match &stored.key_groups {
+            Some(key_groups) => key_groups.clone(),
+            None => {
+                // Once per stored batch: later snapshots reuse it.
+                let keys: Vec<ArrayRef> = key_columns
+                    .iter()
+                    .map(|&i| stored.batch.column(i).clone())
+                    .collect();
+                hash_columns(&keys, &mut hashes)?;
+                let key_groups: ArrayRef = Arc::new(own.key_groups(&hashes));
+                stored.key_groups = Some(key_groups.clone());
+                key_groups
+            }
+        };
         let mask = BooleanArray::from(mask);
         let rows = filter_record_batch(&stored.batch, &mask)
             .map_err(|e| Error::arrow("join snapshot", e))?;
-        let keys: Vec<ArrayRef> = key_columns
-            .iter()
-            .map(|&i| rows.column(i).clone())
-            .collect();
-        hash_columns(&keys, &mut hashes)?;
+        let key_groups = arrow::compute::filter(key_groups.as_ref(), &mask)
+            .map_err(|e| Error::arrow("join snapshot", e))?;
         let mut fields = vec![Field::new("key_group", DataType::UInt32, false)];
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(own.key_groups(&hashes))];
+        let mut columns: Vec<ArrayRef> = vec![key_groups];
         if with_matched {
             let matched: BooleanArray = stored
                 .matched

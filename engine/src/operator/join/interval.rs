@@ -203,7 +203,7 @@ impl Operator for IntervalJoin {
         let own = checkpoint::required(self.ownership, "snapshotted")?;
         let mut tables = (0..2)
             .map(|side| {
-                let Side { store, rows } = &self.sides[side];
+                let Side { store, rows } = &mut self.sides[side];
                 checkpoint::side_table(
                     side,
                     store,

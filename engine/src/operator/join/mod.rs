@@ -213,6 +213,8 @@ struct StoredBatch {
     live: usize,
     /// The largest event time among the referenced rows (time-bounded joins).
     max_time: i64,
+    /// The key group of every row, computed by the first snapshot that holds the batch.
+    key_groups: Option<ArrayRef>,
 }
 
 /// The stored batches of one join input, in arrival order. Batch ids are absolute and never
@@ -248,6 +250,7 @@ impl BatchStore {
             matched,
             live,
             max_time,
+            key_groups: None,
         }));
     }
 

@@ -91,7 +91,7 @@ impl Operator for RegularJoin {
             .map(|side| {
                 checkpoint::side_table(
                     side,
-                    &self.stores[side],
+                    &mut self.stores[side],
                     self.rows[side].iter().flatten().copied(),
                     &self.keys.columns[side],
                     self.join_type.preserves(side),

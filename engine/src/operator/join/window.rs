@@ -158,7 +158,7 @@ impl Operator for WindowJoin {
             .map(|side| {
                 checkpoint::side_table(
                     side,
-                    &self.stores[side],
+                    &mut self.stores[side],
                     self.slots.iter().flat_map(|s| s.rows[side].iter().copied()),
                     &self.keys.columns[side],
                     false,
