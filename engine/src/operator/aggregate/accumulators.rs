@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Float64Array, Int64Array, ListBuilder,
-    PrimitiveArray, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray, StringArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::*;
@@ -480,6 +479,22 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
         self.values.capacity() * std::mem::size_of::<Option<T::Native>>()
     }
 
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let values = state
+            .first()
+            .and_then(|c| c.as_primitive_opt::<T>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("MIN/MAX"))?;
+        for (i, &g) in groups.iter().enumerate() {
+            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
+        }
+        Ok(())
+    }
+
     fn resize(&mut self, groups: usize) {
         self.values.resize(groups, None);
     }
@@ -535,22 +550,6 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array: PrimitiveArray<T> = groups.iter().map(|&g| self.values[g as usize]).collect();
         Ok(Arc::new(array.with_data_type(self.data_type.clone())))
-    }
-
-    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(groups)?])
-    }
-
-    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
-        let values = state
-            .first()
-            .and_then(|c| c.as_primitive_opt::<T>())
-            .filter(|c| c.len() == groups.len())
-            .ok_or_else(|| bad_state("MIN/MAX"))?;
-        for (i, &g) in groups.iter().enumerate() {
-            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
-        }
-        Ok(())
     }
 }
 
@@ -833,8 +832,10 @@ impl Accumulator for CountDistinct {
             .flat_map(|&g| self.sets[g as usize].iter())
             .map(|v| v.len())
             .sum();
-        let mut builder = ListBuilder::new(BinaryBuilder::with_capacity(values, bytes))
-            .with_field(Arc::new(Field::new("item", DataType::Binary, false)));
+        let mut builder = arrow::array::ListBuilder::new(
+            arrow::array::BinaryBuilder::with_capacity(values, bytes),
+        )
+        .with_field(Arc::new(Field::new("item", DataType::Binary, false)));
         for &g in groups {
             for value in &self.sets[g as usize] {
                 builder.values().append_value(value);
@@ -891,6 +892,22 @@ impl<T: ArrowPrimitiveType> Accumulator for Positional<T> {
         self.values.capacity() * std::mem::size_of::<Option<T::Native>>()
     }
 
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let values = state
+            .first()
+            .and_then(|c| c.as_primitive_opt::<T>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("FIRST_VALUE/LAST_VALUE"))?;
+        for (i, &g) in groups.iter().enumerate() {
+            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
+        }
+        Ok(())
+    }
+
     fn resize(&mut self, groups: usize) {
         self.values.resize(groups, None);
     }
@@ -931,22 +948,6 @@ impl<T: ArrowPrimitiveType> Accumulator for Positional<T> {
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array: PrimitiveArray<T> = groups.iter().map(|&g| self.values[g as usize]).collect();
         Ok(Arc::new(array.with_data_type(self.data_type.clone())))
-    }
-
-    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(groups)?])
-    }
-
-    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
-        let values = state
-            .first()
-            .and_then(|c| c.as_primitive_opt::<T>())
-            .filter(|c| c.len() == groups.len())
-            .ok_or_else(|| bad_state("FIRST_VALUE/LAST_VALUE"))?;
-        for (i, &g) in groups.iter().enumerate() {
-            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
-        }
-        Ok(())
     }
 }
 

@@ -20,13 +20,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array, UInt64Array,
+};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
+use super::{GroupSlots, WindowKeys};
 use crate::operator::OperatorContext;
-use crate::state::{KeyGroupOwnership, KeyGroupRange, SnapshotTable, StateSnapshot};
+use crate::state::{KeyGroupOwnership, KeyGroupRange, SnapshotTable, StateSnapshot, hash_columns};
 use crate::{Error, Result};
 
 /// Name of the table with the operators' progress.
@@ -49,6 +52,110 @@ pub(super) fn required(
     what: &str,
 ) -> Result<KeyGroupOwnership> {
     ownership.ok_or_else(|| Error::Internal(format!("window aggregate {what} before open")))
+}
+
+/// The key group of every key id of a [`WindowKeys`], computed by the snapshots and cached:
+/// key ids are never reused, so each key is decoded and hashed once.
+#[derive(Debug, Default)]
+pub(super) struct KeyGroupCache {
+    groups: Vec<u32>,
+}
+
+impl KeyGroupCache {
+    /// Keys decoded and hashed per step.
+    const CHUNK: u32 = 1 << 16;
+
+    /// The key group of each of `ids` (a global window puts every key in the first owned key
+    /// group).
+    pub fn key_groups(
+        &mut self,
+        keys: &WindowKeys,
+        ids: &[u32],
+        own: KeyGroupOwnership,
+    ) -> Result<UInt32Array> {
+        if keys.converter.is_none() {
+            return Ok(UInt32Array::from_value(own.range.start, ids.len()));
+        }
+        let total = keys.table.len() as u32;
+        let mut hashes = Vec::new();
+        while (self.groups.len() as u32) < total {
+            let from = self.groups.len() as u32;
+            let new: Vec<u32> = (from..total.min(from + Self::CHUNK)).collect();
+            hash_columns(&keys.decode(&new)?, &mut hashes)?;
+            self.groups.extend(own.key_groups(&hashes).values().iter());
+        }
+        Ok(ids
+            .iter()
+            .map(|&k| self.groups[k as usize])
+            .collect::<Vec<_>>()
+            .into())
+    }
+
+    pub fn allocated_bytes(&self) -> usize {
+        self.groups.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
+impl WindowKeys {
+    /// The row-encoded bytes of `keys` (empty for a global window).
+    pub(super) fn key_bytes(&self, keys: &[u32]) -> ArrayRef {
+        if self.converter.is_none() {
+            return Arc::new(BinaryArray::from_iter_values(keys.iter().map(|_| b"")));
+        }
+        Arc::new(BinaryArray::from_iter_values(
+            keys.iter().map(|&k| self.table.key(k)),
+        ))
+    }
+
+    /// The key id of row-encoded `bytes`, added if new.
+    pub(super) fn intern_bytes(&mut self, bytes: &[u8]) -> u32 {
+        if self.converter.is_none() {
+            0
+        } else {
+            self.table.intern_one(bytes)
+        }
+    }
+}
+
+impl GroupSlots {
+    /// Number of state columns all accumulators write together.
+    pub(super) fn state_width(&self) -> Result<usize> {
+        self.accumulators
+            .iter()
+            .map(|acc| acc.state(&[]).map(|columns| columns.len()))
+            .sum()
+    }
+
+    /// The accumulators' state of `slots`, their columns one after the other.
+    pub(super) fn state(&mut self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
+        self.ensure_sized();
+        let mut columns = Vec::new();
+        for acc in &self.accumulators {
+            columns.extend(acc.state(slots)?);
+        }
+        Ok(columns)
+    }
+
+    /// Sets the state of `slots` from `columns` (as [`GroupSlots::state`] wrote them).
+    pub(super) fn restore_state(&mut self, slots: &[u32], columns: &[ArrayRef]) -> Result<()> {
+        self.ensure_sized();
+        let mut next = 0;
+        for acc in &mut self.accumulators {
+            let width = acc.state(&[])?.len();
+            let Some(state) = columns.get(next..next + width) else {
+                return Err(Error::data(
+                    "window aggregate snapshot",
+                    format!(
+                        "{} state columns, too few for the aggregates",
+                        columns.len()
+                    ),
+                ));
+            };
+            acc.restore_state(slots, state)?;
+            next += width;
+        }
+        Ok(())
+    }
 }
 
 /// A keyed state batch: `key_group`, `key`, then `own` columns, then the accumulators' state

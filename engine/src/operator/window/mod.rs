@@ -30,7 +30,7 @@ mod slices;
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
 use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -38,7 +38,6 @@ use arrow::row::{RowConverter, SortField};
 use super::Operator;
 use super::aggregate::{Accumulator, GroupTable, accumulators_for};
 use crate::graph::{AggregateCall, WindowAggregateSpec, WindowTime};
-use crate::state::{hash_columns, key_group_of_hash};
 use crate::{Error, Result};
 
 /// Rows per emitted result batch (larger windows are emitted as zero-copy slices).
@@ -172,8 +171,6 @@ pub(crate) struct WindowKeys {
     /// `None` for a global window.
     converter: Option<RowConverter>,
     table: GroupTable,
-    /// The key group of each key id, computed for snapshots and cached (ids are never reused).
-    key_groups: Vec<u32>,
 }
 
 impl WindowKeys {
@@ -199,7 +196,6 @@ impl WindowKeys {
             indices,
             converter,
             table: GroupTable::default(),
-            key_groups: Vec::new(),
         })
     }
 
@@ -232,56 +228,7 @@ impl WindowKeys {
     }
 
     fn allocated_bytes(&self) -> usize {
-        self.table.allocated_bytes() + self.key_groups.capacity() * std::mem::size_of::<u32>()
-    }
-
-    /// The key group of each of `keys` (a global window puts every key in `global`). Key ids
-    /// not seen by an earlier call are decoded and hashed once, in chunks.
-    fn key_groups_of(
-        &mut self,
-        keys: &[u32],
-        max_parallelism: u32,
-        global: u32,
-    ) -> Result<UInt32Array> {
-        if self.converter.is_none() {
-            return Ok(UInt32Array::from_value(global, keys.len()));
-        }
-        const CHUNK: u32 = 1 << 16;
-        let total = self.table.len() as u32;
-        let mut hashes = Vec::new();
-        while (self.key_groups.len() as u32) < total {
-            let from = self.key_groups.len() as u32;
-            let ids: Vec<u32> = (from..total.min(from + CHUNK)).collect();
-            let columns = self.decode(&ids)?;
-            hash_columns(&columns, &mut hashes)?;
-            self.key_groups.extend(
-                hashes
-                    .iter()
-                    .map(|&h| key_group_of_hash(h, max_parallelism)),
-            );
-        }
-        Ok(keys
-            .iter()
-            .map(|&k| self.key_groups[k as usize])
-            .collect::<Vec<_>>()
-            .into())
-    }
-
-    /// The row-encoded bytes of `keys` (empty for a global window).
-    fn key_bytes(&self, keys: &[u32]) -> BinaryArray {
-        if self.converter.is_none() {
-            return BinaryArray::from_iter_values(keys.iter().map(|_| b""));
-        }
-        BinaryArray::from_iter_values(keys.iter().map(|&k| self.table.key(k)))
-    }
-
-    /// The key id of row-encoded `bytes` (restores).
-    fn intern_bytes(&mut self, bytes: &[u8]) -> u32 {
-        if self.converter.is_none() {
-            0
-        } else {
-            self.table.intern_one(bytes)
-        }
+        self.table.allocated_bytes()
     }
 
     /// The key columns of `keys`, in that order.
@@ -392,45 +339,6 @@ impl GroupSlots {
             .iter()
             .map(|acc| acc.evaluate(slots))
             .collect()
-    }
-
-    /// Number of state columns all accumulators write together.
-    fn state_width(&self) -> Result<usize> {
-        self.accumulators
-            .iter()
-            .map(|acc| acc.state(&[]).map(|columns| columns.len()))
-            .sum()
-    }
-
-    /// The accumulators' state of `slots`, their columns one after the other.
-    fn state(&mut self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
-        self.ensure_sized();
-        let mut columns = Vec::new();
-        for acc in &self.accumulators {
-            columns.extend(acc.state(slots)?);
-        }
-        Ok(columns)
-    }
-
-    /// Sets the state of `slots` from `columns` (as [`GroupSlots::state`] wrote them).
-    fn restore_state(&mut self, slots: &[u32], columns: &[ArrayRef]) -> Result<()> {
-        self.ensure_sized();
-        let mut next = 0;
-        for acc in &mut self.accumulators {
-            let width = acc.state(&[])?.len();
-            let Some(state) = columns.get(next..next + width) else {
-                return Err(Error::data(
-                    "window aggregate snapshot",
-                    format!(
-                        "{} state columns, too few for the aggregates",
-                        columns.len()
-                    ),
-                ));
-            };
-            acc.restore_state(slots, state)?;
-            next += width;
-        }
-        Ok(())
     }
 
     fn allocated_bytes(&self) -> usize {

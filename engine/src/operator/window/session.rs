@@ -20,7 +20,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use super::checkpoint::{self, KEY_COLUMNS};
+use super::checkpoint::{self, KEY_COLUMNS, KeyGroupCache};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
 use crate::element::Watermark;
 use crate::ids::CheckpointId;
@@ -58,6 +58,7 @@ pub(crate) struct SessionWindowAggregate {
     late_records_dropped: u64,
     output_schema: SchemaRef,
     ownership: Option<KeyGroupOwnership>,
+    key_group_cache: KeyGroupCache,
     times: Vec<i64>,
     key_ids: Vec<u32>,
     row_slots: Vec<u32>,
@@ -92,6 +93,7 @@ impl SessionWindowAggregate {
             late_records_dropped: 0,
             output_schema,
             ownership: None,
+            key_group_cache: KeyGroupCache::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -273,12 +275,10 @@ impl Operator for SessionWindowAggregate {
                 slots.push(session.slot);
             }
         }
-        let key_groups = self
-            .keys
-            .key_groups_of(&keys, own.max_parallelism, own.range.start)?;
+        let key_groups = self.key_group_cache.key_groups(&self.keys, &keys, own)?;
         let batch = checkpoint::state_batch(
             key_groups,
-            Arc::new(self.keys.key_bytes(&keys)),
+            self.keys.key_bytes(&keys),
             vec![
                 ("start", Arc::new(Int64Array::from(starts)) as ArrayRef),
                 ("end", Arc::new(Int64Array::from(ends))),
@@ -433,6 +433,7 @@ impl Operator for SessionWindowAggregate {
         metrics.late_records_dropped = self.late_records_dropped;
         metrics.state_keys = (self.pending.len() + self.retained.len()) as u64;
         metrics.state_bytes = (self.keys.allocated_bytes()
+            + self.key_group_cache.allocated_bytes()
             + self.slots.allocated_bytes()
             + self
                 .sessions

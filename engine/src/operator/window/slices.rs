@@ -26,7 +26,7 @@ use arrow::record_batch::RecordBatch;
 use hashbrown::HashTable;
 
 use super::assigner::SliceAssigner;
-use super::checkpoint::{self, KEY_COLUMNS};
+use super::checkpoint::{self, KEY_COLUMNS, KeyGroupCache};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
 use crate::element::Watermark;
 use crate::ids::CheckpointId;
@@ -78,6 +78,7 @@ pub(crate) struct SliceWindowAggregate {
     late_records_dropped: u64,
     output_schema: SchemaRef,
     ownership: Option<KeyGroupOwnership>,
+    key_group_cache: KeyGroupCache,
     // Scratch buffers reused across batches.
     times: Vec<i64>,
     key_ids: Vec<u32>,
@@ -114,6 +115,7 @@ impl SliceWindowAggregate {
             late_records_dropped: 0,
             output_schema,
             ownership: None,
+            key_group_cache: KeyGroupCache::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -308,12 +310,10 @@ impl Operator for SliceWindowAggregate {
                 slots.push(slot);
             }
         }
-        let key_groups = self
-            .keys
-            .key_groups_of(&keys, own.max_parallelism, own.range.start)?;
+        let key_groups = self.key_group_cache.key_groups(&self.keys, &keys, own)?;
         let batch = checkpoint::state_batch(
             key_groups,
-            Arc::new(self.keys.key_bytes(&keys)),
+            self.keys.key_bytes(&keys),
             vec![("slice_end", Arc::new(Int64Array::from(ends)) as ArrayRef)],
             self.slots.state(&slots)?,
         )?;
@@ -434,6 +434,7 @@ impl Operator for SliceWindowAggregate {
         metrics.late_records_dropped = self.late_records_dropped;
         metrics.state_keys = self.pairs.len() as u64;
         metrics.state_bytes = (self.keys.allocated_bytes()
+            + self.key_group_cache.allocated_bytes()
             + self.slots.allocated_bytes()
             + self.pairs.capacity() * std::mem::size_of::<Pair>()
             + self
