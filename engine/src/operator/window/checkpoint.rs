@@ -6,18 +6,17 @@
 //! and the accumulators' state columns. A restore keeps the rows of the key groups its subtask
 //! owns, so it works at another parallelism.
 //!
-//! A second table, `progress`, holds one row per snapshotting subtask: how far windows have
-//! fired (the watermark, or the clock for processing time) and the late records dropped. A
-//! restore that gathers several old subtasks takes the smallest progress: no window that one
-//! of them had not fired yet is taken as fired. (A window that a faster old subtask had fired
-//! and still keeps for its allowed lateness or for a later overlapping window may then fire
-//! once more after a restore at another parallelism; at the same parallelism the restore is
-//! exact.)
+//! A second table, `progress`, holds how far windows have fired (the watermark, or the clock
+//! for processing time) per range of key groups, and the late records dropped. A restore that
+//! gathers old subtasks with different progress resumes from the smallest and remembers the
+//! key groups that were further ([`Ahead`]), so no window fires twice and no row is taken that
+//! its old subtask had dropped as late: the restore is exact at any parallelism.
 //!
 //! The snapshot runs on the slot thread between the barrier and its forwarding, so it only
 //! builds arrays from the state vectors (key groups are computed once per key id and cached);
 //! the checkpoint thread writes them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -76,6 +75,19 @@ impl KeyGroupCache {
         if keys.converter.is_none() {
             return Ok(UInt32Array::from_value(own.range.start, ids.len()));
         }
+        self.update(keys, own)?;
+        Ok(ids
+            .iter()
+            .map(|&k| self.groups[k as usize])
+            .collect::<Vec<_>>()
+            .into())
+    }
+
+    /// Computes the key groups of the key ids handed out since the last call.
+    pub fn update(&mut self, keys: &WindowKeys, own: KeyGroupOwnership) -> Result<()> {
+        if keys.converter.is_none() {
+            return Ok(());
+        }
         let total = keys.table.len() as u32;
         let mut hashes = Vec::new();
         while (self.groups.len() as u32) < total {
@@ -84,11 +96,16 @@ impl KeyGroupCache {
             hash_columns(&keys.decode(&new)?, &mut hashes)?;
             self.groups.extend(own.key_groups(&hashes).values().iter());
         }
-        Ok(ids
-            .iter()
-            .map(|&k| self.groups[k as usize])
-            .collect::<Vec<_>>()
-            .into())
+        Ok(())
+    }
+
+    /// The key group of key id `key` (after [`KeyGroupCache::update`]; a global window's key
+    /// is in the first owned key group).
+    pub fn get(&self, key: u32, own: KeyGroupOwnership) -> u32 {
+        self.groups
+            .get(key as usize)
+            .copied()
+            .unwrap_or(own.range.start)
     }
 
     pub fn allocated_bytes(&self) -> usize {
@@ -187,17 +204,74 @@ pub(super) fn state_batch(
         .map_err(|e| Error::arrow("window aggregate snapshot", e))
 }
 
-/// The `progress` table of one subtask.
-pub(super) fn progress_table(progress: i64, late_records_dropped: u64) -> Result<SnapshotTable> {
+/// Key groups whose windows had fired further than the operator's progress when they were
+/// restored: after a restore at another parallelism that gathered old subtasks with different
+/// watermarks, the operator resumes from the smallest, and each key group of a faster old
+/// subtask keeps that subtask's progress here, so its windows neither fire twice nor take rows
+/// its old subtask dropped as late. Empty in every other case, and emptied as the progress
+/// catches up (usually with the first watermarks after the restore).
+#[derive(Debug, Default)]
+pub(super) struct Ahead {
+    /// Key group → the progress its windows have fired up to (above the operator's).
+    fired: HashMap<u32, i64>,
+}
+
+impl Ahead {
+    pub fn is_empty(&self) -> bool {
+        self.fired.is_empty()
+    }
+
+    /// How far the windows of `key_group` have fired, given the operator's `progress`.
+    pub fn progress_of(&self, key_group: u32, progress: i64) -> i64 {
+        self.fired
+            .get(&key_group)
+            .map_or(progress, |&fired| fired.max(progress))
+    }
+
+    /// How far the windows of `key_group` had fired, when that is above the operator's
+    /// progress at the restore.
+    pub fn fired(&self, key_group: u32) -> Option<i64> {
+        self.fired.get(&key_group).copied()
+    }
+
+    /// Forgets the key groups the operator's `progress` has caught up with.
+    pub fn catch_up(&mut self, progress: i64) {
+        if !self.fired.is_empty() {
+            self.fired.retain(|_, fired| *fired > progress);
+        }
+    }
+}
+
+/// The `progress` table of one subtask: a row for its key groups with its progress and late
+/// records, and a row per key group still [`Ahead`] of it.
+pub(super) fn progress_table(
+    own: KeyGroupOwnership,
+    progress: i64,
+    late_records_dropped: u64,
+    ahead: &Ahead,
+) -> Result<SnapshotTable> {
+    let mut ranges = vec![(
+        own.range.start,
+        own.range.end,
+        progress,
+        late_records_dropped,
+    )];
+    let mut ahead: Vec<(u32, i64)> = ahead.fired.iter().map(|(&g, &p)| (g, p)).collect();
+    ahead.sort_unstable();
+    ranges.extend(ahead.into_iter().map(|(g, p)| (g, g + 1, p, 0)));
     let schema = Schema::new(vec![
+        Field::new("key_group_start", DataType::UInt32, false),
+        Field::new("key_group_end", DataType::UInt32, false),
         Field::new("progress", DataType::Int64, false),
         Field::new("late_records_dropped", DataType::UInt64, false),
     ]);
     let batch = RecordBatch::try_new(
         Arc::new(schema),
         vec![
-            Arc::new(Int64Array::from(vec![progress])),
-            Arc::new(UInt64Array::from(vec![late_records_dropped])),
+            Arc::new(UInt32Array::from_iter_values(ranges.iter().map(|r| r.0))),
+            Arc::new(UInt32Array::from_iter_values(ranges.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(ranges.iter().map(|r| r.2))),
+            Arc::new(UInt64Array::from_iter_values(ranges.iter().map(|r| r.3))),
         ],
     )
     .map_err(|e| Error::arrow("window aggregate snapshot", e))?;
@@ -214,34 +288,77 @@ fn bad(table: &str, expected: &str) -> Error {
     )
 }
 
-/// The progress to resume from (the smallest of the gathered subtasks') and the late records
-/// they dropped; `None` when the snapshot holds no progress (a fresh start).
-pub(super) fn restored_progress(snapshot: &StateSnapshot) -> Result<Option<(i64, u64)>> {
-    let mut restored: Option<(i64, u64)> = None;
+/// Where a restored operator resumes.
+#[derive(Debug)]
+pub(super) struct RestoredProgress {
+    /// The smallest progress of the owned key groups.
+    pub progress: i64,
+    pub late_records_dropped: u64,
+    /// The owned key groups that had fired further.
+    pub ahead: Ahead,
+}
+
+/// The progress of the `owned` key groups in `snapshot` (each key group's is the largest of the
+/// rows covering it, all written by the one old subtask that owned it); `None` when the
+/// snapshot holds no progress (a fresh start).
+pub(super) fn restored_progress(
+    snapshot: &StateSnapshot,
+    owned: KeyGroupRange,
+) -> Result<Option<RestoredProgress>> {
+    let expected = "key_group_start: UInt32, key_group_end: UInt32, progress: Int64, \
+                    late_records_dropped: UInt64, without NULLs";
+    let mut rows: Vec<(u32, u32, i64)> = Vec::new();
+    let mut late_records_dropped = 0u64;
     for table in snapshot.tables.iter().filter(|t| t.name == PROGRESS_TABLE) {
         for batch in &table.batches {
-            let expected = "progress: Int64, late_records_dropped: UInt64";
-            let (Some(progress), Some(late)) = (
-                batch.column_by_name("progress"),
-                batch.column_by_name("late_records_dropped"),
-            ) else {
-                return Err(bad(PROGRESS_TABLE, expected));
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .filter(|c| c.null_count() == 0)
+                    .ok_or_else(|| bad(PROGRESS_TABLE, expected))
             };
-            let progress = progress
+            let starts = column("key_group_start")?
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| bad(PROGRESS_TABLE, expected))?;
+            let ends = column("key_group_end")?
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| bad(PROGRESS_TABLE, expected))?;
+            let progress = column("progress")?
                 .as_primitive_opt::<Int64Type>()
                 .ok_or_else(|| bad(PROGRESS_TABLE, expected))?;
-            let late = late
+            let late = column("late_records_dropped")?
                 .as_primitive_opt::<UInt64Type>()
                 .ok_or_else(|| bad(PROGRESS_TABLE, expected))?;
-            for (&p, &l) in progress.values().iter().zip(late.values().iter()) {
-                restored = Some(match restored {
-                    None => (p, l),
-                    Some((q, m)) => (q.min(p), m.saturating_add(l)),
-                });
+            for i in 0..batch.num_rows() {
+                let (start, end) = (starts.value(i), ends.value(i));
+                if start < owned.end && end > owned.start {
+                    rows.push((start, end, progress.value(i)));
+                    late_records_dropped = late_records_dropped.saturating_add(late.value(i));
+                }
             }
         }
     }
-    Ok(restored)
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let fired: Vec<(u32, i64)> = (owned.start..owned.end)
+        .filter_map(|g| {
+            rows.iter()
+                .filter(|&&(start, end, _)| start <= g && g < end)
+                .map(|&(_, _, p)| p)
+                .max()
+                .map(|p| (g, p))
+        })
+        .collect();
+    let progress = fired.iter().map(|&(_, p)| p).min().unwrap_or(i64::MIN);
+    let ahead = Ahead {
+        fired: fired.into_iter().filter(|&(_, p)| p > progress).collect(),
+    };
+    Ok(Some(RestoredProgress {
+        progress,
+        late_records_dropped,
+        ahead,
+    }))
 }
 
 /// The batches of keyed table `name` cut down to the rows of the `owned` key groups; each has

@@ -59,6 +59,7 @@ pub(crate) struct SessionWindowAggregate {
     output_schema: SchemaRef,
     ownership: Option<KeyGroupOwnership>,
     key_group_cache: KeyGroupCache,
+    ahead: checkpoint::Ahead,
     times: Vec<i64>,
     key_ids: Vec<u32>,
     row_slots: Vec<u32>,
@@ -94,6 +95,7 @@ impl SessionWindowAggregate {
             output_schema,
             ownership: None,
             key_group_cache: KeyGroupCache::default(),
+            ahead: checkpoint::Ahead::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -101,7 +103,28 @@ impl SessionWindowAggregate {
     }
 
     fn is_expired(&self, end: i64) -> bool {
-        (end - 1).saturating_add(self.allowed_lateness) <= self.progress
+        self.is_expired_at(end, self.progress)
+    }
+
+    /// Whether a session ending at `end` is too late to change for a key whose sessions fired
+    /// up to `progress`.
+    fn is_expired_at(&self, end: i64, progress: i64) -> bool {
+        (end - 1).saturating_add(self.allowed_lateness) <= progress
+    }
+
+    /// How far the sessions of `key` have fired: the operator's progress, unless the key's key
+    /// group was further along before a restore (see [`checkpoint::Ahead`]). Callers update
+    /// the key-group cache first when `ahead` is not empty.
+    fn progress_of(&self, key: u32) -> i64 {
+        if self.ahead.is_empty() {
+            return self.progress;
+        }
+        match self.ownership {
+            Some(own) => self
+                .ahead
+                .progress_of(self.key_group_cache.get(key, own), self.progress),
+            None => self.progress,
+        }
     }
 
     fn unindex(&mut self, key: u32, session: &Session) {
@@ -136,8 +159,9 @@ impl SessionWindowAggregate {
         // Sessions that touch [t, end]: a contiguous run, as sessions do not overlap.
         let first = list.partition_point(|s| s.end < t);
         let count = list[first..].iter().take_while(|s| s.start <= end).count();
+        let progress = self.progress_of(key);
         if count == 0 {
-            if self.time.is_event_time() && self.is_expired(end) {
+            if self.time.is_event_time() && self.is_expired_at(end, progress) {
                 return None;
             }
             let session = Session {
@@ -163,8 +187,8 @@ impl SessionWindowAggregate {
         }
         // A fired session that grows past the watermark is pending again; one that stays
         // behind it fires again after this batch with its updated result.
-        survivor.fired = survivor.fired && survivor.end - 1 <= self.progress;
-        if survivor.end - 1 <= self.progress {
+        survivor.fired = survivor.fired && survivor.end - 1 <= progress;
+        if survivor.end - 1 <= progress {
             survivor.fired = true;
             touched.push((key, survivor.start));
         }
@@ -204,7 +228,31 @@ impl SessionWindowAggregate {
             }
         }
         self.slots.release(&freed);
+        self.ahead.catch_up(self.progress);
         Ok(())
+    }
+
+    /// Frees the retained sessions of key groups that are [`checkpoint::Ahead`] and past their
+    /// allowed lateness there (their old subtask had freed them).
+    fn free_expired_ahead(&mut self) {
+        if self.ahead.is_empty() {
+            return;
+        }
+        let expired: Vec<(i64, u32, i64)> = self
+            .retained
+            .iter()
+            .copied()
+            .filter(|&(end, key, _)| self.is_expired_at(end, self.progress_of(key)))
+            .collect();
+        let mut freed = Vec::with_capacity(expired.len());
+        for entry @ (_, key, start) in expired {
+            self.retained.remove(&entry);
+            let list = &mut self.sessions[key as usize];
+            if let Some(i) = list.iter().position(|s| s.start == start) {
+                freed.push(list.remove(i).slot);
+            }
+        }
+        self.slots.release(&freed);
     }
 
     fn session_mut(&mut self, key: u32, start: i64) -> Option<&mut Session> {
@@ -293,7 +341,12 @@ impl Operator for SessionWindowAggregate {
                     name: SESSIONS_TABLE.into(),
                     batches: vec![batch],
                 },
-                checkpoint::progress_table(self.progress, self.late_records_dropped)?,
+                checkpoint::progress_table(
+                    own,
+                    self.progress,
+                    self.late_records_dropped,
+                    &self.ahead,
+                )?,
             ],
             sink_pre_commit: None,
         })
@@ -301,9 +354,10 @@ impl Operator for SessionWindowAggregate {
 
     fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
         let own = checkpoint::required(self.ownership, "restored")?;
-        if let Some((progress, late)) = checkpoint::restored_progress(snapshot)? {
-            self.progress = progress;
-            self.late_records_dropped = late;
+        if let Some(restored) = checkpoint::restored_progress(snapshot, own.range)? {
+            self.progress = restored.progress;
+            self.late_records_dropped = restored.late_records_dropped;
+            self.ahead = restored.ahead;
         }
         let width = self.slots.state_width()?;
         for batch in checkpoint::owned_rows(snapshot, SESSIONS_TABLE, own.range, 3 + width)? {
@@ -346,6 +400,10 @@ impl Operator for SessionWindowAggregate {
             self.slots
                 .restore_state(&slots, &batch.columns()[KEY_COLUMNS + 3..])?;
         }
+        if !self.ahead.is_empty() {
+            self.key_group_cache.update(&self.keys, own)?;
+            self.free_expired_ahead();
+        }
         Ok(())
     }
 
@@ -363,6 +421,9 @@ impl Operator for SessionWindowAggregate {
         let mut row_slots = std::mem::take(&mut self.row_slots);
         self.time.times(&batch, now, &mut times)?;
         self.keys.intern(&batch, &mut key_ids)?;
+        if let Some(own) = self.ownership.filter(|_| !self.ahead.is_empty()) {
+            self.key_group_cache.update(&self.keys, own)?;
+        }
         if self.sessions.len() < self.keys.len() {
             self.sessions.resize_with(self.keys.len(), Vec::new);
         }

@@ -79,6 +79,7 @@ pub(crate) struct SliceWindowAggregate {
     output_schema: SchemaRef,
     ownership: Option<KeyGroupOwnership>,
     key_group_cache: KeyGroupCache,
+    ahead: checkpoint::Ahead,
     // Scratch buffers reused across batches.
     times: Vec<i64>,
     key_ids: Vec<u32>,
@@ -116,6 +117,7 @@ impl SliceWindowAggregate {
             output_schema,
             ownership: None,
             key_group_cache: KeyGroupCache::default(),
+            ahead: checkpoint::Ahead::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -125,7 +127,48 @@ impl SliceWindowAggregate {
 
     /// `window_end - 1 + allowed_lateness <= progress`: too late to change the window.
     fn is_expired(&self, window_end: i64) -> bool {
-        (window_end - 1).saturating_add(self.allowed_lateness) <= self.progress
+        self.is_expired_at(window_end, self.progress)
+    }
+
+    /// Whether the window is too late to change for a key whose windows fired up to
+    /// `progress`.
+    fn is_expired_at(&self, window_end: i64, progress: i64) -> bool {
+        (window_end - 1).saturating_add(self.allowed_lateness) <= progress
+    }
+
+    /// How far the windows of `key` have fired: the operator's progress, unless the key's key
+    /// group was further along before a restore (see [`checkpoint::Ahead`]). Callers update
+    /// the key-group cache first when `ahead` is not empty.
+    fn progress_of(&self, key: u32) -> i64 {
+        if self.ahead.is_empty() {
+            return self.progress;
+        }
+        match self.ownership {
+            Some(own) => self
+                .ahead
+                .progress_of(self.key_group_cache.get(key, own), self.progress),
+            None => self.progress,
+        }
+    }
+
+    /// Whether the window ending at `end` had fired for `key` before a restore (its key group
+    /// is ahead of the operator's progress).
+    fn fired_before_restore(&self, key: u32, end: i64) -> bool {
+        match self.ownership.filter(|_| !self.ahead.is_empty()) {
+            Some(own) => self
+                .ahead
+                .fired(self.key_group_cache.get(key, own))
+                .is_some_and(|fired| end - 1 <= fired),
+            None => false,
+        }
+    }
+
+    /// Brings the key-group cache up to date when some key groups are ahead.
+    fn update_ahead_keys(&mut self) -> Result<()> {
+        if let Some(own) = self.ownership.filter(|_| !self.ahead.is_empty()) {
+            self.key_group_cache.update(&self.keys, own)?;
+        }
+        Ok(())
     }
 
     /// The slot of (key, slice end), created on first use.
@@ -174,9 +217,11 @@ impl SliceWindowAggregate {
         ends.sort_unstable();
         ends.dedup();
         self.progress = to;
+        self.update_ahead_keys()?;
         for end in ends {
             self.fire(end, None, out)?;
         }
+        self.ahead.catch_up(self.progress);
         // Free slices whose last window is past its lateness (last window ends grow with the
         // slice end, so the expired slices are a prefix).
         while let Some((&slice_end, _)) = self.slices.first_key_value() {
@@ -225,6 +270,9 @@ impl SliceWindowAggregate {
                     .collect(),
             };
             for (key, slot) in pairs {
+                if only.is_none() && self.fired_before_restore(key, end) {
+                    continue;
+                }
                 if single_slice {
                     keys.push(key);
                     sources.push(slot);
@@ -272,8 +320,9 @@ impl SliceWindowAggregate {
         touched.dedup();
         let mut windows: Vec<(i64, u32)> = Vec::new();
         for &(key, slice_end) in &touched {
+            let progress = self.progress_of(key);
             for end in self.assigner.window_ends(slice_end) {
-                if end - 1 <= self.progress && !self.is_expired(end) {
+                if end - 1 <= progress && !self.is_expired_at(end, progress) {
                     windows.push((end, key));
                 }
             }
@@ -324,7 +373,12 @@ impl Operator for SliceWindowAggregate {
                     name: SLICES_TABLE.into(),
                     batches: vec![batch],
                 },
-                checkpoint::progress_table(self.progress, self.late_records_dropped)?,
+                checkpoint::progress_table(
+                    own,
+                    self.progress,
+                    self.late_records_dropped,
+                    &self.ahead,
+                )?,
             ],
             sink_pre_commit: None,
         })
@@ -332,9 +386,10 @@ impl Operator for SliceWindowAggregate {
 
     fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
         let own = checkpoint::required(self.ownership, "restored")?;
-        if let Some((progress, late)) = checkpoint::restored_progress(snapshot)? {
-            self.progress = progress;
-            self.late_records_dropped = late;
+        if let Some(restored) = checkpoint::restored_progress(snapshot, own.range)? {
+            self.progress = restored.progress;
+            self.late_records_dropped = restored.late_records_dropped;
+            self.ahead = restored.ahead;
         }
         let width = self.slots.state_width()?;
         for batch in checkpoint::owned_rows(snapshot, SLICES_TABLE, own.range, 1 + width)? {
@@ -373,6 +428,7 @@ impl Operator for SliceWindowAggregate {
         let mut row_slots = std::mem::take(&mut self.row_slots);
         self.time.times(&batch, now, &mut times)?;
         self.keys.intern(&batch, &mut key_ids)?;
+        self.update_ahead_keys()?;
         row_slots.clear();
         let mut touched_fired: Vec<(u32, i64)> = Vec::new();
         for (&t, &key) in times.iter().zip(&key_ids) {
@@ -384,13 +440,14 @@ impl Operator for SliceWindowAggregate {
                 row_slots.push(self.trash);
                 continue;
             }
-            if event_time && self.is_expired(last) {
+            let progress = self.progress_of(key);
+            if event_time && self.is_expired_at(last, progress) {
                 self.late_records_dropped += 1;
                 row_slots.push(self.trash);
                 continue;
             }
             row_slots.push(self.slot_of(key, slice_end));
-            if first - 1 <= self.progress {
+            if first - 1 <= progress {
                 // A window of this slice has fired: it fires again with this row.
                 touched_fired.push((key, slice_end));
             }
