@@ -8,6 +8,7 @@ mod joins;
 mod nexmark;
 mod process;
 mod sources;
+mod stateful_recovery;
 mod topology;
 mod watermarks;
 mod windows;
