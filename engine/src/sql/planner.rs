@@ -860,10 +860,16 @@ impl<'a> Planner<'a> {
             ..Scope::default()
         };
         let input_schema = input.schema();
-        if has_row_kind(&input_schema) {
-            return Err(unsupported("aggregating an updating input"));
+        let updating = has_row_kind(&input_schema);
+        if updating && window.is_some() {
+            return Err(unsupported("a window aggregation over an updating input"));
         }
         let mut pre: Vec<(String, Expr)> = Vec::new();
+        // An updating input keeps its row kinds: the aggregation retracts (see
+        // `operator::aggregate::retract`).
+        if updating {
+            pre.push((ROW_KIND_COLUMN.into(), col(ROW_KIND_COLUMN)));
+        }
         let add_pre = |pre: &mut Vec<(String, Expr)>, name: &str, expr: Expr| {
             if !pre.iter().any(|(n, _)| n == name) {
                 pre.push((name.to_string(), expr));
