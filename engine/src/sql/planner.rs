@@ -630,7 +630,10 @@ impl<'a> Planner<'a> {
             }
             // An inner join of insert-only inputs only inserts: drop its `_row_kind` so that
             // what follows (aggregations, sinks) sees an append-only stream, as in Flink.
-            None if join_type == JoinType::Inner => {
+            None if join_type == JoinType::Inner
+                && !has_row_kind(&left_stream.schema())
+                && !has_row_kind(&right_stream.schema()) =>
+            {
                 let joined = builder.regular(join_type)?;
                 let columns: Vec<(String, Expr)> = joined
                     .schema()
