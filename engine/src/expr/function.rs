@@ -57,6 +57,9 @@ pub enum Function {
     /// `TO_TIMESTAMP_LTZ(epoch, precision)`: `precision` is a literal 0 (seconds) or 3
     /// (milliseconds); the result is `Timestamp(Millisecond, "UTC")`.
     ToTimestampLtz,
+    /// `COUNT_CHAR(s, c)`: how many times the character `c` occurs in `s` (BIGINT). The Java
+    /// UDF `CountChar` of the Nexmark project, which query 14 registers, built in.
+    CountChar,
 }
 
 /// Every function with the names it answers to (first name is canonical).
@@ -84,6 +87,7 @@ const NAMES: &[(Function, &[&str])] = &[
     (Function::Ceil, &["ceil", "ceiling"]),
     (Function::Round, &["round"]),
     (Function::ToTimestampLtz, &["to_timestamp_ltz"]),
+    (Function::CountChar, &["count_char"]),
 ];
 
 impl Function {
@@ -126,6 +130,7 @@ impl Function {
             Function::Ceil => "CEIL",
             Function::Round => "ROUND",
             Function::ToTimestampLtz => "TO_TIMESTAMP_LTZ",
+            Function::CountChar => "COUNT_CHAR",
         }
     }
 }

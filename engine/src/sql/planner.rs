@@ -740,6 +740,18 @@ impl<'a> Planner<'a> {
         if select.qualify.is_some() {
             return Err(unsupported("QUALIFY"));
         }
+        // OVER windows are named before the WHERE that may use their column is planned.
+        for item in &select.projection {
+            if let SelectItem::UnnamedExpr(SqlExpr::Function(f))
+            | SelectItem::ExprWithAlias {
+                expr: SqlExpr::Function(f),
+                ..
+            } = item
+                && f.over.is_some()
+            {
+                return Err(unsupported(&format!("OVER windows ('{item}')")));
+            }
+        }
         let mut items = select.from.iter();
         let Some(first) = items.next() else {
             return Err(unsupported("SELECT without FROM"));

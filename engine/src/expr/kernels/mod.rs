@@ -36,6 +36,7 @@ pub(crate) enum Kernel {
     },
     Replace,
     Position,
+    CountChar,
     Abs,
     Floor,
     Ceil,
@@ -60,6 +61,7 @@ impl Kernel {
                 | Kernel::CharLength
                 | Kernel::Trim { .. }
                 | Kernel::Position
+                | Kernel::CountChar
         )
     }
 
@@ -116,6 +118,11 @@ impl Kernel {
                 n,
             )),
             Kernel::Position => Arc::new(string::position(
+                &StrArg::new(&args[0]),
+                &StrArg::new(arg(args, 1)?),
+                n,
+            )),
+            Kernel::CountChar => Arc::new(string::count_char(
                 &StrArg::new(&args[0]),
                 &StrArg::new(arg(args, 1)?),
                 n,
