@@ -26,7 +26,10 @@ const EVENTS: u64 = 20_000;
 const RATE: u64 = 1_000;
 
 fn query_text(query: &str) -> Result<String> {
-    let path = format!("{}/../examples/nexmark/{query}.sql", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../examples/nexmark/{query}.sql",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
     let from = "'events' = '10000000'";
     if !text.contains(from) {
@@ -101,8 +104,16 @@ fn check(query: &str, expected: impl Fn(&Data) -> Vec<Vec<String>>) -> Result<()
     for parallelism in [1, 2] {
         let actual = run(query, parallelism)?;
         if actual != expected {
-            let missing: Vec<_> = expected.iter().filter(|r| !actual.contains(r)).take(5).collect();
-            let extra: Vec<_> = actual.iter().filter(|r| !expected.contains(r)).take(5).collect();
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|r| !actual.contains(r))
+                .take(5)
+                .collect();
+            let extra: Vec<_> = actual
+                .iter()
+                .filter(|r| !expected.contains(r))
+                .take(5)
+                .collect();
             bail!(
                 "{query} at parallelism {parallelism}: {} rows, expected {}; missing {missing:?}, \
                  unexpected {extra:?}",
@@ -286,7 +297,15 @@ fn q0_pass_through() -> Result<()> {
     check("q0", |d| {
         d.bids
             .iter()
-            .map(|b| vec![s(b.auction), s(b.bidder), s(b.price), ts(b.date_time), b.extra.clone()])
+            .map(|b| {
+                vec![
+                    s(b.auction),
+                    s(b.bidder),
+                    s(b.price),
+                    ts(b.date_time),
+                    b.extra.clone(),
+                ]
+            })
             .collect()
     })
 }
@@ -327,7 +346,12 @@ fn q3_local_item_suggestion() -> Result<()> {
         for a in d.auctions.iter().filter(|a| a.category == 10) {
             for p in d.people.iter().filter(|p| p.id == a.seller) {
                 if ["OR", "ID", "CA"].contains(&p.state.as_str()) {
-                    rows.push(vec![p.name.clone(), p.city.clone(), p.state.clone(), s(a.id)]);
+                    rows.push(vec![
+                        p.name.clone(),
+                        p.city.clone(),
+                        p.state.clone(),
+                        s(a.id),
+                    ]);
                 }
             }
         }
@@ -535,7 +559,11 @@ fn q20_expand_bid_with_auction() -> Result<()> {
     check("q20", |d| {
         let mut rows = Vec::new();
         for b in &d.bids {
-            for a in d.auctions.iter().filter(|a| a.id == b.auction && a.category == 10) {
+            for a in d
+                .auctions
+                .iter()
+                .filter(|a| a.id == b.auction && a.category == 10)
+            {
                 rows.push(vec![
                     s(b.auction),
                     s(b.bidder),
@@ -649,11 +677,13 @@ fn q17_auction_statistics() -> Result<()> {
         }
         let mut groups: BTreeMap<(i64, String), Stats> = BTreeMap::new();
         for b in &d.bids {
-            let stats = groups.entry((b.auction, day(b.date_time))).or_insert(Stats {
-                min: i64::MAX,
-                max: i64::MIN,
-                ..Stats::default()
-            });
+            let stats = groups
+                .entry((b.auction, day(b.date_time)))
+                .or_insert(Stats {
+                    min: i64::MAX,
+                    max: i64::MIN,
+                    ..Stats::default()
+                });
             stats.total += 1;
             stats.ranks[if b.price < 10_000 {
                 0

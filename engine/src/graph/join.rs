@@ -212,7 +212,11 @@ impl JoinSpec {
                     .with_nullable(field.is_nullable() || nullable[0]),
             );
         }
-        for field in right.fields().iter().filter(|f| f.name() != ROW_KIND_COLUMN) {
+        for field in right
+            .fields()
+            .iter()
+            .filter(|f| f.name() != ROW_KIND_COLUMN)
+        {
             let name = if names.contains(field.name().as_str()) {
                 let renamed = format!("{}{RIGHT_DUPLICATE_SUFFIX}", field.name());
                 if names.contains(renamed.as_str()) || right.field_with_name(&renamed).is_ok() {

@@ -371,8 +371,11 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             // Flink's HOUR(t), MINUTE(t), … are EXTRACT(field FROM t).
-            if let ([arg], "YEAR" | "QUARTER" | "MONTH" | "WEEK" | "DAYOFMONTH" | "DAYOFYEAR"
-            | "HOUR" | "MINUTE" | "SECOND") = (args.as_slice(), name.as_str())
+            if let (
+                [arg],
+                "YEAR" | "QUARTER" | "MONTH" | "WEEK" | "DAYOFMONTH" | "DAYOFYEAR" | "HOUR"
+                | "MINUTE" | "SECOND",
+            ) = (args.as_slice(), name.as_str())
             {
                 let field = match name.as_str() {
                     "DAYOFMONTH" => "day",

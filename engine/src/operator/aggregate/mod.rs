@@ -92,7 +92,11 @@ impl KeyedAggregate {
             let inputs = spec
                 .aggregates
                 .iter()
-                .map(|call| call.input.as_ref().and_then(|name| input.index_of(name).ok()))
+                .map(|call| {
+                    call.input
+                        .as_ref()
+                        .and_then(|name| input.index_of(name).ok())
+                })
                 .collect::<Vec<_>>();
             (Vec::new(), inputs)
         } else {
@@ -339,7 +343,8 @@ impl Operator for KeyedAggregate {
             + self
                 .retracting
                 .as_ref()
-                .map_or(0, retract::Retracting::allocated_bytes)) as u64;
+                .map_or(0, retract::Retracting::allocated_bytes))
+            as u64;
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<()> {

@@ -67,9 +67,7 @@ impl Retracting {
                     Some(name) => Some(
                         input
                             .field_with_name(name)
-                            .map_err(|_| {
-                                Error::expr(format!("unknown aggregate column '{name}'"))
-                            })?
+                            .map_err(|_| Error::expr(format!("unknown aggregate column '{name}'")))?
                             .data_type(),
                     ),
                     None => None,
@@ -112,7 +110,11 @@ impl Retracting {
 
 impl KeyedAggregate {
     /// `process_batch` over an updating input; `self.group_ids` holds the batch's groups.
-    pub(super) fn process_retracting(&mut self, batch: &RecordBatch, out: &mut Output) -> Result<()> {
+    pub(super) fn process_retracting(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Output,
+    ) -> Result<()> {
         let group_count = self.groups.len();
         let Some(state) = self.retracting.as_mut() else {
             return Err(Error::Internal(
@@ -174,7 +176,11 @@ impl KeyedAggregate {
         }
         for (acc, input) in state.accumulators.iter_mut().zip(&self.inputs) {
             acc.resize(group_count);
-            acc.update(&self.group_ids, &state.signs, input.map(|i| batch.column(i)))?;
+            acc.update(
+                &self.group_ids,
+                &state.signs,
+                input.map(|i| batch.column(i)),
+            )?;
         }
         let died: Vec<u32> = was_live
             .iter()
@@ -285,8 +291,18 @@ fn new_retract_accumulator(
                     string_keys,
                     string_array,
                 )),
-                Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Date32
-                | Timestamp(_, _) | Decimal128(_, _) | Boolean => Box::new(Multiset::<i128>::new(
+                Int8
+                | Int16
+                | Int32
+                | Int64
+                | UInt8
+                | UInt16
+                | UInt32
+                | UInt64
+                | Date32
+                | Timestamp(_, _)
+                | Decimal128(_, _)
+                | Boolean => Box::new(Multiset::<i128>::new(
                     is_min,
                     input.clone(),
                     integer_keys,
@@ -298,10 +314,18 @@ fn new_retract_accumulator(
         (AggregateFunction::CountDistinct, Some(input)) => match input {
             Float32 | Float64 => Box::new(Multiset::<u64>::distinct(input.clone(), float_keys)),
             Utf8 => Box::new(Multiset::<String>::distinct(input.clone(), string_keys)),
-            Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Date32
-            | Timestamp(_, _) | Decimal128(_, _) | Boolean => {
-                Box::new(Multiset::<i128>::distinct(input.clone(), integer_keys))
-            }
+            Int8
+            | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Date32
+            | Timestamp(_, _)
+            | Decimal128(_, _)
+            | Boolean => Box::new(Multiset::<i128>::distinct(input.clone(), integer_keys)),
             other => return refuse(&other.to_string()),
         },
         (AggregateFunction::FirstValue | AggregateFunction::LastValue, Some(input)) => {
@@ -392,7 +416,8 @@ fn integer_values(values: &ArrayRef) -> Result<Vec<i128>> {
                 .collect()
         }
         _ => {
-            let values = cast(values, &DataType::Int64).map_err(|e| Error::arrow("SUM input", e))?;
+            let values =
+                cast(values, &DataType::Int64).map_err(|e| Error::arrow("SUM input", e))?;
             values
                 .as_primitive::<Int64Type>()
                 .values()
@@ -433,8 +458,7 @@ impl RetractAccumulator for RetractSum {
                 let floats =
                     cast(values, &DataType::Float64).map_err(|e| Error::arrow("SUM input", e))?;
                 let floats = floats.as_primitive::<Float64Type>();
-                for (i, ((&g, &s), &v)) in
-                    groups.iter().zip(signs).zip(floats.values()).enumerate()
+                for (i, ((&g, &s), &v)) in groups.iter().zip(signs).zip(floats.values()).enumerate()
                 {
                     if floats.is_valid(i) {
                         sums[g as usize] += s as f64 * v;
@@ -468,8 +492,7 @@ impl RetractAccumulator for RetractSum {
                 counts,
                 result,
             } => {
-                let value =
-                    |g: u32| (counts[g as usize] > 0).then_some(sums[g as usize]);
+                let value = |g: u32| (counts[g as usize] > 0).then_some(sums[g as usize]);
                 match result {
                     DataType::Int64 => Arc::new(
                         groups
@@ -713,10 +736,8 @@ fn integer_array(keys: Vec<Option<i128>>, data_type: &DataType) -> Result<ArrayR
         DataType::Timestamp(_, _) | DataType::Date32 => {
             let ints: Int64Array = keys.into_iter().map(|k| k.map(|v| v as i64)).collect();
             let as_int = match data_type {
-                DataType::Date32 => {
-                    cast(&(Arc::new(ints) as ArrayRef), &DataType::Int32)
-                        .map_err(|e| Error::arrow("MIN/MAX result", e))?
-                }
+                DataType::Date32 => cast(&(Arc::new(ints) as ArrayRef), &DataType::Int32)
+                    .map_err(|e| Error::arrow("MIN/MAX result", e))?,
                 _ => Arc::new(ints),
             };
             let data = as_int
@@ -822,8 +843,7 @@ mod tests {
         ]));
         min.update(&[0, 0, 1], &signs(&[1, 1, 1]), Some(&values))
             .unwrap();
-        let retract: ArrayRef =
-            Arc::new(arrow::array::TimestampMillisecondArray::from(vec![10]));
+        let retract: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![10]));
         min.update(&[0], &signs(&[-1]), Some(&retract)).unwrap();
         let result = min.evaluate(&[0, 1]).unwrap();
         assert_eq!(result.data_type(), &ts);
@@ -856,15 +876,42 @@ mod tests {
             acc.resize(1);
             acc.update(&[0, 0, 0], &[1, 1, 1], Some(&values)).unwrap();
         }
-        assert_eq!(sum.evaluate(&[0]).unwrap().as_primitive::<Int64Type>().value(0), 10);
-        assert_eq!(avg.evaluate(&[0]).unwrap().as_primitive::<Float64Type>().value(0), 5.0);
-        assert_eq!(count.evaluate(&[0]).unwrap().as_primitive::<Int64Type>().value(0), 2);
+        assert_eq!(
+            sum.evaluate(&[0])
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(0),
+            10
+        );
+        assert_eq!(
+            avg.evaluate(&[0])
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .value(0),
+            5.0
+        );
+        assert_eq!(
+            count
+                .evaluate(&[0])
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(0),
+            2
+        );
         for acc in [&mut sum, &mut avg, &mut count] {
-            acc.update(&[0, 0, 0], &[-1, -1, -1], Some(&values)).unwrap();
+            acc.update(&[0, 0, 0], &[-1, -1, -1], Some(&values))
+                .unwrap();
         }
         assert!(sum.evaluate(&[0]).unwrap().is_null(0));
         assert!(avg.evaluate(&[0]).unwrap().is_null(0));
-        assert_eq!(count.evaluate(&[0]).unwrap().as_primitive::<Int64Type>().value(0), 0);
+        assert_eq!(
+            count
+                .evaluate(&[0])
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(0),
+            0
+        );
     }
 
     #[test]

@@ -27,11 +27,11 @@ use arrow::record_batch::RecordBatch;
 
 use super::{BatchStore, JoinKeys, Matches, OutputShape, RowRef};
 use crate::element::RowKind;
-use crate::state::hash_columns;
-use crate::{Error, Result};
 use crate::graph::JoinType;
 use crate::operator::{Operator, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::hash_columns;
+use crate::{Error, Result};
 
 pub(crate) struct RegularJoin {
     keys: JoinKeys,
@@ -102,18 +102,18 @@ impl RegularJoin {
         let mut stored = 0usize;
         let mut run_kind = RowKind::Insert;
         self.matches.clear();
-        for row in 0..batch.num_rows() {
+        for (row, &row_kind) in kinds.iter().enumerate().take(batch.num_rows()) {
             if valid.as_ref().is_some_and(|v| v.is_null(row)) {
                 continue;
             }
             let key = self.keys.ids[row] as usize;
-            let retract = match RowKind::from_i8(kinds[row]) {
+            let retract = match RowKind::from_i8(row_kind) {
                 Some(RowKind::Insert | RowKind::UpdateAfter) => false,
                 Some(RowKind::UpdateBefore | RowKind::Delete) => true,
                 None => {
                     return Err(Error::data(
                         "join input",
-                        format!("row {row} has an unknown _row_kind {}", kinds[row]),
+                        format!("row {row} has an unknown _row_kind {row_kind}"),
                     ));
                 }
             };
