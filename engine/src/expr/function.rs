@@ -60,6 +60,10 @@ pub enum Function {
     /// `COUNT_CHAR(s, c)`: how many times the character `c` occurs in `s` (BIGINT). The Java
     /// UDF `CountChar` of the Nexmark project, which query 14 registers, built in.
     CountChar,
+    /// `PROCTIME()`: the wall clock when a batch is evaluated, `Timestamp(ms, "UTC")` (Flink's
+    /// `TIMESTAMP_LTZ(3) *PROCTIME*`). A window TVF over such a column is a processing-time
+    /// window.
+    Proctime,
 }
 
 /// Every function with the names it answers to (first name is canonical).
@@ -88,6 +92,7 @@ const NAMES: &[(Function, &[&str])] = &[
     (Function::Round, &["round"]),
     (Function::ToTimestampLtz, &["to_timestamp_ltz"]),
     (Function::CountChar, &["count_char"]),
+    (Function::Proctime, &["proctime"]),
 ];
 
 impl Function {
@@ -131,6 +136,7 @@ impl Function {
             Function::Round => "ROUND",
             Function::ToTimestampLtz => "TO_TIMESTAMP_LTZ",
             Function::CountChar => "COUNT_CHAR",
+            Function::Proctime => "PROCTIME",
         }
     }
 }

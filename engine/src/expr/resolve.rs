@@ -792,6 +792,15 @@ impl Resolver<'_> {
                 };
                 Ok(self.call(kernel, a, DataType::Utf8, display))
             }
+            Function::Proctime => {
+                check_arity(func, args, 0, 0)?;
+                Ok(self.call(
+                    Kernel::Proctime,
+                    Vec::new(),
+                    DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into())),
+                    display,
+                ))
+            }
             Function::CountChar => {
                 check_arity(func, args, 2, 2)?;
                 let a = args

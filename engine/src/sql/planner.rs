@@ -75,6 +75,8 @@ struct TimeOperand {
 struct WindowTvf {
     kind: WindowKind,
     time_column: String,
+    /// The time column is a `PROCTIME()` attribute: a processing-time window.
+    processing_time: bool,
 }
 
 /// Plans queries of one statement into `env`.
@@ -83,6 +85,8 @@ pub struct Planner<'a> {
     env: &'a StreamEnvironment,
     streaming: bool,
     ctes: Vec<(String, Query)>,
+    /// Output columns of the statement's projections that are `PROCTIME()` attributes.
+    proctime_columns: Vec<String>,
 }
 
 fn unsupported(feature: &str) -> Error {
@@ -110,6 +114,7 @@ impl<'a> Planner<'a> {
             env,
             streaming,
             ctes: Vec::new(),
+            proctime_columns: Vec::new(),
         }
     }
 
@@ -732,7 +737,11 @@ impl<'a> Planner<'a> {
         }
         Ok(Rel {
             stream,
-            window: Some(WindowTvf { kind, time_column }),
+            window: Some(WindowTvf {
+                processing_time: self.proctime_columns.contains(&time_column),
+                kind,
+                time_column,
+            }),
         })
     }
 
@@ -987,8 +996,12 @@ impl<'a> Planner<'a> {
             Some(tvf) => {
                 add_pre(&mut pre, &tvf.time_column, col(&tvf.time_column));
                 let projected = input.project(pre)?;
-                let time = WindowTime::EventTime {
-                    column: tvf.time_column.clone(),
+                let time = if tvf.processing_time {
+                    WindowTime::ProcessingTime
+                } else {
+                    WindowTime::EventTime {
+                        column: tvf.time_column.clone(),
+                    }
                 };
                 if keys.is_empty() {
                     projected
@@ -1060,7 +1073,7 @@ impl<'a> Planner<'a> {
 
     /// The select list as a projection (keeping `_row_kind` first when present).
     fn project_items(
-        &self,
+        &mut self,
         stream: &DataStream,
         items: &[SelectItem],
         substitutions: &[(SqlExpr, String)],
@@ -1114,6 +1127,11 @@ impl<'a> Planner<'a> {
                     columns.push((name, sql_expr::convert(e, &scope)?));
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
+                    if let SqlExpr::Function(f) = expr
+                        && function_name(f) == "PROCTIME"
+                    {
+                        self.proctime_columns.push(alias.value.clone());
+                    }
                     columns.push((alias.value.clone(), sql_expr::convert(expr, &scope)?));
                 }
                 other => return Err(unsupported(&format!("select item {other}"))),

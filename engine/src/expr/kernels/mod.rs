@@ -37,6 +37,8 @@ pub(crate) enum Kernel {
     Replace,
     Position,
     CountChar,
+    /// The wall clock (`PROCTIME()`), one value per batch.
+    Proctime,
     Abs,
     Floor,
     Ceil,
@@ -62,6 +64,7 @@ impl Kernel {
                 | Kernel::Trim { .. }
                 | Kernel::Position
                 | Kernel::CountChar
+                | Kernel::Proctime
         )
     }
 
@@ -72,6 +75,13 @@ impl Kernel {
         num_rows: usize,
         out: &DataType,
     ) -> Result<Value, ArrowError> {
+        if self == Kernel::Proctime {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let now = arrow::array::TimestampMillisecondArray::from(vec![now]).with_timezone("UTC");
+            return Ok(Value::from_result(Arc::new(now), true));
+        }
         let all_scalar = args.iter().all(Value::is_scalar);
         let n = if all_scalar { 1 } else { num_rows };
         let first = args
@@ -136,6 +146,11 @@ impl Kernel {
                 multiplier,
             )?),
             Kernel::Extract(field) => temporal::extract(first, field)?,
+            Kernel::Proctime => {
+                return Err(ArrowError::ComputeError(
+                    "PROCTIME is evaluated above".into(),
+                ));
+            }
             Kernel::FloorTime(unit) => temporal::floor_time(first, unit)?,
         };
         Ok(Value::from_result(result, all_scalar))
