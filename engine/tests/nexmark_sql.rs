@@ -464,8 +464,24 @@ fn q7_highest_bid() -> Result<()> {
     })
 }
 
+/// The plan of a query file's `INSERT … SELECT`, as `EXPLAIN` prints it.
+fn explain(query: &str) -> Result<String> {
+    let text = query_text(query)?;
+    let at = text.find("INSERT INTO").context("no INSERT")?;
+    let explained = format!("{}EXPLAIN {}", &text[..at], &text[at..]);
+    let outcomes = session(2).execute(&explained)?;
+    match outcomes.last() {
+        Some(Outcome::Text(plan)) => Ok(plan.clone()),
+        other => bail!("EXPLAIN gave {other:?}"),
+    }
+}
+
 #[test]
 fn q8_monitor_new_users() -> Result<()> {
+    // Flink plans the join of two tumbling window aggregations on their bounds as a window
+    // join, which drops each window's rows once it fired.
+    let plan = explain("q8")?;
+    assert!(plan.contains("WindowJoin"), "{plan}");
     check("q8", |d| {
         let window = |t: i64| t - t.rem_euclid(10_000);
         let people: BTreeSet<(i64, String, i64)> = d

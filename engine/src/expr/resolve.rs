@@ -797,7 +797,10 @@ impl Resolver<'_> {
                 Ok(self.call(
                     Kernel::Proctime,
                     Vec::new(),
-                    DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into())),
+                    DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Millisecond,
+                        Some("UTC".into()),
+                    ),
                     display,
                 ))
             }

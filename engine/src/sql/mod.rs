@@ -33,6 +33,7 @@ pub mod expr;
 pub mod parser;
 pub mod planner;
 pub mod types;
+mod window_join;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -39,6 +39,7 @@ use super::expr::{
     self as sql_expr, QualifiedColumn, Scope, function_args, function_name, is_aggregate_name,
     resolve_name,
 };
+use super::window_join;
 use crate::api::{DataStream, StreamEnvironment};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::{Expr, ScalarValue, col};
@@ -87,6 +88,8 @@ pub struct Planner<'a> {
     ctes: Vec<(String, Query)>,
     /// Output columns of the statement's projections that are `PROCTIME()` attributes.
     proctime_columns: Vec<String>,
+    /// Output columns of windowed aggregations that hold window bounds (for window joins).
+    window_bounds: Vec<window_join::WindowBound>,
 }
 
 fn unsupported(feature: &str) -> Error {
@@ -115,6 +118,7 @@ impl<'a> Planner<'a> {
             streaming,
             ctes: Vec::new(),
             proctime_columns: Vec::new(),
+            window_bounds: Vec::new(),
         }
     }
 
@@ -621,6 +625,21 @@ impl<'a> Planner<'a> {
         };
         let (left_stream, right_stream) =
             widen_keys(&left.stream, &right_stream, &left_keys, &right_keys)?;
+        let window = match (&interval, join_type) {
+            (None, JoinType::Inner)
+                if !has_row_kind(&left_stream.schema())
+                    && !has_row_kind(&right_stream.schema()) =>
+            {
+                window_join::window_join_time(
+                    &self.window_bounds,
+                    &left_stream.schema(),
+                    &right_stream.schema(),
+                    &left_keys,
+                    &right_keys,
+                )
+            }
+            _ => None,
+        };
         let builder = left_stream.join(&right_stream, left_keys, right_keys);
         let (stream, rowtimes) = match interval {
             Some((l, r, lower, upper)) => {
@@ -632,6 +651,9 @@ impl<'a> Planner<'a> {
                     builder.interval(&l, &r, lower, upper)?,
                     vec![l.clone(), right_out],
                 )
+            }
+            None if let Some((l, r, size_ms)) = &window => {
+                (builder.tumbling_window(l, r, *size_ms)?, Vec::new())
             }
             // An inner join of insert-only inputs only inserts: drop its `_row_kind` so that
             // what follows (aggregations, sinks) sees an append-only stream, as in Flink.
@@ -1050,6 +1072,17 @@ impl<'a> Planner<'a> {
                     })),
                 ));
                 stream = stream.project(columns)?;
+            }
+        }
+        if let Some(tvf) = &window {
+            for item in &select.projection {
+                if let Some((column, bound)) = window_join::projected_bound(item) {
+                    self.window_bounds.push(window_join::WindowBound {
+                        column,
+                        bound,
+                        window: tvf.kind.clone(),
+                    });
+                }
             }
         }
         let scope = Scope {
