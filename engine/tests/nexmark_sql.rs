@@ -525,6 +525,21 @@ fn q12_processing_time_windows() -> Result<()> {
 }
 
 #[test]
+fn q13_lookup_join_is_rejected_clearly() -> Result<()> {
+    let text = query_text("q13")?;
+    let err = session(1)
+        .run_script(&text, &mut |_| Ok(()))
+        .expect_err("lookup joins are not planned yet");
+    let message = err.to_string();
+    assert!(
+        message.contains("FOR SYSTEM_TIME AS OF (a lookup or temporal join) is not supported yet"),
+        "{message}"
+    );
+    assert!(message.contains("line 81, column 17"), "{message}");
+    Ok(())
+}
+
+#[test]
 #[ignore = "needs a lookup join (FOR SYSTEM_TIME AS OF) against a bounded side table"]
 fn q13_bounded_side_input_join() -> Result<()> {
     std::fs::create_dir_all("/tmp/nexmark")?;

@@ -6,6 +6,8 @@
 -- The side input is a CSV file `key,value` (Flink's runner writes one with keys 0..9999);
 -- generate it with bench/nexmark-sql.sh or:
 --   for k in $(seq 0 9999); do echo "$k,v$k"; done > /tmp/nexmark/side_input.csv
+-- (`key` is quoted in the DDL: Flink reads it as a column name, the SQL parser here as the
+-- start of a KEY constraint.)
 -- -------------------------------------------------------------------------------------------------
 
 -- The Nexmark tables from the built-in generator (Flink's nexmark DDL declares one `nexmark`
@@ -50,7 +52,7 @@ CREATE TABLE bid (
 ) WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '10000000');
 
 CREATE TABLE side_input (
-  key BIGINT,
+  `key` BIGINT,
   `value` VARCHAR
 ) WITH (
   'connector' = 'filesystem',
