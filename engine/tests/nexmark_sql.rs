@@ -503,6 +503,32 @@ fn q8_monitor_new_users() -> Result<()> {
 }
 
 #[test]
+fn q11_user_sessions() -> Result<()> {
+    check("q11", |d| {
+        let mut times: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for b in &d.bids {
+            times.entry(b.bidder).or_default().push(b.date_time);
+        }
+        let mut rows = Vec::new();
+        for (bidder, mut times) in times {
+            times.sort_unstable();
+            // A session is `[first, last + gap)`; a bid before the end extends it.
+            let (mut start, mut end, mut count) = (times[0], times[0] + 10_000, 0);
+            for t in times {
+                if t >= end {
+                    rows.push(vec![s(bidder), s(count), ts(start), ts(end)]);
+                    (start, count) = (t, 0);
+                }
+                end = end.max(t + 10_000);
+                count += 1;
+            }
+            rows.push(vec![s(bidder), s(count), ts(start), ts(end)]);
+        }
+        rows
+    })
+}
+
+#[test]
 fn q12_processing_time_windows() -> Result<()> {
     // Processing-time panes depend on the wall clock: check the total per bidder, and that
     // every pane is 10 s long.

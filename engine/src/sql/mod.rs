@@ -30,6 +30,7 @@
 pub mod catalog;
 pub mod connector;
 pub mod expr;
+mod group_window;
 pub mod parser;
 pub mod planner;
 pub mod types;

@@ -771,6 +771,9 @@ impl<'a> Planner<'a> {
         if select.qualify.is_some() {
             return Err(unsupported("QUALIFY"));
         }
+        if let Some(rewritten) = super::group_window::rewrite(select)? {
+            return self.plan_select(&rewritten);
+        }
         // OVER windows are named before the WHERE that may use their column is planned.
         for item in &select.projection {
             if let SelectItem::UnnamedExpr(SqlExpr::Function(f))
