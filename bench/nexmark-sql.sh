@@ -7,7 +7,8 @@
 #
 # EVENTS replaces the files' `'events' = '10000000'`; the rate stays the generator's default.
 # Queries that do not run yet are reported as FAILED with the first line of their error.
-# The `sluice` binary is built in release mode once (CARGO_TARGET_DIR is honoured).
+# The `sluice` binary is built in release mode once (CARGO_TARGET_DIR is honoured), unless
+# SLUICE_BIN names one to use.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -20,8 +21,12 @@ shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 
-cargo build --release -q -p sluice-coordinator --bin sluice --manifest-path "$root/Cargo.toml"
-sluice=$target/release/sluice
+if [[ -n ${SLUICE_BIN:-} ]]; then
+  sluice=$SLUICE_BIN
+else
+  cargo build --release -q -p sluice-coordinator --bin sluice --manifest-path "$root/Cargo.toml"
+  sluice=$target/release/sluice
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
