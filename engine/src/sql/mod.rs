@@ -2,7 +2,9 @@
 //!
 //! Module map: [`parser`] (statements, Flink syntax `sqlparser` does not read), [`catalog`]
 //! (tables and views), [`types`] (SQL → Arrow types), [`expr`] (SQL → engine expressions),
-//! [`connector`] (`WITH` options → sources and sinks), [`planner`] (queries → DataStream calls).
+//! [`connector`] (`WITH` options → sources and sinks), [`planner`] (queries → DataStream calls),
+//! `window_join` (joins of window aggregations) and `group_window` (legacy group windows →
+//! window TVFs).
 //!
 //! Statements:
 //! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW … AS …`, `SHOW TABLES`,

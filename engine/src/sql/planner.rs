@@ -22,8 +22,15 @@
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
-//! `ORDER BY`, `LIMIT`, OVER windows and window TVFs without aggregation report
-//! "… is not supported yet".
+//! - A join of two tumbling window aggregations on their window bounds → a window join (see
+//!   `sql::window_join`); an inner regular join also takes updating inputs, and an
+//!   aggregation over an updating input retracts (`operator::aggregate::retract`).
+//! - Legacy group windows (`GROUP BY TUMBLE(t, …)`, `SESSION_START(…)`) → their window TVF
+//!   form (`sql::group_window`); a window TVF over a `PROCTIME()` column → a
+//!   processing-time window.
+//!
+//! `ORDER BY`, `LIMIT`, OVER windows, lookup joins (`FOR SYSTEM_TIME AS OF`) and window TVFs
+//! without aggregation report "… is not supported yet".
 
 use std::time::Duration;
 
