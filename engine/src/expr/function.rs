@@ -57,6 +57,13 @@ pub enum Function {
     /// `TO_TIMESTAMP_LTZ(epoch, precision)`: `precision` is a literal 0 (seconds) or 3
     /// (milliseconds); the result is `Timestamp(Millisecond, "UTC")`.
     ToTimestampLtz,
+    /// `COUNT_CHAR(s, c)`: how many times the character `c` occurs in `s` (BIGINT). The Java
+    /// UDF `CountChar` of the Nexmark project, which query 14 registers, built in.
+    CountChar,
+    /// `PROCTIME()`: the wall clock when a batch is evaluated, `Timestamp(ms, "UTC")` (Flink's
+    /// `TIMESTAMP_LTZ(3) *PROCTIME*`). A window TVF over such a column is a processing-time
+    /// window.
+    Proctime,
 }
 
 /// Every function with the names it answers to (first name is canonical).
@@ -84,6 +91,8 @@ const NAMES: &[(Function, &[&str])] = &[
     (Function::Ceil, &["ceil", "ceiling"]),
     (Function::Round, &["round"]),
     (Function::ToTimestampLtz, &["to_timestamp_ltz"]),
+    (Function::CountChar, &["count_char"]),
+    (Function::Proctime, &["proctime"]),
 ];
 
 impl Function {
@@ -126,6 +135,8 @@ impl Function {
             Function::Ceil => "CEIL",
             Function::Round => "ROUND",
             Function::ToTimestampLtz => "TO_TIMESTAMP_LTZ",
+            Function::CountChar => "COUNT_CHAR",
+            Function::Proctime => "PROCTIME",
         }
     }
 }

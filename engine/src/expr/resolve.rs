@@ -792,6 +792,26 @@ impl Resolver<'_> {
                 };
                 Ok(self.call(kernel, a, DataType::Utf8, display))
             }
+            Function::Proctime => {
+                check_arity(func, args, 0, 0)?;
+                Ok(self.call(
+                    Kernel::Proctime,
+                    Vec::new(),
+                    DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Millisecond,
+                        Some("UTC".into()),
+                    ),
+                    display,
+                ))
+            }
+            Function::CountChar => {
+                check_arity(func, args, 2, 2)?;
+                let a = args
+                    .iter()
+                    .map(|e| self.string_operand(e, name))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(self.call(Kernel::CountChar, a, DataType::Int64, display))
+            }
             Function::Replace | Function::Position => {
                 let (n, kernel, t) = if func == Function::Replace {
                     (3, Kernel::Replace, DataType::Utf8)

@@ -109,8 +109,12 @@ impl JoinSpec {
     pub(crate) fn resolve(&self, left: &Schema, right: &Schema) -> Result<ResolvedJoin> {
         for (side, schema) in [("left", left), ("right", right)] {
             if schema.field_with_name(ROW_KIND_COLUMN).is_ok() {
+                // An inner regular join consumes retractions; the others do not yet.
                 let what = match self.kind {
-                    JoinKind::Regular { .. } => "regular join",
+                    JoinKind::Regular {
+                        join_type: JoinType::Inner,
+                    } => continue,
+                    JoinKind::Regular { .. } => "outer join",
                     JoinKind::Interval { .. } => "interval join",
                     JoinKind::Window { .. } => "window join",
                 };
@@ -198,7 +202,8 @@ impl JoinSpec {
             fields.push(Field::new(ROW_KIND_COLUMN, DataType::Int8, false));
         }
         let mut names: HashSet<&str> = HashSet::new();
-        for field in left.fields() {
+        // An updating input's `_row_kind` is not an output column: the join has its own.
+        for field in left.fields().iter().filter(|f| f.name() != ROW_KIND_COLUMN) {
             names.insert(field.name());
             fields.push(
                 field
@@ -207,7 +212,11 @@ impl JoinSpec {
                     .with_nullable(field.is_nullable() || nullable[0]),
             );
         }
-        for field in right.fields() {
+        for field in right
+            .fields()
+            .iter()
+            .filter(|f| f.name() != ROW_KIND_COLUMN)
+        {
             let name = if names.contains(field.name().as_str()) {
                 let renamed = format!("{}{RIGHT_DUPLICATE_SUFFIX}", field.name());
                 if names.contains(renamed.as_str()) || right.field_with_name(&renamed).is_ok() {
@@ -321,17 +330,24 @@ mod tests {
     }
 
     #[test]
-    fn updating_input_is_rejected() {
+    fn updating_input_is_taken_by_inner_regular_joins_only() {
         let left = schema(&[(ROW_KIND_COLUMN, DataType::Int8), ("k", DataType::Int64)]);
         let right = schema(&[("k", DataType::Int64)]);
-        let err = spec(JoinKind::Regular {
+        let out = spec(JoinKind::Regular {
             join_type: JoinType::Inner,
+        })
+        .output_schema(&left, &right)
+        .unwrap();
+        let names: Vec<&str> = out.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, [ROW_KIND_COLUMN, "k", "k_right"]);
+        let err = spec(JoinKind::Regular {
+            join_type: JoinType::Left,
         })
         .output_schema(&left, &right)
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("regular join over updating input is not supported yet"),
+            err.contains("outer join over updating input is not supported yet"),
             "{err}"
         );
     }

@@ -370,6 +370,23 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
                     None => Err(Error::expr(format!("'*' is not an argument of {name}"))),
                 })
                 .collect::<Result<Vec<_>>>()?;
+            // Flink's HOUR(t), MINUTE(t), … are EXTRACT(field FROM t).
+            if let (
+                [arg],
+                "YEAR" | "QUARTER" | "MONTH" | "WEEK" | "DAYOFMONTH" | "DAYOFYEAR" | "HOUR"
+                | "MINUTE" | "SECOND",
+            ) = (args.as_slice(), name.as_str())
+            {
+                let field = match name.as_str() {
+                    "DAYOFMONTH" => "day",
+                    "DAYOFYEAR" => "doy",
+                    other => other,
+                };
+                return Ok(Expr::Extract {
+                    field: DateField::from_name(&field.to_ascii_lowercase())?,
+                    expr: Box::new(arg.clone()),
+                });
+            }
             Expr::Function {
                 func: Function::from_name(&name)?,
                 args,

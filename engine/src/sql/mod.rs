@@ -2,7 +2,9 @@
 //!
 //! Module map: [`parser`] (statements, Flink syntax `sqlparser` does not read), [`catalog`]
 //! (tables and views), [`types`] (SQL → Arrow types), [`expr`] (SQL → engine expressions),
-//! [`connector`] (`WITH` options → sources and sinks), [`planner`] (queries → DataStream calls).
+//! [`connector`] (`WITH` options → sources and sinks), [`planner`] (queries → DataStream calls),
+//! `window_join` (joins of window aggregations) and `group_window` (legacy group windows →
+//! window TVFs).
 //!
 //! Statements:
 //! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW … AS …`, `SHOW TABLES`,
@@ -30,9 +32,11 @@
 pub mod catalog;
 pub mod connector;
 pub mod expr;
+mod group_window;
 pub mod parser;
 pub mod planner;
 pub mod types;
+mod window_join;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -286,6 +286,21 @@ fn parse_statement(
     // are replaced byte by byte with spaces: the result is valid UTF-8, though a blanked
     // multi-byte character becomes several spaces (columns after it on that line shift).
     let text = String::from_utf8_lossy(&bytes).into_owned();
+    // Lookup (temporal) joins are not planned yet: name them rather than the parser's
+    // complaint about the unexpected SYSTEM_TIME.
+    let versioned = significant.windows(4).find(|w| {
+        matches!(&w[0].token, Token::Word(a) if a.keyword == Keyword::FOR)
+            && matches!(&w[1].token, Token::Word(b) if b.keyword == Keyword::SYSTEM_TIME)
+            && matches!(&w[2].token, Token::Word(c) if c.keyword == Keyword::AS)
+            && matches!(&w[3].token, Token::Word(d) if d.keyword == Keyword::OF)
+    });
+    if let Some(w) = versioned {
+        let start = w[0].span.start;
+        return Err(Error::sql(
+            format!("line {}, column {}", start.line, start.column),
+            "FOR SYSTEM_TIME AS OF (a lookup or temporal join) is not supported yet",
+        ));
+    }
     let statements = Parser::new(&GenericDialect {})
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_statements())

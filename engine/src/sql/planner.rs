@@ -22,8 +22,15 @@
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
-//! `ORDER BY`, `LIMIT`, OVER windows and window TVFs without aggregation report
-//! "… is not supported yet".
+//! - A join of two tumbling window aggregations on their window bounds → a window join (see
+//!   `sql::window_join`); an inner regular join also takes updating inputs, and an
+//!   aggregation over an updating input retracts (`operator::aggregate::retract`).
+//! - Legacy group windows (`GROUP BY TUMBLE(t, …)`, `SESSION_START(…)`) → their window TVF
+//!   form (`sql::group_window`); a window TVF over a `PROCTIME()` column → a
+//!   processing-time window.
+//!
+//! `ORDER BY`, `LIMIT`, OVER windows, lookup joins (`FOR SYSTEM_TIME AS OF`) and window TVFs
+//! without aggregation report "… is not supported yet".
 
 use std::time::Duration;
 
@@ -39,6 +46,7 @@ use super::expr::{
     self as sql_expr, QualifiedColumn, Scope, function_args, function_name, is_aggregate_name,
     resolve_name,
 };
+use super::window_join;
 use crate::api::{DataStream, StreamEnvironment};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::{Expr, ScalarValue, col};
@@ -75,6 +83,8 @@ struct TimeOperand {
 struct WindowTvf {
     kind: WindowKind,
     time_column: String,
+    /// The time column is a `PROCTIME()` attribute: a processing-time window.
+    processing_time: bool,
 }
 
 /// Plans queries of one statement into `env`.
@@ -83,6 +93,10 @@ pub struct Planner<'a> {
     env: &'a StreamEnvironment,
     streaming: bool,
     ctes: Vec<(String, Query)>,
+    /// Output columns of the statement's projections that are `PROCTIME()` attributes.
+    proctime_columns: Vec<String>,
+    /// Output columns of windowed aggregations that hold window bounds (for window joins).
+    window_bounds: Vec<window_join::WindowBound>,
 }
 
 fn unsupported(feature: &str) -> Error {
@@ -110,6 +124,8 @@ impl<'a> Planner<'a> {
             env,
             streaming,
             ctes: Vec::new(),
+            proctime_columns: Vec::new(),
+            window_bounds: Vec::new(),
         }
     }
 
@@ -616,6 +632,21 @@ impl<'a> Planner<'a> {
         };
         let (left_stream, right_stream) =
             widen_keys(&left.stream, &right_stream, &left_keys, &right_keys)?;
+        let window = match (&interval, join_type) {
+            (None, JoinType::Inner)
+                if !has_row_kind(&left_stream.schema())
+                    && !has_row_kind(&right_stream.schema()) =>
+            {
+                window_join::window_join_time(
+                    &self.window_bounds,
+                    &left_stream.schema(),
+                    &right_stream.schema(),
+                    &left_keys,
+                    &right_keys,
+                )
+            }
+            _ => None,
+        };
         let builder = left_stream.join(&right_stream, left_keys, right_keys);
         let (stream, rowtimes) = match interval {
             Some((l, r, lower, upper)) => {
@@ -628,9 +659,15 @@ impl<'a> Planner<'a> {
                     vec![l.clone(), right_out],
                 )
             }
+            None if let Some((l, r, size_ms)) = &window => {
+                (builder.tumbling_window(l, r, *size_ms)?, Vec::new())
+            }
             // An inner join of insert-only inputs only inserts: drop its `_row_kind` so that
             // what follows (aggregations, sinks) sees an append-only stream, as in Flink.
-            None if join_type == JoinType::Inner => {
+            None if join_type == JoinType::Inner
+                && !has_row_kind(&left_stream.schema())
+                && !has_row_kind(&right_stream.schema()) =>
+            {
                 let joined = builder.regular(join_type)?;
                 let columns: Vec<(String, Expr)> = joined
                     .schema()
@@ -729,13 +766,32 @@ impl<'a> Planner<'a> {
         }
         Ok(Rel {
             stream,
-            window: Some(WindowTvf { kind, time_column }),
+            window: Some(WindowTvf {
+                processing_time: self.proctime_columns.contains(&time_column),
+                kind,
+                time_column,
+            }),
         })
     }
 
     fn plan_select(&mut self, select: &Select) -> Result<Rel> {
         if select.qualify.is_some() {
             return Err(unsupported("QUALIFY"));
+        }
+        if let Some(rewritten) = super::group_window::rewrite(select)? {
+            return self.plan_select(&rewritten);
+        }
+        // OVER windows are named before the WHERE that may use their column is planned.
+        for item in &select.projection {
+            if let SelectItem::UnnamedExpr(SqlExpr::Function(f))
+            | SelectItem::ExprWithAlias {
+                expr: SqlExpr::Function(f),
+                ..
+            } = item
+                && f.over.is_some()
+            {
+                return Err(unsupported(&format!("OVER windows ('{item}')")));
+            }
         }
         let mut items = select.from.iter();
         let Some(first) = items.next() else {
@@ -860,10 +916,16 @@ impl<'a> Planner<'a> {
             ..Scope::default()
         };
         let input_schema = input.schema();
-        if has_row_kind(&input_schema) {
-            return Err(unsupported("aggregating an updating input"));
+        let updating = has_row_kind(&input_schema);
+        if updating && window.is_some() {
+            return Err(unsupported("a window aggregation over an updating input"));
         }
         let mut pre: Vec<(String, Expr)> = Vec::new();
+        // An updating input keeps its row kinds: the aggregation retracts (see
+        // `operator::aggregate::retract`).
+        if updating {
+            pre.push((ROW_KIND_COLUMN.into(), col(ROW_KIND_COLUMN)));
+        }
         let add_pre = |pre: &mut Vec<(String, Expr)>, name: &str, expr: Expr| {
             if !pre.iter().any(|(n, _)| n == name) {
                 pre.push((name.to_string(), expr));
@@ -966,8 +1028,12 @@ impl<'a> Planner<'a> {
             Some(tvf) => {
                 add_pre(&mut pre, &tvf.time_column, col(&tvf.time_column));
                 let projected = input.project(pre)?;
-                let time = WindowTime::EventTime {
-                    column: tvf.time_column.clone(),
+                let time = if tvf.processing_time {
+                    WindowTime::ProcessingTime
+                } else {
+                    WindowTime::EventTime {
+                        column: tvf.time_column.clone(),
+                    }
                 };
                 if keys.is_empty() {
                     projected
@@ -1018,6 +1084,17 @@ impl<'a> Planner<'a> {
                 stream = stream.project(columns)?;
             }
         }
+        if let Some(tvf) = &window {
+            for item in &select.projection {
+                if let Some((column, bound)) = window_join::projected_bound(item) {
+                    self.window_bounds.push(window_join::WindowBound {
+                        column,
+                        bound,
+                        window: tvf.kind.clone(),
+                    });
+                }
+            }
+        }
         let scope = Scope {
             substitutions: &substitutions,
             names,
@@ -1039,7 +1116,7 @@ impl<'a> Planner<'a> {
 
     /// The select list as a projection (keeping `_row_kind` first when present).
     fn project_items(
-        &self,
+        &mut self,
         stream: &DataStream,
         items: &[SelectItem],
         substitutions: &[(SqlExpr, String)],
@@ -1093,6 +1170,11 @@ impl<'a> Planner<'a> {
                     columns.push((name, sql_expr::convert(e, &scope)?));
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
+                    if let SqlExpr::Function(f) = expr
+                        && function_name(f) == "PROCTIME"
+                    {
+                        self.proctime_columns.push(alias.value.clone());
+                    }
                     columns.push((alias.value.clone(), sql_expr::convert(expr, &scope)?));
                 }
                 other => return Err(unsupported(&format!("select item {other}"))),

@@ -193,9 +193,11 @@ fn interval_join_equals_the_nested_loop_reference() {
             );
             let join = output.result.vertex("IntervalJoin").expect("join vertex");
             assert_eq!(join.metrics.late_records_dropped, 0);
-            // The final watermark cleared the state; only empty containers remain.
+            // The final watermark cleared the state; only empty containers remain (their
+            // capacity follows the peak number of batches held, which with one-row batches
+            // depends on how the two sources interleave).
             assert_eq!(join.metrics.state_keys, 0);
-            assert!(join.metrics.state_bytes < 64 * 1024, "{:?}", join.metrics);
+            assert!(join.metrics.state_bytes < 160 * 1024, "{:?}", join.metrics);
         }
     }
 }
@@ -301,14 +303,15 @@ fn join_output_names_and_errors() {
         .expect("empty interval")
         .to_string();
     assert!(error.contains("lower bound 10"), "{error}");
+    // An inner regular join takes an updating input (it retracts); an outer one not yet.
     let error = joined
         .join(&r, ["k"], ["k"])
-        .regular(JoinType::Inner)
+        .regular(JoinType::Left)
         .err()
         .expect("updating input")
         .to_string();
     assert!(
-        error.contains("regular join over updating input is not supported yet"),
+        error.contains("outer join over updating input is not supported yet"),
         "{error}"
     );
 }

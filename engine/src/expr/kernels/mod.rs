@@ -36,6 +36,9 @@ pub(crate) enum Kernel {
     },
     Replace,
     Position,
+    CountChar,
+    /// The wall clock (`PROCTIME()`), one value per batch.
+    Proctime,
     Abs,
     Floor,
     Ceil,
@@ -60,6 +63,8 @@ impl Kernel {
                 | Kernel::CharLength
                 | Kernel::Trim { .. }
                 | Kernel::Position
+                | Kernel::CountChar
+                | Kernel::Proctime
         )
     }
 
@@ -70,6 +75,13 @@ impl Kernel {
         num_rows: usize,
         out: &DataType,
     ) -> Result<Value, ArrowError> {
+        if self == Kernel::Proctime {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let now = arrow::array::TimestampMillisecondArray::from(vec![now]).with_timezone("UTC");
+            return Ok(Value::from_result(Arc::new(now), true));
+        }
         let all_scalar = args.iter().all(Value::is_scalar);
         let n = if all_scalar { 1 } else { num_rows };
         let first = args
@@ -120,6 +132,11 @@ impl Kernel {
                 &StrArg::new(arg(args, 1)?),
                 n,
             )),
+            Kernel::CountChar => Arc::new(string::count_char(
+                &StrArg::new(&args[0]),
+                &StrArg::new(arg(args, 1)?),
+                n,
+            )),
             Kernel::Abs => math::abs(first)?,
             Kernel::Floor => math::floor_ceil(first, out, true)?,
             Kernel::Ceil => math::floor_ceil(first, out, false)?,
@@ -129,6 +146,11 @@ impl Kernel {
                 multiplier,
             )?),
             Kernel::Extract(field) => temporal::extract(first, field)?,
+            Kernel::Proctime => {
+                return Err(ArrowError::ComputeError(
+                    "PROCTIME is evaluated above".into(),
+                ));
+            }
             Kernel::FloorTime(unit) => temporal::floor_time(first, unit)?,
         };
         Ok(Value::from_result(result, all_scalar))

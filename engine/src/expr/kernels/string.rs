@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use arrow::array::{Array, Int32Array, StringArray, StringBuilder};
+use arrow::array::{Array, Int32Array, Int64Array, StringArray, StringBuilder};
 use arrow::buffer::{Buffer, ScalarBuffer};
 use arrow::error::ArrowError;
 
@@ -225,6 +225,25 @@ pub(super) fn replace(s: &StrArg<'_>, from: &StrArg<'_>, to: &StrArg<'_>, n: usi
         b.append_value("");
     }
     b.finish()
+}
+
+/// `COUNT_CHAR(s, c)`: occurrences of the first character of `c` in `s` (0 for an empty `c`).
+pub(super) fn count_char(text: &StrArg<'_>, char: &StrArg<'_>, n: usize) -> Int64Array {
+    let mut out = Int64Array::builder(n);
+    for i in 0..n {
+        match (text.get(i), char.get(i)) {
+            (Some(t), Some(c)) => match c.chars().next() {
+                Some(c) if c.is_ascii() => {
+                    let byte = c as u8;
+                    out.append_value(t.bytes().filter(|&b| b == byte).count() as i64)
+                }
+                Some(c) => out.append_value(t.chars().filter(|&x| x == c).count() as i64),
+                None => out.append_value(0),
+            },
+            _ => out.append_null(),
+        }
+    }
+    out.finish()
 }
 
 /// `POSITION(needle IN haystack)`: 1-based character position of the first match, 0 if none.

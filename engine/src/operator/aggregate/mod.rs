@@ -11,11 +11,14 @@
 //! parallelism keeps the groups of the key groups it owns. Every built-in aggregate function
 //! snapshots its state (COUNT DISTINCT as a list of its row-encoded values).
 //!
+//! Over an updating input (a `_row_kind` column) the operator retracts: see [`retract`].
+//!
 //! Emission follows [`EmitMode`]: `Final` emits one row per group at end of input; `Changelog`
 //! emits, after each batch, `+I` for groups seen for the first time and `-U`/`+U` pairs for
 //! groups whose result changed, in a leading `_row_kind` column.
 
 mod accumulators;
+mod retract;
 mod table;
 
 use std::sync::Arc;
@@ -58,6 +61,8 @@ pub struct KeyedAggregate {
     batch_number: u64,
     /// The owned key groups and the max parallelism, from `open`.
     key_groups: Option<(KeyGroupRange, u32)>,
+    /// Over an updating input (a `_row_kind` column): the retracting accumulators.
+    retracting: Option<retract::Retracting>,
 }
 
 impl KeyedAggregate {
@@ -81,7 +86,22 @@ impl KeyedAggregate {
             .collect();
         let converter =
             RowConverter::new(sort_fields).map_err(|e| Error::arrow("group key encoding", e))?;
-        let (accumulators, inputs) = accumulators_for(&spec.aggregates, input)?;
+        let retracting = retract::Retracting::for_input(&spec.aggregates, input)?;
+        let (accumulators, inputs) = if retracting.is_some() {
+            // The insert-only accumulators stay empty; only the input columns are used.
+            let inputs = spec
+                .aggregates
+                .iter()
+                .map(|call| {
+                    call.input
+                        .as_ref()
+                        .and_then(|name| input.index_of(name).ok())
+                })
+                .collect::<Vec<_>>();
+            (Vec::new(), inputs)
+        } else {
+            accumulators_for(&spec.aggregates, input)?
+        };
         let key_types: Vec<&DataType> = key_indices
             .iter()
             .map(|&i| input.field(i).data_type())
@@ -99,6 +119,7 @@ impl KeyedAggregate {
             touched_in: Vec::new(),
             batch_number: 0,
             key_groups: None,
+            retracting,
         })
     }
 
@@ -128,6 +149,9 @@ impl KeyedAggregate {
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        if let Some(retracting) = &self.retracting {
+            return retracting.evaluate(groups);
+        }
         self.accumulators
             .iter()
             .map(|acc| acc.evaluate(groups))
@@ -142,6 +166,9 @@ impl Operator for KeyedAggregate {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        if self.retracting.is_some() {
+            return Err(retract::unsupported_checkpoint());
+        }
         let (range, max_parallelism) = self
             .key_groups
             .ok_or_else(|| Error::Internal("keyed aggregate snapshotted before open".into()))?;
@@ -243,6 +270,9 @@ impl Operator for KeyedAggregate {
         let existing_before = self.groups.len() as u32;
         self.groups
             .intern_columns(&self.converter, &keys, &mut self.group_ids)?;
+        if self.retracting.is_some() {
+            return self.process_retracting(&batch, out);
+        }
         let group_count = self.groups.len();
 
         // Changelog: remember which groups this batch touches, and their results before it.
@@ -307,11 +337,24 @@ impl Operator for KeyedAggregate {
                 .iter()
                 .map(|a| a.allocated_bytes())
                 .sum::<usize>()
-            + self.touched_in.capacity() * std::mem::size_of::<u64>())
+            + self.touched_in.capacity() * std::mem::size_of::<u64>()
+            + self
+                .retracting
+                .as_ref()
+                .map_or(0, retract::Retracting::allocated_bytes))
             as u64;
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<()> {
+        if self.emit == EmitMode::Final
+            && let Some(retracting) = &self.retracting
+        {
+            for groups in retracting.live_groups().chunks(EMIT_BATCH_ROWS) {
+                let values = self.evaluate(groups)?;
+                out.push_batch(self.result_batch(None, groups, values)?);
+            }
+            return Ok(());
+        }
         if self.emit == EmitMode::Final {
             let total = self.groups.len() as u32;
             let mut start = 0;

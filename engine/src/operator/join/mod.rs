@@ -42,7 +42,7 @@ use arrow::row::{RowConverter, SortField};
 
 use super::aggregate::GroupTable;
 use super::{Operator, OperatorContext, Output};
-use crate::element::RowKind;
+use crate::element::{ROW_KIND_COLUMN, RowKind};
 use crate::graph::{JoinKind, JoinSpec};
 use crate::{Error, Result};
 
@@ -65,6 +65,20 @@ pub(crate) fn build(spec: &JoinSpec, ctx: &OperatorContext) -> Result<Box<dyn Op
             ),
         ));
     };
+    // An updating input's `_row_kind` column is dropped on arrival (see `regular`): the
+    // operator works on the other columns.
+    let row_kinds = [left, right].map(|schema| schema.index_of(ROW_KIND_COLUMN).ok());
+    let without_row_kind = |schema: &SchemaRef| -> SchemaRef {
+        match schema.index_of(ROW_KIND_COLUMN) {
+            Ok(index) => {
+                let mut fields = schema.fields().to_vec();
+                fields.remove(index);
+                Arc::new(arrow::datatypes::Schema::new(fields))
+            }
+            Err(_) => schema.clone(),
+        }
+    };
+    let (left, right) = (&without_row_kind(left), &without_row_kind(right));
     let resolved = spec.resolve(left, right).map_err(|e| match e {
         Error::Expression { message } => Error::plan(&ctx.vertex, message),
         other => other,
@@ -80,7 +94,9 @@ pub(crate) fn build(spec: &JoinSpec, ctx: &OperatorContext) -> Result<Box<dyn Op
             .ok_or_else(|| Error::Internal("time-bounded join without time columns".into()))
     };
     Ok(match &spec.kind {
-        JoinKind::Regular { join_type } => Box::new(RegularJoin::new(keys, *join_type, shape)),
+        JoinKind::Regular { join_type } => {
+            Box::new(RegularJoin::new(keys, *join_type, shape, row_kinds))
+        }
         JoinKind::Interval {
             lower_ms, upper_ms, ..
         } => Box::new(IntervalJoin::new(

@@ -112,7 +112,7 @@ fn left_outer_join_retracts_the_padded_row_when_a_partner_arrives() {
     let (keys, shape) = shape(JoinKind::Regular {
         join_type: JoinType::Left,
     });
-    let mut join = RegularJoin::new(keys, JoinType::Left, shape);
+    let mut join = RegularJoin::new(keys, JoinType::Left, shape, [None, None]);
     let mut out = Output::default();
     join.process_batch(0, batch(&[(Some(1), 10), (None, 11)]), &mut out)
         .unwrap();
@@ -149,4 +149,88 @@ fn left_outer_join_retracts_the_padded_row_when_a_partner_arrives() {
             ("+I", Some(10), Some(21)),
         ]
     );
+}
+
+/// A right-side batch of an updating input: `_row_kind`, `k`, `t`.
+fn updating_batch(rows: &[(i8, i64, i64)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(crate::element::ROW_KIND_COLUMN, DataType::Int8, false),
+        Field::new("k", DataType::Int64, true),
+        Field::new("t", DataType::Int64, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(arrow::array::Int8Array::from_iter_values(
+                rows.iter().map(|r| r.0),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .expect("valid batch")
+}
+
+fn changes(out: &mut Output) -> Vec<(&'static str, i64, i64)> {
+    let mut changes = Vec::new();
+    for element in out.drain() {
+        let StreamElement::Batch(b) = element else {
+            continue;
+        };
+        let kinds = b.column(0).as_primitive::<Int8Type>();
+        let lt = b.column(2).as_primitive::<Int64Type>();
+        let rt = b.column(4).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let kind = crate::element::RowKind::from_i8(kinds.value(i)).unwrap();
+            changes.push((kind.short_string(), lt.value(i), rt.value(i)));
+        }
+    }
+    changes
+}
+
+#[test]
+fn inner_join_applies_retractions_of_an_updating_input() {
+    let (keys, shape) = shape(JoinKind::Regular {
+        join_type: JoinType::Inner,
+    });
+    let mut join = RegularJoin::new(keys, JoinType::Inner, shape, [None, Some(0)]);
+    let mut out = Output::default();
+    join.process_batch(0, batch(&[(Some(1), 10), (Some(1), 11)]), &mut out)
+        .unwrap();
+    // +I 20, then in one batch: -U 20, +U 21, and a retraction of a row never stored.
+    join.process_batch(1, updating_batch(&[(0, 1, 20)]), &mut out)
+        .unwrap();
+    join.process_batch(
+        1,
+        updating_batch(&[(1, 1, 20), (2, 1, 21), (3, 1, 99)]),
+        &mut out,
+    )
+    .unwrap();
+    // A left row arriving now only sees the live right row.
+    join.process_batch(0, batch(&[(Some(1), 12)]), &mut out)
+        .unwrap();
+    // Insert and retract within one batch: both pairs, in order.
+    join.process_batch(1, updating_batch(&[(0, 1, 30), (3, 1, 30)]), &mut out)
+        .unwrap();
+    assert_eq!(
+        changes(&mut out),
+        [
+            ("+I", 10, 20),
+            ("+I", 11, 20),
+            ("-D", 10, 20),
+            ("-D", 11, 20),
+            ("+I", 10, 21),
+            ("+I", 11, 21),
+            ("+I", 12, 21),
+            ("+I", 10, 30),
+            ("+I", 11, 30),
+            ("+I", 12, 30),
+            ("-D", 10, 30),
+            ("-D", 11, 30),
+            ("-D", 12, 30),
+        ]
+    );
+    let mut metrics = crate::runtime::OperatorMetrics::default();
+    join.report_metrics(&mut metrics);
+    assert_eq!(metrics.state_keys, 1);
 }
