@@ -338,12 +338,16 @@ impl Rank {
                     .iter()
                     .enumerate()
                     .map(|(i, _)| Kept::Evicted(p, i));
-                let came = buffer
+                // Entering rows in arrival order, as Flink emits them record by record.
+                let mut arrived: Vec<(u64, usize)> = buffer
                     .entries
                     .iter()
                     .enumerate()
                     .filter(|(_, e)| !is_old(e))
-                    .map(|(i, _)| Kept::Entry(p, i));
+                    .map(|(i, e)| (e.seq, i))
+                    .collect();
+                arrived.sort_unstable();
+                let came = arrived.into_iter().map(|(_, i)| Kept::Entry(p, i));
                 if self.strategy == RankStrategy::Deduplicate {
                     // One row per key: a replacement is an update.
                     let replaced = !buffer.evicted.is_empty();
