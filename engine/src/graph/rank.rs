@@ -108,6 +108,12 @@ impl RankSpec {
                 "a rank (ROW_NUMBER) over an updating input is not supported yet",
             ));
         }
+        if self.partition_keys.is_empty() {
+            return Err(Error::expr(
+                "a rank needs at least one partition key (a global rank partitions by a \
+                 constant)",
+            ));
+        }
         if self.order_by.is_empty() {
             return Err(Error::expr("a rank needs at least one ORDER BY column"));
         }

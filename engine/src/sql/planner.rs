@@ -22,7 +22,10 @@
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
-//! `ORDER BY`, `LIMIT`, OVER windows and window TVFs without aggregation report
+//! - `SELECT … FROM (SELECT …, ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) AS rn FROM …)
+//!   WHERE rn <= N` → a rank (Top-N, deduplication, window Top-N; see `rank.rs`).
+//!
+//! `ORDER BY`, `LIMIT`, other OVER windows and window TVFs without aggregation report
 //! "… is not supported yet".
 
 use std::time::Duration;
@@ -48,6 +51,9 @@ use crate::graph::{
 };
 use crate::time::WatermarkStrategy;
 use crate::{Error, Result};
+
+#[path = "rank.rs"]
+mod rank;
 
 /// A planned relation: the stream and, right after a window TVF, the pending window.
 pub struct Rel {
@@ -734,6 +740,9 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_select(&mut self, select: &Select) -> Result<Rel> {
+        if let Some(rel) = self.plan_rank(select)? {
+            return Ok(rel);
+        }
         if select.qualify.is_some() {
             return Err(unsupported("QUALIFY"));
         }
