@@ -162,6 +162,25 @@ fn rank_bound(e: &SqlExpr, rn: &str, function: &Function) -> Result<Option<i64>>
     }
 }
 
+/// The inner query's output column that `e` already is: a plain column name that the inner
+/// select list passes through unchanged (by name or with `*`).
+fn passed_through(e: &SqlExpr, inner: &Select) -> Option<String> {
+    let SqlExpr::Identifier(ident) = e else {
+        return None;
+    };
+    let mut items = inner
+        .projection
+        .iter()
+        .filter(|item| item_expr(item).and_then(find_over).is_none());
+    let star = matches!((items.next(), items.next()), (Some(SelectItem::Wildcard(_)), None))
+        && matches!(inner.from.as_slice(), [only] if only.joins.is_empty())
+        && group_by_is_empty(inner);
+    let listed = inner.projection.iter().any(|item| {
+        matches!(item, SelectItem::UnnamedExpr(SqlExpr::Identifier(i)) if i.value == ident.value)
+    });
+    (star || listed).then(|| ident.value.clone())
+}
+
 /// Whether `expr` names the column `name` anywhere (a conservative textual check).
 fn mentions(expr: &SqlExpr, name: &str) -> bool {
     expr.to_string()
@@ -266,26 +285,33 @@ impl Planner<'_> {
             expr,
             alias: Ident::new(name),
         };
+        // A column of the inner output is used as it is; another expression becomes a hidden
+        // column.
+        let mut column_for = |prefix: &str, i: usize, e: &SqlExpr| {
+            passed_through(e, inner).unwrap_or_else(|| {
+                let name = format!("$rank_{prefix}{i}");
+                planned.projection.push(hidden(name.clone(), e.clone()));
+                name
+            })
+        };
         for (i, e) in window.partition_by.iter().enumerate() {
-            let name = format!("$rank_p{i}");
+            let name = column_for("p", i, e);
             if is_name(e, WINDOW_START_COLUMN) {
                 window_columns.0 = Some(name.clone());
             } else if is_name(e, WINDOW_END_COLUMN) {
                 window_columns.1 = Some(name.clone());
             }
-            planned.projection.push(hidden(name.clone(), e.clone()));
-            partition_keys.push(name);
+            if !partition_keys.contains(&name) {
+                partition_keys.push(name);
+            }
         }
         if partition_keys.is_empty() {
             // A global Top-N: one partition.
-            let name = "$rank_p0".to_string();
             let zero = SqlExpr::Value(Value::Number("0".into(), false).into());
-            planned.projection.push(hidden(name.clone(), zero));
-            partition_keys.push(name);
+            partition_keys.push(column_for("p", 0, &zero));
         }
         let mut order = Vec::new();
         for (i, o) in window.order_by.iter().enumerate() {
-            let name = format!("$rank_o{i}");
             let descending = match &o.options.sort {
                 None | Some(OrderBySort::Asc) => false,
                 Some(OrderBySort::Desc) => true,
@@ -293,7 +319,7 @@ impl Planner<'_> {
                     return Err(not_supported_at(function, "ORDER BY … USING in OVER"));
                 }
             };
-            planned.projection.push(hidden(name.clone(), o.expr.clone()));
+            let name = column_for("o", i, &o.expr);
             order.push(RankOrder {
                 column: name,
                 descending,
