@@ -1,0 +1,35 @@
+-- Nexmark Query 18: Find last bid (not in the original suite).
+-- What's a's last bid for bidder to auction? Illustrates a deduplication query.
+
+CREATE TABLE bid (
+  auction  BIGINT,
+  bidder  BIGINT,
+  price  BIGINT,
+  channel  VARCHAR,
+  url  VARCHAR,
+  `dateTime`  TIMESTAMP(3),
+  extra  VARCHAR,
+  WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH (
+  'connector' = 'nexmark',
+  'table' = 'bid',
+  'events' = '10000000'
+);
+
+CREATE TABLE nexmark_q18 (
+    auction  BIGINT,
+    bidder  BIGINT,
+    price  BIGINT,
+    channel  VARCHAR,
+    url  VARCHAR,
+    dateTime  TIMESTAMP(3),
+    extra  VARCHAR
+) WITH (
+  'connector' = 'blackhole'
+);
+
+INSERT INTO nexmark_q18
+SELECT auction, bidder, price, channel, url, dateTime, extra
+ FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder, auction ORDER BY dateTime DESC) AS rank_number
+       FROM bid)
+ WHERE rank_number <= 1;
