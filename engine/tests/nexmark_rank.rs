@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use sluice_datasets::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 use sluice_engine::element::RowKind;
@@ -34,7 +34,10 @@ fn script(query: &str) -> Result<String> {
         .join("../examples/nexmark")
         .join(format!("{query}.sql"));
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    ensure!(text.contains("'events' = '10000000'"), "{query}: no events option");
+    ensure!(
+        text.contains("'events' = '10000000'"),
+        "{query}: no events option"
+    );
     Ok(text.replace("'events' = '10000000'", &format!("'events' = '{EVENTS}'")))
 }
 
@@ -235,10 +238,20 @@ fn q9_winning_bids() -> Result<()> {
         }
     }
     expected.sort_unstable();
-    ensure!(!expected.is_empty(), "no auction has a bid in its time range");
+    ensure!(
+        !expected.is_empty(),
+        "no auction has a bid in its time range"
+    );
     let actual: Vec<(i64, i64, i64)> = result.iter().map(|r| (r.0, r.1, r.2)).collect();
     assert_eq!(actual, expected);
-    let real: BTreeSet<(i64, i64, i64)> = bids.iter().map(|b| (b.auction, b.bidder, b.price)).collect();
-    assert!(result.iter().all(|r| r.0 == r.3 && real.contains(&(r.3, r.4, r.1))));
+    let real: BTreeSet<(i64, i64, i64)> = bids
+        .iter()
+        .map(|b| (b.auction, b.bidder, b.price))
+        .collect();
+    assert!(
+        result
+            .iter()
+            .all(|r| r.0 == r.3 && real.contains(&(r.3, r.4, r.1)))
+    );
     Ok(())
 }

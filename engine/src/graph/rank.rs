@@ -101,7 +101,9 @@ impl RankSpec {
     /// Checks the spec against its input and derives the output schema.
     pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
         if self.limit == 0 {
-            return Err(Error::expr("rank limit must be at least 1 (rn <= N, N >= 1)"));
+            return Err(Error::expr(
+                "rank limit must be at least 1 (rn <= N, N >= 1)",
+            ));
         }
         if input.index_of(ROW_KIND_COLUMN).is_ok() {
             return Err(Error::expr(
@@ -210,9 +212,7 @@ pub(super) fn check_input_edge(target: &Vertex, edge: &Edge) -> Result<()> {
     let hashed_on_keys = match &edge.partitioning {
         // The same order too: snapshots assign key groups by hashing the keys in spec order.
         Partitioning::Hash { keys } => *keys == spec.partition_keys,
-        Partitioning::Forward
-        | Partitioning::Rebalance
-        | Partitioning::Broadcast => false,
+        Partitioning::Forward | Partitioning::Rebalance | Partitioning::Broadcast => false,
     };
     if hashed_on_keys {
         Ok(())

@@ -23,8 +23,8 @@
 
 use arrow::datatypes::DataType;
 use sqlparser::ast::{
-    BinaryOperator, Expr as SqlExpr, Function, FunctionArguments, GroupByExpr, Ident,
-    OrderBySort, Query, Select, SelectItem, SetExpr, Spanned, TableFactor, Value, WindowType,
+    BinaryOperator, Expr as SqlExpr, Function, FunctionArguments, GroupByExpr, Ident, OrderBySort,
+    Query, Select, SelectItem, SetExpr, Spanned, TableFactor, Value, WindowType,
 };
 
 use super::{Planner, Rel, split_conjuncts};
@@ -172,8 +172,10 @@ fn passed_through(e: &SqlExpr, inner: &Select) -> Option<String> {
         .projection
         .iter()
         .filter(|item| item_expr(item).and_then(find_over).is_none());
-    let star = matches!((items.next(), items.next()), (Some(SelectItem::Wildcard(_)), None))
-        && matches!(inner.from.as_slice(), [only] if only.joins.is_empty())
+    let star = matches!(
+        (items.next(), items.next()),
+        (Some(SelectItem::Wildcard(_)), None)
+    ) && matches!(inner.from.as_slice(), [only] if only.joins.is_empty())
         && group_by_is_empty(inner);
     let listed = inner.projection.iter().any(|item| {
         matches!(item, SelectItem::UnnamedExpr(SqlExpr::Identifier(i)) if i.value == ident.value)
@@ -192,7 +194,11 @@ impl Planner<'_> {
     /// Plans `select` as the outer query of a Top-N, or returns `None` when it is not one.
     /// An `OVER` function in `select`'s own list is an error.
     pub(super) fn plan_rank(&mut self, select: &Select) -> Result<Option<Rel>> {
-        if let Some(function) = select.projection.iter().filter_map(item_expr).find_map(find_over)
+        if let Some(function) = select
+            .projection
+            .iter()
+            .filter_map(item_expr)
+            .find_map(find_over)
         {
             return Err(over_error(function));
         }
@@ -261,7 +267,10 @@ impl Planner<'_> {
             return Err(not_supported_at(function, "a named window in OVER"));
         };
         if window.window_frame.is_some() {
-            return Err(not_supported_at(function, "a window frame for ROW_NUMBER()"));
+            return Err(not_supported_at(
+                function,
+                "a window frame for ROW_NUMBER()",
+            ));
         }
         if window.order_by.is_empty() {
             return Err(not_supported_at(
@@ -355,8 +364,7 @@ impl Planner<'_> {
         };
         let strategy = if !self.streaming || window.is_some() {
             RankStrategy::Final
-        } else if limit == 1 && !wants_rn && order.len() == 1 && is_timestamp(&order[0].column)
-        {
+        } else if limit == 1 && !wants_rn && order.len() == 1 && is_timestamp(&order[0].column) {
             RankStrategy::Deduplicate
         } else {
             RankStrategy::Changelog

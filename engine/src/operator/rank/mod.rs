@@ -158,7 +158,9 @@ impl Rank {
                     spec.partition_keys
                         .iter()
                         .position(|k| k == name)
-                        .ok_or_else(|| Error::expr(format!("window column '{name}' must be a partition key")))
+                        .ok_or_else(|| {
+                            Error::expr(format!("window column '{name}' must be a partition key"))
+                        })
                 };
                 for name in [&w.start_column, &w.end_column] {
                     let field = input.field(index(name)?);
@@ -426,7 +428,8 @@ impl Rank {
             };
             let kinds: Int8Array = emitted.iter().map(|(_, k, _)| Some(*k as i8)).collect();
             let ranks: Int64Array = emitted.iter().map(|(_, _, r)| Some(*r)).collect();
-            let batch = self.output_batch(emitted.iter().map(|(k, _, _)| bytes(k)), Some(kinds), ranks)?;
+            let batch =
+                self.output_batch(emitted.iter().map(|(k, _, _)| bytes(k)), Some(kinds), ranks)?;
             out.push_batch(batch);
         }
         // The evicted rows have been reported: reuse their allocations.
@@ -479,7 +482,12 @@ impl Rank {
             start.as_primitive::<Int64Type>(),
             end.as_primitive::<Int64Type>(),
         );
-        Ok(end.values().iter().copied().zip(start.values().iter().copied()).collect())
+        Ok(end
+            .values()
+            .iter()
+            .copied()
+            .zip(start.values().iter().copied())
+            .collect())
     }
 }
 
@@ -508,12 +516,9 @@ impl Operator for Rank {
             )),
             None => None,
         };
-        let windows = windows.as_ref().map(|(s, e)| {
-            (
-                s.as_primitive::<Int64Type>(),
-                e.as_primitive::<Int64Type>(),
-            )
-        });
+        let windows = windows
+            .as_ref()
+            .map(|(s, e)| (s.as_primitive::<Int64Type>(), e.as_primitive::<Int64Type>()));
 
         // Pass 1: each row's partition; drop rows that cannot enter their top N.
         self.candidates.clear();
@@ -570,7 +575,9 @@ impl Operator for Rank {
                 .expect("pass 1 created the candidate's window");
             let buffer: &mut TopBuffer = &mut set.buffers[p as usize];
             let pushed_out = buffer.offer(entry, self.limit, self.ties);
-            let entered = pushed_out.as_ref().is_none_or(|e| e.seq != self.next_seq - 1);
+            let entered = pushed_out
+                .as_ref()
+                .is_none_or(|e| e.seq != self.next_seq - 1);
             if entered && changelog && buffer.changed_in != self.batch_number {
                 buffer.changed_in = self.batch_number;
                 self.changed.push(p);

@@ -219,8 +219,12 @@ fn final_strategy_emits_at_end_of_input() {
         1,
     );
     let mut out = Output::default();
-    rank.process_batch(0, batch(&[(1, Some(3), 1), (1, None, 2), (1, Some(1), 3)]), &mut out)
-        .unwrap();
+    rank.process_batch(
+        0,
+        batch(&[(1, Some(3), 1), (1, None, 2), (1, Some(1), 3)]),
+        &mut out,
+    )
+    .unwrap();
     assert!(out.is_empty());
     rank.finish(&mut out).unwrap();
     // ASC puts NULLS FIRST by default.
@@ -291,7 +295,10 @@ fn window_rank_fires_when_the_watermark_passes_the_window_end() {
     };
     let k = fired.column(2).as_primitive::<Int64Type>();
     assert_eq!((fired.num_rows(), k.value(0)), (1, 2));
-    assert!(matches!(elements[1], StreamElement::Watermark(Watermark(9))));
+    assert!(matches!(
+        elements[1],
+        StreamElement::Watermark(Watermark(9))
+    ));
     // A row of the fired window is late; the open window fires at end of input.
     rank.process_batch(0, window_batch(&[(0, 9, 99)]), &mut out)
         .unwrap();
@@ -355,11 +362,7 @@ fn materialize(changes: &[OutRow], with_rank: bool) -> Vec<(i64, Option<i64>, i6
     rows
 }
 
-fn run_split(
-    spec: &RankSpec,
-    batches: &[Vec<Row>],
-    snapshot_after: Option<usize>,
-) -> Vec<OutRow> {
+fn run_split(spec: &RankSpec, batches: &[Vec<Row>], snapshot_after: Option<usize>) -> Vec<OutRow> {
     let mut all = Vec::new();
     let mut rank = open(spec, 0, 1);
     let mut out = Output::default();
