@@ -7,11 +7,18 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 use super::spec::lookup;
-use super::{Edge, OperatorSpec, Partitioning, Vertex};
+use super::{
+    Edge, OperatorSpec, Partitioning, Vertex, WINDOW_END_COLUMN, WINDOW_START_COLUMN, WindowKind,
+    window_bound_type,
+};
+
+/// The column a window rank that assigns windows adds after `window_end`: the window's last
+/// millisecond (Flink's `window_time`).
+pub const WINDOW_TIME_COLUMN: &str = "window_time";
 use crate::element::ROW_KIND_COLUMN;
 use crate::{Error, Result};
 
@@ -63,14 +70,35 @@ pub enum RankStrategy {
     Final,
 }
 
-/// The window columns of a window Top-N: rows are ranked per window and emitted once the
-/// watermark passes `window_end`.
+/// The windows of a window Top-N: rows are ranked per window and emitted once the watermark
+/// passes the window's end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RankWindow {
-    /// Column with the window's start (TIMESTAMP(3)); also a partition key.
-    pub start_column: String,
-    /// Column with the window's exclusive end (TIMESTAMP(3)); also a partition key.
-    pub end_column: String,
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum RankWindow {
+    /// The input carries its windows (a window aggregation's output): both columns are
+    /// TIMESTAMP(3) partition keys.
+    Columns {
+        start_column: String,
+        end_column: String,
+    },
+    /// The rank assigns windows itself (a window TVF right before it, as Flink's window Top-N
+    /// after a windowing TVF): each row belongs to the windows of `kind` that contain its
+    /// `time_column`, and the output gets `window_start`, `window_end` and `window_time`
+    /// after the input columns. The partition keys do not name the window columns.
+    Assign {
+        kind: WindowKind,
+        time_column: String,
+    },
+}
+
+impl RankWindow {
+    /// The window of a window aggregation's output columns.
+    pub fn columns(start: impl Into<String>, end: impl Into<String>) -> Self {
+        RankWindow::Columns {
+            start_column: start.into(),
+            end_column: end.into(),
+        }
+    }
 }
 
 /// The configuration of a rank operator.
@@ -137,18 +165,47 @@ impl RankSpec {
             if self.strategy != RankStrategy::Final {
                 return Err(Error::expr("a window rank emits final rows only"));
             }
-            for column in [&window.start_column, &window.end_column] {
-                if !self.partition_keys.contains(column) {
-                    return Err(Error::expr(format!(
-                        "window rank: window column '{column}' must be a partition key"
-                    )));
+            let columns = match window {
+                RankWindow::Columns {
+                    start_column,
+                    end_column,
+                } => {
+                    for column in [start_column, end_column] {
+                        if !self.partition_keys.contains(column) {
+                            return Err(Error::expr(format!(
+                                "window rank: window column '{column}' must be a partition key"
+                            )));
+                        }
+                    }
+                    vec![start_column]
+                        .into_iter()
+                        .chain([end_column])
+                        .collect::<Vec<_>>()
                 }
+                RankWindow::Assign { kind, time_column } => {
+                    if matches!(kind, WindowKind::Session { .. }) {
+                        return Err(Error::expr(
+                            "a window rank over SESSION windows is not supported yet",
+                        ));
+                    }
+                    kind.validate()?;
+                    for column in [WINDOW_START_COLUMN, WINDOW_END_COLUMN, WINDOW_TIME_COLUMN] {
+                        if input.index_of(column).is_ok() {
+                            return Err(Error::expr(format!(
+                                "window rank: the input already has a column '{column}'"
+                            )));
+                        }
+                    }
+                    vec![time_column]
+                }
+            };
+            for column in columns {
                 match lookup(input, column)?.data_type() {
-                    DataType::Timestamp(_, _) | DataType::Int64 => {}
+                    DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64 => {}
                     other => {
                         return Err(Error::expr(format!(
-                            "window rank: window column '{column}' must be TIMESTAMP, found \
-                             {other}"
+                            "window rank: column '{column}' must be TIMESTAMP(3) or BIGINT \
+                             milliseconds, found {other}"
                         )));
                     }
                 }
@@ -159,6 +216,11 @@ impl RankSpec {
             fields.push(Field::new(ROW_KIND_COLUMN, DataType::Int8, false));
         }
         fields.extend(input.fields().iter().map(|f| f.as_ref().clone()));
+        if let Some(RankWindow::Assign { .. }) = &self.window {
+            for column in [WINDOW_START_COLUMN, WINDOW_END_COLUMN, WINDOW_TIME_COLUMN] {
+                fields.push(Field::new(column, window_bound_type(), false));
+            }
+        }
         if let Some(name) = &self.rank_column {
             if input.index_of(name).is_ok() {
                 return Err(Error::expr(format!(
@@ -275,10 +337,7 @@ mod tests {
         assert!(err(clash).contains("clashes"));
         let window = RankSpec {
             strategy: RankStrategy::Final,
-            window: Some(RankWindow {
-                start_column: "k".into(),
-                end_column: "x".into(),
-            }),
+            window: Some(RankWindow::columns("k", "x")),
             ..spec()
         };
         assert!(err(window).contains("'x' must be a partition key"));

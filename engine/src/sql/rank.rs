@@ -28,7 +28,9 @@ use sqlparser::ast::{
 };
 
 use super::{Planner, Rel, split_conjuncts};
+use crate::api::DataStream;
 use crate::element::ROW_KIND_COLUMN;
+use crate::expr::{Expr, ScalarValue, col};
 use crate::graph::{RankOrder, RankStrategy, RankWindow, WINDOW_END_COLUMN, WINDOW_START_COLUMN};
 use crate::sql::expr::{self as sql_expr, Scope, function_name};
 use crate::{Error, Result};
@@ -285,6 +287,20 @@ impl Planner<'_> {
             ));
         }
 
+        let wants_rn = select.projection.iter().any(|item| match item {
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => true,
+            other => item_expr(other).is_some_and(|e| mentions(e, &rn)),
+        }) || rest.iter().any(|e| mentions(e, &rn));
+        if let [only] = inner.from.as_slice()
+            && only.joins.is_empty()
+            && matches!(only.relation, TableFactor::TableFunction { .. })
+            && group_by_is_empty(inner)
+        {
+            let ranked =
+                self.plan_window_tvf_rank(inner, index, function, &rn, limit as u64, wants_rn)?;
+            return self.finish_rank(ranked, select, rest).map(Some);
+        }
+
         // The inner query without ROW_NUMBER, plus the partition and order columns.
         let mut planned = (**inner).clone();
         planned.projection.remove(index);
@@ -346,20 +362,13 @@ impl Planner<'_> {
             ));
         }
 
-        let wants_rn = select.projection.iter().any(|item| match item {
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => true,
-            other => item_expr(other).is_some_and(|e| mentions(e, &rn)),
-        }) || rest.iter().any(|e| mentions(e, &rn));
         let is_timestamp = |column: &str| {
             schema
                 .field_with_name(column)
                 .is_ok_and(|f| matches!(f.data_type(), DataType::Timestamp(_, _)))
         };
         let window = match window_columns {
-            (Some(start), Some(end)) if self.streaming => Some(RankWindow {
-                start_column: start,
-                end_column: end,
-            }),
+            (Some(start), Some(end)) if self.streaming => Some(RankWindow::columns(start, end)),
             _ => None,
         };
         let strategy = if !self.streaming || window.is_some() {
@@ -369,13 +378,25 @@ impl Planner<'_> {
         } else {
             RankStrategy::Changelog
         };
-        let mut stream = input.key_by(partition_keys).rank(
+        let ranked = input.key_by(partition_keys).rank(
             order,
             limit as u64,
             wants_rn.then_some(rn.as_str()),
             strategy,
             window,
         )?;
+        self.finish_rank(ranked, select, rest).map(Some)
+    }
+
+    /// The outer query over a rank's output: the other conditions of its `WHERE`, then its
+    /// select list.
+    fn finish_rank(
+        &mut self,
+        ranked: DataStream,
+        select: &Select,
+        rest: Vec<SqlExpr>,
+    ) -> Result<Rel> {
+        let mut stream = ranked;
         if let Some(predicate) = rest.into_iter().reduce(|l, r| SqlExpr::BinaryOp {
             left: Box::new(l),
             op: BinaryOperator::And,
@@ -384,10 +405,118 @@ impl Planner<'_> {
             stream = stream.filter(sql_expr::convert(&predicate, &Scope::default())?)?;
         }
         let stream = self.project_items(&stream, &select.projection, &[], &[])?;
-        Ok(Some(Rel {
+        Ok(Rel {
             stream,
             window: None,
-        }))
+        })
+    }
+
+    /// A Top-N right after a window TVF (`FROM TABLE(TUMBLE(…))` without GROUP BY): the rank
+    /// assigns the windows itself and adds `window_start`, `window_end` and `window_time`; the
+    /// inner select list then projects its output. Partition and order columns are plain
+    /// columns of the table (and `window_start`, `window_end`, both required).
+    fn plan_window_tvf_rank(
+        &mut self,
+        inner: &Select,
+        index: usize,
+        function: &Function,
+        rn: &str,
+        limit: u64,
+        wants_rn: bool,
+    ) -> Result<DataStream> {
+        let Some(WindowType::WindowSpec(window)) = &function.over else {
+            return Err(not_supported_at(function, "a named window in OVER"));
+        };
+        let factor = &inner.from[0].relation;
+        let rel = self.plan_table_factor(factor)?;
+        let Some(tvf) = rel.window else {
+            return Err(not_supported_at(
+                function,
+                "this table function before a Top-N",
+            ));
+        };
+        let mut stream = rel.stream;
+        if let Some(predicate) = &inner.selection {
+            stream = stream.filter(sql_expr::convert(predicate, &Scope::default())?)?;
+        }
+        let schema = stream.schema();
+        let plain = |e: &SqlExpr, what: &str| -> Result<String> {
+            match e {
+                SqlExpr::Identifier(ident) if schema.index_of(&ident.value).is_ok() => {
+                    Ok(ident.value.clone())
+                }
+                other => Err(not_supported_at(
+                    function,
+                    &format!(
+                        "{what} '{other}' in a Top-N over a window TVF (only columns of the \
+                         table, and window_start, window_end)"
+                    ),
+                )),
+            }
+        };
+        let (mut has_start, mut has_end) = (false, false);
+        let mut keys = Vec::new();
+        for e in &window.partition_by {
+            if is_name(e, WINDOW_START_COLUMN) {
+                has_start = true;
+            } else if is_name(e, WINDOW_END_COLUMN) {
+                has_end = true;
+            } else {
+                keys.push(plain(e, "PARTITION BY")?);
+            }
+        }
+        if !(has_start && has_end) {
+            return Err(not_supported_at(
+                function,
+                "a Top-N over a window TVF that does not PARTITION BY window_start, window_end",
+            ));
+        }
+        let mut order = Vec::new();
+        for o in &window.order_by {
+            let descending = matches!(o.options.sort, Some(OrderBySort::Desc));
+            if matches!(o.options.sort, Some(OrderBySort::Using(_))) {
+                return Err(not_supported_at(function, "ORDER BY … USING in OVER"));
+            }
+            order.push(RankOrder {
+                column: plain(&o.expr, "ORDER BY")?,
+                descending,
+                nulls_first: o.options.nulls_first.unwrap_or(!descending),
+            });
+        }
+        if keys.is_empty() {
+            // One partition per window.
+            let mut columns: Vec<(String, Expr)> = schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), col(f.name())))
+                .collect();
+            columns.push(("$rank_p0".into(), Expr::Literal(ScalarValue::Int32(0))));
+            stream = stream.project(columns)?;
+            keys.push("$rank_p0".into());
+        }
+        let ranked = stream.key_by(keys).rank(
+            order,
+            limit,
+            wants_rn.then_some(rn),
+            RankStrategy::Final,
+            Some(RankWindow::Assign {
+                kind: tvf.kind,
+                time_column: tvf.time_column,
+            }),
+        )?;
+        // The inner select list over the rank's output (`*` includes the row number).
+        let mut items = inner.projection.clone();
+        items.remove(index);
+        let has_star = items.iter().any(|i| {
+            matches!(
+                i,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        });
+        if wants_rn && !has_star {
+            items.push(SelectItem::UnnamedExpr(SqlExpr::Identifier(Ident::new(rn))));
+        }
+        self.project_items(&ranked, &items, &[], &[])
     }
 }
 

@@ -37,8 +37,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int8Array, Int64Array, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int8Array, Int64Array,
+    TimestampMillisecondArray, UInt32Array, UInt64Array,
 };
 use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, UInt32Type};
@@ -47,8 +47,9 @@ use arrow::row::{RowConverter, Rows, SortField};
 
 use super::{Operator, OperatorContext, Output};
 use crate::element::{RowKind, Watermark};
-use crate::graph::{RankSpec, RankStrategy};
+use crate::graph::{RankSpec, RankStrategy, RankWindow};
 use crate::ids::CheckpointId;
+use crate::operator::window::SliceAssigner;
 use crate::runtime::OperatorMetrics;
 use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot, hash_columns, key_group_of_hash};
 use crate::{Error, Result};
@@ -78,9 +79,8 @@ enum Kept {
 pub struct Rank {
     partition_indices: Vec<usize>,
     order_indices: Vec<usize>,
-    /// Positions of the window start and end columns among the partition keys and in the
-    /// input.
-    window: Option<WindowColumns>,
+    /// Where each row's windows come from (window ranks only).
+    window: Option<WindowSource>,
     key_converter: RowConverter,
     sort_converter: RowConverter,
     row_converter: RowConverter,
@@ -98,15 +98,19 @@ pub struct Rank {
     batch_number: u64,
     changed: Vec<u32>,
     candidates: Vec<(u32, u32, WindowKey)>,
+    row_windows: Vec<(u32, WindowKey)>,
     spare: Vec<Entry>,
 }
 
 #[derive(Clone, Copy)]
-struct WindowColumns {
-    start_input: usize,
-    end_input: usize,
-    start_key: usize,
-    end_key: usize,
+enum WindowSource {
+    /// The input's window start and end columns.
+    Columns { start: usize, end: usize },
+    /// The windows that contain the input's time column.
+    Assign {
+        assigner: SliceAssigner,
+        time: usize,
+    },
 }
 
 fn converter(fields: Vec<SortField>, what: &str) -> Result<RowConverter> {
@@ -153,33 +157,20 @@ impl Rank {
             .map(|o| index(&o.column))
             .collect::<Result<Vec<_>>>()?;
         let window = match &spec.window {
-            Some(w) => {
-                let key_position = |name: &str| {
-                    spec.partition_keys
-                        .iter()
-                        .position(|k| k == name)
-                        .ok_or_else(|| {
-                            Error::expr(format!("window column '{name}' must be a partition key"))
-                        })
-                };
-                for name in [&w.start_column, &w.end_column] {
-                    let field = input.field(index(name)?);
-                    if !matches!(
-                        field.data_type(),
-                        DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, _)
-                    ) {
-                        return Err(Error::expr(format!(
-                            "window rank: window column '{name}' must be TIMESTAMP(3) or \
-                             BIGINT milliseconds, found {}",
-                            field.data_type()
-                        )));
-                    }
-                }
-                Some(WindowColumns {
-                    start_input: index(&w.start_column)?,
-                    end_input: index(&w.end_column)?,
-                    start_key: key_position(&w.start_column)?,
-                    end_key: key_position(&w.end_column)?,
+            Some(RankWindow::Columns {
+                start_column,
+                end_column,
+            }) => Some(WindowSource::Columns {
+                start: index(start_column)?,
+                end: index(end_column)?,
+            }),
+            Some(RankWindow::Assign { kind, time_column }) => {
+                let assigner = SliceAssigner::try_new(kind)?.ok_or_else(|| {
+                    Error::expr("a window rank over SESSION windows is not supported yet")
+                })?;
+                Some(WindowSource::Assign {
+                    assigner,
+                    time: index(time_column)?,
                 })
             }
             None => None,
@@ -242,6 +233,7 @@ impl Rank {
             batch_number: 0,
             changed: Vec::new(),
             candidates: Vec::new(),
+            row_windows: Vec::new(),
             spare: Vec::new(),
         })
     }
@@ -269,6 +261,7 @@ impl Rank {
         rows: impl Iterator<Item = &'r [u8]>,
         kinds: Option<Int8Array>,
         ranks: Int64Array,
+        window: WindowKey,
     ) -> Result<RecordBatch> {
         let parser = self.row_converter.parser();
         let values = self
@@ -280,6 +273,14 @@ impl Rank {
             columns.push(Arc::new(kinds) as ArrayRef);
         }
         columns.extend(values);
+        if let Some(WindowSource::Assign { .. }) = self.window {
+            // window_start, window_end, window_time: the same for every row of the batch.
+            let (end, start) = window;
+            let rows = ranks.len();
+            for value in [start, end, end - 1] {
+                columns.push(Arc::new(TimestampMillisecondArray::from_value(value, rows)));
+            }
+        }
         if self.emit_rank {
             columns.push(Arc::new(ranks));
         }
@@ -288,7 +289,7 @@ impl Rank {
     }
 
     /// Emits every kept row of `set`, partition by partition in rank order (append-only).
-    fn emit_final(&self, set: &PartitionSet, out: &mut Output) -> Result<()> {
+    fn emit_final(&self, window: WindowKey, set: &PartitionSet, out: &mut Output) -> Result<()> {
         let mut rows: Vec<&[u8]> = Vec::new();
         let mut ranks: Vec<i64> = Vec::new();
         for buffer in &set.buffers {
@@ -300,13 +301,19 @@ impl Rank {
                         rows.drain(..),
                         None,
                         Int64Array::from(std::mem::take(&mut ranks)),
+                        window,
                     )?;
                     out.push_batch(batch);
                 }
             }
         }
         if !rows.is_empty() {
-            out.push_batch(self.output_batch(rows.into_iter(), None, Int64Array::from(ranks))?);
+            out.push_batch(self.output_batch(
+                rows.into_iter(),
+                None,
+                Int64Array::from(ranks),
+                window,
+            )?);
         }
         Ok(())
     }
@@ -314,12 +321,12 @@ impl Rank {
     /// Fires (emits and drops) the windows whose end is at or below `watermark + 1`.
     fn fire_windows(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
         while let Some(entry) = self.sets.first_entry() {
-            let (end, _) = *entry.key();
-            if end.saturating_sub(1) > watermark {
+            let key = *entry.key();
+            if key.0.saturating_sub(1) > watermark {
                 break;
             }
             let set = entry.remove();
-            self.emit_final(&set, out)?;
+            self.emit_final(key, &set, out)?;
         }
         Ok(())
     }
@@ -428,8 +435,12 @@ impl Rank {
             };
             let kinds: Int8Array = emitted.iter().map(|(_, k, _)| Some(*k as i8)).collect();
             let ranks: Int64Array = emitted.iter().map(|(_, _, r)| Some(*r)).collect();
-            let batch =
-                self.output_batch(emitted.iter().map(|(k, _, _)| bytes(k)), Some(kinds), ranks)?;
+            let batch = self.output_batch(
+                emitted.iter().map(|(k, _, _)| bytes(k)),
+                Some(kinds),
+                ranks,
+                (0, 0),
+            )?;
             out.push_batch(batch);
         }
         // The evicted rows have been reported: reuse their allocations.
@@ -462,33 +473,6 @@ impl Rank {
             .map(|&h| key_group_of_hash(h, max_parallelism))
             .collect())
     }
-
-    /// The window of each encoded partition key (`(0, 0)` without a window).
-    fn windows_of(&self, keys: &[&[u8]]) -> Result<Vec<WindowKey>> {
-        let Some(window) = self.window else {
-            return Ok(vec![(0, 0); keys.len()]);
-        };
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let parser = self.key_converter.parser();
-        let columns = self
-            .key_converter
-            .convert_rows(keys.iter().map(|k| parser.parse(k)))
-            .map_err(|e| Error::arrow("rank partition key decoding", e))?;
-        let start = millis(&columns[window.start_key], "window start")?;
-        let end = millis(&columns[window.end_key], "window end")?;
-        let (start, end) = (
-            start.as_primitive::<Int64Type>(),
-            end.as_primitive::<Int64Type>(),
-        );
-        Ok(end
-            .values()
-            .iter()
-            .copied()
-            .zip(start.values().iter().copied())
-            .collect())
-    }
 }
 
 impl Operator for Rank {
@@ -509,37 +493,59 @@ impl Operator for Rank {
             .sort_converter
             .convert_columns(&columns(&self.order_indices))
             .map_err(|e| Error::arrow("rank sort key encoding", e))?;
-        let windows = match self.window {
-            Some(w) => Some((
-                millis(batch.column(w.start_input), "window start")?,
-                millis(batch.column(w.end_input), "window end")?,
-            )),
-            None => None,
-        };
-        let windows = windows
-            .as_ref()
-            .map(|(s, e)| (s.as_primitive::<Int64Type>(), e.as_primitive::<Int64Type>()));
+        // Each row's windows (one per row without a window).
+        self.row_windows.clear();
+        match self.window {
+            None => self
+                .row_windows
+                .extend((0..batch.num_rows() as u32).map(|row| (row, (0, 0)))),
+            Some(WindowSource::Columns { start, end }) => {
+                let starts = millis(batch.column(start), "window start")?;
+                let ends = millis(batch.column(end), "window end")?;
+                let (starts, ends) = (
+                    starts.as_primitive::<Int64Type>(),
+                    ends.as_primitive::<Int64Type>(),
+                );
+                for row in 0..batch.num_rows() {
+                    let key = (ends.value(row), starts.value(row));
+                    if ends.is_null(row) || key.0.saturating_sub(1) <= self.watermark {
+                        self.late_records += 1;
+                    } else {
+                        self.row_windows.push((row as u32, key));
+                    }
+                }
+            }
+            Some(WindowSource::Assign { assigner, time }) => {
+                let times = millis(batch.column(time), "window time")?;
+                let times = times.as_primitive::<Int64Type>();
+                for row in 0..batch.num_rows() {
+                    let before = self.row_windows.len();
+                    if times.is_valid(row) {
+                        for end in assigner.window_ends(assigner.slice_end(times.value(row))) {
+                            if end.saturating_sub(1) > self.watermark {
+                                self.row_windows
+                                    .push((row as u32, (end, assigner.window_start(end))));
+                            }
+                        }
+                    }
+                    if self.row_windows.len() == before {
+                        self.late_records += 1;
+                    }
+                }
+            }
+        }
 
         // Pass 1: each row's partition; drop rows that cannot enter their top N.
         self.candidates.clear();
         let mut window_key: WindowKey = (0, 0);
         let mut set = None;
-        for row in 0..batch.num_rows() {
-            if let Some((starts, ends)) = windows {
-                let key = (ends.value(row), starts.value(row));
-                if key.0.saturating_sub(1) <= self.watermark {
-                    self.late_records += 1;
-                    continue;
-                }
-                if key != window_key {
-                    window_key = key;
-                    set = None;
-                }
-            }
-            if set.is_none() {
+        for &(row, key) in &self.row_windows {
+            if set.is_none() || key != window_key {
+                window_key = key;
                 set = Some(self.sets.entry(window_key).or_default());
             }
             let set = set.as_mut().expect("set above");
+            let row = row as usize;
             let p = set.partition(keys.row(row).as_ref());
             if set.buffers[p as usize].admits(sorts.row(row).as_ref(), self.limit, self.ties) {
                 self.candidates.push((row as u32, p, window_key));
@@ -609,8 +615,8 @@ impl Operator for Rank {
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         if self.strategy == RankStrategy::Final {
             // Batch results, and windows that no watermark closed (end of bounded input).
-            for set in std::mem::take(&mut self.sets).into_values() {
-                self.emit_final(&set, out)?;
+            for (key, set) in std::mem::take(&mut self.sets) {
+                self.emit_final(key, &set, out)?;
             }
         }
         Ok(())
@@ -624,7 +630,8 @@ impl Operator for Rank {
         let mut sorts: Vec<&[u8]> = Vec::new();
         let mut rows: Vec<&[u8]> = Vec::new();
         let mut seqs: Vec<u64> = Vec::new();
-        for set in self.sets.values() {
+        let mut windows: Vec<WindowKey> = Vec::new();
+        for (&window, set) in &self.sets {
             for (p, buffer) in set.buffers.iter().enumerate() {
                 let key = set.table.key(p as u32);
                 for entry in &buffer.entries {
@@ -632,6 +639,7 @@ impl Operator for Rank {
                     sorts.push(&entry.sort);
                     rows.push(&entry.row);
                     seqs.push(entry.seq);
+                    windows.push(window);
                 }
             }
         }
@@ -642,6 +650,8 @@ impl Operator for Rank {
             Field::new("sort", DataType::Binary, false),
             Field::new("row", DataType::Binary, false),
             Field::new("seq", DataType::UInt64, false),
+            Field::new("window_end", DataType::Int64, false),
+            Field::new("window_start", DataType::Int64, false),
         ]);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(key_groups),
@@ -649,6 +659,8 @@ impl Operator for Rank {
             Arc::new(BinaryArray::from_iter_values(sorts)),
             Arc::new(BinaryArray::from_iter_values(rows)),
             Arc::new(UInt64Array::from(seqs)),
+            Arc::new(Int64Array::from_iter_values(windows.iter().map(|w| w.0))),
+            Arc::new(Int64Array::from_iter_values(windows.iter().map(|w| w.1))),
         ];
         let batch = RecordBatch::try_new(Arc::new(schema), columns)
             .map_err(|e| Error::arrow("rank snapshot", e))?;
@@ -669,12 +681,12 @@ impl Operator for Rank {
         let bad = || {
             Error::data(
                 "rank snapshot",
-                "expected columns key_group, key, sort, row and seq",
+                "expected columns key_group, key, sort, row, seq, window_end and window_start",
             )
         };
         for table in snapshot.tables.iter().filter(|t| t.name == RANKS_TABLE) {
             for batch in &table.batches {
-                if batch.num_columns() != 5 {
+                if batch.num_columns() != 7 {
                     return Err(bad());
                 }
                 let key_groups = batch
@@ -697,10 +709,16 @@ impl Operator for Rank {
                 if keys.null_count() + sorts.null_count() + rows.null_count() > 0 {
                     return Err(bad());
                 }
+                let window_column = |i: usize| {
+                    kept.column(i)
+                        .as_primitive_opt::<Int64Type>()
+                        .ok_or_else(bad)
+                };
+                let (ends, starts) = (window_column(5)?, window_column(6)?);
                 let key_list: Vec<&[u8]> = keys.iter().flatten().collect();
-                let windows = self.windows_of(&key_list)?;
                 for (i, key) in key_list.iter().enumerate() {
-                    let set = self.sets.entry(windows[i]).or_default();
+                    let window = (ends.value(i), starts.value(i));
+                    let set = self.sets.entry(window).or_default();
                     let p = set.partition(key);
                     let seq = seqs.value(i);
                     set.buffers[p as usize].entries.push(Entry {

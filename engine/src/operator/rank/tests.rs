@@ -269,10 +269,7 @@ fn window_rank_fires_when_the_watermark_passes_the_window_end() {
         limit: 1,
         rank_column: Some("rn".into()),
         strategy: RankStrategy::Final,
-        window: Some(RankWindow {
-            start_column: "window_start".into(),
-            end_column: "window_end".into(),
-        }),
+        window: Some(RankWindow::columns("window_start", "window_end")),
     };
     let input = window_schema();
     let output = spec.output_schema(&input).unwrap();

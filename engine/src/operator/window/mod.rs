@@ -22,6 +22,7 @@
 //! `window_end - 1 + allowed_lateness`.
 
 mod assigner;
+pub(crate) use assigner::SliceAssigner;
 mod session;
 mod slices;
 
