@@ -246,11 +246,14 @@ impl RankSpec {
                 )
             })
             .collect();
-        let strategy = match self.strategy {
-            RankStrategy::Changelog => "changelog",
-            RankStrategy::Deduplicate => "deduplicate",
-            RankStrategy::Final if self.window.is_some() => "window",
-            RankStrategy::Final => "final",
+        let strategy = match (&self.strategy, &self.window) {
+            (RankStrategy::Changelog, _) => "changelog".to_string(),
+            (RankStrategy::Deduplicate, _) => "deduplicate".to_string(),
+            (RankStrategy::Final, None) => "final".to_string(),
+            (RankStrategy::Final, Some(RankWindow::Columns { .. })) => "window".to_string(),
+            (RankStrategy::Final, Some(RankWindow::Assign { kind, time_column })) => {
+                format!("window={kind:?} time={time_column}")
+            }
         };
         format!(
             "partition=[{}] order=[{}] rn<={} rank_column={} {strategy}",

@@ -23,10 +23,13 @@
 //! - `Deduplicate`: `+I` for a key's first row, `-U`/`+U` when a later batch replaces it.
 //! - `Final`: append-only; at end of input, or for a window rank per window once the
 //!   watermark reaches `window_end - 1` (rows of windows already fired are late: counted and
-//!   dropped).
+//!   dropped). A window rank reads each row's window from its window columns, or assigns the
+//!   windows itself from a time column (tumbling, hopping, cumulating: a row joins every
+//!   window that contains it) and appends `window_start`, `window_end`, `window_time`.
 //!
 //! Snapshots hold one `ranks` table: `key_group: UInt32`, `key: Binary` (encoded partition
-//! keys), `sort: Binary`, `row: Binary`, `seq: UInt64`, one row per kept row in rank order, so a
+//! keys), `sort: Binary`, `row: Binary`, `seq: UInt64`, `window_end: Int64`, `window_start:
+//! Int64` (0 without a window), one row per kept row in rank order, so a
 //! restore at another parallelism keeps the partitions of the key groups it owns.
 
 mod buffer;
