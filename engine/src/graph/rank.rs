@@ -345,4 +345,70 @@ mod tests {
         };
         assert!(err(window).contains("'x' must be a partition key"));
     }
+
+    #[test]
+    fn round_trips_through_json() {
+        let spec = RankSpec {
+            strategy: RankStrategy::Final,
+            window: Some(RankWindow::Assign {
+                kind: WindowKind::Tumbling {
+                    size_ms: 10,
+                    offset_ms: 0,
+                },
+                time_column: "v".into(),
+            }),
+            ..spec()
+        };
+        let json = serde_json::to_string(&OperatorSpec::Rank(spec.clone())).unwrap();
+        let back: OperatorSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, OperatorSpec::Rank(spec.clone()));
+        let schema = spec.output_schema(&input()).unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            ["k", "v", "window_start", "window_end", "window_time", "rn"]
+        );
+    }
+
+    #[test]
+    fn a_parallel_rank_needs_its_input_hashed_on_the_partition_keys() {
+        use crate::connector::{MemorySource, SourceSpec};
+        use crate::graph::JobGraph;
+        use crate::ids::VertexId;
+        let schema = Arc::new(input());
+        let vertex = |id: u32, name: &str, operator: OperatorSpec, schema: SchemaRef| Vertex {
+            id: VertexId(id),
+            name: name.into(),
+            operator,
+            output_schema: schema,
+            parallelism: 2,
+            max_parallelism: 128,
+        };
+        let source = OperatorSpec::Source {
+            connector: SourceSpec::Memory(MemorySource::new(schema.clone(), vec![]).unwrap()),
+            watermark: None,
+        };
+        let rank_schema = spec().output_schema(&input()).unwrap();
+        let graph = |partitioning: Partitioning| {
+            JobGraph::new(
+                "rank",
+                vec![
+                    vertex(0, "source", source.clone(), schema.clone()),
+                    vertex(1, "rank", OperatorSpec::Rank(spec()), rank_schema.clone()),
+                ],
+                vec![Edge {
+                    source: VertexId(0),
+                    target: VertexId(1),
+                    input_index: 0,
+                    partitioning,
+                }],
+            )
+        };
+        assert!(graph(Partitioning::hash(["k"])).is_ok());
+        let message = graph(Partitioning::Rebalance).unwrap_err().to_string();
+        assert!(
+            message.contains("hash-partitioned on its partition keys [k]"),
+            "{message}"
+        );
+    }
 }
