@@ -7,6 +7,10 @@
 //! subtasks interleave), so the comparison uses what the ORDER BY determines (the partition,
 //! the rank and the ordering values) and checks separately that every emitted row is a real
 //! input row.
+//!
+//! A last test fails a Top-N job once after a completed checkpoint and checks that the
+//! restarted job, restored from the rank's snapshot, ends with the rows of a run without
+//! failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -253,5 +257,113 @@ fn q9_winning_bids() -> Result<()> {
             .iter()
             .all(|r| r.0 == r.3 && real.contains(&(r.3, r.4, r.1)))
     );
+    Ok(())
+}
+
+/// Top 3 bids per auction (final rows at end of input) over 200 000 events; with `failure`, an
+/// operator before the rank fails once after 60 000 bids and a completed checkpoint, and the
+/// job restarts from that checkpoint. Returns `(auction, rank, price)` rows and the job result.
+fn checkpointed_top3(
+    checkpoints: Option<&std::path::Path>,
+) -> Result<(Vec<(i64, i64, i64)>, sluice_engine::runtime::JobResult)> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use sluice_engine::api::StreamEnvironment;
+    use sluice_engine::checkpoint::{CheckpointConfig, RestartStrategy};
+    use sluice_engine::connector::{NexmarkSource, SourceSpec};
+    use sluice_engine::graph::{RankOrder, RankStrategy};
+    use sluice_engine::runtime::LocalRuntime;
+
+    let has_checkpoint = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).is_ok_and(|jobs| {
+            jobs.flatten().any(|job| {
+                std::fs::read_dir(job.path()).is_ok_and(|chks| {
+                    chks.flatten()
+                        .any(|chk| chk.path().join("_metadata").is_file())
+                })
+            })
+        })
+    };
+    let runtime = LocalRuntime::new(
+        RuntimeConfig::default()
+            .with_slots(2)
+            .with_pinning(false)
+            .with_batch_size(200)
+            .with_checkpointing(checkpoints.map(|dir| {
+                CheckpointConfig::new(Duration::from_millis(50), dir).with_num_retained(2)
+            }))
+            .with_restart_strategy(RestartStrategy::FixedDelay {
+                attempts: 1,
+                delay: Duration::from_millis(10),
+            }),
+    );
+    let env = StreamEnvironment::new("checkpointed-top3").with_parallelism(2);
+    let config = NexmarkConfig::default()
+        .with_seed(5)
+        .with_events(Some(200_000));
+    let failed = Arc::new(AtomicBool::new(checkpoints.is_none()));
+    let seen = Arc::new(AtomicU64::new(0));
+    let dir = checkpoints.map(std::path::Path::to_path_buf);
+    let flag = failed.clone();
+    env.source(
+        "bids",
+        SourceSpec::Nexmark(NexmarkSource::new(NexmarkTable::Bid, config)),
+    )?
+    .map_batches(
+        "FailOnce",
+        NexmarkTable::Bid.schema(),
+        move |batch: &RecordBatch| {
+            if let Some(dir) = &dir
+                && !flag.load(Ordering::Acquire)
+            {
+                // Slow the first attempt down so checkpoints complete before the failure.
+                std::thread::sleep(Duration::from_millis(1));
+                let total = seen.fetch_add(batch.num_rows() as u64, Ordering::AcqRel);
+                if total >= 60_000 && has_checkpoint(dir) && !flag.swap(true, Ordering::AcqRel) {
+                    return Err(sluice_engine::Error::Unavailable {
+                        what: "test operator FailOnce".into(),
+                        message: "injected failure".into(),
+                    });
+                }
+            }
+            Ok(batch.clone())
+        },
+    )?
+    .key_by(["auction"])
+    .rank(
+        vec![RankOrder::desc("price")],
+        3,
+        Some("rn"),
+        RankStrategy::Final,
+        None,
+    )?
+    .collect("out")?;
+    let output = env.execute_on(&runtime)?;
+    ensure!(failed.load(Ordering::Acquire), "the failure was injected");
+    let mut rows = Vec::new();
+    for batch in &output.collected.batches("out") {
+        for i in 0..batch.num_rows() {
+            rows.push((
+                int(batch, "auction", i),
+                int(batch, "rn", i),
+                int(batch, "price", i),
+            ));
+        }
+    }
+    rows.sort_unstable();
+    Ok((rows, output.result))
+}
+
+#[test]
+fn top_n_recovers_from_a_failure_through_its_checkpointed_state() -> Result<()> {
+    let (expected, _) = checkpointed_top3(None)?;
+    ensure!(expected.len() > 1_000, "{} rows", expected.len());
+    let dir = tempfile::tempdir()?;
+    let (rows, result) = checkpointed_top3(Some(dir.path()))?;
+    assert_eq!(result.restarts, 1);
+    assert!(result.restored_from.is_some(), "restored from a checkpoint");
+    assert_eq!(rows, expected);
     Ok(())
 }
