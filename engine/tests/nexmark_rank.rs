@@ -260,12 +260,15 @@ fn q9_winning_bids() -> Result<()> {
     Ok(())
 }
 
+/// `(auction, rank, price)`.
+type RankedPrice = (i64, i64, i64);
+
 /// Top 3 bids per auction (final rows at end of input) over 200 000 events; with `failure`, an
 /// operator before the rank fails once after 60 000 bids and a completed checkpoint, and the
 /// job restarts from that checkpoint. Returns `(auction, rank, price)` rows and the job result.
 fn checkpointed_top3(
     checkpoints: Option<&std::path::Path>,
-) -> Result<(Vec<(i64, i64, i64)>, sluice_engine::runtime::JobResult)> {
+) -> Result<(Vec<RankedPrice>, sluice_engine::runtime::JobResult)> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Duration;
