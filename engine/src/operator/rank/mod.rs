@@ -103,6 +103,16 @@ pub struct Rank {
     candidates: Vec<(u32, u32, WindowKey)>,
     row_windows: Vec<(u32, WindowKey)>,
     spare: Vec<Entry>,
+    scratch: ChangeScratch,
+}
+
+/// Buffers of [`Rank::emit_changes`], kept across batches.
+#[derive(Default)]
+struct ChangeScratch {
+    emitted: Vec<(Kept, RowKind, i64)>,
+    old: Vec<Kept>,
+    arrived: Vec<(u64, usize)>,
+    evicted: Vec<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -238,6 +248,7 @@ impl Rank {
             candidates: Vec::new(),
             row_windows: Vec::new(),
             spare: Vec::new(),
+            scratch: ChangeScratch::default(),
         })
     }
 
@@ -339,8 +350,14 @@ impl Rank {
         let Some(set) = self.sets.get(&(0, 0)) else {
             return Ok(());
         };
-        let mut emitted: Vec<(Kept, RowKind, i64)> = Vec::new();
-        let mut old: Vec<Kept> = Vec::new();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let ChangeScratch {
+            emitted,
+            old,
+            arrived,
+            evicted,
+        } = &mut scratch;
+        emitted.clear();
         for &p in &self.changed {
             let buffer = &set.buffers[p as usize];
             let is_old = |e: &Entry| e.seq < first_seq;
@@ -351,15 +368,17 @@ impl Rank {
                     .enumerate()
                     .map(|(i, _)| Kept::Evicted(p, i));
                 // Entering rows in arrival order, as Flink emits them record by record.
-                let mut arrived: Vec<(u64, usize)> = buffer
-                    .entries
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| !is_old(e))
-                    .map(|(i, e)| (e.seq, i))
-                    .collect();
+                arrived.clear();
+                arrived.extend(
+                    buffer
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| !is_old(e))
+                        .map(|(i, e)| (e.seq, i)),
+                );
                 arrived.sort_unstable();
-                let came = arrived.into_iter().map(|(_, i)| Kept::Entry(p, i));
+                let came = arrived.iter().map(|&(_, i)| Kept::Entry(p, i));
                 if self.strategy == RankStrategy::Deduplicate {
                     // One row per key: a replacement is an update.
                     let replaced = !buffer.evicted.is_empty();
@@ -384,9 +403,10 @@ impl Rank {
                 .enumerate()
                 .filter(|(_, e)| is_old(e))
                 .peekable();
-            let mut evicted: Vec<usize> = (0..buffer.evicted.len()).collect();
+            evicted.clear();
+            evicted.extend(0..buffer.evicted.len());
             evicted.sort_by(|&a, &b| self.ties.compare(&buffer.evicted[a], &buffer.evicted[b]));
-            let mut evicted = evicted.into_iter().peekable();
+            let mut evicted = evicted.iter().copied().peekable();
             loop {
                 let next = match (kept_old.peek(), evicted.peek()) {
                     (Some((i, e)), Some(&j)) => {
@@ -446,15 +466,24 @@ impl Rank {
             )?;
             out.push_batch(batch);
         }
+        self.scratch = scratch;
         // The evicted rows have been reported: reuse their allocations.
-        let mut spent = Vec::new();
-        if let Some(set) = self.sets.get_mut(&(0, 0)) {
-            for &p in &self.changed {
-                spent.append(&mut set.buffers[p as usize].evicted);
+        let Rank {
+            sets,
+            changed,
+            spare,
+            ..
+        } = self;
+        if let Some(set) = sets.get_mut(&(0, 0)) {
+            for &p in changed.iter() {
+                for mut entry in set.buffers[p as usize].evicted.drain(..) {
+                    if spare.len() < SPARE_ENTRIES {
+                        entry.sort.clear();
+                        entry.row.clear();
+                        spare.push(entry);
+                    }
+                }
             }
-        }
-        for entry in spent {
-            self.recycle(entry);
         }
         Ok(())
     }
