@@ -13,6 +13,9 @@
 //!   window_start, window_end[, keys]` → a window aggregation on event time `c`;
 //! - `SELECT DISTINCT` → an aggregation without aggregate functions; `UNION ALL` → union;
 //!   CTEs, views and subqueries in `FROM` are planned in place.
+//! - `SELECT … FROM (SELECT …, ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) AS rn FROM …)
+//!   WHERE rn <= N` → a rank (Top-N, deduplication, window Top-N; `rank.rs`); other OVER
+//!   functions are refused there with their line and column.
 //!
 //! - `a [INNER|LEFT|RIGHT|FULL] JOIN b ON …` and `FROM a, b WHERE …` → a join on the equality
 //!   conditions between the two sides. An inner join whose other conditions bound one side's
@@ -22,10 +25,7 @@
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
-//! - `SELECT … FROM (SELECT …, ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) AS rn FROM …)
-//!   WHERE rn <= N` → a rank (Top-N, deduplication, window Top-N; see `rank.rs`).
-//!
-//! `ORDER BY`, `LIMIT`, other OVER windows and window TVFs without aggregation report
+//! `ORDER BY`, `LIMIT`, OVER windows and window TVFs without aggregation report
 //! "… is not supported yet".
 
 use std::time::Duration;

@@ -22,9 +22,10 @@
 //! `window_end - 1 + allowed_lateness`.
 
 mod assigner;
-pub(crate) use assigner::SliceAssigner;
 mod session;
 mod slices;
+
+pub(crate) use assigner::SliceAssigner;
 
 use std::sync::Arc;
 
