@@ -27,6 +27,7 @@ mod batch_fn;
 mod join;
 pub mod nexmark;
 mod process;
+mod rank;
 mod window;
 
 pub use batch_fn::{BatchFn, BatchFunction};

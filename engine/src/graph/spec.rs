@@ -49,6 +49,9 @@ pub enum OperatorSpec {
     Sink { connector: SinkSpec },
     /// Joins input 0 (left) with input 1 (right) on equal keys; see [`JoinSpec`].
     Join(JoinSpec),
+    /// Top-N / deduplication per partition (`ROW_NUMBER() … WHERE rn <= N`); the input must be
+    /// hash-partitioned on the partition keys. See [`super::RankSpec`].
+    Rank(super::RankSpec),
     /// A user operator registered under `name` in the runtime's operator registry (the
     /// DataStream API's batch functions). Its output schema is the vertex's declared schema.
     Custom { name: String },
@@ -66,6 +69,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAggregate(_) => "WindowAggregate",
             OperatorSpec::Sink { .. } => "Sink",
             OperatorSpec::Join(spec) => spec.kind_name(),
+            OperatorSpec::Rank(_) => "Rank",
             OperatorSpec::Custom { .. } => "Custom",
         }
     }
@@ -78,6 +82,7 @@ impl OperatorSpec {
             | OperatorSpec::Project { .. }
             | OperatorSpec::KeyedAggregate(_)
             | OperatorSpec::WindowAggregate(_)
+            | OperatorSpec::Rank(_)
             | OperatorSpec::Sink { .. } => Some(1),
             OperatorSpec::Join(_) => Some(2),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
@@ -147,6 +152,7 @@ impl OperatorSpec {
                 inputs[0].clone()
             }
             OperatorSpec::Join(spec) => spec.output_schema(&inputs[0], &inputs[1])?,
+            OperatorSpec::Rank(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Custom { .. } => return Ok(None),
         };
         Ok(Some(schema))

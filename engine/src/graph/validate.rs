@@ -81,6 +81,10 @@ pub(super) fn validate(graph: &JobGraph) -> Result<()> {
         }
     }
 
+    for edge in &graph.edges {
+        super::rank::check_input_edge(graph.vertex(edge.target), edge)?;
+    }
+
     let order = topological_order(graph)?;
 
     for id in order {

@@ -13,6 +13,7 @@ mod aggregate;
 mod filter;
 mod join;
 mod project;
+mod rank;
 pub(crate) mod registry;
 #[cfg(test)]
 mod restore_tests;
@@ -24,6 +25,7 @@ pub(crate) use aggregate::GroupTable;
 pub use aggregate::KeyedAggregate;
 pub use filter::Filter;
 pub use project::Project;
+pub use rank::Rank;
 pub use registry::{OperatorFactory, OperatorRegistry};
 pub use sink::SinkOperator;
 pub use union::Union;

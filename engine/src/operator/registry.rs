@@ -98,6 +98,11 @@ impl OperatorRegistry {
                 Box::new(SinkOperator::new(connector.create_sink(resources)?))
             }
             OperatorSpec::Join(join) => super::join::build(join, ctx)?,
+            OperatorSpec::Rank(rank) => Box::new(super::rank::Rank::try_new(
+                rank,
+                need_input()?,
+                ctx.output_schema.clone(),
+            )?),
             OperatorSpec::Custom { name } => {
                 let factory = self.custom.get(name).ok_or_else(|| {
                     Error::plan(

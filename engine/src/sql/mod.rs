@@ -932,6 +932,7 @@ pub fn explain(graph: &JobGraph) -> String {
                 spec.time,
                 describe_calls(&spec.aggregates)
             ),
+            OperatorSpec::Rank(spec) => spec.describe(),
             OperatorSpec::Sink { connector } => format!("connector={}", connector.name()),
             OperatorSpec::Join(spec) => {
                 let keys = format!(

@@ -13,6 +13,9 @@
 //!   window_start, window_end[, keys]` → a window aggregation on event time `c`;
 //! - `SELECT DISTINCT` → an aggregation without aggregate functions; `UNION ALL` → union;
 //!   CTEs, views and subqueries in `FROM` are planned in place.
+//! - `SELECT … FROM (SELECT …, ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) AS rn FROM …)
+//!   WHERE rn <= N` → a rank (Top-N, deduplication, window Top-N; `rank.rs`); other OVER
+//!   functions are refused there with their line and column.
 //!
 //! - `a [INNER|LEFT|RIGHT|FULL] JOIN b ON …` and `FROM a, b WHERE …` → a join on the equality
 //!   conditions between the two sides. An inner join whose other conditions bound one side's
@@ -56,6 +59,9 @@ use crate::graph::{
 };
 use crate::time::WatermarkStrategy;
 use crate::{Error, Result};
+
+#[path = "rank.rs"]
+mod rank;
 
 /// A planned relation: the stream and, right after a window TVF, the pending window.
 pub struct Rel {
@@ -775,6 +781,9 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_select(&mut self, select: &Select) -> Result<Rel> {
+        if let Some(rel) = self.plan_rank(select)? {
+            return Ok(rel);
+        }
         if select.qualify.is_some() {
             return Err(unsupported("QUALIFY"));
         }

@@ -28,6 +28,8 @@ mod checkpoint;
 mod session;
 mod slices;
 
+pub(crate) use assigner::SliceAssigner;
+
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
