@@ -435,6 +435,12 @@ impl Planner<'_> {
                 "this table function before a Top-N",
             ));
         };
+        if tvf.processing_time {
+            return Err(not_supported_at(
+                function,
+                "window Top-N over a processing-time (PROCTIME()) window",
+            ));
+        }
         let mut stream = rel.stream;
         if let Some(predicate) = &inner.selection {
             stream = stream.filter(sql_expr::convert(predicate, &Scope::default())?)?;
