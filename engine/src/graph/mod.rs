@@ -13,12 +13,14 @@
 
 mod join;
 mod partitioning;
+mod sort;
 mod spec;
 mod validate;
 mod window;
 
 pub use join::{JoinKind, JoinSpec, JoinType, RIGHT_DUPLICATE_SUFFIX};
 pub use partitioning::Partitioning;
+pub use sort::{SortKey, SortSpec};
 pub use spec::{
     AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec, describe_columns,
 };

@@ -49,6 +49,8 @@ pub enum OperatorSpec {
     Sink { connector: SinkSpec },
     /// Joins input 0 (left) with input 1 (right) on equal keys; see [`JoinSpec`].
     Join(JoinSpec),
+    /// Sorts (ORDER BY), skips (OFFSET) and limits (LIMIT/FETCH) rows; see [`super::SortSpec`].
+    Sort(super::SortSpec),
     /// A user operator registered under `name` in the runtime's operator registry (the
     /// DataStream API's batch functions). Its output schema is the vertex's declared schema.
     Custom { name: String },
@@ -66,6 +68,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAggregate(_) => "WindowAggregate",
             OperatorSpec::Sink { .. } => "Sink",
             OperatorSpec::Join(spec) => spec.kind_name(),
+            OperatorSpec::Sort(_) => "Sort",
             OperatorSpec::Custom { .. } => "Custom",
         }
     }
@@ -78,7 +81,8 @@ impl OperatorSpec {
             | OperatorSpec::Project { .. }
             | OperatorSpec::KeyedAggregate(_)
             | OperatorSpec::WindowAggregate(_)
-            | OperatorSpec::Sink { .. } => Some(1),
+            | OperatorSpec::Sink { .. }
+            | OperatorSpec::Sort(_) => Some(1),
             OperatorSpec::Join(_) => Some(2),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
         }
@@ -147,6 +151,7 @@ impl OperatorSpec {
                 inputs[0].clone()
             }
             OperatorSpec::Join(spec) => spec.output_schema(&inputs[0], &inputs[1])?,
+            OperatorSpec::Sort(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Custom { .. } => return Ok(None),
         };
         Ok(Some(schema))

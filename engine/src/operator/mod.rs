@@ -15,6 +15,7 @@ mod join;
 mod project;
 pub(crate) mod registry;
 mod sink;
+mod sort;
 mod union;
 mod window;
 
@@ -24,6 +25,7 @@ pub use filter::Filter;
 pub use project::Project;
 pub use registry::{OperatorFactory, OperatorRegistry};
 pub use sink::SinkOperator;
+pub use sort::Sort;
 pub use union::Union;
 
 use arrow::datatypes::SchemaRef;

@@ -950,6 +950,7 @@ pub fn explain(graph: &JobGraph) -> String {
                     } => format!("{keys}, tumbling {size_ms} ms on {left_time} / {right_time}"),
                 }
             }
+            OperatorSpec::Sort(spec) => spec.describe(),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => String::new(),
         };
         let _ = writeln!(
