@@ -22,8 +22,11 @@
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
-//! `ORDER BY`, `LIMIT`, OVER windows and window TVFs without aggregation report
-//! "… is not supported yet".
+//! - `ORDER BY` / `OFFSET` / `LIMIT` → a sort ([`order`]).
+//!
+//! OVER windows and window TVFs without aggregation report "… is not supported yet".
+
+mod order;
 
 use std::time::Duration;
 
@@ -125,12 +128,6 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_query(&mut self, query: &Query) -> Result<Rel> {
-        if query.order_by.is_some() {
-            return Err(unsupported("ORDER BY"));
-        }
-        if query.limit_clause.is_some() || query.fetch.is_some() {
-            return Err(unsupported("LIMIT"));
-        }
         let pushed = match &query.with {
             Some(with) => {
                 if with.recursive {
@@ -144,7 +141,13 @@ impl<'a> Planner<'a> {
             }
             None => 0,
         };
-        let result = self.plan_set_expr(&query.body);
+        let ordered =
+            query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some();
+        let result = if ordered {
+            self.plan_ordered(query)
+        } else {
+            self.plan_set_expr(&query.body)
+        };
         self.ctes.truncate(self.ctes.len() - pushed);
         result
     }
