@@ -939,6 +939,37 @@ impl<'a> Planner<'a> {
                 (other, true) => return Err(unsupported(&format!("{other}(DISTINCT …)"))),
                 (other, false) => return Err(unsupported(&format!("aggregate {other}"))),
             };
+            // `agg(x) FILTER (WHERE c)` aggregates `CASE WHEN c THEN x END`: the accumulators
+            // skip NULLs, so rows where `c` is not TRUE do not count.
+            if let Some(condition) = &function.filter {
+                let condition = sql_expr::convert(condition, &over_join)?;
+                let value = match args.as_slice() {
+                    [] | [None] if func == AggregateFunction::Count => {
+                        Expr::Literal(ScalarValue::Int32(1))
+                    }
+                    [Some(e)] => sql_expr::convert(e, &over_join)?,
+                    _ => {
+                        return Err(Error::expr(format!(
+                            "{name} takes one argument: {}",
+                            SqlExpr::Function(function.clone())
+                        )));
+                    }
+                };
+                let column = format!("$arg{index}");
+                add_pre(
+                    &mut pre,
+                    &column,
+                    crate::expr::case_when(vec![(condition, value)], None),
+                );
+                let output = format!("$agg{index}");
+                substitutions.push((SqlExpr::Function(function.clone()), output.clone()));
+                calls.push(AggregateCall {
+                    function: func,
+                    input: Some(column),
+                    output,
+                });
+                continue;
+            }
             let input_column = match args.as_slice() {
                 [] | [None] if func == AggregateFunction::Count => None,
                 [Some(SqlExpr::Identifier(ident))] if names.is_empty() => {
