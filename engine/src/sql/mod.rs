@@ -709,7 +709,7 @@ fn align_to_table(
         .filter(|f| f.name() != ROW_KIND_COLUMN)
         .collect();
     if !targets.is_empty() {
-        return Err(expr::not_supported("INSERT with a column list"));
+        return align_to_columns(stream, table, targets, &fields, updating);
     }
     if fields.len() != sink.fields().len() {
         return Err(Error::sql(
@@ -745,6 +745,87 @@ fn align_to_table(
             s.name().clone(),
             planner::align(col(f.name()), f.data_type(), s.data_type()),
         ));
+    }
+    stream.project(columns)
+}
+
+/// `INSERT INTO t (a, c) SELECT …`: the query's columns go to the listed columns, in order;
+/// the table's other physical columns are NULL.
+fn align_to_columns(
+    stream: &DataStream,
+    table: &Table,
+    targets: &[sqlparser::ast::ObjectName],
+    fields: &[&arrow::datatypes::FieldRef],
+    updating: bool,
+) -> Result<DataStream> {
+    use sqlparser::ast::Spanned;
+    let sink = table.physical_schema();
+    let at = |name: &sqlparser::ast::ObjectName, message: String| {
+        let start = name.span().start;
+        Error::sql(
+            format!("line {}, column {}", start.line, start.column),
+            message,
+        )
+    };
+    let mut positions: Vec<usize> = Vec::with_capacity(targets.len());
+    for target in targets {
+        let name = object_name(target);
+        let Ok(index) = sink.index_of(&name) else {
+            let hint = match crate::expr::closest(
+                &name,
+                sink.fields().iter().map(|f| f.name().as_str()),
+            ) {
+                Some(best) => format!(" (did you mean '{best}'?)"),
+                None => String::new(),
+            };
+            return Err(at(
+                target,
+                format!(
+                    "unknown column '{name}' of table '{}'{hint}; its columns: {}",
+                    table.name,
+                    crate::graph::describe_columns(&sink)
+                ),
+            ));
+        };
+        if positions.contains(&index) {
+            return Err(at(
+                target,
+                format!("column '{name}' is listed twice in INSERT INTO {}", table.name),
+            ));
+        }
+        positions.push(index);
+    }
+    if fields.len() != targets.len() {
+        return Err(at(
+            &targets[0],
+            format!(
+                "the query has {} columns ({}) but the INSERT lists {} ({})",
+                fields.len(),
+                fields
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                targets.len(),
+                targets
+                    .iter()
+                    .map(object_name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let mut columns = Vec::with_capacity(sink.fields().len() + 1);
+    if updating {
+        columns.push((ROW_KIND_COLUMN.to_string(), col(ROW_KIND_COLUMN)));
+    }
+    for (index, s) in sink.fields().iter().enumerate() {
+        let value = match positions.iter().position(|&p| p == index) {
+            Some(i) => planner::align(col(fields[i].name()), fields[i].data_type(), s.data_type()),
+            None => crate::expr::Expr::Literal(crate::expr::ScalarValue::Null)
+                .cast(s.data_type().clone()),
+        };
+        columns.push((s.name().clone(), value));
     }
     stream.project(columns)
 }

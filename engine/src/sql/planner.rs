@@ -22,11 +22,13 @@
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
-//! - `ORDER BY` / `OFFSET` / `LIMIT` → a sort ([`order`]).
+//! - `ORDER BY` / `OFFSET` / `LIMIT` → a sort ([`order`]); `VALUES` → a bounded source
+//!   ([`values`]); `(…) AS t(a, b)` renames a derived table's columns.
 //!
 //! OVER windows and window TVFs without aggregation report "… is not supported yet".
 
 mod order;
+mod values;
 
 use std::time::Duration;
 
@@ -201,6 +203,7 @@ impl<'a> Planner<'a> {
                 })
             }
             SetExpr::SetOperation { op, .. } => Err(unsupported(&format!("{op}"))),
+            SetExpr::Values(values) => self.plan_values(values),
             other => Err(unsupported(&format!("query '{other}'"))),
         }
     }
@@ -274,8 +277,16 @@ impl<'a> Planner<'a> {
             TableFactor::Derived {
                 lateral: false,
                 subquery,
+                alias,
                 ..
-            } => self.plan_query(subquery),
+            } => {
+                let rel = self.plan_query(subquery)?;
+                let stream = self.settle(rel)?;
+                Ok(Rel {
+                    stream: values::rename_columns(stream, alias.as_ref())?,
+                    window: None,
+                })
+            }
             TableFactor::TableFunction { expr, .. } => self.plan_window_tvf(expr),
             TableFactor::NestedJoin { .. } => Err(unsupported("JOIN")),
             other => Err(unsupported(&format!("FROM {other}"))),
