@@ -57,6 +57,30 @@ pub enum Function {
     /// `TO_TIMESTAMP_LTZ(epoch, precision)`: `precision` is a literal 0 (seconds) or 3
     /// (milliseconds); the result is `Timestamp(Millisecond, "UTC")`.
     ToTimestampLtz,
+    /// `DATE_FORMAT(ts, pattern)`: a timestamp (or a string holding one) formatted with a
+    /// literal Java `SimpleDateFormat` pattern.
+    DateFormat,
+    /// `TO_DATE(s [, pattern])`: a string parsed as a DATE (default `yyyy-MM-dd`); NULL when
+    /// it does not match.
+    ToDate,
+    /// `REGEXP_EXTRACT(s, regex [, group])`; the pattern must be a literal.
+    RegexpExtract,
+    /// `REGEXP_REPLACE(s, regex, replacement)`; the pattern must be a literal.
+    RegexpReplace,
+    /// `REGEXP(s, regex)`: whether a substring matches; the pattern must be a literal.
+    Regexp,
+    /// `SPLIT_INDEX(s, sep, index)`: 0-based piece, NULL when out of range.
+    SplitIndex,
+    /// `INITCAP(s)`.
+    Initcap,
+    /// `LPAD(s, len, pad)`.
+    Lpad,
+    /// `RPAD(s, len, pad)`.
+    Rpad,
+    /// `TIMESTAMPADD(unit, n, ts)`; the SQL layer passes the unit as a string literal.
+    TimestampAdd,
+    /// `TIMESTAMPDIFF(unit, a, b)`: whole units from `a` to `b`, as INT.
+    TimestampDiff,
 }
 
 /// Every function with the names it answers to (first name is canonical).
@@ -84,6 +108,17 @@ const NAMES: &[(Function, &[&str])] = &[
     (Function::Ceil, &["ceil", "ceiling"]),
     (Function::Round, &["round"]),
     (Function::ToTimestampLtz, &["to_timestamp_ltz"]),
+    (Function::DateFormat, &["date_format"]),
+    (Function::ToDate, &["to_date"]),
+    (Function::RegexpExtract, &["regexp_extract"]),
+    (Function::RegexpReplace, &["regexp_replace"]),
+    (Function::Regexp, &["regexp"]),
+    (Function::SplitIndex, &["split_index"]),
+    (Function::Initcap, &["initcap"]),
+    (Function::Lpad, &["lpad"]),
+    (Function::Rpad, &["rpad"]),
+    (Function::TimestampAdd, &["timestampadd"]),
+    (Function::TimestampDiff, &["timestampdiff"]),
 ];
 
 impl Function {
@@ -126,6 +161,17 @@ impl Function {
             Function::Ceil => "CEIL",
             Function::Round => "ROUND",
             Function::ToTimestampLtz => "TO_TIMESTAMP_LTZ",
+            Function::DateFormat => "DATE_FORMAT",
+            Function::ToDate => "TO_DATE",
+            Function::RegexpExtract => "REGEXP_EXTRACT",
+            Function::RegexpReplace => "REGEXP_REPLACE",
+            Function::Regexp => "REGEXP",
+            Function::SplitIndex => "SPLIT_INDEX",
+            Function::Initcap => "INITCAP",
+            Function::Lpad => "LPAD",
+            Function::Rpad => "RPAD",
+            Function::TimestampAdd => "TIMESTAMPADD",
+            Function::TimestampDiff => "TIMESTAMPDIFF",
         }
     }
 }

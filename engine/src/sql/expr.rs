@@ -285,6 +285,17 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
                 .collect::<Result<_>>()?,
             else_expr: else_result.as_deref().map(boxed).transpose()?,
         },
+        // `TIMESTAMP '2024-01-01 00:00:00'`, `DATE '2024-01-01'`: a cast of the string.
+        SqlExpr::TypedString(typed) => {
+            let text = match &typed.value.value {
+                sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                other => return Err(not_supported(&format!("typed literal {other}"))),
+            };
+            Expr::Cast {
+                expr: Box::new(Expr::Literal(ScalarValue::Utf8(text))),
+                data_type: types::to_arrow(&typed.data_type)?,
+            }
+        }
         SqlExpr::Cast {
             kind,
             expr: inner,
@@ -363,6 +374,9 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
             if function.over.is_some() {
                 return Err(not_supported("OVER windows"));
             }
+            if let Some(converted) = time_function(&name, function, scope)? {
+                return Ok(converted);
+            }
             let args = function_args(function)?
                 .into_iter()
                 .map(|a| match a {
@@ -377,6 +391,58 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
         }
         other => return Err(not_supported(&format!("expression '{other}'"))),
     })
+}
+
+/// Flink's date-part functions (`HOUR(ts)`, `DAYOFMONTH(d)`, …) as `EXTRACT`, and the unit of
+/// `TIMESTAMPADD` / `TIMESTAMPDIFF` (a bare keyword) as a string literal. `None` for other
+/// functions.
+fn time_function(
+    name: &str,
+    function: &sqlparser::ast::Function,
+    scope: &Scope<'_>,
+) -> Result<Option<Expr>> {
+    let field = match name {
+        "YEAR" => Some(DateField::Year),
+        "QUARTER" => Some(DateField::Quarter),
+        "MONTH" => Some(DateField::Month),
+        "WEEK" => Some(DateField::Week),
+        "DAYOFMONTH" => Some(DateField::Day),
+        "DAYOFWEEK" => Some(DateField::DayOfWeek),
+        "DAYOFYEAR" => Some(DateField::DayOfYear),
+        "HOUR" => Some(DateField::Hour),
+        "MINUTE" => Some(DateField::Minute),
+        "SECOND" => Some(DateField::Second),
+        _ => None,
+    };
+    let args = function_args(function)?;
+    if let Some(field) = field {
+        let [Some(arg)] = args.as_slice() else {
+            return Err(Error::expr(format!("{name} takes one argument")));
+        };
+        return Ok(Some(Expr::Extract {
+            field,
+            expr: Box::new(convert(arg, scope)?),
+        }));
+    }
+    if name != "TIMESTAMPADD" && name != "TIMESTAMPDIFF" {
+        return Ok(None);
+    }
+    let mut converted = Vec::with_capacity(args.len());
+    for (i, arg) in args.iter().enumerate() {
+        let Some(arg) = arg else {
+            return Err(Error::expr(format!("'*' is not an argument of {name}")));
+        };
+        converted.push(match (i, arg) {
+            (0, SqlExpr::Identifier(unit)) => {
+                Expr::Literal(ScalarValue::Utf8(unit.value.to_ascii_uppercase()))
+            }
+            _ => convert(arg, scope)?,
+        });
+    }
+    Ok(Some(Expr::Function {
+        func: Function::from_name(name)?,
+        args: converted,
+    }))
 }
 
 fn like(

@@ -753,7 +753,7 @@ impl<'a> Planner<'a> {
         }
         let mut items = select.from.iter();
         let Some(first) = items.next() else {
-            return Err(unsupported("SELECT without FROM"));
+            return self.plan_select_without_from(select);
         };
         // `FROM a, b WHERE …`: the WHERE conjuncts are the join conditions of the comma joins;
         // those a join does not use stay in the WHERE.

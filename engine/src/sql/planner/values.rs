@@ -129,6 +129,32 @@ impl Planner<'_> {
     }
 }
 
+impl Planner<'_> {
+    /// `SELECT <constants> [WHERE …]`: the select list over one row without columns.
+    pub(super) fn plan_select_without_from(&mut self, select: &sqlparser::ast::Select) -> Result<Rel> {
+        let has_groups = !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+        if has_groups || select.having.is_some() {
+            return Err(Error::expr("GROUP BY and HAVING need a FROM clause"));
+        }
+        // One row of a hidden column (`$` columns are not part of `*`).
+        let schema = Arc::new(Schema::new(vec![Field::new("$row", DataType::Int32, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::Int32Array::from(vec![0]))],
+        )
+        .map_err(|e| Error::arrow("SELECT without FROM", e))?;
+        let mut stream = self.env.from_batches("Values", schema, vec![batch])?;
+        if let Some(predicate) = &select.selection {
+            stream = stream.filter(sql_expr::convert(predicate, &Scope::default())?)?;
+        }
+        let stream = self.project_items(&stream, &select.projection, &[], &[])?;
+        Ok(Rel {
+            stream,
+            window: None,
+        })
+    }
+}
+
 /// Renames a derived table's columns to its alias's column list (`AS t(a, b)`).
 pub(super) fn rename_columns(stream: DataStream, alias: Option<&TableAlias>) -> Result<DataStream> {
     let Some(alias) = alias.filter(|a| !a.columns.is_empty()) else {
