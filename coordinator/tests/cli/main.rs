@@ -56,6 +56,7 @@ fn csv_graph(dir: &Path, input: &Path) -> std::path::PathBuf {
             format: FileFormat::Csv,
             schema,
             options: BTreeMap::new(),
+            partition_keys: Vec::new(),
         }),
     )
     .unwrap()

@@ -664,12 +664,14 @@ impl Session {
             };
             options.insert(key, value);
         }
+        let partition_keys = partition_keys(create, &columns, &name)?;
         let table = Table {
             name: name.clone(),
             columns,
             watermark,
             primary_key,
             options,
+            partition_keys,
         };
         table.connector()?;
         self.catalog.add_table(table, create.if_not_exists)
@@ -828,6 +830,53 @@ fn align_to_columns(
         columns.push((s.name().clone(), value));
     }
     stream.project(columns)
+}
+
+/// The `PARTITIONED BY (a, b)` columns of a `CREATE TABLE`: physical columns of the table.
+fn partition_keys(create: &CreateTable, columns: &[Column], table: &str) -> Result<Vec<String>> {
+    use sqlparser::ast::HiveDistributionStyle;
+    let HiveDistributionStyle::PARTITIONED { columns: keys } = &create.hive_distribution else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::with_capacity(keys.len());
+    for key in keys {
+        let start = key.name.span.start;
+        let at = |message: String| {
+            Error::sql(
+                format!("line {}, column {}", start.line, start.column),
+                message,
+            )
+        };
+        if !matches!(key.data_type, sqlparser::ast::DataType::Unspecified) {
+            return Err(at(format!(
+                "PARTITIONED BY lists columns of the table, without a type (found '{key}')"
+            )));
+        }
+        let name = key.name.value.clone();
+        match columns.iter().find(|c| c.name == name) {
+            Some(c) if c.computed.is_some() => {
+                return Err(at(format!(
+                    "partition column '{name}' of table '{table}' is a computed column"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                return Err(at(format!(
+                    "unknown partition column '{name}' of table '{table}' (columns: {})",
+                    columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        if names.contains(&name) {
+            return Err(at(format!("partition column '{name}' is listed twice")));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// `col - INTERVAL 'n' unit` or `col` → the delay in milliseconds.

@@ -1,4 +1,4 @@
-//! The `filesystem` connector: bounded CSV and Parquet sources over a file or a directory of
+//! The `filesystem` connector: bounded CSV, JSON and Parquet sources over a file or a directory of
 //! files, and a sink writing part files into a directory.
 //!
 //! Module map and data flow:
@@ -11,6 +11,9 @@
 //! - `sink`: one part file per subtask, written under a hidden in-progress name and renamed
 //!   when the input ends.
 //! - `options`: the `csv.*` format options shared by source and sink.
+//! - `partition`: `PARTITIONED BY` directories (`path/dt=…/part-…`): splitting written rows
+//!   by partition, and the partition columns of read rows from their file's path.
+//! - `json`: the `json` format (newline-delimited objects): its options, reader and writer.
 //!
 //! Everything that can be checked before the job runs is checked when the reader or sink is
 //! created: the options, the declared column types, the existence of the path and (for
@@ -18,8 +21,10 @@
 
 mod csv;
 mod csv_column;
+mod json;
 mod options;
 mod parquet;
+mod partition;
 mod sink;
 pub(crate) mod split;
 
@@ -41,6 +46,8 @@ use crate::Result;
 pub enum FileFormat {
     Csv,
     Parquet,
+    /// Newline-delimited JSON objects (Flink's `json` format).
+    Json,
 }
 
 /// A bounded file source: `path` is a file or a directory whose files are all read.
@@ -51,6 +58,9 @@ pub struct FileSourceSpec {
     pub schema: SchemaRef,
     /// Format options with Flink's names (`csv.field-delimiter`, `csv.ignore-parse-errors`, …).
     pub options: BTreeMap<String, String>,
+    /// `PARTITIONED BY` columns (part of `schema`), read from `k=v` directory names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_keys: Vec<String>,
 }
 
 /// A file sink writing into the directory `path`.
@@ -59,6 +69,9 @@ pub struct FileSinkSpec {
     pub path: String,
     pub format: FileFormat,
     pub options: BTreeMap<String, String>,
+    /// `PARTITIONED BY` columns: rows go to `path/k=v/…` directories, without these columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_keys: Vec<String>,
 }
 
 impl FileSourceSpec {
@@ -72,17 +85,69 @@ impl FileSourceSpec {
         batch_size: usize,
     ) -> Result<Box<dyn SourceReader>> {
         let files = split::discover_files(&self.path)?;
+        if !self.partition_keys.is_empty() {
+            return self.create_partitioned_reader(files, subtask, parallelism, batch_size);
+        }
+        self.create_file_reader(self.schema.clone(), files, subtask, parallelism, batch_size)
+    }
+
+    /// A reader of the data columns over the files of `subtask`; the partition columns come
+    /// from each file's path.
+    fn create_partitioned_reader(
+        &self,
+        files: Vec<PathBuf>,
+        subtask: u32,
+        parallelism: u32,
+        batch_size: usize,
+    ) -> Result<Box<dyn SourceReader>> {
+        if self.format == FileFormat::Parquet {
+            return Err(crate::Error::expr(
+                "reading a partitioned parquet directory is not supported yet (csv and json \
+                 are)",
+            ));
+        }
+        let (keys, data) = partition::split_columns(&self.schema, &self.partition_keys)?;
+        let data_schema = std::sync::Arc::new(
+            self.schema
+                .project(&data)
+                .map_err(|e| crate::Error::arrow("partitioned source schema", e))?,
+        );
+        let mine = split::assign(files, subtask, parallelism)?;
+        // The inner reader gets this subtask's files as its only ones (subtask 0 of 1).
+        let inner = self.create_file_reader(data_schema, mine.clone(), 0, 1, batch_size)?;
+        Ok(Box::new(partition::PartitionedReader::new(
+            inner,
+            mine,
+            self.schema.clone(),
+            keys,
+            data,
+        )))
+    }
+
+    fn create_file_reader(
+        &self,
+        schema: SchemaRef,
+        files: Vec<PathBuf>,
+        subtask: u32,
+        parallelism: u32,
+        batch_size: usize,
+    ) -> Result<Box<dyn SourceReader>> {
         match self.format {
             FileFormat::Csv => {
                 let options = options::CsvOptions::parse(&self.options)?;
                 let files = split::assign(files, subtask, parallelism)?;
-                let reader =
-                    csv::CsvSourceReader::try_new(self.schema.clone(), options, files, batch_size)?;
+                let reader = csv::CsvSourceReader::try_new(schema, options, files, batch_size)?;
+                Ok(Box::new(reader))
+            }
+            FileFormat::Json => {
+                let options = json::JsonOptions::parse(&self.options)?;
+                let files = split::assign(files, subtask, parallelism)?;
+                let reader = json::JsonSourceReader::try_new(schema, options, files, batch_size)?;
                 Ok(Box::new(reader))
             }
             FileFormat::Parquet => {
                 let reader = parquet::ParquetSourceReader::try_new(
-                    self.schema.clone(),
+                    schema,
                     &files,
                     subtask,
                     parallelism,
@@ -99,12 +164,16 @@ impl FileSinkSpec {
     pub(crate) fn create_sink(&self) -> Result<Box<dyn Sink>> {
         let csv = match self.format {
             FileFormat::Csv => options::CsvOptions::parse(&self.options)?,
-            FileFormat::Parquet => options::CsvOptions::default(),
+            FileFormat::Parquet | FileFormat::Json => options::CsvOptions::default(),
         };
-        Ok(Box::new(sink::FileSink::new(
-            PathBuf::from(&self.path),
-            self.format,
-            csv,
-        )))
+        let json = match self.format {
+            FileFormat::Json => json::JsonOptions::parse(&self.options)?,
+            FileFormat::Csv | FileFormat::Parquet => json::JsonOptions::default(),
+        };
+        Ok(Box::new(
+            sink::FileSink::new(PathBuf::from(&self.path), self.format, csv)
+                .with_json(json)
+                .with_partition_keys(self.partition_keys.clone()),
+        ))
     }
 }
