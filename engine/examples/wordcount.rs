@@ -58,6 +58,7 @@ pub fn run(input: &str, output: &str, parallelism: u32) -> Result<()> {
                 format: FileFormat::Csv,
                 options: BTreeMap::new(),
                 partition_keys: Vec::new(),
+                overwrite: None,
             }),
         )?;
     let result = env.execute_local()?.result;

@@ -150,6 +150,7 @@ pub fn sink_spec(table: &Table) -> Result<SinkSpec> {
                 .filter(|(k, _)| k != "path" && k != "format")
                 .collect(),
             partition_keys: table.partition_keys.clone(),
+            overwrite: None,
         })),
         "datagen" | "nexmark" => Err(Error::sql(
             format!("table '{}'", table.name),

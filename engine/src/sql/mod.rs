@@ -682,18 +682,55 @@ impl Session {
             return Err(expr::not_supported("INSERT INTO a table function"));
         };
         let name = object_name(name);
-        if insert.overwrite {
-            return Err(expr::not_supported("INSERT OVERWRITE"));
-        }
         let Some(source) = &insert.source else {
             return Err(expr::not_supported("INSERT without a query"));
         };
         let table = self.catalog.table(&name)?;
-        let sink = connector::sink_spec(table)?;
+        let mut sink = connector::sink_spec(table)?;
+        if insert.overwrite {
+            sink = overwriting(sink, insert, self.streaming, &name)?;
+        }
         let stream = Planner::new(&self.catalog, env, self.streaming).plan(source)?;
         let aligned = align_to_table(&stream, table, &insert.columns)?;
         aligned.sink(&name, sink)
     }
+}
+
+/// `INSERT OVERWRITE`: batch mode, a filesystem table, no static partition.
+fn overwriting(
+    sink: crate::connector::SinkSpec,
+    insert: &sqlparser::ast::Insert,
+    streaming: bool,
+    table: &str,
+) -> Result<crate::connector::SinkSpec> {
+    if streaming {
+        return Err(Error::sql(
+            format!("INSERT OVERWRITE {table}"),
+            "INSERT OVERWRITE is only supported in batch mode (SET 'execution.runtime-mode' = \
+             'batch')",
+        ));
+    }
+    if insert.partitioned.is_some() {
+        return Err(expr::not_supported(
+            "INSERT OVERWRITE … PARTITION (…) (static partitions; the partitions that receive \
+             rows are replaced)",
+        ));
+    }
+    let crate::connector::SinkSpec::Filesystem(mut spec) = sink else {
+        return Err(Error::sql(
+            format!("INSERT OVERWRITE {table}"),
+            format!(
+                "the {} connector cannot be overwritten (only filesystem tables can)",
+                sink.name()
+            ),
+        ));
+    };
+    // Unique per job: the time of planning and the process.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    spec.overwrite = Some(format!("{nanos:x}{:x}", std::process::id()));
+    Ok(crate::connector::SinkSpec::Filesystem(spec))
 }
 
 /// Projects (and casts) a query's columns onto a table's physical columns, by position.

@@ -72,6 +72,10 @@ pub struct FileSinkSpec {
     /// `PARTITIONED BY` columns: rows go to `path/k=v/…` directories, without these columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_keys: Vec<String>,
+    /// `INSERT OVERWRITE`: a stamp unique to the job; the written parts replace the table's
+    /// files (see the sink's `with_overwrite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwrite: Option<String>,
 }
 
 impl FileSourceSpec {
@@ -173,7 +177,8 @@ impl FileSinkSpec {
         Ok(Box::new(
             sink::FileSink::new(PathBuf::from(&self.path), self.format, csv)
                 .with_json(json)
-                .with_partition_keys(self.partition_keys.clone()),
+                .with_partition_keys(self.partition_keys.clone())
+                .with_overwrite(self.overwrite.clone()),
         ))
     }
 }

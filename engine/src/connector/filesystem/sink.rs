@@ -54,6 +54,8 @@ pub(crate) struct FileSink {
     partitions: std::collections::BTreeMap<String, PartFile>,
     /// Indices of the partition and the data columns, known at the first batch.
     layout: Option<(Vec<usize>, Vec<usize>)>,
+    /// `INSERT OVERWRITE`: the job's stamp, put in the names of the parts it writes.
+    overwrite: Option<String>,
 }
 
 /// The open in-progress part file.
@@ -85,7 +87,55 @@ impl FileSink {
             partition_keys: Vec::new(),
             partitions: std::collections::BTreeMap::new(),
             layout: None,
+            overwrite: None,
         }
+    }
+
+    /// `INSERT OVERWRITE`: parts are named `part-<stamp>-<subtask>-0.<ext>`, and at `finish`,
+    /// once they are in place, every other visible file and directory of the table's directory
+    /// (unpartitioned) or of each partition directory this subtask wrote to (partitioned: only
+    /// the partitions that receive rows are replaced, as Flink's dynamic overwrite) is removed.
+    /// Every subtask of the job uses the same stamp, so none removes another's new parts.
+    pub(crate) fn with_overwrite(mut self, stamp: Option<String>) -> Self {
+        self.overwrite = stamp;
+        self
+    }
+
+    /// Removes what an `INSERT OVERWRITE` replaces in `dir`: visible entries without the
+    /// job's stamp (hidden ones, e.g. other subtasks' in-progress parts, stay).
+    fn remove_replaced(&self, dir: &std::path::Path, stamp: &str, directories: bool) -> Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list directory", dir, e)),
+        };
+        let own = format!("part-{stamp}-");
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list directory", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') || name.starts_with(&own) {
+                continue;
+            }
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::io("read", &path, e))?;
+            let removed = if kind.is_dir() {
+                if !directories {
+                    continue;
+                }
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {}
+                // Another subtask of the job removed it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Writes rows into `dir/k1=v1/k2=v2/` directories by the values of `keys`, without those
@@ -149,7 +199,10 @@ impl FileSink {
                 ),
             ));
         }
-        let name = format!("part-{}-0.{}", self.subtask, self.extension());
+        let name = match &self.overwrite {
+            Some(stamp) => format!("part-{stamp}-{}-0.{}", self.subtask, self.extension()),
+            None => format!("part-{}-0.{}", self.subtask, self.extension()),
+        };
         let in_progress = dir.join(format!(".{name}.inprogress"));
         let final_path = dir.join(name);
         let file = File::create(&in_progress).map_err(|e| Error::io("create", &in_progress, e))?;
@@ -306,12 +359,22 @@ impl Sink for FileSink {
     }
 
     fn finish(&mut self) -> Result<()> {
+        let written: Vec<String> = self.partitions.keys().cloned().collect();
         for part in std::mem::take(&mut self.partitions).into_values() {
             part.finish()?;
         }
-        match self.part.take() {
-            Some(part) => part.finish(),
-            None => Ok(()),
+        if let Some(part) = self.part.take() {
+            part.finish()?;
         }
+        if let Some(stamp) = &self.overwrite {
+            if self.partition_keys.is_empty() {
+                self.remove_replaced(&self.dir, stamp, true)?;
+            } else {
+                for relative in &written {
+                    self.remove_replaced(&self.dir.join(relative), stamp, false)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

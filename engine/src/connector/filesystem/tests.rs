@@ -261,6 +261,7 @@ fn csv_round_trip_preserves_quotes_commas_newlines_and_nulls() -> Result<()> {
         format: FileFormat::Csv,
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     // Two batches, to check the part file keeps appending.
     write_part(&sink, &[input.slice(0, 2), input.slice(2, 4)], 0)?;
@@ -285,6 +286,7 @@ fn csv_round_trip_with_null_literal_header_and_delimiter() -> Result<()> {
         format: FileFormat::Csv,
         options: options(&pairs),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     write_part(&sink, std::slice::from_ref(&input), 3)?;
     let text = fs::read_to_string(dir.path().join("out/part-3-0.csv"))?;
@@ -312,6 +314,7 @@ fn parquet_round_trip() -> Result<()> {
         format: FileFormat::Parquet,
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     write_part(&sink, &[input.slice(0, 3), input.slice(3, 3)], 1)?;
     assert!(dir.path().join("out/part-1-0.parquet").is_file());
@@ -571,6 +574,7 @@ fn unknown_csv_option_is_a_config_error() -> Result<()> {
         format: FileFormat::Csv,
         options: options(&[("csv.headers", "true")]),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     let err = expect_err(sink.create_sink())?;
     assert!(matches!(err, Error::Config { .. }), "{err}");
@@ -625,6 +629,7 @@ fn parquet_position_restore_resumes_after_the_last_batch() -> Result<()> {
         format: FileFormat::Parquet,
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     write_part(&sink, std::slice::from_ref(&input), 0)?;
     let source = FileSourceSpec {
@@ -721,6 +726,7 @@ fn sink_hides_the_part_until_finish() -> Result<()> {
         format: FileFormat::Csv,
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     let mut sink = spec.create_sink()?;
     sink.open(&context(input.schema(), 2, 4))?;
@@ -762,6 +768,7 @@ fn sink_rejects_changelog_input() -> Result<()> {
             format,
             options: BTreeMap::new(),
             partition_keys: Vec::new(),
+            overwrite: None,
         };
         let mut sink = spec.create_sink()?;
         sink.open(&context(schema.clone(), 0, 1))?;
@@ -842,6 +849,7 @@ fn job_converts_a_csv_directory_to_parquet_parts() -> Result<()> {
         format: FileFormat::Parquet,
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     let runtime = LocalRuntime::new(RuntimeConfig::default().with_batch_size(16));
     runtime.execute(
@@ -879,6 +887,7 @@ fn job_with_a_missing_input_fails_with_the_path() -> Result<()> {
         format: FileFormat::Csv,
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        overwrite: None,
     };
     let result =
         LocalRuntime::default().execute(&file_job(source, sink, 1)?, &JobEnvironment::default());
