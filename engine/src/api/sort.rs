@@ -28,12 +28,10 @@ impl DataStream {
             fetch,
             output,
         };
-        let schema = final_spec
-            .output_schema(&input)
-            .map_err(|e| match e {
-                Error::Expression { message } => Error::plan("Sort", message),
-                other => other,
-            })?;
+        let schema = final_spec.output_schema(&input).map_err(|e| match e {
+            Error::Expression { message } => Error::plan("Sort", message),
+            other => other,
+        })?;
         let mut upstream = self.vertex;
         let local_useful = parallelism > 1 && (!keys.is_empty() || fetch.is_some());
         if local_useful {

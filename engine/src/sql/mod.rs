@@ -829,7 +829,10 @@ fn align_to_columns(
         if positions.contains(&index) {
             return Err(at(
                 target,
-                format!("column '{name}' is listed twice in INSERT INTO {}", table.name),
+                format!(
+                    "column '{name}' is listed twice in INSERT INTO {}",
+                    table.name
+                ),
             ));
         }
         positions.push(index);

@@ -302,9 +302,7 @@ impl JsonSourceReader {
                 if let Some(field) = missing {
                     return Err(Error::data(
                         self.location(self.lines[i].0),
-                        format!(
-                            "field '{field}' is missing (json.fail-on-missing-field is true)"
-                        ),
+                        format!("field '{field}' is missing (json.fail-on-missing-field is true)"),
                     ));
                 }
             }
@@ -457,7 +455,12 @@ mod tests {
         let batches = read_all(text, JsonOptions::default(), 2).unwrap();
         let a: Vec<Option<i64>> = batches
             .iter()
-            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
             .collect();
         assert_eq!(a, vec![Some(1), Some(2), None]);
     }
@@ -465,7 +468,9 @@ mod tests {
     #[test]
     fn a_malformed_line_names_file_and_line() {
         let text = "{\"a\": 1}\n\n{\"a\": oops}\n";
-        let err = read_all(text, JsonOptions::default(), 10).unwrap_err().to_string();
+        let err = read_all(text, JsonOptions::default(), 10)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("in.json' line 3"), "{err}");
         let options = JsonOptions {
             ignore_parse_errors: true,
@@ -499,7 +504,10 @@ mod tests {
         let err = JsonOptions::parse(&options(&[("json.ignore-parse-error", "true")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("did you mean 'json.ignore-parse-errors'"), "{err}");
+        assert!(
+            err.contains("did you mean 'json.ignore-parse-errors'"),
+            "{err}"
+        );
         let err = JsonOptions::parse(&options(&[
             ("json.ignore-parse-errors", "true"),
             ("json.fail-on-missing-field", "true"),

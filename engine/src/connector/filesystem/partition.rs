@@ -99,9 +99,8 @@ pub(crate) fn split_by_partition(
     names: &[String],
 ) -> Result<Vec<(String, RecordBatch)>> {
     let err = |e| Error::arrow("split a batch by partition", e);
-    let key_columns = |b: &RecordBatch| -> Vec<ArrayRef> {
-        keys.iter().map(|&i| b.column(i).clone()).collect()
-    };
+    let key_columns =
+        |b: &RecordBatch| -> Vec<ArrayRef> { keys.iter().map(|&i| b.column(i).clone()).collect() };
     let mut ranges = arrow::compute::partition(&key_columns(batch))
         .map_err(err)?
         .ranges();
@@ -306,7 +305,12 @@ mod tests {
             schema.clone(),
             vec![
                 Arc::new(Int32Array::from(vec![1, 2, 3, 4])),
-                Arc::new(StringArray::from(vec![Some("b"), Some("a/x"), None, Some("b")])),
+                Arc::new(StringArray::from(vec![
+                    Some("b"),
+                    Some("a/x"),
+                    None,
+                    Some("b"),
+                ])),
             ],
         )
         .unwrap();
@@ -318,7 +322,10 @@ mod tests {
                 assert_eq!(b.num_columns(), 1);
                 (
                     dir.clone(),
-                    b.column(0).as_primitive::<arrow::datatypes::Int32Type>().values().to_vec(),
+                    b.column(0)
+                        .as_primitive::<arrow::datatypes::Int32Type>()
+                        .values()
+                        .to_vec(),
                 )
             })
             .collect();

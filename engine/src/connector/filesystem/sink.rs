@@ -117,9 +117,7 @@ impl FileSink {
                 continue;
             }
             let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|e| Error::io("read", &path, e))?;
+            let kind = entry.file_type().map_err(|e| Error::io("read", &path, e))?;
             let removed = if kind.is_dir() {
                 if !directories {
                     continue;
@@ -295,9 +293,9 @@ impl PartFile {
         match self.writer {
             PartWriter::Csv(writer) => drop(writer.into_inner()),
             PartWriter::Json(mut writer) => {
-                writer
-                    .finish()
-                    .map_err(|e| Error::arrow(format!("close '{}'", self.in_progress.display()), e))?;
+                writer.finish().map_err(|e| {
+                    Error::arrow(format!("close '{}'", self.in_progress.display()), e)
+                })?;
                 drop(writer.into_inner());
             }
             PartWriter::Parquet(writer) => {

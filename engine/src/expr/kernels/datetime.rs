@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, Int32Builder, PrimitiveArray, StringArray,
-    StringBuilder,
+    Array, ArrayRef, AsArray, Date32Array, Int32Builder, PrimitiveArray, StringArray, StringBuilder,
 };
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Date32Type, TimeUnit, TimestampMicrosecondType,
@@ -184,7 +183,10 @@ impl DatePattern {
                 }
             }
         }
-        if !rest.is_empty() || !(1..=12).contains(&month) || day < 1 || day > month_days(year, month)
+        if !rest.is_empty()
+            || !(1..=12).contains(&month)
+            || day < 1
+            || day > month_days(year, month)
         {
             return None;
         }
@@ -325,7 +327,10 @@ fn add_months(ms: i64, months: i64) -> Option<i64> {
     let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
-    let total = y.checked_mul(12)?.checked_add(i64::from(m) - 1)?.checked_add(months)?;
+    let total = y
+        .checked_mul(12)?
+        .checked_add(i64::from(m) - 1)?
+        .checked_add(months)?;
     let (ny, nm) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
     let nd = d.min(month_days(ny, nm));
     days_from_civil(ny, nm, nd)
@@ -368,9 +373,9 @@ pub(super) fn timestamp_add(
     }
     let millis = PrimitiveArray::<TimestampMillisecondType>::from(out);
     let result: ArrayRef = match input.data_type() {
-        DataType::Date32 => Arc::new(
-            millis.unary::<_, Date32Type>(|v| v.div_euclid(86_400_000) as i32),
-        ),
+        DataType::Date32 => {
+            Arc::new(millis.unary::<_, Date32Type>(|v| v.div_euclid(86_400_000) as i32))
+        }
         other => arrow::compute::cast(&(Arc::new(millis) as ArrayRef), &strip_tz(other))
             .and_then(|a| arrow::compute::cast(&a, other))?,
     };
@@ -432,7 +437,10 @@ mod tests {
 
     fn format(pattern: &str, ms: i64) -> String {
         let mut s = String::new();
-        DatePattern::parse(pattern).unwrap().write(ms, &mut s).unwrap();
+        DatePattern::parse(pattern)
+            .unwrap()
+            .write(ms, &mut s)
+            .unwrap();
         s
     }
 
@@ -440,9 +448,15 @@ mod tests {
     fn formats_java_patterns() {
         // 2024-03-05 14:07:09.042 UTC, a Tuesday.
         let ms = days_from_civil(2024, 3, 5) * 86_400_000 + 14 * 3_600_000 + 7 * 60_000 + 9_042;
-        assert_eq!(format("yyyy-MM-dd HH:mm:ss.SSS", ms), "2024-03-05 14:07:09.042");
+        assert_eq!(
+            format("yyyy-MM-dd HH:mm:ss.SSS", ms),
+            "2024-03-05 14:07:09.042"
+        );
         assert_eq!(format("yy/M/d h a", ms), "24/3/5 2 PM");
-        assert_eq!(format("EEE, MMM d ''yy 'at' HH", ms), "Tue, Mar 5 '24 at 14");
+        assert_eq!(
+            format("EEE, MMM d ''yy 'at' HH", ms),
+            "Tue, Mar 5 '24 at 14"
+        );
         assert_eq!(format("D", ms), "65");
         assert!(DatePattern::parse("yyyy-QQ").is_err());
         assert!(DatePattern::parse("'open").is_err());
@@ -453,10 +467,16 @@ mod tests {
     #[test]
     fn parses_dates() {
         let p = DatePattern::parse("yyyyMMdd").unwrap();
-        assert_eq!(p.parse_date("20240229"), Some(days_from_civil(2024, 2, 29) as i32));
+        assert_eq!(
+            p.parse_date("20240229"),
+            Some(days_from_civil(2024, 2, 29) as i32)
+        );
         assert_eq!(p.parse_date("20230229"), None);
         let p = DatePattern::parse("dd/MM/yyyy").unwrap();
-        assert_eq!(p.parse_date("5/1/2024"), Some(days_from_civil(2024, 1, 5) as i32));
+        assert_eq!(
+            p.parse_date("5/1/2024"),
+            Some(days_from_civil(2024, 1, 5) as i32)
+        );
         assert_eq!(p.parse_date("5/1/2024x"), None);
     }
 

@@ -171,9 +171,10 @@ impl Kernel {
                 n,
             )),
             Kernel::DateFormat(pattern) => datetime::date_format(first, pattern)?,
-            Kernel::ToDate(pattern) => {
-                Arc::new(datetime::to_date(first.as_string::<i32>(), pattern.as_deref()))
-            }
+            Kernel::ToDate(pattern) => Arc::new(datetime::to_date(
+                first.as_string::<i32>(),
+                pattern.as_deref(),
+            )),
             Kernel::TimestampAdd(unit) => {
                 datetime::timestamp_add(*unit, &IntArg::new(&args[0]), arg(args, 1)?, n)?
             }

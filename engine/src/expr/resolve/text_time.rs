@@ -10,10 +10,10 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, TimeUnit};
 
 use super::{Resolver, check_arity, describe, literal_str};
+use crate::expr::Expr;
 use crate::expr::function::Function;
 use crate::expr::kernels::{CompiledRegex, DatePattern, Kernel, RegexOp, TimestampUnit};
 use crate::expr::physical::{Kind, PhysicalExpr};
-use crate::expr::Expr;
 use crate::{Error, Result};
 
 impl Resolver<'_> {

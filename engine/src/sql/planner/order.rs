@@ -29,7 +29,7 @@ const HIDDEN_PREFIX: &str = "$order";
 /// How an `ORDER BY` item names its column before the query is planned.
 enum Target {
     /// 1-based position in the output.
-    Ordinal(usize, SqlExpr),
+    Ordinal(usize, Box<SqlExpr>),
     /// An output column's name.
     Name(String),
 }
@@ -74,7 +74,10 @@ impl Planner<'_> {
         };
         for item in items {
             if item.with_fill.is_some() {
-                return Err(at(&item.expr, "ORDER BY … WITH FILL is not supported".into()));
+                return Err(at(
+                    &item.expr,
+                    "ORDER BY … WITH FILL is not supported".into(),
+                ));
             }
             if let Some(OrderBySort::Using(_)) = item.options.sort {
                 return Err(at(&item.expr, "ORDER BY … USING is not supported".into()));
@@ -94,7 +97,7 @@ impl Planner<'_> {
             let target = match (&item.expr, select) {
                 (SqlExpr::Value(v), _) if matches!(v.value, Value::Number(..)) => {
                     let n = count(&item.expr, "ORDER BY")?;
-                    Target::Ordinal(n as usize, item.expr.clone())
+                    Target::Ordinal(n as usize, Box::new(item.expr.clone()))
                 }
                 (SqlExpr::Identifier(ident), Some(select))
                     if output_name(&select.projection, &ident.value).is_some() =>
@@ -160,7 +163,7 @@ impl Planner<'_> {
                     Some(name) => name.clone(),
                     None => {
                         return Err(at(
-                            &expr,
+                            expr.as_ref(),
                             format!(
                                 "ORDER BY position {n} is not in the select list (1 to {})",
                                 visible.len()

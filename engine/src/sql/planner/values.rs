@@ -17,8 +17,8 @@ use sqlparser::ast::{Spanned, TableAlias, Values};
 use super::{Planner, Rel};
 use crate::api::DataStream;
 use crate::element::ROW_KIND_COLUMN;
-use crate::expr::col;
 use crate::expr::coercion::common_type;
+use crate::expr::col;
 use crate::sql::expr::{self as sql_expr, Scope};
 use crate::sql::types::sql_name;
 use crate::{Error, Result};
@@ -53,9 +53,12 @@ impl Planner<'_> {
         for (r, row) in values.rows.iter().enumerate() {
             if row.content.len() != width {
                 return Err(at(
-                    &row.content.first().cloned().unwrap_or(sqlparser::ast::Expr::Value(
-                        sqlparser::ast::Value::Null.into(),
-                    )),
+                    &row.content
+                        .first()
+                        .cloned()
+                        .unwrap_or(sqlparser::ast::Expr::Value(
+                            sqlparser::ast::Value::Null.into(),
+                        )),
                     format!(
                         "VALUES row {} has {} values, but the first row has {width}",
                         r + 1,
@@ -105,13 +108,10 @@ impl Planner<'_> {
             }
             let cast = rows
                 .iter()
-                .map(|v| {
-                    arrow::compute::cast(v, &data_type).map_err(|e| Error::arrow("VALUES", e))
-                })
+                .map(|v| arrow::compute::cast(v, &data_type).map_err(|e| Error::arrow("VALUES", e)))
                 .collect::<Result<Vec<_>>>()?;
             let refs: Vec<&dyn arrow::array::Array> = cast.iter().map(|a| a.as_ref()).collect();
-            let array =
-                arrow::compute::concat(&refs).map_err(|e| Error::arrow("VALUES", e))?;
+            let array = arrow::compute::concat(&refs).map_err(|e| Error::arrow("VALUES", e))?;
             fields.push(Field::new(
                 format!("EXPR${c}"),
                 data_type,
@@ -131,13 +131,20 @@ impl Planner<'_> {
 
 impl Planner<'_> {
     /// `SELECT <constants> [WHERE …]`: the select list over one row without columns.
-    pub(super) fn plan_select_without_from(&mut self, select: &sqlparser::ast::Select) -> Result<Rel> {
+    pub(super) fn plan_select_without_from(
+        &mut self,
+        select: &sqlparser::ast::Select,
+    ) -> Result<Rel> {
         let has_groups = !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty());
         if has_groups || select.having.is_some() {
             return Err(Error::expr("GROUP BY and HAVING need a FROM clause"));
         }
         // One row of a hidden column (`$` columns are not part of `*`).
-        let schema = Arc::new(Schema::new(vec![Field::new("$row", DataType::Int32, false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "$row",
+            DataType::Int32,
+            false,
+        )]));
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(arrow::array::Int32Array::from(vec![0]))],
