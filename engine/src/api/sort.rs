@@ -27,6 +27,7 @@ impl DataStream {
             offset,
             fetch,
             output,
+            event_time: false,
         };
         let schema = final_spec.output_schema(&input).map_err(|e| match e {
             Error::Expression { message } => Error::plan("Sort", message),
@@ -40,6 +41,7 @@ impl DataStream {
                 offset: 0,
                 fetch: final_spec.kept_rows(),
                 output: None,
+                event_time: false,
             };
             upstream = self.env.add_vertex(
                 "LocalSort",
@@ -55,6 +57,35 @@ impl DataStream {
             schema,
             1,
             &[(upstream, 0, None)],
+        )?;
+        Ok(self.env.stream(id))
+    }
+
+    /// Sorts an unbounded stream on event time (Flink's temporal sort): `keys` start with an
+    /// ascending TIMESTAMP column; rows are emitted, sorted, once the watermark passes them, by
+    /// one subtask. Rows behind the watermark are dropped as late.
+    pub fn sort_by_event_time(
+        &self,
+        keys: Vec<SortKey>,
+        output: Option<Vec<String>>,
+    ) -> Result<DataStream> {
+        let spec = SortSpec {
+            keys,
+            offset: 0,
+            fetch: None,
+            output,
+            event_time: true,
+        };
+        let schema = spec.output_schema(&self.schema()).map_err(|e| match e {
+            Error::Expression { message } => Error::plan("Sort", message),
+            other => other,
+        })?;
+        let id = self.env.add_vertex(
+            "Sort",
+            OperatorSpec::Sort(spec),
+            schema,
+            1,
+            &[(self.vertex, 0, None)],
         )?;
         Ok(self.env.stream(id))
     }

@@ -5,6 +5,10 @@
 //! The final step is the only one with an offset, so it must run at parallelism 1 (validation
 //! checks). Without keys, the operator is a plain limit: it passes the first rows through as
 //! they come, which is also valid on an unbounded stream.
+//!
+//! An event-time sort (`event_time`, streaming `ORDER BY rowtime [, …]`, Flink's temporal
+//! sort) buffers rows until the watermark passes them and then emits them sorted; rows that
+//! arrive behind the watermark are late and dropped (counted). It has no offset or fetch.
 
 use arrow::compute::SortOptions;
 use arrow::datatypes::{Schema, SchemaRef};
@@ -73,6 +77,10 @@ pub struct SortSpec {
     /// all input columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Vec<String>>,
+    /// The first key is an ascending event-time (TIMESTAMP) column: rows are emitted, sorted,
+    /// once the watermark passes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub event_time: bool,
 }
 
 impl SortSpec {
@@ -84,6 +92,24 @@ impl SortSpec {
     pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
         for key in &self.keys {
             lookup(input, &key.column)?;
+        }
+        if self.event_time {
+            let Some(first) = self.keys.first() else {
+                return Err(crate::Error::expr("an event-time sort needs a time key"));
+            };
+            let time = lookup(input, &first.column)?;
+            if first.descending
+                || !matches!(time.data_type(), arrow::datatypes::DataType::Timestamp(..))
+                || self.offset > 0
+                || self.fetch.is_some()
+            {
+                return Err(crate::Error::expr(format!(
+                    "an event-time sort starts with an ascending TIMESTAMP key and has no \
+                     OFFSET or LIMIT (key '{}' of type {})",
+                    first,
+                    time.data_type()
+                )));
+            }
         }
         Ok(match &self.output {
             None => std::sync::Arc::new(input.clone()),
@@ -116,6 +142,9 @@ impl SortSpec {
         if let Some(output) = &self.output {
             d.push_str(&format!(", output=[{}]", output.join(", ")));
         }
+        if self.event_time {
+            d.push_str(", on watermarks");
+        }
         d
     }
 }
@@ -140,6 +169,7 @@ mod tests {
             offset: 0,
             fetch: None,
             output: None,
+            event_time: false,
         };
         let err = spec.output_schema(&schema).unwrap_err().to_string();
         assert!(err.contains("unknown column 'b'"), "{err}");

@@ -10,15 +10,22 @@
 //!   skipped, and everything after `fetch` rows is dropped. It buffers nothing, so it works on
 //!   unbounded streams too.
 //!
+//! - As an event-time sort (streaming `ORDER BY rowtime`), it buffers rows until a watermark
+//!   passes them, then emits them sorted; a row at or behind the current watermark is late and
+//!   dropped (counted in the late-records metric).
+//!
 //! Buffered rows and the limit's counters are part of the operator's snapshot.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::{
+    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{Operator, Output};
+use crate::element::Watermark;
 use crate::graph::SortSpec;
 use crate::ids::CheckpointId;
 use crate::state::{SnapshotTable, StateSnapshot};
@@ -45,6 +52,10 @@ pub struct Sort {
     /// Plain limit: rows skipped and emitted so far.
     skipped: usize,
     emitted: usize,
+    /// Event-time sort: the index of the time column, the last watermark and the late rows.
+    event_time: Option<usize>,
+    watermark: i64,
+    late: u64,
 }
 
 impl Sort {
@@ -80,7 +91,38 @@ impl Sort {
             compact_at: EMIT_ROWS,
             skipped: 0,
             emitted: 0,
+            event_time: spec
+                .event_time
+                .then(|| keys_first(&spec.keys).map(index))
+                .flatten()
+                .transpose()?,
+            watermark: i64::MIN,
+            late: 0,
         })
+    }
+
+    /// The event times of `batch` in epoch milliseconds (nulls stay null).
+    fn times(&self, batch: &RecordBatch, column: usize) -> Result<Int64Array> {
+        let millis = arrow::compute::cast(
+            batch.column(column),
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+        )
+        .and_then(|t| arrow::compute::cast(&t, &DataType::Int64))
+        .map_err(|e| Error::arrow("sort: event time", e))?;
+        Ok(millis.as_primitive::<arrow::datatypes::Int64Type>().clone())
+    }
+
+    /// Rows of `batch` whose time is at most `watermark` (NULL times count as due).
+    fn due(&self, batch: &RecordBatch, column: usize, watermark: i64) -> Result<BooleanArray> {
+        let err = |e| Error::arrow("sort: event time", e);
+        let times = self.times(batch, column)?;
+        let le = arrow::compute::kernels::cmp::lt_eq(&times, &Int64Array::new_scalar(watermark))
+            .map_err(err)?;
+        let nulls = arrow::compute::is_null(&times).map_err(err)?;
+        if times.null_count() == 0 {
+            return Ok(le);
+        }
+        arrow::compute::or(&arrow::compute::prep_null_mask_filter(&le), &nulls).map_err(err)
     }
 
     /// `offset + fetch`: the leading rows that can ever be emitted.
@@ -150,8 +192,36 @@ impl Sort {
     }
 }
 
+/// The first key's column name.
+fn keys_first(keys: &[crate::graph::SortKey]) -> Option<&str> {
+    keys.first().map(|k| k.column.as_str())
+}
+
 impl Operator for Sort {
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        if let Some(column) = self.event_time {
+            // Rows at or behind the watermark would come out of order: late, dropped.
+            let batch = if self.watermark == i64::MIN {
+                batch
+            } else {
+                let late = self.due(&batch, column, self.watermark)?;
+                let late_rows = late.true_count();
+                if late_rows == 0 {
+                    batch
+                } else {
+                    self.late += late_rows as u64;
+                    let keep = arrow::compute::not(&late)
+                        .map_err(|e| Error::arrow("sort: late rows", e))?;
+                    filter_record_batch(&batch, &keep)
+                        .map_err(|e| Error::arrow("sort: late rows", e))?
+                }
+            };
+            if batch.num_rows() > 0 {
+                self.buffered_rows += batch.num_rows();
+                self.buffered.push(batch);
+            }
+            return Ok(());
+        }
         if self.keys.is_empty() {
             return self.pass_limit(batch, out);
         }
@@ -167,6 +237,46 @@ impl Operator for Sort {
             self.compact(kept)?;
         }
         Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if let Some(column) = self.event_time
+            && self.buffered_rows > 0
+        {
+            let all = concat_batches(&self.input_schema, &self.buffered)
+                .map_err(|e| Error::arrow("sort: concatenate", e))?;
+            let due = self.due(&all, column, watermark.0)?;
+            let ready = filter_record_batch(&all, &due).map_err(|e| Error::arrow("sort", e))?;
+            let waiting = filter_record_batch(
+                &all,
+                &arrow::compute::not(&due).map_err(|e| Error::arrow("sort", e))?,
+            )
+            .map_err(|e| Error::arrow("sort", e))?;
+            self.buffered_rows = waiting.num_rows();
+            self.buffered = if waiting.num_rows() > 0 {
+                vec![waiting]
+            } else {
+                Vec::new()
+            };
+            if ready.num_rows() > 0 {
+                let pending = std::mem::replace(&mut self.buffered, vec![ready]);
+                let sorted = self.sorted(None)?;
+                self.buffered = pending;
+                let mut at = 0;
+                while at < sorted.num_rows() {
+                    let len = EMIT_ROWS.min(sorted.num_rows() - at);
+                    out.push_batch(self.project(sorted.slice(at, len))?);
+                    at += len;
+                }
+            }
+        }
+        self.watermark = self.watermark.max(watermark.0);
+        out.push_watermark(watermark);
+        Ok(())
+    }
+
+    fn report_metrics(&self, metrics: &mut crate::runtime::OperatorMetrics) {
+        metrics.late_records_dropped += self.late;
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<()> {
@@ -327,6 +437,7 @@ mod tests {
             offset,
             fetch,
             output: None,
+            event_time: false,
         }
     }
 
@@ -388,6 +499,73 @@ mod tests {
             b.column(0).as_primitive::<Int32Type>().values().to_vec(),
             vec![9, 7]
         );
+    }
+
+    #[test]
+    fn event_time_sort_emits_on_watermarks_and_drops_late_rows() {
+        use arrow::array::TimestampMillisecondArray;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                true,
+            ),
+            Field::new("v", DataType::Int32, false),
+        ]));
+        let batch = |ts: Vec<Option<i64>>, v: Vec<i32>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(TimestampMillisecondArray::from(ts)),
+                    Arc::new(Int32Array::from(v)),
+                ],
+            )
+            .unwrap()
+        };
+        let spec = SortSpec {
+            keys: vec![SortKey::new("ts", false), SortKey::new("v", true)],
+            offset: 0,
+            fetch: None,
+            output: Some(vec!["v".into()]),
+            event_time: true,
+        };
+        let output = spec.output_schema(&schema).unwrap();
+        let mut sort = Sort::try_new(&spec, &schema, output).unwrap();
+        let mut out = Output::default();
+        let values = |out: &mut Output| -> Vec<i32> {
+            out.drain()
+                .into_iter()
+                .filter_map(|e| match e {
+                    StreamElement::Batch(b) => {
+                        Some(b.column(0).as_primitive::<Int32Type>().values().to_vec())
+                    }
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        sort.process_batch(
+            0,
+            batch(vec![Some(30), Some(10), Some(20)], vec![3, 1, 2]),
+            &mut out,
+        )
+        .unwrap();
+        sort.process_batch(0, batch(vec![Some(10)], vec![9]), &mut out)
+            .unwrap();
+        sort.process_watermark(Watermark(20), &mut out).unwrap();
+        assert_eq!(values(&mut out), vec![9, 1, 2]);
+        // 15 is behind the watermark: late.
+        sort.process_batch(0, batch(vec![Some(15), Some(25)], vec![5, 6]), &mut out)
+            .unwrap();
+        assert_eq!(sort.late, 1);
+        sort.process_watermark(Watermark(i64::MAX), &mut out)
+            .unwrap();
+        assert_eq!(values(&mut out), vec![6, 3]);
+        let bad = SortSpec {
+            keys: vec![SortKey::new("ts", true)],
+            ..spec
+        };
+        assert!(bad.output_schema(&schema).is_err());
     }
 
     /// The reference: a stable sort of all rows with the same comparator, then skip/take.

@@ -1197,6 +1197,33 @@ mod tests {
     }
 
     #[test]
+    fn a_sorted_select_renders_in_order() {
+        let mut session = Session::new(SessionConfig {
+            parallelism: 3,
+            runtime: RuntimeConfig::default().with_slots(3),
+        });
+        session
+            .execute("SET 'execution.runtime-mode' = 'batch';")
+            .unwrap();
+        let outcomes = session
+            .execute(
+                "SELECT x, y FROM (VALUES (3, 'c'), (1, 'a'), (4, 'd'), (2, 'b'), (5, 'e')) \
+                 AS t(x, y) WHERE x > 1 ORDER BY x DESC LIMIT 3;",
+            )
+            .unwrap();
+        let text = outcomes.last().unwrap().render().unwrap();
+        let values: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains(" x "))
+            .collect();
+        assert_eq!(
+            values,
+            vec!["| 5 | e |", "| 4 | d |", "| 3 | c |"],
+            "rendered:\n{text}"
+        );
+    }
+
+    #[test]
     fn idle_timeout_is_a_duration() {
         let mut session = Session::new(SessionConfig::default());
         session

@@ -8,9 +8,10 @@
 //!
 //! Batch mode sorts with [`DataStream::sort`] (a local sort or top-K per subtask, then one
 //! final merge). Streaming mode takes a `LIMIT` without `ORDER BY` (the first rows to arrive;
-//! the result stays insert-only) and rejects, as Flink does, an `ORDER BY` whose first key is
-//! not an ascending time attribute; sorting on a time attribute and a top-N with retractions
-//! are not supported yet.
+//! the result stays insert-only) and an `ORDER BY` that starts with an ascending time attribute
+//! (an event-time sort, emitting rows as the watermark passes them); it rejects, as Flink does,
+//! an `ORDER BY` whose first key is not an ascending time attribute. A top-N with retractions
+//! (`ORDER BY … LIMIT` in streaming mode) is not supported yet.
 
 use sqlparser::ast::{
     Expr as SqlExpr, Ident, LimitClause, OrderByExpr, OrderByKind, OrderBySort, Query, SelectItem,
@@ -18,7 +19,6 @@ use sqlparser::ast::{
 };
 
 use super::{Planner, Rel, has_row_kind, unsupported};
-use crate::api::DataStream;
 use crate::graph::SortKey;
 use crate::sql::catalog::Relation;
 use crate::{Error, Result};
@@ -83,8 +83,12 @@ impl Planner<'_> {
                 return Err(at(&item.expr, "ORDER BY … USING is not supported".into()));
             }
         }
-        if self.streaming && !items.is_empty() {
-            return Err(self.streaming_order_error(items, fetch.is_some() || offset > 0));
+        // Streaming: only an event-time sort (Flink's temporal sort).
+        let event_time = self.streaming && !items.is_empty();
+        if event_time
+            && let Some(error) = self.streaming_order_error(items, fetch.is_some() || offset > 0)
+        {
+            return Err(error);
         }
         // Targets of the ORDER BY items, hidden columns added to a SELECT.
         let mut targets = Vec::with_capacity(items.len());
@@ -192,21 +196,15 @@ impl Planner<'_> {
             });
         }
         let output = (!hidden.is_empty()).then_some(visible);
+        let sorted = if event_time {
+            stream.sort_by_event_time(keys, output)?
+        } else {
+            stream.sort(keys, offset, fetch, output)?
+        };
         Ok(Rel {
-            stream: self.sorted(&stream, keys, offset, fetch, output)?,
+            stream: sorted,
             window: None,
         })
-    }
-
-    fn sorted(
-        &self,
-        stream: &DataStream,
-        keys: Vec<SortKey>,
-        offset: u64,
-        fetch: Option<u64>,
-        output: Option<Vec<String>>,
-    ) -> Result<DataStream> {
-        stream.sort(keys, offset, fetch, output)
     }
 
     /// `OFFSET n`, `LIMIT m`, `FETCH FIRST m ROWS ONLY`.
@@ -249,9 +247,9 @@ impl Planner<'_> {
         Ok((offset, fetch))
     }
 
-    /// The error for an `ORDER BY` in streaming mode: Flink's for a non-time-attribute first
-    /// key, otherwise what is not supported yet.
-    fn streaming_order_error(&self, items: &[OrderByExpr], limited: bool) -> Error {
+    /// The error for an `ORDER BY` in streaming mode, if any: Flink's for a first key that is
+    /// not an ascending time attribute; a top-N (with LIMIT) is not supported yet.
+    fn streaming_order_error(&self, items: &[OrderByExpr], limited: bool) -> Option<Error> {
         let first = &items[0];
         let ascending = !matches!(first.options.sort, Some(OrderBySort::Desc));
         let column = match &first.expr {
@@ -261,26 +259,23 @@ impl Planner<'_> {
         };
         let is_time_attribute = column.is_some_and(|c| self.is_time_attribute(&c));
         if !is_time_attribute || !ascending {
-            return at(
+            return Some(at(
                 &first.expr,
                 "Sort on a non-time-attribute field is not supported (in streaming mode, \
                  ORDER BY must start with an ascending time attribute; use batch mode to sort \
                  a bounded table)"
                     .into(),
-            );
+            ));
         }
         if limited {
-            return at(
+            return Some(at(
                 &first.expr,
                 "ORDER BY with LIMIT in streaming mode (a top-N with retractions) is not \
                  supported yet"
                     .into(),
-            );
+            ));
         }
-        at(
-            &first.expr,
-            "ORDER BY a time attribute in streaming mode is not supported yet".into(),
-        )
+        None
     }
 
     /// Whether `column` is an event-time attribute: the watermark column of a catalog table, or
