@@ -104,24 +104,36 @@ impl FileSourceSpec {
         parallelism: u32,
         batch_size: usize,
     ) -> Result<Box<dyn SourceReader>> {
-        if self.format == FileFormat::Parquet {
-            return Err(crate::Error::expr(
-                "reading a partitioned parquet directory is not supported yet (csv and json \
-                 are)",
-            ));
-        }
         let (keys, data) = partition::split_columns(&self.schema, &self.partition_keys)?;
         let data_schema = std::sync::Arc::new(
             self.schema
                 .project(&data)
                 .map_err(|e| crate::Error::arrow("partitioned source schema", e))?,
         );
-        let mine = split::assign(files, subtask, parallelism)?;
-        // The inner reader gets this subtask's files as its only ones (subtask 0 of 1).
-        let inner = self.create_file_reader(data_schema, mine.clone(), 0, 1, batch_size)?;
+        // The inner reader numbers its splits; `split_files` names the file of each.
+        let (inner, split_files): (Box<dyn SourceReader>, Vec<PathBuf>) = match self.format {
+            FileFormat::Parquet => {
+                let reader = parquet::ParquetSourceReader::try_new(
+                    data_schema,
+                    &files,
+                    subtask,
+                    parallelism,
+                    batch_size,
+                )?;
+                let paths = reader.split_paths();
+                (Box::new(reader), paths)
+            }
+            FileFormat::Csv | FileFormat::Json => {
+                // This subtask's files, as the inner reader's only ones (subtask 0 of 1).
+                let mine = split::assign(files, subtask, parallelism)?;
+                let reader =
+                    self.create_file_reader(data_schema, mine.clone(), 0, 1, batch_size)?;
+                (reader, mine)
+            }
+        };
         Ok(Box::new(partition::PartitionedReader::new(
             inner,
-            mine,
+            split_files,
             self.schema.clone(),
             keys,
             data,
