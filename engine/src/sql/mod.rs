@@ -688,18 +688,104 @@ impl Session {
         let table = self.catalog.table(&name)?;
         let mut sink = connector::sink_spec(table)?;
         if insert.overwrite {
-            sink = overwriting(sink, insert, self.streaming, &name)?;
+            sink = overwriting(sink, self.streaming, &name)?;
         }
         let stream = Planner::new(&self.catalog, env, self.streaming).plan(source)?;
-        let aligned = align_to_table(&stream, table, &insert.columns)?;
+        let aligned = match &insert.partitioned {
+            None => align_to_table(&stream, table, &insert.columns)?,
+            Some(values) => {
+                let (stream, targets) = static_partition(&stream, table, insert, values)?;
+                align_to_table(&stream, table, &targets)?
+            }
+        };
         aligned.sink(&name, sink)
     }
 }
 
-/// `INSERT OVERWRITE`: batch mode, a filesystem table, no static partition.
+/// `INSERT … PARTITION (dt = '…') SELECT …`: the query gives the other columns (all but the
+/// static ones, in table order, or the listed ones); the static values are appended as
+/// constant columns. Returns the extended stream and the columns it fills, in order.
+fn static_partition(
+    stream: &DataStream,
+    table: &Table,
+    insert: &sqlparser::ast::Insert,
+    values: &[SqlExpr],
+) -> Result<(DataStream, Vec<sqlparser::ast::ObjectName>)> {
+    use sqlparser::ast::{BinaryOperator, Ident, ObjectName, Spanned};
+    let at = |e: &SqlExpr, message: String| {
+        let start = e.span().start;
+        Error::sql(
+            format!("line {}, column {}", start.line, start.column),
+            message,
+        )
+    };
+    let mut statics: Vec<(String, crate::expr::Expr)> = Vec::new();
+    for value in values {
+        let SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = value
+        else {
+            return Err(at(
+                value,
+                format!("PARTITION expects column = value, found '{value}'"),
+            ));
+        };
+        let SqlExpr::Identifier(column) = left.as_ref() else {
+            return Err(at(
+                value,
+                format!("PARTITION expects column = value, found '{value}'"),
+            ));
+        };
+        if !table.partition_keys.contains(&column.value) {
+            return Err(at(
+                left,
+                format!(
+                    "'{}' is not a partition column of table '{}' (partition columns: {})",
+                    column.value,
+                    table.name,
+                    table.partition_keys.join(", ")
+                ),
+            ));
+        }
+        let literal = expr::convert(right, &expr::Scope::default())?;
+        if !matches!(literal, crate::expr::Expr::Literal(_)) {
+            return Err(at(
+                right,
+                format!("a partition value must be a literal, found '{right}'"),
+            ));
+        }
+        statics.push((column.value.clone(), literal));
+    }
+    let static_names: Vec<&str> = statics.iter().map(|(n, _)| n.as_str()).collect();
+    let mut targets: Vec<ObjectName> = if insert.columns.is_empty() {
+        table
+            .physical_schema()
+            .fields()
+            .iter()
+            .filter(|f| !static_names.contains(&f.name().as_str()))
+            .map(|f| ObjectName::from(vec![Ident::new(f.name())]))
+            .collect()
+    } else {
+        insert.columns.clone()
+    };
+    let schema = stream.schema();
+    let mut columns: Vec<(String, crate::expr::Expr)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), col(f.name())))
+        .collect();
+    for (name, literal) in statics {
+        columns.push((format!("$partition_{name}"), literal));
+        targets.push(ObjectName::from(vec![Ident::new(&name)]));
+    }
+    Ok((stream.project(columns)?, targets))
+}
+
+/// `INSERT OVERWRITE`: batch mode, a filesystem table.
 fn overwriting(
     sink: crate::connector::SinkSpec,
-    insert: &sqlparser::ast::Insert,
     streaming: bool,
     table: &str,
 ) -> Result<crate::connector::SinkSpec> {
@@ -708,12 +794,6 @@ fn overwriting(
             format!("INSERT OVERWRITE {table}"),
             "INSERT OVERWRITE is only supported in batch mode (SET 'execution.runtime-mode' = \
              'batch')",
-        ));
-    }
-    if insert.partitioned.is_some() {
-        return Err(expr::not_supported(
-            "INSERT OVERWRITE … PARTITION (…) (static partitions; the partitions that receive \
-             rows are replaced)",
         ));
     }
     let crate::connector::SinkSpec::Filesystem(mut spec) = sink else {
