@@ -19,7 +19,11 @@
 //! - `INSERT INTO t SELECT …` — statement set semantics: every `INSERT` of a script (or of an
 //!   `EXECUTE STATEMENT SET BEGIN … END;` / `BEGIN STATEMENT SET; … END;` block) joins one job,
 //!   which runs at `END` or, for INSERTs outside a block, at the end of the script
-//!   ([`Session::finish`]). Settings in force when the job runs apply to it.
+//!   ([`Session::finish`]). Settings in force when the job runs apply to it. A column list
+//!   (`INSERT INTO t (a, c) …`) fills the other columns with NULL; `PARTITION (k = 'v')` gives
+//!   static partition values; `INSERT OVERWRITE` (batch mode, filesystem tables) replaces the
+//!   table's files, or the partitions that receive rows.
+//! - A bounded `SELECT … ORDER BY` is collected by one subtask, so its rows come back sorted.
 //!
 //! Streaming mode plans non-windowed aggregations as changelogs (`+I`, `-U`, `+U`); batch mode
 //! emits final results at end of input. Window aggregations fire on watermarks in both (a
