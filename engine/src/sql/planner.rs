@@ -1078,6 +1078,15 @@ impl<'a> Planner<'a> {
                          GROUP BY columns and aggregates"
                     ))
                 }
+                Error::Sql { location, message } if message.contains("unknown column") => {
+                    Error::sql(
+                        location,
+                        format!(
+                            "{message}; in an aggregating query, the SELECT list may only use \
+                             GROUP BY columns and aggregates"
+                        ),
+                    )
+                }
                 other => other,
             })
     }
@@ -1135,10 +1144,10 @@ impl<'a> Planner<'a> {
                         }
                         _ => format!("EXPR${index}"),
                     };
-                    columns.push((name, sql_expr::convert(e, &scope)?));
+                    columns.push((name, checked(e, &scope, &schema)?));
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
-                    columns.push((alias.value.clone(), sql_expr::convert(expr, &scope)?));
+                    columns.push((alias.value.clone(), checked(expr, &scope, &schema)?));
                 }
                 other => return Err(unsupported(&format!("select item {other}"))),
             }
@@ -1165,6 +1174,26 @@ impl<'a> Planner<'a> {
             return Ok(stream.clone());
         }
         stream.project(columns)
+    }
+}
+
+/// `expr` converted and type-checked against `schema`; an error names its line and column.
+fn checked(expr: &SqlExpr, scope: &Scope<'_>, schema: &SchemaRef) -> Result<Expr> {
+    let converted = sql_expr::convert(expr, scope).map_err(|err| at(err, expr))?;
+    converted.resolve(schema).map_err(|err| at(err, expr))?;
+    Ok(converted)
+}
+
+/// An expression error at `expr`'s line and column (other errors pass unchanged).
+fn at(error: Error, expr: &SqlExpr) -> Error {
+    use sqlparser::ast::Spanned;
+    let start = expr.span().start;
+    match error {
+        Error::Expression { message } if start.line > 0 => Error::sql(
+            format!("line {}, column {}", start.line, start.column),
+            message,
+        ),
+        other => other,
     }
 }
 
