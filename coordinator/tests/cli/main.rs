@@ -360,7 +360,7 @@ END;
     let output = sluice_sql_client(&script, &[]);
     assert_fails_with(
         &output,
-        &["line 6, column 1", "nocol", "1 statement failed"],
+        &["line 6, column 30", "nocol", "1 statement failed"],
     );
     let err = stderr(&output);
     assert_eq!(err.matches("Job '").count(), 1, "{err}");
