@@ -63,6 +63,9 @@ pub enum Function {
     /// `TO_DATE(s [, pattern])`: a string parsed as a DATE (default `yyyy-MM-dd`); NULL when
     /// it does not match.
     ToDate,
+    /// `TO_TIMESTAMP(s [, pattern])`: a string parsed as TIMESTAMP(3) (default
+    /// `yyyy-MM-dd HH:mm:ss`); NULL when it does not match.
+    ToTimestamp,
     /// `REGEXP_EXTRACT(s, regex [, group])`; the pattern must be a literal.
     RegexpExtract,
     /// `REGEXP_REPLACE(s, regex, replacement)`; the pattern must be a literal.
@@ -110,6 +113,7 @@ const NAMES: &[(Function, &[&str])] = &[
     (Function::ToTimestampLtz, &["to_timestamp_ltz"]),
     (Function::DateFormat, &["date_format"]),
     (Function::ToDate, &["to_date"]),
+    (Function::ToTimestamp, &["to_timestamp"]),
     (Function::RegexpExtract, &["regexp_extract"]),
     (Function::RegexpReplace, &["regexp_replace"]),
     (Function::Regexp, &["regexp"]),
@@ -163,6 +167,7 @@ impl Function {
             Function::ToTimestampLtz => "TO_TIMESTAMP_LTZ",
             Function::DateFormat => "DATE_FORMAT",
             Function::ToDate => "TO_DATE",
+            Function::ToTimestamp => "TO_TIMESTAMP",
             Function::RegexpExtract => "REGEXP_EXTRACT",
             Function::RegexpReplace => "REGEXP_REPLACE",
             Function::Regexp => "REGEXP",

@@ -739,6 +739,7 @@ impl Resolver<'_> {
         match func {
             Function::DateFormat
             | Function::ToDate
+            | Function::ToTimestamp
             | Function::RegexpExtract
             | Function::RegexpReplace
             | Function::Regexp

@@ -393,9 +393,9 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
     })
 }
 
-/// Flink's date-part functions (`HOUR(ts)`, `DAYOFMONTH(d)`, …) as `EXTRACT`, and the unit of
-/// `TIMESTAMPADD` / `TIMESTAMPDIFF` (a bare keyword) as a string literal. `None` for other
-/// functions.
+/// Flink's date-part functions (`HOUR(ts)`, `DAYOFMONTH(d)`, …) as `EXTRACT`, `FROM_UNIXTIME`
+/// as `DATE_FORMAT` of `TO_TIMESTAMP_LTZ`, and the unit of `TIMESTAMPADD` / `TIMESTAMPDIFF` (a
+/// bare keyword) as a string literal. `None` for other functions.
 fn time_function(
     name: &str,
     function: &sqlparser::ast::Function,
@@ -422,6 +422,28 @@ fn time_function(
         return Ok(Some(Expr::Extract {
             field,
             expr: Box::new(convert(arg, scope)?),
+        }));
+    }
+    if name == "FROM_UNIXTIME" {
+        // FROM_UNIXTIME(seconds [, pattern]) = DATE_FORMAT(TO_TIMESTAMP_LTZ(seconds, 0), pattern)
+        let (seconds, pattern) = match args.as_slice() {
+            [Some(s)] => (
+                s,
+                Expr::Literal(ScalarValue::Utf8("yyyy-MM-dd HH:mm:ss".into())),
+            ),
+            [Some(s), Some(p)] => (s, convert(p, scope)?),
+            _ => return Err(Error::expr("FROM_UNIXTIME takes 1 or 2 arguments")),
+        };
+        let timestamp = Expr::Function {
+            func: Function::ToTimestampLtz,
+            args: vec![
+                convert(seconds, scope)?,
+                Expr::Literal(ScalarValue::Int32(0)),
+            ],
+        };
+        return Ok(Some(Expr::Function {
+            func: Function::DateFormat,
+            args: vec![timestamp, pattern],
         }));
     }
     if name != "TIMESTAMPADD" && name != "TIMESTAMPDIFF" {

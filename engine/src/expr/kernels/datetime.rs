@@ -154,14 +154,37 @@ impl DatePattern {
 
     /// Parses `text` as a date in this pattern; `None` if it does not match or is no date.
     fn parse_date(&self, text: &str) -> Option<i32> {
+        let ms = self.parse_millis(text)?;
+        i32::try_from(ms.div_euclid(86_400_000)).ok()
+    }
+
+    /// Parses `text` as a wall-clock time in this pattern (epoch milliseconds); `None` if it
+    /// does not match or is no valid date and time. Fields the pattern lacks take their
+    /// smallest value (1970-01-01 00:00:00.000).
+    fn parse_millis(&self, text: &str) -> Option<i64> {
         let (mut year, mut month, mut day) = (1970_i64, 1_u32, 1_u32);
+        let (mut hour, mut minute, mut second, mut milli) = (0_i64, 0_i64, 0_i64, 0_i64);
+        let mut pm: Option<bool> = None;
         let mut rest = text;
         for (i, token) in self.tokens.iter().enumerate() {
             match token {
                 Token::Literal(l) => rest = rest.strip_prefix(l.as_str())?,
+                Token::Field('a', _) => {
+                    let upper = rest.get(..2)?.to_ascii_uppercase();
+                    pm = Some(match upper.as_str() {
+                        "AM" => false,
+                        "PM" => true,
+                        _ => return None,
+                    });
+                    rest = &rest[2..];
+                }
                 Token::Field(c, w) => {
                     let next_is_field = matches!(self.tokens.get(i + 1), Some(Token::Field(..)));
-                    let natural = if *c == 'y' { 4 } else { 2 };
+                    let natural = match c {
+                        'y' => 4,
+                        'S' | 'D' => 3,
+                        _ => 2,
+                    };
                     let max = if next_is_field { *w } else { natural.max(*w) };
                     let digits = rest
                         .bytes()
@@ -177,20 +200,34 @@ impl DatePattern {
                         'y' => year = if *w == 2 { 2000 + value } else { value },
                         'M' => month = u32::try_from(value).ok()?,
                         'd' => day = u32::try_from(value).ok()?,
-                        // Time fields are read and ignored by a date.
-                        _ => {}
+                        'H' => hour = value,
+                        'h' => hour = value % 12,
+                        'm' => minute = value,
+                        's' => second = value,
+                        'S' => milli = value,
+                        // Day of year and day names are not read back.
+                        _ => return None,
                     }
                 }
             }
+        }
+        if pm == Some(true) {
+            hour += 12;
         }
         if !rest.is_empty()
             || !(1..=12).contains(&month)
             || day < 1
             || day > month_days(year, month)
+            || !(0..24).contains(&hour)
+            || !(0..60).contains(&minute)
+            || !(0..60).contains(&second)
+            || !(0..1000).contains(&milli)
         {
             return None;
         }
-        i32::try_from(days_from_civil(year, month, day)).ok()
+        days_from_civil(year, month, day)
+            .checked_mul(86_400_000)?
+            .checked_add(((hour * 60 + minute) * 60 + second) * 1_000 + milli)
     }
 }
 
@@ -268,6 +305,16 @@ pub(super) fn to_date(a: &StringArray, pattern: Option<&DatePattern>) -> Date32A
     };
     a.iter()
         .map(|v| v.and_then(|s| pattern.parse_date(s.trim())))
+        .collect()
+}
+
+/// `TO_TIMESTAMP(s, pattern)`: TIMESTAMP(3); NULL where `s` does not match.
+pub(super) fn to_timestamp(
+    a: &StringArray,
+    pattern: &DatePattern,
+) -> PrimitiveArray<TimestampMillisecondType> {
+    a.iter()
+        .map(|v| v.and_then(|s| pattern.parse_millis(s.trim())))
         .collect()
 }
 
@@ -462,6 +509,22 @@ mod tests {
         assert!(DatePattern::parse("'open").is_err());
         // Before the epoch.
         assert_eq!(format("yyyy-MM-dd HH:mm", -60_000), "1969-12-31 23:59");
+    }
+
+    #[test]
+    fn parses_timestamps() {
+        let p = DatePattern::parse("yyyy-MM-dd HH:mm:ss.SSS").unwrap();
+        let day = days_from_civil(2024, 3, 5) * 86_400_000;
+        assert_eq!(
+            p.parse_millis("2024-03-05 14:07:09.042"),
+            Some(day + 14 * 3_600_000 + 7 * 60_000 + 9_042)
+        );
+        assert_eq!(p.parse_millis("2024-03-05 24:00:00.000"), None);
+        let p = DatePattern::parse("dd/MM/yy hh:mm a").unwrap();
+        assert_eq!(
+            p.parse_millis("05/03/24 02:07 PM"),
+            Some(day + 14 * 3_600_000 + 7 * 60_000)
+        );
     }
 
     #[test]

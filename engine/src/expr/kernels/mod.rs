@@ -67,6 +67,8 @@ pub(crate) enum Kernel {
     DateFormat(Arc<DatePattern>),
     /// `TO_DATE(s [, pattern])`.
     ToDate(Option<Arc<DatePattern>>),
+    /// `TO_TIMESTAMP(s, pattern)` (without a pattern the SQL layer casts).
+    ToTimestamp(Arc<DatePattern>),
     /// `TIMESTAMPADD(unit, n, ts)`.
     TimestampAdd(TimestampUnit),
     /// `TIMESTAMPDIFF(unit, a, b)`.
@@ -175,6 +177,9 @@ impl Kernel {
                 first.as_string::<i32>(),
                 pattern.as_deref(),
             )),
+            Kernel::ToTimestamp(pattern) => {
+                Arc::new(datetime::to_timestamp(first.as_string::<i32>(), pattern))
+            }
             Kernel::TimestampAdd(unit) => {
                 datetime::timestamp_add(*unit, &IntArg::new(&args[0]), arg(args, 1)?, n)?
             }

@@ -1,4 +1,5 @@
 //! Resolution of the pattern-based string and date functions: `DATE_FORMAT`, `TO_DATE`,
+//! `TO_TIMESTAMP`,
 //! `REGEXP_EXTRACT`, `REGEXP_REPLACE`, `REGEXP`, `SPLIT_INDEX`, `INITCAP`, `LPAD`, `RPAD`,
 //! `TIMESTAMPADD`, `TIMESTAMPDIFF`.
 //!
@@ -91,6 +92,22 @@ impl Resolver<'_> {
                     Kernel::ToDate(pattern),
                     vec![s],
                     DataType::Date32,
+                    true,
+                    display,
+                ))
+            }
+            Function::ToTimestamp => {
+                check_arity(func, args, 1, 2)?;
+                let s = self.string_operand(&args[0], name)?;
+                let text = match args.get(1) {
+                    Some(p) => self.pattern_literal(p, func, "pattern")?,
+                    None => "yyyy-MM-dd HH:mm:ss".to_string(),
+                };
+                let pattern = DatePattern::parse(&text).map_err(Error::expr)?;
+                Ok(self.node(
+                    Kernel::ToTimestamp(Arc::new(pattern)),
+                    vec![s],
+                    DataType::Timestamp(TimeUnit::Millisecond, None),
                     true,
                     display,
                 ))
