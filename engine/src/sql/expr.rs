@@ -374,6 +374,11 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
             if function.over.is_some() {
                 return Err(not_supported("OVER windows"));
             }
+            if function.filter.is_some() {
+                return Err(Error::expr(format!(
+                    "FILTER (WHERE …) applies to aggregate functions only, not to {name}: {expr}"
+                )));
+            }
             if let Some(converted) = time_function(&name, function, scope)? {
                 return Ok(converted);
             }
