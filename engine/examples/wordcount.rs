@@ -57,6 +57,8 @@ pub fn run(input: &str, output: &str, parallelism: u32) -> Result<()> {
                 path: output.to_string(),
                 format: FileFormat::Csv,
                 options: BTreeMap::new(),
+                partition_keys: Vec::new(),
+                overwrite: None,
             }),
         )?;
     let result = env.execute_local()?.result;

@@ -56,6 +56,7 @@ fn csv_graph(dir: &Path, input: &Path) -> std::path::PathBuf {
             format: FileFormat::Csv,
             schema,
             options: BTreeMap::new(),
+            partition_keys: Vec::new(),
         }),
     )
     .unwrap()
@@ -252,6 +253,31 @@ CREATE TABLE bids (auction BIGINT, price BIGINT)
 }
 
 #[test]
+fn the_sql_client_prints_a_sorted_select_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "{}SET 'parallelism.default' = '2';
+SELECT auction, price FROM bids ORDER BY price DESC LIMIT 2;
+SELECT auction FROM bids ORDER BY auction;
+",
+        bids_table(dir.path())
+    );
+    let output = sluice_sql_client(&script, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("auction"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        vec!["| 3 | 500 |", "| 2 | 50 |", "| 1 |", "| 2 |", "| 3 |"],
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_sql_client_runs_piped_statements_past_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let script = format!(
@@ -334,7 +360,7 @@ END;
     let output = sluice_sql_client(&script, &[]);
     assert_fails_with(
         &output,
-        &["line 6, column 1", "nocol", "1 statement failed"],
+        &["line 6, column 30", "nocol", "1 statement failed"],
     );
     let err = stderr(&output);
     assert_eq!(err.matches("Job '").count(), 1, "{err}");

@@ -28,6 +28,7 @@ mod join;
 pub mod nexmark;
 mod process;
 mod rank;
+mod sort;
 mod window;
 
 pub use batch_fn::{BatchFn, BatchFunction};
@@ -460,11 +461,17 @@ impl DataStream {
             Error::Expression { message } => Error::plan(name, message),
             other => other,
         })?;
+        // A sorted stream is written by one subtask, in order.
+        let parallelism = if self.is_ordered() {
+            1
+        } else {
+            self.env.parallelism
+        };
         self.env.add_vertex(
             name,
             OperatorSpec::Sink { connector: spec },
             schema,
-            self.env.parallelism,
+            parallelism,
             &[(self.vertex, 0, None)],
         )?;
         Ok(())

@@ -64,6 +64,33 @@ pub enum Function {
     /// `TIMESTAMP_LTZ(3) *PROCTIME*`). A window TVF over such a column is a processing-time
     /// window.
     Proctime,
+    /// `DATE_FORMAT(ts, pattern)`: a timestamp (or a string holding one) formatted with a
+    /// literal Java `SimpleDateFormat` pattern.
+    DateFormat,
+    /// `TO_DATE(s [, pattern])`: a string parsed as a DATE (default `yyyy-MM-dd`); NULL when
+    /// it does not match.
+    ToDate,
+    /// `TO_TIMESTAMP(s [, pattern])`: a string parsed as TIMESTAMP(3) (default
+    /// `yyyy-MM-dd HH:mm:ss`); NULL when it does not match.
+    ToTimestamp,
+    /// `REGEXP_EXTRACT(s, regex [, group])`; the pattern must be a literal.
+    RegexpExtract,
+    /// `REGEXP_REPLACE(s, regex, replacement)`; the pattern must be a literal.
+    RegexpReplace,
+    /// `REGEXP(s, regex)`: whether a substring matches; the pattern must be a literal.
+    Regexp,
+    /// `SPLIT_INDEX(s, sep, index)`: 0-based piece, NULL when out of range.
+    SplitIndex,
+    /// `INITCAP(s)`.
+    Initcap,
+    /// `LPAD(s, len, pad)`.
+    Lpad,
+    /// `RPAD(s, len, pad)`.
+    Rpad,
+    /// `TIMESTAMPADD(unit, n, ts)`; the SQL layer passes the unit as a string literal.
+    TimestampAdd,
+    /// `TIMESTAMPDIFF(unit, a, b)`: whole units from `a` to `b`, as INT.
+    TimestampDiff,
 }
 
 /// Every function with the names it answers to (first name is canonical).
@@ -93,6 +120,18 @@ const NAMES: &[(Function, &[&str])] = &[
     (Function::ToTimestampLtz, &["to_timestamp_ltz"]),
     (Function::CountChar, &["count_char"]),
     (Function::Proctime, &["proctime"]),
+    (Function::DateFormat, &["date_format"]),
+    (Function::ToDate, &["to_date"]),
+    (Function::ToTimestamp, &["to_timestamp"]),
+    (Function::RegexpExtract, &["regexp_extract"]),
+    (Function::RegexpReplace, &["regexp_replace"]),
+    (Function::Regexp, &["regexp"]),
+    (Function::SplitIndex, &["split_index"]),
+    (Function::Initcap, &["initcap"]),
+    (Function::Lpad, &["lpad"]),
+    (Function::Rpad, &["rpad"]),
+    (Function::TimestampAdd, &["timestampadd"]),
+    (Function::TimestampDiff, &["timestampdiff"]),
 ];
 
 impl Function {
@@ -137,6 +176,18 @@ impl Function {
             Function::ToTimestampLtz => "TO_TIMESTAMP_LTZ",
             Function::CountChar => "COUNT_CHAR",
             Function::Proctime => "PROCTIME",
+            Function::DateFormat => "DATE_FORMAT",
+            Function::ToDate => "TO_DATE",
+            Function::ToTimestamp => "TO_TIMESTAMP",
+            Function::RegexpExtract => "REGEXP_EXTRACT",
+            Function::RegexpReplace => "REGEXP_REPLACE",
+            Function::Regexp => "REGEXP",
+            Function::SplitIndex => "SPLIT_INDEX",
+            Function::Initcap => "INITCAP",
+            Function::Lpad => "LPAD",
+            Function::Rpad => "RPAD",
+            Function::TimestampAdd => "TIMESTAMPADD",
+            Function::TimestampDiff => "TIMESTAMPDIFF",
         }
     }
 }

@@ -47,7 +47,7 @@
 
 #![warn(missing_docs)]
 
-mod coercion;
+pub(crate) mod coercion;
 mod function;
 mod kernels;
 mod physical;

@@ -21,6 +21,8 @@ use super::physical::{ArithOp, CmpOp, Kind, PhysicalExpr, ScalarArray};
 use super::{BinaryOp, Expr};
 use crate::{Error, Result};
 
+mod text_time;
+
 pub(super) fn resolve(expr: &Expr, schema: &Schema) -> Result<PhysicalExpr> {
     Resolver { schema }.resolve(expr)
 }
@@ -735,6 +737,18 @@ impl Resolver<'_> {
     fn function(&self, func: Function, args: &[Expr], display: String) -> Result<PhysicalExpr> {
         let name = func.name();
         match func {
+            Function::DateFormat
+            | Function::ToDate
+            | Function::ToTimestamp
+            | Function::RegexpExtract
+            | Function::RegexpReplace
+            | Function::Regexp
+            | Function::SplitIndex
+            | Function::Initcap
+            | Function::Lpad
+            | Function::Rpad
+            | Function::TimestampAdd
+            | Function::TimestampDiff => self.text_time_function(func, args, display),
             Function::Lower | Function::Upper | Function::CharLength => {
                 check_arity(func, args, 1, 1)?;
                 let s = self.string_operand(&args[0], name)?;

@@ -14,6 +14,7 @@
 mod join;
 mod partitioning;
 mod rank;
+mod sort;
 mod spec;
 mod validate;
 mod window;
@@ -21,6 +22,7 @@ mod window;
 pub use join::{JoinKind, JoinSpec, JoinType, RIGHT_DUPLICATE_SUFFIX};
 pub use partitioning::Partitioning;
 pub use rank::{RankOrder, RankSpec, RankStrategy, RankWindow, WINDOW_TIME_COLUMN};
+pub use sort::{SortKey, SortSpec};
 pub use spec::{
     AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec, describe_columns,
 };

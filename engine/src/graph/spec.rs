@@ -52,6 +52,8 @@ pub enum OperatorSpec {
     /// Top-N / deduplication per partition (`ROW_NUMBER() … WHERE rn <= N`); the input must be
     /// hash-partitioned on the partition keys. See [`super::RankSpec`].
     Rank(super::RankSpec),
+    /// Sorts (ORDER BY), skips (OFFSET) and limits (LIMIT/FETCH) rows; see [`super::SortSpec`].
+    Sort(super::SortSpec),
     /// A user operator registered under `name` in the runtime's operator registry (the
     /// DataStream API's batch functions). Its output schema is the vertex's declared schema.
     Custom { name: String },
@@ -70,6 +72,7 @@ impl OperatorSpec {
             OperatorSpec::Sink { .. } => "Sink",
             OperatorSpec::Join(spec) => spec.kind_name(),
             OperatorSpec::Rank(_) => "Rank",
+            OperatorSpec::Sort(_) => "Sort",
             OperatorSpec::Custom { .. } => "Custom",
         }
     }
@@ -83,7 +86,8 @@ impl OperatorSpec {
             | OperatorSpec::KeyedAggregate(_)
             | OperatorSpec::WindowAggregate(_)
             | OperatorSpec::Rank(_)
-            | OperatorSpec::Sink { .. } => Some(1),
+            | OperatorSpec::Sink { .. }
+            | OperatorSpec::Sort(_) => Some(1),
             OperatorSpec::Join(_) => Some(2),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
         }
@@ -153,6 +157,7 @@ impl OperatorSpec {
             }
             OperatorSpec::Join(spec) => spec.output_schema(&inputs[0], &inputs[1])?,
             OperatorSpec::Rank(spec) => spec.output_schema(&inputs[0])?,
+            OperatorSpec::Sort(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Custom { .. } => return Ok(None),
         };
         Ok(Some(schema))

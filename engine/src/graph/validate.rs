@@ -25,6 +25,15 @@ pub(super) fn validate(graph: &JobGraph) -> Result<()> {
         if vertex.parallelism == 0 {
             return Err(Error::plan(&vertex.name, "parallelism must be at least 1"));
         }
+        if let super::OperatorSpec::Sort(sort) = &vertex.operator
+            && sort.offset > 0
+            && vertex.parallelism != 1
+        {
+            return Err(Error::plan(
+                &vertex.name,
+                "a sort with an OFFSET sees the whole input only at parallelism 1",
+            ));
+        }
         if vertex.max_parallelism < vertex.parallelism {
             return Err(Error::plan(
                 &vertex.name,

@@ -18,6 +18,7 @@ pub(crate) mod registry;
 #[cfg(test)]
 mod restore_tests;
 mod sink;
+mod sort;
 mod union;
 mod window;
 
@@ -28,6 +29,7 @@ pub use project::Project;
 pub use rank::Rank;
 pub use registry::{OperatorFactory, OperatorRegistry};
 pub use sink::SinkOperator;
+pub use sort::Sort;
 pub use union::Union;
 
 use arrow::datatypes::SchemaRef;

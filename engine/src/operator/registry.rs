@@ -86,6 +86,11 @@ impl OperatorRegistry {
                 })
             }
             OperatorSpec::Union => Box::new(Union),
+            OperatorSpec::Sort(sort) => Box::new(super::Sort::try_new(
+                sort,
+                need_input()?,
+                ctx.output_schema.clone(),
+            )?),
             OperatorSpec::KeyedAggregate(agg) => Box::new(KeyedAggregate::try_new(
                 agg,
                 need_input()?,

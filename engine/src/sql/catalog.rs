@@ -39,6 +39,8 @@ pub struct Table {
     pub primary_key: Vec<String>,
     /// The `WITH` options, `connector` included.
     pub options: BTreeMap<String, String>,
+    /// `PARTITIONED BY` columns (physical columns of the table), in order.
+    pub partition_keys: Vec<String>,
 }
 
 impl Table {

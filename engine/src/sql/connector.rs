@@ -2,8 +2,8 @@
 //!
 //! Connectors by their Flink names:
 //! - `datagen` (source): every option except `connector` goes to [`DatagenSource`] unchanged.
-//! - `filesystem` (source and sink): `path`, `format` = `csv` | `parquet`, and the format's
-//!   options with Flink's names (`csv.field-delimiter`, `csv.ignore-parse-errors`, …).
+//! - `filesystem` (source and sink): `path`, `format` = `csv` | `json` | `parquet`, and the
+//!   format's options with Flink's names (`csv.field-delimiter`, `json.ignore-parse-errors`, …).
 //! - `nexmark` (source): one table per connector: `table` = `person` | `auction` | `bid`
 //!   (default `bid`), `events` (also `nexmark.events.num`; number of generated events, all
 //!   tables together), `rate` (also `nexmark.rate`; events per second of event time, which sets
@@ -42,17 +42,18 @@ fn file_format(table: &Table) -> Result<FileFormat> {
     match table.options.get("format").map(String::as_str) {
         Some("csv") => Ok(FileFormat::Csv),
         Some("parquet") => Ok(FileFormat::Parquet),
+        Some("json") => Ok(FileFormat::Json),
         Some(other) => Err(config_error(
             table,
             "format",
             other,
-            "supported formats: csv, parquet",
+            "supported formats: csv, json, parquet",
         )),
         None => Err(config_error(
             table,
             "format",
             "",
-            "the filesystem connector needs 'format' (csv or parquet)",
+            "the filesystem connector needs 'format' (csv, json or parquet)",
         )),
     }
 }
@@ -81,6 +82,7 @@ pub fn source_spec(table: &Table) -> Result<SourceSpec> {
                 .into_iter()
                 .filter(|(k, _)| k != "path" && k != "format")
                 .collect(),
+            partition_keys: table.partition_keys.clone(),
         })),
         "nexmark" => {
             let mut config = NexmarkConfig::default();
@@ -147,6 +149,8 @@ pub fn sink_spec(table: &Table) -> Result<SinkSpec> {
                 .into_iter()
                 .filter(|(k, _)| k != "path" && k != "format")
                 .collect(),
+            partition_keys: table.partition_keys.clone(),
+            overwrite: None,
         })),
         "datagen" | "nexmark" => Err(Error::sql(
             format!("table '{}'", table.name),

@@ -285,6 +285,17 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
                 .collect::<Result<_>>()?,
             else_expr: else_result.as_deref().map(boxed).transpose()?,
         },
+        // `TIMESTAMP '2024-01-01 00:00:00'`, `DATE '2024-01-01'`: a cast of the string.
+        SqlExpr::TypedString(typed) => {
+            let text = match &typed.value.value {
+                sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                other => return Err(not_supported(&format!("typed literal {other}"))),
+            };
+            Expr::Cast {
+                expr: Box::new(Expr::Literal(ScalarValue::Utf8(text))),
+                data_type: types::to_arrow(&typed.data_type)?,
+            }
+        }
         SqlExpr::Cast {
             kind,
             expr: inner,
@@ -363,6 +374,14 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
             if function.over.is_some() {
                 return Err(not_supported("OVER windows"));
             }
+            if function.filter.is_some() {
+                return Err(Error::expr(format!(
+                    "FILTER (WHERE …) applies to aggregate functions only, not to {name}: {expr}"
+                )));
+            }
+            if let Some(converted) = time_function(&name, function, scope)? {
+                return Ok(converted);
+            }
             let args = function_args(function)?
                 .into_iter()
                 .map(|a| match a {
@@ -394,6 +413,80 @@ pub fn convert(expr: &SqlExpr, scope: &Scope<'_>) -> Result<Expr> {
         }
         other => return Err(not_supported(&format!("expression '{other}'"))),
     })
+}
+
+/// Flink's date-part functions (`HOUR(ts)`, `DAYOFMONTH(d)`, …) as `EXTRACT`, `FROM_UNIXTIME`
+/// as `DATE_FORMAT` of `TO_TIMESTAMP_LTZ`, and the unit of `TIMESTAMPADD` / `TIMESTAMPDIFF` (a
+/// bare keyword) as a string literal. `None` for other functions.
+fn time_function(
+    name: &str,
+    function: &sqlparser::ast::Function,
+    scope: &Scope<'_>,
+) -> Result<Option<Expr>> {
+    let field = match name {
+        "YEAR" => Some(DateField::Year),
+        "QUARTER" => Some(DateField::Quarter),
+        "MONTH" => Some(DateField::Month),
+        "WEEK" => Some(DateField::Week),
+        "DAYOFMONTH" => Some(DateField::Day),
+        "DAYOFWEEK" => Some(DateField::DayOfWeek),
+        "DAYOFYEAR" => Some(DateField::DayOfYear),
+        "HOUR" => Some(DateField::Hour),
+        "MINUTE" => Some(DateField::Minute),
+        "SECOND" => Some(DateField::Second),
+        _ => None,
+    };
+    let args = function_args(function)?;
+    if let Some(field) = field {
+        let [Some(arg)] = args.as_slice() else {
+            return Err(Error::expr(format!("{name} takes one argument")));
+        };
+        return Ok(Some(Expr::Extract {
+            field,
+            expr: Box::new(convert(arg, scope)?),
+        }));
+    }
+    if name == "FROM_UNIXTIME" {
+        // FROM_UNIXTIME(seconds [, pattern]) = DATE_FORMAT(TO_TIMESTAMP_LTZ(seconds, 0), pattern)
+        let (seconds, pattern) = match args.as_slice() {
+            [Some(s)] => (
+                s,
+                Expr::Literal(ScalarValue::Utf8("yyyy-MM-dd HH:mm:ss".into())),
+            ),
+            [Some(s), Some(p)] => (s, convert(p, scope)?),
+            _ => return Err(Error::expr("FROM_UNIXTIME takes 1 or 2 arguments")),
+        };
+        let timestamp = Expr::Function {
+            func: Function::ToTimestampLtz,
+            args: vec![
+                convert(seconds, scope)?,
+                Expr::Literal(ScalarValue::Int32(0)),
+            ],
+        };
+        return Ok(Some(Expr::Function {
+            func: Function::DateFormat,
+            args: vec![timestamp, pattern],
+        }));
+    }
+    if name != "TIMESTAMPADD" && name != "TIMESTAMPDIFF" {
+        return Ok(None);
+    }
+    let mut converted = Vec::with_capacity(args.len());
+    for (i, arg) in args.iter().enumerate() {
+        let Some(arg) = arg else {
+            return Err(Error::expr(format!("'*' is not an argument of {name}")));
+        };
+        converted.push(match (i, arg) {
+            (0, SqlExpr::Identifier(unit)) => {
+                Expr::Literal(ScalarValue::Utf8(unit.value.to_ascii_uppercase()))
+            }
+            _ => convert(arg, scope)?,
+        });
+    }
+    Ok(Some(Expr::Function {
+        func: Function::from_name(name)?,
+        args: converted,
+    }))
 }
 
 fn like(

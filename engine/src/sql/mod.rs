@@ -21,7 +21,11 @@
 //! - `INSERT INTO t SELECT …` — statement set semantics: every `INSERT` of a script (or of an
 //!   `EXECUTE STATEMENT SET BEGIN … END;` / `BEGIN STATEMENT SET; … END;` block) joins one job,
 //!   which runs at `END` or, for INSERTs outside a block, at the end of the script
-//!   ([`Session::finish`]). Settings in force when the job runs apply to it.
+//!   ([`Session::finish`]). Settings in force when the job runs apply to it. A column list
+//!   (`INSERT INTO t (a, c) …`) fills the other columns with NULL; `PARTITION (k = 'v')` gives
+//!   static partition values; `INSERT OVERWRITE` (batch mode, filesystem tables) replaces the
+//!   table's files, or the partitions that receive rows.
+//! - A bounded `SELECT … ORDER BY` is collected by one subtask, so its rows come back sorted.
 //!
 //! Streaming mode plans non-windowed aggregations as changelogs (`+I`, `-U`, `+U`); batch mode
 //! emits final results at end of input. Window aggregations fire on watermarks in both (a
@@ -673,12 +677,14 @@ impl Session {
             };
             options.insert(key, value);
         }
+        let partition_keys = partition_keys(create, &columns, &name)?;
         let table = Table {
             name: name.clone(),
             columns,
             watermark,
             primary_key,
             options,
+            partition_keys,
         };
         table.connector()?;
         self.catalog.add_table(table, create.if_not_exists)
@@ -689,18 +695,135 @@ impl Session {
             return Err(expr::not_supported("INSERT INTO a table function"));
         };
         let name = object_name(name);
-        if insert.overwrite {
-            return Err(expr::not_supported("INSERT OVERWRITE"));
-        }
         let Some(source) = &insert.source else {
             return Err(expr::not_supported("INSERT without a query"));
         };
         let table = self.catalog.table(&name)?;
-        let sink = connector::sink_spec(table)?;
+        let mut sink = connector::sink_spec(table)?;
+        if insert.overwrite {
+            sink = overwriting(sink, self.streaming, &name)?;
+        }
         let stream = Planner::new(&self.catalog, env, self.streaming).plan(source)?;
-        let aligned = align_to_table(&stream, table, &insert.columns)?;
+        let aligned = match &insert.partitioned {
+            None => align_to_table(&stream, table, &insert.columns)?,
+            Some(values) => {
+                let (stream, targets) = static_partition(&stream, table, insert, values)?;
+                align_to_table(&stream, table, &targets)?
+            }
+        };
         aligned.sink(&name, sink)
     }
+}
+
+/// `INSERT … PARTITION (dt = '…') SELECT …`: the query gives the other columns (all but the
+/// static ones, in table order, or the listed ones); the static values are appended as
+/// constant columns. Returns the extended stream and the columns it fills, in order.
+fn static_partition(
+    stream: &DataStream,
+    table: &Table,
+    insert: &sqlparser::ast::Insert,
+    values: &[SqlExpr],
+) -> Result<(DataStream, Vec<sqlparser::ast::ObjectName>)> {
+    use sqlparser::ast::{BinaryOperator, Ident, ObjectName, Spanned};
+    let at = |e: &SqlExpr, message: String| {
+        let start = e.span().start;
+        Error::sql(
+            format!("line {}, column {}", start.line, start.column),
+            message,
+        )
+    };
+    let mut statics: Vec<(String, crate::expr::Expr)> = Vec::new();
+    for value in values {
+        let SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = value
+        else {
+            return Err(at(
+                value,
+                format!("PARTITION expects column = value, found '{value}'"),
+            ));
+        };
+        let SqlExpr::Identifier(column) = left.as_ref() else {
+            return Err(at(
+                value,
+                format!("PARTITION expects column = value, found '{value}'"),
+            ));
+        };
+        if !table.partition_keys.contains(&column.value) {
+            return Err(at(
+                left,
+                format!(
+                    "'{}' is not a partition column of table '{}' (partition columns: {})",
+                    column.value,
+                    table.name,
+                    table.partition_keys.join(", ")
+                ),
+            ));
+        }
+        let literal = expr::convert(right, &expr::Scope::default())?;
+        if !matches!(literal, crate::expr::Expr::Literal(_)) {
+            return Err(at(
+                right,
+                format!("a partition value must be a literal, found '{right}'"),
+            ));
+        }
+        statics.push((column.value.clone(), literal));
+    }
+    let static_names: Vec<&str> = statics.iter().map(|(n, _)| n.as_str()).collect();
+    let mut targets: Vec<ObjectName> = if insert.columns.is_empty() {
+        table
+            .physical_schema()
+            .fields()
+            .iter()
+            .filter(|f| !static_names.contains(&f.name().as_str()))
+            .map(|f| ObjectName::from(vec![Ident::new(f.name())]))
+            .collect()
+    } else {
+        insert.columns.clone()
+    };
+    let schema = stream.schema();
+    let mut columns: Vec<(String, crate::expr::Expr)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), col(f.name())))
+        .collect();
+    for (name, literal) in statics {
+        columns.push((format!("$partition_{name}"), literal));
+        targets.push(ObjectName::from(vec![Ident::new(&name)]));
+    }
+    Ok((stream.project(columns)?, targets))
+}
+
+/// `INSERT OVERWRITE`: batch mode, a filesystem table.
+fn overwriting(
+    sink: crate::connector::SinkSpec,
+    streaming: bool,
+    table: &str,
+) -> Result<crate::connector::SinkSpec> {
+    if streaming {
+        return Err(Error::sql(
+            format!("INSERT OVERWRITE {table}"),
+            "INSERT OVERWRITE is only supported in batch mode (SET 'execution.runtime-mode' = \
+             'batch')",
+        ));
+    }
+    let crate::connector::SinkSpec::Filesystem(mut spec) = sink else {
+        return Err(Error::sql(
+            format!("INSERT OVERWRITE {table}"),
+            format!(
+                "the {} connector cannot be overwritten (only filesystem tables can)",
+                sink.name()
+            ),
+        ));
+    };
+    // Unique per job: the time of planning and the process.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    spec.overwrite = Some(format!("{nanos:x}{:x}", std::process::id()));
+    Ok(crate::connector::SinkSpec::Filesystem(spec))
 }
 
 /// Projects (and casts) a query's columns onto a table's physical columns, by position.
@@ -718,7 +841,7 @@ fn align_to_table(
         .filter(|f| f.name() != ROW_KIND_COLUMN)
         .collect();
     if !targets.is_empty() {
-        return Err(expr::not_supported("INSERT with a column list"));
+        return align_to_columns(stream, table, targets, &fields, updating);
     }
     if fields.len() != sink.fields().len() {
         return Err(Error::sql(
@@ -756,6 +879,137 @@ fn align_to_table(
         ));
     }
     stream.project(columns)
+}
+
+/// `INSERT INTO t (a, c) SELECT …`: the query's columns go to the listed columns, in order;
+/// the table's other physical columns are NULL.
+fn align_to_columns(
+    stream: &DataStream,
+    table: &Table,
+    targets: &[sqlparser::ast::ObjectName],
+    fields: &[&arrow::datatypes::FieldRef],
+    updating: bool,
+) -> Result<DataStream> {
+    use sqlparser::ast::Spanned;
+    let sink = table.physical_schema();
+    let at = |name: &sqlparser::ast::ObjectName, message: String| {
+        let start = name.span().start;
+        Error::sql(
+            format!("line {}, column {}", start.line, start.column),
+            message,
+        )
+    };
+    let mut positions: Vec<usize> = Vec::with_capacity(targets.len());
+    for target in targets {
+        let name = object_name(target);
+        let Ok(index) = sink.index_of(&name) else {
+            let hint = match crate::expr::closest(
+                &name,
+                sink.fields().iter().map(|f| f.name().as_str()),
+            ) {
+                Some(best) => format!(" (did you mean '{best}'?)"),
+                None => String::new(),
+            };
+            return Err(at(
+                target,
+                format!(
+                    "unknown column '{name}' of table '{}'{hint}; its columns: {}",
+                    table.name,
+                    crate::graph::describe_columns(&sink)
+                ),
+            ));
+        };
+        if positions.contains(&index) {
+            return Err(at(
+                target,
+                format!(
+                    "column '{name}' is listed twice in INSERT INTO {}",
+                    table.name
+                ),
+            ));
+        }
+        positions.push(index);
+    }
+    if fields.len() != targets.len() {
+        return Err(at(
+            &targets[0],
+            format!(
+                "the query has {} columns ({}) but the INSERT lists {} ({})",
+                fields.len(),
+                fields
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                targets.len(),
+                targets
+                    .iter()
+                    .map(object_name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let mut columns = Vec::with_capacity(sink.fields().len() + 1);
+    if updating {
+        columns.push((ROW_KIND_COLUMN.to_string(), col(ROW_KIND_COLUMN)));
+    }
+    for (index, s) in sink.fields().iter().enumerate() {
+        let value = match positions.iter().position(|&p| p == index) {
+            Some(i) => planner::align(col(fields[i].name()), fields[i].data_type(), s.data_type()),
+            None => crate::expr::Expr::Literal(crate::expr::ScalarValue::Null)
+                .cast(s.data_type().clone()),
+        };
+        columns.push((s.name().clone(), value));
+    }
+    stream.project(columns)
+}
+
+/// The `PARTITIONED BY (a, b)` columns of a `CREATE TABLE`: physical columns of the table.
+fn partition_keys(create: &CreateTable, columns: &[Column], table: &str) -> Result<Vec<String>> {
+    use sqlparser::ast::HiveDistributionStyle;
+    let HiveDistributionStyle::PARTITIONED { columns: keys } = &create.hive_distribution else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::with_capacity(keys.len());
+    for key in keys {
+        let start = key.name.span.start;
+        let at = |message: String| {
+            Error::sql(
+                format!("line {}, column {}", start.line, start.column),
+                message,
+            )
+        };
+        if !matches!(key.data_type, sqlparser::ast::DataType::Unspecified) {
+            return Err(at(format!(
+                "PARTITIONED BY lists columns of the table, without a type (found '{key}')"
+            )));
+        }
+        let name = key.name.value.clone();
+        match columns.iter().find(|c| c.name == name) {
+            Some(c) if c.computed.is_some() => {
+                return Err(at(format!(
+                    "partition column '{name}' of table '{table}' is a computed column"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                return Err(at(format!(
+                    "unknown partition column '{name}' of table '{table}' (columns: {})",
+                    columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        if names.contains(&name) {
+            return Err(at(format!("partition column '{name}' is listed twice")));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// `col - INTERVAL 'n' unit` or `col` → the delay in milliseconds.
@@ -960,6 +1214,7 @@ pub fn explain(graph: &JobGraph) -> String {
                     } => format!("{keys}, tumbling {size_ms} ms on {left_time} / {right_time}"),
                 }
             }
+            OperatorSpec::Sort(spec) => spec.describe(),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => String::new(),
         };
         let _ = writeln!(
@@ -1033,6 +1288,33 @@ mod tests {
         let mut rows = outcome.rows().unwrap();
         rows.sort();
         assert_eq!(rows, vec![vec!["1".to_string()], vec!["2".to_string()]]);
+    }
+
+    #[test]
+    fn a_sorted_select_renders_in_order() {
+        let mut session = Session::new(SessionConfig {
+            parallelism: 3,
+            runtime: RuntimeConfig::default().with_slots(3),
+        });
+        session
+            .execute("SET 'execution.runtime-mode' = 'batch';")
+            .unwrap();
+        let outcomes = session
+            .execute(
+                "SELECT x, y FROM (VALUES (3, 'c'), (1, 'a'), (4, 'd'), (2, 'b'), (5, 'e')) \
+                 AS t(x, y) WHERE x > 1 ORDER BY x DESC LIMIT 3;",
+            )
+            .unwrap();
+        let text = outcomes.last().unwrap().render().unwrap();
+        let values: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains(" x "))
+            .collect();
+        assert_eq!(
+            values,
+            vec!["| 5 | e |", "| 4 | d |", "| 3 | c |"],
+            "rendered:\n{text}"
+        );
     }
 
     #[test]

@@ -31,9 +31,14 @@
 //! - Legacy group windows (`GROUP BY TUMBLE(t, …)`, `SESSION_START(…)`) → their window TVF
 //!   form (`sql::group_window`); a window TVF over a `PROCTIME()` column → a
 //!   processing-time window.
+//! - `ORDER BY` / `OFFSET` / `LIMIT` → a sort ([`order`]); `VALUES` → a bounded source
+//!   ([`values`]); `(…) AS t(a, b)` renames a derived table's columns.
 //!
-//! `ORDER BY`, `LIMIT`, OVER windows, lookup joins (`FOR SYSTEM_TIME AS OF`) and window TVFs
-//! without aggregation report "… is not supported yet".
+//! Other OVER windows, lookup joins (`FOR SYSTEM_TIME AS OF`) and window TVFs without
+//! aggregation report "… is not supported yet".
+
+mod order;
+mod values;
 
 use std::time::Duration;
 
@@ -147,12 +152,6 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_query(&mut self, query: &Query) -> Result<Rel> {
-        if query.order_by.is_some() {
-            return Err(unsupported("ORDER BY"));
-        }
-        if query.limit_clause.is_some() || query.fetch.is_some() {
-            return Err(unsupported("LIMIT"));
-        }
         let pushed = match &query.with {
             Some(with) => {
                 if with.recursive {
@@ -166,7 +165,13 @@ impl<'a> Planner<'a> {
             }
             None => 0,
         };
-        let result = self.plan_set_expr(&query.body);
+        let ordered =
+            query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some();
+        let result = if ordered {
+            self.plan_ordered(query)
+        } else {
+            self.plan_set_expr(&query.body)
+        };
         self.ctes.truncate(self.ctes.len() - pushed);
         result
     }
@@ -220,6 +225,7 @@ impl<'a> Planner<'a> {
                 })
             }
             SetExpr::SetOperation { op, .. } => Err(unsupported(&format!("{op}"))),
+            SetExpr::Values(values) => self.plan_values(values),
             other => Err(unsupported(&format!("query '{other}'"))),
         }
     }
@@ -293,8 +299,16 @@ impl<'a> Planner<'a> {
             TableFactor::Derived {
                 lateral: false,
                 subquery,
+                alias,
                 ..
-            } => self.plan_query(subquery),
+            } => {
+                let rel = self.plan_query(subquery)?;
+                let stream = self.settle(rel)?;
+                Ok(Rel {
+                    stream: values::rename_columns(stream, alias.as_ref())?,
+                    window: None,
+                })
+            }
             TableFactor::TableFunction { expr, .. } => self.plan_window_tvf(expr),
             TableFactor::NestedJoin { .. } => Err(unsupported("JOIN")),
             other => Err(unsupported(&format!("FROM {other}"))),
@@ -804,7 +818,7 @@ impl<'a> Planner<'a> {
         }
         let mut items = select.from.iter();
         let Some(first) = items.next() else {
-            return Err(unsupported("SELECT without FROM"));
+            return self.plan_select_without_from(select);
         };
         // `FROM a, b WHERE …`: the WHERE conjuncts are the join conditions of the comma joins;
         // those a join does not use stay in the WHERE.
@@ -1007,6 +1021,37 @@ impl<'a> Planner<'a> {
                 (other, true) => return Err(unsupported(&format!("{other}(DISTINCT …)"))),
                 (other, false) => return Err(unsupported(&format!("aggregate {other}"))),
             };
+            // `agg(x) FILTER (WHERE c)` aggregates `CASE WHEN c THEN x END`: the accumulators
+            // skip NULLs, so rows where `c` is not TRUE do not count.
+            if let Some(condition) = &function.filter {
+                let condition = sql_expr::convert(condition, &over_join)?;
+                let value = match args.as_slice() {
+                    [] | [None] if func == AggregateFunction::Count => {
+                        Expr::Literal(ScalarValue::Int32(1))
+                    }
+                    [Some(e)] => sql_expr::convert(e, &over_join)?,
+                    _ => {
+                        return Err(Error::expr(format!(
+                            "{name} takes one argument: {}",
+                            SqlExpr::Function(function.clone())
+                        )));
+                    }
+                };
+                let column = format!("$arg{index}");
+                add_pre(
+                    &mut pre,
+                    &column,
+                    crate::expr::case_when(vec![(condition, value)], None),
+                );
+                let output = format!("$agg{index}");
+                substitutions.push((SqlExpr::Function(function.clone()), output.clone()));
+                calls.push(AggregateCall {
+                    function: func,
+                    input: Some(column),
+                    output,
+                });
+                continue;
+            }
             let input_column = match args.as_slice() {
                 [] | [None] if func == AggregateFunction::Count => None,
                 [Some(SqlExpr::Identifier(ident))] if names.is_empty() => {
@@ -1033,10 +1078,19 @@ impl<'a> Planner<'a> {
                 output,
             });
         }
+        // Flink's AVG keeps the type of its argument: AVG over an integer column is an integer
+        // (the quotient truncated toward zero). The accumulator yields a DOUBLE; cast it back.
+        let avg_inputs: Vec<(String, String)> = calls
+            .iter()
+            .filter(|c| c.function == AggregateFunction::Avg)
+            .filter_map(|c| Some((c.output.clone(), c.input.clone()?)))
+            .collect();
+        let aggregate_input;
         let aggregated = match &window {
             Some(tvf) => {
                 add_pre(&mut pre, &tvf.time_column, col(&tvf.time_column));
                 let projected = input.project(pre)?;
+                aggregate_input = projected.schema();
                 let time = if tvf.processing_time {
                     WindowTime::ProcessingTime
                 } else {
@@ -1061,12 +1115,39 @@ impl<'a> Planner<'a> {
                     keys.push("$global".into());
                 }
                 let projected = input.project(pre)?;
+                aggregate_input = projected.schema();
                 projected
                     .key_by(keys.clone())
                     .aggregate(calls, self.emit_mode())?
             }
         };
         let mut stream = aggregated;
+        {
+            let input_schema = aggregate_input;
+            let integer_avgs: Vec<(String, DataType)> = avg_inputs
+                .iter()
+                .filter_map(|(output, input)| {
+                    let t = input_schema.field_with_name(input).ok()?.data_type();
+                    t.is_integer().then(|| (output.clone(), t.clone()))
+                })
+                .collect();
+            if !integer_avgs.is_empty() {
+                let schema = stream.schema();
+                let columns: Vec<(String, Expr)> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let column = col(f.name());
+                        let expr = match integer_avgs.iter().find(|(o, _)| o == f.name()) {
+                            Some((_, t)) => column.cast(t.clone()),
+                            None => column,
+                        };
+                        (f.name().clone(), expr)
+                    })
+                    .collect();
+                stream = stream.project(columns)?;
+            }
+        }
         if window.is_some() {
             let uses_window_time = select
                 .projection
@@ -1118,6 +1199,15 @@ impl<'a> Planner<'a> {
                         "{message}; in an aggregating query, the SELECT list may only use \
                          GROUP BY columns and aggregates"
                     ))
+                }
+                Error::Sql { location, message } if message.contains("unknown column") => {
+                    Error::sql(
+                        location,
+                        format!(
+                            "{message}; in an aggregating query, the SELECT list may only use \
+                             GROUP BY columns and aggregates"
+                        ),
+                    )
                 }
                 other => other,
             })
@@ -1176,7 +1266,7 @@ impl<'a> Planner<'a> {
                         }
                         _ => format!("EXPR${index}"),
                     };
-                    columns.push((name, sql_expr::convert(e, &scope)?));
+                    columns.push((name, checked(e, &scope, &schema)?));
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
                     if let SqlExpr::Function(f) = expr
@@ -1184,7 +1274,7 @@ impl<'a> Planner<'a> {
                     {
                         self.proctime_columns.push(alias.value.clone());
                     }
-                    columns.push((alias.value.clone(), sql_expr::convert(expr, &scope)?));
+                    columns.push((alias.value.clone(), checked(expr, &scope, &schema)?));
                 }
                 other => return Err(unsupported(&format!("select item {other}"))),
             }
@@ -1211,6 +1301,26 @@ impl<'a> Planner<'a> {
             return Ok(stream.clone());
         }
         stream.project(columns)
+    }
+}
+
+/// `expr` converted and type-checked against `schema`; an error names its line and column.
+fn checked(expr: &SqlExpr, scope: &Scope<'_>, schema: &SchemaRef) -> Result<Expr> {
+    let converted = sql_expr::convert(expr, scope).map_err(|err| at(err, expr))?;
+    converted.resolve(schema).map_err(|err| at(err, expr))?;
+    Ok(converted)
+}
+
+/// An expression error at `expr`'s line and column (other errors pass unchanged).
+fn at(error: Error, expr: &SqlExpr) -> Error {
+    use sqlparser::ast::Spanned;
+    let start = expr.span().start;
+    match error {
+        Error::Expression { message } if start.line > 0 => Error::sql(
+            format!("line {}, column {}", start.line, start.column),
+            message,
+        ),
+        other => other,
     }
 }
 

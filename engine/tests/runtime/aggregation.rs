@@ -263,6 +263,8 @@ fn a_file_sink_refuses_an_updating_input_when_the_graph_is_built() {
                     path: "/nonexistent".into(),
                     format: sluice_engine::connector::FileFormat::Csv,
                     options: Default::default(),
+                    partition_keys: Vec::new(),
+                    overwrite: None,
                 },
             ),
         )

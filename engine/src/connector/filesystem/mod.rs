@@ -1,4 +1,4 @@
-//! The `filesystem` connector: bounded CSV and Parquet sources over a file or a directory of
+//! The `filesystem` connector: bounded CSV, JSON and Parquet sources over a file or a directory of
 //! files, and a sink writing part files into a directory.
 //!
 //! Module map and data flow:
@@ -11,6 +11,9 @@
 //! - `sink`: one part file per subtask, written under a hidden in-progress name and renamed
 //!   when the input ends.
 //! - `options`: the `csv.*` format options shared by source and sink.
+//! - `partition`: `PARTITIONED BY` directories (`path/dt=…/part-…`): splitting written rows
+//!   by partition, and the partition columns of read rows from their file's path.
+//! - `json`: the `json` format (newline-delimited objects): its options, reader and writer.
 //!
 //! Everything that can be checked before the job runs is checked when the reader or sink is
 //! created: the options, the declared column types, the existence of the path and (for
@@ -18,8 +21,10 @@
 
 mod csv;
 mod csv_column;
+mod json;
 mod options;
 mod parquet;
+mod partition;
 mod sink;
 pub(crate) mod split;
 
@@ -41,6 +46,8 @@ use crate::Result;
 pub enum FileFormat {
     Csv,
     Parquet,
+    /// Newline-delimited JSON objects (Flink's `json` format).
+    Json,
 }
 
 /// A bounded file source: `path` is a file or a directory whose files are all read.
@@ -51,6 +58,9 @@ pub struct FileSourceSpec {
     pub schema: SchemaRef,
     /// Format options with Flink's names (`csv.field-delimiter`, `csv.ignore-parse-errors`, …).
     pub options: BTreeMap<String, String>,
+    /// `PARTITIONED BY` columns (part of `schema`), read from `k=v` directory names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_keys: Vec<String>,
 }
 
 /// A file sink writing into the directory `path`.
@@ -59,6 +69,13 @@ pub struct FileSinkSpec {
     pub path: String,
     pub format: FileFormat,
     pub options: BTreeMap<String, String>,
+    /// `PARTITIONED BY` columns: rows go to `path/k=v/…` directories, without these columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_keys: Vec<String>,
+    /// `INSERT OVERWRITE`: a stamp unique to the job; the written parts replace the table's
+    /// files (see the sink's `with_overwrite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwrite: Option<String>,
 }
 
 impl FileSourceSpec {
@@ -72,17 +89,81 @@ impl FileSourceSpec {
         batch_size: usize,
     ) -> Result<Box<dyn SourceReader>> {
         let files = split::discover_files(&self.path)?;
+        if !self.partition_keys.is_empty() {
+            return self.create_partitioned_reader(files, subtask, parallelism, batch_size);
+        }
+        self.create_file_reader(self.schema.clone(), files, subtask, parallelism, batch_size)
+    }
+
+    /// A reader of the data columns over the files of `subtask`; the partition columns come
+    /// from each file's path.
+    fn create_partitioned_reader(
+        &self,
+        files: Vec<PathBuf>,
+        subtask: u32,
+        parallelism: u32,
+        batch_size: usize,
+    ) -> Result<Box<dyn SourceReader>> {
+        let (keys, data) = partition::split_columns(&self.schema, &self.partition_keys)?;
+        let data_schema = std::sync::Arc::new(
+            self.schema
+                .project(&data)
+                .map_err(|e| crate::Error::arrow("partitioned source schema", e))?,
+        );
+        // The inner reader numbers its splits; `split_files` names the file of each.
+        let (inner, split_files): (Box<dyn SourceReader>, Vec<PathBuf>) = match self.format {
+            FileFormat::Parquet => {
+                let reader = parquet::ParquetSourceReader::try_new(
+                    data_schema,
+                    &files,
+                    subtask,
+                    parallelism,
+                    batch_size,
+                )?;
+                let paths = reader.split_paths();
+                (Box::new(reader), paths)
+            }
+            FileFormat::Csv | FileFormat::Json => {
+                // This subtask's files, as the inner reader's only ones (subtask 0 of 1).
+                let mine = split::assign(files, subtask, parallelism)?;
+                let reader =
+                    self.create_file_reader(data_schema, mine.clone(), 0, 1, batch_size)?;
+                (reader, mine)
+            }
+        };
+        Ok(Box::new(partition::PartitionedReader::new(
+            inner,
+            split_files,
+            self.schema.clone(),
+            keys,
+            data,
+        )))
+    }
+
+    fn create_file_reader(
+        &self,
+        schema: SchemaRef,
+        files: Vec<PathBuf>,
+        subtask: u32,
+        parallelism: u32,
+        batch_size: usize,
+    ) -> Result<Box<dyn SourceReader>> {
         match self.format {
             FileFormat::Csv => {
                 let options = options::CsvOptions::parse(&self.options)?;
                 let files = split::assign(files, subtask, parallelism)?;
-                let reader =
-                    csv::CsvSourceReader::try_new(self.schema.clone(), options, files, batch_size)?;
+                let reader = csv::CsvSourceReader::try_new(schema, options, files, batch_size)?;
+                Ok(Box::new(reader))
+            }
+            FileFormat::Json => {
+                let options = json::JsonOptions::parse(&self.options)?;
+                let files = split::assign(files, subtask, parallelism)?;
+                let reader = json::JsonSourceReader::try_new(schema, options, files, batch_size)?;
                 Ok(Box::new(reader))
             }
             FileFormat::Parquet => {
                 let reader = parquet::ParquetSourceReader::try_new(
-                    self.schema.clone(),
+                    schema,
                     &files,
                     subtask,
                     parallelism,
@@ -99,12 +180,17 @@ impl FileSinkSpec {
     pub(crate) fn create_sink(&self) -> Result<Box<dyn Sink>> {
         let csv = match self.format {
             FileFormat::Csv => options::CsvOptions::parse(&self.options)?,
-            FileFormat::Parquet => options::CsvOptions::default(),
+            FileFormat::Parquet | FileFormat::Json => options::CsvOptions::default(),
         };
-        Ok(Box::new(sink::FileSink::new(
-            PathBuf::from(&self.path),
-            self.format,
-            csv,
-        )))
+        let json = match self.format {
+            FileFormat::Json => json::JsonOptions::parse(&self.options)?,
+            FileFormat::Csv | FileFormat::Parquet => json::JsonOptions::default(),
+        };
+        Ok(Box::new(
+            sink::FileSink::new(PathBuf::from(&self.path), self.format, csv)
+                .with_json(json)
+                .with_partition_keys(self.partition_keys.clone())
+                .with_overwrite(self.overwrite.clone()),
+        ))
     }
 }

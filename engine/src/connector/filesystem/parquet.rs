@@ -88,6 +88,11 @@ impl ParquetSourceReader {
         })
     }
 
+    /// The file of each split (row group), in split order.
+    pub(crate) fn split_paths(&self) -> Vec<PathBuf> {
+        self.splits.iter().map(|s| s.file.path.clone()).collect()
+    }
+
     fn open_current(&mut self) -> Result<()> {
         let Some(split) = self.splits.get(self.split) else {
             return Ok(());

@@ -1,4 +1,6 @@
-//! The filesystem sink: one part file per subtask in the directory `path`.
+//! The filesystem sink: one part file per subtask in the directory `path` (with `PARTITIONED
+//! BY` columns, one per subtask in each partition directory `path/k=v/…`, see
+//! [`super::partition`]).
 //!
 //! Subtask `i` writes `part-<i>-0.csv` (or `.parquet`). While it writes, the file is named
 //! `.part-<i>-0.csv.inprogress`; the leading dot hides it from readers (the file source skips
@@ -30,6 +32,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::FileFormat;
+use super::json::JsonOptions;
 use super::options::CsvOptions;
 use crate::connector::Sink;
 use crate::element::ROW_KIND_COLUMN;
@@ -41,9 +44,18 @@ pub(crate) struct FileSink {
     dir: PathBuf,
     format: FileFormat,
     csv: CsvOptions,
+    json: JsonOptions,
     vertex: String,
     subtask: u32,
     part: Option<PartFile>,
+    /// `PARTITIONED BY` columns; empty for an unpartitioned directory.
+    partition_keys: Vec<String>,
+    /// The open part of each partition directory (relative to `dir`).
+    partitions: std::collections::BTreeMap<String, PartFile>,
+    /// Indices of the partition and the data columns, known at the first batch.
+    layout: Option<(Vec<usize>, Vec<usize>)>,
+    /// `INSERT OVERWRITE`: the job's stamp, put in the names of the parts it writes.
+    overwrite: Option<String>,
 }
 
 /// The open in-progress part file.
@@ -59,6 +71,7 @@ struct PartFile {
 enum PartWriter {
     Csv(Box<arrow::csv::Writer<File>>),
     Parquet(Box<ArrowWriter<File>>),
+    Json(Box<arrow::json::LineDelimitedWriter<File>>),
 }
 
 impl FileSink {
@@ -67,21 +80,113 @@ impl FileSink {
             dir,
             format,
             csv,
+            json: JsonOptions::default(),
             vertex: "filesystem sink".into(),
             subtask: 0,
             part: None,
+            partition_keys: Vec::new(),
+            partitions: std::collections::BTreeMap::new(),
+            layout: None,
+            overwrite: None,
         }
+    }
+
+    /// `INSERT OVERWRITE`: parts are named `part-<stamp>-<subtask>-0.<ext>`, and at `finish`,
+    /// once they are in place, every other visible file and directory of the table's directory
+    /// (unpartitioned) or of each partition directory this subtask wrote to (partitioned: only
+    /// the partitions that receive rows are replaced, as Flink's dynamic overwrite) is removed.
+    /// Every subtask of the job uses the same stamp, so none removes another's new parts.
+    pub(crate) fn with_overwrite(mut self, stamp: Option<String>) -> Self {
+        self.overwrite = stamp;
+        self
+    }
+
+    /// Removes what an `INSERT OVERWRITE` replaces in `dir`: visible entries without the
+    /// job's stamp (hidden ones, e.g. other subtasks' in-progress parts, stay).
+    fn remove_replaced(&self, dir: &std::path::Path, stamp: &str, directories: bool) -> Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list directory", dir, e)),
+        };
+        let own = format!("part-{stamp}-");
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list directory", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') || name.starts_with(&own) {
+                continue;
+            }
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::io("read", &path, e))?;
+            let removed = if kind.is_dir() {
+                if !directories {
+                    continue;
+                }
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {}
+                // Another subtask of the job removed it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes rows into `dir/k1=v1/k2=v2/` directories by the values of `keys`, without those
+    /// columns (see [`super::partition`]).
+    pub(crate) fn with_partition_keys(mut self, keys: Vec<String>) -> Self {
+        self.partition_keys = keys;
+        self
+    }
+
+    fn write_partitioned(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.layout.is_none() {
+            self.layout = Some(super::partition::split_columns(
+                &batch.schema(),
+                &self.partition_keys,
+            )?);
+        }
+        let (keys, data) = self.layout.as_ref().expect("set above");
+        let slices = super::partition::split_by_partition(batch, keys, data, &self.partition_keys)?;
+        for (relative, slice) in slices {
+            if !self.partitions.contains_key(&relative) {
+                let dir = self.dir.join(&relative);
+                fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+                let part = self.start_part_in(&dir, &slice)?;
+                self.partitions.insert(relative.clone(), part);
+            }
+            if let Some(part) = self.partitions.get_mut(&relative) {
+                part.write(&slice)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The options of the `json` format (when it is the format).
+    pub(crate) fn with_json(mut self, json: JsonOptions) -> Self {
+        self.json = json;
+        self
     }
 
     fn extension(&self) -> &'static str {
         match self.format {
             FileFormat::Csv => "csv",
             FileFormat::Parquet => "parquet",
+            FileFormat::Json => "json",
         }
     }
 
     /// Creates the in-progress part file for batches of `batch`'s schema.
     fn start_part(&self, batch: &RecordBatch) -> Result<PartFile> {
+        self.start_part_in(&self.dir, batch)
+    }
+
+    /// Creates the in-progress part file in `dir`.
+    fn start_part_in(&self, dir: &std::path::Path, batch: &RecordBatch) -> Result<PartFile> {
         if batch.schema().index_of(ROW_KIND_COLUMN).is_ok() {
             return Err(Error::plan(
                 self.vertex.clone(),
@@ -92,15 +197,19 @@ impl FileSink {
                 ),
             ));
         }
-        let name = format!("part-{}-0.{}", self.subtask, self.extension());
-        let in_progress = self.dir.join(format!(".{name}.inprogress"));
-        let final_path = self.dir.join(name);
+        let name = match &self.overwrite {
+            Some(stamp) => format!("part-{stamp}-{}-0.{}", self.subtask, self.extension()),
+            None => format!("part-{}-0.{}", self.subtask, self.extension()),
+        };
+        let in_progress = dir.join(format!(".{name}.inprogress"));
+        let final_path = dir.join(name);
         let file = File::create(&in_progress).map_err(|e| Error::io("create", &in_progress, e))?;
         let sync_handle = file
             .try_clone()
             .map_err(|e| Error::io("open", &in_progress, e))?;
         let writer = match self.format {
             FileFormat::Csv => PartWriter::Csv(Box::new(self.csv_writer(file))),
+            FileFormat::Json => PartWriter::Json(Box::new(self.json.writer(file))),
             FileFormat::Parquet => {
                 let properties = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -153,14 +262,17 @@ impl PartFile {
                 context: format!("write '{}'", self.in_progress.display()),
                 source,
             }),
+            PartWriter::Json(writer) => writer
+                .write(batch)
+                .map_err(|e| Error::arrow(format!("write '{}'", self.in_progress.display()), e)),
         }
     }
 
     /// Pushes everything written so far into the file and syncs it.
     fn flush(&mut self) -> Result<()> {
         match &mut self.writer {
-            // The arrow CSV writer hands every batch to the file as it is written.
-            PartWriter::Csv(_) => {}
+            // The arrow CSV and JSON writers hand every batch to the file as it is written.
+            PartWriter::Csv(_) | PartWriter::Json(_) => {}
             PartWriter::Parquet(writer) => {
                 writer.flush().map_err(|source| Error::Parquet {
                     context: format!("flush '{}'", self.in_progress.display()),
@@ -180,6 +292,12 @@ impl PartFile {
     fn finish(self) -> Result<()> {
         match self.writer {
             PartWriter::Csv(writer) => drop(writer.into_inner()),
+            PartWriter::Json(mut writer) => {
+                writer.finish().map_err(|e| {
+                    Error::arrow(format!("close '{}'", self.in_progress.display()), e)
+                })?;
+                drop(writer.into_inner());
+            }
             PartWriter::Parquet(writer) => {
                 writer.close().map_err(|source| Error::Parquet {
                     context: format!("close '{}'", self.in_progress.display()),
@@ -206,6 +324,13 @@ impl Sink for FileSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        if !self.partition_keys.is_empty() {
+            if batch.schema().index_of(ROW_KIND_COLUMN).is_ok() {
+                // The same insert-only check as an unpartitioned part's.
+                self.start_part(batch)?;
+            }
+            return self.write_partitioned(batch);
+        }
         if self.part.is_none() {
             self.part = Some(self.start_part(batch)?);
         }
@@ -216,14 +341,14 @@ impl Sink for FileSink {
     }
 
     /// Flushes and syncs the in-progress file; returns its path (empty if nothing was written).
+    /// With partitions, the paths are separated by newlines.
     fn pre_commit(&mut self, _checkpoint: CheckpointId) -> Result<Vec<u8>> {
-        match &mut self.part {
-            Some(part) => {
-                part.flush()?;
-                Ok(part.in_progress.to_string_lossy().into_owned().into_bytes())
-            }
-            None => Ok(Vec::new()),
+        let mut paths = Vec::new();
+        for part in self.part.iter_mut().chain(self.partitions.values_mut()) {
+            part.flush()?;
+            paths.push(part.in_progress.to_string_lossy().into_owned());
         }
+        Ok(paths.join("\n").into_bytes())
     }
 
     /// Nothing to do yet: parts become visible at `finish` (see the module docs).
@@ -232,9 +357,22 @@ impl Sink for FileSink {
     }
 
     fn finish(&mut self) -> Result<()> {
-        match self.part.take() {
-            Some(part) => part.finish(),
-            None => Ok(()),
+        let written: Vec<String> = self.partitions.keys().cloned().collect();
+        for part in std::mem::take(&mut self.partitions).into_values() {
+            part.finish()?;
         }
+        if let Some(part) = self.part.take() {
+            part.finish()?;
+        }
+        if let Some(stamp) = &self.overwrite {
+            if self.partition_keys.is_empty() {
+                self.remove_replaced(&self.dir, stamp, true)?;
+            } else {
+                for relative in &written {
+                    self.remove_replaced(&self.dir.join(relative), stamp, false)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

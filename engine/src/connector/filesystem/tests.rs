@@ -221,6 +221,7 @@ fn csv_source(path: String, schema: SchemaRef, pairs: &[(&str, &str)]) -> FileSo
         format: FileFormat::Csv,
         schema,
         options: options(pairs),
+        partition_keys: Vec::new(),
     }
 }
 
@@ -259,6 +260,8 @@ fn csv_round_trip_preserves_quotes_commas_newlines_and_nulls() -> Result<()> {
         path: out.clone(),
         format: FileFormat::Csv,
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     // Two batches, to check the part file keeps appending.
     write_part(&sink, &[input.slice(0, 2), input.slice(2, 4)], 0)?;
@@ -282,6 +285,8 @@ fn csv_round_trip_with_null_literal_header_and_delimiter() -> Result<()> {
         path: out.clone(),
         format: FileFormat::Csv,
         options: options(&pairs),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     write_part(&sink, std::slice::from_ref(&input), 3)?;
     let text = fs::read_to_string(dir.path().join("out/part-3-0.csv"))?;
@@ -308,6 +313,8 @@ fn parquet_round_trip() -> Result<()> {
         path: out.clone(),
         format: FileFormat::Parquet,
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     write_part(&sink, &[input.slice(0, 3), input.slice(3, 3)], 1)?;
     assert!(dir.path().join("out/part-1-0.parquet").is_file());
@@ -316,6 +323,7 @@ fn parquet_round_trip() -> Result<()> {
         format: FileFormat::Parquet,
         schema: input.schema(),
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
     };
     assert_eq!(read_all(&source, 4)?, input);
     Ok(())
@@ -387,6 +395,7 @@ fn parquet_row_groups_spread_over_subtasks() -> Result<()> {
         format: FileFormat::Parquet,
         schema: declared,
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
     };
     let parallel = read_subtasks(&source, 3, 7)?;
     for batches in &parallel {
@@ -564,6 +573,8 @@ fn unknown_csv_option_is_a_config_error() -> Result<()> {
         path: path_str(&dir.path().join("out"))?,
         format: FileFormat::Csv,
         options: options(&[("csv.headers", "true")]),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     let err = expect_err(sink.create_sink())?;
     assert!(matches!(err, Error::Config { .. }), "{err}");
@@ -617,6 +628,8 @@ fn parquet_position_restore_resumes_after_the_last_batch() -> Result<()> {
         path: path_str(dir.path())?,
         format: FileFormat::Parquet,
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     write_part(&sink, std::slice::from_ref(&input), 0)?;
     let source = FileSourceSpec {
@@ -624,6 +637,7 @@ fn parquet_position_restore_resumes_after_the_last_batch() -> Result<()> {
         format: FileFormat::Parquet,
         schema: input.schema(),
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
     };
     let mut first = source.create_reader(0, 1, 4)?;
     let SourcePoll::Batch(head) = first.poll_next()? else {
@@ -663,6 +677,7 @@ fn parquet_schema_is_checked_and_widened() -> Result<()> {
             format: FileFormat::Parquet,
             schema: Arc::new(Schema::new(fields)),
             options: BTreeMap::new(),
+            partition_keys: Vec::new(),
         })
     };
 
@@ -710,6 +725,8 @@ fn sink_hides_the_part_until_finish() -> Result<()> {
         path: path_str(&dir.path().join("out"))?,
         format: FileFormat::Csv,
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     let mut sink = spec.create_sink()?;
     sink.open(&context(input.schema(), 2, 4))?;
@@ -750,6 +767,8 @@ fn sink_rejects_changelog_input() -> Result<()> {
             path: path_str(dir.path())?,
             format,
             options: BTreeMap::new(),
+            partition_keys: Vec::new(),
+            overwrite: None,
         };
         let mut sink = spec.create_sink()?;
         sink.open(&context(schema.clone(), 0, 1))?;
@@ -829,6 +848,8 @@ fn job_converts_a_csv_directory_to_parquet_parts() -> Result<()> {
         path: output.clone(),
         format: FileFormat::Parquet,
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     let runtime = LocalRuntime::new(RuntimeConfig::default().with_batch_size(16));
     runtime.execute(
@@ -846,6 +867,7 @@ fn job_converts_a_csv_directory_to_parquet_parts() -> Result<()> {
         format: FileFormat::Parquet,
         schema: simple_schema(),
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
     };
     assert_eq!(
         sorted_rows(&read_subtasks(&written, 1, 100)?.concat())?,
@@ -864,6 +886,8 @@ fn job_with_a_missing_input_fails_with_the_path() -> Result<()> {
         path: path_str(&dir.path().join("out"))?,
         format: FileFormat::Csv,
         options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        overwrite: None,
     };
     let result =
         LocalRuntime::default().execute(&file_job(source, sink, 1)?, &JobEnvironment::default());

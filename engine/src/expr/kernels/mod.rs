@@ -6,9 +6,11 @@
 //! builder, never a dynamic call or an allocation per row. [`resolve`](super::resolve) casts
 //! arguments to the types a kernel expects (Utf8, Int64) before it gets here.
 
+mod datetime;
 mod math;
 mod string;
 mod temporal;
+mod text;
 
 use std::sync::Arc;
 
@@ -19,10 +21,12 @@ use arrow::error::ArrowError;
 use super::function::{DateField, TimeUnitField};
 use super::physical::Value;
 
+pub(crate) use datetime::{DatePattern, TimestampUnit};
 pub(crate) use temporal::date_field_supported;
+pub(crate) use text::{CompiledRegex, RegexOp};
 
 /// A kernel chosen by `resolve`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Kernel {
     Lower,
     Upper,
@@ -51,11 +55,32 @@ pub(crate) enum Kernel {
     },
     Extract(DateField),
     FloorTime(TimeUnitField),
+    /// `REGEXP_EXTRACT`, `REGEXP_REPLACE`, `REGEXP` with a pattern compiled once.
+    Regex(RegexOp, CompiledRegex),
+    /// `SPLIT_INDEX(s, sep, index)`.
+    SplitIndex,
+    /// `INITCAP(s)`.
+    Initcap,
+    /// `LPAD` / `RPAD(s, len, pad)`.
+    Pad {
+        left: bool,
+    },
+    /// `DATE_FORMAT(ts, pattern)`: a timestamp (ms, optionally UTC) formatted with a Java
+    /// `SimpleDateFormat` pattern.
+    DateFormat(Arc<DatePattern>),
+    /// `TO_DATE(s [, pattern])`.
+    ToDate(Option<Arc<DatePattern>>),
+    /// `TO_TIMESTAMP(s, pattern)` (without a pattern the SQL layer casts).
+    ToTimestamp(Arc<DatePattern>),
+    /// `TIMESTAMPADD(unit, n, ts)`.
+    TimestampAdd(TimestampUnit),
+    /// `TIMESTAMPDIFF(unit, a, b)`.
+    TimestampDiff(TimestampUnit),
 }
 
 impl Kernel {
     /// `false` for kernels that cannot fail on any input.
-    pub(crate) fn may_fail(self) -> bool {
+    pub(crate) fn may_fail(&self) -> bool {
         !matches!(
             self,
             Kernel::Lower
@@ -65,17 +90,19 @@ impl Kernel {
                 | Kernel::Position
                 | Kernel::CountChar
                 | Kernel::Proctime
+                | Kernel::Initcap
+                | Kernel::SplitIndex
         )
     }
 
     /// Runs the kernel over `args`; `num_rows` is the batch length, `out` the resolved type.
     pub(crate) fn invoke(
-        self,
+        &self,
         args: &[Value],
         num_rows: usize,
         out: &DataType,
     ) -> Result<Value, ArrowError> {
-        if self == Kernel::Proctime {
+        if *self == Kernel::Proctime {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
@@ -116,8 +143,8 @@ impl Kernel {
                 Arc::new(string::trim(
                     &StrArg::new(&args[0]),
                     chars.as_ref(),
-                    leading,
-                    trailing,
+                    *leading,
+                    *trailing,
                     n,
                 ))
             }
@@ -140,18 +167,47 @@ impl Kernel {
             Kernel::Abs => math::abs(first)?,
             Kernel::Floor => math::floor_ceil(first, out, true)?,
             Kernel::Ceil => math::floor_ceil(first, out, false)?,
-            Kernel::Round { digits } => math::round(first, out, digits)?,
+            Kernel::Round { digits } => math::round(first, out, *digits)?,
             Kernel::ToTimestampLtz { multiplier } => Arc::new(temporal::to_timestamp_ltz(
                 first.as_primitive(),
-                multiplier,
+                *multiplier,
             )?),
-            Kernel::Extract(field) => temporal::extract(first, field)?,
             Kernel::Proctime => {
                 return Err(ArrowError::ComputeError(
                     "PROCTIME is evaluated above".into(),
                 ));
             }
-            Kernel::FloorTime(unit) => temporal::floor_time(first, unit)?,
+            Kernel::Extract(field) => temporal::extract(first, *field)?,
+            Kernel::FloorTime(unit) => temporal::floor_time(first, *unit)?,
+            Kernel::Regex(op, regex) => text::regex(*op, regex, args, n)?,
+            Kernel::SplitIndex => Arc::new(text::split_index(
+                &StrArg::new(&args[0]),
+                &StrArg::new(arg(args, 1)?),
+                &IntArg::new(arg(args, 2)?),
+                n,
+            )),
+            Kernel::Initcap => Arc::new(text::initcap(first.as_string::<i32>())),
+            Kernel::Pad { left } => Arc::new(text::pad(
+                &StrArg::new(&args[0]),
+                &IntArg::new(arg(args, 1)?),
+                &StrArg::new(arg(args, 2)?),
+                *left,
+                n,
+            )),
+            Kernel::DateFormat(pattern) => datetime::date_format(first, pattern)?,
+            Kernel::ToDate(pattern) => Arc::new(datetime::to_date(
+                first.as_string::<i32>(),
+                pattern.as_deref(),
+            )),
+            Kernel::ToTimestamp(pattern) => {
+                Arc::new(datetime::to_timestamp(first.as_string::<i32>(), pattern))
+            }
+            Kernel::TimestampAdd(unit) => {
+                datetime::timestamp_add(*unit, &IntArg::new(&args[0]), arg(args, 1)?, n)?
+            }
+            Kernel::TimestampDiff(unit) => {
+                datetime::timestamp_diff(*unit, &args[0], arg(args, 1)?, n)?
+            }
         };
         Ok(Value::from_result(result, all_scalar))
     }

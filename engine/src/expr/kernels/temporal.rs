@@ -22,7 +22,7 @@ pub(crate) fn date_field_supported(t: &DataType) -> bool {
     matches!(t, DataType::Date32 | DataType::Timestamp(_, _))
 }
 
-fn ticks_per_second(unit: TimeUnit) -> i64 {
+pub(super) fn ticks_per_second(unit: TimeUnit) -> i64 {
     match unit {
         TimeUnit::Second => 1,
         TimeUnit::Millisecond => 1_000,
@@ -78,7 +78,7 @@ fn epoch(a: &ArrayRef) -> Result<Int64Array, ArrowError> {
 }
 
 /// Days since 1970-01-01 of the civil date `(y, m, d)`.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -89,7 +89,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// The civil date `(y, m, d)` of a day number.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
