@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 
-use super::config::{NexmarkConfig, NexmarkSplit};
+use super::config::{NexmarkConfig, NexmarkSplit, NexmarkSplitSet};
 use super::model::{
     AUCTION_PROPORTION, BID_PROPORTION, BLOCK_EVENTS, FIRST_AUCTION_ID, FIRST_CATEGORY_ID,
     FIRST_PERSON_ID, NUM_CATEGORIES, PERSON_PROPORTION, Timeline, hot_base0_auction_id,
@@ -86,6 +86,12 @@ pub struct NexmarkGenerator {
     /// Events until the auctions alive now have all been replaced, which sets
     /// the span of auction expiry times.
     horizon_events: u64,
+    /// Reading a set of splits ([`NexmarkGenerator::from_split_set`]): for each of the
+    /// `count` splits, the first event it still owes, or `u64::MAX` if it is not in the set.
+    /// `split` then only carries the cursor (`next_event`) and the end.
+    split_set: Option<Vec<u64>>,
+    /// Events at or after this one wait ([`NexmarkGenerator::set_pause_at`]).
+    pause_at: u64,
 }
 
 impl NexmarkGenerator {
@@ -108,7 +114,54 @@ impl NexmarkGenerator {
             tables: [true; 3],
             config,
             split,
+            split_set: None,
+            pause_at: u64::MAX,
         })
+    }
+
+    /// A generator of the events of several splits of [`NexmarkSplitSet::count`] splits, read
+    /// as one stream in event order: event `n` belongs to split `(n / 50) % count`. Each split
+    /// resumes at its own position, so positions taken by readers at one parallelism can be
+    /// regrouped at any other ([`NexmarkGenerator::split_positions`]).
+    pub fn from_split_set(config: NexmarkConfig, set: &NexmarkSplitSet) -> Result<Self> {
+        set.validate()?;
+        let mut next = vec![u64::MAX; set.count as usize];
+        for (&split, &position) in &set.positions {
+            next[split as usize] = position;
+        }
+        let cursor = set.positions.values().copied().min().unwrap_or(0);
+        let mut generator = Self::from_split(config, NexmarkSplit::range(cursor, set.end_event))?;
+        if set.positions.is_empty() {
+            // Nothing to read: an empty range.
+            generator.split.end_event = Some(cursor);
+        }
+        generator.split_set = Some(next);
+        Ok(generator)
+    }
+
+    /// With a split set: the position of every split in it (the first event it has not
+    /// produced yet).
+    pub fn split_positions(&self) -> Vec<(u32, u64)> {
+        let Some(next) = &self.split_set else {
+            return Vec::new();
+        };
+        let end = self.split.end_event.unwrap_or(u64::MAX);
+        next.iter()
+            .enumerate()
+            .filter(|(_, n)| **n != u64::MAX)
+            .map(|(split, &n)| (split as u32, n.max(self.split.next_event.min(end))))
+            .collect()
+    }
+
+    /// Holds back events numbered `event` and later (a wall-clock rate limit); batches end
+    /// there until the pause moves. `None` lifts it.
+    pub fn set_pause_at(&mut self, event: Option<u64>) {
+        self.pause_at = event.unwrap_or(u64::MAX);
+    }
+
+    /// The next event this generator would produce (its cursor in the event stream).
+    pub fn next_event(&self) -> u64 {
+        self.next_owned_event(self.split.next_event)
     }
 
     /// Restricts [`NexmarkGenerator::next_batches`] to `tables`; the others
@@ -190,6 +243,9 @@ impl NexmarkGenerator {
 
     /// The first event at or after `n` that the split owns (ignoring the end).
     fn next_owned_event(&self, n: u64) -> u64 {
+        if let Some(next) = &self.split_set {
+            return next_in_set(next, n, self.split.end_event.unwrap_or(u64::MAX));
+        }
         let parallelism = u64::from(self.split.parallelism);
         let block = n / BLOCK_EVENTS;
         let skip =
@@ -210,7 +266,11 @@ impl NexmarkGenerator {
         max_events: u64,
         mut row_limit: Option<(NexmarkTable, u64)>,
     ) -> u64 {
-        let end = self.split.end_event.unwrap_or(u64::MAX);
+        let end = self
+            .split
+            .end_event
+            .unwrap_or(u64::MAX)
+            .min(self.pause_at.max(self.split.next_event));
         let mut consumed = 0;
         while consumed < max_events {
             let n = self.next_owned_event(self.split.next_event);
@@ -386,6 +446,22 @@ fn table_index(table: NexmarkTable) -> usize {
 }
 
 #[inline(always)]
+/// The first event at or after `n` (and before `end`, else `end`) of a split in the set
+/// `next` (per split: the first event it owes, `u64::MAX` if not in the set).
+fn next_in_set(next: &[u64], mut n: u64, end: u64) -> u64 {
+    let count = next.len() as u64;
+    while n < end {
+        let block = n / BLOCK_EVENTS;
+        let owes = next[(block % count) as usize];
+        let block_end = (block + 1) * BLOCK_EVENTS;
+        if owes < block_end {
+            return n.max(owes);
+        }
+        n = block_end;
+    }
+    end
+}
+
 fn pick(list: &'static [&'static str], rng: &mut SplitMix64) -> &'static str {
     list[rng.next_below(list.len() as u64) as usize]
 }

@@ -17,6 +17,7 @@ pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -59,6 +60,9 @@ pub struct RuntimeConfig {
     pub checkpointing: Option<CheckpointConfig>,
     /// What a failure does (`restart-strategy.*`). Default: fail the job.
     pub restart_strategy: RestartStrategy,
+    /// A savepoint or retained checkpoint directory (holding `_metadata`) that the job's first
+    /// attempt restores from (Flink's `--fromSavepoint`). Default: start empty.
+    pub initial_restore: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -71,6 +75,7 @@ impl Default for RuntimeConfig {
             idle_timeout: None,
             checkpointing: None,
             restart_strategy: RestartStrategy::None,
+            initial_restore: None,
         }
     }
 }
@@ -103,6 +108,12 @@ impl RuntimeConfig {
 
     pub fn with_restart_strategy(mut self, strategy: RestartStrategy) -> Self {
         self.restart_strategy = strategy;
+        self
+    }
+
+    /// Restores the job's first attempt from the savepoint or completed checkpoint in `dir`.
+    pub fn with_initial_restore(mut self, dir: Option<PathBuf>) -> Self {
+        self.initial_restore = dir;
         self
     }
 
@@ -143,6 +154,9 @@ pub struct JobHandle {
     config: RuntimeConfig,
     env: JobEnvironment,
     storage: Option<CheckpointStorage>,
+    /// The savepoint the job started from, if any: restarts before the job's own first
+    /// completed checkpoint go back to it.
+    initial: Option<RestoredCheckpoint>,
 }
 
 /// One run of the job's tasks, from start or from a checkpoint.
@@ -176,7 +190,24 @@ impl LocalRuntime {
             .checkpointing
             .as_ref()
             .map(|c| CheckpointStorage::new(&c.dir, &job_id, c.num_retained));
-        let attempt = start_attempt(&self.config, graph, env, &job_id, storage.as_ref(), None)?;
+        let initial = match &self.config.initial_restore {
+            Some(dir) => {
+                let restored = CheckpointStorage::load_dir(dir)?;
+                info!(job_id = %job_id, path = %dir.display(), checkpoint_id = restored.checkpoint_id().0, "restoring job from savepoint");
+                Some(restored)
+            }
+            None => None,
+        };
+        let attempt = start_attempt(
+            &self.config,
+            graph,
+            env,
+            &job_id,
+            storage.as_ref(),
+            initial.as_ref().map(|c| Restore {
+                checkpoint: Some(c),
+            }),
+        )?;
         Ok(JobHandle {
             job_id,
             name: graph.name.clone(),
@@ -188,6 +219,7 @@ impl LocalRuntime {
             config: self.config.clone(),
             env: env.clone(),
             storage,
+            initial,
         })
     }
 }
@@ -343,7 +375,7 @@ impl JobHandle {
         let mut restarts = 0u32;
         let mut checkpoints_completed = 0u64;
         let mut last_checkpoint = None;
-        let mut restored_from = None;
+        let mut restored_from = self.initial.as_ref().map(|c| c.checkpoint_id());
         let (reports, panicked, control) = loop {
             let (reports, panicked, control, checkpoints) = self.attempt.join();
             checkpoints_completed += checkpoints.completed;
@@ -369,7 +401,8 @@ impl JobHandle {
             let checkpoint = match &self.storage {
                 Some(storage) => storage.load_latest()?,
                 None => None,
-            };
+            }
+            .or_else(|| self.initial.clone());
             restored_from = checkpoint.as_ref().map(|c| c.checkpoint_id());
             info!(job_id = %self.job_id, checkpoint_id = restored_from.map(|c| c.0), "restoring job");
             self.attempt = start_attempt(
@@ -471,9 +504,11 @@ fn build_task(
                     subtask: subtask.0,
                     source: Box::new(e),
                 })?;
-            if let Some(position) =
-                checkpoint.and_then(|c| c.source_position(&head.name, subtask.0))
-            {
+            let position = match checkpoint {
+                Some(c) => c.source_position_for(&head.name, subtask.0, head.parallelism)?,
+                None => None,
+            };
+            if let Some(position) = &position {
                 reader.restore(position).map_err(|e| Error::Task {
                     operator: head.name.clone(),
                     subtask: subtask.0,
