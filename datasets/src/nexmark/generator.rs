@@ -669,6 +669,7 @@ mod tests {
     use anyhow::Result;
     use arrow::array::{Array, AsArray};
     use arrow::compute::concat_batches;
+    use std::collections::BTreeMap;
 
     fn config(events: u64) -> NexmarkConfig {
         NexmarkConfig::default()
@@ -784,6 +785,101 @@ mod tests {
                 let merged = concat_batches(&table.schema(), &slices)?;
                 assert_eq!(merged, single, "{table} at parallelism {parallelism}");
             }
+        }
+        Ok(())
+    }
+
+    /// Sorted rows of `batches`, to compare outputs as multisets.
+    fn sorted_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<u8>>> {
+        use arrow::row::{RowConverter, SortField};
+        let Some(first) = batches.first() else {
+            return Ok(Vec::new());
+        };
+        let converter = RowConverter::new(
+            first
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        let mut rows = Vec::new();
+        for batch in batches {
+            let converted = converter.convert_columns(batch.columns())?;
+            rows.extend(converted.iter().map(|r| r.as_ref().to_vec()));
+        }
+        rows.sort();
+        Ok(rows)
+    }
+
+    fn split_set(
+        count: u32,
+        positions: &BTreeMap<u32, u64>,
+        mine: impl Fn(u32) -> bool,
+        events: u64,
+    ) -> NexmarkSplitSet {
+        NexmarkSplitSet {
+            count,
+            positions: positions
+                .iter()
+                .filter(|(s, _)| mine(**s))
+                .map(|(s, p)| (*s, *p))
+                .collect(),
+            end_event: Some(events),
+        }
+    }
+
+    #[test]
+    fn split_sets_regroup_at_another_parallelism() -> Result<()> {
+        let events = 20_017;
+        let count = 8;
+        let table = NexmarkTable::Bid;
+        let single = drain_table(
+            &mut NexmarkGenerator::new(config(events), 0, Some(events))?,
+            table,
+            1000,
+        )?;
+        for (before, after) in [(1u32, 3u32), (4, 2), (3, 8)] {
+            let start: BTreeMap<u32, u64> = (0..count).map(|s| (s, 0)).collect();
+            let mut batches = Vec::new();
+            let mut positions = BTreeMap::new();
+            for subtask in 0..before {
+                let set = split_set(count, &start, |s| s % before == subtask, events);
+                let mut generator =
+                    NexmarkGenerator::from_split_set(config(events), &set)?.with_tables(&[table]);
+                // Subtasks stop at different points, as at a checkpoint barrier.
+                for _ in 0..=subtask {
+                    if let Some(batch) = generator.next_table_batch(table, 777)? {
+                        batches.push(batch);
+                    }
+                }
+                positions.extend(generator.split_positions());
+            }
+            assert_eq!(positions.len(), count as usize);
+            for subtask in 0..after {
+                let set = split_set(count, &positions, |s| s % after == subtask, events);
+                let mut generator =
+                    NexmarkGenerator::from_split_set(config(events), &set)?.with_tables(&[table]);
+                let mut last_time = i64::MIN;
+                while let Some(batch) = generator.next_table_batch(table, 500)? {
+                    if batch.num_rows() == 0 {
+                        break;
+                    }
+                    let times = batch
+                        .column_by_name("dateTime")
+                        .expect("bid has date_time")
+                        .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+                    assert!(times.value(0) >= last_time, "event time went back");
+                    last_time = times.value(times.len() - 1);
+                    batches.push(batch);
+                }
+                assert!(generator.is_exhausted());
+            }
+            assert_eq!(
+                sorted_rows(&batches)?,
+                sorted_rows(&[single.clone()])?,
+                "{before} -> {after}"
+            );
         }
         Ok(())
     }

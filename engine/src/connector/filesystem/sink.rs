@@ -141,10 +141,9 @@ impl FileSink {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
             let name = entry.file_name();
-            let Some((hidden, subtask, start)) = parse_part_name(
-                &name.to_string_lossy(),
-                self.extension(),
-            ) else {
+            let Some((hidden, subtask, start)) =
+                parse_part_name(&name.to_string_lossy(), self.extension())
+            else {
                 continue;
             };
             if subtask % self.parallelism != self.subtask {
@@ -153,10 +152,9 @@ impl FileSink {
             let path = entry.path();
             if restored.is_some_and(|c| start < c) {
                 if hidden {
-                    let final_path = self.dir.join(format!(
-                        "part-{subtask}-{start}.{}",
-                        self.extension()
-                    ));
+                    let final_path = self
+                        .dir
+                        .join(format!("part-{subtask}-{start}.{}", self.extension()));
                     fs::rename(&path, &final_path).map_err(|e| Error::io("rename", &path, e))?;
                 }
             } else {
@@ -291,7 +289,10 @@ fn parse_part_name(name: &str, extension: &str) -> Option<(bool, u32, u64)> {
         Some(rest) => (true, rest.strip_suffix(".inprogress")?),
         None => (false, name),
     };
-    let rest = rest.strip_prefix("part-")?.strip_suffix(extension)?.strip_suffix('.')?;
+    let rest = rest
+        .strip_prefix("part-")?
+        .strip_suffix(extension)?
+        .strip_suffix('.')?;
     let (subtask, start) = rest.split_once('-')?;
     Some((hidden, subtask.parse().ok()?, start.parse().ok()?))
 }
@@ -302,7 +303,10 @@ mod part_name_tests {
 
     #[test]
     fn part_names_parse() {
-        assert_eq!(parse_part_name("part-3-12.csv", "csv"), Some((false, 3, 12)));
+        assert_eq!(
+            parse_part_name("part-3-12.csv", "csv"),
+            Some((false, 3, 12))
+        );
         assert_eq!(
             parse_part_name(".part-0-7.csv.inprogress", "csv"),
             Some((true, 0, 7))
