@@ -7,6 +7,7 @@ mod failures;
 mod joins;
 mod nexmark;
 mod process;
+mod rescale;
 mod sources;
 mod topology;
 mod watermarks;
