@@ -3,7 +3,8 @@
 //! ```text
 //! sluice nexmark --query q1 --events 10000000 [--parallelism P] [--slots S]   # embedded local mode
 //! sluice run GRAPH.json [--slots S]                                        # a JobGraph from JSON
-//! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S]                     # a Flink SQL script
+//! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S] [-D KEY=VALUE]… [-s SAVEPOINT]
+//!                                                                          # a Flink SQL script
 //! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
 //! ```
 
@@ -91,6 +92,12 @@ enum Command {
         /// Applied before the script, so a SET in the script overrides it. Repeatable.
         #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
+        /// Restore the job from a savepoint or a retained checkpoint: a directory holding
+        /// `_metadata` (e.g. `<checkpoint dir>/<job-id>/chk-<n>`), as Flink's `--fromSavepoint`.
+        /// Operators find their state by name, so the script must build the same operators;
+        /// the parallelism may differ.
+        #[arg(short = 's', long = "from-savepoint", value_name = "PATH")]
+        from_savepoint: Option<PathBuf>,
         #[command(flatten)]
         local: LocalArgs,
     },
@@ -174,9 +181,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             parallelism,
             options,
+            from_savepoint,
             local,
         } => {
-            let mut session = sql_session(parallelism, &local);
+            let mut session = sql_session(parallelism, &local, from_savepoint);
             for (key, value) in &options {
                 session
                     .set_option(key, value)
@@ -208,11 +216,15 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn sql_session(parallelism: u32, local: &LocalArgs) -> sluice_engine::sql::Session {
+fn sql_session(
+    parallelism: u32,
+    local: &LocalArgs,
+    from_savepoint: Option<PathBuf>,
+) -> sluice_engine::sql::Session {
     use sluice_engine::runtime::RuntimeConfig;
     use sluice_engine::sql::{Session, SessionConfig};
 
-    let mut runtime = RuntimeConfig::default();
+    let mut runtime = RuntimeConfig::default().with_initial_restore(from_savepoint);
     if let Some(slots) = local.slots {
         runtime = runtime.with_slots(slots);
     }
