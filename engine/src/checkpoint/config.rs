@@ -71,7 +71,7 @@ impl CheckpointConfig {
                 "execution.checkpointing.min-pause" => {
                     config.min_pause = parse_duration(key, value)?
                 }
-                "execution.checkpointing.dir" => dir = Some(PathBuf::from(value)),
+                "execution.checkpointing.dir" => dir = Some(local_dir(key, value)?),
                 "execution.checkpointing.num-retained" => {
                     config.num_retained = parse_count(key, value)?.max(1) as usize
                 }
@@ -98,6 +98,44 @@ impl CheckpointConfig {
         })?;
         Ok(Some(config))
     }
+}
+
+/// The local directory of a checkpoint directory option: a path, or a `file://` URI (Flink's
+/// form, `file:///tmp/chk`; `file:/tmp/chk` too). Other schemes name storage that does not
+/// exist here and are refused.
+fn local_dir(key: &str, value: &str) -> Result<PathBuf> {
+    let path = match value.strip_prefix("file:") {
+        Some(rest) => match rest.strip_prefix("//") {
+            // `file:///abs` (empty authority) or `file://localhost/abs`.
+            Some(authority_and_path) => match authority_and_path.find('/') {
+                Some(slash) if matches!(&authority_and_path[..slash], "" | "localhost") => {
+                    &authority_and_path[slash..]
+                }
+                _ => {
+                    return Err(config_error(
+                        key,
+                        value,
+                        "a file:// URI must name a local absolute path (file:///path)",
+                    ));
+                }
+            },
+            None => rest,
+        },
+        None => {
+            if let Some((scheme, _)) = value.split_once("://") {
+                return Err(config_error(
+                    key,
+                    value,
+                    &format!("scheme '{scheme}://' is not supported: use a local path or file://"),
+                ));
+            }
+            value
+        }
+    };
+    if path.is_empty() {
+        return Err(config_error(key, value, "the directory is empty"));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// What happens when a task fails (Flink's `restart-strategy.*`).
@@ -226,5 +264,33 @@ mod tests {
             }
         );
         assert_eq!(CheckpointConfig::from_options([]).unwrap(), None);
+    }
+
+    #[test]
+    fn checkpoint_dir_accepts_file_uris() {
+        let dir_of = |value: &str| {
+            CheckpointConfig::from_options([
+                ("execution.checkpointing.interval", "1 s"),
+                ("execution.checkpointing.dir", value),
+            ])
+            .map(|c| c.expect("interval set").dir)
+        };
+        assert_eq!(dir_of("/tmp/chk").unwrap(), PathBuf::from("/tmp/chk"));
+        assert_eq!(dir_of("rel/chk").unwrap(), PathBuf::from("rel/chk"));
+        assert_eq!(
+            dir_of("file:///tmp/chk").unwrap(),
+            PathBuf::from("/tmp/chk")
+        );
+        assert_eq!(
+            dir_of("file://localhost/tmp/chk").unwrap(),
+            PathBuf::from("/tmp/chk")
+        );
+        assert_eq!(dir_of("file:/tmp/chk").unwrap(), PathBuf::from("/tmp/chk"));
+        let err = dir_of("s3://bucket/chk").unwrap_err().to_string();
+        assert!(
+            err.contains("execution.checkpointing.dir") && err.contains("s3://"),
+            "{err}"
+        );
+        assert!(dir_of("file://otherhost/chk").is_err());
     }
 }

@@ -14,6 +14,8 @@ mod filter;
 mod join;
 mod project;
 pub(crate) mod registry;
+#[cfg(test)]
+mod restore_tests;
 mod sink;
 mod union;
 mod window;

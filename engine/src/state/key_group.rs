@@ -53,6 +53,26 @@ impl KeyGroupRange {
     }
 }
 
+/// The key groups one subtask of a keyed operator owns, with the max parallelism its key
+/// groups are computed with (both from the operator's context): what a snapshot tags its rows
+/// with and what a restore filters them by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGroupOwnership {
+    pub range: KeyGroupRange,
+    pub max_parallelism: u32,
+}
+
+impl KeyGroupOwnership {
+    /// The key group of each row hash in `hashes`.
+    pub fn key_groups(&self, hashes: &[u64]) -> arrow::array::UInt32Array {
+        hashes
+            .iter()
+            .map(|&h| key_group_of_hash(h, self.max_parallelism))
+            .collect::<Vec<_>>()
+            .into()
+    }
+}
+
 /// The subtask that owns `key_group` (Flink's `computeOperatorIndexForKeyGroup`).
 #[inline]
 pub fn subtask_for_key_group(key_group: u32, max_parallelism: u32, parallelism: u32) -> u32 {

@@ -9,7 +9,9 @@ mod key_group;
 mod keyed;
 mod snapshot;
 
-pub use key_group::{KeyGroupRange, hash_columns, key_group_of_hash, subtask_for_key_group};
+pub use key_group::{
+    KeyGroupOwnership, KeyGroupRange, hash_columns, key_group_of_hash, subtask_for_key_group,
+};
 pub(crate) use keyed::snapshot_columns;
 pub use keyed::{ColumnState, KeyId, KeyTable, KeyedStateBackend, ListState, MapState, ValueState};
 pub use snapshot::{SnapshotTable, StateSnapshot};

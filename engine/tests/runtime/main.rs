@@ -9,6 +9,7 @@ mod nexmark;
 mod process;
 mod rescale;
 mod sources;
+mod stateful_recovery;
 mod topology;
 mod watermarks;
 mod windows;

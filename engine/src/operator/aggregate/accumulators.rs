@@ -494,6 +494,22 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
         self.values.capacity() * std::mem::size_of::<Option<T::Native>>()
     }
 
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let values = state
+            .first()
+            .and_then(|c| c.as_primitive_opt::<T>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("MIN/MAX"))?;
+        for (i, &g) in groups.iter().enumerate() {
+            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
+        }
+        Ok(())
+    }
+
     fn resize(&mut self, groups: usize) {
         self.values.resize(groups, None);
     }
@@ -572,6 +588,25 @@ fn string_slots_array(values: &[Option<String>], groups: &[u32]) -> ArrayRef {
     Arc::new(array)
 }
 
+/// Sets the string slots of `groups` from the first column of `state` (as
+/// [`string_slots_array`] wrote it).
+fn restore_string_slots(
+    values: &mut [Option<String>],
+    groups: &[u32],
+    state: &[ArrayRef],
+    function: &str,
+) -> Result<()> {
+    let column = state
+        .first()
+        .and_then(|c| c.as_string_opt::<i32>())
+        .filter(|c| c.len() == groups.len())
+        .ok_or_else(|| bad_state(function))?;
+    for (&g, value) in groups.iter().zip(column.iter()) {
+        values[g as usize] = value.map(str::to_owned);
+    }
+    Ok(())
+}
+
 struct StringExtreme {
     values: Vec<Option<String>>,
     is_min: bool,
@@ -641,6 +676,14 @@ impl Accumulator for StringExtreme {
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         Ok(string_slots_array(&self.values, groups))
     }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![string_slots_array(&self.values, groups)])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        restore_string_slots(&mut self.values, groups, state, "MIN/MAX")
+    }
 }
 
 struct BoolExtreme {
@@ -695,6 +738,22 @@ impl Accumulator for BoolExtreme {
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array: BooleanArray = groups.iter().map(|&g| self.values[g as usize]).collect();
         Ok(Arc::new(array))
+    }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let values = state
+            .first()
+            .and_then(|c| c.as_boolean_opt())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("MIN/MAX"))?;
+        for (&g, value) in groups.iter().zip(values.iter()) {
+            self.values[g as usize] = value;
+        }
+        Ok(())
     }
 }
 
@@ -784,6 +843,50 @@ impl Accumulator for CountDistinct {
             .into();
         Ok(Arc::new(values))
     }
+
+    /// One `List<Binary>` column: the row-encoded distinct values of each group.
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let values: usize = groups.iter().map(|&g| self.sets[g as usize].len()).sum();
+        let bytes: usize = groups
+            .iter()
+            .flat_map(|&g| self.sets[g as usize].iter())
+            .map(|v| v.len())
+            .sum();
+        let mut builder = arrow::array::ListBuilder::new(
+            arrow::array::BinaryBuilder::with_capacity(values, bytes),
+        )
+        .with_field(Arc::new(Field::new("item", DataType::Binary, false)));
+        for &g in groups {
+            for value in &self.sets[g as usize] {
+                builder.values().append_value(value);
+            }
+            builder.append(true);
+        }
+        Ok(vec![Arc::new(builder.finish())])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let lists = state
+            .first()
+            .and_then(|c| c.as_list_opt::<i32>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("COUNT DISTINCT"))?;
+        let values = lists
+            .values()
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| bad_state("COUNT DISTINCT"))?;
+        let offsets = lists.value_offsets();
+        for (i, &g) in groups.iter().enumerate() {
+            let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+            let set = &mut self.sets[g as usize];
+            set.clear();
+            set.reserve(end - start);
+            for v in start..end {
+                set.insert(values.value(v).into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// FIRST_VALUE / LAST_VALUE: the first (last) non-null value in processing order; a merge
@@ -807,6 +910,22 @@ impl<T: ArrowPrimitiveType> Positional<T> {
 impl<T: ArrowPrimitiveType> Accumulator for Positional<T> {
     fn allocated_bytes(&self) -> usize {
         self.values.capacity() * std::mem::size_of::<Option<T::Native>>()
+    }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(groups)?])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let values = state
+            .first()
+            .and_then(|c| c.as_primitive_opt::<T>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("FIRST_VALUE/LAST_VALUE"))?;
+        for (i, &g) in groups.iter().enumerate() {
+            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
+        }
+        Ok(())
     }
 
     fn resize(&mut self, groups: usize) {
@@ -913,5 +1032,13 @@ impl Accumulator for StringPositional {
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         Ok(string_slots_array(&self.values, groups))
+    }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![string_slots_array(&self.values, groups)])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        restore_string_slots(&mut self.values, groups, state, "FIRST_VALUE/LAST_VALUE")
     }
 }

@@ -8,8 +8,8 @@
 //!
 //! Snapshots hold one `groups` table: `key_group: UInt32`, `key: Binary` (the row-encoded
 //! key) and each accumulator's state columns (`acc<i>_<j>`), so a restore at another
-//! parallelism keeps the groups of the key groups it owns. COUNT, SUM and AVG snapshot their
-//! state; the other functions refuse a checkpoint with a clear error for now.
+//! parallelism keeps the groups of the key groups it owns. Every built-in aggregate function
+//! snapshots its state (COUNT DISTINCT as a list of its row-encoded values).
 //!
 //! Emission follows [`EmitMode`]: `Final` emits one row per group at end of input; `Changelog`
 //! emits, after each batch, `+I` for groups seen for the first time and `-U`/`+U` pairs for

@@ -13,15 +13,21 @@
 //! wholly expired hold at least a quarter of the stored rows, so every row is visited a
 //! constant number of times on average; a sweep then drops every expired row, and compacts
 //! the key table when most keys have no rows left.
+//!
+//! Snapshots hold each side's rows with their key groups and the watermark (see
+//! [`super::checkpoint`]); the time bounds come from the plan.
 
 use arrow::record_batch::RecordBatch;
 
+use super::checkpoint::{self, RestoredRows};
 use super::{BatchStore, JoinKeys, Matches, OutputShape, RowRef, event_times, usable_rows};
 use crate::Result;
 use crate::element::Watermark;
+use crate::ids::CheckpointId;
 use crate::operator::aggregate::GroupTable;
-use crate::operator::{Operator, Output};
+use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::{KeyGroupOwnership, StateSnapshot};
 
 /// Key tables with fewer entries are never compacted (the rebuild would cost more than the
 /// memory it frees).
@@ -44,6 +50,7 @@ pub(crate) struct IntervalJoin {
     watermark: i64,
     late: u64,
     shape: OutputShape,
+    ownership: Option<KeyGroupOwnership>,
     // Scratch reused across batches.
     times: Vec<i64>,
     matches: Matches,
@@ -66,6 +73,7 @@ impl IntervalJoin {
             watermark: i64::MIN,
             late: 0,
             shape,
+            ownership: None,
             times: Vec::new(),
             matches: Matches::default(),
         }
@@ -161,15 +169,72 @@ impl IntervalJoin {
     }
 }
 
+impl IntervalJoin {
+    /// Stores restored rows of `side` as they were, without probing the other side.
+    fn store_restored(&mut self, side: usize, restored: RestoredRows) -> Result<()> {
+        let batch = restored.batch;
+        self.keys.intern(side, &batch)?;
+        let mut times = Vec::with_capacity(batch.num_rows());
+        event_times(batch.column(self.time_columns[side]).as_ref(), &mut times)?;
+        let key_count = self.keys.len();
+        for s in &mut self.sides {
+            s.rows.resize_with(key_count, Vec::new);
+        }
+        let batch_id = self.sides[side].store.next_id()?;
+        for (row, &key) in self.keys.ids.iter().enumerate() {
+            self.sides[side].rows[key as usize].push(RowRef {
+                batch: batch_id,
+                row: row as u32,
+            });
+        }
+        let rows = batch.num_rows();
+        self.sides[side].store.push(batch, times, Vec::new(), rows);
+        Ok(())
+    }
+}
+
 impl Operator for IntervalJoin {
-    /// Fails the checkpoint rather than letting a restore silently lose this state.
-    fn snapshot(
-        &mut self,
-        _checkpoint: crate::ids::CheckpointId,
-    ) -> crate::Result<crate::state::StateSnapshot> {
-        Err(crate::Error::unsupported(
-            "checkpointing interval join state",
-        ))
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.ownership = Some(checkpoint::ownership(ctx));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let own = checkpoint::required(self.ownership, "snapshotted")?;
+        let mut tables = (0..2)
+            .map(|side| {
+                let Side { store, rows } = &mut self.sides[side];
+                checkpoint::side_table(
+                    side,
+                    store,
+                    rows.iter().flatten().copied(),
+                    &self.keys.columns[side],
+                    false,
+                    own,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tables.push(checkpoint::progress_table(self.watermark, self.late)?);
+        Ok(StateSnapshot {
+            key_groups: Some(own.range),
+            tables,
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let own = checkpoint::required(self.ownership, "restored")?;
+        if let Some((watermark, late)) = checkpoint::restored_progress(snapshot)? {
+            self.watermark = watermark;
+            self.late = late;
+        }
+        for side in 0..2 {
+            let schema = self.shape.inputs[side].clone();
+            for rows in checkpoint::restored_side(snapshot, side, &schema, false, own)? {
+                self.store_restored(side, rows)?;
+            }
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {

@@ -15,11 +15,14 @@
 //! - Results are gathered with `take` on the incoming batch and `interleave` over the stored
 //!   batches of the other side, one kernel call per column per output chunk.
 //!
+//! - [`checkpoint`] snapshots the held rows of each side as columnar tables by key group.
+//!
 //! Rows with a NULL key never match (SQL semantics); an outer join still emits them padded
 //! with NULLs. Rows with a NULL event time are dropped by the time-bounded joins.
 //!
 //! Called by the operator registry (`build`) for [`OperatorSpec::Join`](crate::graph::OperatorSpec).
 
+mod checkpoint;
 mod interval;
 mod regular;
 mod window;
@@ -210,6 +213,8 @@ struct StoredBatch {
     live: usize,
     /// The largest event time among the referenced rows (time-bounded joins).
     max_time: i64,
+    /// The key group of every row, computed by the first snapshot that holds the batch.
+    key_groups: Option<ArrayRef>,
 }
 
 /// The stored batches of one join input, in arrival order. Batch ids are absolute and never
@@ -245,6 +250,7 @@ impl BatchStore {
             matched,
             live,
             max_time,
+            key_groups: None,
         }));
     }
 

@@ -11,15 +11,21 @@
 //! `matched` flag so the retraction happens exactly once (with insert-only inputs a row never
 //! loses its partners). Within one output step all retractions come first, so folding the
 //! changelog in order never retracts a row it has not seen.
+//!
+//! Snapshots hold each side's rows with their key groups and, on preserved sides, the matched
+//! flags (see [`super::checkpoint`]).
 
 use arrow::record_batch::RecordBatch;
 
+use super::checkpoint::{self, RestoredRows};
 use super::{BatchStore, JoinKeys, Matches, OutputShape, RowRef};
 use crate::Result;
 use crate::element::RowKind;
 use crate::graph::JoinType;
-use crate::operator::{Operator, Output};
+use crate::ids::CheckpointId;
+use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::{KeyGroupOwnership, StateSnapshot};
 
 pub(crate) struct RegularJoin {
     keys: JoinKeys,
@@ -28,6 +34,7 @@ pub(crate) struct RegularJoin {
     /// Stored rows per side, per key id.
     rows: [Vec<Vec<RowRef>>; 2],
     shape: OutputShape,
+    ownership: Option<KeyGroupOwnership>,
     // Scratch reused across batches.
     matches: Matches,
     unmatched: Vec<u32>,
@@ -42,6 +49,7 @@ impl RegularJoin {
             stores: [BatchStore::default(), BatchStore::default()],
             rows: [Vec::new(), Vec::new()],
             shape,
+            ownership: None,
             matches: Matches::default(),
             unmatched: Vec::new(),
             retracted: Vec::new(),
@@ -49,15 +57,65 @@ impl RegularJoin {
     }
 }
 
+impl RegularJoin {
+    /// Stores restored rows of `side` as they were, without probing the other side.
+    fn store_restored(&mut self, side: usize, restored: RestoredRows) -> Result<()> {
+        let RestoredRows { batch, matched } = restored;
+        self.keys.intern(side, &batch)?;
+        let key_count = self.keys.len();
+        for rows in &mut self.rows {
+            rows.resize_with(key_count, Vec::new);
+        }
+        let batch_id = self.stores[side].next_id()?;
+        for (row, &key) in self.keys.ids.iter().enumerate() {
+            self.rows[side][key as usize].push(RowRef {
+                batch: batch_id,
+                row: row as u32,
+            });
+        }
+        let rows = batch.num_rows();
+        self.stores[side].push(batch, Vec::new(), matched.unwrap_or_default(), rows);
+        Ok(())
+    }
+}
+
 impl Operator for RegularJoin {
-    /// Fails the checkpoint rather than letting a restore silently lose this state.
-    fn snapshot(
-        &mut self,
-        _checkpoint: crate::ids::CheckpointId,
-    ) -> crate::Result<crate::state::StateSnapshot> {
-        Err(crate::Error::unsupported(
-            "checkpointing regular join state",
-        ))
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.ownership = Some(checkpoint::ownership(ctx));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let own = checkpoint::required(self.ownership, "snapshotted")?;
+        let tables = (0..2)
+            .map(|side| {
+                checkpoint::side_table(
+                    side,
+                    &mut self.stores[side],
+                    self.rows[side].iter().flatten().copied(),
+                    &self.keys.columns[side],
+                    self.join_type.preserves(side),
+                    own,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StateSnapshot {
+            key_groups: Some(own.range),
+            tables,
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let own = checkpoint::required(self.ownership, "restored")?;
+        for side in 0..2 {
+            let schema = self.shape.inputs[side].clone();
+            let preserves = self.join_type.preserves(side);
+            for rows in checkpoint::restored_side(snapshot, side, &schema, preserves, own)? {
+                self.store_restored(side, rows)?;
+            }
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {

@@ -7,18 +7,24 @@
 //! millisecond). Firing emits the cross product of the slot's two row lists and releases the
 //! rows; the slot is reused for later windows. A row whose window has already fired is late:
 //! counted in `late_records_dropped` and dropped.
+//!
+//! Snapshots hold each side's buffered rows with their key groups and the watermark (see
+//! [`super::checkpoint`]); a restore buffers the rows again into their windows.
 
 use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
 use hashbrown::HashMap;
 
+use super::checkpoint;
 use super::{BatchStore, EMIT_BATCH_ROWS, JoinKeys, OutputShape, RowRef, event_times, usable_rows};
-use crate::Result;
 use crate::element::Watermark;
+use crate::ids::CheckpointId;
 use crate::operator::aggregate::GroupTable;
-use crate::operator::{Operator, Output};
+use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::{KeyGroupOwnership, StateSnapshot};
+use crate::{Error, Result};
 
 /// The rows of one key in one window.
 #[derive(Default)]
@@ -41,6 +47,7 @@ pub(crate) struct WindowJoin {
     watermark: i64,
     late: u64,
     shape: OutputShape,
+    ownership: Option<KeyGroupOwnership>,
     times: Vec<i64>,
     pairs: [Vec<RowRef>; 2],
 }
@@ -64,6 +71,7 @@ impl WindowJoin {
             watermark: i64::MIN,
             late: 0,
             shape,
+            ownership: None,
             times: Vec::new(),
             pairs: [Vec::new(), Vec::new()],
         }
@@ -139,12 +147,54 @@ fn flush(
 }
 
 impl Operator for WindowJoin {
-    /// Fails the checkpoint rather than letting a restore silently lose this state.
-    fn snapshot(
-        &mut self,
-        _checkpoint: crate::ids::CheckpointId,
-    ) -> crate::Result<crate::state::StateSnapshot> {
-        Err(crate::Error::unsupported("checkpointing window join state"))
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.ownership = Some(checkpoint::ownership(ctx));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let own = checkpoint::required(self.ownership, "snapshotted")?;
+        let mut tables = (0..2)
+            .map(|side| {
+                checkpoint::side_table(
+                    side,
+                    &mut self.stores[side],
+                    self.slots.iter().flat_map(|s| s.rows[side].iter().copied()),
+                    &self.keys.columns[side],
+                    false,
+                    own,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tables.push(checkpoint::progress_table(self.watermark, self.late)?);
+        Ok(StateSnapshot {
+            key_groups: Some(own.range),
+            tables,
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let own = checkpoint::required(self.ownership, "restored")?;
+        if self.watermark != i64::MIN || !self.pending.is_empty() {
+            return Err(Error::Internal(
+                "window join restored after it processed elements".into(),
+            ));
+        }
+        // Buffering the rows as new input rebuilds their windows; at the initial watermark no
+        // row is late and nothing fires.
+        let mut out = Output::default();
+        for side in 0..2 {
+            let schema = self.shape.inputs[side].clone();
+            for rows in checkpoint::restored_side(snapshot, side, &schema, false, own)? {
+                self.process_batch(side, rows.batch, &mut out)?;
+            }
+        }
+        if let Some((watermark, late)) = checkpoint::restored_progress(snapshot)? {
+            self.watermark = watermark;
+            self.late = late;
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {

@@ -7,6 +7,8 @@
 //! - This module holds what both share: key interning ([`WindowKeys`], the keyed aggregate's
 //!   row-encoded `GroupTable`), accumulator slots with a free list ([`GroupSlots`], the keyed
 //!   aggregate's accumulators plus `merge`/`reset`), event-time extraction and the output row.
+//! - [`checkpoint`] holds the snapshot tables both write (window contents by key group, and
+//!   the firing progress).
 //!
 //! Firing: event-time windows fire when the watermark reaches `window_end - 1` (the largest
 //! time inside the window), before the watermark is forwarded. Processing-time windows fire
@@ -22,6 +24,7 @@
 //! `window_end - 1 + allowed_lateness`.
 
 mod assigner;
+mod checkpoint;
 mod session;
 mod slices;
 

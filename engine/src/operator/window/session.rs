@@ -8,17 +8,29 @@
 //! one, whose state absorbs theirs (`GroupSlots::merge`) before the accumulators fold the whole
 //! batch in one typed loop each. Open sessions are indexed by end so a watermark fires exactly
 //! the sessions whose `end - 1` it reached.
+//!
+//! Snapshots write table `sessions` (one row per open or retained session: key group, key,
+//! `start`, `end`, `fired` and the accumulators' state) and the firing progress (see
+//! [`super::checkpoint`]); a restore re-creates the sessions and their indexes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
+use super::checkpoint::{self, KEY_COLUMNS, KeyGroupCache};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
 use crate::element::Watermark;
-use crate::operator::{Operator, Output};
+use crate::ids::CheckpointId;
+use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::{KeyGroupOwnership, SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
+
+/// Name of the snapshot table of sessions.
+const SESSIONS_TABLE: &str = "sessions";
 
 #[derive(Debug, Clone, Copy)]
 struct Session {
@@ -45,6 +57,9 @@ pub(crate) struct SessionWindowAggregate {
     trash: u32,
     late_records_dropped: u64,
     output_schema: SchemaRef,
+    ownership: Option<KeyGroupOwnership>,
+    key_group_cache: KeyGroupCache,
+    ahead: checkpoint::Ahead,
     times: Vec<i64>,
     key_ids: Vec<u32>,
     row_slots: Vec<u32>,
@@ -78,6 +93,9 @@ impl SessionWindowAggregate {
             trash,
             late_records_dropped: 0,
             output_schema,
+            ownership: None,
+            key_group_cache: KeyGroupCache::default(),
+            ahead: checkpoint::Ahead::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -85,7 +103,28 @@ impl SessionWindowAggregate {
     }
 
     fn is_expired(&self, end: i64) -> bool {
-        (end - 1).saturating_add(self.allowed_lateness) <= self.progress
+        self.is_expired_at(end, self.progress)
+    }
+
+    /// Whether a session ending at `end` is too late to change for a key whose sessions fired
+    /// up to `progress`.
+    fn is_expired_at(&self, end: i64, progress: i64) -> bool {
+        (end - 1).saturating_add(self.allowed_lateness) <= progress
+    }
+
+    /// How far the sessions of `key` have fired: the operator's progress, unless the key's key
+    /// group was further along before a restore (see [`checkpoint::Ahead`]). Callers update
+    /// the key-group cache first when `ahead` is not empty.
+    fn progress_of(&self, key: u32) -> i64 {
+        if self.ahead.is_empty() {
+            return self.progress;
+        }
+        match self.ownership {
+            Some(own) => self
+                .ahead
+                .progress_of(self.key_group_cache.get(key, own), self.progress),
+            None => self.progress,
+        }
     }
 
     fn unindex(&mut self, key: u32, session: &Session) {
@@ -120,8 +159,9 @@ impl SessionWindowAggregate {
         // Sessions that touch [t, end]: a contiguous run, as sessions do not overlap.
         let first = list.partition_point(|s| s.end < t);
         let count = list[first..].iter().take_while(|s| s.start <= end).count();
+        let progress = self.progress_of(key);
         if count == 0 {
-            if self.time.is_event_time() && self.is_expired(end) {
+            if self.time.is_event_time() && self.is_expired_at(end, progress) {
                 return None;
             }
             let session = Session {
@@ -147,8 +187,8 @@ impl SessionWindowAggregate {
         }
         // A fired session that grows past the watermark is pending again; one that stays
         // behind it fires again after this batch with its updated result.
-        survivor.fired = survivor.fired && survivor.end - 1 <= self.progress;
-        if survivor.end - 1 <= self.progress {
+        survivor.fired = survivor.fired && survivor.end - 1 <= progress;
+        if survivor.end - 1 <= progress {
             survivor.fired = true;
             touched.push((key, survivor.start));
         }
@@ -188,7 +228,31 @@ impl SessionWindowAggregate {
             }
         }
         self.slots.release(&freed);
+        self.ahead.catch_up(self.progress);
         Ok(())
+    }
+
+    /// Frees the retained sessions of key groups that are [`checkpoint::Ahead`] and past their
+    /// allowed lateness there (their old subtask had freed them).
+    fn free_expired_ahead(&mut self) {
+        if self.ahead.is_empty() {
+            return;
+        }
+        let expired: Vec<(i64, u32, i64)> = self
+            .retained
+            .iter()
+            .copied()
+            .filter(|&(end, key, _)| self.is_expired_at(end, self.progress_of(key)))
+            .collect();
+        let mut freed = Vec::with_capacity(expired.len());
+        for entry @ (_, key, start) in expired {
+            self.retained.remove(&entry);
+            let list = &mut self.sessions[key as usize];
+            if let Some(i) = list.iter().position(|s| s.start == start) {
+                freed.push(list.remove(i).slot);
+            }
+        }
+        self.slots.release(&freed);
     }
 
     fn session_mut(&mut self, key: u32, start: i64) -> Option<&mut Session> {
@@ -237,14 +301,110 @@ fn resolve(redirects: &HashMap<u32, u32>, mut slot: u32) -> u32 {
 }
 
 impl Operator for SessionWindowAggregate {
-    /// Fails the checkpoint rather than letting a restore silently lose this state.
-    fn snapshot(
-        &mut self,
-        _checkpoint: crate::ids::CheckpointId,
-    ) -> crate::Result<crate::state::StateSnapshot> {
-        Err(crate::Error::unsupported(
-            "checkpointing session window state",
-        ))
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.ownership = Some(checkpoint::ownership(ctx));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let own = checkpoint::required(self.ownership, "snapshotted")?;
+        let rows = self.pending.len() + self.retained.len();
+        let mut keys = Vec::with_capacity(rows);
+        let mut starts = Vec::with_capacity(rows);
+        let mut ends = Vec::with_capacity(rows);
+        let mut fired = Vec::with_capacity(rows);
+        let mut slots = Vec::with_capacity(rows);
+        for (key, list) in self.sessions.iter().enumerate() {
+            for session in list {
+                keys.push(key as u32);
+                starts.push(session.start);
+                ends.push(session.end);
+                fired.push(Some(session.fired));
+                slots.push(session.slot);
+            }
+        }
+        let key_groups = self.key_group_cache.key_groups(&self.keys, &keys, own)?;
+        let batch = checkpoint::state_batch(
+            key_groups,
+            self.keys.key_bytes(&keys),
+            vec![
+                ("start", Arc::new(Int64Array::from(starts)) as ArrayRef),
+                ("end", Arc::new(Int64Array::from(ends))),
+                ("fired", Arc::new(BooleanArray::from(fired))),
+            ],
+            self.slots.state(&slots)?,
+        )?;
+        Ok(StateSnapshot {
+            key_groups: Some(own.range),
+            tables: vec![
+                SnapshotTable {
+                    name: SESSIONS_TABLE.into(),
+                    batches: vec![batch],
+                },
+                checkpoint::progress_table(
+                    own,
+                    self.progress,
+                    self.late_records_dropped,
+                    &self.ahead,
+                )?,
+            ],
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let own = checkpoint::required(self.ownership, "restored")?;
+        if let Some(restored) = checkpoint::restored_progress(snapshot, own.range)? {
+            self.progress = restored.progress;
+            self.late_records_dropped = restored.late_records_dropped;
+            self.ahead = restored.ahead;
+        }
+        let width = self.slots.state_width()?;
+        for batch in checkpoint::owned_rows(snapshot, SESSIONS_TABLE, own.range, 3 + width)? {
+            let keys = batch.column(1).as_binary::<i32>();
+            let column = |i: usize, name: &str| {
+                checkpoint::typed_column::<Int64Type>(&batch, KEY_COLUMNS + i, SESSIONS_TABLE, name)
+            };
+            let (starts, ends) = (column(0, "start")?, column(1, "end")?);
+            let fired = batch
+                .column(KEY_COLUMNS + 2)
+                .as_boolean_opt()
+                .filter(|c| c.null_count() == 0)
+                .ok_or_else(|| {
+                    Error::data(
+                        "window aggregate snapshot table 'sessions'",
+                        "expected column fired: Boolean without NULLs",
+                    )
+                })?;
+            let mut slots = Vec::with_capacity(batch.num_rows());
+            for (i, key) in keys.iter().enumerate() {
+                let key = key.ok_or_else(|| {
+                    Error::data("window aggregate snapshot table 'sessions'", "NULL key")
+                })?;
+                let key = self.keys.intern_bytes(key);
+                if self.sessions.len() <= key as usize {
+                    self.sessions.resize_with(key as usize + 1, Vec::new);
+                }
+                let session = Session {
+                    start: starts.value(i),
+                    end: ends.value(i),
+                    slot: self.slots.alloc(),
+                    fired: fired.value(i),
+                };
+                let list = &mut self.sessions[key as usize];
+                let at = list.partition_point(|s| s.start < session.start);
+                list.insert(at, session);
+                self.index(key, &session);
+                slots.push(session.slot);
+            }
+            self.slots
+                .restore_state(&slots, &batch.columns()[KEY_COLUMNS + 3..])?;
+        }
+        if !self.ahead.is_empty() {
+            self.key_group_cache.update(&self.keys, own)?;
+            self.free_expired_ahead();
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
@@ -261,6 +421,9 @@ impl Operator for SessionWindowAggregate {
         let mut row_slots = std::mem::take(&mut self.row_slots);
         self.time.times(&batch, now, &mut times)?;
         self.keys.intern(&batch, &mut key_ids)?;
+        if let Some(own) = self.ownership.filter(|_| !self.ahead.is_empty()) {
+            self.key_group_cache.update(&self.keys, own)?;
+        }
         if self.sessions.len() < self.keys.len() {
             self.sessions.resize_with(self.keys.len(), Vec::new);
         }
@@ -331,6 +494,7 @@ impl Operator for SessionWindowAggregate {
         metrics.late_records_dropped = self.late_records_dropped;
         metrics.state_keys = (self.pending.len() + self.retained.len()) as u64;
         metrics.state_bytes = (self.keys.allocated_bytes()
+            + self.key_group_cache.allocated_bytes()
             + self.slots.allocated_bytes()
             + self
                 .sessions

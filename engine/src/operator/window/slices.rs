@@ -11,19 +11,32 @@
 //! key, evaluates them and frees the scratch slots; a window of one slice (tumbling windows,
 //! the first step of a cumulating window) is evaluated directly. A slice's slots are freed when
 //! the last window containing it is past its allowed lateness.
+//!
+//! Snapshots write table `slices` (one row per (key, slice): key group, key, `slice_end` and
+//! the accumulators' state, in slice order) and the firing progress (see [`super::checkpoint`]);
+//! a restore re-creates the pairs in the same order and resumes from that progress.
 
 use std::collections::BTreeMap;
 
-use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Int64Array};
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use hashbrown::HashTable;
 
 use super::assigner::SliceAssigner;
+use super::checkpoint::{self, KEY_COLUMNS, KeyGroupCache};
 use super::{GroupSlots, TimeSource, WindowKeys, emit_rows, wall_clock_ms};
-use crate::Result;
 use crate::element::Watermark;
-use crate::operator::{Operator, Output};
+use crate::ids::CheckpointId;
+use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
+use crate::state::{KeyGroupOwnership, SnapshotTable, StateSnapshot};
+use crate::{Error, Result};
+
+/// Name of the snapshot table of (key, slice) pairs.
+const SLICES_TABLE: &str = "slices";
 
 /// No scratch slot assigned to a key yet.
 const NO_SLOT: u32 = u32::MAX;
@@ -64,6 +77,9 @@ pub(crate) struct SliceWindowAggregate {
     trash: u32,
     late_records_dropped: u64,
     output_schema: SchemaRef,
+    ownership: Option<KeyGroupOwnership>,
+    key_group_cache: KeyGroupCache,
+    ahead: checkpoint::Ahead,
     // Scratch buffers reused across batches.
     times: Vec<i64>,
     key_ids: Vec<u32>,
@@ -99,6 +115,9 @@ impl SliceWindowAggregate {
             trash,
             late_records_dropped: 0,
             output_schema,
+            ownership: None,
+            key_group_cache: KeyGroupCache::default(),
+            ahead: checkpoint::Ahead::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -108,7 +127,48 @@ impl SliceWindowAggregate {
 
     /// `window_end - 1 + allowed_lateness <= progress`: too late to change the window.
     fn is_expired(&self, window_end: i64) -> bool {
-        (window_end - 1).saturating_add(self.allowed_lateness) <= self.progress
+        self.is_expired_at(window_end, self.progress)
+    }
+
+    /// Whether the window is too late to change for a key whose windows fired up to
+    /// `progress`.
+    fn is_expired_at(&self, window_end: i64, progress: i64) -> bool {
+        (window_end - 1).saturating_add(self.allowed_lateness) <= progress
+    }
+
+    /// How far the windows of `key` have fired: the operator's progress, unless the key's key
+    /// group was further along before a restore (see [`checkpoint::Ahead`]). Callers update
+    /// the key-group cache first when `ahead` is not empty.
+    fn progress_of(&self, key: u32) -> i64 {
+        if self.ahead.is_empty() {
+            return self.progress;
+        }
+        match self.ownership {
+            Some(own) => self
+                .ahead
+                .progress_of(self.key_group_cache.get(key, own), self.progress),
+            None => self.progress,
+        }
+    }
+
+    /// Whether the window ending at `end` had fired for `key` before a restore (its key group
+    /// is ahead of the operator's progress).
+    fn fired_before_restore(&self, key: u32, end: i64) -> bool {
+        match self.ownership.filter(|_| !self.ahead.is_empty()) {
+            Some(own) => self
+                .ahead
+                .fired(self.key_group_cache.get(key, own))
+                .is_some_and(|fired| end - 1 <= fired),
+            None => false,
+        }
+    }
+
+    /// Brings the key-group cache up to date when some key groups are ahead.
+    fn update_ahead_keys(&mut self) -> Result<()> {
+        if let Some(own) = self.ownership.filter(|_| !self.ahead.is_empty()) {
+            self.key_group_cache.update(&self.keys, own)?;
+        }
+        Ok(())
     }
 
     /// The slot of (key, slice end), created on first use.
@@ -157,9 +217,11 @@ impl SliceWindowAggregate {
         ends.sort_unstable();
         ends.dedup();
         self.progress = to;
+        self.update_ahead_keys()?;
         for end in ends {
             self.fire(end, None, out)?;
         }
+        self.ahead.catch_up(self.progress);
         // Free slices whose last window is past its lateness (last window ends grow with the
         // slice end, so the expired slices are a prefix).
         while let Some((&slice_end, _)) = self.slices.first_key_value() {
@@ -208,6 +270,9 @@ impl SliceWindowAggregate {
                     .collect(),
             };
             for (key, slot) in pairs {
+                if only.is_none() && self.fired_before_restore(key, end) {
+                    continue;
+                }
                 if single_slice {
                     keys.push(key);
                     sources.push(slot);
@@ -255,8 +320,9 @@ impl SliceWindowAggregate {
         touched.dedup();
         let mut windows: Vec<(i64, u32)> = Vec::new();
         for &(key, slice_end) in &touched {
+            let progress = self.progress_of(key);
             for end in self.assigner.window_ends(slice_end) {
-                if end - 1 <= self.progress && !self.is_expired(end) {
+                if end - 1 <= progress && !self.is_expired_at(end, progress) {
                     windows.push((end, key));
                 }
             }
@@ -275,14 +341,77 @@ impl SliceWindowAggregate {
 }
 
 impl Operator for SliceWindowAggregate {
-    /// Fails the checkpoint rather than letting a restore silently lose this state.
-    fn snapshot(
-        &mut self,
-        _checkpoint: crate::ids::CheckpointId,
-    ) -> crate::Result<crate::state::StateSnapshot> {
-        Err(crate::Error::unsupported(
-            "checkpointing window aggregation state",
-        ))
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.ownership = Some(checkpoint::ownership(ctx));
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let own = checkpoint::required(self.ownership, "snapshotted")?;
+        let rows = self.pairs.len();
+        let mut keys = Vec::with_capacity(rows);
+        let mut ends = Vec::with_capacity(rows);
+        let mut slots = Vec::with_capacity(rows);
+        for (&slice_end, pairs) in &self.slices {
+            for &(key, slot) in pairs {
+                keys.push(key);
+                ends.push(slice_end);
+                slots.push(slot);
+            }
+        }
+        let key_groups = self.key_group_cache.key_groups(&self.keys, &keys, own)?;
+        let batch = checkpoint::state_batch(
+            key_groups,
+            self.keys.key_bytes(&keys),
+            vec![("slice_end", Arc::new(Int64Array::from(ends)) as ArrayRef)],
+            self.slots.state(&slots)?,
+        )?;
+        Ok(StateSnapshot {
+            key_groups: Some(own.range),
+            tables: vec![
+                SnapshotTable {
+                    name: SLICES_TABLE.into(),
+                    batches: vec![batch],
+                },
+                checkpoint::progress_table(
+                    own,
+                    self.progress,
+                    self.late_records_dropped,
+                    &self.ahead,
+                )?,
+            ],
+            sink_pre_commit: None,
+        })
+    }
+
+    fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let own = checkpoint::required(self.ownership, "restored")?;
+        if let Some(restored) = checkpoint::restored_progress(snapshot, own.range)? {
+            self.progress = restored.progress;
+            self.late_records_dropped = restored.late_records_dropped;
+            self.ahead = restored.ahead;
+        }
+        let width = self.slots.state_width()?;
+        for batch in checkpoint::owned_rows(snapshot, SLICES_TABLE, own.range, 1 + width)? {
+            let keys = batch.column(1).as_binary::<i32>();
+            let ends = checkpoint::typed_column::<Int64Type>(
+                &batch,
+                KEY_COLUMNS,
+                SLICES_TABLE,
+                "slice_end",
+            )?;
+            let mut slots = Vec::with_capacity(batch.num_rows());
+            for (key, &slice_end) in keys.iter().zip(ends.values().iter()) {
+                let key = key.ok_or_else(|| {
+                    Error::data("window aggregate snapshot table 'slices'", "NULL key")
+                })?;
+                let key = self.keys.intern_bytes(key);
+                slots.push(self.slot_of(key, slice_end));
+            }
+            self.slots
+                .restore_state(&slots, &batch.columns()[KEY_COLUMNS + 1..])?;
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
@@ -299,6 +428,7 @@ impl Operator for SliceWindowAggregate {
         let mut row_slots = std::mem::take(&mut self.row_slots);
         self.time.times(&batch, now, &mut times)?;
         self.keys.intern(&batch, &mut key_ids)?;
+        self.update_ahead_keys()?;
         row_slots.clear();
         let mut touched_fired: Vec<(u32, i64)> = Vec::new();
         for (&t, &key) in times.iter().zip(&key_ids) {
@@ -310,13 +440,14 @@ impl Operator for SliceWindowAggregate {
                 row_slots.push(self.trash);
                 continue;
             }
-            if event_time && self.is_expired(last) {
+            let progress = self.progress_of(key);
+            if event_time && self.is_expired_at(last, progress) {
                 self.late_records_dropped += 1;
                 row_slots.push(self.trash);
                 continue;
             }
             row_slots.push(self.slot_of(key, slice_end));
-            if first - 1 <= self.progress {
+            if first - 1 <= progress {
                 // A window of this slice has fired: it fires again with this row.
                 touched_fired.push((key, slice_end));
             }
@@ -360,6 +491,7 @@ impl Operator for SliceWindowAggregate {
         metrics.late_records_dropped = self.late_records_dropped;
         metrics.state_keys = self.pairs.len() as u64;
         metrics.state_bytes = (self.keys.allocated_bytes()
+            + self.key_group_cache.allocated_bytes()
             + self.slots.allocated_bytes()
             + self.pairs.capacity() * std::mem::size_of::<Pair>()
             + self
