@@ -3,6 +3,7 @@
 //! ```text
 //! sluice nexmark --query q1 --events 10000000 [--parallelism P] [--slots S]   # embedded local mode
 //! sluice run GRAPH.json [--slots S]                                        # a JobGraph from JSON
+//! sluice savepoint JOB-ID [TARGET-DIR] [--stop]                          # savepoint a running job
 //! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S] [-D KEY=VALUE]… [-s SAVEPOINT]
 //!                                                                          # a Flink SQL script
 //! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
@@ -101,6 +102,23 @@ enum Command {
         #[command(flatten)]
         local: LocalArgs,
     },
+    /// Takes a savepoint of a job running in a local `sluice sql` process on this machine (as
+    /// Flink's `flink savepoint <jobId> [targetDirectory]`) and prints its directory. The job
+    /// must checkpoint (`execution.checkpointing.interval`); the default target is its
+    /// checkpoint directory. With `--stop` the job stops after the savepoint, its sinks
+    /// committed up to it (Flink's `flink stop --savepointPath`).
+    Savepoint {
+        /// The job id, as the job printed it at its start.
+        job_id: String,
+        /// Where the savepoint directory goes.
+        target_dir: Option<PathBuf>,
+        /// Where the savepoint directory goes (same as TARGET-DIR).
+        #[arg(short = 'd', long = "dir", conflicts_with = "target_dir")]
+        dir: Option<PathBuf>,
+        /// Stop the job after the savepoint.
+        #[arg(long)]
+        stop: bool,
+    },
     /// Runs a JobGraph read from a JSON file on the embedded local mode.
     Run {
         graph: PathBuf,
@@ -112,8 +130,10 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+                // Jobs say where they take savepoint requests.
+                tracing_subscriber::EnvFilter::new("warn,sluice_engine::runtime::control=info")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -195,6 +215,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => sluice_coordinator::sql_client::run(session),
             }
         }
+        Command::Savepoint {
+            job_id,
+            target_dir,
+            dir,
+            stop,
+        } => {
+            if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                anyhow::bail!("'{job_id}' is not a job id (hexadecimal, as printed at job start)");
+            }
+            let socket = control_dir().join(format!("{job_id}.sock"));
+            let target = dir.or(target_dir).map(absolute).transpose()?;
+            let path = sluice_engine::runtime::request_savepoint(&socket, target.as_deref(), stop)?;
+            println!("{}", path.display());
+            Ok(())
+        }
         Command::Run { graph, local } => {
             let json = std::fs::read_to_string(&graph)
                 .map_err(|e| anyhow::anyhow!("read '{}': {e}", graph.display()))?;
@@ -204,6 +239,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Where running local jobs listen for job control: `$TMPDIR/sluice`.
+fn control_dir() -> PathBuf {
+    std::env::temp_dir().join("sluice")
+}
+
+/// `path` made absolute against the current directory (the job runs elsewhere).
+fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
+    std::path::absolute(&path).map_err(|e| anyhow::anyhow!("'{}': {e}", path.display()))
 }
 
 /// `KEY=VALUE` of a `-D` option.
@@ -224,7 +269,9 @@ fn sql_session(
     use sluice_engine::runtime::RuntimeConfig;
     use sluice_engine::sql::{Session, SessionConfig};
 
-    let mut runtime = RuntimeConfig::default().with_initial_restore(from_savepoint);
+    let mut runtime = RuntimeConfig::default()
+        .with_initial_restore(from_savepoint)
+        .with_control_dir(Some(control_dir()));
     if let Some(slots) = local.slots {
         runtime = runtime.with_slots(slots);
     }

@@ -99,20 +99,40 @@ impl CheckpointStorage {
     /// the retained number.
     pub fn complete(&self, metadata: &CheckpointMetadata) -> Result<()> {
         let dir = self.checkpoint_dir(metadata.checkpoint_id);
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create checkpoint directory", &dir, e))?;
-        let json = serde_json::to_vec_pretty(metadata)
-            .map_err(|e| Error::Internal(format!("checkpoint metadata does not serialise: {e}")))?;
-        let temp = dir.join(format!("{METADATA_FILE}.inprogress"));
-        let target = dir.join(METADATA_FILE);
-        {
-            let mut file =
-                fs::File::create(&temp).map_err(|e| Error::io("create metadata", &temp, e))?;
-            file.write_all(&json)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io("write metadata", &temp, e))?;
-        }
-        fs::rename(&temp, &target).map_err(|e| Error::io("publish metadata", &target, e))?;
+        write_metadata(&dir, metadata)?;
         self.retain()
+    }
+
+    /// Turns the checkpoint directory of the savepoint `metadata` describes into a
+    /// self-contained savepoint directory `<root>/savepoint-<short job id>-<random>/` (its state
+    /// files and `_metadata`, nothing else) and returns its path. The savepoint lives outside
+    /// the job's directory, so checkpoint retention never deletes it.
+    pub fn write_savepoint(&self, metadata: &CheckpointMetadata, root: &Path) -> Result<PathBuf> {
+        let staged = self.checkpoint_dir(metadata.checkpoint_id);
+        let short: String = self.job_id.0.chars().take(6).collect();
+        let random = JobId::generate();
+        let dir = root.join(format!("savepoint-{short}-{}", &random.0[..12]));
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create savepoint directory", &dir, e))?;
+        let result = (|| {
+            for file in metadata.operators.iter().flat_map(|o| &o.files) {
+                let (from, to) = (staged.join(&file.path), dir.join(&file.path));
+                if fs::rename(&from, &to).is_err() {
+                    fs::copy(&from, &to).map_err(|e| Error::io("copy state file", &from, e))?;
+                    fs::File::open(&to)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| Error::io("sync state file", &to, e))?;
+                }
+            }
+            write_metadata(&dir, metadata)
+        })();
+        self.discard(metadata.checkpoint_id);
+        match result {
+            Ok(()) => Ok(dir),
+            Err(error) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(error)
+            }
+        }
     }
 
     /// Removes the directory of a checkpoint that will not complete.
@@ -240,6 +260,23 @@ impl CheckpointStorage {
         }
         Ok(RestoredCheckpoint { metadata, states })
     }
+}
+
+/// Writes `_metadata` into `dir` atomically: a temporary file, synced, then renamed.
+fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("create checkpoint directory", dir, e))?;
+    let json = serde_json::to_vec_pretty(metadata)
+        .map_err(|e| Error::Internal(format!("checkpoint metadata does not serialise: {e}")))?;
+    let temp = dir.join(format!("{METADATA_FILE}.inprogress"));
+    let target = dir.join(METADATA_FILE);
+    {
+        let mut file =
+            fs::File::create(&temp).map_err(|e| Error::io("create metadata", &temp, e))?;
+        file.write_all(&json)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("write metadata", &temp, e))?;
+    }
+    fs::rename(&temp, &target).map_err(|e| Error::io("publish metadata", &target, e))
 }
 
 /// One subtask's state, read back.

@@ -6,12 +6,14 @@
 //! that reaches other TaskManagers.
 
 mod checkpointing;
+mod control;
 pub mod exchange;
 mod execution_graph;
 mod result;
 mod slot;
 mod task;
 
+pub use control::{SavepointTrigger, request_savepoint};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
@@ -34,7 +36,7 @@ use crate::ids::{JobId, SlotId, SubtaskIndex};
 use crate::operator::{OperatorContext, OperatorRegistry, Output};
 use crate::state::KeyGroupRange;
 use crate::{Error, Result};
-use checkpointing::{CheckpointReport, CheckpointSignals, CheckpointThread};
+use checkpointing::{CheckpointReport, CheckpointSignals, CheckpointThread, SavepointRequest};
 use exchange::{ChannelId, ExchangeFactory, LocalExchange, OutputPartitioner, SlotWaker};
 use slot::{JobControl, SlotReport};
 use task::{
@@ -63,6 +65,9 @@ pub struct RuntimeConfig {
     /// A savepoint or retained checkpoint directory (holding `_metadata`) that the job's first
     /// attempt restores from (Flink's `--fromSavepoint`). Default: start empty.
     pub initial_restore: Option<PathBuf>,
+    /// Serve job control (savepoints) on a Unix socket `<dir>/<job-id>.sock` while a job
+    /// runs; see [`SavepointTrigger`]. Default: off.
+    pub control_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -76,6 +81,7 @@ impl Default for RuntimeConfig {
             checkpointing: None,
             restart_strategy: RestartStrategy::None,
             initial_restore: None,
+            control_dir: None,
         }
     }
 }
@@ -114,6 +120,12 @@ impl RuntimeConfig {
     /// Restores the job's first attempt from the savepoint or completed checkpoint in `dir`.
     pub fn with_initial_restore(mut self, dir: Option<PathBuf>) -> Self {
         self.initial_restore = dir;
+        self
+    }
+
+    /// Serves savepoint requests for running jobs on `<dir>/<job-id>.sock`.
+    pub fn with_control_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.control_dir = dir;
         self
     }
 
@@ -157,6 +169,10 @@ pub struct JobHandle {
     /// The savepoint the job started from, if any: restarts before the job's own first
     /// completed checkpoint go back to it.
     initial: Option<RestoredCheckpoint>,
+    savepoints: SavepointTrigger,
+    savepoint_requests: crossbeam_channel::Receiver<SavepointRequest>,
+    /// The job-control socket, removed when the handle goes.
+    _control: Option<control::ControlServer>,
 }
 
 /// One run of the job's tasks, from start or from a checkpoint.
@@ -198,6 +214,12 @@ impl LocalRuntime {
             }
             None => None,
         };
+        let (requests, receiver) = crossbeam_channel::unbounded();
+        let savepoints = SavepointTrigger::new(
+            job_id.clone(),
+            self.config.checkpointing.as_ref().map(|c| c.dir.clone()),
+            requests,
+        );
         let attempt = start_attempt(
             &self.config,
             graph,
@@ -207,7 +229,12 @@ impl LocalRuntime {
             initial.as_ref().map(|c| Restore {
                 checkpoint: Some(c),
             }),
+            &receiver,
         )?;
+        let control = match &self.config.control_dir {
+            Some(dir) => Some(control::ControlServer::start(dir, savepoints.clone())?),
+            None => None,
+        };
         Ok(JobHandle {
             job_id,
             name: graph.name.clone(),
@@ -220,6 +247,9 @@ impl LocalRuntime {
             env: env.clone(),
             storage,
             initial,
+            savepoints,
+            savepoint_requests: receiver,
+            _control: control,
         })
     }
 }
@@ -233,6 +263,7 @@ fn start_attempt(
     job_id: &JobId,
     storage: Option<&CheckpointStorage>,
     restored: Option<Restore<'_>>,
+    savepoints: &crossbeam_channel::Receiver<SavepointRequest>,
 ) -> Result<Attempt> {
     let exchange = LocalExchange::new(config.channel_capacity);
     let execution = ExecutionGraph::new(graph, config.slots as u32);
@@ -264,6 +295,7 @@ fn start_attempt(
                 tasks,
                 last,
                 control.clone(),
+                savepoints.clone(),
             )?;
             Some((thread, signals))
         }
@@ -364,6 +396,11 @@ impl JobHandle {
             .cancel();
     }
 
+    /// Triggers savepoints of this job (also from other threads).
+    pub fn savepoint_trigger(&self) -> SavepointTrigger {
+        self.savepoints.clone()
+    }
+
     /// Whether every slot thread of the current attempt has ended.
     pub fn is_finished(&self) -> bool {
         self.attempt.threads.iter().all(|t| t.is_finished())
@@ -376,10 +413,12 @@ impl JobHandle {
         let mut checkpoints_completed = 0u64;
         let mut last_checkpoint = None;
         let mut restored_from = self.initial.as_ref().map(|c| c.checkpoint_id());
+        let mut stopped = false;
         let (reports, panicked, control) = loop {
             let (reports, panicked, control, checkpoints) = self.attempt.join();
             checkpoints_completed += checkpoints.completed;
             last_checkpoint = checkpoints.last.or(last_checkpoint);
+            stopped |= checkpoints.stopped;
             let Some(failure) = control.take_failure() else {
                 break (reports, panicked, control);
             };
@@ -414,6 +453,7 @@ impl JobHandle {
                 Some(Restore {
                     checkpoint: checkpoint.as_ref(),
                 }),
+                &self.savepoint_requests,
             )?;
             *self.control.lock().unwrap_or_else(|p| p.into_inner()) = self.attempt.control.clone();
             if self.cancelled.load(Ordering::Acquire) {
@@ -426,8 +466,11 @@ impl JobHandle {
                 "a slot thread panicked outside a task".into(),
             ));
         }
-        if control.is_cancelled() {
+        if control.is_cancelled() && !stopped {
             return Err(Error::Cancelled);
+        }
+        if stopped {
+            info!(job_id = %self.job_id, "job stopped with a savepoint");
         }
         let mut by_vertex: BTreeMap<String, OperatorMetrics> = BTreeMap::new();
         for report in reports {
