@@ -877,7 +877,7 @@ mod tests {
             }
             assert_eq!(
                 sorted_rows(&batches)?,
-                sorted_rows(&[single.clone()])?,
+                sorted_rows(std::slice::from_ref(&single))?,
                 "{before} -> {after}"
             );
         }
