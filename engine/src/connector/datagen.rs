@@ -8,13 +8,17 @@
 //! Rows are dealt over [`SPLITS`] splits, a number that does not depend on the parallelism
 //! (sequences are split into contiguous ranges, as Flink does; unbounded rows go round-robin),
 //! and subtask `i` of `p` reads the splits `s` with `s % p == i`: bounded splits one after
-//! another in split order, unbounded ones a batch each in turn. The read position holds the
+//! another in split order, unbounded ones a batch each in turn. A reader of every split
+//! (parallelism 1) of a bounded table fills its batches across splits, whose rows are
+//! contiguous, so its batches are those of a single unsplit generator. The read position holds the
 //! rows produced by each split, so a checkpoint taken at one parallelism restores at any other.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use sluice_datasets::datagen::{DatagenConfig, DatagenGenerator};
 
@@ -72,6 +76,7 @@ impl DatagenSource {
             .max(1);
         Ok(DatagenReader {
             bounded: config.total_rows().is_some(),
+            contiguous: config.total_rows().is_some() && parallelism <= 1,
             splits,
             current: 0,
             source: self.clone(),
@@ -92,6 +97,8 @@ pub(crate) struct DatagenReader {
     /// Index into `splits` of the split read next.
     current: usize,
     bounded: bool,
+    /// Bounded and owning every split: consecutive splits continue each other's rows.
+    contiguous: bool,
     source: DatagenSource,
     batch_size: usize,
     /// This reader's share of `rows-per-second`.
@@ -100,6 +107,34 @@ pub(crate) struct DatagenReader {
     started: Option<Instant>,
     /// Rows produced since `started`.
     produced: u64,
+}
+
+impl DatagenReader {
+    /// Up to `rows` rows from the current split and the ones after it.
+    fn next_contiguous(&mut self, rows: usize) -> Result<Option<RecordBatch>> {
+        let mut parts = Vec::new();
+        let mut left = rows;
+        while left > 0 && self.current < self.splits.len() {
+            let (_, generator) = &mut self.splits[self.current];
+            match generator
+                .next_batch(left)
+                .map_err(|e| Error::data("datagen source", e.to_string()))?
+            {
+                Some(batch) if batch.num_rows() > 0 => {
+                    left -= batch.num_rows();
+                    parts.push(batch);
+                }
+                _ => self.current += 1,
+            }
+        }
+        match parts.len() {
+            0 => Ok(None),
+            1 => Ok(parts.pop()),
+            _ => concat_batches(&parts[0].schema(), &parts)
+                .map(Some)
+                .map_err(|e| Error::arrow("datagen source", e)),
+        }
+    }
 }
 
 impl SourceReader for DatagenReader {
@@ -124,10 +159,14 @@ impl SourceReader for DatagenReader {
         if due == 0 {
             return Ok(SourcePoll::Pending);
         }
-        let (_, generator) = &mut self.splits[self.current];
-        let batch = generator
-            .next_batch(due as usize)
-            .map_err(|e| Error::data("datagen source", e.to_string()))?;
+        let batch = if self.contiguous {
+            self.next_contiguous(due as usize)?
+        } else {
+            let (_, generator) = &mut self.splits[self.current];
+            generator
+                .next_batch(due as usize)
+                .map_err(|e| Error::data("datagen source", e.to_string()))?
+        };
         if !self.bounded {
             self.current = (self.current + 1) % self.splits.len();
         }
@@ -174,9 +213,13 @@ impl SourceReader for DatagenReader {
         Ok(())
     }
 
-    /// Bounded splits are read one after another: a new split starts a new watermark
+    /// Bounded splits are read one after another (as one when contiguous): a new split starts a new watermark
     /// generator. Unbounded splits are interleaved row-wise and read as one stream.
     fn current_split(&self) -> usize {
-        if self.bounded { self.current } else { 0 }
+        if self.bounded && !self.contiguous {
+            self.current
+        } else {
+            0
+        }
     }
 }
