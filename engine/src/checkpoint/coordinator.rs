@@ -68,6 +68,8 @@ pub enum CoordinatorAction {
     CompleteSavepoint { metadata: CheckpointMetadata },
     /// The savepoint asked for cannot be taken.
     DeclineSavepoint { reason: String },
+    /// More consecutive checkpoints failed than tolerated: fail the job.
+    FailJob { reason: String },
     /// Give the checkpoint up and delete what it wrote.
     Abort {
         checkpoint: CheckpointId,
@@ -100,6 +102,8 @@ pub struct CheckpointCoordinator {
     any_finished: bool,
     completed: u64,
     savepoint_requested: bool,
+    tolerable_failures: Option<u32>,
+    consecutive_failures: u32,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -128,6 +132,8 @@ impl CheckpointCoordinator {
             any_finished: false,
             completed: 0,
             savepoint_requested: false,
+            tolerable_failures: config.tolerable_failures,
+            consecutive_failures: 0,
         }
     }
 
@@ -154,7 +160,7 @@ impl CheckpointCoordinator {
                 task,
                 reason,
             } => match &self.pending {
-                Some(p) if p.id == checkpoint => self.abort(format!(
+                Some(p) if p.id == checkpoint => self.fail_pending(format!(
                     "declined by chain {} subtask {}: {reason}",
                     task.chain, task.subtask
                 )),
@@ -183,7 +189,7 @@ impl CheckpointCoordinator {
             if now_ms.saturating_sub(pending.started_ms) >= self.timeout_ms {
                 let reason = format!("not completed within {} ms", self.timeout_ms);
                 self.last_end_ms = Some(now_ms);
-                return self.abort(reason);
+                return self.fail_pending(reason);
             }
             return Vec::new();
         }
@@ -270,6 +276,7 @@ impl CheckpointCoordinator {
             return vec![CoordinatorAction::CompleteSavepoint { metadata }];
         }
         self.completed += 1;
+        self.consecutive_failures = 0;
         vec![CoordinatorAction::Complete { metadata }]
     }
 
@@ -277,6 +284,40 @@ impl CheckpointCoordinator {
     /// `min-pause`.
     pub fn ended_at(&mut self, now_ms: u64) {
         self.last_end_ms = Some(now_ms);
+    }
+
+    /// A completed checkpoint's metadata could not be written: one more failed checkpoint.
+    pub fn record_failure(&mut self, reason: &str) -> Vec<CoordinatorAction> {
+        self.completed = self.completed.saturating_sub(1);
+        self.count_failure(reason)
+    }
+
+    /// Aborts the pending checkpoint for a failure of its own (declined, timed out); this
+    /// counts against the tolerated failures, savepoints excepted.
+    fn fail_pending(&mut self, reason: String) -> Vec<CoordinatorAction> {
+        let savepoint = self.pending.as_ref().is_some_and(|p| p.savepoint);
+        let mut actions = self.abort(reason.clone());
+        if !savepoint {
+            actions.extend(self.count_failure(&reason));
+        }
+        actions
+    }
+
+    fn count_failure(&mut self, reason: &str) -> Vec<CoordinatorAction> {
+        self.consecutive_failures += 1;
+        match self.tolerable_failures {
+            Some(tolerable) if self.consecutive_failures > tolerable => {
+                vec![CoordinatorAction::FailJob {
+                    reason: format!(
+                        "{} consecutive checkpoints failed, more than \
+                         execution.checkpointing.tolerable-failed-checkpoints = {tolerable}; \
+                         the last: {reason}",
+                        self.consecutive_failures
+                    ),
+                }]
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn abort(&mut self, reason: String) -> Vec<CoordinatorAction> {
@@ -484,5 +525,54 @@ mod tests {
             })[..],
             [CoordinatorAction::DeclineSavepoint { .. }]
         ));
+    }
+
+    fn decline(c: &mut CheckpointCoordinator, id: u64) -> Vec<CoordinatorAction> {
+        c.handle(CoordinatorEvent::Decline {
+            checkpoint: CheckpointId(id),
+            task: TaskKey {
+                chain: 0,
+                subtask: 0,
+            },
+            reason: "disk full".into(),
+        })
+    }
+
+    #[test]
+    fn more_consecutive_failures_than_tolerated_fail_the_job() {
+        let config = CheckpointConfig::new(Duration::from_millis(10), "/unused")
+            .with_tolerable_failures(Some(1));
+        let mut c = CheckpointCoordinator::new(
+            "job",
+            &config,
+            [TaskKey {
+                chain: 0,
+                subtask: 0,
+            }],
+            None,
+        );
+        tick(&mut c, 0);
+        assert!(matches!(
+            &decline(&mut c, 1)[..],
+            [CoordinatorAction::Abort { .. }]
+        ));
+        // A completed checkpoint resets the count.
+        tick(&mut c, 100);
+        assert!(matches!(
+            &ack(&mut c, 2, 0)[..],
+            [CoordinatorAction::Complete { .. }]
+        ));
+        tick(&mut c, 200);
+        assert_eq!(decline(&mut c, 3).len(), 1);
+        tick(&mut c, 300);
+        let actions = decline(&mut c, 4);
+        assert!(
+            matches!(
+                &actions[..],
+                [CoordinatorAction::Abort { .. }, CoordinatorAction::FailJob { reason }]
+                    if reason.contains("2 consecutive") && reason.contains("disk full")
+            ),
+            "{actions:?}"
+        );
     }
 }

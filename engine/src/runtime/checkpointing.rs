@@ -364,6 +364,8 @@ impl Worker {
                         Err(error) => {
                             warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "checkpoint metadata could not be written");
                             self.storage.discard(id);
+                            let actions = self.coordinator.record_failure(&error.to_string());
+                            self.perform(actions);
                         }
                     }
                     self.coordinator.ended_at(now_ms);
@@ -391,6 +393,13 @@ impl Worker {
                     self.complete_savepoint(metadata);
                     self.coordinator
                         .ended_at(self.epoch.elapsed().as_millis() as u64);
+                }
+                CoordinatorAction::FailJob { reason } => {
+                    warn!(job_id = %self.storage.job_id(), %reason, "failing the job");
+                    self.control.fail(crate::Error::Unavailable {
+                        what: "checkpointing".into(),
+                        message: reason,
+                    });
                 }
                 CoordinatorAction::DeclineSavepoint { reason } => {
                     self.reply_savepoint(Err(crate::Error::Internal(format!(

@@ -2,6 +2,7 @@
 //! parallelisms and batch sizes, failures, unions and the changelog shape.
 
 mod aggregation;
+mod checkpoint_failures;
 mod checkpoints;
 mod failures;
 mod joins;
