@@ -113,8 +113,9 @@ impl NexmarkReader {
         let (started, first) = *self
             .pace
             .get_or_insert_with(|| (Instant::now(), self.generator.next_event()));
-        let due = started.elapsed().as_micros() * u128::from(self.source.config.first_event_rate)
-            / 1_000_000;
+        // Events are released in 10 ms steps, so batches are not needlessly small.
+        let elapsed_ms = started.elapsed().as_millis() / 10 * 10;
+        let due = elapsed_ms * u128::from(self.source.config.first_event_rate) / 1000;
         let due = u64::try_from(due).unwrap_or(u64::MAX);
         self.generator
             .set_pause_at(Some(first.saturating_add(due).saturating_add(1)));

@@ -231,10 +231,14 @@ impl LocalRuntime {
             }),
             &receiver,
         )?;
-        let control = match &self.config.control_dir {
-            Some(dir) => Some(control::ControlServer::start(dir, savepoints.clone())?),
-            None => None,
-        };
+        // Job control is a convenience: a job whose socket cannot be opened runs without it.
+        let control = self.config.control_dir.as_ref().and_then(|dir| {
+            control::ControlServer::start(dir, savepoints.clone())
+                .inspect_err(|error| {
+                    warn!(job_id = %job_id, %error, "no job control socket; savepoints cannot be requested");
+                })
+                .ok()
+        });
         Ok(JobHandle {
             job_id,
             name: graph.name.clone(),
