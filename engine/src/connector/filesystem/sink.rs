@@ -237,31 +237,38 @@ impl Sink for FileSink {
         }
     }
 
-    /// Closes and syncs the in-progress file; returns its in-progress and final paths, one per
-    /// line (empty if nothing was written since the last barrier).
+    /// Closes and syncs the in-progress file; returns a line `<in-progress path>\t<final
+    /// path>` per closed file (nothing if nothing was written since the last barrier).
     fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Vec<u8>> {
         self.epoch = checkpoint.0;
-        match self.part.take() {
-            Some(part) => {
-                let (in_progress, final_path) = part.close()?;
-                Ok(format!("{}\n{}", in_progress.display(), final_path.display()).into_bytes())
-            }
-            None => Ok(Vec::new()),
+        let mut pending = String::new();
+        if let Some(part) = self.part.take() {
+            let (in_progress, final_path) = part.close()?;
+            pending.push_str(&format!(
+                "{}\t{}\n",
+                in_progress.display(),
+                final_path.display()
+            ));
         }
+        Ok(pending.into_bytes())
     }
 
-    /// Renames the pre-committed file to its final name; done already if only that exists.
+    /// Renames the pre-committed files to their final names; a file is done already if only
+    /// its final name exists.
     fn commit(&mut self, _checkpoint: CheckpointId, pending: &[u8]) -> Result<()> {
         let text = String::from_utf8_lossy(pending);
-        let Some((in_progress, final_path)) = text.split_once('\n') else {
-            return Ok(());
-        };
-        let (in_progress, final_path) = (PathBuf::from(in_progress), PathBuf::from(final_path));
-        match fs::rename(&in_progress, &final_path) {
-            Ok(()) => Ok(()),
-            Err(_) if final_path.is_file() => Ok(()),
-            Err(e) => Err(Error::io("commit part file", &in_progress, e)),
+        for line in text.lines() {
+            let Some((in_progress, final_path)) = line.split_once('\t') else {
+                continue;
+            };
+            let (in_progress, final_path) = (PathBuf::from(in_progress), PathBuf::from(final_path));
+            match fs::rename(&in_progress, &final_path) {
+                Ok(()) => {}
+                Err(_) if final_path.is_file() => {}
+                Err(e) => return Err(Error::io("commit part file", &in_progress, e)),
+            }
         }
+        Ok(())
     }
 
     fn recover(&mut self, restored: Option<(CheckpointId, &[u8])>) -> Result<()> {

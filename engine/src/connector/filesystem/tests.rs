@@ -719,7 +719,7 @@ fn sink_hides_parts_until_their_checkpoint_completes() -> Result<()> {
     let committed = dir.path().join("out/part-2-0.csv");
     assert_eq!(
         String::from_utf8(pending.clone())?,
-        format!("{}\n{}", path_str(&in_progress)?, path_str(&committed)?)
+        format!("{}\t{}\n", path_str(&in_progress)?, path_str(&committed)?)
     );
     assert!(in_progress.is_file());
     assert!(!committed.exists());
