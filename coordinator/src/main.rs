@@ -3,7 +3,9 @@
 //! ```text
 //! sluice nexmark --query q1 --events 10000000 [--parallelism P] [--slots S]   # embedded local mode
 //! sluice run GRAPH.json [--slots S]                                        # a JobGraph from JSON
-//! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S]                     # a Flink SQL script
+//! sluice savepoint JOB-ID [TARGET-DIR] [--stop]                          # savepoint a running job
+//! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S] [-D KEY=VALUE]… [-s SAVEPOINT]
+//!                                                                          # a Flink SQL script
 //! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
 //! ```
 
@@ -91,8 +93,31 @@ enum Command {
         /// Applied before the script, so a SET in the script overrides it. Repeatable.
         #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
+        /// Restore the job from a savepoint or a retained checkpoint: a directory holding
+        /// `_metadata` (e.g. `<checkpoint dir>/<job-id>/chk-<n>`), as Flink's `--fromSavepoint`.
+        /// Operators find their state by name, so the script must build the same operators;
+        /// the parallelism may differ.
+        #[arg(short = 's', long = "from-savepoint", value_name = "PATH")]
+        from_savepoint: Option<PathBuf>,
         #[command(flatten)]
         local: LocalArgs,
+    },
+    /// Takes a savepoint of a job running in a local `sluice sql` process on this machine (as
+    /// Flink's `flink savepoint <jobId> [targetDirectory]`) and prints its directory. The job
+    /// must checkpoint (`execution.checkpointing.interval`); the default target is its
+    /// checkpoint directory. With `--stop` the job stops after the savepoint, its sinks
+    /// committed up to it (Flink's `flink stop --savepointPath`).
+    Savepoint {
+        /// The job id, as the job printed it at its start.
+        job_id: String,
+        /// Where the savepoint directory goes.
+        target_dir: Option<PathBuf>,
+        /// Where the savepoint directory goes (same as TARGET-DIR).
+        #[arg(short = 'd', long = "dir", conflicts_with = "target_dir")]
+        dir: Option<PathBuf>,
+        /// Stop the job after the savepoint.
+        #[arg(long)]
+        stop: bool,
     },
     /// Runs a JobGraph read from a JSON file on the embedded local mode.
     Run {
@@ -105,8 +130,10 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+                // Jobs say where they take savepoint requests.
+                tracing_subscriber::EnvFilter::new("warn,sluice_engine::runtime::control=info")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -174,9 +201,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             parallelism,
             options,
+            from_savepoint,
             local,
         } => {
-            let mut session = sql_session(parallelism, &local);
+            let mut session = sql_session(parallelism, &local, from_savepoint);
             for (key, value) in &options {
                 session
                     .set_option(key, value)
@@ -186,6 +214,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(file) => run_sql(&file, session),
                 None => sluice_coordinator::sql_client::run(session),
             }
+        }
+        Command::Savepoint {
+            job_id,
+            target_dir,
+            dir,
+            stop,
+        } => {
+            if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                anyhow::bail!("'{job_id}' is not a job id (hexadecimal, as printed at job start)");
+            }
+            let socket = control_dir().join(format!("{job_id}.sock"));
+            let target = dir.or(target_dir).map(absolute).transpose()?;
+            let path = sluice_engine::runtime::request_savepoint(&socket, target.as_deref(), stop)?;
+            println!("{}", path.display());
+            Ok(())
         }
         Command::Run { graph, local } => {
             let json = std::fs::read_to_string(&graph)
@@ -198,6 +241,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where running local jobs listen for job control: `$TMPDIR/sluice`.
+fn control_dir() -> PathBuf {
+    std::env::temp_dir().join("sluice")
+}
+
+/// `path` made absolute against the current directory (the job runs elsewhere).
+fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
+    std::path::absolute(&path).map_err(|e| anyhow::anyhow!("'{}': {e}", path.display()))
+}
+
 /// `KEY=VALUE` of a `-D` option.
 fn parse_option(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -208,11 +261,17 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn sql_session(parallelism: u32, local: &LocalArgs) -> sluice_engine::sql::Session {
+fn sql_session(
+    parallelism: u32,
+    local: &LocalArgs,
+    from_savepoint: Option<PathBuf>,
+) -> sluice_engine::sql::Session {
     use sluice_engine::runtime::RuntimeConfig;
     use sluice_engine::sql::{Session, SessionConfig};
 
-    let mut runtime = RuntimeConfig::default();
+    let mut runtime = RuntimeConfig::default()
+        .with_initial_restore(from_savepoint)
+        .with_control_dir(Some(control_dir()));
     if let Some(slots) = local.slots {
         runtime = runtime.with_slots(slots);
     }

@@ -518,3 +518,225 @@ SELECT COUNT(*) AS c, SUM(n) AS s FROM t;
     let malformed = sluice(&["sql", "-f", path, "-D", "parallelism.default"]);
     assert_fails_with(&malformed, &["KEY=VALUE"]);
 }
+
+/// A TUMBLE count over the rate-limited Nexmark bids into CSV files under `out`.
+fn windowed_bids_script(out: &Path, rate_limited: bool) -> String {
+    format!(
+        "CREATE TABLE bid (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
+  dateTime TIMESTAMP(3), extra STRING,
+  WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND
+) WITH (
+  'connector' = 'nexmark', 'table' = 'bid', 'events' = '500000', 'rate' = '100000',
+  'rate.limited' = '{rate_limited}', 'seed' = '9'
+);
+CREATE TABLE sink (
+  auction BIGINT, num BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)
+) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO sink
+SELECT auction, COUNT(*) AS num, window_start, window_end
+FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+GROUP BY auction, window_start, window_end;
+",
+        out.display()
+    )
+}
+
+/// The committed rows under `dir` (hidden in-progress files are not output), sorted.
+fn committed_rows(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        rows.extend(text.lines().map(str::to_string));
+    }
+    rows.sort();
+    rows
+}
+
+/// `sluice` with `TMPDIR` at `tmp`, where local jobs put their control sockets.
+fn sluice_in(tmp: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(args)
+        .env("TMPDIR", tmp)
+        .env("SLUICE_LOG", "warn");
+    command
+}
+
+/// Waits for the one job control socket under `tmp` and returns the job id.
+fn running_job_id(tmp: &Path, child: &mut std::process::Child) -> String {
+    let sockets = tmp.join("sluice");
+    for _ in 0..1000 {
+        if let Some(id) = std::fs::read_dir(&sockets).ok().and_then(|entries| {
+            entries.flatten().find_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".sock")
+                    .map(str::to_string)
+            })
+        }) {
+            return id;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no job control socket under {}", sockets.display());
+}
+
+#[test]
+fn savepoint_stop_and_restore_at_another_parallelism_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let expected_dir = dir.path().join("expected");
+    let expected_script = dir.path().join("expected.sql");
+    std::fs::write(&expected_script, windowed_bids_script(&expected_dir, false)).unwrap();
+    let output = sluice(&["sql", "-f", expected_script.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = committed_rows(&expected_dir);
+    assert!(expected.len() > 100, "{} windows", expected.len());
+
+    let out = dir.path().join("out");
+    let script = dir.path().join("job.sql");
+    std::fs::write(&script, windowed_bids_script(&out, true)).unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let savepoints = dir.path().join("savepoints");
+    let checkpoint_dir = format!("execution.checkpointing.dir={}", checkpoints.display());
+    let script_path = script.to_str().unwrap();
+    let mut job = sluice_in(
+        &tmp,
+        &[
+            "sql",
+            "-f",
+            script_path,
+            "--parallelism",
+            "2",
+            "-D",
+            "execution.checkpointing.interval=300ms",
+            "-D",
+            &checkpoint_dir,
+        ],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let job_id = running_job_id(&tmp, &mut job);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+
+    // An intermediate savepoint: the job goes on.
+    let first = sluice_in(&tmp, &["savepoint", &job_id, savepoints.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let first = std::path::PathBuf::from(String::from_utf8(first.stdout).unwrap().trim());
+    assert!(first.starts_with(&savepoints), "{}", first.display());
+    let name = first.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&format!("savepoint-{}-", &job_id[..6])),
+        "{name}"
+    );
+    assert!(first.join("_metadata").is_file());
+    assert!(job.try_wait().unwrap().is_none(), "the job goes on");
+
+    // Stop with a savepoint.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let stop = sluice_in(
+        &tmp,
+        &[
+            "savepoint",
+            &job_id,
+            "--dir",
+            savepoints.to_str().unwrap(),
+            "--stop",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    let stopped = std::path::PathBuf::from(String::from_utf8(stop.stdout).unwrap().trim());
+    assert!(stopped.join("_metadata").is_file());
+    let job = job.wait_with_output().unwrap();
+    assert!(
+        job.status.success(),
+        "stopped, not failed: {}",
+        stderr(&job)
+    );
+    assert!(!tmp.join("sluice").join(format!("{job_id}.sock")).exists());
+    let partial = committed_rows(&out);
+    assert!(partial.len() < expected.len(), "stopped mid-way");
+
+    // Savepoints are self-contained: the checkpoint directory may go.
+    std::fs::remove_dir_all(&checkpoints).unwrap();
+    for (savepoint, parallelism) in [(&stopped, "3"), (&first, "1")] {
+        let restored = sluice_in(
+            &tmp,
+            &[
+                "sql",
+                "-f",
+                script_path,
+                "--parallelism",
+                parallelism,
+                "-s",
+                savepoint.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(restored.status.success(), "{}", stderr(&restored));
+        let actual = committed_rows(&out);
+        assert_eq!(actual.len(), expected.len(), "from {}", savepoint.display());
+        assert!(
+            actual == expected,
+            "output differs restoring {}",
+            savepoint.display()
+        );
+    }
+
+    // A corrupted state file is named.
+    let state = std::fs::read_dir(&first)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "arrow"))
+        .unwrap();
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes[10] ^= 0x55;
+    std::fs::write(&state, bytes).unwrap();
+    let corrupted = sluice(&[
+        "sql",
+        "-f",
+        script_path,
+        "--from-savepoint",
+        first.to_str().unwrap(),
+    ]);
+    let file_name = state.file_name().unwrap().to_string_lossy().into_owned();
+    assert_fails_with(&corrupted, &[&file_name, "corrupted"]);
+    let missing = sluice(&["sql", "-f", script_path, "-s", "/nonexistent/chk-3"]);
+    assert_fails_with(&missing, &["/nonexistent/chk-3"]);
+}
+
+#[test]
+fn savepoint_of_an_unknown_job_or_one_without_checkpoints_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let unknown = sluice_in(&tmp, &["savepoint", "0123abcd"])
+        .output()
+        .unwrap();
+    assert_fails_with(&unknown, &["0123abcd.sock"]);
+
+    let script = dir.path().join("job.sql");
+    std::fs::write(&script, windowed_bids_script(&dir.path().join("out"), true)).unwrap();
+    let mut job = sluice_in(&tmp, &["sql", "-f", script.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let job_id = running_job_id(&tmp, &mut job);
+    let refused = sluice_in(&tmp, &["savepoint", &job_id]).output().unwrap();
+    job.kill().unwrap();
+    job.wait().unwrap();
+    assert_fails_with(&refused, &["without checkpointing"]);
+}

@@ -194,6 +194,34 @@ impl NexmarkSplit {
     }
 }
 
+/// Several splits out of `count`, each with its position: what one reader of a rescalable
+/// source owns. Event `n` belongs to split `(n / 50) % count`; the number of splits does not
+/// depend on the parallelism, so positions can be regrouped when it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NexmarkSplitSet {
+    /// Number of splits the event stream is dealt over.
+    pub count: u32,
+    /// Split index → first event number not yet produced.
+    pub positions: std::collections::BTreeMap<u32, u64>,
+    /// End of the event range (exclusive); `None` is unbounded.
+    pub end_event: Option<u64>,
+}
+
+impl NexmarkSplitSet {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.count == 0 {
+            return Err(Error::invalid_config("nexmark split count = 0"));
+        }
+        if let Some((&split, _)) = self.positions.range(self.count..).next() {
+            return Err(Error::invalid_config(format!(
+                "nexmark split {split} of {}; need split < count",
+                self.count
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

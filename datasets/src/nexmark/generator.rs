@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 
-use super::config::{NexmarkConfig, NexmarkSplit};
+use super::config::{NexmarkConfig, NexmarkSplit, NexmarkSplitSet};
 use super::model::{
     AUCTION_PROPORTION, BID_PROPORTION, BLOCK_EVENTS, FIRST_AUCTION_ID, FIRST_CATEGORY_ID,
     FIRST_PERSON_ID, NUM_CATEGORIES, PERSON_PROPORTION, Timeline, hot_base0_auction_id,
@@ -86,6 +86,12 @@ pub struct NexmarkGenerator {
     /// Events until the auctions alive now have all been replaced, which sets
     /// the span of auction expiry times.
     horizon_events: u64,
+    /// Reading a set of splits ([`NexmarkGenerator::from_split_set`]): for each of the
+    /// `count` splits, the first event it still owes, or `u64::MAX` if it is not in the set.
+    /// `split` then only carries the cursor (`next_event`) and the end.
+    split_set: Option<Vec<u64>>,
+    /// Events at or after this one wait ([`NexmarkGenerator::set_pause_at`]).
+    pause_at: u64,
 }
 
 impl NexmarkGenerator {
@@ -108,7 +114,54 @@ impl NexmarkGenerator {
             tables: [true; 3],
             config,
             split,
+            split_set: None,
+            pause_at: u64::MAX,
         })
+    }
+
+    /// A generator of the events of several splits of [`NexmarkSplitSet::count`] splits, read
+    /// as one stream in event order: event `n` belongs to split `(n / 50) % count`. Each split
+    /// resumes at its own position, so positions taken by readers at one parallelism can be
+    /// regrouped at any other ([`NexmarkGenerator::split_positions`]).
+    pub fn from_split_set(config: NexmarkConfig, set: &NexmarkSplitSet) -> Result<Self> {
+        set.validate()?;
+        let mut next = vec![u64::MAX; set.count as usize];
+        for (&split, &position) in &set.positions {
+            next[split as usize] = position;
+        }
+        let cursor = set.positions.values().copied().min().unwrap_or(0);
+        let mut generator = Self::from_split(config, NexmarkSplit::range(cursor, set.end_event))?;
+        if set.positions.is_empty() {
+            // Nothing to read: an empty range.
+            generator.split.end_event = Some(cursor);
+        }
+        generator.split_set = Some(next);
+        Ok(generator)
+    }
+
+    /// With a split set: the position of every split in it (the first event it has not
+    /// produced yet).
+    pub fn split_positions(&self) -> Vec<(u32, u64)> {
+        let Some(next) = &self.split_set else {
+            return Vec::new();
+        };
+        let end = self.split.end_event.unwrap_or(u64::MAX);
+        next.iter()
+            .enumerate()
+            .filter(|(_, n)| **n != u64::MAX)
+            .map(|(split, &n)| (split as u32, n.max(self.split.next_event.min(end))))
+            .collect()
+    }
+
+    /// Holds back events numbered `event` and later (a wall-clock rate limit); batches end
+    /// there until the pause moves. `None` lifts it.
+    pub fn set_pause_at(&mut self, event: Option<u64>) {
+        self.pause_at = event.unwrap_or(u64::MAX);
+    }
+
+    /// The next event this generator would produce (its cursor in the event stream).
+    pub fn next_event(&self) -> u64 {
+        self.next_owned_event(self.split.next_event)
     }
 
     /// Restricts [`NexmarkGenerator::next_batches`] to `tables`; the others
@@ -190,6 +243,9 @@ impl NexmarkGenerator {
 
     /// The first event at or after `n` that the split owns (ignoring the end).
     fn next_owned_event(&self, n: u64) -> u64 {
+        if let Some(next) = &self.split_set {
+            return next_in_set(next, n, self.split.end_event.unwrap_or(u64::MAX));
+        }
         let parallelism = u64::from(self.split.parallelism);
         let block = n / BLOCK_EVENTS;
         let skip =
@@ -210,7 +266,11 @@ impl NexmarkGenerator {
         max_events: u64,
         mut row_limit: Option<(NexmarkTable, u64)>,
     ) -> u64 {
-        let end = self.split.end_event.unwrap_or(u64::MAX);
+        let end = self
+            .split
+            .end_event
+            .unwrap_or(u64::MAX)
+            .min(self.pause_at.max(self.split.next_event));
         let mut consumed = 0;
         while consumed < max_events {
             let n = self.next_owned_event(self.split.next_event);
@@ -386,6 +446,22 @@ fn table_index(table: NexmarkTable) -> usize {
 }
 
 #[inline(always)]
+/// The first event at or after `n` (and before `end`, else `end`) of a split in the set
+/// `next` (per split: the first event it owes, `u64::MAX` if not in the set).
+fn next_in_set(next: &[u64], mut n: u64, end: u64) -> u64 {
+    let count = next.len() as u64;
+    while n < end {
+        let block = n / BLOCK_EVENTS;
+        let owes = next[(block % count) as usize];
+        let block_end = (block + 1) * BLOCK_EVENTS;
+        if owes < block_end {
+            return n.max(owes);
+        }
+        n = block_end;
+    }
+    end
+}
+
 fn pick(list: &'static [&'static str], rng: &mut SplitMix64) -> &'static str {
     list[rng.next_below(list.len() as u64) as usize]
 }
@@ -593,6 +669,7 @@ mod tests {
     use anyhow::Result;
     use arrow::array::{Array, AsArray};
     use arrow::compute::concat_batches;
+    use std::collections::BTreeMap;
 
     fn config(events: u64) -> NexmarkConfig {
         NexmarkConfig::default()
@@ -708,6 +785,101 @@ mod tests {
                 let merged = concat_batches(&table.schema(), &slices)?;
                 assert_eq!(merged, single, "{table} at parallelism {parallelism}");
             }
+        }
+        Ok(())
+    }
+
+    /// Sorted rows of `batches`, to compare outputs as multisets.
+    fn sorted_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<u8>>> {
+        use arrow::row::{RowConverter, SortField};
+        let Some(first) = batches.first() else {
+            return Ok(Vec::new());
+        };
+        let converter = RowConverter::new(
+            first
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        let mut rows = Vec::new();
+        for batch in batches {
+            let converted = converter.convert_columns(batch.columns())?;
+            rows.extend(converted.iter().map(|r| r.as_ref().to_vec()));
+        }
+        rows.sort();
+        Ok(rows)
+    }
+
+    fn split_set(
+        count: u32,
+        positions: &BTreeMap<u32, u64>,
+        mine: impl Fn(u32) -> bool,
+        events: u64,
+    ) -> NexmarkSplitSet {
+        NexmarkSplitSet {
+            count,
+            positions: positions
+                .iter()
+                .filter(|(s, _)| mine(**s))
+                .map(|(s, p)| (*s, *p))
+                .collect(),
+            end_event: Some(events),
+        }
+    }
+
+    #[test]
+    fn split_sets_regroup_at_another_parallelism() -> Result<()> {
+        let events = 20_017;
+        let count = 8;
+        let table = NexmarkTable::Bid;
+        let single = drain_table(
+            &mut NexmarkGenerator::new(config(events), 0, Some(events))?,
+            table,
+            1000,
+        )?;
+        for (before, after) in [(1u32, 3u32), (4, 2), (3, 8)] {
+            let start: BTreeMap<u32, u64> = (0..count).map(|s| (s, 0)).collect();
+            let mut batches = Vec::new();
+            let mut positions = BTreeMap::new();
+            for subtask in 0..before {
+                let set = split_set(count, &start, |s| s % before == subtask, events);
+                let mut generator =
+                    NexmarkGenerator::from_split_set(config(events), &set)?.with_tables(&[table]);
+                // Subtasks stop at different points, as at a checkpoint barrier.
+                for _ in 0..=subtask {
+                    if let Some(batch) = generator.next_table_batch(table, 777)? {
+                        batches.push(batch);
+                    }
+                }
+                positions.extend(generator.split_positions());
+            }
+            assert_eq!(positions.len(), count as usize);
+            for subtask in 0..after {
+                let set = split_set(count, &positions, |s| s % after == subtask, events);
+                let mut generator =
+                    NexmarkGenerator::from_split_set(config(events), &set)?.with_tables(&[table]);
+                let mut last_time = i64::MIN;
+                while let Some(batch) = generator.next_table_batch(table, 500)? {
+                    if batch.num_rows() == 0 {
+                        break;
+                    }
+                    let times = batch
+                        .column_by_name("dateTime")
+                        .expect("bid has date_time")
+                        .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+                    assert!(times.value(0) >= last_time, "event time went back");
+                    last_time = times.value(times.len() - 1);
+                    batches.push(batch);
+                }
+                assert!(generator.is_exhausted());
+            }
+            assert_eq!(
+                sorted_rows(&batches)?,
+                sorted_rows(std::slice::from_ref(&single))?,
+                "{before} -> {after}"
+            );
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ mod model;
 mod schema;
 mod vocabulary;
 
-pub use config::{NexmarkConfig, NexmarkSplit};
+pub use config::{NexmarkConfig, NexmarkSplit, NexmarkSplitSet};
 pub use generator::{NexmarkBatches, NexmarkGenerator};
 pub use schema::NexmarkTable;
 

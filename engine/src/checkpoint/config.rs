@@ -7,6 +7,7 @@
 //! | `execution.checkpointing.min-pause` | least time from one completion to the next trigger | `0 ms` |
 //! | `execution.checkpointing.dir` | root of `<dir>/<job-id>/chk-<n>/` | (required) |
 //! | `execution.checkpointing.num-retained` | completed checkpoints kept | `1` |
+//! | `execution.checkpointing.tolerable-failed-checkpoints` | consecutive failed checkpoints (declined, timed out or not written) the job survives; one more fails it | unlimited |
 //! | `restart-strategy.type` | `none` or `fixed-delay` | `none` |
 //! | `restart-strategy.fixed-delay.attempts` | restarts before the job fails | `1` |
 //! | `restart-strategy.fixed-delay.delay` | pause before each restart | `1 s` |
@@ -27,6 +28,9 @@ pub struct CheckpointConfig {
     pub min_pause: Duration,
     pub dir: PathBuf,
     pub num_retained: usize,
+    /// Consecutive checkpoint failures tolerated; `None`: any number. Unlike Flink (whose
+    /// default is 0), a job keeps running through failed checkpoints unless this is set.
+    pub tolerable_failures: Option<u32>,
 }
 
 impl CheckpointConfig {
@@ -38,7 +42,13 @@ impl CheckpointConfig {
             min_pause: Duration::ZERO,
             dir: dir.into(),
             num_retained: 1,
+            tolerable_failures: None,
         }
+    }
+
+    pub fn with_tolerable_failures(mut self, failures: Option<u32>) -> Self {
+        self.tolerable_failures = failures;
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -74,6 +84,10 @@ impl CheckpointConfig {
                 "execution.checkpointing.dir" => dir = Some(local_dir(key, value)?),
                 "execution.checkpointing.num-retained" => {
                     config.num_retained = parse_count(key, value)?.max(1) as usize
+                }
+                "execution.checkpointing.tolerable-failed-checkpoints" => {
+                    config.tolerable_failures =
+                        Some(u32::try_from(parse_count(key, value)?).unwrap_or(u32::MAX))
                 }
                 _ => {}
             }
@@ -249,6 +263,7 @@ mod tests {
             ("execution.checkpointing.interval", "50 ms"),
             ("execution.checkpointing.dir", "/tmp/chk"),
             ("execution.checkpointing.num-retained", "3"),
+            ("execution.checkpointing.tolerable-failed-checkpoints", "2"),
             ("restart-strategy.type", "fixed-delay"),
             ("restart-strategy.fixed-delay.attempts", "2"),
             ("restart-strategy.fixed-delay.delay", "10 ms"),
@@ -256,6 +271,7 @@ mod tests {
         let config = CheckpointConfig::from_options(options).unwrap().unwrap();
         assert_eq!(config.interval, Duration::from_millis(50));
         assert_eq!(config.num_retained, 3);
+        assert_eq!(config.tolerable_failures, Some(2));
         assert_eq!(
             RestartStrategy::from_options(options).unwrap(),
             RestartStrategy::FixedDelay {

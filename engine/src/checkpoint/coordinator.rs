@@ -44,6 +44,8 @@ pub enum CoordinatorEvent {
     },
     /// A task reached the end of its input.
     TaskFinished { task: TaskKey },
+    /// Someone asked for a savepoint: it is triggered as soon as no checkpoint is in flight.
+    TriggerSavepoint { now_ms: u64, wall_ms: i64 },
 }
 
 /// What the shell must do.
@@ -56,6 +58,18 @@ pub enum CoordinatorAction {
     },
     /// Every task acknowledged: write the metadata (last), then tell the tasks.
     Complete { metadata: CheckpointMetadata },
+    /// Inject a barrier of the savepoint `checkpoint` at every source task.
+    InjectSavepointBarrier {
+        checkpoint: CheckpointId,
+        timestamp_ms: i64,
+    },
+    /// Every task acknowledged the savepoint: write it to its own directory. Savepoints do not
+    /// commit side effects (as in Flink) and are not retained checkpoints.
+    CompleteSavepoint { metadata: CheckpointMetadata },
+    /// The savepoint asked for cannot be taken.
+    DeclineSavepoint { reason: String },
+    /// More consecutive checkpoints failed than tolerated: fail the job.
+    FailJob { reason: String },
     /// Give the checkpoint up and delete what it wrote.
     Abort {
         checkpoint: CheckpointId,
@@ -70,6 +84,7 @@ struct Pending {
     timestamp_ms: i64,
     acked: BTreeSet<TaskKey>,
     states: Vec<OperatorState>,
+    savepoint: bool,
 }
 
 /// Trigger, ack, complete, abort.
@@ -86,6 +101,9 @@ pub struct CheckpointCoordinator {
     last_end_ms: Option<u64>,
     any_finished: bool,
     completed: u64,
+    savepoint_requested: bool,
+    tolerable_failures: Option<u32>,
+    consecutive_failures: u32,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -113,6 +131,9 @@ impl CheckpointCoordinator {
             last_end_ms: None,
             any_finished: false,
             completed: 0,
+            savepoint_requested: false,
+            tolerable_failures: config.tolerable_failures,
+            consecutive_failures: 0,
         }
     }
 
@@ -139,12 +160,16 @@ impl CheckpointCoordinator {
                 task,
                 reason,
             } => match &self.pending {
-                Some(p) if p.id == checkpoint => self.abort(format!(
+                Some(p) if p.id == checkpoint => self.fail_pending(format!(
                     "declined by chain {} subtask {}: {reason}",
                     task.chain, task.subtask
                 )),
                 _ => Vec::new(),
             },
+            CoordinatorEvent::TriggerSavepoint { now_ms, wall_ms } => {
+                self.savepoint_requested = true;
+                self.on_tick(now_ms, wall_ms)
+            }
             CoordinatorEvent::TaskFinished { task } => {
                 self.any_finished = true;
                 if self.pending.is_some() {
@@ -164,12 +189,27 @@ impl CheckpointCoordinator {
             if now_ms.saturating_sub(pending.started_ms) >= self.timeout_ms {
                 let reason = format!("not completed within {} ms", self.timeout_ms);
                 self.last_end_ms = Some(now_ms);
-                return self.abort(reason);
+                return self.fail_pending(reason);
             }
             return Vec::new();
         }
+        if self.savepoint_requested && (self.any_finished || self.tasks.is_empty()) {
+            self.savepoint_requested = false;
+            return vec![CoordinatorAction::DeclineSavepoint {
+                reason: "tasks of the job have finished; a savepoint needs every task running"
+                    .into(),
+            }];
+        }
         if self.any_finished || self.tasks.is_empty() {
             return Vec::new();
+        }
+        if self.savepoint_requested {
+            self.savepoint_requested = false;
+            let id = self.start_pending(now_ms, wall_ms, true);
+            return vec![CoordinatorAction::InjectSavepointBarrier {
+                checkpoint: id,
+                timestamp_ms: wall_ms,
+            }];
         }
         let interval_due = self
             .last_trigger_ms
@@ -180,20 +220,26 @@ impl CheckpointCoordinator {
         if !(interval_due && pause_over) {
             return Vec::new();
         }
+        self.last_trigger_ms = Some(now_ms);
+        let id = self.start_pending(now_ms, wall_ms, false);
+        vec![CoordinatorAction::InjectBarrier {
+            checkpoint: id,
+            timestamp_ms: wall_ms,
+        }]
+    }
+
+    fn start_pending(&mut self, now_ms: u64, wall_ms: i64, savepoint: bool) -> CheckpointId {
         let id = CheckpointId(self.next_id);
         self.next_id += 1;
-        self.last_trigger_ms = Some(now_ms);
         self.pending = Some(Pending {
             id,
             started_ms: now_ms,
             timestamp_ms: wall_ms,
             acked: BTreeSet::new(),
             states: Vec::new(),
+            savepoint,
         });
-        vec![CoordinatorAction::InjectBarrier {
-            checkpoint: id,
-            timestamp_ms: wall_ms,
-        }]
+        id
     }
 
     fn on_ack(
@@ -216,25 +262,62 @@ impl CheckpointCoordinator {
         let Some(done) = self.pending.take() else {
             return Vec::new();
         };
-        self.completed += 1;
         let mut operators = done.states;
         operators.sort_by(|a, b| (&a.vertex, a.subtask).cmp(&(&b.vertex, b.subtask)));
-        vec![CoordinatorAction::Complete {
-            metadata: CheckpointMetadata {
-                version: METADATA_VERSION,
-                job_id: self.job_id.clone(),
-                checkpoint_id: done.id,
-                trigger_timestamp_ms: done.timestamp_ms,
-                completed_timestamp_ms: 0,
-                operators,
-            },
-        }]
+        let metadata = CheckpointMetadata {
+            version: METADATA_VERSION,
+            job_id: self.job_id.clone(),
+            checkpoint_id: done.id,
+            trigger_timestamp_ms: done.timestamp_ms,
+            completed_timestamp_ms: 0,
+            operators,
+        };
+        if done.savepoint {
+            return vec![CoordinatorAction::CompleteSavepoint { metadata }];
+        }
+        self.completed += 1;
+        self.consecutive_failures = 0;
+        vec![CoordinatorAction::Complete { metadata }]
     }
 
     /// Records when the shell finished a checkpoint (completion written or abort done), for
     /// `min-pause`.
     pub fn ended_at(&mut self, now_ms: u64) {
         self.last_end_ms = Some(now_ms);
+    }
+
+    /// A completed checkpoint's metadata could not be written: one more failed checkpoint.
+    pub fn record_failure(&mut self, reason: &str) -> Vec<CoordinatorAction> {
+        self.completed = self.completed.saturating_sub(1);
+        self.count_failure(reason)
+    }
+
+    /// Aborts the pending checkpoint for a failure of its own (declined, timed out); this
+    /// counts against the tolerated failures, savepoints excepted.
+    fn fail_pending(&mut self, reason: String) -> Vec<CoordinatorAction> {
+        let savepoint = self.pending.as_ref().is_some_and(|p| p.savepoint);
+        let mut actions = self.abort(reason.clone());
+        if !savepoint {
+            actions.extend(self.count_failure(&reason));
+        }
+        actions
+    }
+
+    fn count_failure(&mut self, reason: &str) -> Vec<CoordinatorAction> {
+        self.consecutive_failures += 1;
+        match self.tolerable_failures {
+            Some(tolerable) if self.consecutive_failures > tolerable => {
+                vec![CoordinatorAction::FailJob {
+                    reason: format!(
+                        "{} consecutive checkpoints failed, more than \
+                         execution.checkpointing.tolerable-failed-checkpoints = {tolerable}; \
+                         the last: {reason}",
+                        self.consecutive_failures
+                    ),
+                }]
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn abort(&mut self, reason: String) -> Vec<CoordinatorAction> {
@@ -390,5 +473,106 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn savepoint_waits_for_the_checkpoint_in_flight_and_shares_ids() {
+        let mut c = coordinator(1);
+        tick(&mut c, 0);
+        // Asked while checkpoint 1 is in flight: it waits.
+        assert!(
+            c.handle(CoordinatorEvent::TriggerSavepoint {
+                now_ms: 5,
+                wall_ms: 5
+            })
+            .is_empty()
+        );
+        assert!(matches!(
+            &ack(&mut c, 1, 0)[..],
+            [CoordinatorAction::Complete { .. }]
+        ));
+        c.ended_at(6);
+        // Next tick: the savepoint goes first, whatever the interval and pause.
+        assert_eq!(
+            tick(&mut c, 7),
+            vec![CoordinatorAction::InjectSavepointBarrier {
+                checkpoint: CheckpointId(2),
+                timestamp_ms: 7
+            }]
+        );
+        let actions = ack(&mut c, 2, 0);
+        assert!(matches!(
+            &actions[..],
+            [CoordinatorAction::CompleteSavepoint { metadata }] if metadata.checkpoint_id == CheckpointId(2)
+        ));
+        // A savepoint is not a completed checkpoint.
+        assert_eq!(c.completed_count(), 1);
+    }
+
+    #[test]
+    fn savepoint_after_a_task_finished_is_declined() {
+        let mut c = coordinator(2);
+        c.handle(CoordinatorEvent::TaskFinished {
+            task: TaskKey {
+                chain: 0,
+                subtask: 1,
+            },
+        });
+        assert!(matches!(
+            &c.handle(CoordinatorEvent::TriggerSavepoint {
+                now_ms: 1,
+                wall_ms: 1
+            })[..],
+            [CoordinatorAction::DeclineSavepoint { .. }]
+        ));
+    }
+
+    fn decline(c: &mut CheckpointCoordinator, id: u64) -> Vec<CoordinatorAction> {
+        c.handle(CoordinatorEvent::Decline {
+            checkpoint: CheckpointId(id),
+            task: TaskKey {
+                chain: 0,
+                subtask: 0,
+            },
+            reason: "disk full".into(),
+        })
+    }
+
+    #[test]
+    fn more_consecutive_failures_than_tolerated_fail_the_job() {
+        let config = CheckpointConfig::new(Duration::from_millis(10), "/unused")
+            .with_tolerable_failures(Some(1));
+        let mut c = CheckpointCoordinator::new(
+            "job",
+            &config,
+            [TaskKey {
+                chain: 0,
+                subtask: 0,
+            }],
+            None,
+        );
+        tick(&mut c, 0);
+        assert!(matches!(
+            &decline(&mut c, 1)[..],
+            [CoordinatorAction::Abort { .. }]
+        ));
+        // A completed checkpoint resets the count.
+        tick(&mut c, 100);
+        assert!(matches!(
+            &ack(&mut c, 2, 0)[..],
+            [CoordinatorAction::Complete { .. }]
+        ));
+        tick(&mut c, 200);
+        assert_eq!(decline(&mut c, 3).len(), 1);
+        tick(&mut c, 300);
+        let actions = decline(&mut c, 4);
+        assert!(
+            matches!(
+                &actions[..],
+                [CoordinatorAction::Abort { .. }, CoordinatorAction::FailJob { reason }]
+                    if reason.contains("2 consecutive") && reason.contains("disk full")
+            ),
+            "{actions:?}"
+        );
     }
 }

@@ -99,20 +99,40 @@ impl CheckpointStorage {
     /// the retained number.
     pub fn complete(&self, metadata: &CheckpointMetadata) -> Result<()> {
         let dir = self.checkpoint_dir(metadata.checkpoint_id);
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create checkpoint directory", &dir, e))?;
-        let json = serde_json::to_vec_pretty(metadata)
-            .map_err(|e| Error::Internal(format!("checkpoint metadata does not serialise: {e}")))?;
-        let temp = dir.join(format!("{METADATA_FILE}.inprogress"));
-        let target = dir.join(METADATA_FILE);
-        {
-            let mut file =
-                fs::File::create(&temp).map_err(|e| Error::io("create metadata", &temp, e))?;
-            file.write_all(&json)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io("write metadata", &temp, e))?;
-        }
-        fs::rename(&temp, &target).map_err(|e| Error::io("publish metadata", &target, e))?;
+        write_metadata(&dir, metadata)?;
         self.retain()
+    }
+
+    /// Turns the checkpoint directory of the savepoint `metadata` describes into a
+    /// self-contained savepoint directory `<root>/savepoint-<short job id>-<random>/` (its state
+    /// files and `_metadata`, nothing else) and returns its path. The savepoint lives outside
+    /// the job's directory, so checkpoint retention never deletes it.
+    pub fn write_savepoint(&self, metadata: &CheckpointMetadata, root: &Path) -> Result<PathBuf> {
+        let staged = self.checkpoint_dir(metadata.checkpoint_id);
+        let short: String = self.job_id.0.chars().take(6).collect();
+        let random = JobId::generate();
+        let dir = root.join(format!("savepoint-{short}-{}", &random.0[..12]));
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create savepoint directory", &dir, e))?;
+        let result = (|| {
+            for file in metadata.operators.iter().flat_map(|o| &o.files) {
+                let (from, to) = (staged.join(&file.path), dir.join(&file.path));
+                if fs::rename(&from, &to).is_err() {
+                    fs::copy(&from, &to).map_err(|e| Error::io("copy state file", &from, e))?;
+                    fs::File::open(&to)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| Error::io("sync state file", &to, e))?;
+                }
+            }
+            write_metadata(&dir, metadata)
+        })();
+        self.discard(metadata.checkpoint_id);
+        match result {
+            Ok(()) => Ok(dir),
+            Err(error) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(error)
+            }
+        }
     }
 
     /// Removes the directory of a checkpoint that will not complete.
@@ -185,8 +205,27 @@ impl CheckpointStorage {
 
     /// Reads and verifies one completed checkpoint.
     pub fn load(&self, id: CheckpointId) -> Result<RestoredCheckpoint> {
-        let dir = self.checkpoint_dir(id);
+        Self::load_dir(&self.checkpoint_dir(id))
+    }
+
+    /// Reads and verifies the completed checkpoint or savepoint in `dir` (a directory holding
+    /// `_metadata`, e.g. `<root>/<job-id>/chk-<n>`): every state file's size and checksum
+    /// must match; a mismatch is an error naming the file.
+    pub fn load_dir(dir: &Path) -> Result<RestoredCheckpoint> {
         let path = dir.join(METADATA_FILE);
+        if !dir.is_dir() {
+            return Err(Error::io(
+                "read checkpoint",
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            ));
+        }
+        if !path.is_file() {
+            return Err(Error::data(
+                dir.display().to_string(),
+                "no _metadata file: not a completed checkpoint or savepoint",
+            ));
+        }
         let bytes = fs::read(&path).map_err(|e| Error::io("read metadata", &path, e))?;
         let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::data(path.display().to_string(), e.to_string()))?;
@@ -200,7 +239,7 @@ impl CheckpointStorage {
         for operator in &metadata.operators {
             let mut tables = Vec::with_capacity(operator.files.len());
             for file in &operator.files {
-                tables.push(read_table(&dir, file)?);
+                tables.push(read_table(dir, file)?);
             }
             let sink_pre_commit = match &operator.sink_pre_commit {
                 Some(hex) => Some(from_hex(hex).ok_or_else(|| {
@@ -221,6 +260,23 @@ impl CheckpointStorage {
         }
         Ok(RestoredCheckpoint { metadata, states })
     }
+}
+
+/// Writes `_metadata` into `dir` atomically: a temporary file, synced, then renamed.
+fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("create checkpoint directory", dir, e))?;
+    let json = serde_json::to_vec_pretty(metadata)
+        .map_err(|e| Error::Internal(format!("checkpoint metadata does not serialise: {e}")))?;
+    let temp = dir.join(format!("{METADATA_FILE}.inprogress"));
+    let target = dir.join(METADATA_FILE);
+    {
+        let mut file =
+            fs::File::create(&temp).map_err(|e| Error::io("create metadata", &temp, e))?;
+        file.write_all(&json)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("write metadata", &temp, e))?;
+    }
+    fs::rename(&temp, &target).map_err(|e| Error::io("publish metadata", &target, e))
 }
 
 /// One subtask's state, read back.
@@ -250,6 +306,56 @@ impl RestoredCheckpoint {
             .iter()
             .find(|s| s.vertex == vertex && s.subtask == subtask)
             .and_then(|s| s.source_position.as_ref())
+    }
+
+    /// The position to restore `subtask` of a source `vertex` now running at `parallelism`.
+    ///
+    /// A split-based position (`{"splits": {…}}`, see the `nexmark` and `datagen` sources)
+    /// does not depend on the parallelism: the splits of every old subtask are merged and each
+    /// reader takes its own. Any other position belongs to one subtask and restores only at the
+    /// parallelism it was taken at.
+    pub fn source_position_for(
+        &self,
+        vertex: &str,
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<Option<serde_json::Value>> {
+        let positions: Vec<(u32, &serde_json::Value)> = self
+            .states
+            .iter()
+            .filter(|s| s.vertex == vertex)
+            .filter_map(|s| s.source_position.as_ref().map(|p| (s.subtask, p)))
+            .collect();
+        if positions.is_empty() {
+            return Ok(None);
+        }
+        let split_maps: Option<Vec<&serde_json::Map<String, serde_json::Value>>> = positions
+            .iter()
+            .map(|(_, p)| p.get("splits").and_then(serde_json::Value::as_object))
+            .collect();
+        if let Some(maps) = split_maps {
+            let mut merged = serde_json::Map::new();
+            for map in maps {
+                merged.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            return Ok(Some(serde_json::json!({ "splits": merged })));
+        }
+        let old_parallelism = positions.len() as u32;
+        if old_parallelism != parallelism {
+            return Err(Error::Config {
+                key: "parallelism".into(),
+                value: parallelism.to_string(),
+                message: format!(
+                    "source '{vertex}' was checkpointed at parallelism {old_parallelism} and its \
+                     positions are per subtask; it can only be restored at parallelism \
+                     {old_parallelism}"
+                ),
+            });
+        }
+        Ok(positions
+            .into_iter()
+            .find(|(s, _)| *s == subtask)
+            .map(|(_, p)| p.clone()))
     }
 
     /// The state for `subtask` of `vertex` owning `owned`. Keyed state is gathered from every
@@ -294,10 +400,21 @@ impl RestoredCheckpoint {
                 sink_pre_commit,
             });
         }
+        if let Some(own) = of_vertex.iter().find(|s| s.subtask == subtask) {
+            return Some(own.state.clone());
+        }
+        // A subtask without a counterpart in the checkpoint (restored at a higher parallelism)
+        // still learns which checkpoint it resumes from, so that a sink recovers to it: an
+        // empty pre-commit, framed as the sink operator frames it (the checkpoint id, 8 bytes
+        // little endian, then the sink's data).
         of_vertex
-            .into_iter()
-            .find(|s| s.subtask == subtask)
-            .map(|s| s.state.clone())
+            .iter()
+            .any(|s| s.state.sink_pre_commit.is_some())
+            .then(|| StateSnapshot {
+                key_groups: None,
+                tables: Vec::new(),
+                sink_pre_commit: Some(self.checkpoint_id().0.to_le_bytes().to_vec()),
+            })
     }
 }
 

@@ -7,9 +7,16 @@
 //! other way as an atomic "latest triggered checkpoint" that source tasks look at before each
 //! poll, and completions as an atomic "latest completed checkpoint" that every task looks at
 //! before each step (sinks commit then).
+//!
+//! Savepoints ([`SavepointRequest`]) take the same path with a barrier of the savepoint kind;
+//! when every task acknowledged, the thread moves the state files into a self-contained
+//! savepoint directory. A savepoint commits nothing, unless the job stops with it: then the
+//! tasks are told it completed (sinks commit up to it), and the job is cancelled once every
+//! task has heard.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -42,12 +49,28 @@ pub(crate) enum CheckpointMessage {
     },
 }
 
+/// A request for a savepoint of the running job.
+#[derive(Debug)]
+pub(crate) struct SavepointRequest {
+    /// Where the savepoint directory goes.
+    pub root: PathBuf,
+    /// Stop the job after the savepoint (Flink's stop-with-savepoint).
+    pub stop: bool,
+    pub reply: Sender<crate::Result<PathBuf>>,
+}
+
 /// Shared between the checkpoint thread and the tasks of one attempt.
 #[derive(Debug)]
 pub(crate) struct CheckpointSignals {
     triggered: AtomicU64,
     triggered_at_ms: AtomicI64,
+    /// Whether the latest triggered barrier is a savepoint's.
+    triggered_savepoint: AtomicBool,
     completed: AtomicU64,
+    /// The savepoint the job stops with (0: none), and how many tasks have been told that it
+    /// completed.
+    stop_savepoint: AtomicU64,
+    stop_notified: AtomicUsize,
     sender: Sender<CheckpointMessage>,
 }
 
@@ -58,8 +81,19 @@ impl CheckpointSignals {
         (id > 0).then(|| CheckpointBarrier {
             id: CheckpointId(id),
             timestamp_ms: self.triggered_at_ms.load(Ordering::Acquire),
-            kind: SnapshotKind::Checkpoint,
+            kind: if self.triggered_savepoint.load(Ordering::Acquire) {
+                SnapshotKind::Savepoint
+            } else {
+                SnapshotKind::Checkpoint
+            },
         })
+    }
+
+    /// A task has told its operators that checkpoint `completed` completed.
+    pub fn notified(&self, completed: u64) {
+        if completed == self.stop_savepoint.load(Ordering::Acquire) {
+            self.stop_notified.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// The latest completed checkpoint (0: none yet).
@@ -79,6 +113,8 @@ impl CheckpointSignals {
 pub(crate) struct CheckpointReport {
     pub completed: u64,
     pub last: Option<super::CheckpointStats>,
+    /// The job stopped with a savepoint.
+    pub stopped: bool,
 }
 
 /// The checkpoint thread of one attempt.
@@ -95,14 +131,19 @@ impl CheckpointThread {
         tasks: Vec<TaskKey>,
         last_completed: Option<CheckpointId>,
         control: Arc<JobControl>,
+        savepoints: Receiver<SavepointRequest>,
     ) -> crate::Result<(CheckpointThread, Arc<CheckpointSignals>)> {
         let (sender, receiver) = crossbeam_channel::bounded(WRITE_QUEUE);
         let signals = Arc::new(CheckpointSignals {
             triggered: AtomicU64::new(0),
             triggered_at_ms: AtomicI64::new(0),
+            triggered_savepoint: AtomicBool::new(false),
             completed: AtomicU64::new(last_completed.map_or(0, |id| id.0)),
+            stop_savepoint: AtomicU64::new(0),
+            stop_notified: AtomicUsize::new(0),
             sender,
         });
+        let task_count = tasks.len();
         let coordinator =
             CheckpointCoordinator::new(storage.job_id().0.clone(), config, tasks, last_completed);
         let stop = Arc::new(AtomicBool::new(false));
@@ -115,6 +156,9 @@ impl CheckpointThread {
             epoch: Instant::now(),
             started: None,
             report: CheckpointReport::default(),
+            savepoints,
+            savepoint: None,
+            task_count,
         };
         let thread = std::thread::Builder::new()
             .name("sluice-checkpoints".into())
@@ -140,6 +184,10 @@ struct Worker {
     /// When the checkpoint in flight was triggered.
     started: Option<Instant>,
     report: CheckpointReport,
+    savepoints: Receiver<SavepointRequest>,
+    /// The savepoint asked for and, once triggered, its id.
+    savepoint: Option<(SavepointRequest, Option<CheckpointId>)>,
+    task_count: usize,
 }
 
 fn wall_ms() -> i64 {
@@ -159,6 +207,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if !stopping {
+                self.take_savepoint_request();
                 let now_ms = self.epoch.elapsed().as_millis() as u64;
                 let actions = self.coordinator.handle(CoordinatorEvent::Tick {
                     now_ms,
@@ -167,7 +216,76 @@ impl Worker {
                 self.perform(actions);
             }
         }
+        if let Some((request, _)) = self.savepoint.take() {
+            let _ = request.reply.send(Err(crate::Error::Cancelled));
+        }
+        while let Ok(request) = self.savepoints.try_recv() {
+            let _ = request.reply.send(Err(crate::Error::Cancelled));
+        }
         self.report
+    }
+
+    /// Takes a savepoint request, if one waits and none is in progress.
+    fn take_savepoint_request(&mut self) {
+        if self.savepoint.is_some() {
+            return;
+        }
+        let Ok(request) = self.savepoints.try_recv() else {
+            return;
+        };
+        self.savepoint = Some((request, None));
+        let actions = self.coordinator.handle(CoordinatorEvent::TriggerSavepoint {
+            now_ms: self.epoch.elapsed().as_millis() as u64,
+            wall_ms: wall_ms(),
+        });
+        self.perform(actions);
+    }
+
+    /// Answers the savepoint request in progress.
+    fn reply_savepoint(&mut self, result: crate::Result<PathBuf>) {
+        if let Some((request, _)) = self.savepoint.take() {
+            let _ = request.reply.send(result);
+        }
+    }
+
+    /// Writes a completed savepoint; with stop, commits it and stops the job.
+    fn complete_savepoint(&mut self, metadata: crate::checkpoint::CheckpointMetadata) {
+        let id = metadata.checkpoint_id;
+        let Some((request, _)) = &self.savepoint else {
+            self.storage.discard(id);
+            return;
+        };
+        let (root, stop) = (request.root.clone(), request.stop);
+        match self.storage.write_savepoint(&metadata, &root) {
+            Ok(path) => {
+                info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, path = %path.display(), stop, "savepoint completed");
+                if stop {
+                    self.stop_with(id);
+                }
+                self.reply_savepoint(Ok(path));
+            }
+            Err(error) => {
+                warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "savepoint could not be written");
+                self.reply_savepoint(Err(error));
+            }
+        }
+    }
+
+    /// Tells every task that savepoint `id` completed (sinks commit), waits until they all
+    /// have heard (at most a while), then cancels the job.
+    fn stop_with(&mut self, id: CheckpointId) {
+        self.signals.stop_savepoint.store(id.0, Ordering::Release);
+        self.signals.completed.store(id.0, Ordering::Release);
+        self.control.wake_all();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.signals.stop_notified.load(Ordering::Acquire) < self.task_count
+            && Instant::now() < deadline
+            && !self.control.is_cancelled()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.report.stopped = true;
+        self.control.cancel();
     }
 
     fn on_message(&mut self, message: CheckpointMessage) {
@@ -212,6 +330,9 @@ impl Worker {
                         .triggered_at_ms
                         .store(timestamp_ms, Ordering::Release);
                     self.signals
+                        .triggered_savepoint
+                        .store(false, Ordering::Release);
+                    self.signals
                         .triggered
                         .store(checkpoint.0, Ordering::Release);
                     self.control.wake_all();
@@ -243,11 +364,59 @@ impl Worker {
                         Err(error) => {
                             warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "checkpoint metadata could not be written");
                             self.storage.discard(id);
+                            let actions = self.coordinator.record_failure(&error.to_string());
+                            self.perform(actions);
                         }
                     }
                     self.coordinator.ended_at(now_ms);
                 }
+                CoordinatorAction::InjectSavepointBarrier {
+                    checkpoint,
+                    timestamp_ms,
+                } => {
+                    if let Some((_, triggered)) = &mut self.savepoint {
+                        *triggered = Some(checkpoint);
+                    }
+                    self.started = Some(Instant::now());
+                    self.signals
+                        .triggered_at_ms
+                        .store(timestamp_ms, Ordering::Release);
+                    self.signals
+                        .triggered_savepoint
+                        .store(true, Ordering::Release);
+                    self.signals
+                        .triggered
+                        .store(checkpoint.0, Ordering::Release);
+                    self.control.wake_all();
+                }
+                CoordinatorAction::CompleteSavepoint { metadata } => {
+                    self.complete_savepoint(metadata);
+                    self.coordinator
+                        .ended_at(self.epoch.elapsed().as_millis() as u64);
+                }
+                CoordinatorAction::FailJob { reason } => {
+                    warn!(job_id = %self.storage.job_id(), %reason, "failing the job");
+                    self.control.fail(crate::Error::Unavailable {
+                        what: "checkpointing".into(),
+                        message: reason,
+                    });
+                }
+                CoordinatorAction::DeclineSavepoint { reason } => {
+                    self.reply_savepoint(Err(crate::Error::Internal(format!(
+                        "savepoint declined: {reason}"
+                    ))));
+                }
                 CoordinatorAction::Abort { checkpoint, reason } => {
+                    if self
+                        .savepoint
+                        .as_ref()
+                        .is_some_and(|(_, id)| *id == Some(checkpoint))
+                    {
+                        self.reply_savepoint(Err(crate::Error::Internal(format!(
+                            "savepoint {} aborted: {reason}",
+                            checkpoint.0
+                        ))));
+                    }
                     warn!(job_id = %self.storage.job_id(), checkpoint_id = checkpoint.0, %reason, "checkpoint aborted");
                     self.storage.discard(checkpoint);
                     self.coordinator

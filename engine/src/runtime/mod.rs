@@ -6,17 +6,20 @@
 //! that reaches other TaskManagers.
 
 mod checkpointing;
+mod control;
 pub mod exchange;
 mod execution_graph;
 mod result;
 mod slot;
 mod task;
 
+pub use control::{SavepointTrigger, request_savepoint};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,7 +36,7 @@ use crate::ids::{JobId, SlotId, SubtaskIndex};
 use crate::operator::{OperatorContext, OperatorRegistry, Output};
 use crate::state::KeyGroupRange;
 use crate::{Error, Result};
-use checkpointing::{CheckpointReport, CheckpointSignals, CheckpointThread};
+use checkpointing::{CheckpointReport, CheckpointSignals, CheckpointThread, SavepointRequest};
 use exchange::{ChannelId, ExchangeFactory, LocalExchange, OutputPartitioner, SlotWaker};
 use slot::{JobControl, SlotReport};
 use task::{
@@ -59,6 +62,12 @@ pub struct RuntimeConfig {
     pub checkpointing: Option<CheckpointConfig>,
     /// What a failure does (`restart-strategy.*`). Default: fail the job.
     pub restart_strategy: RestartStrategy,
+    /// A savepoint or retained checkpoint directory (holding `_metadata`) that the job's first
+    /// attempt restores from (Flink's `--fromSavepoint`). Default: start empty.
+    pub initial_restore: Option<PathBuf>,
+    /// Serve job control (savepoints) on a Unix socket `<dir>/<job-id>.sock` while a job
+    /// runs; see [`SavepointTrigger`]. Default: off.
+    pub control_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -71,6 +80,8 @@ impl Default for RuntimeConfig {
             idle_timeout: None,
             checkpointing: None,
             restart_strategy: RestartStrategy::None,
+            initial_restore: None,
+            control_dir: None,
         }
     }
 }
@@ -103,6 +114,18 @@ impl RuntimeConfig {
 
     pub fn with_restart_strategy(mut self, strategy: RestartStrategy) -> Self {
         self.restart_strategy = strategy;
+        self
+    }
+
+    /// Restores the job's first attempt from the savepoint or completed checkpoint in `dir`.
+    pub fn with_initial_restore(mut self, dir: Option<PathBuf>) -> Self {
+        self.initial_restore = dir;
+        self
+    }
+
+    /// Serves savepoint requests for running jobs on `<dir>/<job-id>.sock`.
+    pub fn with_control_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.control_dir = dir;
         self
     }
 
@@ -143,6 +166,13 @@ pub struct JobHandle {
     config: RuntimeConfig,
     env: JobEnvironment,
     storage: Option<CheckpointStorage>,
+    /// The savepoint the job started from, if any: restarts before the job's own first
+    /// completed checkpoint go back to it.
+    initial: Option<RestoredCheckpoint>,
+    savepoints: SavepointTrigger,
+    savepoint_requests: crossbeam_channel::Receiver<SavepointRequest>,
+    /// The job-control socket, removed when the handle goes.
+    _control: Option<control::ControlServer>,
 }
 
 /// One run of the job's tasks, from start or from a checkpoint.
@@ -176,7 +206,39 @@ impl LocalRuntime {
             .checkpointing
             .as_ref()
             .map(|c| CheckpointStorage::new(&c.dir, &job_id, c.num_retained));
-        let attempt = start_attempt(&self.config, graph, env, &job_id, storage.as_ref(), None)?;
+        let initial = match &self.config.initial_restore {
+            Some(dir) => {
+                let restored = CheckpointStorage::load_dir(dir)?;
+                info!(job_id = %job_id, path = %dir.display(), checkpoint_id = restored.checkpoint_id().0, "restoring job from savepoint");
+                Some(restored)
+            }
+            None => None,
+        };
+        let (requests, receiver) = crossbeam_channel::unbounded();
+        let savepoints = SavepointTrigger::new(
+            job_id.clone(),
+            self.config.checkpointing.as_ref().map(|c| c.dir.clone()),
+            requests,
+        );
+        let attempt = start_attempt(
+            &self.config,
+            graph,
+            env,
+            &job_id,
+            storage.as_ref(),
+            initial.as_ref().map(|c| Restore {
+                checkpoint: Some(c),
+            }),
+            &receiver,
+        )?;
+        // Job control is a convenience: a job whose socket cannot be opened runs without it.
+        let control = self.config.control_dir.as_ref().and_then(|dir| {
+            control::ControlServer::start(dir, savepoints.clone())
+                .inspect_err(|error| {
+                    warn!(job_id = %job_id, %error, "no job control socket; savepoints cannot be requested");
+                })
+                .ok()
+        });
         Ok(JobHandle {
             job_id,
             name: graph.name.clone(),
@@ -188,6 +250,10 @@ impl LocalRuntime {
             config: self.config.clone(),
             env: env.clone(),
             storage,
+            initial,
+            savepoints,
+            savepoint_requests: receiver,
+            _control: control,
         })
     }
 }
@@ -201,6 +267,7 @@ fn start_attempt(
     job_id: &JobId,
     storage: Option<&CheckpointStorage>,
     restored: Option<Restore<'_>>,
+    savepoints: &crossbeam_channel::Receiver<SavepointRequest>,
 ) -> Result<Attempt> {
     let exchange = LocalExchange::new(config.channel_capacity);
     let execution = ExecutionGraph::new(graph, config.slots as u32);
@@ -232,6 +299,7 @@ fn start_attempt(
                 tasks,
                 last,
                 control.clone(),
+                savepoints.clone(),
             )?;
             Some((thread, signals))
         }
@@ -332,6 +400,11 @@ impl JobHandle {
             .cancel();
     }
 
+    /// Triggers savepoints of this job (also from other threads).
+    pub fn savepoint_trigger(&self) -> SavepointTrigger {
+        self.savepoints.clone()
+    }
+
     /// Whether every slot thread of the current attempt has ended.
     pub fn is_finished(&self) -> bool {
         self.attempt.threads.iter().all(|t| t.is_finished())
@@ -343,11 +416,13 @@ impl JobHandle {
         let mut restarts = 0u32;
         let mut checkpoints_completed = 0u64;
         let mut last_checkpoint = None;
-        let mut restored_from = None;
+        let mut restored_from = self.initial.as_ref().map(|c| c.checkpoint_id());
+        let mut stopped = false;
         let (reports, panicked, control) = loop {
             let (reports, panicked, control, checkpoints) = self.attempt.join();
             checkpoints_completed += checkpoints.completed;
             last_checkpoint = checkpoints.last.or(last_checkpoint);
+            stopped |= checkpoints.stopped;
             let Some(failure) = control.take_failure() else {
                 break (reports, panicked, control);
             };
@@ -369,7 +444,8 @@ impl JobHandle {
             let checkpoint = match &self.storage {
                 Some(storage) => storage.load_latest()?,
                 None => None,
-            };
+            }
+            .or_else(|| self.initial.clone());
             restored_from = checkpoint.as_ref().map(|c| c.checkpoint_id());
             info!(job_id = %self.job_id, checkpoint_id = restored_from.map(|c| c.0), "restoring job");
             self.attempt = start_attempt(
@@ -381,6 +457,7 @@ impl JobHandle {
                 Some(Restore {
                     checkpoint: checkpoint.as_ref(),
                 }),
+                &self.savepoint_requests,
             )?;
             *self.control.lock().unwrap_or_else(|p| p.into_inner()) = self.attempt.control.clone();
             if self.cancelled.load(Ordering::Acquire) {
@@ -393,8 +470,11 @@ impl JobHandle {
                 "a slot thread panicked outside a task".into(),
             ));
         }
-        if control.is_cancelled() {
+        if control.is_cancelled() && !stopped {
             return Err(Error::Cancelled);
+        }
+        if stopped {
+            info!(job_id = %self.job_id, "job stopped with a savepoint");
         }
         let mut by_vertex: BTreeMap<String, OperatorMetrics> = BTreeMap::new();
         for report in reports {
@@ -471,9 +551,11 @@ fn build_task(
                     subtask: subtask.0,
                     source: Box::new(e),
                 })?;
-            if let Some(position) =
-                checkpoint.and_then(|c| c.source_position(&head.name, subtask.0))
-            {
+            let position = match checkpoint {
+                Some(c) => c.source_position_for(&head.name, subtask.0, head.parallelism)?,
+                None => None,
+            };
+            if let Some(position) = &position {
                 reader.restore(position).map_err(|e| Error::Task {
                     operator: head.name.clone(),
                     subtask: subtask.0,

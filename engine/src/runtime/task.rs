@@ -268,6 +268,7 @@ impl Task {
                     source: Box::new(e),
                 })?;
         }
+        cp.signals.notified(completed);
         Ok(())
     }
 

@@ -7,7 +7,8 @@
 //! - `nexmark` (source): one table per connector: `table` = `person` | `auction` | `bid`
 //!   (default `bid`), `events` (also `nexmark.events.num`; number of generated events, all
 //!   tables together), `rate` (also `nexmark.rate`; events per second of event time, which sets
-//!   the spacing of event timestamps) and `seed`.
+//!   the spacing of event timestamps), `rate.limited` (also `nexmark.rate.limited`; `true`
+//!   produces the events in wall time at that rate) and `seed`.
 //! - `print` (sink): `print-identifier`, `standard-error`.
 //! - `blackhole` (sink).
 
@@ -87,6 +88,7 @@ pub fn source_spec(table: &Table) -> Result<SourceSpec> {
         "nexmark" => {
             let mut config = NexmarkConfig::default();
             let mut nexmark_table = NexmarkTable::Bid;
+            let mut rate_limited = false;
             for (key, value) in options_without_connector(table) {
                 let number = || {
                     value.parse::<u64>().map_err(|_| {
@@ -105,20 +107,24 @@ pub fn source_spec(table: &Table) -> Result<SourceSpec> {
                     "events" | "nexmark.events.num" => config = config.with_events(Some(number()?)),
                     "rate" | "nexmark.rate" => config = config.with_first_event_rate(number()?),
                     "seed" | "nexmark.seed" => config = config.with_seed(number()?),
+                    "rate.limited" | "nexmark.rate.limited" => {
+                        rate_limited = value.parse::<bool>().map_err(|_| {
+                            config_error(table, &key, &value, "expected true or false")
+                        })?;
+                    }
                     _ => {
                         return Err(config_error(
                             table,
                             &key,
                             &value,
-                            "unknown nexmark option (known: table, events, rate, seed)",
+                            "unknown nexmark option (known: table, events, rate, rate.limited, seed)",
                         ));
                     }
                 }
             }
-            Ok(SourceSpec::Nexmark(NexmarkSource::new(
-                nexmark_table,
-                config,
-            )))
+            Ok(SourceSpec::Nexmark(
+                NexmarkSource::new(nexmark_table, config).with_rate_limit(rate_limited),
+            ))
         }
         "print" | "blackhole" => Err(Error::sql(
             format!("table '{}'", table.name),

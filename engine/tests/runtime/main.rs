@@ -2,11 +2,13 @@
 //! parallelisms and batch sizes, failures, unions and the changelog shape.
 
 mod aggregation;
+mod checkpoint_failures;
 mod checkpoints;
 mod failures;
 mod joins;
 mod nexmark;
 mod process;
+mod rescale;
 mod sources;
 mod stateful_recovery;
 mod topology;

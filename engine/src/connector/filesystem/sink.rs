@@ -1,17 +1,22 @@
-//! The filesystem sink: one part file per subtask in the directory `path` (with `PARTITIONED
-//! BY` columns, one per subtask in each partition directory `path/k=v/…`, see
-//! [`super::partition`]).
+//! The filesystem sink: part files per subtask in the directory `path` (with `PARTITIONED BY`
+//! columns, in each partition directory `path/k=v/…`, see [`super::partition`]), exactly once.
 //!
-//! Subtask `i` writes `part-<i>-0.csv` (or `.parquet`). While it writes, the file is named
-//! `.part-<i>-0.csv.inprogress`; the leading dot hides it from readers (the file source skips
-//! hidden files), and [`Sink::finish`] closes it, syncs it to disk and renames it to its final
-//! name, so a reader never sees a partial part. A subtask that receives no rows writes no file.
-//! A re-run into the same directory replaces the parts of the same subtask indices.
+//! Subtask `i` writes `part-<i>-<c>.csv` (or `.json`, `.parquet`), where `c` is the checkpoint
+//! after whose barrier the file's rows came (0 before the first checkpoint, so a job without
+//! checkpoints writes one `part-<i>-0.csv`). While it writes, the file is named
+//! `.part-<i>-<c>.csv.inprogress`; the leading dot hides it from readers (the file source
+//! skips hidden files). A subtask that receives no rows writes no file. A re-run into the same
+//! directory replaces the parts of the same names.
 //!
-//! Checkpoints: `pre_commit` flushes everything written so far to the in-progress file (a
-//! Parquet row group is closed) and syncs it, and returns the in-progress file's path. `commit`
-//! does nothing yet: the data becomes visible only at `finish`, which suits bounded jobs; rolling
-//! parts on checkpoints (Flink's exactly-once file sink) would rename in `commit`.
+//! Checkpoints (two-phase commit, as Flink's file sink): on a barrier `pre_commit` closes every
+//! in-progress file, syncs it and returns its names; the next rows go to new files. `commit`
+//! (when the checkpoint completed) renames them to their final names; it is idempotent. At the
+//! end of input the last files are closed and renamed at once. A job restored from checkpoint
+//! `c` first cleans the directory (and its partition directories) up for the subtask indices
+//! it now owns (old index `j` belongs to new subtask `j % parallelism`): parts that started
+//! before `c` were all finished by barrier `c` and are committed if a crash left them hidden;
+//! parts that started at `c` or later hold rows the restored job produces again and are
+//! deleted, visible or not.
 //!
 //! CSV output follows Flink's `csv` format: no header unless `csv.header` is true, fields quoted
 //! only when they contain the delimiter, the quote or a line break (a quote inside is doubled,
@@ -23,7 +28,7 @@
 //! fails at the first write, since files cannot retract rows.
 
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use arrow::csv::{QuoteStyle, WriterBuilder};
 use arrow::record_batch::RecordBatch;
@@ -47,6 +52,10 @@ pub(crate) struct FileSink {
     json: JsonOptions,
     vertex: String,
     subtask: u32,
+    parallelism: u32,
+    /// The checkpoint whose barrier came last (or that the job restored from): names the
+    /// next part files.
+    epoch: u64,
     part: Option<PartFile>,
     /// `PARTITIONED BY` columns; empty for an unpartitioned directory.
     partition_keys: Vec<String>,
@@ -83,6 +92,8 @@ impl FileSink {
             json: JsonOptions::default(),
             vertex: "filesystem sink".into(),
             subtask: 0,
+            parallelism: 1,
+            epoch: 0,
             part: None,
             partition_keys: Vec::new(),
             partitions: std::collections::BTreeMap::new(),
@@ -172,6 +183,45 @@ impl FileSink {
         self
     }
 
+    /// After a restore from checkpoint `restored` (`None`: from the beginning): in `dir` and
+    /// its partition directories, commits the parts of this subtask's old indices that started
+    /// before it and deletes the others (see the module docs).
+    fn clean_up(&self, dir: &Path, restored: Option<u64>) -> Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list", dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::io("read", &path, e))?;
+            if kind.is_dir() {
+                if !self.partition_keys.is_empty() && !name.starts_with(['.', '_']) {
+                    self.clean_up(&path, restored)?;
+                }
+                continue;
+            }
+            let Some((hidden, subtask, start)) = parse_part_name(&name, self.extension()) else {
+                continue;
+            };
+            if subtask % self.parallelism != self.subtask {
+                continue;
+            }
+            if restored.is_some_and(|c| start < c) {
+                if hidden {
+                    let final_path =
+                        dir.join(format!("part-{subtask}-{start}.{}", self.extension()));
+                    fs::rename(&path, &final_path).map_err(|e| Error::io("rename", &path, e))?;
+                }
+            } else {
+                fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     fn extension(&self) -> &'static str {
         match self.format {
             FileFormat::Csv => "csv",
@@ -199,7 +249,7 @@ impl FileSink {
         }
         let name = match &self.overwrite {
             Some(stamp) => format!("part-{stamp}-{}-0.{}", self.subtask, self.extension()),
-            None => format!("part-{}-0.{}", self.subtask, self.extension()),
+            None => format!("part-{}-{}.{}", self.subtask, self.epoch, self.extension()),
         };
         let in_progress = dir.join(format!(".{name}.inprogress"));
         let final_path = dir.join(name);
@@ -268,28 +318,8 @@ impl PartFile {
         }
     }
 
-    /// Pushes everything written so far into the file and syncs it.
-    fn flush(&mut self) -> Result<()> {
-        match &mut self.writer {
-            // The arrow CSV and JSON writers hand every batch to the file as it is written.
-            PartWriter::Csv(_) | PartWriter::Json(_) => {}
-            PartWriter::Parquet(writer) => {
-                writer.flush().map_err(|source| Error::Parquet {
-                    context: format!("flush '{}'", self.in_progress.display()),
-                    source,
-                })?;
-                writer
-                    .sync()
-                    .map_err(|e| Error::io("write", &self.in_progress, e))?;
-            }
-        }
-        self.sync_handle
-            .sync_data()
-            .map_err(|e| Error::io("sync", &self.in_progress, e))
-    }
-
-    /// Closes the file, syncs it and renames it to its final name.
-    fn finish(self) -> Result<()> {
+    /// Closes the file and syncs it; returns its in-progress and final paths.
+    fn close(self) -> Result<(PathBuf, PathBuf)> {
         match self.writer {
             PartWriter::Csv(writer) => drop(writer.into_inner()),
             PartWriter::Json(mut writer) => {
@@ -308,8 +338,13 @@ impl PartFile {
         self.sync_handle
             .sync_all()
             .map_err(|e| Error::io("sync", &self.in_progress, e))?;
-        fs::rename(&self.in_progress, &self.final_path)
-            .map_err(|e| Error::io("rename", &self.in_progress, e))
+        Ok((self.in_progress, self.final_path))
+    }
+
+    /// Closes the file, syncs it and renames it to its final name.
+    fn finish(self) -> Result<()> {
+        let (in_progress, final_path) = self.close()?;
+        fs::rename(&in_progress, &final_path).map_err(|e| Error::io("rename", &in_progress, e))
     }
 }
 
@@ -317,6 +352,7 @@ impl Sink for FileSink {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.vertex.clone_from(&ctx.vertex);
         self.subtask = ctx.subtask.0;
+        self.parallelism = ctx.parallelism.max(1);
         fs::create_dir_all(&self.dir).map_err(|e| Error::io("create directory", &self.dir, e))
     }
 
@@ -340,20 +376,49 @@ impl Sink for FileSink {
         }
     }
 
-    /// Flushes and syncs the in-progress file; returns its path (empty if nothing was written).
-    /// With partitions, the paths are separated by newlines.
-    fn pre_commit(&mut self, _checkpoint: CheckpointId) -> Result<Vec<u8>> {
-        let mut paths = Vec::new();
-        for part in self.part.iter_mut().chain(self.partitions.values_mut()) {
-            part.flush()?;
-            paths.push(part.in_progress.to_string_lossy().into_owned());
+    /// Closes and syncs the in-progress files; returns a line `<in-progress path>\t<final
+    /// path>` per closed file (nothing if nothing was written since the last barrier).
+    fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Vec<u8>> {
+        self.epoch = checkpoint.0;
+        let mut pending = String::new();
+        let parts = self
+            .part
+            .take()
+            .into_iter()
+            .chain(std::mem::take(&mut self.partitions).into_values());
+        for part in parts {
+            let (in_progress, final_path) = part.close()?;
+            pending.push_str(&format!(
+                "{}\t{}\n",
+                in_progress.display(),
+                final_path.display()
+            ));
         }
-        Ok(paths.join("\n").into_bytes())
+        Ok(pending.into_bytes())
     }
 
-    /// Nothing to do yet: parts become visible at `finish` (see the module docs).
-    fn commit(&mut self, _checkpoint: CheckpointId, _pending: &[u8]) -> Result<()> {
+    /// Renames the pre-committed files to their final names; a file is done already if only
+    /// its final name exists.
+    fn commit(&mut self, _checkpoint: CheckpointId, pending: &[u8]) -> Result<()> {
+        let text = String::from_utf8_lossy(pending);
+        for line in text.lines() {
+            let Some((in_progress, final_path)) = line.split_once('\t') else {
+                continue;
+            };
+            let (in_progress, final_path) = (PathBuf::from(in_progress), PathBuf::from(final_path));
+            match fs::rename(&in_progress, &final_path) {
+                Ok(()) => {}
+                Err(_) if final_path.is_file() => {}
+                Err(e) => return Err(Error::io("commit part file", &in_progress, e)),
+            }
+        }
         Ok(())
+    }
+
+    fn recover(&mut self, restored: Option<(CheckpointId, &[u8])>) -> Result<()> {
+        let checkpoint = restored.map(|(c, _)| c.0);
+        self.epoch = checkpoint.unwrap_or(0);
+        self.clean_up(&self.dir, checkpoint)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -374,5 +439,40 @@ impl Sink for FileSink {
             }
         }
         Ok(())
+    }
+}
+
+/// `(hidden, subtask, start)` of a part file name of this sink (`part-<i>-<c>.<ext>`, or
+/// `.part-<i>-<c>.<ext>.inprogress` while in progress); `None` for any other file.
+fn parse_part_name(name: &str, extension: &str) -> Option<(bool, u32, u64)> {
+    let (hidden, rest) = match name.strip_prefix('.') {
+        Some(rest) => (true, rest.strip_suffix(".inprogress")?),
+        None => (false, name),
+    };
+    let rest = rest
+        .strip_prefix("part-")?
+        .strip_suffix(extension)?
+        .strip_suffix('.')?;
+    let (subtask, start) = rest.split_once('-')?;
+    Some((hidden, subtask.parse().ok()?, start.parse().ok()?))
+}
+
+#[cfg(test)]
+mod part_name_tests {
+    use super::parse_part_name;
+
+    #[test]
+    fn part_names_parse() {
+        assert_eq!(
+            parse_part_name("part-3-12.csv", "csv"),
+            Some((false, 3, 12))
+        );
+        assert_eq!(
+            parse_part_name(".part-0-7.csv.inprogress", "csv"),
+            Some((true, 0, 7))
+        );
+        assert_eq!(parse_part_name("part-0-7.parquet", "csv"), None);
+        assert_eq!(parse_part_name("_SUCCESS", "csv"), None);
+        assert_eq!(parse_part_name(".part-x-1.csv.inprogress", "csv"), None);
     }
 }

@@ -718,7 +718,7 @@ fn parquet_schema_is_checked_and_widened() -> Result<()> {
 }
 
 #[test]
-fn sink_hides_the_part_until_finish() -> Result<()> {
+fn sink_hides_parts_until_their_checkpoint_completes() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let input = typed_batch(false)?;
     let spec = FileSinkSpec {
@@ -732,19 +732,73 @@ fn sink_hides_the_part_until_finish() -> Result<()> {
     sink.open(&context(input.schema(), 2, 4))?;
     sink.write(&input)?;
     let pending = sink.pre_commit(CheckpointId(1))?;
-    sink.commit(CheckpointId(1), &pending)?;
     let in_progress = dir.path().join("out/.part-2-0.csv.inprogress");
-    assert_eq!(String::from_utf8(pending)?, path_str(&in_progress)?);
+    let committed = dir.path().join("out/part-2-0.csv");
+    assert_eq!(
+        String::from_utf8(pending.clone())?,
+        format!("{}\t{}\n", path_str(&in_progress)?, path_str(&committed)?)
+    );
     assert!(in_progress.is_file());
-    assert!(!dir.path().join("out/part-2-0.csv").exists());
+    assert!(!committed.exists());
 
-    // A reader of the directory sees nothing yet.
+    // A reader of the directory sees nothing until the checkpoint completes.
     let source = csv_source(path_str(&dir.path().join("out"))?, input.schema(), &[]);
     assert_eq!(read_all(&source, 10)?.num_rows(), 0);
-
-    sink.finish()?;
+    sink.commit(CheckpointId(1), &pending)?;
+    sink.commit(CheckpointId(1), &pending)?;
     assert!(!in_progress.exists());
     assert_eq!(read_all(&source, 10)?, input);
+
+    // Rows after the barrier go to the next part, visible at the end of input.
+    sink.write(&input)?;
+    assert!(dir.path().join("out/.part-2-1.csv.inprogress").is_file());
+    sink.finish()?;
+    assert!(dir.path().join("out/part-2-1.csv").is_file());
+    assert_eq!(read_all(&source, 10)?.num_rows(), 2 * input.num_rows());
+    Ok(())
+}
+
+#[test]
+fn restored_sink_commits_earlier_parts_and_drops_later_ones() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let input = typed_batch(false)?;
+    let spec = FileSinkSpec {
+        path: path_str(&out)?,
+        format: FileFormat::Csv,
+        options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        overwrite: None,
+    };
+    // Four subtasks: each pre-commits part 0 at checkpoint 1 and stages part 1 (a crash
+    // before checkpoint 1 completes: nothing was committed).
+    for subtask in 0..4 {
+        let mut sink = spec.create_sink()?;
+        sink.open(&context(input.schema(), subtask, 4))?;
+        sink.write(&input)?;
+        sink.pre_commit(CheckpointId(1))?;
+        sink.write(&input)?;
+        sink.pre_commit(CheckpointId(2))?;
+    }
+    // Restored at parallelism 2 from checkpoint 1: subtask 0 owns old 0 and 2, 1 owns 1 and 3.
+    for subtask in 0..2 {
+        let mut sink = spec.create_sink()?;
+        sink.open(&context(input.schema(), subtask, 2))?;
+        sink.recover(Some((CheckpointId(1), &[])))?;
+    }
+    let mut names: Vec<String> = fs::read_dir(&out)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "part-0-0.csv",
+            "part-1-0.csv",
+            "part-2-0.csv",
+            "part-3-0.csv"
+        ]
+    );
     Ok(())
 }
 
