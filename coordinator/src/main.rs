@@ -287,9 +287,10 @@ fn sql_session(
 fn run_sql(file: &std::path::Path, mut session: sluice_engine::sql::Session) -> anyhow::Result<()> {
     let script = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("read '{}': {e}", file.display()))?;
-    let mut stdout = std::io::stdout().lock();
+    // Locks stdout per outcome, never across a job: a `print` sink writes to stdout from the
+    // slot threads while the job runs.
     session.run_script(&script, &mut |outcome| {
-        sluice_coordinator::sql_client::print_outcome(&outcome, &mut stdout)
+        sluice_coordinator::sql_client::print_outcome(&outcome, &mut std::io::stdout().lock())
     })?;
     Ok(())
 }

@@ -282,14 +282,15 @@ impl Client {
     }
 
     fn execute(&mut self, statement: &str) -> sluice_engine::Result<()> {
-        let mut stdout = std::io::stdout().lock();
+        // stdout is locked per outcome, never while a job runs: a `print` sink writes to it
+        // from the slot threads.
         for outcome in self.session.execute(statement)? {
             if matches!(outcome, Outcome::Pending) && !self.in_statement_set {
                 if let Some(job) = self.session.finish()? {
-                    print_outcome(&job, &mut stdout)?;
+                    print_outcome(&job, &mut std::io::stdout().lock())?;
                 }
             } else {
-                print_outcome(&outcome, &mut stdout)?;
+                print_outcome(&outcome, &mut std::io::stdout().lock())?;
             }
         }
         Ok(())

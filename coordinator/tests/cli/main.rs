@@ -740,3 +740,28 @@ fn savepoint_of_an_unknown_job_or_one_without_checkpoints_is_a_clear_error() {
     job.wait().unwrap();
     assert_fails_with(&refused, &["without checkpointing"]);
 }
+
+/// A `print` sink writes to stdout from the slot threads while the script (or the client)
+/// prints its outcomes there too: neither may hold stdout while a job runs.
+#[test]
+fn a_print_sink_in_a_script_and_in_the_client_reaches_stdout() {
+    let script = "CREATE TABLE t (n BIGINT) WITH (
+  'connector' = 'datagen', 'number-of-rows' = '5',
+  'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '5'
+);
+CREATE TABLE out (n BIGINT, twice BIGINT) WITH ('connector' = 'print');
+INSERT INTO out SELECT n, n * 2 FROM t;
+";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("print.sql");
+    std::fs::write(&file, script).unwrap();
+    let from_file = sluice(&["sql", "-f", file.to_str().unwrap()]);
+    let from_client = sluice_sql_client(script, &[]);
+    for output in [from_file, from_client] {
+        assert!(output.status.success(), "{}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for n in 1..=5 {
+            assert!(stdout.contains(&format!("+I[{n}, {}]", n * 2)), "{stdout}");
+        }
+    }
+}
