@@ -499,15 +499,7 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
     }
 
     fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
-        let values = state
-            .first()
-            .and_then(|c| c.as_primitive_opt::<T>())
-            .filter(|c| c.len() == groups.len())
-            .ok_or_else(|| bad_state("MIN/MAX"))?;
-        for (i, &g) in groups.iter().enumerate() {
-            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
-        }
-        Ok(())
+        restore_primitive_slots::<T>(&mut self.values, groups, state, "MIN/MAX")
     }
 
     fn resize(&mut self, groups: usize) {
@@ -590,6 +582,25 @@ fn string_slots_array(values: &[Option<String>], groups: &[u32]) -> ArrayRef {
 
 /// Sets the string slots of `groups` from the first column of `state` (as
 /// [`string_slots_array`] wrote it).
+/// Sets `values[groups[i]]` from row `i` of the first state column (a primitive array, NULL
+/// for an empty slot): the restore of the one-column primitive accumulators.
+fn restore_primitive_slots<T: ArrowPrimitiveType>(
+    values: &mut [Option<T::Native>],
+    groups: &[u32],
+    state: &[ArrayRef],
+    function: &str,
+) -> Result<()> {
+    let column = state
+        .first()
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .filter(|c| c.len() == groups.len())
+        .ok_or_else(|| bad_state(function))?;
+    for (&g, value) in groups.iter().zip(column.iter()) {
+        values[g as usize] = value;
+    }
+    Ok(())
+}
+
 fn restore_string_slots(
     values: &mut [Option<String>],
     groups: &[u32],
@@ -917,15 +928,7 @@ impl<T: ArrowPrimitiveType> Accumulator for Positional<T> {
     }
 
     fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
-        let values = state
-            .first()
-            .and_then(|c| c.as_primitive_opt::<T>())
-            .filter(|c| c.len() == groups.len())
-            .ok_or_else(|| bad_state("FIRST_VALUE/LAST_VALUE"))?;
-        for (i, &g) in groups.iter().enumerate() {
-            self.values[g as usize] = values.is_valid(i).then(|| values.value(i));
-        }
-        Ok(())
+        restore_primitive_slots::<T>(&mut self.values, groups, state, "FIRST_VALUE/LAST_VALUE")
     }
 
     fn resize(&mut self, groups: usize) {

@@ -244,6 +244,21 @@ impl Ahead {
 
 /// The `progress` table of one subtask: a row for its key groups with its progress and late
 /// records, and a row per key group still [`Ahead`] of it.
+/// How far the windows of `key` have fired: `progress`, unless the key's key group was
+/// further along before a restore. `cache` must know `key` when `ahead` is not empty.
+pub(super) fn key_progress(
+    ahead: &Ahead,
+    ownership: Option<KeyGroupOwnership>,
+    cache: &KeyGroupCache,
+    key: u32,
+    progress: i64,
+) -> i64 {
+    match ownership.filter(|_| !ahead.is_empty()) {
+        Some(own) => ahead.progress_of(cache.get(key, own), progress),
+        None => progress,
+    }
+}
+
 pub(super) fn progress_table(
     own: KeyGroupOwnership,
     progress: i64,

@@ -140,15 +140,13 @@ impl SliceWindowAggregate {
     /// group was further along before a restore (see [`checkpoint::Ahead`]). Callers update
     /// the key-group cache first when `ahead` is not empty.
     fn progress_of(&self, key: u32) -> i64 {
-        if self.ahead.is_empty() {
-            return self.progress;
-        }
-        match self.ownership {
-            Some(own) => self
-                .ahead
-                .progress_of(self.key_group_cache.get(key, own), self.progress),
-            None => self.progress,
-        }
+        checkpoint::key_progress(
+            &self.ahead,
+            self.ownership,
+            &self.key_group_cache,
+            key,
+            self.progress,
+        )
     }
 
     /// Whether the window ending at `end` had fired for `key` before a restore (its key group
