@@ -147,10 +147,28 @@ impl CheckpointStorage {
 
     /// Ids of the checkpoints that have a `_metadata` file, oldest first.
     pub fn completed_ids(&self) -> Result<Vec<CheckpointId>> {
+        let (completed, _) = self.list()?;
+        Ok(completed)
+    }
+
+    /// Removes every checkpoint directory without a `_metadata` file. Called once no task
+    /// can write into one any more (the job's tasks have all stopped), so files a task wrote
+    /// for a checkpoint that was aborted, or still pending when the job ended, do not stay.
+    pub fn discard_incomplete(&self) {
+        if let Ok((_, incomplete)) = self.list() {
+            for id in incomplete {
+                self.discard(id);
+            }
+        }
+    }
+
+    /// The ids of the completed and of the incomplete checkpoint directories, oldest first.
+    fn list(&self) -> Result<(Vec<CheckpointId>, Vec<CheckpointId>)> {
         let mut ids = Vec::new();
+        let mut incomplete = Vec::new();
         let entries = match fs::read_dir(&self.job_dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ids, incomplete)),
             Err(e) => return Err(Error::io("list checkpoints", &self.job_dir, e)),
         };
         for entry in entries {
@@ -165,16 +183,24 @@ impl CheckpointStorage {
             };
             if entry.path().join(METADATA_FILE).is_file() {
                 ids.push(CheckpointId(id));
+            } else {
+                incomplete.push(CheckpointId(id));
             }
         }
         ids.sort();
-        Ok(ids)
+        incomplete.sort();
+        Ok((ids, incomplete))
     }
 
     /// Deletes completed checkpoints beyond the newest `num_retained`, and incomplete ones
     /// older than the newest completed one.
     fn retain(&self) -> Result<()> {
-        let completed = self.completed_ids()?;
+        let (completed, incomplete) = self.list()?;
+        let newest = completed.last().copied();
+        for &id in incomplete.iter().filter(|&&id| Some(id) < newest) {
+            debug!(checkpoint_id = id.0, "removing an aborted checkpoint");
+            self.discard(id);
+        }
         let keep_from = completed.len().saturating_sub(self.num_retained);
         for &id in &completed[..keep_from] {
             debug!(
@@ -678,5 +704,26 @@ mod tests {
             storage.load_latest().unwrap().unwrap().checkpoint_id(),
             CheckpointId(1)
         );
+    }
+
+    #[test]
+    fn aborted_checkpoint_directories_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(dir.path(), &JobId("job".into()), 3);
+        let write = |id| {
+            storage
+                .write_subtask(CheckpointId(id), &snapshot("Count / agg", 0, &[9]))
+                .unwrap();
+        };
+        // Files of aborted checkpoint 1 go once a newer checkpoint completes.
+        write(1);
+        complete(&storage, 2, &[1]);
+        assert!(!storage.checkpoint_dir(CheckpointId(1)).exists());
+        // Checkpoint 3 was still pending when the job ended.
+        write(3);
+        assert!(storage.checkpoint_dir(CheckpointId(3)).exists());
+        storage.discard_incomplete();
+        assert!(!storage.checkpoint_dir(CheckpointId(3)).exists());
+        assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
     }
 }

@@ -216,6 +216,8 @@ impl Worker {
                 self.perform(actions);
             }
         }
+        // Every task has stopped: a checkpoint still pending will not complete.
+        self.storage.discard_incomplete();
         if let Some((request, _)) = self.savepoint.take() {
             let _ = request.reply.send(Err(crate::Error::Cancelled));
         }
