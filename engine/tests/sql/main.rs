@@ -52,6 +52,9 @@ fn run_file(path: &Path) -> Result<()> {
         let words: Vec<&str> = header.split_whitespace().collect();
         match words.as_slice() {
             ["file", target] => {
+                if let Some(parent) = Path::new(target).parent() {
+                    std::fs::create_dir_all(parent).with_context(at)?;
+                }
                 std::fs::write(target, format!("{}\n", body.join("\n"))).with_context(at)?;
             }
             ["statement", "ok"] => {

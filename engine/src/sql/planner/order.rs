@@ -10,8 +10,8 @@
 //! final merge). Streaming mode takes a `LIMIT` without `ORDER BY` (the first rows to arrive;
 //! the result stays insert-only) and an `ORDER BY` that starts with an ascending time attribute
 //! (an event-time sort, emitting rows as the watermark passes them); it rejects, as Flink does,
-//! an `ORDER BY` whose first key is not an ascending time attribute. A top-N with retractions
-//! (`ORDER BY … LIMIT` in streaming mode) is not supported yet.
+//! an `ORDER BY` without `LIMIT` whose first key is not an ascending time attribute. An
+//! `ORDER BY … LIMIT` in streaming mode is a global Top-N with an updating result.
 
 use sqlparser::ast::{
     Expr as SqlExpr, Ident, LimitClause, OrderByExpr, OrderByKind, OrderBySort, Query, SelectItem,
@@ -19,12 +19,19 @@ use sqlparser::ast::{
 };
 
 use super::{Planner, Rel, has_row_kind, unsupported};
-use crate::graph::SortKey;
+use crate::api::DataStream;
+use crate::element::ROW_KIND_COLUMN;
+use crate::expr::{Expr, col, lit};
+use crate::graph::{RankOrder, RankStrategy, SortKey};
 use crate::sql::catalog::Relation;
 use crate::{Error, Result};
 
 /// The prefix of hidden sort columns added to a select list.
 const HIDDEN_PREFIX: &str = "$order";
+/// The constant partition column of a streaming `ORDER BY … LIMIT` (a global Top-N).
+const TOP_N_PARTITION: &str = "$order_partition";
+/// The rank column of a streaming Top-N with an `OFFSET`.
+const TOP_N_RANK: &str = "$order_rank";
 
 /// How an `ORDER BY` item names its column before the query is planned.
 enum Target {
@@ -83,11 +90,11 @@ impl Planner<'_> {
                 return Err(at(&item.expr, "ORDER BY … USING is not supported".into()));
             }
         }
-        // Streaming: only an event-time sort (Flink's temporal sort).
-        let event_time = self.streaming && !items.is_empty();
-        if event_time
-            && let Some(error) = self.streaming_order_error(items, fetch.is_some() || offset > 0)
-        {
+        // Streaming: an `ORDER BY … LIMIT` is a global Top-N (an updating result, Flink's
+        // SortLimit); an `ORDER BY` alone only an event-time sort (Flink's temporal sort).
+        let top_n = self.streaming && !items.is_empty() && fetch.is_some();
+        let event_time = self.streaming && !items.is_empty() && !top_n;
+        if event_time && let Some(error) = self.streaming_order_error(items, offset > 0) {
             return Err(error);
         }
         // Targets of the ORDER BY items, hidden columns added to a SELECT.
@@ -195,6 +202,10 @@ impl Planner<'_> {
                 None => key,
             });
         }
+        if top_n {
+            let fetch = fetch.unwrap_or(u64::MAX);
+            return self.streaming_top_n(stream, keys, offset, fetch, &visible);
+        }
         let output = (!hidden.is_empty()).then_some(visible);
         let sorted = if event_time {
             stream.sort_by_event_time(keys, output)?
@@ -247,8 +258,63 @@ impl Planner<'_> {
         Ok((offset, fetch))
     }
 
-    /// The error for an `ORDER BY` in streaming mode, if any: Flink's for a first key that is
-    /// not an ascending time attribute; a top-N (with LIMIT) is not supported yet.
+    /// `ORDER BY keys OFFSET offset LIMIT fetch` in streaming mode: a rank over one partition
+    /// keeping the first `offset + fetch` rows, as a changelog (`+I` for a row that enters
+    /// the result, `-D` for the one it pushes out). With an offset, the rank numbers are kept
+    /// so the first `offset` ranks can be filtered out: every change of a rank's row is then
+    /// a `-U`/`+U` pair of that rank, and filtering by rank keeps the changelog consistent.
+    fn streaming_top_n(
+        &mut self,
+        stream: DataStream,
+        keys: Vec<SortKey>,
+        offset: u64,
+        fetch: u64,
+        visible: &[String],
+    ) -> Result<Rel> {
+        if fetch == 0 {
+            return Err(Error::expr(
+                "LIMIT 0 in streaming mode gives an empty result; remove the query instead",
+            ));
+        }
+        let schema = stream.schema();
+        let mut columns: Vec<(String, Expr)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), col(f.name())))
+            .collect();
+        columns.push((TOP_N_PARTITION.to_string(), lit(0i32)));
+        let order = keys
+            .into_iter()
+            .map(|k| RankOrder {
+                column: k.column,
+                descending: k.descending,
+                nulls_first: k.nulls_first,
+            })
+            .collect();
+        let limit = offset.checked_add(fetch).ok_or_else(|| {
+            Error::expr(format!("OFFSET {offset} + LIMIT {fetch} is out of range"))
+        })?;
+        let rank_column = (offset > 0).then_some(TOP_N_RANK);
+        let mut ranked = stream.project(columns)?.key_by([TOP_N_PARTITION]).rank(
+            order,
+            limit,
+            rank_column,
+            RankStrategy::Changelog,
+            None,
+        )?;
+        if offset > 0 {
+            ranked = ranked.filter(col(TOP_N_RANK).gt(lit(offset as i64)))?;
+        }
+        let mut output = vec![ROW_KIND_COLUMN];
+        output.extend(visible.iter().map(String::as_str));
+        Ok(Rel {
+            stream: ranked.select(&output)?,
+            window: None,
+        })
+    }
+
+    /// The error for an `ORDER BY` without `LIMIT` in streaming mode, if any: Flink's for a
+    /// first key that is not an ascending time attribute, and for an `OFFSET` alone.
     fn streaming_order_error(&self, items: &[OrderByExpr], limited: bool) -> Option<Error> {
         let first = &items[0];
         let ascending = !matches!(first.options.sort, Some(OrderBySort::Desc));
@@ -270,8 +336,8 @@ impl Planner<'_> {
         if limited {
             return Some(at(
                 &first.expr,
-                "ORDER BY with LIMIT in streaming mode (a top-N with retractions) is not \
-                 supported yet"
+                "OFFSET without LIMIT in streaming mode is not supported (add a LIMIT for a \
+                 streaming Top-N)"
                     .into(),
             ));
         }
