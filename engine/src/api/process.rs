@@ -744,6 +744,7 @@ mod tests {
     fn operator(range: KeyGroupRange) -> ProcessOperator {
         let mut op = ProcessOperator::new(Box::new(EchoTimers), vec!["k".into()], schema(), vec![]);
         op.open(&OperatorContext {
+            incremental_checkpoints: false,
             vertex: "echo".into(),
             subtask: SubtaskIndex(0),
             parallelism: 1,

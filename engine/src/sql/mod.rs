@@ -178,6 +178,7 @@ const CHECKPOINT_KEYS: &[&str] = &[
     "execution.checkpointing.min-pause",
     "execution.checkpointing.dir",
     "execution.checkpointing.num-retained",
+    "execution.checkpointing.incremental",
 ];
 
 /// Flink 1.x names accepted as aliases of the 2.x checkpoint keys.
@@ -186,6 +187,10 @@ const CHECKPOINT_ALIASES: &[(&str, &str)] = &[
     (
         "state.checkpoints.num-retained",
         "execution.checkpointing.num-retained",
+    ),
+    (
+        "state.backend.incremental",
+        "execution.checkpointing.incremental",
     ),
 ];
 

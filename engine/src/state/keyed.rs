@@ -773,6 +773,7 @@ impl KeyedStateBackend {
             )
             .map_err(|e| Error::arrow(format!("snapshot of keyed state '{}'", state.name()), e))?;
             tables.push(SnapshotTable {
+                slices: None,
                 name: state.name().to_string(),
                 batches: vec![batch],
             });

@@ -202,6 +202,7 @@ impl Operator for KeyedAggregate {
         Ok(StateSnapshot {
             key_groups: Some(range),
             tables: vec![SnapshotTable {
+                slices: None,
                 name: GROUPS_TABLE.into(),
                 batches: vec![batch],
             }],

@@ -336,6 +336,7 @@ impl Operator for SessionWindowAggregate {
             key_groups: Some(own.range),
             tables: vec![
                 SnapshotTable {
+                    slices: None,
                     name: SESSIONS_TABLE.into(),
                     batches: vec![batch],
                 },

@@ -368,6 +368,7 @@ impl Operator for SliceWindowAggregate {
             key_groups: Some(own.range),
             tables: vec![
                 SnapshotTable {
+                    slices: None,
                     name: SLICES_TABLE.into(),
                     batches: vec![batch],
                 },
