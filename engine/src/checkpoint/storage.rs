@@ -1045,3 +1045,282 @@ mod tests {
         assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
     }
 }
+
+#[cfg(test)]
+mod incremental_tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    const RANGE: KeyGroupRange = KeyGroupRange { start: 0, end: 4 };
+
+    /// A keyed snapshot over key groups 0..4 (one slice each) holding `rows` (key group,
+    /// value), leaving the slices `unchanged` since `base` out.
+    fn sliced(rows: &[(u32, i64)], base: Option<u64>, unchanged: &[u32]) -> SubtaskSnapshot {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key_group", DataType::UInt32, false),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap();
+        SubtaskSnapshot {
+            vertex: "agg".into(),
+            subtask: 0,
+            source_position: None,
+            state: StateSnapshot {
+                key_groups: Some(RANGE),
+                tables: vec![SnapshotTable {
+                    name: "groups".into(),
+                    batches: vec![batch],
+                    slices: Some(TableSlices {
+                        width: 1,
+                        base: base.map(CheckpointId),
+                        unchanged: unchanged.to_vec(),
+                    }),
+                }],
+                sink_pre_commit: None,
+            },
+        }
+    }
+
+    fn complete(storage: &CheckpointStorage, id: u64, snapshot: &SubtaskSnapshot) -> Result<()> {
+        let id = CheckpointId(id);
+        let state = storage.write_subtask(id, snapshot)?;
+        storage.complete(&CheckpointMetadata {
+            version: METADATA_VERSION,
+            job_id: storage.job_id().0.clone(),
+            checkpoint_id: id,
+            trigger_timestamp_ms: 1,
+            completed_timestamp_ms: 2,
+            operators: vec![state],
+        })
+    }
+
+    /// The (key group, value) rows restored from `restored`, sorted.
+    fn rows(restored: &RestoredCheckpoint) -> Vec<(u32, i64)> {
+        let state = restored.operator_state("agg", 0, RANGE).unwrap();
+        assert_eq!(state.tables.len(), 1, "slices merge into one table");
+        let mut rows: Vec<(u32, i64)> = state.tables[0]
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let kg = b.column(0).as_primitive::<UInt32Type>().clone();
+                let v = b
+                    .column(1)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .clone();
+                (0..b.num_rows())
+                    .map(move |i| (kg.value(i), v.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    fn shared_files(storage: &CheckpointStorage) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(storage.shared_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn storage(dir: &Path, retained: usize) -> CheckpointStorage {
+        CheckpointStorage::new(dir, &JobId("job".into()), retained).with_incremental(true)
+    }
+
+    const FULL: &[(u32, i64)] = &[(0, 1), (1, 2), (1, 3), (2, 4), (3, 5)];
+
+    #[test]
+    fn unchanged_slices_are_referenced_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 2);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        // Only key group 1 changed: slices 0, 2 and 3 come from checkpoint 1.
+        complete(
+            &storage,
+            2,
+            &sliced(&[(1, 20), (1, 30)], Some(1), &[0, 2, 3]),
+        )
+        .unwrap();
+        let first = storage.load(CheckpointId(1)).unwrap();
+        let second = storage.load(CheckpointId(2)).unwrap();
+        assert_eq!(first.metadata.written_files().count(), 4);
+        assert_eq!(second.metadata.written_files().count(), 1);
+        assert!(second.metadata.written_bytes() < first.metadata.written_bytes());
+        assert_eq!(
+            second.metadata.state_bytes() - second.metadata.written_bytes(),
+            first.metadata.state_bytes() - first.metadata.operators[0].files[1].bytes
+        );
+        assert!(
+            second.metadata.operators[0]
+                .files
+                .iter()
+                .all(|f| f.shared && f.path.starts_with("shared/"))
+        );
+        assert_eq!(rows(&first), FULL);
+        assert_eq!(
+            rows(&second),
+            vec![(0, 1), (1, 20), (1, 30), (2, 4), (3, 5)]
+        );
+        // A slice that became empty is simply not written (nor referenced).
+        complete(&storage, 3, &sliced(&[], Some(2), &[1, 2, 3])).unwrap();
+        assert_eq!(
+            rows(&storage.load(CheckpointId(3)).unwrap()),
+            vec![(1, 20), (1, 30), (2, 4), (3, 5)]
+        );
+    }
+
+    #[test]
+    fn unreferenced_shared_files_are_deleted_after_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        assert_eq!(shared_files(&storage).len(), 4);
+        // Left behind by a crash after writing, and by a checkpoint still pending.
+        fs::write(
+            storage.shared_dir().join("agg-0-groups-0-kg0-1-chk1.arrow"),
+            b"x",
+        )
+        .unwrap();
+        fs::write(
+            storage.shared_dir().join("agg-0-groups-0-kg0-1-chk9.arrow"),
+            b"x",
+        )
+        .unwrap();
+        complete(&storage, 2, &sliced(&[(1, 20)], Some(1), &[0, 2, 3])).unwrap();
+        assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
+        let files = shared_files(&storage);
+        // Checkpoint 1's slice of key group 1 is replaced and gone; its other slices stay,
+        // referenced by checkpoint 2; the pending checkpoint's file stays.
+        assert_eq!(files.len(), 5, "{files:?}");
+        assert!(files.iter().any(|f| f.contains("-kg1-2-chk2")));
+        assert!(!files.iter().any(|f| f.contains("-kg1-2-chk1")));
+        assert!(files.iter().any(|f| f.ends_with("kg0-1-chk9.arrow")));
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.ends_with("groups-0-kg0-1-chk1.arrow"))
+        );
+        assert_eq!(
+            rows(&storage.load_latest().unwrap().unwrap()),
+            vec![(0, 1), (1, 20), (2, 4), (3, 5)]
+        );
+        // Once the job's tasks have stopped, nothing unreferenced stays.
+        storage.discard_incomplete();
+        assert_eq!(shared_files(&storage).len(), 4);
+    }
+
+    #[test]
+    fn corrupted_referenced_file_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 3);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        complete(&storage, 2, &sliced(&[(1, 20)], Some(1), &[0, 2, 3])).unwrap();
+        complete(&storage, 3, &sliced(&[(1, 21)], Some(2), &[0, 2, 3])).unwrap();
+        // Checkpoint 3's own file is corrupted: it falls back to checkpoint 2.
+        let own = storage.shared_dir().join(
+            shared_files(&storage)
+                .into_iter()
+                .find(|f| f.ends_with("chk3.arrow"))
+                .unwrap(),
+        );
+        let mut bytes = fs::read(&own).unwrap();
+        bytes[10] ^= 0xff;
+        fs::write(&own, bytes).unwrap();
+        let restored = storage.load_latest().unwrap().unwrap();
+        assert_eq!(restored.checkpoint_id(), CheckpointId(2));
+        // A file of checkpoint 1 that all three reference is truncated: none restores.
+        let referenced = storage.shared_dir().join(
+            shared_files(&storage)
+                .into_iter()
+                .find(|f| f.contains("-kg3-4-chk1"))
+                .unwrap(),
+        );
+        let bytes = fs::read(&referenced).unwrap();
+        fs::write(&referenced, &bytes[..bytes.len() - 1]).unwrap();
+        let error = storage.load(CheckpointId(2)).unwrap_err().to_string();
+        assert!(
+            error.contains("corrupted") && error.contains("kg3-4-chk1"),
+            "{error}"
+        );
+        assert!(storage.load_latest().unwrap().is_none());
+        // A new checkpoint does not build on the damaged file.
+        let error = complete(&storage, 4, &sliced(&[], Some(3), &[0, 2, 3]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("missing"), "{error}");
+    }
+
+    #[test]
+    fn a_gone_base_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        complete(&storage, 2, &sliced(FULL, None, &[])).unwrap();
+        let error = complete(&storage, 3, &sliced(&[], Some(1), &[0, 1, 2, 3]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("checkpoint 1 that it builds on is gone"),
+            "{error}"
+        );
+        assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
+    }
+
+    #[test]
+    fn savepoint_copies_referenced_files_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        let id = CheckpointId(2);
+        let state = storage
+            .write_subtask(id, &sliced(&[(2, 40)], Some(1), &[0, 1, 3]))
+            .unwrap();
+        let metadata = CheckpointMetadata {
+            version: METADATA_VERSION,
+            job_id: "job".into(),
+            checkpoint_id: id,
+            trigger_timestamp_ms: 1,
+            completed_timestamp_ms: 2,
+            operators: vec![state],
+        };
+        let root = tempfile::tempdir().unwrap();
+        let savepoint = storage.write_savepoint(&metadata, root.path()).unwrap();
+        fs::remove_dir_all(storage.job_dir()).unwrap();
+        let restored = CheckpointStorage::load_dir(&savepoint).unwrap();
+        assert!(
+            restored.metadata.operators[0]
+                .files
+                .iter()
+                .all(|f| !f.shared)
+        );
+        assert_eq!(
+            rows(&restored),
+            vec![(0, 1), (1, 2), (1, 3), (2, 40), (3, 5)]
+        );
+    }
+
+    #[test]
+    fn without_incremental_a_sliced_table_is_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(dir.path(), &JobId("job".into()), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        let restored = storage.load_latest().unwrap().unwrap();
+        assert_eq!(restored.metadata.operators[0].files.len(), 1);
+        assert!(!storage.shared_dir().exists());
+        assert_eq!(rows(&restored), FULL);
+        assert!(complete(&storage, 2, &sliced(&[], Some(1), &[0])).is_err());
+    }
+}

@@ -89,6 +89,59 @@ impl SliceSet {
     }
 }
 
+/// One bit per dense id (an aggregate's group, a window operator's key) changed since the
+/// last snapshot: what operators mark per batch, without allocating per row.
+#[derive(Debug, Clone, Default)]
+pub struct TouchedIds {
+    words: Vec<u64>,
+}
+
+impl TouchedIds {
+    /// Marks every id of `ids` (one batch's rows).
+    #[inline]
+    pub fn mark_all(&mut self, ids: &[u32]) {
+        for &id in ids {
+            self.mark(id);
+        }
+    }
+
+    #[inline]
+    pub fn mark(&mut self, id: u32) {
+        let word = (id / 64) as usize;
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (id % 64);
+    }
+
+    /// The slices of the marked ids (`key_group_of` gives an id's key group), clearing the
+    /// marks.
+    pub fn take_slices(
+        &mut self,
+        tracker: &ChangeTracker,
+        key_group_of: impl Fn(u32) -> u32,
+    ) -> SliceSet {
+        let mut slices = SliceSet::default();
+        for (index, word) in self.words.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let id = index as u32 * 64 + bits.trailing_zeros();
+                slices.insert(tracker.slice_of(key_group_of(id)));
+                bits &= bits - 1;
+            }
+        }
+        slices
+    }
+
+    pub fn clear(&mut self) {
+        self.words.clear();
+    }
+
+    pub fn allocated_bytes(&self) -> usize {
+        self.words.capacity() * std::mem::size_of::<u64>()
+    }
+}
+
 /// How a keyed [`super::SnapshotTable`] is cut into slices for an incremental checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSlices {
@@ -233,6 +286,16 @@ mod tests {
             set.insert(s);
         }
         set
+    }
+
+    #[test]
+    fn touched_ids_become_slices() {
+        let t = tracker();
+        let mut touched = TouchedIds::default();
+        touched.mark_all(&[3, 70, 3]);
+        let slices = touched.take_slices(&t, |id| 32 + id % 10);
+        assert_eq!(slices, set(&[35, 32]));
+        assert!(touched.take_slices(&t, |_| 40).is_empty());
     }
 
     #[test]

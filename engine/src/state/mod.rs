@@ -11,8 +11,8 @@ mod keyed;
 mod snapshot;
 
 pub use incremental::{
-    ChangeTracker, MAX_SLICES, SliceSelection, SliceSet, TableSlices, slice_range, slice_width,
-    slices_of,
+    ChangeTracker, MAX_SLICES, SliceSelection, SliceSet, TableSlices, TouchedIds, slice_range,
+    slice_width, slices_of,
 };
 pub use key_group::{
     KeyGroupOwnership, KeyGroupRange, hash_columns, key_group_of_hash, subtask_for_key_group,
