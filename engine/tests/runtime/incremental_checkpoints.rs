@@ -226,3 +226,140 @@ fn unchanged_key_groups_are_referenced_and_restore_exactly() {
         );
     }
 }
+
+/// Checkpoint size and time of a keyed SUM/COUNT over a million keys, then rounds in which a
+/// few keys change, full against incremental. Prints its numbers; run it in release:
+/// `cargo test --release -p sluice-engine --test runtime -- --ignored million_keys --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand in release mode"]
+fn checkpoint_size_with_a_million_keys() {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use sluice_engine::checkpoint::SubtaskSnapshot;
+    use sluice_engine::checkpoint::metadata::METADATA_VERSION;
+    use sluice_engine::graph::{AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec};
+    use sluice_engine::ids::{CheckpointId, JobId, SubtaskIndex};
+    use sluice_engine::operator::{KeyedAggregate, Operator, OperatorContext, Output};
+    use sluice_engine::state::KeyGroupRange;
+    use std::time::Instant;
+
+    const KEYS: i64 = 1_000_000;
+    const BATCH: i64 = 8_192;
+    let input = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let spec = KeyedAggregateSpec {
+        keys: vec!["k".into()],
+        aggregates: vec![
+            AggregateCall {
+                function: AggregateFunction::Sum,
+                input: Some("v".into()),
+                output: "s".into(),
+            },
+            AggregateCall {
+                function: AggregateFunction::Count,
+                input: None,
+                output: "n".into(),
+            },
+        ],
+        emit: EmitMode::Final,
+    };
+    let batch = |keys: Vec<i64>| {
+        let values = Int64Array::from_iter_values(keys.iter().map(|k| k % 7));
+        RecordBatch::try_new(
+            input.clone(),
+            vec![Arc::new(Int64Array::from(keys)), Arc::new(values)],
+        )
+        .unwrap()
+    };
+    for changed_keys in [10i64, 100, 1_000] {
+        for incremental in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = CheckpointStorage::new(dir.path(), &JobId("measure".into()), 1)
+                .with_incremental(incremental);
+            let output = spec.output_schema(&input).unwrap();
+            let mut aggregate = KeyedAggregate::try_new(&spec, &input, output.clone()).unwrap();
+            aggregate
+                .open(&OperatorContext {
+                    vertex: "agg".into(),
+                    subtask: SubtaskIndex(0),
+                    parallelism: 1,
+                    max_parallelism: 128,
+                    key_groups: KeyGroupRange::for_subtask(128, 1, 0),
+                    input_schemas: vec![input.clone()],
+                    output_schema: output,
+                    incremental_checkpoints: incremental,
+                })
+                .unwrap();
+            let mut out = Output::default();
+            let mut start = 0;
+            while start < KEYS {
+                let end = (start + BATCH).min(KEYS);
+                aggregate
+                    .process_batch(0, batch((start..end).collect()), &mut out)
+                    .unwrap();
+                start = end;
+            }
+            let mut line = Vec::new();
+            for round in 1..=4u64 {
+                if round > 1 {
+                    // A few keys change, spread over the key space.
+                    let step = KEYS / changed_keys;
+                    let keys = (0..changed_keys)
+                        .map(|i| (i * step + round as i64 * 7919) % KEYS)
+                        .collect();
+                    aggregate.process_batch(0, batch(keys), &mut out).unwrap();
+                }
+                let id = CheckpointId(round);
+                let started = Instant::now();
+                let state = aggregate.snapshot(id).unwrap();
+                let snapshot_time = started.elapsed();
+                let written = storage
+                    .write_subtask(
+                        id,
+                        &SubtaskSnapshot {
+                            vertex: "agg".into(),
+                            subtask: 0,
+                            source_position: None,
+                            state,
+                        },
+                    )
+                    .unwrap();
+                let metadata = CheckpointMetadata {
+                    version: METADATA_VERSION,
+                    job_id: "measure".into(),
+                    checkpoint_id: id,
+                    trigger_timestamp_ms: 0,
+                    completed_timestamp_ms: 0,
+                    operators: vec![written],
+                };
+                storage.complete(&metadata).unwrap();
+                let total_time = started.elapsed();
+                aggregate.notify_checkpoint_complete(id).unwrap();
+                line.push(format!(
+                    "chk {round}: {} files / {} KiB written (of {} KiB), snapshot {:?}, total {:?}",
+                    metadata.written_files().count(),
+                    metadata.written_bytes() / 1024,
+                    metadata.state_bytes() / 1024,
+                    snapshot_time,
+                    total_time
+                ));
+            }
+            let started = Instant::now();
+            let restored = storage.load_latest().unwrap().unwrap();
+            let rows: usize = restored.states[0].state.tables[0]
+                .batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum();
+            assert_eq!(rows as i64, KEYS);
+            eprintln!(
+                "{} keys changed per round, {}:\n  {}\n  restore of the last: {:?}",
+                changed_keys,
+                if incremental { "incremental" } else { "full" },
+                line.join("\n  "),
+                started.elapsed()
+            );
+        }
+    }
+}
