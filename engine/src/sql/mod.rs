@@ -1381,5 +1381,18 @@ mod tests {
                 .contains("did you mean 'execution.checkpointing.interval'"),
             "{err}"
         );
+        assert!(!checkpoints.incremental);
+        session
+            .execute("SET 'execution.checkpointing.incremental' = 'true';")
+            .unwrap();
+        let checkpoints = session.runtime_config().unwrap().checkpointing.unwrap();
+        assert!(checkpoints.incremental);
+        let err = session
+            .execute("SET 'state.backend.incremental' = 'on';")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("execution.checkpointing.incremental"),
+            "{err}"
+        );
     }
 }
