@@ -1391,7 +1391,8 @@ mod tests {
             .execute("SET 'state.backend.incremental' = 'on';")
             .unwrap_err();
         assert!(
-            err.to_string().contains("execution.checkpointing.incremental"),
+            err.to_string()
+                .contains("execution.checkpointing.incremental"),
             "{err}"
         );
     }
