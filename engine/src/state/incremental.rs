@@ -226,6 +226,11 @@ impl ChangeTracker {
         self.incremental
     }
 
+    /// Key groups per slice.
+    pub fn slice_width(&self) -> u32 {
+        self.width
+    }
+
     /// The slice of `key_group`.
     #[inline]
     pub fn slice_of(&self, key_group: u32) -> u32 {
