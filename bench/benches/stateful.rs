@@ -74,6 +74,7 @@ fn hopping_window(c: &mut Criterion) {
         .expect("valid spec")
         .expect("derived schema");
     let ctx = OperatorContext {
+        incremental_checkpoints: false,
         vertex: "HopCount".into(),
         subtask: SubtaskIndex(0),
         parallelism: 1,

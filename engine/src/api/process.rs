@@ -408,7 +408,8 @@ impl Operator for ProcessOperator {
             .map(|&i| input.field(i).data_type().clone())
             .collect();
         let mut context = ProcessContext {
-            state: KeyedStateBackend::try_new(&key_types, ctx.max_parallelism, ctx.key_groups)?,
+            state: KeyedStateBackend::try_new(&key_types, ctx.max_parallelism, ctx.key_groups)?
+                .with_incremental_checkpoints(ctx.incremental_checkpoints),
             timers: TimerService::new(),
             watermark: Watermark::MIN,
             subtask: ctx.subtask,
@@ -451,10 +452,17 @@ impl Operator for ProcessOperator {
         ProcessOperator::restore(self, snapshot)
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
-        let ctx = self.context.as_ref().ok_or_else(not_open)?;
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        if let Some(ctx) = &mut self.context {
+            ctx.state.notify_checkpoint_complete(checkpoint);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let ctx = self.context.as_mut().ok_or_else(not_open)?;
         let range = ctx.state.key_groups();
-        let mut snapshot = ctx.state.snapshot(range)?;
+        let mut snapshot = ctx.state.snapshot_for(checkpoint)?;
         snapshot
             .tables
             .push(ctx.timers.snapshot(ctx.state.keys(), range)?);
@@ -744,6 +752,7 @@ mod tests {
     fn operator(range: KeyGroupRange) -> ProcessOperator {
         let mut op = ProcessOperator::new(Box::new(EchoTimers), vec!["k".into()], schema(), vec![]);
         op.open(&OperatorContext {
+            incremental_checkpoints: false,
             vertex: "echo".into(),
             subtask: SubtaskIndex(0),
             parallelism: 1,

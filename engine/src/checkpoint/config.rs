@@ -7,6 +7,7 @@
 //! | `execution.checkpointing.min-pause` | least time from one completion to the next trigger | `0 ms` |
 //! | `execution.checkpointing.dir` | root of `<dir>/<job-id>/chk-<n>/` | (required) |
 //! | `execution.checkpointing.num-retained` | completed checkpoints kept | `1` |
+//! | `execution.checkpointing.incremental` | write only the key-group slices of keyed state that changed since the last completed checkpoint, reference the others | `false` |
 //! | `execution.checkpointing.tolerable-failed-checkpoints` | consecutive failed checkpoints (declined, timed out or not written) the job survives; one more fails it | unlimited |
 //! | `restart-strategy.type` | `none` or `fixed-delay` | `none` |
 //! | `restart-strategy.fixed-delay.attempts` | restarts before the job fails | `1` |
@@ -31,6 +32,10 @@ pub struct CheckpointConfig {
     /// Consecutive checkpoint failures tolerated; `None`: any number. Unlike Flink (whose
     /// default is 0), a job keeps running through failed checkpoints unless this is set.
     pub tolerable_failures: Option<u32>,
+    /// Incremental checkpoints: keyed state is written in key-group slices and a slice that
+    /// did not change since the last completed checkpoint is referenced, not rewritten
+    /// (`execution.checkpointing.incremental`). Default: `false`, as in Flink.
+    pub incremental: bool,
 }
 
 impl CheckpointConfig {
@@ -43,7 +48,13 @@ impl CheckpointConfig {
             dir: dir.into(),
             num_retained: 1,
             tolerable_failures: None,
+            incremental: false,
         }
+    }
+
+    pub fn with_incremental(mut self, incremental: bool) -> Self {
+        self.incremental = incremental;
+        self
     }
 
     pub fn with_tolerable_failures(mut self, failures: Option<u32>) -> Self {
@@ -84,6 +95,9 @@ impl CheckpointConfig {
                 "execution.checkpointing.dir" => dir = Some(local_dir(key, value)?),
                 "execution.checkpointing.num-retained" => {
                     config.num_retained = parse_count(key, value)?.max(1) as usize
+                }
+                "execution.checkpointing.incremental" => {
+                    config.incremental = parse_bool(key, value)?
                 }
                 "execution.checkpointing.tolerable-failed-checkpoints" => {
                     config.tolerable_failures =
@@ -226,6 +240,14 @@ fn parse_count(key: &str, value: &str) -> Result<u64> {
         .map_err(|_| config_error(key, value, "expected a non-negative integer"))
 }
 
+fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(config_error(key, value, "expected true or false")),
+    }
+}
+
 fn config_error(key: &str, value: &str, message: &str) -> Error {
     Error::Config {
         key: key.to_string(),
@@ -264,6 +286,7 @@ mod tests {
             ("execution.checkpointing.dir", "/tmp/chk"),
             ("execution.checkpointing.num-retained", "3"),
             ("execution.checkpointing.tolerable-failed-checkpoints", "2"),
+            ("execution.checkpointing.incremental", "true"),
             ("restart-strategy.type", "fixed-delay"),
             ("restart-strategy.fixed-delay.attempts", "2"),
             ("restart-strategy.fixed-delay.delay", "10 ms"),
@@ -272,6 +295,18 @@ mod tests {
         assert_eq!(config.interval, Duration::from_millis(50));
         assert_eq!(config.num_retained, 3);
         assert_eq!(config.tolerable_failures, Some(2));
+        assert!(config.incremental);
+        let err = CheckpointConfig::from_options([
+            ("execution.checkpointing.interval", "1 s"),
+            ("execution.checkpointing.dir", "/tmp/chk"),
+            ("execution.checkpointing.incremental", "yes"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("execution.checkpointing.incremental") && err.contains("yes"),
+            "{err}"
+        );
         assert_eq!(
             RestartStrategy::from_options(options).unwrap(),
             RestartStrategy::FixedDelay {

@@ -10,8 +10,13 @@ use serde::{Deserialize, Serialize};
 use crate::ids::CheckpointId;
 use crate::state::KeyGroupRange;
 
-/// Version of the metadata layout; a reader refuses versions it does not know.
-pub const METADATA_VERSION: u32 = 1;
+/// Version of the metadata layout; a reader refuses versions it does not know. Version 2
+/// added files shared between checkpoints ([`StateFile::shared`]); version 1 files read as
+/// version 2 files without shared files.
+pub const METADATA_VERSION: u32 = 2;
+
+/// Oldest metadata version a reader accepts.
+pub const OLDEST_METADATA_VERSION: u32 = 1;
 
 /// File name of the metadata inside `chk-<n>/`.
 pub const METADATA_FILE: &str = "_metadata";
@@ -31,6 +36,20 @@ pub struct CheckpointMetadata {
 }
 
 impl CheckpointMetadata {
+    /// Bytes of the state files this checkpoint wrote itself; the rest of
+    /// [`CheckpointMetadata::state_bytes`] is in files of earlier checkpoints it references.
+    pub fn written_bytes(&self) -> u64 {
+        self.written_files().map(|f| f.bytes).sum()
+    }
+
+    /// The state files this checkpoint wrote itself (not referenced from an earlier one).
+    pub fn written_files(&self) -> impl Iterator<Item = &StateFile> {
+        self.operators
+            .iter()
+            .flat_map(|o| &o.files)
+            .filter(|f| !f.shared || shared_file_checkpoint(&f.path) == Some(self.checkpoint_id))
+    }
+
     /// Total bytes of the state files.
     pub fn state_bytes(&self) -> u64 {
         self.operators
@@ -55,17 +74,34 @@ pub struct OperatorState {
     pub files: Vec<StateFile>,
 }
 
-/// One state table of one subtask, stored as an Arrow IPC file.
+/// One state table of one subtask, or one key-group slice of it, stored as an Arrow IPC file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateFile {
     /// The state table's name ([`crate::state::SnapshotTable::name`]).
     pub table: String,
-    /// Path relative to the checkpoint directory.
+    /// Path relative to the checkpoint directory, or for a shared file relative to the job
+    /// directory (`shared/<name>`).
     pub path: String,
+    /// The file is in the job's `shared/` directory and may be referenced by several
+    /// checkpoints (an incremental checkpoint's key-group slice); it is deleted once no
+    /// retained checkpoint references it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// The key groups of the slice the file holds (incremental checkpoints); `None`: all of
+    /// the subtask's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_groups: Option<KeyGroupRange>,
     /// xxh3-64 of the file's bytes, as 16 hex digits.
     pub checksum: String,
     pub bytes: u64,
     pub rows: u64,
+}
+
+/// The checkpoint that wrote the shared file named `path` (`…-chk<n>.arrow`).
+pub(crate) fn shared_file_checkpoint(path: &str) -> Option<CheckpointId> {
+    let stem = path.strip_suffix(".arrow")?;
+    let (_, id) = stem.rsplit_once("-chk")?;
+    id.parse().ok().map(CheckpointId)
 }
 
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
@@ -85,6 +121,15 @@ pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_file_names_carry_their_checkpoint() {
+        assert_eq!(
+            shared_file_checkpoint("shared/agg-0-groups-0a1b2c3d-kg4-5-chk12.arrow"),
+            Some(CheckpointId(12))
+        );
+        assert_eq!(shared_file_checkpoint("agg-0-groups-0a1b2c3d.arrow"), None);
+    }
 
     #[test]
     fn hex_round_trips() {

@@ -3,7 +3,21 @@
 //! ```text
 //! <dir>/<job-id>/chk-<n>/<vertex>-<subtask>-<table>.arrow   one Arrow IPC file per state table
 //! <dir>/<job-id>/chk-<n>/_metadata                           JSON, written last
+//! <dir>/<job-id>/shared/<vertex>-<subtask>-<table>-kg<a>-<b>-chk<n>.arrow
+//!                                         a key-group slice, shared by incremental checkpoints
 //! ```
+//!
+//! With incremental checkpoints (`execution.checkpointing.incremental`), a keyed table whose
+//! operator tracks its changes ([`crate::state::TableSlices`]) is written as one file per
+//! key-group slice into `shared/`, and only the slices that changed since the operator's
+//! base checkpoint are written: the others are referenced, i.e. the new `_metadata` lists the
+//! base's entry for them (path relative to the job directory, checksum, size). A shared file
+//! is deleted once no retained checkpoint references it: after retention drops old
+//! checkpoints, the references are recomputed from the `_metadata` files of the retained ones
+//! and every other file in `shared/` (written by a checkpoint not newer than the newest
+//! completed one) is removed. Nothing but the `_metadata` files is trusted, so a crash between
+//! any two steps leaves at worst an unreferenced file, which the next retention removes.
+//! Savepoints copy referenced files in and stay self-contained.
 //!
 //! State tables are written as **Arrow IPC** files (not Parquet): snapshots are already Arrow
 //! batches, IPC writes them without encoding work, reads them back zero-copy-friendly and keeps
@@ -21,16 +35,20 @@ use std::fs;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::UInt32Type;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use tracing::{debug, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::metadata::{
-    CheckpointMetadata, METADATA_FILE, METADATA_VERSION, OperatorState, StateFile, from_hex, to_hex,
+    CheckpointMetadata, METADATA_FILE, METADATA_VERSION, OLDEST_METADATA_VERSION, OperatorState,
+    StateFile, from_hex, shared_file_checkpoint, to_hex,
 };
 use crate::ids::{CheckpointId, JobId};
-use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot};
+use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot, TableSlices, slice_range};
 use crate::{Error, Result};
 
 /// What one subtask of one vertex contributes to a checkpoint, before it is written.
@@ -48,7 +66,11 @@ pub struct CheckpointStorage {
     job_id: JobId,
     job_dir: PathBuf,
     num_retained: usize,
+    incremental: bool,
 }
+
+/// The job directory's folder of files shared between checkpoints.
+const SHARED_DIR: &str = "shared";
 
 impl CheckpointStorage {
     pub fn new(dir: &Path, job_id: &JobId, num_retained: usize) -> Self {
@@ -56,7 +78,19 @@ impl CheckpointStorage {
             job_id: job_id.clone(),
             job_dir: dir.join(&job_id.0),
             num_retained: num_retained.max(1),
+            incremental: false,
         }
+    }
+
+    /// Writes keyed tables that come with [`TableSlices`] incrementally (see the module docs).
+    pub fn with_incremental(mut self, incremental: bool) -> Self {
+        self.incremental = incremental;
+        self
+    }
+
+    /// The directory of files shared between checkpoints.
+    pub fn shared_dir(&self) -> PathBuf {
+        self.job_dir.join(SHARED_DIR)
     }
 
     pub fn job_dir(&self) -> &Path {
@@ -81,8 +115,25 @@ impl CheckpointStorage {
         fs::create_dir_all(&dir).map_err(|e| Error::io("create checkpoint directory", &dir, e))?;
         let mut files = Vec::new();
         for table in &snapshot.state.tables {
-            if let Some(file) = write_table(&dir, &snapshot.vertex, snapshot.subtask, table)? {
-                files.push(file);
+            match (&table.slices, snapshot.state.key_groups) {
+                (Some(slices), Some(range)) if self.incremental => {
+                    self.write_slices(id, snapshot, range, table, slices, &mut files)?;
+                }
+                (Some(TableSlices { unchanged, .. }), _) if !unchanged.is_empty() => {
+                    return Err(Error::Internal(format!(
+                        "state table '{}' of {} subtask {} left unchanged key-group slices out, \
+                         but checkpoint {} is not incremental (a bug)",
+                        table.name, snapshot.vertex, snapshot.subtask, id.0
+                    )));
+                }
+                _ => {
+                    let name = file_name(&snapshot.vertex, snapshot.subtask, &table.name);
+                    let path = dir.join(&name);
+                    if let Some(mut file) = write_table(&path, &table.name, &table.batches)? {
+                        file.path = name;
+                        files.push(file);
+                    }
+                }
             }
         }
         Ok(OperatorState {
@@ -93,6 +144,111 @@ impl CheckpointStorage {
             sink_pre_commit: snapshot.state.sink_pre_commit.as_deref().map(to_hex),
             files,
         })
+    }
+
+    /// Writes the changed key-group slices of a keyed `table` into `shared/` and references
+    /// the unchanged ones from the base checkpoint.
+    fn write_slices(
+        &self,
+        id: CheckpointId,
+        snapshot: &SubtaskSnapshot,
+        range: KeyGroupRange,
+        table: &SnapshotTable,
+        slices: &TableSlices,
+        files: &mut Vec<StateFile>,
+    ) -> Result<()> {
+        let what = || {
+            format!(
+                "state table '{}' of {} subtask {} in checkpoint {}",
+                table.name, snapshot.vertex, snapshot.subtask, id.0
+            )
+        };
+        if slices.width == 0 {
+            return Err(Error::Internal(format!(
+                "{}: slice width 0 (a bug)",
+                what()
+            )));
+        }
+        if !slices.unchanged.is_empty() {
+            let base = slices.base.ok_or_else(|| {
+                Error::Internal(format!(
+                    "{}: unchanged slices without a base (a bug)",
+                    what()
+                ))
+            })?;
+            let metadata =
+                read_metadata(&self.checkpoint_dir(base)).map_err(|e| Error::Unavailable {
+                    what: what(),
+                    message: format!(
+                        "checkpoint {} that it builds on is gone ({e}); the next checkpoint \
+                         builds on a newer one",
+                        base.0
+                    ),
+                })?;
+            let base_state = metadata
+                .operators
+                .iter()
+                .find(|o| {
+                    o.vertex == snapshot.vertex
+                        && o.subtask == snapshot.subtask
+                        && o.key_groups == Some(range)
+                })
+                .ok_or_else(|| Error::Unavailable {
+                    what: what(),
+                    message: format!(
+                        "checkpoint {} holds no state of this subtask for key groups {}..{}",
+                        base.0, range.start, range.end
+                    ),
+                })?;
+            for &slice in &slices.unchanged {
+                let key_groups = slice_range(slice, slices.width, range);
+                for file in base_state
+                    .files
+                    .iter()
+                    .filter(|f| f.table == table.name && f.key_groups == Some(key_groups))
+                {
+                    let path = self.job_dir.join(&file.path);
+                    let present =
+                        file.shared && fs::metadata(&path).is_ok_and(|m| m.len() == file.bytes);
+                    if !present {
+                        return Err(Error::Unavailable {
+                            what: what(),
+                            message: format!(
+                                "the file {} of checkpoint {} it references is missing",
+                                path.display(),
+                                base.0
+                            ),
+                        });
+                    }
+                    files.push(file.clone());
+                }
+            }
+        }
+        let shared = self.shared_dir();
+        fs::create_dir_all(&shared)
+            .map_err(|e| Error::io("create shared state directory", &shared, e))?;
+        let stem = file_name(&snapshot.vertex, snapshot.subtask, &table.name);
+        let stem = stem.trim_end_matches(".arrow");
+        for (slice, batches) in partition_by_slice(table, range, slices.width, &what)? {
+            if slices.unchanged.contains(&slice) {
+                return Err(Error::Internal(format!(
+                    "{}: rows of slice {slice}, which is declared unchanged (a bug)",
+                    what()
+                )));
+            }
+            let key_groups = slice_range(slice, slices.width, range);
+            let name = format!(
+                "{stem}-kg{}-{}-chk{}.arrow",
+                key_groups.start, key_groups.end, id.0
+            );
+            if let Some(mut file) = write_table(&shared.join(&name), &table.name, &batches)? {
+                file.path = format!("{SHARED_DIR}/{name}");
+                file.shared = true;
+                file.key_groups = Some(key_groups);
+                files.push(file);
+            }
+        }
+        Ok(())
     }
 
     /// Completes a checkpoint: writes `_metadata` atomically, then drops checkpoints beyond
@@ -113,17 +269,29 @@ impl CheckpointStorage {
         let random = JobId::generate();
         let dir = root.join(format!("savepoint-{short}-{}", &random.0[..12]));
         fs::create_dir_all(&dir).map_err(|e| Error::io("create savepoint directory", &dir, e))?;
+        let mut metadata = metadata.clone();
         let result = (|| {
-            for file in metadata.operators.iter().flat_map(|o| &o.files) {
+            for file in metadata.operators.iter_mut().flat_map(|o| &mut o.files) {
+                if file.shared {
+                    // Referenced by other checkpoints: copied, and local to the savepoint.
+                    let name = file
+                        .path
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(&file.path)
+                        .to_string();
+                    let (from, to) = (self.job_dir.join(&file.path), dir.join(&name));
+                    copy_synced(&from, &to)?;
+                    file.path = name;
+                    file.shared = false;
+                    continue;
+                }
                 let (from, to) = (staged.join(&file.path), dir.join(&file.path));
                 if fs::rename(&from, &to).is_err() {
-                    fs::copy(&from, &to).map_err(|e| Error::io("copy state file", &from, e))?;
-                    fs::File::open(&to)
-                        .and_then(|f| f.sync_all())
-                        .map_err(|e| Error::io("sync state file", &to, e))?;
+                    copy_synced(&from, &to)?;
                 }
             }
-            write_metadata(&dir, metadata)
+            write_metadata(&dir, &metadata)
         })();
         self.discard(metadata.checkpoint_id);
         match result {
@@ -135,9 +303,13 @@ impl CheckpointStorage {
         }
     }
 
-    /// Removes the directory of a checkpoint that will not complete.
+    /// Removes the directory of a checkpoint that will not complete, or is no longer
+    /// retained. `_metadata` goes first, so a crash half-way leaves an incomplete checkpoint,
+    /// never a completed one with missing files. Shared files are left to
+    /// [`CheckpointStorage::collect_shared`].
     pub fn discard(&self, id: CheckpointId) {
         let dir = self.checkpoint_dir(id);
+        let _ = fs::remove_file(dir.join(METADATA_FILE));
         if dir.exists()
             && let Err(error) = fs::remove_dir_all(&dir)
         {
@@ -158,6 +330,58 @@ impl CheckpointStorage {
         if let Ok((_, incomplete)) = self.list() {
             for id in incomplete {
                 self.discard(id);
+            }
+        }
+        self.collect_shared(None);
+    }
+
+    /// Deletes the shared files that no completed checkpoint references, among those written
+    /// by checkpoints up to `up_to` (`None`: all; files of newer, still pending checkpoints
+    /// stay). The references come from the `_metadata` files alone; if one cannot be read,
+    /// nothing is deleted.
+    fn collect_shared(&self, up_to: Option<CheckpointId>) {
+        let shared = self.shared_dir();
+        let Ok(entries) = fs::read_dir(&shared) else {
+            return;
+        };
+        let Ok((completed, _)) = self.list() else {
+            return;
+        };
+        let mut referenced = std::collections::HashSet::new();
+        for id in completed {
+            match read_metadata(&self.checkpoint_dir(id)) {
+                Ok(metadata) => referenced.extend(
+                    metadata
+                        .operators
+                        .into_iter()
+                        .flat_map(|o| o.files)
+                        .filter(|f| f.shared)
+                        .map(|f| f.path),
+                ),
+                Err(error) => {
+                    warn!(job_id = %self.job_id, checkpoint_id = id.0, %error, "checkpoint metadata is unreadable; keeping all shared state files");
+                    return;
+                }
+            }
+        }
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(written_by) = shared_file_checkpoint(name) else {
+                continue;
+            };
+            if referenced.contains(&format!("{SHARED_DIR}/{name}"))
+                || up_to.is_some_and(|newest| written_by > newest)
+            {
+                continue;
+            }
+            debug!(
+                checkpoint_id = written_by.0,
+                file = name,
+                "removing an unreferenced shared state file"
+            );
+            if let Err(error) = fs::remove_file(entry.path()) {
+                warn!(path = %entry.path().display(), %error, "could not remove an unreferenced shared state file");
             }
         }
     }
@@ -209,6 +433,7 @@ impl CheckpointStorage {
             );
             self.discard(id);
         }
+        self.collect_shared(newest);
         Ok(())
     }
 
@@ -252,20 +477,19 @@ impl CheckpointStorage {
                 "no _metadata file: not a completed checkpoint or savepoint",
             ));
         }
-        let bytes = fs::read(&path).map_err(|e| Error::io("read metadata", &path, e))?;
-        let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::data(path.display().to_string(), e.to_string()))?;
-        if metadata.version != METADATA_VERSION {
-            return Err(Error::data(
-                path.display().to_string(),
-                format!("unknown metadata version {}", metadata.version),
-            ));
-        }
+        let metadata = read_metadata(dir)?;
+        // Shared files are named relative to the job directory, the checkpoint's parent.
+        let job_dir = dir.parent().unwrap_or(dir);
         let mut states = Vec::with_capacity(metadata.operators.len());
         for operator in &metadata.operators {
-            let mut tables = Vec::with_capacity(operator.files.len());
+            let mut tables: Vec<SnapshotTable> = Vec::new();
             for file in &operator.files {
-                tables.push(read_table(dir, file)?);
+                let read = read_table(if file.shared { job_dir } else { dir }, file)?;
+                // The slices of one table become one table again.
+                match tables.iter_mut().find(|t| t.name == read.name) {
+                    Some(table) => table.batches.extend(read.batches),
+                    None => tables.push(read),
+                }
             }
             let sink_pre_commit = match &operator.sink_pre_commit {
                 Some(hex) => Some(from_hex(hex).ok_or_else(|| {
@@ -286,6 +510,96 @@ impl CheckpointStorage {
         }
         Ok(RestoredCheckpoint { metadata, states })
     }
+}
+
+/// Reads and checks the version of `dir/_metadata`.
+fn read_metadata(dir: &Path) -> Result<CheckpointMetadata> {
+    let path = dir.join(METADATA_FILE);
+    let bytes = fs::read(&path).map_err(|e| Error::io("read metadata", &path, e))?;
+    let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::data(path.display().to_string(), e.to_string()))?;
+    if !(OLDEST_METADATA_VERSION..=METADATA_VERSION).contains(&metadata.version) {
+        return Err(Error::data(
+            path.display().to_string(),
+            format!("unknown metadata version {}", metadata.version),
+        ));
+    }
+    Ok(metadata)
+}
+
+/// Copies a state file and syncs the copy.
+fn copy_synced(from: &Path, to: &Path) -> Result<()> {
+    fs::copy(from, to).map_err(|e| Error::io("copy state file", from, e))?;
+    fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("sync state file", to, e))
+}
+
+/// Splits the rows of a keyed `table` by key-group slice (slices of `width` key groups within
+/// `range`): one counting sort over the `key_group` column and one `take` per batch, then a
+/// zero-copy slice per run. Returns the slices in order, each with its batches.
+fn partition_by_slice(
+    table: &SnapshotTable,
+    range: KeyGroupRange,
+    width: u32,
+    what: &dyn Fn() -> String,
+) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
+    let first_slice = range.start / width;
+    let slice_count = crate::state::slices_of(range, width).len();
+    let mut out: Vec<Vec<RecordBatch>> = vec![Vec::new(); slice_count];
+    let mut slice_of_row = Vec::new();
+    let mut indices = Vec::new();
+    for batch in &table.batches {
+        let key_groups = batch
+            .column_by_name("key_group")
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "{}: a sliced table without a UInt32 key_group column (a bug)",
+                    what()
+                ))
+            })?;
+        let mut counts = vec![0usize; slice_count + 1];
+        slice_of_row.clear();
+        for &kg in key_groups.values() {
+            if !range.contains(kg) {
+                return Err(Error::Internal(format!(
+                    "{}: a row of key group {kg}, outside the subtask's {}..{} (a bug)",
+                    what(),
+                    range.start,
+                    range.end
+                )));
+            }
+            let slice = (kg / width - first_slice) as usize;
+            slice_of_row.push(slice as u32);
+            counts[slice + 1] += 1;
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let offsets = counts.clone();
+        indices.clear();
+        indices.resize(batch.num_rows(), 0u32);
+        for (row, &slice) in slice_of_row.iter().enumerate() {
+            let at = &mut counts[slice as usize];
+            indices[*at] = row as u32;
+            *at += 1;
+        }
+        let sorted = take_record_batch(batch, &UInt32Array::from(std::mem::take(&mut indices)))
+            .map_err(|e| Error::arrow(what(), e))?;
+        for slice in 0..slice_count {
+            let (start, end) = (offsets[slice], offsets[slice + 1]);
+            if end > start {
+                out[slice].push(sorted.slice(start, end - start));
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .enumerate()
+        .filter(|(_, batches)| !batches.is_empty())
+        .map(|(i, batches)| (first_slice + i as u32, batches))
+        .collect())
 }
 
 /// Writes `_metadata` into `dir` atomically: a temporary file, synced, then renamed.
@@ -409,6 +723,7 @@ impl RestoredCheckpoint {
                     by_table
                         .entry(table.name.clone())
                         .or_insert_with(|| SnapshotTable {
+                            slices: None,
                             name: table.name.clone(),
                             batches: Vec::new(),
                         })
@@ -467,24 +782,23 @@ fn file_name(vertex: &str, subtask: u32, table: &str) -> String {
     )
 }
 
-fn write_table(
-    dir: &Path,
-    vertex: &str,
-    subtask: u32,
-    table: &SnapshotTable,
-) -> Result<Option<StateFile>> {
-    let Some(first) = table.batches.first() else {
+/// Writes `batches` of table `table` as one Arrow IPC file at `path`; the returned entry's
+/// `path` is the file name (callers adjust it).
+fn write_table(path: &Path, table: &str, batches: &[RecordBatch]) -> Result<Option<StateFile>> {
+    let Some(first) = batches.first() else {
         return Ok(None);
     };
-    let name = file_name(vertex, subtask, &table.name);
-    let path = dir.join(&name);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let context = || format!("checkpoint file {}", path.display());
     let mut buffer = Vec::new();
     let mut rows = 0u64;
     {
         let mut writer = FileWriter::try_new(&mut buffer, &first.schema())
             .map_err(|e| Error::arrow(context(), e))?;
-        for batch in &table.batches {
+        for batch in batches {
             rows += batch.num_rows() as u64;
             writer
                 .write(batch)
@@ -492,13 +806,15 @@ fn write_table(
         }
         writer.finish().map_err(|e| Error::arrow(context(), e))?;
     }
-    let mut file = fs::File::create(&path).map_err(|e| Error::io("create state file", &path, e))?;
+    let mut file = fs::File::create(path).map_err(|e| Error::io("create state file", path, e))?;
     file.write_all(&buffer)
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("write state file", &path, e))?;
+        .map_err(|e| Error::io("write state file", path, e))?;
     Ok(Some(StateFile {
-        table: table.name.clone(),
+        table: table.to_string(),
         path: name,
+        shared: false,
+        key_groups: None,
         checksum: format!("{:016x}", xxh3_64(&buffer)),
         bytes: buffer.len() as u64,
         rows,
@@ -527,6 +843,7 @@ fn read_table(dir: &Path, file: &StateFile) -> Result<SnapshotTable> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::arrow(format!("state file {}", path.display()), e))?;
     Ok(SnapshotTable {
+        slices: None,
         name: file.table.clone(),
         batches,
     })
@@ -563,6 +880,7 @@ mod tests {
             state: StateSnapshot {
                 key_groups: Some(KeyGroupRange { start: 0, end: 128 }),
                 tables: vec![SnapshotTable {
+                    slices: None,
                     name: "groups".into(),
                     batches: vec![batch],
                 }],
@@ -725,5 +1043,284 @@ mod tests {
         storage.discard_incomplete();
         assert!(!storage.checkpoint_dir(CheckpointId(3)).exists());
         assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
+    }
+}
+
+#[cfg(test)]
+mod incremental_tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    const RANGE: KeyGroupRange = KeyGroupRange { start: 0, end: 4 };
+
+    /// A keyed snapshot over key groups 0..4 (one slice each) holding `rows` (key group,
+    /// value), leaving the slices `unchanged` since `base` out.
+    fn sliced(rows: &[(u32, i64)], base: Option<u64>, unchanged: &[u32]) -> SubtaskSnapshot {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key_group", DataType::UInt32, false),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap();
+        SubtaskSnapshot {
+            vertex: "agg".into(),
+            subtask: 0,
+            source_position: None,
+            state: StateSnapshot {
+                key_groups: Some(RANGE),
+                tables: vec![SnapshotTable {
+                    name: "groups".into(),
+                    batches: vec![batch],
+                    slices: Some(TableSlices {
+                        width: 1,
+                        base: base.map(CheckpointId),
+                        unchanged: unchanged.to_vec(),
+                    }),
+                }],
+                sink_pre_commit: None,
+            },
+        }
+    }
+
+    fn complete(storage: &CheckpointStorage, id: u64, snapshot: &SubtaskSnapshot) -> Result<()> {
+        let id = CheckpointId(id);
+        let state = storage.write_subtask(id, snapshot)?;
+        storage.complete(&CheckpointMetadata {
+            version: METADATA_VERSION,
+            job_id: storage.job_id().0.clone(),
+            checkpoint_id: id,
+            trigger_timestamp_ms: 1,
+            completed_timestamp_ms: 2,
+            operators: vec![state],
+        })
+    }
+
+    /// The (key group, value) rows restored from `restored`, sorted.
+    fn rows(restored: &RestoredCheckpoint) -> Vec<(u32, i64)> {
+        let state = restored.operator_state("agg", 0, RANGE).unwrap();
+        assert_eq!(state.tables.len(), 1, "slices merge into one table");
+        let mut rows: Vec<(u32, i64)> = state.tables[0]
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let kg = b.column(0).as_primitive::<UInt32Type>().clone();
+                let v = b
+                    .column(1)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .clone();
+                (0..b.num_rows())
+                    .map(move |i| (kg.value(i), v.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    fn shared_files(storage: &CheckpointStorage) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(storage.shared_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn storage(dir: &Path, retained: usize) -> CheckpointStorage {
+        CheckpointStorage::new(dir, &JobId("job".into()), retained).with_incremental(true)
+    }
+
+    const FULL: &[(u32, i64)] = &[(0, 1), (1, 2), (1, 3), (2, 4), (3, 5)];
+
+    #[test]
+    fn unchanged_slices_are_referenced_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 2);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        // Only key group 1 changed: slices 0, 2 and 3 come from checkpoint 1.
+        complete(
+            &storage,
+            2,
+            &sliced(&[(1, 20), (1, 30)], Some(1), &[0, 2, 3]),
+        )
+        .unwrap();
+        let first = storage.load(CheckpointId(1)).unwrap();
+        let second = storage.load(CheckpointId(2)).unwrap();
+        assert_eq!(first.metadata.written_files().count(), 4);
+        assert_eq!(second.metadata.written_files().count(), 1);
+        assert!(second.metadata.written_bytes() < first.metadata.written_bytes());
+        assert_eq!(
+            second.metadata.state_bytes() - second.metadata.written_bytes(),
+            first.metadata.state_bytes() - first.metadata.operators[0].files[1].bytes
+        );
+        assert!(
+            second.metadata.operators[0]
+                .files
+                .iter()
+                .all(|f| f.shared && f.path.starts_with("shared/"))
+        );
+        assert_eq!(rows(&first), FULL);
+        assert_eq!(
+            rows(&second),
+            vec![(0, 1), (1, 20), (1, 30), (2, 4), (3, 5)]
+        );
+        // A slice that became empty is simply not written (nor referenced).
+        complete(&storage, 3, &sliced(&[], Some(2), &[1, 2, 3])).unwrap();
+        assert_eq!(
+            rows(&storage.load(CheckpointId(3)).unwrap()),
+            vec![(1, 20), (1, 30), (2, 4), (3, 5)]
+        );
+    }
+
+    #[test]
+    fn unreferenced_shared_files_are_deleted_after_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        assert_eq!(shared_files(&storage).len(), 4);
+        // Left behind by a crash after writing, and by a checkpoint still pending.
+        fs::write(
+            storage.shared_dir().join("agg-0-groups-0-kg0-1-chk1.arrow"),
+            b"x",
+        )
+        .unwrap();
+        fs::write(
+            storage.shared_dir().join("agg-0-groups-0-kg0-1-chk9.arrow"),
+            b"x",
+        )
+        .unwrap();
+        complete(&storage, 2, &sliced(&[(1, 20)], Some(1), &[0, 2, 3])).unwrap();
+        assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
+        let files = shared_files(&storage);
+        // Checkpoint 1's slice of key group 1 is replaced and gone; its other slices stay,
+        // referenced by checkpoint 2; the pending checkpoint's file stays.
+        assert_eq!(files.len(), 5, "{files:?}");
+        assert!(files.iter().any(|f| f.contains("-kg1-2-chk2")));
+        assert!(!files.iter().any(|f| f.contains("-kg1-2-chk1")));
+        assert!(files.iter().any(|f| f.ends_with("kg0-1-chk9.arrow")));
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.ends_with("groups-0-kg0-1-chk1.arrow"))
+        );
+        assert_eq!(
+            rows(&storage.load_latest().unwrap().unwrap()),
+            vec![(0, 1), (1, 20), (2, 4), (3, 5)]
+        );
+        // Once the job's tasks have stopped, nothing unreferenced stays.
+        storage.discard_incomplete();
+        assert_eq!(shared_files(&storage).len(), 4);
+    }
+
+    #[test]
+    fn corrupted_referenced_file_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 3);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        complete(&storage, 2, &sliced(&[(1, 20)], Some(1), &[0, 2, 3])).unwrap();
+        complete(&storage, 3, &sliced(&[(1, 21)], Some(2), &[0, 2, 3])).unwrap();
+        // Checkpoint 3's own file is corrupted: it falls back to checkpoint 2.
+        let own = storage.shared_dir().join(
+            shared_files(&storage)
+                .into_iter()
+                .find(|f| f.ends_with("chk3.arrow"))
+                .unwrap(),
+        );
+        let mut bytes = fs::read(&own).unwrap();
+        bytes[10] ^= 0xff;
+        fs::write(&own, bytes).unwrap();
+        let restored = storage.load_latest().unwrap().unwrap();
+        assert_eq!(restored.checkpoint_id(), CheckpointId(2));
+        // A file of checkpoint 1 that all three reference is truncated: none restores.
+        let referenced = storage.shared_dir().join(
+            shared_files(&storage)
+                .into_iter()
+                .find(|f| f.contains("-kg3-4-chk1"))
+                .unwrap(),
+        );
+        let bytes = fs::read(&referenced).unwrap();
+        fs::write(&referenced, &bytes[..bytes.len() - 1]).unwrap();
+        let error = storage.load(CheckpointId(2)).unwrap_err().to_string();
+        assert!(
+            error.contains("corrupted") && error.contains("kg3-4-chk1"),
+            "{error}"
+        );
+        assert!(storage.load_latest().unwrap().is_none());
+        // A new checkpoint does not build on the damaged file.
+        let error = complete(&storage, 4, &sliced(&[], Some(3), &[0, 2, 3]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("missing"), "{error}");
+    }
+
+    #[test]
+    fn a_gone_base_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        complete(&storage, 2, &sliced(FULL, None, &[])).unwrap();
+        let error = complete(&storage, 3, &sliced(&[], Some(1), &[0, 1, 2, 3]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("checkpoint 1 that it builds on is gone"),
+            "{error}"
+        );
+        assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
+    }
+
+    #[test]
+    fn savepoint_copies_referenced_files_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path(), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        let id = CheckpointId(2);
+        let state = storage
+            .write_subtask(id, &sliced(&[(2, 40)], Some(1), &[0, 1, 3]))
+            .unwrap();
+        let metadata = CheckpointMetadata {
+            version: METADATA_VERSION,
+            job_id: "job".into(),
+            checkpoint_id: id,
+            trigger_timestamp_ms: 1,
+            completed_timestamp_ms: 2,
+            operators: vec![state],
+        };
+        let root = tempfile::tempdir().unwrap();
+        let savepoint = storage.write_savepoint(&metadata, root.path()).unwrap();
+        fs::remove_dir_all(storage.job_dir()).unwrap();
+        let restored = CheckpointStorage::load_dir(&savepoint).unwrap();
+        assert!(
+            restored.metadata.operators[0]
+                .files
+                .iter()
+                .all(|f| !f.shared)
+        );
+        assert_eq!(
+            rows(&restored),
+            vec![(0, 1), (1, 2), (1, 3), (2, 40), (3, 5)]
+        );
+    }
+
+    #[test]
+    fn without_incremental_a_sliced_table_is_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(dir.path(), &JobId("job".into()), 1);
+        complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
+        let restored = storage.load_latest().unwrap().unwrap();
+        assert_eq!(restored.metadata.operators[0].files.len(), 1);
+        assert!(!storage.shared_dir().exists());
+        assert_eq!(rows(&restored), FULL);
+        assert!(complete(&storage, 2, &sliced(&[], Some(1), &[0])).is_err());
     }
 }

@@ -54,6 +54,10 @@ pub struct OperatorContext {
     /// One schema per input index.
     pub input_schemas: Vec<SchemaRef>,
     pub output_schema: SchemaRef,
+    /// Checkpoints are incremental (`execution.checkpointing.incremental`): keyed operators
+    /// that track their changes leave key-group slices unchanged since the last completed
+    /// checkpoint out of their snapshots ([`crate::state::ChangeTracker`]).
+    pub incremental_checkpoints: bool,
 }
 
 /// Where an operator puts what it produces. The chain driver drains it into the next operator

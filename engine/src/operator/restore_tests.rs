@@ -60,6 +60,7 @@ impl Subject {
         (0..parallelism)
             .map(|subtask| {
                 let ctx = OperatorContext {
+                    incremental_checkpoints: false,
                     vertex: "under test".into(),
                     subtask: SubtaskIndex(subtask),
                     parallelism,
@@ -225,6 +226,7 @@ fn through_ipc(snapshot: StateSnapshot) -> StateSnapshot {
                 .collect::<Result<Vec<_>, _>>()
                 .expect("read");
             SnapshotTable {
+                slices: None,
                 name: table.name,
                 batches,
             }
@@ -245,6 +247,7 @@ fn gather(snapshots: &[StateSnapshot], owned: KeyGroupRange) -> StateSnapshot {
             tables
                 .entry(table.name.clone())
                 .or_insert_with(|| SnapshotTable {
+                    slices: None,
                     name: table.name.clone(),
                     batches: Vec::new(),
                 })
@@ -483,6 +486,7 @@ fn window_restore_rejects_a_malformed_table() {
     let snapshot = StateSnapshot {
         key_groups: Some(KeyGroupRange::for_subtask(MAX_PARALLELISM, 1, 0)),
         tables: vec![SnapshotTable {
+            slices: None,
             name: "slices".into(),
             batches: vec![bogus],
         }],

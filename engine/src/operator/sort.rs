@@ -317,10 +317,12 @@ impl Operator for Sort {
             key_groups: None,
             tables: vec![
                 SnapshotTable {
+                    slices: None,
                     name: ROWS_TABLE.into(),
                     batches: self.buffered.clone(),
                 },
                 SnapshotTable {
+                    slices: None,
                     name: PROGRESS_TABLE.into(),
                     batches: vec![progress],
                 },

@@ -352,6 +352,7 @@ impl Worker {
                                 checkpoint_id = id.0,
                                 duration_ms = duration.as_millis() as u64,
                                 state_bytes,
+                                written_bytes = metadata.written_bytes(),
                                 "checkpoint completed"
                             );
                             self.report.completed += 1;

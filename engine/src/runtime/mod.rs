@@ -201,11 +201,9 @@ impl LocalRuntime {
         crate::alloc::tune();
         let job_id = JobId::generate();
         let started = Instant::now();
-        let storage = self
-            .config
-            .checkpointing
-            .as_ref()
-            .map(|c| CheckpointStorage::new(&c.dir, &job_id, c.num_retained));
+        let storage = self.config.checkpointing.as_ref().map(|c| {
+            CheckpointStorage::new(&c.dir, &job_id, c.num_retained).with_incremental(c.incremental)
+        });
         let initial = match &self.config.initial_restore {
             Some(dir) => {
                 let restored = CheckpointStorage::load_dir(dir)?;
@@ -602,6 +600,7 @@ fn build_task(
     for &id in operator_vertices {
         let vertex = graph.vertex(id);
         let context = OperatorContext {
+            incremental_checkpoints: config.checkpointing.as_ref().is_some_and(|c| c.incremental),
             vertex: vertex.name.clone(),
             subtask,
             parallelism: vertex.parallelism,

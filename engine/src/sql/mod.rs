@@ -178,6 +178,7 @@ const CHECKPOINT_KEYS: &[&str] = &[
     "execution.checkpointing.min-pause",
     "execution.checkpointing.dir",
     "execution.checkpointing.num-retained",
+    "execution.checkpointing.incremental",
 ];
 
 /// Flink 1.x names accepted as aliases of the 2.x checkpoint keys.
@@ -186,6 +187,10 @@ const CHECKPOINT_ALIASES: &[(&str, &str)] = &[
     (
         "state.checkpoints.num-retained",
         "execution.checkpointing.num-retained",
+    ),
+    (
+        "state.backend.incremental",
+        "execution.checkpointing.incremental",
     ),
 ];
 
@@ -1374,6 +1379,20 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("did you mean 'execution.checkpointing.interval'"),
+            "{err}"
+        );
+        assert!(!checkpoints.incremental);
+        session
+            .execute("SET 'execution.checkpointing.incremental' = 'true';")
+            .unwrap();
+        let checkpoints = session.runtime_config().unwrap().checkpointing.unwrap();
+        assert!(checkpoints.incremental);
+        let err = session
+            .execute("SET 'state.backend.incremental' = 'on';")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("execution.checkpointing.incremental"),
             "{err}"
         );
     }

@@ -42,7 +42,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{KeyGroupRange, SnapshotTable, StateSnapshot, hash_columns, key_group_of_hash};
+use super::{
+    ChangeTracker, KeyGroupOwnership, KeyGroupRange, SliceSelection, SliceSet, SnapshotTable,
+    StateSnapshot, TouchedIds, hash_columns, key_group_of_hash, slices_of,
+};
+use crate::ids::CheckpointId;
 use crate::{Error, Result};
 
 /// The dense id of a key within one [`KeyedStateBackend`] (0, 1, 2, … in order of first
@@ -432,6 +436,12 @@ pub struct KeyedStateBackend {
     max_parallelism: u32,
     key_groups: KeyGroupRange,
     states: Vec<Box<dyn StateTable>>,
+    /// Incremental checkpoints ([`KeyedStateBackend::with_incremental_checkpoints`]): the
+    /// slices changed since the last completed checkpoint, the keys whose state changed since
+    /// the last snapshot, and whether a whole column was handed out for writing since then.
+    changes: Option<ChangeTracker>,
+    touched: TouchedIds,
+    touched_all: bool,
     // Scratch reused across batches.
     hashes: Vec<u64>,
 }
@@ -475,8 +485,64 @@ impl KeyedStateBackend {
             max_parallelism: max_parallelism.max(1),
             key_groups,
             states: Vec::new(),
+            changes: None,
+            touched: TouchedIds::default(),
+            touched_all: false,
             hashes: Vec::new(),
         })
+    }
+
+    /// Tracks which keys change, so that [`KeyedStateBackend::snapshot_for`] leaves the
+    /// key-group slices unchanged since the last completed checkpoint out.
+    pub fn with_incremental_checkpoints(mut self, incremental: bool) -> Self {
+        self.changes = incremental.then(|| {
+            ChangeTracker::new(
+                KeyGroupOwnership {
+                    range: self.key_groups,
+                    max_parallelism: self.max_parallelism,
+                },
+                true,
+            )
+        });
+        self
+    }
+
+    /// Records that the state of `key` changed (incremental checkpoints only).
+    #[inline]
+    fn touch(&mut self, key: KeyId) {
+        if self.changes.is_some() {
+            self.touched.mark(key.0);
+        }
+    }
+
+    /// The snapshot for checkpoint `checkpoint`: with incremental checkpoints only the rows of
+    /// the key-group slices changed since the last completed checkpoint, the others marked as
+    /// unchanged; else every row of the owned key groups.
+    pub fn snapshot_for(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        let Some(changes) = &mut self.changes else {
+            return self.snapshot(self.key_groups);
+        };
+        let dirty = if std::mem::take(&mut self.touched_all) {
+            self.touched.clear();
+            let mut all = SliceSet::default();
+            for slice in slices_of(self.key_groups, changes.slice_width()) {
+                all.insert(slice);
+            }
+            all
+        } else {
+            let keys = &self.keys;
+            self.touched
+                .take_slices(changes, |key| keys.key_group(KeyId(key)))
+        };
+        let selection = changes.snapshot(checkpoint, dirty);
+        self.snapshot_selected(self.key_groups, Some(&selection))
+    }
+
+    /// Checkpoint `checkpoint` completed (see [`ChangeTracker::notify_complete`]).
+    pub fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) {
+        if let Some(changes) = &mut self.changes {
+            changes.notify_complete(checkpoint);
+        }
     }
 
     /// The key groups this backend owns.
@@ -653,6 +719,7 @@ impl KeyedStateBackend {
             values.resize(key.index() + 1, None);
         }
         values[key.index()] = Some(value);
+        self.touch(key);
     }
 
     /// Clears the value of `key`, returning it.
@@ -660,6 +727,7 @@ impl KeyedStateBackend {
     where
         T: Clone + Serialize + DeserializeOwned + Send + 'static,
     {
+        self.touch(key);
         self.table_mut::<ValueTable<T>>(state.slot)
             .values
             .get_mut(key.index())
@@ -687,6 +755,7 @@ impl KeyedStateBackend {
             lists.resize_with(key.index() + 1, Vec::new);
         }
         lists[key.index()].push(value);
+        self.touch(key);
     }
 
     /// Removes and returns the list of `key`.
@@ -694,6 +763,7 @@ impl KeyedStateBackend {
     where
         T: Clone + Serialize + DeserializeOwned + Send + 'static,
     {
+        self.touch(key);
         self.table_mut::<ListTable<T>>(state.slot)
             .lists
             .get_mut(key.index())
@@ -716,6 +786,7 @@ impl KeyedStateBackend {
         K: Ord + Clone + Serialize + DeserializeOwned + Send + 'static,
         V: Clone + Serialize + DeserializeOwned + Send + 'static,
     {
+        self.touch(key);
         self.table_mut::<MapTable<K, V>>(state.slot)
             .maps
             .entry(key)
@@ -728,6 +799,7 @@ impl KeyedStateBackend {
         K: Ord + Clone + Serialize + DeserializeOwned + Send + 'static,
         V: Clone + Serialize + DeserializeOwned + Send + 'static,
     {
+        self.touch(key);
         self.table_mut::<MapTable<K, V>>(state.slot)
             .maps
             .remove(&key);
@@ -740,6 +812,8 @@ impl KeyedStateBackend {
         state: &ColumnState<T>,
     ) -> &mut [T::Native] {
         let keys = self.keys.len();
+        // Any key may change through the column.
+        self.touched_all = self.changes.is_some();
         let table = self.table_mut::<ColumnTable<T>>(state.slot);
         if table.values.len() < keys {
             table.values.resize(keys, table.default);
@@ -756,12 +830,25 @@ impl KeyedStateBackend {
     /// One table per state, named after it, holding the keys of `range` that have state,
     /// in key-id order.
     pub fn snapshot(&self, range: KeyGroupRange) -> Result<StateSnapshot> {
+        self.snapshot_selected(range, None)
+    }
+
+    /// [`KeyedStateBackend::snapshot`] of the keys in `range` whose slice `selection`
+    /// includes (all without a selection).
+    fn snapshot_selected(
+        &self,
+        range: KeyGroupRange,
+        selection: Option<&SliceSelection>,
+    ) -> Result<StateSnapshot> {
         let mut tables = Vec::with_capacity(self.states.len());
         for state in &self.states {
             let keys: Vec<KeyId> = state
                 .keys_with_state()
                 .into_iter()
-                .filter(|&k| range.contains(self.keys.key_group(k)))
+                .filter(|&k| {
+                    let key_group = self.keys.key_group(k);
+                    range.contains(key_group) && selection.is_none_or(|s| s.includes(key_group))
+                })
                 .collect();
             let key_groups =
                 UInt32Array::from_iter_values(keys.iter().map(|&k| self.keys.key_group(k)));
@@ -773,6 +860,7 @@ impl KeyedStateBackend {
             )
             .map_err(|e| Error::arrow(format!("snapshot of keyed state '{}'", state.name()), e))?;
             tables.push(SnapshotTable {
+                slices: selection.and_then(SliceSelection::table_slices),
                 name: state.name().to_string(),
                 batches: vec![batch],
             });
@@ -788,6 +876,10 @@ impl KeyedStateBackend {
     /// is left unchanged). Every state table must be registered first; tables that are not
     /// keyed state of this backend (e.g. `timers`) are skipped.
     pub fn restore(&mut self, snapshot: &StateSnapshot, owned: KeyGroupRange) -> Result<()> {
+        if let Some(changes) = &mut self.changes {
+            changes.reset();
+        }
+        self.touched.clear();
         for table in &snapshot.tables {
             let Some(slot) = self.states.iter().position(|s| s.name() == table.name) else {
                 continue;
@@ -884,6 +976,47 @@ mod tests {
         assert_eq!(b.clear_value(&value, keys[1]).as_deref(), Some("row 1"));
         assert_eq!(b.value(&value, keys[1]), None);
         assert!(b.state_bytes() > 0);
+    }
+
+    #[test]
+    fn incremental_snapshots_hold_only_changed_slices() {
+        let full = KeyGroupRange { start: 0, end: 128 };
+        let mut b = backend(full).with_incremental_checkpoints(true);
+        let value = b.value_state::<i64>("v").unwrap();
+        let keys: Vec<i64> = (0..1000).collect();
+        let key_ids = ids(&mut b, keys.clone());
+        for (&k, &id) in keys.iter().zip(&key_ids) {
+            b.set_value(&value, id, k);
+        }
+        let rows = |s: &StateSnapshot| s.tables[0].batches[0].num_rows();
+        let first = b.snapshot_for(CheckpointId(1)).unwrap();
+        assert_eq!(rows(&first), 1000);
+        assert_eq!(first.tables[0].slices.as_ref().unwrap().base, None);
+        b.notify_checkpoint_complete(CheckpointId(1));
+        // One key changes: only the keys of its key group are written, the rest referenced.
+        b.set_value(&value, key_ids[7], 70);
+        let second = b.snapshot_for(CheckpointId(2)).unwrap();
+        let slices = second.tables[0].slices.clone().unwrap();
+        assert_eq!(slices.base, Some(CheckpointId(1)));
+        assert_eq!(slices.unchanged.len(), 127);
+        let written = rows(&second);
+        assert!((1..30).contains(&written), "{written} rows");
+        b.notify_checkpoint_complete(CheckpointId(2));
+        // Nothing changed: nothing written.
+        assert_eq!(rows(&b.snapshot_for(CheckpointId(3)).unwrap()), 0);
+        // A column handed out for writing may change any key.
+        let column = b.column_state::<Int64Type>("c", 0).unwrap();
+        b.column_mut(&column)[0] = 1;
+        let fourth = b.snapshot_for(CheckpointId(4)).unwrap();
+        assert_eq!(rows(&fourth), 1000);
+        assert!(
+            fourth.tables[0]
+                .slices
+                .as_ref()
+                .unwrap()
+                .unchanged
+                .is_empty()
+        );
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! dense key id. State is snapshotted per key-group range ([`StateSnapshot`]), which is what
 //! lets a job restore at a different parallelism.
 
+mod incremental;
 mod key_group;
 mod keyed;
 mod snapshot;
 
+pub use incremental::{
+    ChangeTracker, MAX_SLICES, SliceSelection, SliceSet, TableSlices, TouchedIds, slice_range,
+    slice_width, slices_of,
+};
 pub use key_group::{
     KeyGroupOwnership, KeyGroupRange, hash_columns, key_group_of_hash, subtask_for_key_group,
 };

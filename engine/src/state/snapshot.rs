@@ -6,13 +6,28 @@
 
 use arrow::record_batch::RecordBatch;
 
-use super::KeyGroupRange;
+use super::{KeyGroupRange, TableSlices};
 
 /// One named table of an operator's state.
 #[derive(Debug, Clone)]
 pub struct SnapshotTable {
     pub name: String,
     pub batches: Vec<RecordBatch>,
+    /// For a keyed table (with a `key_group` column) of an operator that tracks its changes:
+    /// how it is cut into key-group slices for an incremental checkpoint, and which slices
+    /// are left out of `batches` because they did not change. `None`: one file, all rows.
+    pub slices: Option<TableSlices>,
+}
+
+impl SnapshotTable {
+    /// A table written whole, as one file.
+    pub fn new(name: impl Into<String>, batches: Vec<RecordBatch>) -> Self {
+        SnapshotTable {
+            name: name.into(),
+            batches,
+            slices: None,
+        }
+    }
 }
 
 /// Everything an operator needs to resume where it was.

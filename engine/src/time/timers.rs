@@ -173,6 +173,7 @@ impl TimerService {
         )
         .map_err(|e| Error::arrow("snapshot of timers", e))?;
         Ok(SnapshotTable {
+            slices: None,
             name: TIMERS_TABLE.to_string(),
             batches: vec![batch],
         })

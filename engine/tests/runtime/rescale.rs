@@ -138,6 +138,16 @@ pub fn newest_completed_checkpoint(root: &Path) -> Option<PathBuf> {
 /// Runs at `before` until a checkpoint past the start completes, cancels, restores that
 /// checkpoint at `after`, and compares the output with an uninterrupted run.
 fn stop_and_restore_at_another_parallelism(source: (SourceSpec, &str), before: u32, after: u32) {
+    stop_and_restore_at_another_parallelism_with(source, before, after, false);
+}
+
+/// [`stop_and_restore_at_another_parallelism`] with incremental checkpoints on or off.
+fn stop_and_restore_at_another_parallelism_with(
+    source: (SourceSpec, &str),
+    before: u32,
+    after: u32,
+    incremental: bool,
+) {
     let dir = tempfile::tempdir().unwrap();
     let expected_dir = dir.path().join("expected");
     let (env, stream) = job(&source, 1, &expected_dir);
@@ -153,7 +163,9 @@ fn stop_and_restore_at_another_parallelism(source: (SourceSpec, &str), before: u
     let (env, stream) = job(&source, before, &out);
     let (graph, _) = stream.build().unwrap();
     let config = RuntimeConfig::default().with_checkpointing(Some(
-        CheckpointConfig::new(Duration::from_millis(30), &checkpoints).with_num_retained(3),
+        CheckpointConfig::new(Duration::from_millis(30), &checkpoints)
+            .with_num_retained(3)
+            .with_incremental(incremental),
     ));
     let handle = runtime(config).submit(&graph, &env).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -189,6 +201,10 @@ fn stop_and_restore_at_another_parallelism(source: (SourceSpec, &str), before: u
         })
         .collect();
     assert_eq!(positions.len(), 128, "a position per split");
+    if incremental {
+        let files = || restored.metadata.operators.iter().flat_map(|o| &o.files);
+        assert!(files().any(|f| f.shared), "no shared slice files");
+    }
     assert!(positions.iter().any(|&p| p > 0), "{positions:?}");
 
     let (env, stream) = job(&source, after, &out);
@@ -218,6 +234,11 @@ fn datagen_count_restores_from_parallelism_4_at_2() {
 #[test]
 fn nexmark_count_restores_from_parallelism_4_at_2() {
     stop_and_restore_at_another_parallelism(nexmark_bids(), 4, 2);
+}
+
+#[test]
+fn incremental_checkpoint_restores_from_parallelism_4_at_3() {
+    stop_and_restore_at_another_parallelism_with(nexmark_bids(), 4, 3, true);
 }
 
 #[test]

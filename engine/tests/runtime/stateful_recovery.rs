@@ -136,6 +136,17 @@ fn recovers_exactly_once(
     vertex: &str,
     build: impl Fn(&StreamEnvironment, Failure),
 ) -> Rows {
+    recovers_exactly_once_with(job, vertex, false, build)
+}
+
+/// [`recovers_exactly_once`], with incremental checkpoints on or off; on, the operator's
+/// keyed state must be in shared key-group slice files.
+fn recovers_exactly_once_with(
+    job: &str,
+    vertex: &str,
+    incremental: bool,
+    build: impl Fn(&StreamEnvironment, Failure),
+) -> Rows {
     let run = |runtime: &LocalRuntime, failure: Failure| -> (JobResult, Rows) {
         let env = StreamEnvironment::new(job).with_parallelism(2);
         build(&env, failure);
@@ -146,7 +157,9 @@ fn recovers_exactly_once(
     assert!(expected.values().all(|&n| n > 0), "negative multiplicity");
 
     let dir = tempfile::tempdir().unwrap();
-    let config = CheckpointConfig::new(Duration::from_millis(50), dir.path()).with_num_retained(2);
+    let config = CheckpointConfig::new(Duration::from_millis(50), dir.path())
+        .with_num_retained(2)
+        .with_incremental(incremental);
     let failed = Arc::new(AtomicBool::new(false));
     let (result, actual) = run(
         &runtime(Some(config)),
@@ -193,66 +206,96 @@ fn recovers_exactly_once(
             .map(|o| &o.vertex)
             .collect::<Vec<_>>()
     );
+    if incremental {
+        assert!(
+            latest
+                .metadata
+                .operators
+                .iter()
+                .filter(|o| o.vertex.contains(vertex))
+                .flat_map(|o| &o.files)
+                .any(|f| f.shared && f.key_groups.is_some()),
+            "no shared slice files of {vertex}"
+        );
+    }
     expected
 }
 
 #[test]
 fn window_aggregation_recovers_from_a_failure_exactly_once() {
-    let rows = recovers_exactly_once("windowed-bids", "windows", |env, failure| {
-        let bids = nexmark(env, "bids", NexmarkTable::Bid);
-        let call = |function, input: Option<&str>, output: &str| AggregateCall {
-            function,
-            input: input.map(str::to_string),
-            output: output.to_string(),
-        };
-        fail_once(&bids, NexmarkTable::Bid, failure)
-            .key_by(["auction"])
-            .window(
-                WindowKind::hopping(2_000, 500),
-                WindowTime::EventTime {
-                    column: "dateTime".into(),
-                },
-            )
-            .aggregate(vec![
-                call(AggregateFunction::Count, None, "n"),
-                call(AggregateFunction::Sum, Some("price"), "total"),
-                call(AggregateFunction::Max, Some("price"), "max_price"),
-                call(AggregateFunction::Min, Some("channel"), "min_channel"),
-                call(AggregateFunction::CountDistinct, Some("bidder"), "bidders"),
-            ])
-            .unwrap()
-            .name("windows")
-            .unwrap()
-            .collect("out")
-            .unwrap();
-    });
+    let rows = recovers_exactly_once("windowed-bids", "windows", hopping_windows);
     assert!(rows.len() > 1_000, "{} window results", rows.len());
 }
 
 #[test]
+fn window_aggregation_recovers_from_incremental_checkpoints() {
+    let rows = recovers_exactly_once_with("windowed-bids", "windows", true, hopping_windows);
+    assert!(rows.len() > 1_000, "{} window results", rows.len());
+}
+
+/// Hopping windows over bids per auction, with several aggregates.
+fn hopping_windows(env: &StreamEnvironment, failure: Failure) {
+    let bids = nexmark(env, "bids", NexmarkTable::Bid);
+    let call = |function, input: Option<&str>, output: &str| AggregateCall {
+        function,
+        input: input.map(str::to_string),
+        output: output.to_string(),
+    };
+    fail_once(&bids, NexmarkTable::Bid, failure)
+        .key_by(["auction"])
+        .window(
+            WindowKind::hopping(2_000, 500),
+            WindowTime::EventTime {
+                column: "dateTime".into(),
+            },
+        )
+        .aggregate(vec![
+            call(AggregateFunction::Count, None, "n"),
+            call(AggregateFunction::Sum, Some("price"), "total"),
+            call(AggregateFunction::Max, Some("price"), "max_price"),
+            call(AggregateFunction::Min, Some("channel"), "min_channel"),
+            call(AggregateFunction::CountDistinct, Some("bidder"), "bidders"),
+        ])
+        .unwrap()
+        .name("windows")
+        .unwrap()
+        .collect("out")
+        .unwrap();
+}
+
+#[test]
 fn session_windows_recover_from_a_failure_exactly_once() {
-    let rows = recovers_exactly_once("sessions", "sessions", |env, failure| {
-        let bids = nexmark(env, "bids", NexmarkTable::Bid);
-        fail_once(&bids, NexmarkTable::Bid, failure)
-            .key_by(["bidder"])
-            .window(
-                WindowKind::session(300),
-                WindowTime::EventTime {
-                    column: "dateTime".into(),
-                },
-            )
-            .aggregate(vec![AggregateCall {
-                function: AggregateFunction::Count,
-                input: None,
-                output: "n".into(),
-            }])
-            .unwrap()
-            .name("sessions")
-            .unwrap()
-            .collect("out")
-            .unwrap();
-    });
+    let rows = recovers_exactly_once("sessions", "sessions", sessions);
     assert!(rows.len() > 1_000, "{} sessions", rows.len());
+}
+
+#[test]
+fn session_windows_recover_from_incremental_checkpoints() {
+    let rows = recovers_exactly_once_with("sessions", "sessions", true, sessions);
+    assert!(rows.len() > 1_000, "{} sessions", rows.len());
+}
+
+/// Session windows over bids per bidder.
+fn sessions(env: &StreamEnvironment, failure: Failure) {
+    let bids = nexmark(env, "bids", NexmarkTable::Bid);
+    fail_once(&bids, NexmarkTable::Bid, failure)
+        .key_by(["bidder"])
+        .window(
+            WindowKind::session(300),
+            WindowTime::EventTime {
+                column: "dateTime".into(),
+            },
+        )
+        .aggregate(vec![AggregateCall {
+            function: AggregateFunction::Count,
+            input: None,
+            output: "n".into(),
+        }])
+        .unwrap()
+        .name("sessions")
+        .unwrap()
+        .collect("out")
+        .unwrap();
 }
 
 #[test]

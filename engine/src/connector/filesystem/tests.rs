@@ -137,6 +137,7 @@ fn typed_batch(with_string_nulls: bool) -> Result<RecordBatch> {
 
 fn context(schema: SchemaRef, subtask: u32, parallelism: u32) -> OperatorContext {
     OperatorContext {
+        incremental_checkpoints: false,
         vertex: "sink".into(),
         subtask: SubtaskIndex(subtask),
         parallelism,

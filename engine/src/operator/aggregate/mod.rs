@@ -11,6 +11,11 @@
 //! parallelism keeps the groups of the key groups it owns. Every built-in aggregate function
 //! snapshots its state (COUNT DISTINCT as a list of its row-encoded values).
 //!
+//! With incremental checkpoints the operator marks the groups each batch touches (one bit per
+//! group) and a snapshot holds only the groups of key-group slices changed since the last
+//! completed checkpoint ([`ChangeTracker`]); each group's key group is computed once, at the
+//! first snapshot after the group appeared.
+//!
 //! Over an updating input (a `_row_kind` column) the operator retracts: see [`retract`].
 //!
 //! Emission follows [`EmitMode`]: `Final` emits one row per group at end of input; `Changelog`
@@ -33,7 +38,10 @@ use crate::element::RowKind;
 use crate::graph::{EmitMode, KeyedAggregateSpec};
 use crate::ids::CheckpointId;
 use crate::runtime::OperatorMetrics;
-use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot, hash_columns, key_group_of_hash};
+use crate::state::{
+    ChangeTracker, KeyGroupOwnership, KeyGroupRange, SnapshotTable, StateSnapshot, TouchedIds,
+    hash_columns, key_group_of_hash,
+};
 use crate::{Error, Result};
 
 pub(crate) use accumulators::{Accumulator, accumulators_for};
@@ -63,6 +71,12 @@ pub struct KeyedAggregate {
     key_groups: Option<(KeyGroupRange, u32)>,
     /// Over an updating input (a `_row_kind` column): the retracting accumulators.
     retracting: Option<retract::Retracting>,
+    /// The key group of each group, filled in by snapshots for groups added since the last.
+    group_key_groups: Vec<u32>,
+    /// Incremental checkpoints: the slices changed since the last completed checkpoint, and
+    /// one bit per group touched since the last snapshot.
+    changes: Option<ChangeTracker>,
+    touched: TouchedIds,
 }
 
 impl KeyedAggregate {
@@ -120,6 +134,9 @@ impl KeyedAggregate {
             batch_number: 0,
             key_groups: None,
             retracting,
+            group_key_groups: Vec::new(),
+            changes: None,
+            touched: TouchedIds::default(),
         })
     }
 
@@ -162,24 +179,61 @@ impl KeyedAggregate {
 impl Operator for KeyedAggregate {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.key_groups = Some((ctx.key_groups, ctx.max_parallelism));
+        self.changes = Some(ChangeTracker::new(
+            KeyGroupOwnership {
+                range: ctx.key_groups,
+                max_parallelism: ctx.max_parallelism,
+            },
+            ctx.incremental_checkpoints,
+        ));
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        if let Some(changes) = &mut self.changes {
+            changes.notify_complete(checkpoint);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
         if self.retracting.is_some() {
             return Err(retract::unsupported_checkpoint());
         }
         let (range, max_parallelism) = self
             .key_groups
             .ok_or_else(|| Error::Internal("keyed aggregate snapshotted before open".into()))?;
-        let groups: Vec<u32> = (0..self.groups.len() as u32).collect();
-        let keys = self.key_columns(&groups)?;
-        let mut hashes = Vec::with_capacity(groups.len());
-        hash_columns(&keys, &mut hashes)?;
+        // Key groups of the groups added since the last snapshot: decoded and hashed once.
+        let known = self.group_key_groups.len() as u32;
+        if known < self.groups.len() as u32 {
+            let added: Vec<u32> = (known..self.groups.len() as u32).collect();
+            let keys = self.key_columns(&added)?;
+            let mut hashes = Vec::with_capacity(added.len());
+            hash_columns(&keys, &mut hashes)?;
+            self.group_key_groups.extend(
+                hashes
+                    .iter()
+                    .map(|&h| key_group_of_hash(h, max_parallelism)),
+            );
+        }
+        let changes = self
+            .changes
+            .as_mut()
+            .ok_or_else(|| Error::Internal("keyed aggregate snapshotted before open".into()))?;
+        let cache = &self.group_key_groups;
+        let dirty = self
+            .touched
+            .take_slices(changes, |group| cache[group as usize]);
+        let selection = changes.snapshot(checkpoint, dirty);
+        let groups: Vec<u32> = if selection.is_full() {
+            (0..self.groups.len() as u32).collect()
+        } else {
+            (0..self.groups.len() as u32)
+                .filter(|&g| selection.includes(self.group_key_groups[g as usize]))
+                .collect()
+        };
         let key_groups = UInt32Array::from_iter_values(
-            hashes
-                .iter()
-                .map(|&h| key_group_of_hash(h, max_parallelism)),
+            groups.iter().map(|&g| self.group_key_groups[g as usize]),
         );
         let key_bytes = BinaryArray::from_iter_values(groups.iter().map(|&g| self.groups.key(g)));
         let mut fields = vec![
@@ -202,6 +256,7 @@ impl Operator for KeyedAggregate {
         Ok(StateSnapshot {
             key_groups: Some(range),
             tables: vec![SnapshotTable {
+                slices: selection.table_slices(),
                 name: GROUPS_TABLE.into(),
                 batches: vec![batch],
             }],
@@ -213,6 +268,10 @@ impl Operator for KeyedAggregate {
         let (owned, _) = self
             .key_groups
             .ok_or_else(|| Error::Internal("keyed aggregate restored before open".into()))?;
+        if let Some(changes) = &mut self.changes {
+            changes.reset();
+        }
+        self.touched.clear();
         let widths = self
             .accumulators
             .iter()
@@ -270,6 +329,13 @@ impl Operator for KeyedAggregate {
         let existing_before = self.groups.len() as u32;
         self.groups
             .intern_columns(&self.converter, &keys, &mut self.group_ids)?;
+        if self
+            .changes
+            .as_ref()
+            .is_some_and(ChangeTracker::is_incremental)
+        {
+            self.touched.mark_all(&self.group_ids);
+        }
         if self.retracting.is_some() {
             return self.process_retracting(&batch, out);
         }
@@ -338,6 +404,8 @@ impl Operator for KeyedAggregate {
                 .map(|a| a.allocated_bytes())
                 .sum::<usize>()
             + self.touched_in.capacity() * std::mem::size_of::<u64>()
+            + self.touched.allocated_bytes()
+            + self.group_key_groups.capacity() * std::mem::size_of::<u32>()
             + self
                 .retracting
                 .as_ref()

@@ -132,6 +132,7 @@ pub(super) fn side_table(
         );
     }
     Ok(SnapshotTable {
+        slices: None,
         name: SIDE_TABLES[side].into(),
         batches,
     })
@@ -213,6 +214,7 @@ pub(super) fn progress_table(watermark: i64, late: u64) -> Result<SnapshotTable>
     )
     .map_err(|e| Error::arrow("join snapshot", e))?;
     Ok(SnapshotTable {
+        slices: None,
         name: PROGRESS_TABLE.into(),
         batches: vec![batch],
     })

@@ -699,6 +699,7 @@ impl Operator for Rank {
         Ok(StateSnapshot {
             key_groups: Some(range),
             tables: vec![SnapshotTable {
+                slices: None,
                 name: RANKS_TABLE.into(),
                 batches: vec![batch],
             }],

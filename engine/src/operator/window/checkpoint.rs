@@ -291,6 +291,7 @@ pub(super) fn progress_table(
     )
     .map_err(|e| Error::arrow("window aggregate snapshot", e))?;
     Ok(SnapshotTable {
+        slices: None,
         name: PROGRESS_TABLE.into(),
         batches: vec![batch],
     })

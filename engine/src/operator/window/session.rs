@@ -26,7 +26,7 @@ use crate::element::Watermark;
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
-use crate::state::{KeyGroupOwnership, SnapshotTable, StateSnapshot};
+use crate::state::{ChangeTracker, KeyGroupOwnership, SnapshotTable, StateSnapshot, TouchedIds};
 use crate::{Error, Result};
 
 /// Name of the snapshot table of sessions.
@@ -60,6 +60,10 @@ pub(crate) struct SessionWindowAggregate {
     ownership: Option<KeyGroupOwnership>,
     key_group_cache: KeyGroupCache,
     ahead: checkpoint::Ahead,
+    /// Incremental checkpoints: the slices changed since the last completed checkpoint, and
+    /// the keys whose sessions changed since the last snapshot.
+    changes: Option<ChangeTracker>,
+    touched_keys: TouchedIds,
     times: Vec<i64>,
     key_ids: Vec<u32>,
     row_slots: Vec<u32>,
@@ -96,9 +100,22 @@ impl SessionWindowAggregate {
             ownership: None,
             key_group_cache: KeyGroupCache::default(),
             ahead: checkpoint::Ahead::default(),
+            changes: None,
+            touched_keys: TouchedIds::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
+        }
+    }
+
+    /// Records that the sessions of `key` changed (incremental checkpoints only).
+    fn changed(&mut self, key: u32) {
+        if self
+            .changes
+            .as_ref()
+            .is_some_and(ChangeTracker::is_incremental)
+        {
+            self.touched_keys.mark(key);
         }
     }
 
@@ -212,6 +229,7 @@ impl SessionWindowAggregate {
             }
             self.retained.insert((end, key, start));
             due.push((key, start));
+            self.changed(key);
         }
         self.emit(&due, out)?;
         let mut freed = Vec::new();
@@ -220,6 +238,7 @@ impl SessionWindowAggregate {
                 break;
             }
             self.retained.pop_first();
+            self.changed(key);
             let list = &mut self.sessions[key as usize];
             if let Some(i) = list.iter().position(|s| s.start == start) {
                 freed.push(list.remove(i).slot);
@@ -245,6 +264,7 @@ impl SessionWindowAggregate {
         let mut freed = Vec::with_capacity(expired.len());
         for entry @ (_, key, start) in expired {
             self.retained.remove(&entry);
+            self.changed(key);
             let list = &mut self.sessions[key as usize];
             if let Some(i) = list.iter().position(|s| s.start == start) {
                 freed.push(list.remove(i).slot);
@@ -300,12 +320,31 @@ fn resolve(redirects: &HashMap<u32, u32>, mut slot: u32) -> u32 {
 
 impl Operator for SessionWindowAggregate {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        self.ownership = Some(checkpoint::ownership(ctx));
+        let own = checkpoint::ownership(ctx);
+        self.ownership = Some(own);
+        self.changes = Some(ChangeTracker::new(own, ctx.incremental_checkpoints));
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        if let Some(changes) = &mut self.changes {
+            changes.notify_complete(checkpoint);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
         let own = checkpoint::required(self.ownership, "snapshotted")?;
+        let changes = self
+            .changes
+            .as_mut()
+            .ok_or_else(|| Error::Internal("window aggregate snapshotted before open".into()))?;
+        self.key_group_cache.update(&self.keys, own)?;
+        let cache = &self.key_group_cache;
+        let dirty = self
+            .touched_keys
+            .take_slices(changes, |key| cache.get(key, own));
+        let selection = changes.snapshot(checkpoint, dirty);
         let rows = self.pending.len() + self.retained.len();
         let mut keys = Vec::with_capacity(rows);
         let mut starts = Vec::with_capacity(rows);
@@ -313,6 +352,9 @@ impl Operator for SessionWindowAggregate {
         let mut fired = Vec::with_capacity(rows);
         let mut slots = Vec::with_capacity(rows);
         for (key, list) in self.sessions.iter().enumerate() {
+            if !selection.includes(cache.get(key as u32, own)) {
+                continue;
+            }
             for session in list {
                 keys.push(key as u32);
                 starts.push(session.start);
@@ -336,6 +378,7 @@ impl Operator for SessionWindowAggregate {
             key_groups: Some(own.range),
             tables: vec![
                 SnapshotTable {
+                    slices: selection.table_slices(),
                     name: SESSIONS_TABLE.into(),
                     batches: vec![batch],
                 },
@@ -352,6 +395,9 @@ impl Operator for SessionWindowAggregate {
 
     fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
         let own = checkpoint::required(self.ownership, "restored")?;
+        if let Some(changes) = &mut self.changes {
+            changes.reset();
+        }
         if let Some(restored) = checkpoint::restored_progress(snapshot, own.range)? {
             self.progress = restored.progress;
             self.late_records_dropped = restored.late_records_dropped;
@@ -421,6 +467,13 @@ impl Operator for SessionWindowAggregate {
         self.keys.intern(&batch, &mut key_ids)?;
         if let Some(own) = self.ownership.filter(|_| !self.ahead.is_empty()) {
             self.key_group_cache.update(&self.keys, own)?;
+        }
+        if self
+            .changes
+            .as_ref()
+            .is_some_and(ChangeTracker::is_incremental)
+        {
+            self.touched_keys.mark_all(&key_ids);
         }
         if self.sessions.len() < self.keys.len() {
             self.sessions.resize_with(self.keys.len(), Vec::new);
@@ -493,6 +546,7 @@ impl Operator for SessionWindowAggregate {
         metrics.state_keys = (self.pending.len() + self.retained.len()) as u64;
         metrics.state_bytes = (self.keys.allocated_bytes()
             + self.key_group_cache.allocated_bytes()
+            + self.touched_keys.allocated_bytes()
             + self.slots.allocated_bytes()
             + self
                 .sessions

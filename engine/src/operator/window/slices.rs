@@ -32,7 +32,7 @@ use crate::element::Watermark;
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
-use crate::state::{KeyGroupOwnership, SnapshotTable, StateSnapshot};
+use crate::state::{ChangeTracker, KeyGroupOwnership, SnapshotTable, StateSnapshot, TouchedIds};
 use crate::{Error, Result};
 
 /// Name of the snapshot table of (key, slice) pairs.
@@ -80,6 +80,10 @@ pub(crate) struct SliceWindowAggregate {
     ownership: Option<KeyGroupOwnership>,
     key_group_cache: KeyGroupCache,
     ahead: checkpoint::Ahead,
+    /// Incremental checkpoints: the slices changed since the last completed checkpoint, and
+    /// the keys whose pairs changed since the last snapshot.
+    changes: Option<ChangeTracker>,
+    touched: TouchedIds,
     // Scratch buffers reused across batches.
     times: Vec<i64>,
     key_ids: Vec<u32>,
@@ -118,6 +122,8 @@ impl SliceWindowAggregate {
             ownership: None,
             key_group_cache: KeyGroupCache::default(),
             ahead: checkpoint::Ahead::default(),
+            changes: None,
+            touched: TouchedIds::default(),
             times: Vec::new(),
             key_ids: Vec::new(),
             row_slots: Vec::new(),
@@ -230,6 +236,13 @@ impl SliceWindowAggregate {
                 break;
             };
             for &(key, _) in &pairs {
+                if self
+                    .changes
+                    .as_ref()
+                    .is_some_and(ChangeTracker::is_incremental)
+                {
+                    self.touched.mark(key);
+                }
                 if let Ok(found) = self.pairs.find_entry(pair_hash(key, slice_end), |p| {
                     p.key == key && p.slice_end == slice_end
                 }) {
@@ -340,18 +353,38 @@ impl SliceWindowAggregate {
 
 impl Operator for SliceWindowAggregate {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
-        self.ownership = Some(checkpoint::ownership(ctx));
+        let own = checkpoint::ownership(ctx);
+        self.ownership = Some(own);
+        self.changes = Some(ChangeTracker::new(own, ctx.incremental_checkpoints));
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<()> {
+        if let Some(changes) = &mut self.changes {
+            changes.notify_complete(checkpoint);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
         let own = checkpoint::required(self.ownership, "snapshotted")?;
+        let changes = self
+            .changes
+            .as_mut()
+            .ok_or_else(|| Error::Internal("window aggregate snapshotted before open".into()))?;
+        self.key_group_cache.update(&self.keys, own)?;
+        let cache = &self.key_group_cache;
+        let dirty = self.touched.take_slices(changes, |key| cache.get(key, own));
+        let selection = changes.snapshot(checkpoint, dirty);
         let rows = self.pairs.len();
         let mut keys = Vec::with_capacity(rows);
         let mut ends = Vec::with_capacity(rows);
         let mut slots = Vec::with_capacity(rows);
         for (&slice_end, pairs) in &self.slices {
             for &(key, slot) in pairs {
+                if !selection.includes(cache.get(key, own)) {
+                    continue;
+                }
                 keys.push(key);
                 ends.push(slice_end);
                 slots.push(slot);
@@ -368,6 +401,7 @@ impl Operator for SliceWindowAggregate {
             key_groups: Some(own.range),
             tables: vec![
                 SnapshotTable {
+                    slices: selection.table_slices(),
                     name: SLICES_TABLE.into(),
                     batches: vec![batch],
                 },
@@ -384,6 +418,10 @@ impl Operator for SliceWindowAggregate {
 
     fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
         let own = checkpoint::required(self.ownership, "restored")?;
+        if let Some(changes) = &mut self.changes {
+            changes.reset();
+        }
+        self.touched.clear();
         if let Some(restored) = checkpoint::restored_progress(snapshot, own.range)? {
             self.progress = restored.progress;
             self.late_records_dropped = restored.late_records_dropped;
@@ -426,6 +464,13 @@ impl Operator for SliceWindowAggregate {
         let mut row_slots = std::mem::take(&mut self.row_slots);
         self.time.times(&batch, now, &mut times)?;
         self.keys.intern(&batch, &mut key_ids)?;
+        if self
+            .changes
+            .as_ref()
+            .is_some_and(ChangeTracker::is_incremental)
+        {
+            self.touched.mark_all(&key_ids);
+        }
         self.update_ahead_keys()?;
         row_slots.clear();
         let mut touched_fired: Vec<(u32, i64)> = Vec::new();
@@ -490,6 +535,7 @@ impl Operator for SliceWindowAggregate {
         metrics.state_keys = self.pairs.len() as u64;
         metrics.state_bytes = (self.keys.allocated_bytes()
             + self.key_group_cache.allocated_bytes()
+            + self.touched.allocated_bytes()
             + self.slots.allocated_bytes()
             + self.pairs.capacity() * std::mem::size_of::<Pair>()
             + self
