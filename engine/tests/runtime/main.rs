@@ -8,6 +8,7 @@ mod failures;
 mod joins;
 mod nexmark;
 mod process;
+mod readable_state;
 mod rescale;
 mod sources;
 mod stateful_recovery;
