@@ -665,6 +665,16 @@ fn savepoint_stop_and_restore_at_another_parallelism_is_exact() {
         "stopped, not failed: {}",
         stderr(&job)
     );
+    // Reported as stopped with that savepoint, not as finished (its input did not end).
+    let report = stderr(&job);
+    assert!(
+        report.contains(&format!(
+            "({job_id}) stopped with savepoint {}",
+            stopped.display()
+        )),
+        "{report}"
+    );
+    assert!(!report.contains("finished"), "{report}");
     assert!(!tmp.join("sluice").join(format!("{job_id}.sock")).exists());
     let partial = committed_rows(&out);
     assert!(partial.len() < expected.len(), "stopped mid-way");

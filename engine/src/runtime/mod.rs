@@ -417,12 +417,12 @@ impl JobHandle {
         let mut checkpoints_completed = 0u64;
         let mut last_checkpoint = None;
         let mut restored_from = self.initial.as_ref().map(|c| c.checkpoint_id());
-        let mut stopped = false;
+        let mut stopped_with = None;
         let (reports, panicked, control) = loop {
             let (reports, panicked, control, checkpoints) = self.attempt.join();
             checkpoints_completed += checkpoints.completed;
             last_checkpoint = checkpoints.last.or(last_checkpoint);
-            stopped |= checkpoints.stopped;
+            stopped_with = checkpoints.stopped_with.or(stopped_with);
             let Some(failure) = control.take_failure() else {
                 break (reports, panicked, control);
             };
@@ -470,11 +470,8 @@ impl JobHandle {
                 "a slot thread panicked outside a task".into(),
             ));
         }
-        if control.is_cancelled() && !stopped {
+        if control.is_cancelled() && stopped_with.is_none() {
             return Err(Error::Cancelled);
-        }
-        if stopped {
-            info!(job_id = %self.job_id, "job stopped with a savepoint");
         }
         let mut by_vertex: BTreeMap<String, OperatorMetrics> = BTreeMap::new();
         for report in reports {
@@ -503,7 +500,13 @@ impl JobHandle {
                 metrics: by_vertex.get(&v.name).copied().unwrap_or_default(),
             })
             .collect();
-        info!(job_id = %self.job_id, wall_ms = wall_time.as_millis() as u64, "job finished");
+        let wall_ms = wall_time.as_millis() as u64;
+        match &stopped_with {
+            Some(savepoint) => {
+                info!(job_id = %self.job_id, wall_ms, savepoint = %savepoint.display(), "job stopped with a savepoint")
+            }
+            None => info!(job_id = %self.job_id, wall_ms, "job finished"),
+        }
         Ok(JobResult {
             job_id: self.job_id,
             name: self.name,
@@ -513,6 +516,7 @@ impl JobHandle {
             restored_from,
             checkpoints_completed,
             last_checkpoint,
+            stopped_with,
         })
     }
 }
