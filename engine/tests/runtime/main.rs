@@ -5,6 +5,7 @@ mod aggregation;
 mod checkpoint_failures;
 mod checkpoints;
 mod failures;
+mod file_source_rescale;
 mod joins;
 mod nexmark;
 mod process;

@@ -169,7 +169,12 @@ fn keyed_state_files_read_with_pyarrow() {
         .arg(&checkpoint)
         .arg(&expected_path)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}); run ci/install-deps.sh", python.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run ci/install-deps.sh",
+                python.display()
+            )
+        });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}{stderr}");
