@@ -249,8 +249,9 @@ impl LocalRuntime {
         let cancel_watcher = match &self.config.cancel_request {
             Some(request) => {
                 let (control, cancelled) = (control_of_attempt.clone(), cancelled.clone());
-                // Like job control, a convenience: without it the job runs on uncancellable
-                // from outside (the tasks run already; failing here would strand them).
+                // Like job control, a convenience: without the watcher the job runs on but
+                // cannot be cancelled from outside (its tasks run already; failing here would
+                // strand them).
                 interrupt::CancelWatcher::start(request, &job_id, move || {
                     cancel_job(&cancelled, &control)
                 })
