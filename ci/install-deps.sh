@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests need, only when missing. Today the Rust toolchain is
-# all the tests use; later issues add etcd-server, protobuf-compiler, a Python venv with
-# pyarrow and Chromium here.
+# Installs what the tests need, only when missing (a second run does nothing and takes well
+# under a second):
+# - the cargo components rustfmt and clippy;
+# - a Python virtual environment with pyarrow, whose interpreter tests use to read checkpoint
+#   state files as an outside tool would. It lives in $SLUICE_VENV (default
+#   /var/tmp/sluice-venv, outside the clone so CI runs reuse it); its python is
+#   $SLUICE_VENV/bin/python, which ci/test.sh exports as SLUICE_PYTHON.
+#
+# Usage: ci/install-deps.sh                      (developers run it once; ci/test.sh always does)
+#        export SLUICE_PYTHON=/var/tmp/sluice-venv/bin/python   (to run those tests by hand)
 set -euo pipefail
 
 missing=()
@@ -15,4 +22,29 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "missing cargo components: ${missing[*]}" >&2
     exit 1
   fi
+fi
+
+# Python packages the tests import, pinned to a major version (pip's form).
+python_packages=("pyarrow>=26,<27")
+venv="${SLUICE_VENV:-/var/tmp/sluice-venv}"
+if ! "$venv/bin/python" -c 'import pyarrow' >/dev/null 2>&1; then
+  python=""
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null; then python="$candidate"; break; fi
+  done
+  [ -n "$python" ] || { echo "python3 (with venv and pip) is required for the pyarrow tests" >&2; exit 1; }
+  echo "creating the Python environment $venv with ${python_packages[*]}"
+  # A half-made environment from an interrupted run is made again from scratch; a directory
+  # that is not a Python environment is left alone.
+  if [ -e "$venv" ]; then
+    if [ -f "$venv/pyvenv.cfg" ]; then
+      rm -rf "$venv"
+    else
+      echo "SLUICE_VENV=$venv exists and is not a Python environment; choose another path" >&2
+      exit 1
+    fi
+  fi
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_packages[@]}"
+  "$venv/bin/python" -c 'import pyarrow; print("pyarrow", pyarrow.__version__)'
 fi

@@ -17,6 +17,10 @@ step "toolchain"
 cargo --version
 rustc --version
 ci/install-deps.sh
+# The interpreter of the environment install-deps.sh made: tests that read checkpoint files
+# with pyarrow run it, and fail when it is not set.
+export SLUICE_PYTHON="${SLUICE_VENV:-/var/tmp/sluice-venv}/bin/python"
+"$SLUICE_PYTHON" -c 'import pyarrow; print("python", __import__("sys").version.split()[0], "pyarrow", pyarrow.__version__)'
 
 step "formatting"
 cargo fmt --all -- --check

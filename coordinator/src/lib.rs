@@ -5,5 +5,6 @@
 //! Dispatcher, ResourceManager, JobMaster, CheckpointCoordinator and etcd HA join here in later
 //! issues, each as a pure state machine with a thin async shell.
 
+pub mod interrupt;
 pub mod local;
 pub mod sql_client;

@@ -8,18 +8,22 @@
 //!                                                                          # a Flink SQL script
 //! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
 //! ```
+//!
+//! Ctrl-C while a `sluice sql` job runs cancels the job: `Job <id> cancelled`, and a script
+//! exits with 130 (see `sluice_coordinator::interrupt`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_coordinator::interrupt;
 use sluice_coordinator::local::{LocalOptions, run_job};
 use sluice_datasets::nexmark::NexmarkConfig;
 use sluice_engine::api::StreamEnvironment;
 use sluice_engine::api::nexmark::{NexmarkQuery, add_query};
 use sluice_engine::connector::SinkSpec;
 use sluice_engine::graph::JobGraph;
-use sluice_engine::runtime::JobEnvironment;
+use sluice_engine::runtime::{CancelRequest, JobEnvironment};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -137,9 +141,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    // Ctrl-C while a `sluice sql` job runs cancels the job (see `interrupt`).
+    let cancel = CancelRequest::new();
+    match run(Cli::parse(), &cancel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            if let Some(message) = error
+                .downcast_ref::<sluice_engine::Error>()
+                .and_then(|e| interrupt::cancelled_message(e, &cancel))
+            {
+                eprintln!("{message}");
+                return ExitCode::from(interrupt::EXIT_CODE);
+            }
             // Sluice errors carry their causes in their own message; `{:#}` would repeat them.
             eprintln!("error: {error}");
             ExitCode::FAILURE
@@ -154,7 +167,7 @@ fn options(local: &LocalArgs) -> LocalOptions {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
     match cli.command {
         Command::Nexmark {
             query,
@@ -204,7 +217,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             from_savepoint,
             local,
         } => {
-            let mut session = sql_session(parallelism, &local, from_savepoint);
+            interrupt::install(cancel.clone())
+                .map_err(|e| anyhow::anyhow!("install the Ctrl-C handler: {e}"))?;
+            let mut session = sql_session(parallelism, &local, from_savepoint, cancel);
             for (key, value) in &options {
                 session
                     .set_option(key, value)
@@ -212,7 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             match file {
                 Some(file) => run_sql(&file, session),
-                None => sluice_coordinator::sql_client::run(session),
+                None => sluice_coordinator::sql_client::run(session, cancel.clone()),
             }
         }
         Command::Savepoint {
@@ -265,13 +280,15 @@ fn sql_session(
     parallelism: u32,
     local: &LocalArgs,
     from_savepoint: Option<PathBuf>,
+    cancel: &CancelRequest,
 ) -> sluice_engine::sql::Session {
     use sluice_engine::runtime::RuntimeConfig;
     use sluice_engine::sql::{Session, SessionConfig};
 
     let mut runtime = RuntimeConfig::default()
         .with_initial_restore(from_savepoint)
-        .with_control_dir(Some(control_dir()));
+        .with_control_dir(Some(control_dir()))
+        .with_cancel_request(Some(cancel.clone()));
     if let Some(slots) = local.slots {
         runtime = runtime.with_slots(slots);
     }

@@ -6,10 +6,12 @@
 //! settings persist. Results print as `sluice sql -f` prints them; an error prints as
 //! `error: …` and the client goes on. An `INSERT` runs at once as its own job, unless it is inside
 //! `BEGIN STATEMENT SET; … END;`. `quit;`, `exit;`, `\q` and end of input end the client.
+//! Ctrl-C at the prompt drops the statement being typed; while a job runs it cancels the job.
 
 use std::io::{BufRead, IsTerminal as _, Write};
 use std::path::PathBuf;
 
+use sluice_engine::runtime::CancelRequest;
 use sluice_engine::sql::{Outcome, Session};
 
 const PROMPT: &str = "sluice> ";
@@ -231,6 +233,8 @@ enum Control {
 /// One [`Session`] and the client's view of it.
 struct Client {
     session: Session,
+    /// Made by Ctrl-C while a job runs (see [`crate::interrupt`]); cleared per statement.
+    cancel: CancelRequest,
     /// Inside `BEGIN STATEMENT SET; … END;`: INSERTs wait for `END`.
     in_statement_set: bool,
     failures: usize,
@@ -274,8 +278,13 @@ impl Client {
                 .map(drop),
             _ => Ok(()),
         };
+        self.cancel.clear();
         if let Err(error) = checked.and_then(|()| self.execute(&place(&statement.text))) {
-            eprintln!("error: {error}");
+            // A job cancelled by Ctrl-C is reported as such, and the client goes on.
+            match crate::interrupt::cancelled_message(&error, &self.cancel) {
+                Some(message) => eprintln!("{message}"),
+                None => eprintln!("error: {error}"),
+            }
             self.failures += 1;
         }
         Control::Continue
@@ -322,11 +331,13 @@ impl Client {
 }
 
 /// Runs the client on stdin: interactive on a terminal, else statement by statement without
-/// prompts. Piped input fails (after running every statement) if any statement failed.
-pub fn run(session: Session) -> anyhow::Result<()> {
+/// prompts. Piped input fails (after running every statement) if any statement failed. Ctrl-C
+/// while a job runs cancels that job (`Job <id> cancelled`) and the client goes on.
+pub fn run(session: Session, cancel: CancelRequest) -> anyhow::Result<()> {
     let terminal = std::io::stdin().is_terminal();
     let mut client = Client {
         session,
+        cancel,
         in_statement_set: false,
         failures: 0,
         in_place: !terminal,

@@ -665,6 +665,16 @@ fn savepoint_stop_and_restore_at_another_parallelism_is_exact() {
         "stopped, not failed: {}",
         stderr(&job)
     );
+    // Reported as stopped with that savepoint, not as finished (its input did not end).
+    let report = stderr(&job);
+    assert!(
+        report.contains(&format!(
+            "({job_id}) stopped with savepoint {}",
+            stopped.display()
+        )),
+        "{report}"
+    );
+    assert!(!report.contains("finished"), "{report}");
     assert!(!tmp.join("sluice").join(format!("{job_id}.sock")).exists());
     let partial = committed_rows(&out);
     assert!(partial.len() < expected.len(), "stopped mid-way");
@@ -764,4 +774,110 @@ INSERT INTO out SELECT n, n * 2 FROM t;
             assert!(stdout.contains(&format!("+I[{n}, {}]", n * 2)), "{stdout}");
         }
     }
+}
+
+/// An unbounded `datagen` table copied into CSV files under `out` (exactly-once: parts are
+/// committed only at the end of input or on completed checkpoints, and it has neither).
+fn unbounded_copy_script(out: &Path) -> String {
+    format!(
+        "CREATE TABLE clicks (user_id BIGINT, url STRING) WITH (
+  'connector' = 'datagen', 'rows-per-second' = '2000',
+  'fields.user_id.min' = '1', 'fields.user_id.max' = '5', 'fields.url.length' = '4'
+);
+CREATE TABLE copy (user_id BIGINT, url STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO copy SELECT user_id, url FROM clicks;
+",
+        out.display()
+    )
+}
+
+/// Sends SIGINT to `child`, as Ctrl-C in its terminal would.
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -INT {}", child.id());
+}
+
+/// Waits until some uncommitted part file exists under `out`: the job has written rows.
+fn wait_for_output(out: &Path, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some()) {
+        assert!(child.try_wait().unwrap().is_none(), "the job ended early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn ctrl_c_cancels_the_running_job_of_a_script_with_exit_code_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = dir.path().join("out");
+    let script = dir.path().join("copy.sql");
+    std::fs::write(&script, unbounded_copy_script(&out)).unwrap();
+    let mut job = sluice_in(&tmp, &["sql", "-f", script.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job_id = running_job_id(&tmp, &mut job);
+    wait_for_output(&out, &mut job);
+
+    interrupt(&job);
+    let output = job.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{message}");
+    assert!(
+        message.contains(&format!("Job {job_id} cancelled")),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+    // Tasks stopped and the sink committed nothing: no part file has its final name.
+    assert!(committed_rows(&out).is_empty(), "partial output committed");
+    assert!(!tmp.join("sluice").join(format!("{job_id}.sock")).exists());
+}
+
+#[test]
+fn ctrl_c_in_the_sql_client_cancels_the_job_and_the_client_goes_on() {
+    use std::io::Write as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = dir.path().join("out");
+    let mut client = sluice_in(&tmp, &["sql"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin
+        .write_all(unbounded_copy_script(&out).as_bytes())
+        .unwrap();
+    let job_id = running_job_id(&tmp, &mut client);
+    wait_for_output(&out, &mut client);
+
+    interrupt(&client);
+    // The client reads on after the cancelled job.
+    stdin.write_all(b"SHOW TABLES;\n").unwrap();
+    drop(stdin);
+    let output = client.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!("Job {job_id} cancelled")),
+        "{message}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("copy"), "SHOW TABLES ran after: {stdout}");
+    // Piped input fails when a statement did (here: the cancelled INSERT), not with 130.
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("1 statement failed"), "{message}");
+    assert!(committed_rows(&out).is_empty(), "partial output committed");
 }

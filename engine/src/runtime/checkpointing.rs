@@ -109,12 +109,12 @@ impl CheckpointSignals {
 }
 
 /// What the checkpoint thread reports when it ends.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct CheckpointReport {
     pub completed: u64,
     pub last: Option<super::CheckpointStats>,
-    /// The job stopped with a savepoint.
-    pub stopped: bool,
+    /// The savepoint the job stopped with (Flink's stop-with-savepoint), if it did.
+    pub stopped_with: Option<PathBuf>,
 }
 
 /// The checkpoint thread of one attempt.
@@ -262,7 +262,7 @@ impl Worker {
             Ok(path) => {
                 info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, path = %path.display(), stop, "savepoint completed");
                 if stop {
-                    self.stop_with(id);
+                    self.stop_with(id, path.clone());
                 }
                 self.reply_savepoint(Ok(path));
             }
@@ -275,7 +275,7 @@ impl Worker {
 
     /// Tells every task that savepoint `id` completed (sinks commit), waits until they all
     /// have heard (at most a while), then cancels the job.
-    fn stop_with(&mut self, id: CheckpointId) {
+    fn stop_with(&mut self, id: CheckpointId, savepoint: PathBuf) {
         self.signals.stop_savepoint.store(id.0, Ordering::Release);
         self.signals.completed.store(id.0, Ordering::Release);
         self.control.wake_all();
@@ -286,7 +286,7 @@ impl Worker {
         {
             std::thread::sleep(Duration::from_millis(1));
         }
-        self.report.stopped = true;
+        self.report.stopped_with = Some(savepoint);
         self.control.cancel();
     }
 

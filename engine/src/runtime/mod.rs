@@ -9,12 +9,14 @@ mod checkpointing;
 mod control;
 pub mod exchange;
 mod execution_graph;
+mod interrupt;
 mod result;
 mod slot;
 mod task;
 
 pub use control::{SavepointTrigger, request_savepoint};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
+pub use interrupt::CancelRequest;
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
 
@@ -68,6 +70,8 @@ pub struct RuntimeConfig {
     /// Serve job control (savepoints) on a Unix socket `<dir>/<job-id>.sock` while a job
     /// runs; see [`SavepointTrigger`]. Default: off.
     pub control_dir: Option<PathBuf>,
+    /// Cancels the running job when requested (the client's Ctrl-C). Default: none.
+    pub cancel_request: Option<CancelRequest>,
 }
 
 impl Default for RuntimeConfig {
@@ -82,6 +86,7 @@ impl Default for RuntimeConfig {
             restart_strategy: RestartStrategy::None,
             initial_restore: None,
             control_dir: None,
+            cancel_request: None,
         }
     }
 }
@@ -129,6 +134,12 @@ impl RuntimeConfig {
         self
     }
 
+    /// Cancels the running job when `request` is made.
+    pub fn with_cancel_request(mut self, request: Option<CancelRequest>) -> Self {
+        self.cancel_request = request;
+        self
+    }
+
     pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout.filter(|t| !t.is_zero());
         self
@@ -173,6 +184,8 @@ pub struct JobHandle {
     savepoint_requests: crossbeam_channel::Receiver<SavepointRequest>,
     /// The job-control socket, removed when the handle goes.
     _control: Option<control::ControlServer>,
+    /// Cancels the job on a [`CancelRequest`]; stops when the handle goes.
+    _cancel_watcher: Option<interrupt::CancelWatcher>,
 }
 
 /// One run of the job's tasks, from start or from a checkpoint.
@@ -229,6 +242,25 @@ impl LocalRuntime {
             }),
             &receiver,
         )?;
+        let control_of_attempt = Arc::new(Mutex::new(attempt.control.clone()));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let cancel_watcher = match &self.config.cancel_request {
+            Some(request) => {
+                let (control, cancelled) = (control_of_attempt.clone(), cancelled.clone());
+                // Like job control, a convenience: without the watcher the job runs on but
+                // cannot be cancelled from outside (its tasks run already; failing here would
+                // strand them).
+                interrupt::CancelWatcher::start(request, &job_id, move || {
+                    cancel_job(&cancelled, &control)
+                })
+                .inspect_err(|error| {
+                    warn!(job_id = %job_id, %error, "no cancel watcher; Ctrl-C cannot cancel the job");
+                })
+                .ok()
+            }
+            None => None,
+        };
+        // After the cancel watcher: once the socket exists, Ctrl-C cancels the job.
         // Job control is a convenience: a job whose socket cannot be opened runs without it.
         let control = self.config.control_dir.as_ref().and_then(|dir| {
             control::ControlServer::start(dir, savepoints.clone())
@@ -241,8 +273,8 @@ impl LocalRuntime {
             job_id,
             name: graph.name.clone(),
             started,
-            control: Arc::new(Mutex::new(attempt.control.clone())),
-            cancelled: Arc::new(AtomicBool::new(false)),
+            control: control_of_attempt,
+            cancelled,
             attempt,
             graph: graph.clone(),
             config: self.config.clone(),
@@ -252,8 +284,15 @@ impl LocalRuntime {
             savepoints,
             savepoint_requests: receiver,
             _control: control,
+            _cancel_watcher: cancel_watcher,
         })
     }
+}
+
+/// Cancels a job: no restart after this, and every task of the running attempt stops.
+fn cancel_job(cancelled: &AtomicBool, control: &Mutex<Arc<JobControl>>) {
+    cancelled.store(true, Ordering::Release);
+    control.lock().unwrap_or_else(|p| p.into_inner()).cancel();
 }
 
 /// Builds every task (restored from `restored` when given) and starts the slot threads and,
@@ -391,11 +430,7 @@ impl JobHandle {
 
     /// Asks every task to stop; [`JobHandle::wait`] then returns [`Error::Cancelled`].
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
-        self.control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cancel();
+        cancel_job(&self.cancelled, &self.control);
     }
 
     /// Triggers savepoints of this job (also from other threads).
@@ -415,12 +450,12 @@ impl JobHandle {
         let mut checkpoints_completed = 0u64;
         let mut last_checkpoint = None;
         let mut restored_from = self.initial.as_ref().map(|c| c.checkpoint_id());
-        let mut stopped = false;
+        let mut stopped_with = None;
         let (reports, panicked, control) = loop {
             let (reports, panicked, control, checkpoints) = self.attempt.join();
             checkpoints_completed += checkpoints.completed;
             last_checkpoint = checkpoints.last.or(last_checkpoint);
-            stopped |= checkpoints.stopped;
+            stopped_with = checkpoints.stopped_with.or(stopped_with);
             let Some(failure) = control.take_failure() else {
                 break (reports, panicked, control);
             };
@@ -468,11 +503,8 @@ impl JobHandle {
                 "a slot thread panicked outside a task".into(),
             ));
         }
-        if control.is_cancelled() && !stopped {
+        if control.is_cancelled() && stopped_with.is_none() {
             return Err(Error::Cancelled);
-        }
-        if stopped {
-            info!(job_id = %self.job_id, "job stopped with a savepoint");
         }
         let mut by_vertex: BTreeMap<String, OperatorMetrics> = BTreeMap::new();
         for report in reports {
@@ -501,7 +533,13 @@ impl JobHandle {
                 metrics: by_vertex.get(&v.name).copied().unwrap_or_default(),
             })
             .collect();
-        info!(job_id = %self.job_id, wall_ms = wall_time.as_millis() as u64, "job finished");
+        let wall_ms = wall_time.as_millis() as u64;
+        match &stopped_with {
+            Some(savepoint) => {
+                info!(job_id = %self.job_id, wall_ms, savepoint = %savepoint.display(), "job stopped with a savepoint")
+            }
+            None => info!(job_id = %self.job_id, wall_ms, "job finished"),
+        }
         Ok(JobResult {
             job_id: self.job_id,
             name: self.name,
@@ -511,6 +549,7 @@ impl JobHandle {
             restored_from,
             checkpoints_completed,
             last_checkpoint,
+            stopped_with,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The result of a finished job.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,7 +29,9 @@ pub struct VertexMetrics {
     pub metrics: OperatorMetrics,
 }
 
-/// A successfully finished job.
+/// A job that ended without failure: its input ended (finished), or it was stopped with a
+/// savepoint (`stopped_with`; Flink's stop-with-savepoint, after which the job counts as
+/// finished too, its sinks committed up to the savepoint).
 #[derive(Debug, Clone, Serialize)]
 pub struct JobResult {
     pub job_id: JobId,
@@ -44,6 +47,8 @@ pub struct JobResult {
     /// Checkpoints completed over all attempts.
     pub checkpoints_completed: u64,
     pub last_checkpoint: Option<CheckpointStats>,
+    /// The savepoint directory the job was stopped with; `None` when its input ended.
+    pub stopped_with: Option<PathBuf>,
 }
 
 impl JobResult {
@@ -54,13 +59,22 @@ impl JobResult {
 
 impl fmt::Display for JobResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "Job '{}' ({}) finished in {:.3} s",
-            self.name,
-            self.job_id,
-            self.wall_time.as_secs_f64()
-        )?;
+        let seconds = self.wall_time.as_secs_f64();
+        match &self.stopped_with {
+            None => writeln!(
+                f,
+                "Job '{}' ({}) finished in {seconds:.3} s",
+                self.name, self.job_id
+            )?,
+            Some(savepoint) => writeln!(
+                f,
+                "Job '{}' ({}) stopped with savepoint {} after {seconds:.3} s (sinks committed \
+                 up to the savepoint; a restore from it goes on from there)",
+                self.name,
+                self.job_id,
+                savepoint.display()
+            )?,
+        }
         writeln!(
             f,
             "{:<28} {:>4} {:>14} {:>14} {:>10} {:>10}",
@@ -86,5 +100,42 @@ impl fmt::Display for JobResult {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(stopped_with: Option<PathBuf>) -> JobResult {
+        JobResult {
+            job_id: JobId("0123456789abcdef".into()),
+            name: "count".into(),
+            wall_time: Duration::from_millis(1500),
+            vertices: Vec::new(),
+            restarts: 0,
+            restored_from: None,
+            checkpoints_completed: 2,
+            last_checkpoint: None,
+            stopped_with,
+        }
+    }
+
+    #[test]
+    fn a_stopped_job_says_so_and_names_its_savepoint() {
+        let finished = result(None).to_string();
+        assert!(
+            finished.starts_with("Job 'count' (0123456789abcdef) finished in 1.500 s"),
+            "{finished}"
+        );
+        let stopped = result(Some(PathBuf::from("/sp/savepoint-012345-abc"))).to_string();
+        assert!(
+            stopped.starts_with(
+                "Job 'count' (0123456789abcdef) stopped with savepoint /sp/savepoint-012345-abc \
+                 after 1.500 s"
+            ),
+            "{stopped}"
+        );
+        assert!(!stopped.contains("finished"), "{stopped}");
     }
 }

@@ -11,9 +11,10 @@
 //! [`SourceReader::skipped_records`] and logged at a decaying rate (when the count reaches a
 //! power of two), never per row.
 //!
-//! Position: the file's path and index in this reader's list, and the `csv` crate's position of
-//! the next unread record (byte offset, line and record number). Restoring seeks to that byte
-//! offset, so no rows are re-read; it assumes the files have not changed since the checkpoint.
+//! Position: per file (split), named by its path, done or the `csv` crate's position of the
+//! next unread record (byte offset, line and record number), see [`super::split_position`].
+//! Restoring seeks to that byte offset, so no rows are re-read, whichever subtask read the
+//! file before; it assumes the files have not changed since the checkpoint.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -29,6 +30,7 @@ use tracing::warn;
 use super::csv_column::sql_type_name;
 use super::csv_column::{ColumnBuilder, FieldRules, RejectReason, Rejected, Rejects};
 use super::options::CsvOptions;
+use super::split_position::{self, SplitProgress};
 use crate::connector::{SourcePoll, SourceReader};
 use crate::{Error, Result};
 
@@ -43,6 +45,11 @@ pub(crate) struct CsvSourceReader {
     file: usize,
     /// Where the next unread record of `files[file]` starts.
     resume: Position,
+    /// Per file: where reading starts when it is opened, or done. For `files[file]` it is where
+    /// the file was opened; `resume` has moved on since.
+    progress: Vec<SplitProgress<Position>>,
+    /// Rows skipped as malformed, per file.
+    skipped_in: Vec<u64>,
     open: Option<Reader<File>>,
     batch_size: usize,
     /// Reused record buffers; the first `filled` of them hold the current batch.
@@ -70,6 +77,8 @@ impl CsvSourceReader {
         Ok(CsvSourceReader {
             schema,
             options,
+            progress: vec![SplitProgress::At(Position::new()); files.len()],
+            skipped_in: vec![0; files.len()],
             files,
             file: 0,
             resume: Position::new(),
@@ -81,6 +90,14 @@ impl CsvSourceReader {
             skipped: 0,
             batch_file: 0,
         })
+    }
+
+    /// Where `files[file]` is to be read from when it is opened.
+    fn start_of_file(&self) -> Position {
+        match self.progress.get(self.file) {
+            Some(SplitProgress::At(start)) => start.clone(),
+            Some(SplitProgress::Done) | None => Position::new(),
+        }
     }
 
     fn path(&self) -> &std::path::Path {
@@ -250,6 +267,7 @@ impl CsvSourceReader {
         if self.rejects.count > 0 {
             self.log_rejects();
             self.skipped += self.rejects.count as u64;
+            self.skipped_in[self.file] += self.rejects.count as u64;
             if self.rejects.count == filled {
                 return Ok(None);
             }
@@ -335,8 +353,9 @@ impl SourceReader for CsvSourceReader {
             self.batch_file = self.file;
             if at_end {
                 self.open = None;
-                self.file += 1;
-                self.resume = Position::new();
+                self.progress[self.file] = SplitProgress::Done;
+                self.file = split_position::next_unread(&self.progress, self.file + 1);
+                self.resume = self.start_of_file();
             }
             if let Some(batch) = batch {
                 return Ok(SourcePoll::Batch(batch));
@@ -345,37 +364,39 @@ impl SourceReader for CsvSourceReader {
     }
 
     fn position(&self) -> serde_json::Value {
-        serde_json::json!({
-            "file": self.file,
-            "path": self.files.get(self.file).map(|p| p.display().to_string()),
-            "byte": self.resume.byte(),
-            "line": self.resume.line(),
-            "record": self.resume.record(),
-            "skipped": self.skipped,
-        })
+        let at = |p: &Position| serde_json::json!({ "byte": p.byte(), "line": p.line(), "record": p.record() });
+        split_position::encode(self.files.iter().enumerate().map(|(i, path)| {
+            let progress = match &self.progress[i] {
+                SplitProgress::At(_) if i == self.file => Some(at(&self.resume)),
+                SplitProgress::At(start) => Some(at(start)),
+                SplitProgress::Done => None,
+            };
+            (split_position::file_key(path), progress, self.skipped_in[i])
+        }))
     }
 
     fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
-        let bad = || Error::Internal(format!("bad csv source position {position}"));
-        let field = |name: &str| position.get(name).and_then(serde_json::Value::as_u64);
-        let file = field("file").ok_or_else(bad)? as usize;
-        let path = position.get("path").and_then(serde_json::Value::as_str);
-        let expected = self.files.get(file).map(|p| p.display().to_string());
-        if file > self.files.len() || path != expected.as_deref() {
-            return Err(Error::Internal(format!(
-                "csv source position {position} does not match the files of this subtask \
-                 (the input changed since the checkpoint?)"
-            )));
+        for (i, path) in self.files.iter().enumerate() {
+            let (progress, skipped) = split_position::decode(
+                position,
+                "csv",
+                &split_position::file_key(path),
+                |fields| {
+                    let field = |name: &str| fields.get(name).and_then(serde_json::Value::as_u64);
+                    let mut at = Position::new();
+                    at.set_byte(field("byte")?)
+                        .set_line(field("line")?)
+                        .set_record(field("record")?);
+                    Some(at)
+                },
+            )?;
+            self.progress[i] = progress;
+            self.skipped_in[i] = skipped;
         }
-        let mut resume = Position::new();
-        resume
-            .set_byte(field("byte").ok_or_else(bad)?)
-            .set_line(field("line").ok_or_else(bad)?)
-            .set_record(field("record").ok_or_else(bad)?);
-        self.file = file;
-        self.resume = resume;
+        self.skipped = self.skipped_in.iter().sum();
+        self.file = split_position::next_unread(&self.progress, 0);
+        self.resume = self.start_of_file();
         self.open = None;
-        self.skipped = field("skipped").unwrap_or(0);
         Ok(())
     }
 

@@ -13,7 +13,9 @@
 //! Writing: one object per line, NULL fields written as `null`; timestamps in the form chosen
 //! by `json.timestamp-format.standard` (`SQL`, the default, or `ISO-8601`).
 //!
-//! Position: the file index, the byte offset of the next unread line and its line number.
+//! Position: per file (split), named by its path, done or the byte offset of the next unread
+//! line and its line number (see [`super::split_position`]), so a checkpoint restores at any
+//! parallelism.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -27,6 +29,7 @@ use arrow::json::{ReaderBuilder, Writer, WriterBuilder};
 use arrow::record_batch::RecordBatch;
 use tracing::warn;
 
+use super::split_position::{self, SplitProgress};
 use crate::connector::{SourcePoll, SourceReader};
 use crate::{Error, Result};
 
@@ -158,6 +161,10 @@ pub(crate) struct JsonSourceReader {
     /// Byte offset and 1-based line number of the next unread line of `files[file]`.
     byte: u64,
     line: u64,
+    /// Per file: the byte offset and line where reading starts when it is opened, or done.
+    progress: Vec<SplitProgress<(u64, u64)>>,
+    /// Rows skipped as malformed, per file.
+    skipped_in: Vec<u64>,
     open: Option<BufReader<File>>,
     batch_size: usize,
     decoder: Decoder,
@@ -181,6 +188,8 @@ impl JsonSourceReader {
         Ok(JsonSourceReader {
             schema,
             options,
+            progress: vec![SplitProgress::At((0, 1)); files.len()],
+            skipped_in: vec![0; files.len()],
             files,
             file: 0,
             byte: 0,
@@ -201,6 +210,14 @@ impl JsonSourceReader {
             .with_batch_size(batch_size)
             .build_decoder()
             .map_err(|e| Error::arrow("create the json decoder", e))
+    }
+
+    /// The byte offset and line where `files[file]` is to be read from when it is opened.
+    fn start_of_file(&self) -> (u64, u64) {
+        match self.progress.get(self.file) {
+            Some(SplitProgress::At(start)) => *start,
+            Some(SplitProgress::Done) | None => (0, 1),
+        }
     }
 
     fn path(&self) -> &std::path::Path {
@@ -332,6 +349,7 @@ impl JsonSourceReader {
                     rejected += 1;
                     let before = self.skipped;
                     self.skipped += 1;
+                    self.skipped_in[self.file] += 1;
                     if before == 0 || self.skipped.ilog2() > before.ilog2() {
                         warn!(
                             skipped = self.skipped,
@@ -369,9 +387,9 @@ impl SourceReader for JsonSourceReader {
             self.batch_file = self.file;
             if at_end {
                 self.open = None;
-                self.file += 1;
-                self.byte = 0;
-                self.line = 1;
+                self.progress[self.file] = SplitProgress::Done;
+                self.file = split_position::next_unread(&self.progress, self.file + 1);
+                (self.byte, self.line) = self.start_of_file();
             }
             if let Some(batch) = batch.filter(|b| b.num_rows() > 0) {
                 return Ok(SourcePoll::Batch(batch));
@@ -380,31 +398,30 @@ impl SourceReader for JsonSourceReader {
     }
 
     fn position(&self) -> serde_json::Value {
-        serde_json::json!({
-            "file": self.file,
-            "path": self.files.get(self.file).map(|p| p.display().to_string()),
-            "byte": self.byte,
-            "line": self.line,
-            "skipped": self.skipped,
-        })
+        let at = |(byte, line): (u64, u64)| serde_json::json!({ "byte": byte, "line": line });
+        split_position::encode(self.files.iter().enumerate().map(|(i, path)| {
+            let progress = match self.progress[i] {
+                SplitProgress::At(_) if i == self.file => Some(at((self.byte, self.line))),
+                SplitProgress::At(start) => Some(at(start)),
+                SplitProgress::Done => None,
+            };
+            (split_position::file_key(path), progress, self.skipped_in[i])
+        }))
     }
 
     fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
-        let bad = || Error::Internal(format!("bad json source position {position}"));
-        let field = |name: &str| position.get(name).and_then(serde_json::Value::as_u64);
-        let file = field("file").ok_or_else(bad)? as usize;
-        let path = position.get("path").and_then(serde_json::Value::as_str);
-        let expected = self.files.get(file).map(|p| p.display().to_string());
-        if file > self.files.len() || path != expected.as_deref() {
-            return Err(Error::Internal(format!(
-                "json source position {position} does not match the files of this subtask \
-                 (the input changed since the checkpoint?)"
-            )));
+        for (i, path) in self.files.iter().enumerate() {
+            let (progress, skipped) =
+                split_position::decode(position, "json", &split_position::file_key(path), |f| {
+                    let field = |name: &str| f.get(name).and_then(serde_json::Value::as_u64);
+                    Some((field("byte")?, field("line")?))
+                })?;
+            self.progress[i] = progress;
+            self.skipped_in[i] = skipped;
         }
-        self.file = file;
-        self.byte = field("byte").ok_or_else(bad)?;
-        self.line = field("line").ok_or_else(bad)?;
-        self.skipped = field("skipped").unwrap_or(0);
+        self.skipped = self.skipped_in.iter().sum();
+        self.file = split_position::next_unread(&self.progress, 0);
+        (self.byte, self.line) = self.start_of_file();
         self.open = None;
         Ok(())
     }

@@ -27,6 +27,7 @@ mod parquet;
 mod partition;
 mod sink;
 pub(crate) mod split;
+mod split_position;
 
 #[cfg(test)]
 mod tests;

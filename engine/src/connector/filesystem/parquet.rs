@@ -10,9 +10,9 @@
 //! Reading uses the synchronous [`ParquetRecordBatchReaderBuilder`] with the declared columns
 //! projected and `batch_size` rows per batch. A poll returns one batch.
 //!
-//! Position: the split index in this reader's list (with its file and row group, checked on
-//! restore) and the number of rows of that split already returned; restoring skips those rows
-//! with the reader's row offset.
+//! Position: per split, named `<path>#<row group>`, done or the number of its rows already
+//! returned (see [`super::split_position`]), so a checkpoint restores at any parallelism;
+//! restoring skips those rows with the reader's row offset.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use parquet::arrow::arrow_reader::{
 };
 
 use super::split::assign;
+use super::split_position::{self, SplitProgress};
 use crate::connector::{SourcePoll, SourceReader};
 use crate::{Error, Result};
 
@@ -48,6 +49,17 @@ struct ParquetSplit {
     row_group: usize,
 }
 
+impl ParquetSplit {
+    /// The split's name in the source position.
+    fn key(&self) -> String {
+        format!(
+            "{}#{}",
+            split_position::file_key(&self.file.path),
+            self.row_group
+        )
+    }
+}
+
 pub(crate) struct ParquetSourceReader {
     schema: SchemaRef,
     splits: Vec<ParquetSplit>,
@@ -55,6 +67,8 @@ pub(crate) struct ParquetSourceReader {
     split: usize,
     /// Rows of the current split already returned.
     rows: usize,
+    /// Per split: the rows to skip when it is opened, or done.
+    progress: Vec<SplitProgress<usize>>,
     open: Option<ParquetRecordBatchReader>,
     batch_size: usize,
 }
@@ -78,9 +92,11 @@ impl ParquetSourceReader {
                 row_group,
             }));
         }
+        let splits = assign(splits, subtask, parallelism)?;
         Ok(ParquetSourceReader {
             schema,
-            splits: assign(splits, subtask, parallelism)?,
+            progress: vec![SplitProgress::At(0); splits.len()],
+            splits,
             split: 0,
             rows: 0,
             open: None,
@@ -89,6 +105,14 @@ impl ParquetSourceReader {
     }
 
     /// The file of each split (row group), in split order.
+    /// The rows of `splits[split]` to skip when it is opened.
+    fn start_of_split(&self) -> usize {
+        match self.progress.get(self.split) {
+            Some(SplitProgress::At(rows)) => *rows,
+            Some(SplitProgress::Done) | None => 0,
+        }
+    }
+
     pub(crate) fn split_paths(&self) -> Vec<PathBuf> {
         self.splits.iter().map(|s| s.file.path.clone()).collect()
     }
@@ -167,8 +191,9 @@ impl SourceReader for ParquetSourceReader {
                 }
                 None => {
                     self.open = None;
-                    self.split += 1;
-                    self.rows = 0;
+                    self.progress[self.split] = SplitProgress::Done;
+                    self.split = split_position::next_unread(&self.progress, self.split + 1);
+                    self.rows = self.start_of_split();
                 }
             }
         }
@@ -179,44 +204,31 @@ impl SourceReader for ParquetSourceReader {
     }
 
     fn position(&self) -> serde_json::Value {
-        let split = self.splits.get(self.split);
-        serde_json::json!({
-            "split": self.split,
-            "path": split.map(|s| s.file.path.display().to_string()),
-            "row_group": split.map(|s| s.row_group),
-            "rows": self.rows,
-        })
+        split_position::encode(self.splits.iter().enumerate().map(|(i, split)| {
+            let rows = match self.progress[i] {
+                SplitProgress::At(_) if i == self.split => Some(self.rows),
+                SplitProgress::At(rows) => Some(rows),
+                SplitProgress::Done => None,
+            };
+            (
+                split.key(),
+                rows.map(|rows| serde_json::json!({ "rows": rows })),
+                0,
+            )
+        }))
     }
 
     fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
-        let bad = || Error::Internal(format!("bad parquet source position {position}"));
-        let split = position
-            .get("split")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(bad)? as usize;
-        let rows = position
-            .get("rows")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(bad)? as usize;
-        let expected = self.splits.get(split);
-        let path = position.get("path").and_then(serde_json::Value::as_str);
-        let row_group = position
-            .get("row_group")
-            .and_then(serde_json::Value::as_u64);
-        let matches = split <= self.splits.len()
-            && path
-                == expected
-                    .map(|s| s.file.path.display().to_string())
-                    .as_deref()
-            && row_group == expected.map(|s| s.row_group as u64);
-        if !matches {
-            return Err(Error::Internal(format!(
-                "parquet source position {position} does not match the splits of this subtask \
-                 (the input changed since the checkpoint?)"
-            )));
+        for (i, split) in self.splits.iter().enumerate() {
+            let (progress, _) = split_position::decode(position, "parquet", &split.key(), |f| {
+                f.get("rows")
+                    .and_then(serde_json::Value::as_u64)
+                    .map(|rows| rows as usize)
+            })?;
+            self.progress[i] = progress;
         }
-        self.split = split;
-        self.rows = rows;
+        self.split = split_position::next_unread(&self.progress, 0);
+        self.rows = self.start_of_split();
         self.open = None;
         Ok(())
     }
