@@ -1,24 +1,25 @@
 //! SQL golden files: every `*.slt` file next to this runner, in the sqllogictest format, run by
-//! the `sqllogictest` crate as one test (a libtest-mimic trial) per file; `cargo test -p
-//! sluice-engine --test sql joins` runs `joins.slt` only. A failure names the file and line of
-//! the record.
+//! the `sqllogictest` crate as one test (a libtest-mimic trial) per file. `cargo test -p
+//! sluice-engine --test sql joins` runs `joins.slt` only; a failure names the file and line of
+//! the record. `cargo test -p sluice-engine --test sql -- [FILTER] --complete` rewrites the
+//! expected rows and errors of the files with the actual ones (review the diff).
 //!
 //! Each file runs in a fresh [`Session`] (parallelism 2, 2 slots) and has its own scratch
 //! directory, `$__TEST_DIR__`, substituted in SQL and `system` commands after `control
-//! substitution on` (the substitution also reads `$NAME` as an environment variable, so a record
-//! holding a literal `$` or `\` turns it off around itself).
+//! substitution on`. The substitution also reads `$NAME` as an environment variable and `\` as
+//! an escape, so a record holding a literal `$` or `\` sits between `control substitution off`
+//! and `control substitution on`.
 //!
 //! The records in use:
 //! - `statement ok` / `statement error <regex>` followed by SQL; the regex is searched in the
 //!   error message. Pending `INSERT`s run right after every record (as at the end of a script);
 //! - `query <types> [rowsort]`, SQL, `----`, expected rows: one letter per column (`I`, `R`, `T`,
-//!   or any other letter; only their number is checked), values separated by one space, `NULL`
+//!   or another letter; only their number is checked), values separated by one space, `NULL`
 //!   for null, timestamps as `2024-01-01T10:00:00.250`; a changelog row starts with its kind
 //!   (`+I`, `-U`, `+U`, `-D`) as its first column; `DESCRIBE`/`EXPLAIN` text gives one row per
-//!   line. With `rowsort` the actual rows are sorted and the expected rows must be written in
-//!   sorted order;
-//! - `system ok` followed by a bash command, e.g. a heredoc writing an input file:
-//!   `cat > "$__TEST_DIR__/in.csv" <<'EOF'` … `EOF` (no blank line inside a record).
+//!   line. With `rowsort` the actual rows are sorted and the expected rows are written sorted;
+//! - `system ok` followed by a bash command, e.g. a heredoc that writes an input file:
+//!   `cat > "$__TEST_DIR__/in.csv" <<'EOF'`, its lines, `EOF` (a blank line ends a record).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -30,7 +31,7 @@ use sluice_engine::element::ROW_KIND_COLUMN;
 use sluice_engine::runtime::RuntimeConfig;
 use sluice_engine::sql::{Outcome, Session, SessionConfig};
 use sqllogictest::harness::{Arguments, Failed, Trial};
-use sqllogictest::{DB, DBOutput, DefaultColumnType, Runner};
+use sqllogictest::{ColumnType, DB, DBOutput, Runner};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,7 +41,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// on a thread of its own and runs one record's SQL per request.
 struct GoldenSession {
     requests: Option<mpsc::Sender<String>>,
-    replies: mpsc::Receiver<Result<DBOutput<DefaultColumnType>, Error>>,
+    replies: mpsc::Receiver<Result<DBOutput<ColumnLetter>, Error>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -69,9 +70,9 @@ impl GoldenSession {
 
 impl DB for GoldenSession {
     type Error = Error;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = ColumnLetter;
 
-    fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Error> {
+    fn run(&mut self, sql: &str) -> Result<DBOutput<ColumnLetter>, Error> {
         let sent = self
             .requests
             .as_ref()
@@ -107,7 +108,7 @@ impl Drop for GoldenSession {
 
 /// Runs the statements of one record, then the pending `INSERT`s; the last statement's rows, if
 /// it has any, are the record's result.
-fn run_record(session: &mut Session, sql: &str) -> Result<DBOutput<DefaultColumnType>, Error> {
+fn run_record(session: &mut Session, sql: &str) -> Result<DBOutput<ColumnLetter>, Error> {
     let outcomes = session.execute(sql)?;
     session.finish()?;
     let Some(last) = outcomes.last() else {
@@ -117,7 +118,7 @@ fn run_record(session: &mut Session, sql: &str) -> Result<DBOutput<DefaultColumn
         Outcome::Table { schema, .. } | Outcome::Changelog { schema, .. } => column_types(schema),
         Outcome::Text(text) => {
             let width = text.lines().next().map_or(0, |l| l.split('\t').count());
-            vec![DefaultColumnType::Text; width]
+            vec![ColumnLetter::TEXT; width]
         }
         Outcome::Done | Outcome::Pending | Outcome::Job(_) => {
             return Ok(DBOutput::StatementComplete(0));
@@ -129,41 +130,79 @@ fn run_record(session: &mut Session, sql: &str) -> Result<DBOutput<DefaultColumn
     })
 }
 
-/// The sqllogictest column types of a result: a changelog's row kind first, as in its rows.
-fn column_types(schema: &Schema) -> Vec<DefaultColumnType> {
+/// The letter of a result column in a `query` record's type string: `I` for integers, `R` for
+/// floating point and decimals, `T` for text and anything else; the files also use `B` for
+/// booleans. Only the number of letters is checked (the files predate any check of the letters),
+/// and `--complete` keeps the letters written in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ColumnLetter(char);
+
+impl ColumnLetter {
+    const INTEGER: ColumnLetter = ColumnLetter('I');
+    const FLOATING_POINT: ColumnLetter = ColumnLetter('R');
+    const TEXT: ColumnLetter = ColumnLetter('T');
+}
+
+impl ColumnType for ColumnLetter {
+    fn from_char(value: char) -> Option<Self> {
+        Some(ColumnLetter(value))
+    }
+
+    fn to_char(&self) -> char {
+        self.0
+    }
+}
+
+/// The column letters of a result: a changelog's row kind first, as in its rows.
+fn column_types(schema: &Schema) -> Vec<ColumnLetter> {
     let kind = schema
         .index_of(ROW_KIND_COLUMN)
         .is_ok()
-        .then_some(DefaultColumnType::Text);
+        .then_some(ColumnLetter::TEXT);
     let values = schema
         .fields()
         .iter()
         .filter(|f| f.name() != ROW_KIND_COLUMN)
         .map(|f| match f.data_type() {
-            t if t.is_integer() => DefaultColumnType::Integer,
+            t if t.is_integer() => ColumnLetter::INTEGER,
             t if t.is_floating() || matches!(t, DataType::Decimal128(..)) => {
-                DefaultColumnType::FloatingPoint
+                ColumnLetter::FLOATING_POINT
             }
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DefaultColumnType::Text,
-            _ => DefaultColumnType::Any,
+            _ => ColumnLetter::TEXT,
         });
     kind.into_iter().chain(values).collect()
 }
 
-/// The type letters of a `query` record must give one letter per result column; the letters
-/// themselves are documentation (the files predate any check of them).
-fn same_column_count(actual: &Vec<DefaultColumnType>, expected: &Vec<DefaultColumnType>) -> bool {
+#[expect(
+    clippy::ptr_arg,
+    reason = "the signature of sqllogictest's ColumnTypeValidator"
+)]
+fn same_column_count(actual: &Vec<ColumnLetter>, expected: &Vec<ColumnLetter>) -> bool {
     actual.len() == expected.len()
 }
 
 /// Runs one golden file in a fresh session and scratch directory (the runner's `__TEST_DIR__`,
-/// removed when the runner drops).
-fn run_file(path: &Path) -> Result<(), Failed> {
+/// removed when the runner drops). With `complete`, rewrites the file's expected rows and
+/// errors with the actual ones instead of checking them.
+fn run_file(path: &Path, complete: bool) -> Result<(), Failed> {
     let mut runner = Runner::new(|| async { Ok(GoldenSession::new()) });
     runner.with_column_validator(same_column_count);
-    let result = runner.run_file(path);
+    let result = if complete {
+        futures::executor::block_on(runner.update_test_file(
+            path,
+            " ",
+            sqllogictest::default_validator,
+            sqllogictest::default_normalizer,
+            same_column_count,
+        ))
+        .map_err(|e| Failed::from(format!("{}: {e}", path.display())))
+    } else {
+        runner
+            .run_file(path)
+            .map_err(|e| Failed::from(e.display(false).to_string()))
+    };
     runner.shutdown();
-    result.map_err(|e| Failed::from(e.display(false).to_string()))
+    result
 }
 
 fn golden_files() -> std::io::Result<Vec<PathBuf>> {
@@ -180,15 +219,17 @@ fn golden_files() -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// `--complete` rewrites the files (see the module doc); the other arguments are libtest's.
 fn main() -> std::io::Result<()> {
-    let args = Arguments::from_args();
+    let complete = std::env::args().any(|a| a == "--complete");
+    let args = Arguments::from_iter(std::env::args().filter(|a| a != "--complete"));
     let trials = golden_files()?
         .into_iter()
         .map(|path| {
             let name = path
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-            Trial::test(name, move || run_file(&path))
+            Trial::test(name, move || run_file(&path, complete))
         })
         .collect();
     sqllogictest::harness::run(&args, trials).exit()
