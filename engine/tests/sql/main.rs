@@ -66,6 +66,17 @@ impl GoldenSession {
             thread: Some(thread),
         }
     }
+
+    /// Ends the session's thread; returns its panic message if it panicked.
+    fn stop(&mut self) -> Option<String> {
+        self.requests = None;
+        let panic = self.thread.take()?.join().err()?;
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned());
+        Some(message.unwrap_or_else(|| "a non-string payload".to_string()))
+    }
 }
 
 impl DB for GoldenSession {
@@ -77,19 +88,18 @@ impl DB for GoldenSession {
             .requests
             .as_ref()
             .is_some_and(|r| r.send(sql.to_string()).is_ok());
-        match sent.then(|| self.replies.recv().ok()).flatten() {
-            Some(reply) => reply,
-            // The session's thread panicked: `shutdown` (or drop) reports its panic.
-            None => Err(Error::Internal("the session thread stopped".into())),
+        if let Some(reply) = sent.then(|| self.replies.recv().ok()).flatten() {
+            return reply;
         }
+        Err(Error::Internal(self.stop().map_or_else(
+            || "the session thread stopped".to_string(),
+            |why| format!("the session thread panicked: {why}"),
+        )))
     }
 
     fn shutdown(&mut self) {
-        self.requests = None;
-        if let Some(thread) = self.thread.take()
-            && let Err(panic) = thread.join()
-        {
-            std::panic::resume_unwind(panic);
+        if let Some(why) = self.stop() {
+            panic!("the session thread panicked: {why}");
         }
     }
 
