@@ -240,24 +240,28 @@ impl Planner<'_> {
             lookup_columns,
             condition: rest,
         };
-        // A condition that does not type-check is reported where it is.
-        if spec.condition.is_some() {
-            let mut unconditioned = spec.clone();
-            unconditioned.condition = None;
-            let joined = unconditioned.output_schema(&left_schema)?;
-            if let Some(condition_expr) = &spec.condition {
-                let resolved = condition_expr
-                    .resolve(&joined)
-                    .map_err(|err| at(err, condition))?;
-                if resolved.data_type() != &arrow::datatypes::DataType::Boolean {
-                    return Err(located(
-                        condition,
-                        format!(
-                            "the join condition must be BOOLEAN, found {}",
-                            resolved.data_type()
-                        ),
-                    ));
-                }
+        // What the spec rejects (an unbounded table, …) is reported at the table's name;
+        // a condition that does not type-check, at the condition.
+        let mut unconditioned = spec.clone();
+        unconditioned.condition = None;
+        let joined = unconditioned
+            .output_schema(&left_schema)
+            .map_err(|err| match err {
+                Error::Expression { message } => name_at(message),
+                other => other,
+            })?;
+        if let Some(condition_expr) = &spec.condition {
+            let resolved = condition_expr
+                .resolve(&joined)
+                .map_err(|err| at(err, condition))?;
+            if resolved.data_type() != &arrow::datatypes::DataType::Boolean {
+                return Err(located(
+                    condition,
+                    format!(
+                        "the join condition must be BOOLEAN, found {}",
+                        resolved.data_type()
+                    ),
+                ));
             }
         }
         let stream = left.stream.lookup_join(spec)?;
