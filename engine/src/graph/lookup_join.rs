@@ -62,9 +62,8 @@ pub(crate) fn common_key_type(probe: &DataType, table: &DataType) -> Option<Data
     if probe == table {
         return Some(probe.clone());
     }
-    match (int_rank(probe), int_rank(table)) {
-        (Some(a), Some(b)) => return Some(if a >= b { probe.clone() } else { table.clone() }),
-        _ => {}
+    if let (Some(a), Some(b)) = (int_rank(probe), int_rank(table)) {
+        return Some(if a >= b { probe.clone() } else { table.clone() });
     }
     let numeric = |t: &DataType| int_rank(t).is_some() || matches!(t, Float32 | Float64);
     if numeric(probe) && numeric(table) {
@@ -215,6 +214,8 @@ impl LookupJoinSpec {
 
 #[cfg(test)]
 mod tests {
+    use arrow::datatypes::{ArrowPrimitiveType, Int64Type};
+
     use super::*;
 
     #[test]
@@ -226,5 +227,24 @@ mod tests {
         assert_eq!(common_key_type(&Utf8, &Utf8), Some(Utf8));
         assert_eq!(common_key_type(&Utf8, &Int64), None);
         assert_eq!(common_key_type(&Date32, &Int32), None);
+    }
+
+    #[test]
+    fn a_spec_round_trips_through_json() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", Int64Type::DATA_TYPE, true)]));
+        let spec = LookupJoinSpec {
+            table: "dim".into(),
+            source: SourceSpec::Datagen(crate::connector::DatagenSource::new(
+                schema,
+                [("number-of-rows".to_string(), "3".to_string())].into(),
+            )),
+            probe_keys: vec![crate::expr::col("a").modulo(crate::expr::lit(10i64))],
+            lookup_keys: vec!["k".into()],
+            join_type: JoinType::Left,
+            lookup_columns: vec!["k".into()],
+            condition: Some(crate::expr::col("k").gt(crate::expr::lit(0i64))),
+        };
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<LookupJoinSpec>(&json).unwrap(), spec);
     }
 }

@@ -16,9 +16,7 @@
 //!
 //! Errors carry the line and column of the clause, the key or the condition at fault.
 
-use sqlparser::ast::{
-    BinaryOperator, Expr as SqlExpr, Spanned, TableFactor, TableVersion,
-};
+use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Spanned, TableFactor, TableVersion};
 
 use super::{FromRel, Planner, at, object_name, split_conjuncts};
 use crate::expr::{Expr, Function};
@@ -62,7 +60,10 @@ pub(super) fn proctime_columns(table: &Table) -> impl Iterator<Item = String> + 
 
 fn located(expr: &SqlExpr, message: impl Into<String>) -> Error {
     let start = expr.span().start;
-    Error::sql(format!("line {}, column {}", start.line, start.column), message)
+    Error::sql(
+        format!("line {}, column {}", start.line, start.column),
+        message,
+    )
 }
 
 /// A bare (possibly qualified, possibly parenthesised) column reference.
@@ -96,16 +97,25 @@ impl Planner<'_> {
             ));
         }
         if left.window.is_some() {
-            return Err(located(as_of, "a lookup join of a window TVF is not supported"));
+            return Err(located(
+                as_of,
+                "a lookup join of a window TVF is not supported",
+            ));
         }
         self.check_time_attribute(&left, as_of)?;
         let TableFactor::Table { name, alias, .. } = factor else {
-            return Err(located(as_of, "FOR SYSTEM_TIME AS OF must follow a table name"));
+            return Err(located(
+                as_of,
+                "FOR SYSTEM_TIME AS OF must follow a table name",
+            ));
         };
         let table_name = object_name(name);
         let name_at = |message: String| {
             let start = name.span().start;
-            Error::sql(format!("line {}, column {}", start.line, start.column), message)
+            Error::sql(
+                format!("line {}, column {}", start.line, start.column),
+                message,
+            )
         };
         let table = match self.catalog.relation(&table_name) {
             _ if self.ctes.iter().any(|(n, _)| *n == table_name) => {
@@ -140,9 +150,8 @@ impl Planner<'_> {
         let mut names = left.names.clone();
         let mut lookup_columns = Vec::with_capacity(table_schema.fields().len());
         for field in table_schema.fields() {
-            let taken = |n: &str| {
-                left_schema.index_of(n).is_ok() || lookup_columns.iter().any(|c| c == n)
-            };
+            let taken =
+                |n: &str| left_schema.index_of(n).is_ok() || lookup_columns.iter().any(|c| c == n);
             let mut column = field.name().clone();
             if taken(&column) {
                 let suffixed = format!("{column}{RIGHT_DUPLICATE_SUFFIX}");

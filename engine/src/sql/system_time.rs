@@ -87,7 +87,10 @@ pub(crate) fn cut(
                 }
                 _ => break,
             }
-            if matches!(significant.get(j + 1).map(|t| &t.token), Some(Token::Period)) {
+            if matches!(
+                significant.get(j + 1).map(|t| &t.token),
+                Some(Token::Period)
+            ) {
                 j += 2;
             } else {
                 j += 1;
@@ -198,11 +201,18 @@ fn attach_from(item: &mut TableWithJoins, clauses: &mut [SystemTimeClause]) {
 fn attach_factor(factor: &mut TableFactor, clauses: &mut [SystemTimeClause]) {
     match factor {
         TableFactor::Table { name, version, .. } => {
-            let Some(end) = name.0.last().and_then(|part| part.as_ident()).map(|i| i.span.end)
+            let Some(end) = name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .map(|i| i.span.end)
             else {
                 return;
             };
-            if let Some(clause) = clauses.iter_mut().find(|c| !c.attached && c.table_end == end) {
+            if let Some(clause) = clauses
+                .iter_mut()
+                .find(|c| !c.attached && c.table_end == end)
+            {
                 clause.attached = true;
                 *version = Some(TableVersion::ForSystemTimeAsOf(clause.expr.clone()));
             }
@@ -273,9 +283,10 @@ mod tests {
 
     #[test]
     fn other_operands_and_places_are_refused_with_their_position() {
-        let err = parse_script("SELECT * FROM o JOIN d FOR SYSTEM_TIME AS OF PROCTIME() ON o.k = d.k")
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse_script("SELECT * FROM o JOIN d FOR SYSTEM_TIME AS OF PROCTIME() ON o.k = d.k")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("line 1, column 46"), "{err}");
         assert!(err.contains("time attribute column"), "{err}");
         let err = parse_script("SELECT * FROM (SELECT 1) FOR SYSTEM_TIME AS OF o.p")

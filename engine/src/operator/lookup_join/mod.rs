@@ -17,7 +17,6 @@
 
 mod table;
 
-
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array};
 use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::compute::{cast, concat_batches, filter_record_batch, take};

@@ -76,7 +76,9 @@ pub(crate) struct LookupIndex {
 fn valid_keys(columns: &[ArrayRef]) -> Option<NullBuffer> {
     columns
         .iter()
-        .fold(None, |acc, c| NullBuffer::union(acc.as_ref(), c.logical_nulls().as_ref()))
+        .fold(None, |acc, c| {
+            NullBuffer::union(acc.as_ref(), c.logical_nulls().as_ref())
+        })
         .filter(|n| n.null_count() > 0)
 }
 
@@ -133,8 +135,7 @@ impl LookupIndex {
                     let hash = xxh3_64(key);
                     let found = table
                         .find(hash, |&(h, g)| {
-                            h == hash
-                                && &bytes[offsets[g as usize]..offsets[g as usize + 1]] == key
+                            h == hash && &bytes[offsets[g as usize]..offsets[g as usize + 1]] == key
                         })
                         .map(|&(_, g)| g);
                     let group = match found {
@@ -259,8 +260,7 @@ impl LookupIndex {
                     let hash = xxh3_64(key);
                     let group = table
                         .find(hash, |&(h, g)| {
-                            h == hash
-                                && &bytes[offsets[g as usize]..offsets[g as usize + 1]] == key
+                            h == hash && &bytes[offsets[g as usize]..offsets[g as usize + 1]] == key
                         })
                         .map_or(NO_MATCH, |&(_, g)| g);
                     out.push(group);
@@ -320,14 +320,16 @@ mod tests {
 
     #[test]
     fn composite_and_string_keys_take_the_rows_path() {
-        let a: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), Some("y"), Some("x"), None]));
+        let a: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("x"),
+            Some("y"),
+            Some("x"),
+            None,
+        ]));
         let b: ArrayRef = Arc::new(Int32Array::from(vec![1, 1, 1, 1]));
         let index = LookupIndex::build(&[a, b]).unwrap();
         let pa: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), None, Some("y")]));
         let pb: ArrayRef = Arc::new(Int32Array::from(vec![1, 1, 2]));
-        assert_eq!(
-            matches(&index, &[pa, pb]),
-            vec![vec![0, 2], vec![], vec![]]
-        );
+        assert_eq!(matches(&index, &[pa, pb]), vec![vec![0, 2], vec![], vec![]]);
     }
 }
