@@ -214,8 +214,6 @@ impl LookupJoinSpec {
 
 #[cfg(test)]
 mod tests {
-    use arrow::datatypes::{ArrowPrimitiveType, Int64Type};
-
     use super::*;
 
     #[test]
@@ -231,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_spec_round_trips_through_json() {
-        let schema = Arc::new(Schema::new(vec![Field::new("k", Int64Type::DATA_TYPE, true)]));
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
         let spec = LookupJoinSpec {
             table: "dim".into(),
             source: SourceSpec::Datagen(crate::connector::DatagenSource::new(

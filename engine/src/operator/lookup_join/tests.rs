@@ -151,7 +151,10 @@ fn duplicates_nulls_and_misses() {
     let table = [(Some(1), 10), (Some(2), 20), (None, 0), (Some(1), 11)];
     let input = vec![(Some(1), 5), (None, 6), (Some(3), 7), (Some(2), 8)];
     assert_eq!(
-        run(&spec(&table, JoinType::Inner, None), std::slice::from_ref(&input)),
+        run(
+            &spec(&table, JoinType::Inner, None),
+            std::slice::from_ref(&input)
+        ),
         vec![
             (Some(1), 5, Some(1), Some(10)),
             (Some(1), 5, Some(1), Some(11)),
@@ -174,7 +177,10 @@ fn duplicates_nulls_and_misses() {
 fn an_empty_table_pads_every_row_of_a_left_join() {
     let input = vec![(Some(1), 5), (None, 6)];
     assert_eq!(
-        run(&spec(&[], JoinType::Left, None), std::slice::from_ref(&input)),
+        run(
+            &spec(&[], JoinType::Left, None),
+            std::slice::from_ref(&input)
+        ),
         vec![(Some(1), 5, None, None), (None, 6, None, None)]
     );
     assert!(run(&spec(&[], JoinType::Inner, None), &[input]).is_empty());
