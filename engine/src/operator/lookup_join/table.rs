@@ -281,7 +281,9 @@ impl LookupIndex {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int32Array, Int64Array, StringArray};
+    use arrow::array::{
+        Date32Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+    };
 
     use super::*;
 
@@ -316,6 +318,21 @@ mod tests {
             matches(&index, &[probe]),
             vec![vec![0, 3], vec![], vec![], vec![4]]
         );
+    }
+
+    #[test]
+    fn dates_and_timestamps_take_the_words_path() {
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![19_000, 19_001, 19_000]));
+        let index = LookupIndex::build(&[dates]).unwrap();
+        assert!(matches!(index.keys, KeyIndex::Words(_)));
+        let probe: ArrayRef = Arc::new(Date32Array::from(vec![19_000, 5]));
+        assert_eq!(matches(&index, &[probe]), vec![vec![0, 2], vec![]]);
+        let times: ArrayRef =
+            Arc::new(TimestampMillisecondArray::from(vec![-1, 1_700_000_000_000]));
+        let index = LookupIndex::build(&[times]).unwrap();
+        let probe: ArrayRef =
+            Arc::new(TimestampMillisecondArray::from(vec![1_700_000_000_000, -1]));
+        assert_eq!(matches(&index, &[probe]), vec![vec![1], vec![0]]);
     }
 
     #[test]
