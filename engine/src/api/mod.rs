@@ -25,6 +25,7 @@
 
 mod batch_fn;
 mod join;
+mod lookup_join;
 pub mod nexmark;
 mod process;
 mod rank;

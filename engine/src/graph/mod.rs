@@ -12,6 +12,7 @@
 //! [`JobGraph::from_json`]) so a client can build it and a JobManager can run it.
 
 mod join;
+mod lookup_join;
 mod partitioning;
 mod rank;
 mod sort;
@@ -20,6 +21,8 @@ mod validate;
 mod window;
 
 pub use join::{JoinKind, JoinSpec, JoinType, RIGHT_DUPLICATE_SUFFIX};
+pub use lookup_join::LookupJoinSpec;
+pub(crate) use lookup_join::common_key_type as lookup_join_key_type;
 pub use partitioning::Partitioning;
 pub use rank::{RankOrder, RankSpec, RankStrategy, RankWindow, WINDOW_TIME_COLUMN};
 pub use sort::{SortKey, SortSpec};

@@ -49,6 +49,8 @@ pub enum OperatorSpec {
     Sink { connector: SinkSpec },
     /// Joins input 0 (left) with input 1 (right) on equal keys; see [`JoinSpec`].
     Join(JoinSpec),
+    /// Joins the input with a bounded table each subtask loads; see [`super::LookupJoinSpec`].
+    LookupJoin(super::LookupJoinSpec),
     /// Top-N / deduplication per partition (`ROW_NUMBER() … WHERE rn <= N`); the input must be
     /// hash-partitioned on the partition keys. See [`super::RankSpec`].
     Rank(super::RankSpec),
@@ -71,6 +73,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAggregate(_) => "WindowAggregate",
             OperatorSpec::Sink { .. } => "Sink",
             OperatorSpec::Join(spec) => spec.kind_name(),
+            OperatorSpec::LookupJoin(_) => "LookupJoin",
             OperatorSpec::Rank(_) => "Rank",
             OperatorSpec::Sort(_) => "Sort",
             OperatorSpec::Custom { .. } => "Custom",
@@ -87,7 +90,8 @@ impl OperatorSpec {
             | OperatorSpec::WindowAggregate(_)
             | OperatorSpec::Rank(_)
             | OperatorSpec::Sink { .. }
-            | OperatorSpec::Sort(_) => Some(1),
+            | OperatorSpec::Sort(_)
+            | OperatorSpec::LookupJoin(_) => Some(1),
             OperatorSpec::Join(_) => Some(2),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
         }
@@ -156,6 +160,7 @@ impl OperatorSpec {
                 inputs[0].clone()
             }
             OperatorSpec::Join(spec) => spec.output_schema(&inputs[0], &inputs[1])?,
+            OperatorSpec::LookupJoin(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Rank(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Sort(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Custom { .. } => return Ok(None),

@@ -12,6 +12,7 @@
 mod aggregate;
 mod filter;
 mod join;
+mod lookup_join;
 mod project;
 mod rank;
 pub(crate) mod registry;
@@ -25,6 +26,7 @@ mod window;
 pub(crate) use aggregate::GroupTable;
 pub use aggregate::KeyedAggregate;
 pub use filter::Filter;
+pub use lookup_join::LookupJoin;
 pub use project::Project;
 pub use rank::Rank;
 pub use registry::{OperatorFactory, OperatorRegistry};

@@ -103,6 +103,11 @@ impl OperatorRegistry {
                 Box::new(SinkOperator::new(connector.create_sink(resources)?))
             }
             OperatorSpec::Join(join) => super::join::build(join, ctx)?,
+            OperatorSpec::LookupJoin(spec) => Box::new(super::LookupJoin::try_new(
+                spec,
+                need_input()?,
+                ctx.output_schema.clone(),
+            )?),
             OperatorSpec::Rank(rank) => Box::new(super::rank::Rank::try_new(
                 rank,
                 need_input()?,

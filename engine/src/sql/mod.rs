@@ -39,6 +39,7 @@ pub mod expr;
 mod group_window;
 pub mod parser;
 pub mod planner;
+mod system_time;
 pub mod types;
 mod window_join;
 
@@ -1220,6 +1221,7 @@ pub fn explain(graph: &JobGraph) -> String {
                 }
             }
             OperatorSpec::Sort(spec) => spec.describe(),
+            OperatorSpec::LookupJoin(spec) => spec.describe(),
             OperatorSpec::Union | OperatorSpec::Custom { .. } => String::new(),
         };
         let _ = writeln!(

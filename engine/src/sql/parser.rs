@@ -9,7 +9,9 @@
 //! - in `CREATE TABLE`, computed columns `name AS expr` and `WATERMARK FOR col AS expr` (cut
 //!   out of the column list; their expressions are parsed on their own);
 //! - the `TABLE` keyword before a table argument of a window TVF
-//!   (`TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '10' SECOND))`).
+//!   (`TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '10' SECOND))`);
+//! - `FOR SYSTEM_TIME AS OF <column>` after a table name (`sql::system_time`: cut out, then
+//!   put back on the parsed table as its `version`).
 
 use sqlparser::ast::{Expr as SqlExpr, Statement};
 use sqlparser::dialect::GenericDialect;
@@ -274,6 +276,8 @@ fn parse_statement(
             blanks.push((at(pair[1]), at_end(pair[1])));
         }
     }
+    // `FOR SYSTEM_TIME AS OF …`: cut out here, put back on its table after parsing.
+    let system_time = super::system_time::cut(&significant, &at, &at_end, &mut blanks)?;
     let mut bytes = text.into_bytes();
     for (from, to) in blanks {
         for b in &mut bytes[from.max(body_start)..to] {
@@ -286,29 +290,15 @@ fn parse_statement(
     // are replaced byte by byte with spaces: the result is valid UTF-8, though a blanked
     // multi-byte character becomes several spaces (columns after it on that line shift).
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    // Lookup (temporal) joins are not planned yet: name them rather than the parser's
-    // complaint about the unexpected SYSTEM_TIME.
-    let versioned = significant.windows(4).find(|w| {
-        matches!(&w[0].token, Token::Word(a) if a.keyword == Keyword::FOR)
-            && matches!(&w[1].token, Token::Word(b) if b.keyword == Keyword::SYSTEM_TIME)
-            && matches!(&w[2].token, Token::Word(c) if c.keyword == Keyword::AS)
-            && matches!(&w[3].token, Token::Word(d) if d.keyword == Keyword::OF)
-    });
-    if let Some(w) = versioned {
-        let start = w[0].span.start;
-        return Err(Error::sql(
-            format!("line {}, column {}", start.line, start.column),
-            "FOR SYSTEM_TIME AS OF (a lookup or temporal join) is not supported yet",
-        ));
-    }
     let statements = Parser::new(&GenericDialect {})
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| Error::sql(location.clone(), e.to_string()))?;
     let mut statements = statements.into_iter();
-    let (Some(statement), None) = (statements.next(), statements.next()) else {
+    let (Some(mut statement), None) = (statements.next(), statements.next()) else {
         return Err(Error::sql(location, "expected exactly one statement"));
     };
+    super::system_time::attach(&mut statement, system_time)?;
     out.push(Located {
         position,
         statement: ParsedStatement::Sql {

@@ -34,8 +34,10 @@
 //! - `ORDER BY` / `OFFSET` / `LIMIT` → a sort ([`order`]); `VALUES` → a bounded source
 //!   ([`values`]); `(…) AS t(a, b)` renames a derived table's columns.
 //!
-//! Other OVER windows, lookup joins (`FOR SYSTEM_TIME AS OF`) and window TVFs without
-//! aggregation report "… is not supported yet".
+//! - `JOIN t FOR SYSTEM_TIME AS OF s.proc_time ON …` → a lookup join (`lookup_join.rs`).
+//!
+//! Other OVER windows, event-time temporal joins and window TVFs without aggregation report
+//! "… is not supported yet".
 
 mod order;
 mod values;
@@ -65,6 +67,8 @@ use crate::graph::{
 use crate::time::WatermarkStrategy;
 use crate::{Error, Result};
 
+#[path = "lookup_join.rs"]
+mod lookup_join;
 #[path = "rank.rs"]
 mod rank;
 
@@ -292,6 +296,9 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_table_factor(&mut self, factor: &TableFactor) -> Result<Rel> {
+        if let Some(err) = lookup_join::misplaced(factor) {
+            return Err(err);
+        }
         match factor {
             TableFactor::Table {
                 name, args: None, ..
@@ -342,6 +349,10 @@ impl<'a> Planner<'a> {
                     return Err(unsupported("JOIN … USING (use ON)"));
                 }
             };
+            if let Some(as_of) = lookup_join::system_time(&join.relation) {
+                from = self.lookup_join(from, &join.relation, as_of, join_type, condition)?;
+                continue;
+            }
             let mut conditions = Vec::new();
             split_conjuncts(condition, &mut conditions);
             let right = self.plan_from_factor(&join.relation)?;
@@ -380,7 +391,11 @@ impl<'a> Planner<'a> {
                     None
                 } else {
                     match self.catalog.relation(&table) {
-                        Ok(Relation::Table(t)) => t.watermark.as_ref().map(|w| w.column.clone()),
+                        Ok(Relation::Table(t)) => {
+                            self.proctime_columns
+                                .extend(lookup_join::proctime_columns(t));
+                            t.watermark.as_ref().map(|w| w.column.clone())
+                        }
                         _ => None,
                     }
                 };
