@@ -90,6 +90,7 @@ fn run(spec: &LookupJoinSpec, batches: &[Vec<InputRow>]) -> Vec<OutRow> {
         key_groups: KeyGroupRange::for_subtask(128, 1, 0),
         input_schemas: vec![input_schema()],
         output_schema: output,
+        incremental_checkpoints: false,
     };
     join.open(&ctx).expect("open");
     let mut out = Output::default();
