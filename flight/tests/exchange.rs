@@ -172,17 +172,22 @@ fn move_stream(cluster: &Cluster, to: u32) {
                     break;
                 }
             }
-            // Nothing follows end-of-input.
-            std::thread::sleep(Duration::from_millis(100));
-            assert!(input.try_recv().unwrap().is_none());
+            if to == 1 {
+                // Nothing follows end-of-input on a remote channel. (An in-process channel
+                // reports its dropped sender; the engine stops reading at end-of-input.)
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(input.try_recv().unwrap().is_none());
+            }
             received
         });
         let producer = scope.spawn(|| {
             let waker = SlotWaker::new();
             waker.bind_current();
             let mut output = cluster.a.output(channel(to), &waker).unwrap();
-            // An empty batch (all rows filtered out) is accepted and never arrives.
-            send(output.as_mut(), StreamElement::Batch(batch(0, 0))).unwrap();
+            if to == 1 {
+                // An empty batch (all rows filtered out) is accepted and never arrives.
+                send(output.as_mut(), StreamElement::Batch(batch(0, 0))).unwrap();
+            }
             for element in elements() {
                 send(output.as_mut(), element).unwrap();
             }
@@ -376,6 +381,10 @@ fn a_producer_that_dies_fails_the_consumer() {
     let mut output = cluster.a.output(channel(1), &waker).unwrap();
     let mut input = cluster.b.input(channel(1), &waker).unwrap();
     send(output.as_mut(), StreamElement::Watermark(Watermark(5))).unwrap();
+    assert!(matches!(
+        receive(input.as_mut()).unwrap(),
+        StreamElement::Watermark(Watermark(5))
+    ));
     let Cluster {
         a_server,
         b_server,
@@ -386,10 +395,6 @@ fn a_producer_that_dies_fails_the_consumer() {
     drop(output);
     drop(a);
     drop(a_server);
-    assert!(matches!(
-        receive(input.as_mut()).unwrap(),
-        StreamElement::Watermark(Watermark(5))
-    ));
     let start = Instant::now();
     let error = loop {
         match input.try_recv() {
