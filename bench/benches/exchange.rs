@@ -42,8 +42,12 @@ fn batch() -> RecordBatch {
     };
     let auctions: Vec<i64> = (0..ROWS).map(|_| 1000 + (next() % 10_000) as i64).collect();
     let bidders: Vec<i64> = (0..ROWS).map(|_| (next() % 100_000) as i64).collect();
-    let prices: Vec<f64> = (0..ROWS).map(|_| (next() % 1_000_000) as f64 / 100.0).collect();
-    let channels: Vec<String> = (0..ROWS).map(|_| format!("channel-{}", next() % 50)).collect();
+    let prices: Vec<f64> = (0..ROWS)
+        .map(|_| (next() % 1_000_000) as f64 / 100.0)
+        .collect();
+    let channels: Vec<String> = (0..ROWS)
+        .map(|_| format!("channel-{}", next() % 50))
+        .collect();
     RecordBatch::try_new(
         schema,
         vec![

@@ -305,9 +305,9 @@ impl ElementDecoder {
             KIND_IPC => self.decode_ipc(data),
             KIND_WATERMARK => {
                 let millis = read_array::<8>(fields, 0, &self.stream)?;
-                Ok(Some(StreamElement::Watermark(Watermark(i64::from_le_bytes(
-                    millis,
-                )))))
+                Ok(Some(StreamElement::Watermark(Watermark(
+                    i64::from_le_bytes(millis),
+                ))))
             }
             KIND_BARRIER => {
                 let id = u64::from_le_bytes(read_array::<8>(fields, 0, &self.stream)?);
@@ -343,7 +343,10 @@ impl ElementDecoder {
     fn decode_ipc(&mut self, data: FlightData) -> Result<Option<StreamElement>> {
         let stream = &self.stream;
         let message = root_as_message(&data.data_header).map_err(|e| {
-            codec_error(stream, format!("data_header is not an Arrow IPC message: {e}"))
+            codec_error(
+                stream,
+                format!("data_header is not an Arrow IPC message: {e}"),
+            )
         })?;
         let arrow_error = |what: &str, source| Error::Arrow {
             context: format!("decoding {what} of Flight stream {stream}"),
@@ -387,7 +390,11 @@ impl ElementDecoder {
                 let ipc_batch = message.header_as_record_batch().ok_or_else(|| {
                     codec_error(stream, "a record batch message without batch".into())
                 })?;
-                check_buffers(ipc_buffers(ipc_batch.buffers()), data.data_body.len(), stream)?;
+                check_buffers(
+                    ipc_buffers(ipc_batch.buffers()),
+                    data.data_body.len(),
+                    stream,
+                )?;
                 let batch = reader::read_record_batch(
                     &Buffer::from(data.data_body.clone()),
                     ipc_batch,
@@ -571,7 +578,10 @@ mod tests {
             .encode(&StreamElement::Batch(batch(0, 0)), &mut messages)
             .unwrap();
         encoder
-            .encode(&StreamElement::Batch(batch(50, 0).slice(10, 0)), &mut messages)
+            .encode(
+                &StreamElement::Batch(batch(50, 0).slice(10, 0)),
+                &mut messages,
+            )
             .unwrap();
         assert!(messages.is_empty());
         let elements = vec![
@@ -707,7 +717,9 @@ mod tests {
         };
         assert_eq!(parse_open(&open_message(&ticket), "s").unwrap(), ticket);
         assert_eq!(parse_credit(&credit_message(17), "s").unwrap(), 17);
-        let error = parse_open(&credit_message(1), "peer x").unwrap_err().to_string();
+        let error = parse_open(&credit_message(1), "peer x")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("must open a channel"), "{error}");
         let error = ElementDecoder::new("s")
             .decode(credit_message(1))

@@ -13,7 +13,9 @@ use sluice_engine::runtime::exchange::{
     ChannelId, ExchangeFactory, InputChannel, OutputChannel, SlotWaker,
 };
 use sluice_flight::codec::Compression;
-use sluice_flight::{ExchangeConfig, ExchangePlacement, ExchangeServer, FlightExchange, TaskManagerId};
+use sluice_flight::{
+    ExchangeConfig, ExchangePlacement, ExchangeServer, FlightExchange, TaskManagerId,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -226,9 +228,19 @@ fn channel_inside_one_task_manager_stays_in_process() {
 fn ends_on_the_wrong_task_manager_are_refused() {
     let cluster = cluster(ExchangeConfig::default());
     let waker = SlotWaker::new();
-    let error = cluster.b.output(channel(1), &waker).err().unwrap().to_string();
+    let error = cluster
+        .b
+        .output(channel(1), &waker)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("which TaskManager a hosts"), "{error}");
-    let error = cluster.a.input(channel(1), &waker).err().unwrap().to_string();
+    let error = cluster
+        .a
+        .input(channel(1), &waker)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("which TaskManager b hosts"), "{error}");
 }
 
@@ -242,7 +254,11 @@ fn a_consumer_that_does_not_read_stops_the_producer_after_its_credit() {
     let mut input = cluster.b.input(channel(1), &waker).unwrap();
 
     for i in 0..credits {
-        send(output.as_mut(), StreamElement::Batch(batch(100, i as i64 * 100))).unwrap();
+        send(
+            output.as_mut(),
+            StreamElement::Batch(batch(100, i as i64 * 100)),
+        )
+        .unwrap();
     }
     // The credit is spent: the channel stays full while nobody reads.
     let mut pending = StreamElement::Watermark(Watermark(42));
@@ -330,7 +346,10 @@ fn a_killed_receiver_fails_the_producer_with_its_address() {
         match output.try_send(StreamElement::Batch(batch(10, 0))) {
             Err(error) => break error,
             Ok(_) => {
-                assert!(start.elapsed() < DEADLINE, "the producer never saw the dead peer");
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "the producer never saw the dead peer"
+                );
                 std::thread::park_timeout(Duration::from_millis(20));
             }
         }
@@ -401,13 +420,33 @@ fn a_producer_that_dies_fails_the_consumer() {
             Err(error) => break error,
             Ok(Some(element)) => panic!("unexpected {element:?}"),
             Ok(None) => {
-                assert!(start.elapsed() < DEADLINE, "the consumer never saw the dead producer");
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "the consumer never saw the dead producer"
+                );
                 std::thread::park_timeout(Duration::from_millis(20));
             }
         }
     };
     let message = error.to_string();
-    assert!(message.contains("upstream subtask 0 of edge 0"), "{message}");
+    assert!(
+        message.contains("upstream subtask 0 of edge 0"),
+        "{message}"
+    );
     assert!(message.contains("127.0.0.1"), "{message}");
     drop((b, b_server));
+}
+
+#[tokio::test]
+async fn a_server_starts_and_stops_inside_async_code() {
+    // A TaskManager process drives its control plane from async code.
+    let server = ExchangeServer::start("127.0.0.1:0", ExchangeConfig::default()).unwrap();
+    let address = server.address();
+    tokio::net::TcpStream::connect(address).await.unwrap();
+    drop(server);
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(address).await.is_ok() {
+        assert!(start.elapsed() < DEADLINE, "the server kept listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -174,7 +174,9 @@ impl InboundRegistry {
     ) -> Result<FlightInput> {
         let inbound = self.take(ticket, |entry| {
             if entry.consumer_taken {
-                return Err(Error::Internal(format!("input of {ticket} requested twice")));
+                return Err(Error::Internal(format!(
+                    "input of {ticket} requested twice"
+                )));
             }
             entry.consumer_taken = true;
             let _ = entry.inbound.consumer.set(consumer);

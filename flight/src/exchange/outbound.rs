@@ -5,8 +5,8 @@
 //! a `DoExchange` call and adds the credits granted in the response direction.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use arrow_flight::FlightData;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -37,13 +37,15 @@ struct Outbound {
 impl Outbound {
     fn take_credit(&self) -> bool {
         self.credits
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
             .is_ok()
     }
 
     fn grant(&self, credits: u32) {
-        self.credits.fetch_add(credits, Ordering::AcqRel);
-        if self.producer_waiting.swap(false, Ordering::AcqRel) {
+        // SeqCst pairs with the producer's flag store and credit re-check (a store followed by
+        // a load on another atomic on both sides).
+        self.credits.fetch_add(credits, Ordering::SeqCst);
+        if self.producer_waiting.swap(false, Ordering::SeqCst) {
             self.producer.wake();
         }
     }
@@ -69,10 +71,7 @@ pub(super) struct FlightOutput {
 }
 
 impl OutputChannel for FlightOutput {
-    fn try_send(
-        &mut self,
-        element: StreamElement,
-    ) -> sluice_engine::Result<Option<StreamElement>> {
+    fn try_send(&mut self, element: StreamElement) -> sluice_engine::Result<Option<StreamElement>> {
         let outbound = &self.outbound;
         if let Some(failure) = outbound.failure.get() {
             return Err(outbound.error(failure));
@@ -163,10 +162,7 @@ async fn drive(
                 if end {
                     sender.end_sent.store(true, Ordering::Release);
                 }
-                Some((
-                    futures::stream::iter(out),
-                    (elements, encoder, end),
-                ))
+                Some((futures::stream::iter(out), (elements, encoder, end)))
             }
         },
     )

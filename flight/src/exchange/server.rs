@@ -73,25 +73,24 @@ impl ExchangeServer {
         })
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-        let keep_alive = config.keep_alive;
-        runtime.block_on(async {
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| serve_error(e.to_string()))?;
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            let server = Server::builder()
-                .initial_stream_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .http2_keepalive_interval(Some(keep_alive))
-                .http2_keepalive_timeout(Some(keep_alive))
-                .add_service(service)
-                .serve_with_incoming(incoming);
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    warn!(address = %bound, error = %e, "exchange Flight server stopped");
-                }
-            });
-            Ok::<_, Error>(())
-        })?;
+        let listener = {
+            // Entering (unlike blocking on) the runtime is allowed inside other async code.
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|e| serve_error(e.to_string()))?
+        };
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_keepalive_interval(Some(config.keep_alive))
+            .http2_keepalive_timeout(Some(config.keep_alive))
+            .add_service(service)
+            .serve_with_incoming(incoming);
+        runtime.spawn(async move {
+            if let Err(e) = server.await {
+                warn!(address = %bound, error = %e, "exchange Flight server stopped");
+            }
+        });
         debug!(address = %bound, "exchange Flight server started");
         Ok(Arc::new(ExchangeServer {
             address: bound,
