@@ -7,6 +7,7 @@
 //! byte 0   header version (1)
 //! byte 1   kind: 0 IPC message, 1 watermark, 2 barrier, 3 end-of-input, 4 open, 5 credit
 //! then     kind-specific fields, little-endian:
+//!          open        UTF-8 Flight address of the producing TaskManager
 //!          watermark   i64 milliseconds
 //!          barrier     u64 checkpoint id, i64 trigger time in ms, u8 (0 checkpoint, 1 savepoint)
 //!          credit      u32 number of elements the receiver has room for
@@ -90,28 +91,37 @@ fn header(kind: u8) -> [u8; 2] {
     [HEADER_VERSION, kind]
 }
 
-/// The first message of a channel's stream: names the channel in its descriptor.
-pub fn open_message(ticket: &ChannelTicket) -> FlightData {
+/// The first message of a channel's stream: names the channel in its descriptor and, after the
+/// header, the Flight address of the producing TaskManager (UTF-8), for the receiver's errors.
+pub fn open_message(ticket: &ChannelTicket, producer: &str) -> FlightData {
+    let mut metadata = Vec::with_capacity(2 + producer.len());
+    metadata.extend_from_slice(&header(KIND_OPEN));
+    metadata.extend_from_slice(producer.as_bytes());
     FlightData::new()
         .with_descriptor(ticket.to_descriptor())
-        .with_app_metadata(Bytes::copy_from_slice(&header(KIND_OPEN)))
+        .with_app_metadata(metadata)
 }
 
-/// Reads the first message of a stream: the channel it carries. `stream` names the stream
-/// (the peer's address) in errors.
-pub fn parse_open(data: &FlightData, stream: &str) -> Result<ChannelTicket> {
-    let (kind, _) = split_header(&data.app_metadata, stream)?;
+/// Reads the first message of a stream: the channel it carries and the producer's address.
+/// `stream` names the stream (the connection's address) in errors.
+pub fn parse_open(data: &FlightData, stream: &str) -> Result<(ChannelTicket, String)> {
+    let (kind, fields) = split_header(&data.app_metadata, stream)?;
     if kind != KIND_OPEN {
         return Err(codec_error(
             stream,
             format!("the first message must open a channel, found kind {kind}"),
         ));
     }
+    let producer = std::str::from_utf8(fields)
+        .map_err(|_| codec_error(stream, "the producer's address is not UTF-8".into()))?;
     let descriptor = data
         .flight_descriptor
         .as_ref()
         .ok_or_else(|| codec_error(stream, "the open message has no descriptor".into()))?;
-    ChannelTicket::from_descriptor(descriptor)
+    Ok((
+        ChannelTicket::from_descriptor(descriptor)?,
+        producer.to_string(),
+    ))
 }
 
 /// A credit grant: the receiver has room for `credits` more elements.
@@ -715,7 +725,10 @@ mod tests {
                 to: SubtaskIndex(1),
             },
         };
-        assert_eq!(parse_open(&open_message(&ticket), "s").unwrap(), ticket);
+        assert_eq!(
+            parse_open(&open_message(&ticket, "10.0.0.7:6121"), "s").unwrap(),
+            (ticket, "10.0.0.7:6121".to_string())
+        );
         assert_eq!(parse_credit(&credit_message(17), "s").unwrap(), 17);
         let error = parse_open(&credit_message(1), "peer x")
             .unwrap_err()

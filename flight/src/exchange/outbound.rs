@@ -101,12 +101,14 @@ impl OutputChannel for FlightOutput {
 }
 
 /// Opens the sending end of `ticket` towards the TaskManager at `address` and spawns its
-/// network task on `runtime`.
+/// network task on `runtime`. `producer_address` is this TaskManager's Flight address, which
+/// the receiver names in its errors.
 pub(super) fn open(
     runtime: &tokio::runtime::Handle,
     client: FlightServiceClient<Channel>,
     ticket: ChannelTicket,
     address: &str,
+    producer_address: String,
     producer: SlotWaker,
     compression: Compression,
 ) -> Result<FlightOutput> {
@@ -122,7 +124,15 @@ pub(super) fn open(
     });
     let task = outbound.clone();
     runtime.spawn(async move {
-        let result = drive(client, ticket.clone(), elements, encoder, &task).await;
+        let result = drive(
+            client,
+            ticket.clone(),
+            elements,
+            encoder,
+            &task,
+            producer_address,
+        )
+        .await;
         match result {
             Ok(()) => debug!(channel = %ticket, "exchange channel finished"),
             Err(message) => {
@@ -142,6 +152,7 @@ async fn drive(
     elements: UnboundedReceiver<StreamElement>,
     encoder: ElementEncoder,
     outbound: &Arc<Outbound>,
+    producer_address: String,
 ) -> Result<(), String> {
     let sender = outbound.clone();
     let messages = futures::stream::unfold(
@@ -167,7 +178,8 @@ async fn drive(
         },
     )
     .flatten();
-    let request = futures::stream::once(async move { open_message(&ticket) }).chain(messages);
+    let open = open_message(&ticket, &producer_address);
+    let request = futures::stream::once(async move { open }).chain(messages);
     let response = client
         .do_exchange(request)
         .await

@@ -157,6 +157,7 @@ impl ExchangeServer {
             client,
             ticket,
             address,
+            self.address.to_string(),
             producer,
             self.config.compression,
         )
@@ -251,8 +252,10 @@ impl FlightService for ExchangeService {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("an exchange stream without messages"))?;
-        let ticket =
+        let (ticket, producer) =
             parse_open(&first, &format!("stream from {peer}")).map_err(|e| e.to_status())?;
+        // The producer's Flight address names it better than the connection's client port.
+        let peer = if producer.is_empty() { peer } else { producer };
         let inbound = self
             .registry
             .open_stream(&ticket, &peer)
