@@ -1,10 +1,21 @@
 //! # sluice-flight
 //!
-//! Arrow Flight for Sluice. Planned modules (later issues): `codec` (stream elements in Flight
-//! messages: batches as IPC, watermarks/barriers/end-of-input in `app_metadata`), `exchange/`
-//! (an implementation of the engine's `runtime::exchange::ExchangeFactory` for subtasks on
-//! other TaskManagers, with credit-based flow control) and `sink_table/` (sink tables served to
-//! any Flight client). Today the crate only fixes its place in the dependency order:
-//! coordinator → flight → engine.
+//! Arrow Flight for Sluice:
+//! - [`codec`]: stream elements in Flight messages (batches as Arrow IPC, watermarks, barriers
+//!   and end-of-input in `app_metadata`, optional LZ4/ZSTD compression);
+//! - [`exchange`]: [`FlightExchange`], the engine's `ExchangeFactory` for a cluster: channels
+//!   between subtasks of different TaskManagers are Flight streams with credit-based flow
+//!   control, channels inside one TaskManager stay in-process queues;
+//! - [`ticket`]: the names of channels on the wire.
+//!
+//! Dependency order: coordinator → flight → engine.
 
+pub mod codec;
+mod error;
+pub mod exchange;
+pub mod ticket;
+
+pub use error::{Error, Result};
+pub use exchange::{ExchangeConfig, ExchangePlacement, ExchangeServer, FlightExchange};
 pub use sluice_engine::runtime::exchange::{ExchangeFactory, InputChannel, OutputChannel};
+pub use ticket::{ChannelTicket, TaskManagerId};
