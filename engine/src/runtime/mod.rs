@@ -7,6 +7,7 @@
 
 mod checkpointing;
 mod control;
+mod deploy;
 pub mod exchange;
 mod execution_graph;
 mod result;
@@ -14,6 +15,7 @@ mod slot;
 mod task;
 
 pub use control::{SavepointTrigger, request_savepoint};
+pub use deploy::{DeployedJob, ExecutionState, TaskEvent, TaskListener, now_ms};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
@@ -350,7 +352,9 @@ fn start_attempt(
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let thread = std::thread::Builder::new()
             .name(format!("sluice-slot-{index}"))
-            .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core))
+            .spawn(move || {
+                slot::run_slot(SlotId(index as u32), tasks, control, waker, core, None)
+            })
             .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
         threads.push(thread);
     }
