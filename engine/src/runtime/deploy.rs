@@ -165,6 +165,14 @@ impl DeployedJob {
         self.control.cancel();
     }
 
+    /// A handle that cancels these tasks from another thread while [`DeployedJob::join`]
+    /// waits.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            control: self.control.clone(),
+        }
+    }
+
     /// Whether every slot thread has ended.
     pub fn is_finished(&self) -> bool {
         self.threads.iter().all(|t| t.is_finished())
@@ -189,6 +197,19 @@ impl DeployedJob {
             return Err(Error::Cancelled);
         }
         Ok(())
+    }
+}
+
+/// Cancels the tasks of a [`DeployedJob`]; cheap to clone.
+#[derive(Clone)]
+pub struct CancelHandle {
+    control: Arc<JobControl>,
+}
+
+impl CancelHandle {
+    /// Asks every hosted task to stop; they report [`ExecutionState::Cancelled`].
+    pub fn cancel(&self) {
+        self.control.cancel();
     }
 }
 

@@ -15,7 +15,7 @@ mod slot;
 mod task;
 
 pub use control::{SavepointTrigger, request_savepoint};
-pub use deploy::{DeployedJob, ExecutionState, TaskEvent, TaskListener, now_ms};
+pub use deploy::{CancelHandle, DeployedJob, ExecutionState, TaskEvent, TaskListener, now_ms};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
