@@ -378,10 +378,14 @@ pub async fn run(
                 },
             )
     };
+    // Heartbeats stop before the TaskManager says goodbye, so none re-registers it after.
+    let (leave, _) = tokio::sync::broadcast::channel::<()>(1);
+    let (membership_ended, membership_done) = tokio::sync::oneshot::channel::<()>();
     let membership = {
         let service = service.clone();
-        let mut stopped = stop.subscribe();
+        let mut stopped = leave.subscribe();
         async move {
+            let _ended = membership_ended;
             let address = address.to_string();
             let Some(asked) = register(&service, &address, &mut stopped).await else {
                 return;
@@ -444,6 +448,9 @@ pub async fn run(
             while !service.jobs().is_empty() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            let _ = leave.send(());
+            // Resolves when the membership loop has ended (its sender dropped).
+            let _ = membership_done.await;
             let left = async {
                 let mut client = ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
                     .await

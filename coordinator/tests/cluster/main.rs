@@ -130,7 +130,7 @@ fn sluice(args: &[&str]) -> std::process::Output {
 fn taskmanagers_register_and_a_killed_one_is_removed_after_the_heartbeat_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let (jm, rpc, rest) = jobmanager(dir.path(), &[]);
-    let (_tm1, tm1_address) = taskmanager(dir.path(), "tm1", &rpc, 2);
+    let (mut tm1, tm1_address) = taskmanager(dir.path(), "tm1", &rpc, 2);
     let (mut tm2, tm2_address) = taskmanager(dir.path(), "tm2", &rpc, 1);
 
     let overview = wait_for("two TaskManagers", &[&jm], || {
@@ -157,6 +157,35 @@ fn taskmanagers_register_and_a_killed_one_is_removed_after_the_heartbeat_timeout
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(get(&rest, "/overview")["taskmanagers"], 2, "{}", jm.log());
 
+    // A job without exchanges (source and sink chained) spans both TaskManagers, one slot
+    // per parallel slice.
+    let script = dir.path().join("endless.sql");
+    std::fs::write(
+        &script,
+        "SET 'parallelism.default' = '3';
+CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000');
+CREATE TABLE s (x BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO s SELECT x FROM t;
+",
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    let job = wait_for("every subtask to run", &[&jm], || {
+        let job = get(&rest, &format!("/jobs/{id}"));
+        (job["vertices"][0]["tasks"]["RUNNING"] == 3).then_some(job)
+    });
+    let mut hosts: Vec<&str> = job["vertices"][0]["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["host"].as_str().unwrap())
+        .collect();
+    hosts.sort();
+    let mut expected = vec![tm1_address.as_str(), tm1_address.as_str(), tm2_address.as_str()];
+    expected.sort();
+    assert_eq!(hosts, expected);
+    assert_eq!(get(&rest, "/overview")["slots-available"], 0);
+
     tm2.child.kill().unwrap(); // SIGKILL: no goodbye, only silence.
     tm2.child.wait().unwrap();
     let overview = wait_for("the killed TaskManager to be removed", &[&jm], || {
@@ -171,6 +200,39 @@ fn taskmanagers_register_and_a_killed_one_is_removed_after_the_heartbeat_timeout
     );
     let list = get(&rest, "/taskmanagers");
     assert_eq!(list["taskmanagers"][0]["path"], tm1_address.as_str());
+
+    // The job fails: the lost subtask FAILED, the others cancelled, the slots freed.
+    wait_for("the job to fail", &[&jm], || {
+        (job_state(&rest, &id) == "FAILED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    assert!(
+        job["failure-cause"].as_str().unwrap().contains("lost"),
+        "{job}"
+    );
+    for subtask in job["vertices"][0]["subtasks"].as_array().unwrap() {
+        let expected = if subtask["host"] == tm2_address.as_str() {
+            "FAILED"
+        } else {
+            "CANCELED"
+        };
+        assert_eq!(subtask["status"], expected, "{subtask}");
+    }
+    assert_eq!(get(&rest, "/overview")["slots-available"], 2);
+    assert_eq!(get(&rest, "/overview")["jobs-failed"], 1);
+
+    // SIGTERM: the TaskManager leaves at once and exits cleanly.
+    let term = Command::new("kill")
+        .args(["-TERM", &tm1.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = wait_for("the TaskManager to exit", &[&jm], || {
+        tm1.child.try_wait().unwrap()
+    });
+    assert!(status.success(), "exit status {status}: {}", tm1.log());
+    assert_eq!(get(&rest, "/overview")["taskmanagers"], 0, "{}", jm.log());
+    assert!(jm.log().contains("TaskManager disconnected"));
 }
 
 fn write_input(dir: &Path) -> PathBuf {
