@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::dispatcher::{Cluster, JobManagerConfig, rest};
-use crate::resource_manager::TaskManagerId;
+use crate::resource_manager::{SlotOffer, TaskManagerId};
 use crate::rpc::proto;
 use crate::rpc::proto::job_master_server::{JobMaster, JobMasterServer};
 use crate::rpc::proto::resource_manager_server::{ResourceManager, ResourceManagerServer};
@@ -38,15 +38,19 @@ impl ResourceManager for ResourceManagerService {
     ) -> Result<Response<proto::RegisterTaskManagerResponse>, Status> {
         let r = request.into_inner();
         if r.slots == 0 {
-            return Err(Status::invalid_argument("a TaskManager needs at least one slot"));
+            return Err(Status::invalid_argument(
+                "a TaskManager needs at least one slot",
+            ));
         }
         let id = TaskManagerId(r.task_manager_id.clone());
         self.cluster.lock().resources.register(
-            id.clone(),
-            r.rpc_address.clone(),
-            r.data_port,
-            r.hostname,
-            r.slots as usize,
+            SlotOffer {
+                id: id.clone(),
+                rpc_address: r.rpc_address.clone(),
+                data_port: r.data_port,
+                hostname: r.hostname,
+                slots: r.slots as usize,
+            },
             Instant::now(),
             now_ms(),
         );
@@ -157,7 +161,8 @@ pub async fn run(
         let cluster = cluster.clone();
         let mut stopped = stop.subscribe();
         // Checks a few times per timeout, so a lost TaskManager goes within ~1.25 timeouts.
-        let period = (cluster.config.heartbeat_timeout / 4).max(std::time::Duration::from_millis(20));
+        let period =
+            (cluster.config.heartbeat_timeout / 4).max(std::time::Duration::from_millis(20));
         async move {
             let mut ticks = tokio::time::interval(period);
             loop {

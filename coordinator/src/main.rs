@@ -381,15 +381,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let json = response.json()?;
-            let id = json["jobid"]
-                .as_str()
-                .ok_or_else(|| anyhow::anyhow!("the JobManager answered without a job id: {json}"))?;
+            let id = json["jobid"].as_str().ok_or_else(|| {
+                anyhow::anyhow!("the JobManager answered without a job id: {json}")
+            })?;
             println!("{id}");
             Ok(())
         }
         Command::List { jobmanager } => {
-            let response =
-                sluice_coordinator::rest_client::request(&jobmanager, "GET", "/jobs/overview", None)?;
+            let response = sluice_coordinator::rest_client::request(
+                &jobmanager,
+                "GET",
+                "/jobs/overview",
+                None,
+            )?;
             if response.status != 200 {
                 anyhow::bail!("{} (HTTP {})", response.error_message(), response.status);
             }
@@ -410,7 +414,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cancel { job_id, jobmanager } => {
             if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-                anyhow::bail!("'{job_id}' is not a job id (hexadecimal, as `sluice submit` printed it)");
+                anyhow::bail!(
+                    "'{job_id}' is not a job id (hexadecimal, as `sluice submit` printed it)"
+                );
             }
             let response = sluice_coordinator::rest_client::request(
                 &jobmanager,
@@ -419,7 +425,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None,
             )?;
             if response.status != 202 {
-                anyhow::bail!("cancel {job_id}: {} (HTTP {})", response.error_message(), response.status);
+                anyhow::bail!(
+                    "cancel {job_id}: {} (HTTP {})",
+                    response.error_message(),
+                    response.status
+                );
             }
             println!("Cancelled job {job_id}.");
             Ok(())
@@ -462,16 +472,14 @@ fn jobmanager_config(
             "heartbeat.interval" => config.heartbeat_interval = duration_option(key, value)?,
             "heartbeat.timeout" => config.heartbeat_timeout = duration_option(key, value)?,
             "rest.server.max-content-length" => {
-                config.max_content_length = value.parse().map_err(|_| {
-                    anyhow::anyhow!("-D {key}={value}: expected a number of bytes")
-                })?
+                config.max_content_length = value
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("-D {key}={value}: expected a number of bytes"))?
             }
             "parallelism.default" => {
-                config.parallelism = value
-                    .parse()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| anyhow::anyhow!("-D {key}={value}: expected a positive integer"))?
+                config.parallelism = value.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    anyhow::anyhow!("-D {key}={value}: expected a positive integer")
+                })?
             }
             other => anyhow::bail!(
                 "-D {other}: unknown option for a jobmanager (known: heartbeat.interval, \

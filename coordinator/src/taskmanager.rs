@@ -17,8 +17,8 @@ use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::{JobId, SlotId, SubtaskIndex};
 use sluice_engine::runtime::exchange::LocalExchange;
 use sluice_engine::runtime::{
-    CancelHandle, ExecutionGraph, JobEnvironment, LocalRuntime, RuntimeConfig,
-    TaskEvent, TaskListener, TaskPlacement,
+    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig, TaskEvent,
+    TaskListener, TaskPlacement,
 };
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -218,11 +218,13 @@ impl TaskExecutor for TaskExecutorService {
         let runtime = LocalRuntime::new(runtime_config.clone());
         let deployed = runtime
             .deploy(
-                job_id.clone(),
-                &graph,
-                &JobEnvironment::default(),
-                &execution,
-                &hosted,
+                JobSlice {
+                    job_id: &job_id,
+                    graph: &graph,
+                    env: &JobEnvironment::default(),
+                    execution: &execution,
+                    hosted: &hosted,
+                },
                 Arc::new(LocalExchange::new(runtime_config.channel_capacity)),
                 listener,
             )
@@ -305,9 +307,10 @@ async fn register(
     let mut warned = false;
     loop {
         let attempt = async {
-            let mut client = ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut client =
+                ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
+                    .await
+                    .map_err(|e| e.to_string())?;
             client
                 .register_task_manager(proto::RegisterTaskManagerRequest {
                     task_manager_id: service.id.clone(),
@@ -399,9 +402,10 @@ pub async fn run(
                     _ = stopped.recv() => break,
                 }
                 let beat = async {
-                    let mut client = ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let mut client =
+                        ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
+                            .await
+                            .map_err(|e| e.to_string())?;
                     client
                         .heartbeat(proto::HeartbeatRequest {
                             task_manager_id: service.id.clone(),
@@ -452,9 +456,10 @@ pub async fn run(
             // Resolves when the membership loop has ended (its sender dropped).
             let _ = membership_done.await;
             let left = async {
-                let mut client = ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut client =
+                    ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 client
                     .disconnect_task_manager(proto::DisconnectTaskManagerRequest {
                         task_manager_id: service.id.clone(),

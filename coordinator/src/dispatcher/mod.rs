@@ -191,7 +191,8 @@ impl Cluster {
                 warn!(job_id = %id, task_manager = %tm, %error, "deployment failed");
                 let actions = {
                     let mut state = self.lock();
-                    let reason = format!("deploying to TaskManager {tm} ({address}) failed: {error}");
+                    let reason =
+                        format!("deploying to TaskManager {tm} ({address}) failed: {error}");
                     let actions = match state.jobs.get_mut(&id) {
                         Some(job) => job.task_manager_lost(&tm, &reason, now_ms()),
                         None => Vec::new(),
@@ -368,7 +369,9 @@ impl Cluster {
                                     .await
                                     .map_err(|e| e.to_string())?;
                             client
-                                .cancel_task(proto::CancelTaskRequest { job_id: id.0.clone() })
+                                .cancel_task(proto::CancelTaskRequest {
+                                    job_id: id.0.clone(),
+                                })
                                 .await
                                 .map_err(|e| e.message().to_string())
                         }

@@ -160,7 +160,9 @@ async fn job(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
                 .iter()
                 .filter(|t| t.chain == chain)
                 .map(|t| {
-                    let start = t.entered(ExecutionState::Deploying).map_or(-1, |t| t as i64);
+                    let start = t
+                        .entered(ExecutionState::Deploying)
+                        .map_or(-1, |t| t as i64);
                     let end = t
                         .state
                         .is_terminal()
@@ -235,7 +237,11 @@ async fn job(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
 /// A vertex's state from its subtasks', as Flink aggregates them: the earliest state any
 /// subtask is in, except that one failed subtask makes the vertex FAILED.
 fn vertex_state(job: &JobMaster, chain: usize) -> &'static str {
-    let states = job.tasks.iter().filter(|t| t.chain == chain).map(|t| t.state);
+    let states = job
+        .tasks
+        .iter()
+        .filter(|t| t.chain == chain)
+        .map(|t| t.state);
     if states.clone().any(|s| s == ExecutionState::Failed) {
         return ExecutionState::Failed.as_str();
     }

@@ -225,7 +225,12 @@ impl JobMaster {
             .tasks
             .iter_mut()
             .find(|t| t.chain == chain && t.subtask == subtask)
-            .ok_or_else(|| format!("job {} has no task (chain {chain}, subtask {subtask})", self.id))?;
+            .ok_or_else(|| {
+                format!(
+                    "job {} has no task (chain {chain}, subtask {subtask})",
+                    self.id
+                )
+            })?;
         if task.state.is_terminal() {
             // A late report (a task that ended as its TaskManager was declared lost).
             return Ok(Vec::new());
@@ -237,10 +242,8 @@ impl JobMaster {
         let mut actions = Vec::new();
         if state == ExecutionState::Failed {
             task.failure = failure.clone();
-            if !matches!(
-                self.state,
-                JobState::Failing | JobState::Cancelling
-            ) && !self.state.is_terminal()
+            if !matches!(self.state, JobState::Failing | JobState::Cancelling)
+                && !self.state.is_terminal()
             {
                 self.failure = failure;
                 actions.extend(self.stop(JobState::Failing, now_ms));
@@ -281,7 +284,9 @@ impl JobMaster {
     /// running are cancelled.
     pub fn fail(&mut self, reason: &str, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
-        if !self.state.is_terminal() && !matches!(self.state, JobState::Failing | JobState::Cancelling) {
+        if !self.state.is_terminal()
+            && !matches!(self.state, JobState::Failing | JobState::Cancelling)
+        {
             self.failure = Some(reason.to_string());
             actions.extend(self.stop(JobState::Failing, now_ms));
         }
@@ -339,7 +344,11 @@ impl JobMaster {
             JobState::Cancelling => JobState::Cancelled,
             JobState::Failing => JobState::Failed,
             _ if self.tasks.iter().any(|t| t.state == ExecutionState::Failed) => JobState::Failed,
-            _ if self.tasks.iter().all(|t| t.state == ExecutionState::Finished) => {
+            _ if self
+                .tasks
+                .iter()
+                .all(|t| t.state == ExecutionState::Finished) =>
+            {
                 JobState::Finished
             }
             _ => JobState::Cancelled,
@@ -512,8 +521,16 @@ mod tests {
     fn a_report_for_an_unknown_task_is_an_error() {
         let mut job = job();
         assert!(
-            job.task_state(5, SubtaskIndex(0), ExecutionState::Running, 1, None, vec![], 1)
-                .is_err()
+            job.task_state(
+                5,
+                SubtaskIndex(0),
+                ExecutionState::Running,
+                1,
+                None,
+                vec![],
+                1
+            )
+            .is_err()
         );
     }
 }

@@ -42,6 +42,17 @@ impl TaskManagerRecord {
     }
 }
 
+/// A registering TaskManager and the slots it offers.
+#[derive(Debug, Clone)]
+pub struct SlotOffer {
+    pub id: TaskManagerId,
+    /// host:port of its TaskExecutor service.
+    pub rpc_address: String,
+    pub data_port: u32,
+    pub hostname: String,
+    pub slots: usize,
+}
+
 /// One slot given to a job: which TaskManager, which of its slots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocatedSlot {
@@ -69,24 +80,15 @@ pub struct ResourceManager {
 
 impl ResourceManager {
     /// Registers (or re-registers) a TaskManager with all its slots free.
-    pub fn register(
-        &mut self,
-        id: TaskManagerId,
-        rpc_address: String,
-        data_port: u32,
-        hostname: String,
-        slots: usize,
-        now: Instant,
-        now_ms: u64,
-    ) {
+    pub fn register(&mut self, offer: SlotOffer, now: Instant, now_ms: u64) {
         self.task_managers.insert(
-            id.clone(),
+            offer.id.clone(),
             TaskManagerRecord {
-                id,
-                rpc_address,
-                data_port,
-                hostname,
-                slots: vec![None; slots],
+                id: offer.id,
+                rpc_address: offer.rpc_address,
+                data_port: offer.data_port,
+                hostname: offer.hostname,
+                slots: vec![None; offer.slots],
                 registered_at: now,
                 last_heartbeat: now,
                 last_heartbeat_ms: now_ms,
@@ -229,11 +231,13 @@ mod tests {
         let now = Instant::now();
         for (i, &n) in slots.iter().enumerate() {
             rm.register(
-                TaskManagerId(format!("tm{i}")),
-                format!("127.0.0.1:{}", 7000 + i),
-                0,
-                "localhost".into(),
-                n,
+                SlotOffer {
+                    id: TaskManagerId(format!("tm{i}")),
+                    rpc_address: format!("127.0.0.1:{}", 7000 + i),
+                    data_port: 0,
+                    hostname: "localhost".into(),
+                    slots: n,
+                },
                 now,
                 0,
             );
@@ -258,8 +262,14 @@ mod tests {
     fn allocation_spanning_task_managers_fills_the_largest_first() {
         let (mut rm, _) = rm(&[2, 3]);
         let slots = rm.allocate(&JobId("a".into()), 4, false).unwrap();
-        assert_eq!(slots.iter().filter(|s| s.task_manager.0 == "tm1").count(), 3);
-        assert_eq!(slots.iter().filter(|s| s.task_manager.0 == "tm0").count(), 1);
+        assert_eq!(
+            slots.iter().filter(|s| s.task_manager.0 == "tm1").count(),
+            3
+        );
+        assert_eq!(
+            slots.iter().filter(|s| s.task_manager.0 == "tm0").count(),
+            1
+        );
         let err = rm.allocate(&JobId("b".into()), 2, true).unwrap_err();
         assert_eq!(err, AllocationError::NotEnoughSlots { needed: 2, free: 1 });
     }

@@ -181,7 +181,11 @@ INSERT INTO s SELECT x FROM t;
         .map(|s| s["host"].as_str().unwrap())
         .collect();
     hosts.sort();
-    let mut expected = vec![tm1_address.as_str(), tm1_address.as_str(), tm2_address.as_str()];
+    let mut expected = vec![
+        tm1_address.as_str(),
+        tm1_address.as_str(),
+        tm2_address.as_str(),
+    ];
     expected.sort();
     assert_eq!(hosts, expected);
     assert_eq!(get(&rest, "/overview")["slots-available"], 0);
@@ -329,11 +333,7 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
     let mut expected = Vec::new();
     for (index, name) in ["a", "b", "c"].iter().enumerate() {
         let ids: Vec<u64> = (10..1000).filter(|i| i % 3 == index as u64).collect();
-        expected.push(format!(
-            "{name},{},{}",
-            ids.len(),
-            ids.iter().sum::<u64>()
-        ));
+        expected.push(format!("{name},{},{}", ids.len(), ids.iter().sum::<u64>()));
     }
     assert_eq!(output_rows(&out), expected);
 
@@ -346,7 +346,10 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
     for vertex in vertices {
         assert_eq!(vertex["status"], "FINISHED", "{vertex}");
         let subtasks = vertex["subtasks"].as_array().unwrap();
-        assert_eq!(subtasks.len() as u64, vertex["parallelism"].as_u64().unwrap());
+        assert_eq!(
+            subtasks.len() as u64,
+            vertex["parallelism"].as_u64().unwrap()
+        );
         for subtask in subtasks {
             assert_eq!(subtask["status"], "FINISHED");
             assert_eq!(subtask["host"], tm_address.as_str());
@@ -372,7 +375,10 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
             }
         }
     }
-    assert_eq!(records_written, 3, "the sink's subtasks read the three groups: {job}");
+    assert_eq!(
+        records_written, 3,
+        "the sink's subtasks read the three groups: {job}"
+    );
 
     let overview = get(&rest, "/overview");
     assert_eq!(overview["jobs-finished"], 1);
@@ -396,21 +402,41 @@ fn rest_api_rejects_bad_submissions_and_cancels_a_running_job() {
     });
 
     let post = |body: &str| -> RestResponse {
-        request(&rest, "POST", "/jobs", Some(("text/plain", body.as_bytes()))).unwrap()
+        request(
+            &rest,
+            "POST",
+            "/jobs",
+            Some(("text/plain", body.as_bytes())),
+        )
+        .unwrap()
     };
     let too_big = post(&"-- padding\n".repeat(1000));
     assert_eq!(too_big.status, 413, "{}", too_big.body);
-    let bad_sql = post("CREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nINSERT INTO nowhere SELECT x FROM t;");
+    let bad_sql = post(
+        "CREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nINSERT INTO nowhere SELECT x FROM t;",
+    );
     assert_eq!(bad_sql.status, 400, "{}", bad_sql.body);
-    assert!(bad_sql.error_message().contains("line 2"), "{}", bad_sql.body);
+    assert!(
+        bad_sql.error_message().contains("line 2"),
+        "{}",
+        bad_sql.body
+    );
     let select = post("CREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nSELECT x FROM t;");
     assert_eq!(select.status, 400);
-    assert!(select.error_message().contains("INSERT INTO"), "{}", select.body);
+    assert!(
+        select.error_message().contains("INSERT INTO"),
+        "{}",
+        select.body
+    );
     let too_wide = post(
         "SET 'parallelism.default' = '3';\nCREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nCREATE TABLE s (x INT) WITH ('connector' = 'blackhole');\nINSERT INTO s SELECT x FROM t;",
     );
     assert_eq!(too_wide.status, 503, "{}", too_wide.body);
-    assert!(too_wide.error_message().contains("3 slots"), "{}", too_wide.body);
+    assert!(
+        too_wide.error_message().contains("3 slots"),
+        "{}",
+        too_wide.body
+    );
     let unknown = request(&rest, "GET", "/jobs/0123", None).unwrap();
     assert_eq!(unknown.status, 404);
 

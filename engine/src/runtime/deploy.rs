@@ -200,6 +200,18 @@ impl DeployedJob {
     }
 }
 
+/// The part of a job one process runs.
+#[derive(Clone, Copy)]
+pub struct JobSlice<'a> {
+    pub job_id: &'a JobId,
+    pub graph: &'a JobGraph,
+    pub env: &'a JobEnvironment,
+    /// The whole job's ExecutionGraph, as the JobMaster built it.
+    pub execution: &'a ExecutionGraph,
+    /// The placements (a subset of `execution.tasks`) that run here.
+    pub hosted: &'a [TaskPlacement],
+}
+
 /// Cancels the tasks of a [`DeployedJob`]; cheap to clone.
 #[derive(Clone)]
 pub struct CancelHandle {
@@ -214,8 +226,8 @@ impl CancelHandle {
 }
 
 impl LocalRuntime {
-    /// Starts the tasks of `execution` listed in `hosted` (a subset of its placements), one
-    /// thread per distinct slot among them, and returns at once.
+    /// Starts the tasks of the slice (the placements of its ExecutionGraph listed in
+    /// `hosted`), one thread per distinct slot among them, and returns at once.
     ///
     /// Channels come from `exchange`, which must connect every channel end hosted here with
     /// its peer wherever that runs. Each task reports Initializing, Running and its end
@@ -223,14 +235,17 @@ impl LocalRuntime {
     /// the other hosted tasks; tasks elsewhere are the caller's to cancel.
     pub fn deploy(
         &self,
-        job_id: JobId,
-        graph: &JobGraph,
-        env: &JobEnvironment,
-        execution: &ExecutionGraph,
-        hosted: &[TaskPlacement],
+        slice: JobSlice<'_>,
         exchange: Arc<dyn ExchangeFactory>,
         listener: Arc<dyn TaskListener>,
     ) -> Result<DeployedJob> {
+        let JobSlice {
+            job_id,
+            graph,
+            env,
+            execution,
+            hosted,
+        } = slice;
         crate::alloc::tune();
         let config = &self.config;
         let mut by_slot: BTreeMap<SlotId, Vec<TaskPlacement>> = BTreeMap::new();
@@ -295,7 +310,7 @@ impl LocalRuntime {
             threads.push(thread);
         }
         Ok(DeployedJob {
-            job_id,
+            job_id: job_id.clone(),
             control,
             threads,
         })
@@ -353,11 +368,13 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let deployed = runtime
             .deploy(
-                JobId("test".into()),
-                &graph,
-                &env,
-                &execution,
-                &execution.tasks,
+                JobSlice {
+                    job_id: &JobId("test".into()),
+                    graph: &graph,
+                    env: &env,
+                    execution: &execution,
+                    hosted: &execution.tasks,
+                },
                 Arc::new(LocalExchange::new(4)),
                 recorder.clone(),
             )
@@ -390,7 +407,14 @@ mod tests {
             .map(|(_, m)| m.records_in)
             .sum();
         assert_eq!(rows, 100);
-        assert_eq!(env.collected.batches("out").iter().map(|b| b.num_rows()).sum::<usize>(), 100);
+        assert_eq!(
+            env.collected
+                .batches("out")
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>(),
+            100
+        );
     }
 
     #[test]
@@ -401,11 +425,13 @@ mod tests {
         wrong.slot = SlotId(7);
         let error = LocalRuntime::new(RuntimeConfig::default())
             .deploy(
-                JobId("test".into()),
-                &graph,
-                &env,
-                &execution,
-                &[wrong],
+                JobSlice {
+                    job_id: &JobId("test".into()),
+                    graph: &graph,
+                    env: &env,
+                    execution: &execution,
+                    hosted: &[wrong],
+                },
                 Arc::new(LocalExchange::new(4)),
                 Arc::new(Recorder::default()),
             )
@@ -434,11 +460,13 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let deployed = LocalRuntime::new(RuntimeConfig::default().with_pinning(false))
             .deploy(
-                JobId("test".into()),
-                &graph,
-                &job_env,
-                &execution,
-                &execution.tasks,
+                JobSlice {
+                    job_id: &JobId("test".into()),
+                    graph: &graph,
+                    env: &job_env,
+                    execution: &execution,
+                    hosted: &execution.tasks,
+                },
                 Arc::new(LocalExchange::new(4)),
                 recorder.clone(),
             )

@@ -15,7 +15,9 @@ mod slot;
 mod task;
 
 pub use control::{SavepointTrigger, request_savepoint};
-pub use deploy::{CancelHandle, DeployedJob, ExecutionState, TaskEvent, TaskListener, now_ms};
+pub use deploy::{
+    CancelHandle, DeployedJob, ExecutionState, JobSlice, TaskEvent, TaskListener, now_ms,
+};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use task::OperatorMetrics;
@@ -352,9 +354,7 @@ fn start_attempt(
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let thread = std::thread::Builder::new()
             .name(format!("sluice-slot-{index}"))
-            .spawn(move || {
-                slot::run_slot(SlotId(index as u32), tasks, control, waker, core, None)
-            })
+            .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core, None))
             .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
         threads.push(thread);
     }

@@ -98,11 +98,12 @@ pub(crate) fn run_slot(
     let mut failed = vec![false; tasks.len()];
     let report = |index: usize, state, failure: Option<&Error>, task: &Task| {
         if let Some(listener) = &listener {
-            let metrics = if state == ExecutionState::Running || state == ExecutionState::Initializing {
-                Vec::new()
-            } else {
-                task.metrics()
-            };
+            let metrics =
+                if state == ExecutionState::Running || state == ExecutionState::Initializing {
+                    Vec::new()
+                } else {
+                    task.metrics()
+                };
             listener.report(index, state, failure, metrics);
         }
     };
