@@ -195,7 +195,16 @@ impl TaskExecutor for TaskExecutorService {
                 self.config.slots
             )));
         }
-        if !execution.exchange_edges.is_empty() && hosted.len() != execution.tasks.len() {
+        if r.locations.len() != execution.tasks.len() {
+            return Err(Status::invalid_argument(format!(
+                "the deployment locates {} tasks but the job has {}",
+                r.locations.len(),
+                execution.tasks.len()
+            )));
+        }
+        if !execution.exchange_edges.is_empty()
+            && r.locations.iter().any(|l| l.task_manager_id != self.id)
+        {
             return Err(Status::failed_precondition(
                 "the job's tasks exchange data across TaskManagers, and this TaskManager has no \
                  remote exchange",

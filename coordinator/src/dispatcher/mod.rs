@@ -140,6 +140,17 @@ impl Cluster {
                         .unwrap_or_default()
                 })
                 .collect();
+            let data_addresses: Vec<String> = slots
+                .iter()
+                .map(|s| {
+                    state
+                        .resources
+                        .get(&s.task_manager)
+                        .filter(|r| r.data_port != 0)
+                        .map(|r| data_address(&r.rpc_address, r.data_port))
+                        .unwrap_or_default()
+                })
+                .collect();
             job.schedule(&slots, &hosts, now_ms());
             let mut per_tm: BTreeMap<TaskManagerId, (String, Vec<proto::TaskDeployment>)> =
                 BTreeMap::new();
@@ -159,10 +170,25 @@ impl Cluster {
             for tm in per_tm.keys() {
                 job.deploying(tm, now_ms());
             }
+            let locations: Vec<proto::TaskLocation> = job
+                .execution
+                .tasks
+                .iter()
+                .map(|p| {
+                    let index = p.slot.0 as usize;
+                    proto::TaskLocation {
+                        chain: p.chain as u32,
+                        subtask: p.subtask.0,
+                        task_manager_id: slots[index].task_manager.0.clone(),
+                        data_address: data_addresses[index].clone(),
+                    }
+                })
+                .collect();
             info!(job_id = %id, name = %graph.name, slots = slots.len(), task_managers = per_tm.len(), "job scheduled");
             state.jobs.insert(id.clone(), job);
-            per_tm
+            (per_tm, locations)
         };
+        let (deployments, locations) = deployments;
         let execution_slots = deployments
             .values()
             .flat_map(|(_, tasks)| tasks.iter().map(|t| t.slot + 1))
@@ -176,6 +202,7 @@ impl Cluster {
                 tasks,
                 job_master_address: self.rpc_address.clone(),
                 attempt: 0,
+                locations: locations.clone(),
             };
             let result = async {
                 let mut client = TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
@@ -385,6 +412,14 @@ impl Cluster {
             }
         }
     }
+}
+
+/// host:port of a TaskManager's data endpoint: the host of its RPC address, its data port.
+fn data_address(rpc_address: &str, data_port: u32) -> String {
+    let host = rpc_address
+        .rsplit_once(':')
+        .map_or(rpc_address, |(host, _)| host);
+    format!("{host}:{data_port}")
 }
 
 /// Performs the actions that need only the state (slot release; the job's end is logged) and

@@ -390,6 +390,41 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
         listed.contains(&format!("{id} : FINISHED")),
         "sluice list shows the job: {listed}"
     );
+
+    // A JobGraph as JSON (here Nexmark q1 over 20 000 events, parallelism 2).
+    let graph = sluice(&[
+        "nexmark",
+        "--query",
+        "q1",
+        "--events",
+        "20000",
+        "--parallelism",
+        "2",
+        "--print-graph",
+    ]);
+    assert!(graph.status.success());
+    let graph_file = dir.path().join("q1.json");
+    std::fs::write(&graph_file, &graph.stdout).unwrap();
+    let id = submit(&rest, &graph_file);
+    wait_for("the JSON job to finish", &[&jm, &tm], || {
+        (job_state(&rest, &id) == "FINISHED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    let source_records: u64 = job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["subtasks"].as_array().unwrap())
+        .filter_map(|s| {
+            s["metrics"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(name, _)| name.contains("bid") || name.contains("nexmark"))
+                .map(|(_, m)| m["write-records"].as_u64().unwrap())
+        })
+        .sum();
+    assert!(source_records > 0, "the source's records are counted: {job}");
 }
 
 #[test]
