@@ -194,7 +194,8 @@ impl Cluster {
             .flat_map(|(_, tasks)| tasks.iter().map(|t| t.slot + 1))
             .max()
             .unwrap_or(1);
-        for (tm, (address, tasks)) in deployments {
+        let order: Vec<TaskManagerId> = deployments.keys().cloned().collect();
+        for (sent, (tm, (address, tasks))) in deployments.into_iter().enumerate() {
             let request = proto::SubmitTaskRequest {
                 job_id: id.0.clone(),
                 job_graph_json: graph_json.clone(),
@@ -221,7 +222,12 @@ impl Cluster {
                     let reason =
                         format!("deploying to TaskManager {tm} ({address}) failed: {error}");
                     let actions = match state.jobs.get_mut(&id) {
-                        Some(job) => job.task_manager_lost(&tm, &reason, now_ms()),
+                        Some(job) => {
+                            for unsent in &order[sent + 1..] {
+                                job.withdraw(unsent, now_ms());
+                            }
+                            job.task_manager_lost(&tm, &reason, now_ms())
+                        }
                         None => Vec::new(),
                     };
                     apply_local(&mut state, &id, actions)

@@ -209,6 +209,21 @@ impl JobMaster {
         }
     }
 
+    /// The deployment to `task_manager` was never sent (an earlier one failed): its tasks are
+    /// cancelled without asking it.
+    pub fn withdraw(&mut self, task_manager: &TaskManagerId, now_ms: u64) {
+        for task in &mut self.tasks {
+            if task.task_manager.as_ref() == Some(task_manager)
+                && matches!(
+                    task.state,
+                    ExecutionState::Scheduled | ExecutionState::Deploying
+                )
+            {
+                task.enter(ExecutionState::Cancelled, now_ms);
+            }
+        }
+    }
+
     /// A task reported a new state.
     #[expect(clippy::too_many_arguments, reason = "one report's fields")]
     pub fn task_state(
@@ -503,6 +518,21 @@ mod tests {
         assert_eq!(job.tasks[0].state, ExecutionState::Failed);
         report(&mut job, 1, ExecutionState::Cancelled, 10);
         assert_eq!(job.state, JobState::Failed);
+    }
+
+    #[test]
+    fn a_failed_deployment_withdraws_the_unsent_ones_and_fails_the_job() {
+        let mut job = job();
+        let (s, h) = slots(&["a", "b"]);
+        job.schedule(&s, &h, 2);
+        job.deploying(&TaskManagerId("a".into()), 3);
+        job.deploying(&TaskManagerId("b".into()), 3);
+        job.withdraw(&TaskManagerId("b".into()), 4);
+        let actions = job.task_manager_lost(&TaskManagerId("a".into()), "unreachable", 4);
+        assert_eq!(actions, vec![Action::ReleaseSlots]);
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(job.tasks[0].state, ExecutionState::Failed);
+        assert_eq!(job.tasks[1].state, ExecutionState::Cancelled);
     }
 
     #[test]

@@ -424,7 +424,10 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
                 .map(|(_, m)| m["write-records"].as_u64().unwrap())
         })
         .sum();
-    assert!(source_records > 0, "the source's records are counted: {job}");
+    assert!(
+        source_records > 0,
+        "the source's records are counted: {job}"
+    );
 }
 
 #[test]
