@@ -199,16 +199,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Cluster processes log their life cycle (registrations, lost TaskManagers, job states);
+    // local jobs say where they take savepoint requests.
+    let default_filter = match cli.command {
+        Command::Jobmanager { .. } | Command::Taskmanager { .. } => {
+            "warn,sluice_coordinator=info,sluice_engine::runtime=info"
+        }
+        _ => "warn,sluice_engine::runtime::control=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
-                // Jobs say where they take savepoint requests.
-                tracing_subscriber::EnvFilter::new("warn,sluice_engine::runtime::control=info")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // Sluice errors carry their causes in their own message; `{:#}` would repeat them.

@@ -283,7 +283,7 @@ impl Cluster {
                     now_ms(),
                 )
                 .map_err(tonic::Status::invalid_argument)?;
-            if job.state != before {
+            if job.state != before && !job.state.is_terminal() {
                 info!(job_id = %id, state = %job.state, "job state changed");
             }
             apply_local(&mut state_guard, &id, actions)

@@ -2,7 +2,6 @@
 //! place where errors become [`tonic::Status`].
 
 /// Messages and services generated from `proto/sluice.proto`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("sluice.control");
 }

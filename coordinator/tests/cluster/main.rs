@@ -71,7 +71,7 @@ fn jobmanager(dir: &Path, extra: &[&str]) -> (Process, String, String) {
         "-D",
         "heartbeat.interval=100ms",
         "-D",
-        "heartbeat.timeout=1s",
+        "heartbeat.timeout=2s",
     ];
     args.extend_from_slice(extra);
     let (process, addresses) = start(dir, "jobmanager", &args, &["rpc", "rest"]);
@@ -154,7 +154,7 @@ fn taskmanagers_register_and_a_killed_one_is_removed_after_the_heartbeat_timeout
     assert_eq!(paths, expected);
 
     // Heartbeats keep both registered well past the timeout.
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(get(&rest, "/overview")["taskmanagers"], 2, "{}", jm.log());
 
     // A job without exchanges (source and sink chained) spans both TaskManagers, one slot
@@ -477,6 +477,34 @@ fn rest_api_rejects_bad_submissions_and_cancels_a_running_job() {
     );
     let unknown = request(&rest, "GET", "/jobs/0123", None).unwrap();
     assert_eq!(unknown.status, 404);
+
+    // A job whose input has a bad row fails, and says where.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "1,a\n2,b\nthree,c\n").unwrap();
+    let script = dir.path().join("bad.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE src (id BIGINT, name STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+CREATE TABLE s (id BIGINT, name STRING) WITH ('connector' = 'blackhole');
+INSERT INTO s SELECT id, name FROM src;
+",
+            bad.display()
+        ),
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    wait_for("the job to fail", &[&jm, &tm], || {
+        (job_state(&rest, &id) == "FAILED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    let cause = job["failure-cause"].as_str().unwrap();
+    assert!(cause.contains("bad.csv"), "the cause names the file: {job}");
+    let subtask = &job["vertices"][0]["subtasks"][0];
+    assert_eq!(subtask["status"], "FAILED");
+    assert!(subtask["timestamps"]["FAILED"].is_u64(), "{subtask}");
+    assert_eq!(get(&rest, "/overview")["slots-available"], 1);
 
     // An unbounded job runs until cancelled.
     let script = dir.path().join("endless.sql");
