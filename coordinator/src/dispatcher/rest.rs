@@ -9,6 +9,8 @@
 //! GET   /jobs/{id}             a job: vertices with their subtasks (state, host, metrics)
 //! POST  /jobs                  submit: JobGraph JSON or Flink SQL text → {"jobid": ..}
 //! PATCH /jobs/{id}?mode=cancel cancel a job
+//! GET   /jobs/{id}/checkpoints checkpoint statistics (cluster jobs do not checkpoint yet: zeros)
+//! POST  /jobs/{id}/savepoints  501: cluster jobs cannot take savepoints yet
 //! ```
 //!
 //! Errors answer `{"errors": ["..."]}` with 400 (bad input), 404 (unknown job), 409 (the job
@@ -41,6 +43,8 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
         .route("/jobs", get(jobs).post(submit))
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{id}", get(job).patch(patch_job))
+        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/savepoints", axum::routing::post(savepoint))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(cluster)
 }
@@ -277,6 +281,32 @@ fn submit_error(error: SubmitError) -> Response {
         SubmitError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     self::error(status, error.to_string())
+}
+
+/// Checkpoint statistics in Flink's shape. Cluster jobs run without checkpoints for now, so
+/// every count is zero and there is no history, as Flink reports for a job without
+/// checkpointing.
+async fn checkpoints(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Response {
+    if !cluster.lock().jobs.contains_key(&JobId(id.clone())) {
+        return error(StatusCode::NOT_FOUND, format!("no job {id}"));
+    }
+    Json(json!({
+        "counts": { "restored": 0, "total": 0, "in_progress": 0, "completed": 0, "failed": 0 },
+        "latest": { "completed": null, "savepoint": null, "failed": null, "restored": null },
+        "history": [],
+    }))
+    .into_response()
+}
+
+async fn savepoint(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Response {
+    if !cluster.lock().jobs.contains_key(&JobId(id.clone())) {
+        return error(StatusCode::NOT_FOUND, format!("no job {id}"));
+    }
+    error(
+        StatusCode::NOT_IMPLEMENTED,
+        "savepoints of cluster jobs are not supported yet (cluster jobs run without \
+         checkpoints); `sluice sql` jobs take savepoints with `sluice savepoint`",
+    )
 }
 
 #[derive(Deserialize, Serialize)]

@@ -538,4 +538,10 @@ INSERT INTO s SELECT x FROM t;
     assert_eq!(get(&rest, "/overview")["slots-available"], 1);
     let again = request(&rest, "PATCH", &format!("/jobs/{id}?mode=cancel"), None).unwrap();
     assert_eq!(again.status, 409);
+    let stop = request(&rest, "PATCH", &format!("/jobs/{id}?mode=stop"), None).unwrap();
+    assert_eq!(stop.status, 400, "{}", stop.body);
+    let checkpoints = get(&rest, &format!("/jobs/{id}/checkpoints"));
+    assert_eq!(checkpoints["counts"]["completed"], 0);
+    let savepoint = request(&rest, "POST", &format!("/jobs/{id}/savepoints"), None).unwrap();
+    assert_eq!(savepoint.status, 501, "{}", savepoint.body);
 }
