@@ -1,10 +1,25 @@
 //! # sluice-coordinator
 //!
-//! The JobManager side of Sluice and the `sluice` executable. Today: the embedded local mode
-//! ([`local`]), which runs a JobGraph inside this process on the engine's local runtime. The
-//! Dispatcher, ResourceManager, JobMaster, CheckpointCoordinator and etcd HA join here in later
-//! issues, each as a pure state machine with a thin async shell.
+//! The JobManager side of Sluice and the `sluice` executable.
+//!
+//! - [`local`]: the embedded local mode, which runs a JobGraph inside this process on the
+//!   engine's local runtime.
+//! - [`jobmanager`]: the cluster's JobManager process: the [`dispatcher`] (REST API, job
+//!   submission), the [`resource_manager`] (TaskManagers, slots, heartbeats) and one
+//!   [`job_master`] per job (ExecutionGraph, task states), speaking gRPC ([`rpc`]).
+//! - [`taskmanager`]: the TaskManager process: offers slots, heartbeats, runs deployed tasks.
+//! - [`rest_client`]: the CLI's client of the REST API.
+//!
+//! The coordination logic (ResourceManager, JobMaster) is pure state machines; the processes
+//! are thin async shells around them.
 
+pub mod dispatcher;
 pub mod interrupt;
+pub mod job_master;
+pub mod jobmanager;
 pub mod local;
+pub mod resource_manager;
+pub mod rest_client;
+pub mod rpc;
 pub mod sql_client;
+pub mod taskmanager;

@@ -7,6 +7,11 @@
 //! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S] [-D KEY=VALUE]… [-s SAVEPOINT]
 //!                                                                          # a Flink SQL script
 //! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
+//! sluice jobmanager [--rpc-port P] [--rest-port R]                      # a cluster's JobManager
+//! sluice taskmanager --jobmanager HOST:P [--slots N] [--rpc-port P]     # a cluster's TaskManager
+//! sluice submit FILE.sql|FILE.json --jobmanager URL                     # submit, print the job id
+//! sluice list --jobmanager URL                                          # the cluster's jobs
+//! sluice cancel JOB-ID --jobmanager URL                                 # cancel a cluster job
 //! ```
 //!
 //! Ctrl-C while a `sluice sql` job runs cancels the job: `Job <id> cancelled`, and a script
@@ -123,6 +128,72 @@ enum Command {
         #[arg(long)]
         stop: bool,
     },
+    /// Runs a cluster's JobManager: the Dispatcher (REST API), the ResourceManager and one
+    /// JobMaster per job. Prints `rpc listening on ADDR` and `rest listening on ADDR`; stops on
+    /// SIGTERM or SIGINT.
+    Jobmanager {
+        /// Address to bind (and advertise to TaskManagers).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port of the RPC services (TaskManagers connect here); 0 picks a free port.
+        #[arg(long, default_value_t = 6123)]
+        rpc_port: u16,
+        /// Port of the REST API; 0 picks a free port.
+        #[arg(long, default_value_t = 8081)]
+        rest_port: u16,
+        /// A configuration option: `heartbeat.interval`, `heartbeat.timeout` (durations such as
+        /// `10s` or `500ms`), `rest.server.max-content-length` (bytes), `parallelism.default`.
+        /// Repeatable.
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+    },
+    /// Runs a cluster's TaskManager: registers with the JobManager, offers its slots,
+    /// heartbeats and runs the tasks deployed to it. Prints `rpc listening on ADDR`; stops on
+    /// SIGTERM or SIGINT.
+    Taskmanager {
+        /// The JobManager's RPC address, HOST:PORT.
+        #[arg(long)]
+        jobmanager: String,
+        /// Slots offered (worker threads).
+        #[arg(long, default_value_t = 1)]
+        slots: u32,
+        /// Address to bind (and advertise to the JobManager).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port of the TaskExecutor RPC service; 0 picks a free port.
+        #[arg(long, default_value_t = 0)]
+        rpc_port: u16,
+        /// Port of the data exchange endpoint reported to the JobManager (0: none).
+        #[arg(long, default_value_t = 0)]
+        data_port: u16,
+        /// Rows per batch produced by sources.
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// A configuration option: `heartbeat.interval` (default: as the JobManager asks).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+    },
+    /// Submits a job to a cluster: a Flink SQL script (its INSERTs become one job) or a
+    /// JobGraph as JSON. Prints the job id.
+    Submit {
+        file: PathBuf,
+        /// The JobManager's REST address, http://HOST:PORT.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        jobmanager: String,
+    },
+    /// Lists a cluster's jobs: id, state, name.
+    List {
+        /// The JobManager's REST address, http://HOST:PORT.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        jobmanager: String,
+    },
+    /// Cancels a cluster job.
+    Cancel {
+        job_id: String,
+        /// The JobManager's REST address, http://HOST:PORT.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        jobmanager: String,
+    },
     /// Runs a JobGraph read from a JSON file on the embedded local mode.
     Run {
         graph: PathBuf,
@@ -132,18 +203,25 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Cluster processes log their life cycle (registrations, lost TaskManagers, job states);
+    // local jobs say where they take savepoint requests.
+    let default_filter = match cli.command {
+        Command::Jobmanager { .. } | Command::Taskmanager { .. } => {
+            "warn,sluice_coordinator=info,sluice_engine::runtime=info"
+        }
+        _ => "warn,sluice_engine::runtime::control=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
-                // Jobs say where they take savepoint requests.
-                tracing_subscriber::EnvFilter::new("warn,sluice_engine::runtime::control=info")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
     // Ctrl-C while a `sluice sql` job runs cancels the job (see `interrupt`).
     let cancel = CancelRequest::new();
-    match run(Cli::parse(), &cancel) {
+    match run(cli, &cancel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if let Some(message) = error
@@ -245,6 +323,139 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             println!("{}", path.display());
             Ok(())
         }
+        Command::Jobmanager {
+            host,
+            rpc_port,
+            rest_port,
+            options,
+        } => {
+            let config = jobmanager_config(&options)?;
+            let runtime = tokio_runtime()?;
+            runtime.block_on(sluice_coordinator::jobmanager::run(
+                config,
+                std::net::SocketAddr::new(host, rpc_port),
+                std::net::SocketAddr::new(host, rest_port),
+                |bound| {
+                    println!("rpc listening on {}", bound.rpc);
+                    println!("rest listening on {}", bound.rest);
+                },
+                sluice_coordinator::jobmanager::termination_signal(),
+            ))?;
+            Ok(())
+        }
+        Command::Taskmanager {
+            jobmanager,
+            slots,
+            host,
+            rpc_port,
+            data_port,
+            batch_size,
+            options,
+        } => {
+            if slots == 0 {
+                anyhow::bail!("--slots must be at least 1");
+            }
+            let mut heartbeat_interval = None;
+            for (key, value) in &options {
+                match key.as_str() {
+                    "heartbeat.interval" => heartbeat_interval = Some(duration_option(key, value)?),
+                    other => anyhow::bail!(
+                        "-D {other}: unknown option for a taskmanager (known: heartbeat.interval)"
+                    ),
+                }
+            }
+            let config = sluice_coordinator::taskmanager::TaskManagerConfig {
+                jobmanager,
+                slots,
+                rpc: std::net::SocketAddr::new(host, rpc_port),
+                data_port,
+                heartbeat_interval,
+                batch_size,
+            };
+            let runtime = tokio_runtime()?;
+            runtime.block_on(sluice_coordinator::taskmanager::run(
+                config,
+                |bound| println!("rpc listening on {bound}"),
+                sluice_coordinator::jobmanager::termination_signal(),
+            ))?;
+            Ok(())
+        }
+        Command::Submit { file, jobmanager } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("read '{}': {e}", file.display()))?;
+            let content_type = if file.extension().is_some_and(|e| e == "json") {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            let response = sluice_coordinator::rest_client::request(
+                &jobmanager,
+                "POST",
+                "/jobs",
+                Some((content_type, text.as_bytes())),
+            )?;
+            if response.status != 202 {
+                anyhow::bail!(
+                    "submit '{}': {} (HTTP {})",
+                    file.display(),
+                    response.error_message(),
+                    response.status
+                );
+            }
+            let json = response.json()?;
+            let id = json["jobid"].as_str().ok_or_else(|| {
+                anyhow::anyhow!("the JobManager answered without a job id: {json}")
+            })?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::List { jobmanager } => {
+            let response = sluice_coordinator::rest_client::request(
+                &jobmanager,
+                "GET",
+                "/jobs/overview",
+                None,
+            )?;
+            if response.status != 200 {
+                anyhow::bail!("{} (HTTP {})", response.error_message(), response.status);
+            }
+            let json = response.json()?;
+            let jobs = json["jobs"].as_array().cloned().unwrap_or_default();
+            if jobs.is_empty() {
+                println!("No jobs.");
+            }
+            for job in jobs {
+                println!(
+                    "{} : {} : {}",
+                    job["jid"].as_str().unwrap_or("?"),
+                    job["state"].as_str().unwrap_or("?"),
+                    job["name"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        Command::Cancel { job_id, jobmanager } => {
+            if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                anyhow::bail!(
+                    "'{job_id}' is not a job id (hexadecimal, as `sluice submit` printed it)"
+                );
+            }
+            let response = sluice_coordinator::rest_client::request(
+                &jobmanager,
+                "PATCH",
+                &format!("/jobs/{job_id}?mode=cancel"),
+                None,
+            )?;
+            if response.status != 202 {
+                anyhow::bail!(
+                    "cancel {job_id}: {} (HTTP {})",
+                    response.error_message(),
+                    response.status
+                );
+            }
+            println!("Cancelled job {job_id}.");
+            Ok(())
+        }
         Command::Run { graph, local } => {
             let json = std::fs::read_to_string(&graph)
                 .map_err(|e| anyhow::anyhow!("read '{}': {e}", graph.display()))?;
@@ -254,6 +465,58 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A multi-threaded tokio runtime for the cluster processes.
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("start the async runtime: {e}"))
+}
+
+/// A duration option ("10s", "500ms").
+fn duration_option(key: &str, value: &str) -> anyhow::Result<std::time::Duration> {
+    let duration = sluice_engine::checkpoint::parse_duration(key, value)?;
+    if duration.is_zero() {
+        anyhow::bail!("-D {key}={value}: must be more than zero");
+    }
+    Ok(duration)
+}
+
+/// The JobManager's configuration from its `-D` options.
+fn jobmanager_config(
+    options: &[(String, String)],
+) -> anyhow::Result<sluice_coordinator::dispatcher::JobManagerConfig> {
+    let mut config = sluice_coordinator::dispatcher::JobManagerConfig::default();
+    for (key, value) in options {
+        match key.as_str() {
+            "heartbeat.interval" => config.heartbeat_interval = duration_option(key, value)?,
+            "heartbeat.timeout" => config.heartbeat_timeout = duration_option(key, value)?,
+            "rest.server.max-content-length" => {
+                config.max_content_length = value
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("-D {key}={value}: expected a number of bytes"))?
+            }
+            "parallelism.default" => {
+                config.parallelism = value.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    anyhow::anyhow!("-D {key}={value}: expected a positive integer")
+                })?
+            }
+            other => anyhow::bail!(
+                "-D {other}: unknown option for a jobmanager (known: heartbeat.interval, \
+                 heartbeat.timeout, rest.server.max-content-length, parallelism.default)"
+            ),
+        }
+    }
+    if config.heartbeat_timeout <= config.heartbeat_interval {
+        anyhow::bail!(
+            "heartbeat.timeout ({} ms) must be longer than heartbeat.interval ({} ms)",
+            config.heartbeat_timeout.as_millis(),
+            config.heartbeat_interval.as_millis()
+        );
+    }
+    Ok(config)
 }
 
 /// Where running local jobs listen for job control: `$TMPDIR/sluice`.

@@ -50,6 +50,11 @@ impl OperatorRegistry {
         self.custom.contains_key(name)
     }
 
+    /// Whether no custom factory is registered (the JobGraph alone describes the job).
+    pub fn is_empty(&self) -> bool {
+        self.custom.is_empty()
+    }
+
     /// Builds the operator for a non-source vertex.
     pub fn build(
         &self,

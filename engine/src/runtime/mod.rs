@@ -7,6 +7,7 @@
 
 mod checkpointing;
 mod control;
+mod deploy;
 pub mod exchange;
 mod execution_graph;
 mod interrupt;
@@ -15,6 +16,9 @@ mod slot;
 mod task;
 
 pub use control::{SavepointTrigger, request_savepoint};
+pub use deploy::{
+    CancelHandle, DeployedJob, ExecutionState, JobSlice, TaskEvent, TaskListener, now_ms,
+};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use interrupt::CancelRequest;
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
@@ -387,7 +391,7 @@ fn start_attempt(
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let thread = std::thread::Builder::new()
             .name(format!("sluice-slot-{index}"))
-            .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core))
+            .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core, None))
             .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
         threads.push(thread);
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tracing::debug;
 
+use super::deploy::{ExecutionState, SlotListener};
 use super::exchange::SlotWaker;
 use super::task::{OperatorMetrics, Step, Task};
 use crate::Error;
@@ -86,6 +87,7 @@ pub(crate) fn run_slot(
     control: Arc<JobControl>,
     waker: SlotWaker,
     core: Option<core_affinity::CoreId>,
+    listener: Option<SlotListener>,
 ) -> SlotReport {
     waker.bind_current();
     if let Some(core) = core {
@@ -93,27 +95,48 @@ pub(crate) fn run_slot(
     }
     debug!(slot = slot.0, tasks = tasks.len(), "slot started");
     let mut finished = vec![false; tasks.len()];
+    let mut failed = vec![false; tasks.len()];
+    let report = |index: usize, state, failure: Option<&Error>, task: &Task| {
+        if let Some(listener) = &listener {
+            let metrics =
+                if state == ExecutionState::Running || state == ExecutionState::Initializing {
+                    Vec::new()
+                } else {
+                    task.metrics()
+                };
+            listener.report(index, state, failure, metrics);
+        }
+    };
 
-    for task in &mut tasks {
-        if let Err(error) = guarded(task, Task::open) {
-            control.fail(error);
+    for (index, task) in tasks.iter_mut().enumerate() {
+        report(index, ExecutionState::Initializing, None, task);
+        match guarded(task, Task::open) {
+            Ok(()) => report(index, ExecutionState::Running, None, task),
+            Err(error) => {
+                failed[index] = true;
+                report(index, ExecutionState::Failed, Some(&error), task);
+                control.fail(error);
+            }
         }
     }
 
     while !control.is_cancelled() {
         let mut progressed = false;
-        for (task, done) in tasks.iter_mut().zip(finished.iter_mut()) {
-            if *done {
+        for (index, task) in tasks.iter_mut().enumerate() {
+            if finished[index] {
                 continue;
             }
             match guarded(task, Task::step) {
                 Ok(Step::Progress) => progressed = true,
                 Ok(Step::Idle) => {}
                 Ok(Step::Finished) => {
-                    *done = true;
+                    finished[index] = true;
                     progressed = true;
+                    report(index, ExecutionState::Finished, None, task);
                 }
                 Err(error) => {
+                    failed[index] = true;
+                    report(index, ExecutionState::Failed, Some(&error), task);
                     control.fail(error);
                     break;
                 }
@@ -127,15 +150,22 @@ pub(crate) fn run_slot(
         }
     }
 
-    let mut report = Vec::with_capacity(tasks.len());
-    for task in &mut tasks {
+    let mut metrics = Vec::with_capacity(tasks.len());
+    for (index, task) in tasks.iter_mut().enumerate() {
         if let Err(error) = guarded(task, Task::close) {
+            if !failed[index] {
+                failed[index] = true;
+                report(index, ExecutionState::Failed, Some(&error), task);
+            }
             control.fail(error);
         }
-        report.push((task.subtask, task.metrics()));
+        if !finished[index] && !failed[index] {
+            report(index, ExecutionState::Cancelled, None, task);
+        }
+        metrics.push((task.subtask, task.metrics()));
     }
     debug!(slot = slot.0, "slot finished");
-    report
+    metrics
 }
 
 /// Runs `f` on the task, turning a panic into an error that names the operator and subtask.

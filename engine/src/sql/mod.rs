@@ -275,6 +275,37 @@ impl Session {
             .collect()
     }
 
+    /// Plans a script into one job without running it, for submission to a cluster: its
+    /// `SET`, `CREATE` and `INSERT` statements as [`Session::run_script`] would, the `INSERT`s
+    /// as one JobGraph. A script without `INSERT`, or with a `SELECT` (whose result would have
+    /// to come back to the client), is an error.
+    pub fn plan_job(
+        &mut self,
+        script: &str,
+    ) -> Result<(JobGraph, crate::operator::OperatorRegistry)> {
+        for located in parser::parse_script(script)? {
+            if let ParsedStatement::Sql { statement, .. } = &located.statement
+                && matches!(statement.as_ref(), Statement::Query(_))
+            {
+                return Err(locate(
+                    Error::sql(
+                        "SELECT",
+                        "a submitted job writes to tables: use INSERT INTO (SELECT results are \
+                         shown by `sluice sql`)",
+                    ),
+                    located.position,
+                ));
+            }
+            self.execute_statement(&located)?;
+        }
+        self.in_statement_set = false;
+        let env = self
+            .pending
+            .take()
+            .ok_or_else(|| Error::sql("script", "the script has no INSERT INTO: nothing to run"))?;
+        env.build()
+    }
+
     /// Runs the pending `INSERT`s as one job, if any.
     pub fn finish(&mut self) -> Result<Option<Outcome>> {
         self.in_statement_set = false;

@@ -1,0 +1,12 @@
+//! Generates the control RPC code from `proto/sluice.proto` with `protox` (a protobuf compiler
+//! in Rust), so building needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/sluice.proto");
+    let descriptors = protox::compile(["proto/sluice.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

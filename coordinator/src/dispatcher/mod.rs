@@ -1,0 +1,452 @@
+//! The Dispatcher: accepts jobs, starts a JobMaster for each, and answers the REST API.
+//!
+//! [`Cluster`] is the JobManager's shared state: the [`ResourceManager`] and the jobs'
+//! [`JobMaster`]s behind one lock, which is never held across an `.await` (the state machines
+//! decide under the lock; the RPCs they ask for run after it is released). Submission: plan
+//! the job (SQL text is planned exactly as `sluice sql -f` plans it), build its ExecutionGraph,
+//! allocate one slot per parallel slice, and deploy each TaskManager's share with a
+//! `SubmitTask` RPC.
+
+pub mod rest;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sluice_engine::graph::JobGraph;
+use sluice_engine::ids::{JobId, SubtaskIndex};
+use sluice_engine::runtime::{ExecutionState, OperatorMetrics, now_ms};
+use tracing::{info, warn};
+
+use crate::job_master::{Action, JobMaster};
+use crate::resource_manager::{ResourceManager, TaskManagerId};
+use crate::rpc::proto;
+use crate::rpc::proto::task_executor_client::TaskExecutorClient;
+
+/// Settings of the JobManager.
+#[derive(Debug, Clone)]
+pub struct JobManagerConfig {
+    /// How often TaskManagers send heartbeats (`heartbeat.interval`); default 10 s.
+    pub heartbeat_interval: Duration,
+    /// A TaskManager silent for this long is lost (`heartbeat.timeout`); default 50 s.
+    pub heartbeat_timeout: Duration,
+    /// Largest REST request body, in bytes (`rest.server.max-content-length`); default 100 MiB.
+    pub max_content_length: usize,
+    /// Default parallelism of SQL jobs (`parallelism.default`); default 1.
+    pub parallelism: u32,
+}
+
+impl Default for JobManagerConfig {
+    fn default() -> Self {
+        JobManagerConfig {
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(50),
+            max_content_length: 104_857_600,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The job itself is wrong (SQL, plan, JSON): the client must fix it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The cluster cannot run it now (not enough slots): the client may retry later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The jobs and the registry of TaskManagers.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    pub resources: ResourceManager,
+    pub jobs: BTreeMap<JobId, JobMaster>,
+}
+
+/// The JobManager's shared state.
+#[derive(Debug)]
+pub struct Cluster {
+    state: Mutex<ClusterState>,
+    pub config: JobManagerConfig,
+    /// host:port of the JobMaster service, which TaskManagers report task states to.
+    pub rpc_address: String,
+    pub started_ms: u64,
+}
+
+impl Cluster {
+    pub fn new(config: JobManagerConfig, rpc_address: String) -> Self {
+        Cluster {
+            state: Mutex::new(ClusterState::default()),
+            config,
+            rpc_address,
+            started_ms: now_ms(),
+        }
+    }
+
+    /// The state, for a short, non-async critical section.
+    pub fn lock(&self) -> MutexGuard<'_, ClusterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Plans SQL text (or reads JobGraph JSON) into a JobGraph.
+    pub fn plan(&self, body: &str) -> Result<JobGraph, SubmitError> {
+        let trimmed = body.trim_start();
+        if trimmed.starts_with('{') {
+            return JobGraph::from_json(trimmed)
+                .map_err(|e| SubmitError::Invalid(format!("JobGraph JSON: {e}")));
+        }
+        let mut session = sluice_engine::sql::Session::new(sluice_engine::sql::SessionConfig {
+            parallelism: self.config.parallelism,
+            ..Default::default()
+        });
+        let (graph, registry) = session
+            .plan_job(body)
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        if !registry.is_empty() {
+            return Err(SubmitError::Invalid(
+                "the job uses operators that exist only in the submitting program; a cluster \
+                 runs jobs its JobGraph describes alone"
+                    .into(),
+            ));
+        }
+        Ok(graph)
+    }
+
+    /// Starts `graph` as a new job: allocates slots and deploys its tasks. Returns once every
+    /// TaskManager has accepted its share (or the job failed to deploy).
+    pub async fn submit(self: &Arc<Self>, graph: JobGraph) -> Result<JobId, SubmitError> {
+        let id = JobId::generate();
+        let now = now_ms();
+        let mut job = JobMaster::new(id.clone(), graph.clone(), now);
+        let graph_json = graph
+            .to_json()
+            .map_err(|e| SubmitError::Invalid(format!("JobGraph: {e}")))?;
+        // Decide under the lock: slots and placements.
+        let deployments = {
+            let mut state = self.lock();
+            let slots = state
+                .resources
+                .allocate(&id, job.slots_needed(), job.has_exchanges())
+                .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+            let hosts: Vec<String> = slots
+                .iter()
+                .map(|s| {
+                    state
+                        .resources
+                        .get(&s.task_manager)
+                        .map(|r| r.rpc_address.clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let data_addresses: Vec<String> = slots
+                .iter()
+                .map(|s| {
+                    state
+                        .resources
+                        .get(&s.task_manager)
+                        .filter(|r| r.data_port != 0)
+                        .map(|r| data_address(&r.rpc_address, r.data_port))
+                        .unwrap_or_default()
+                })
+                .collect();
+            job.schedule(&slots, &hosts, now_ms());
+            let mut per_tm: BTreeMap<TaskManagerId, (String, Vec<proto::TaskDeployment>)> =
+                BTreeMap::new();
+            for placement in &job.execution.tasks {
+                let slot = &slots[placement.slot.0 as usize];
+                per_tm
+                    .entry(slot.task_manager.clone())
+                    .or_insert_with(|| (hosts[placement.slot.0 as usize].clone(), Vec::new()))
+                    .1
+                    .push(proto::TaskDeployment {
+                        chain: placement.chain as u32,
+                        subtask: placement.subtask.0,
+                        slot: placement.slot.0,
+                        task_manager_slot: slot.slot.0,
+                    });
+            }
+            for tm in per_tm.keys() {
+                job.deploying(tm, now_ms());
+            }
+            let locations: Vec<proto::TaskLocation> = job
+                .execution
+                .tasks
+                .iter()
+                .map(|p| {
+                    let index = p.slot.0 as usize;
+                    proto::TaskLocation {
+                        chain: p.chain as u32,
+                        subtask: p.subtask.0,
+                        task_manager_id: slots[index].task_manager.0.clone(),
+                        data_address: data_addresses[index].clone(),
+                    }
+                })
+                .collect();
+            info!(job_id = %id, name = %graph.name, slots = slots.len(), task_managers = per_tm.len(), "job scheduled");
+            state.jobs.insert(id.clone(), job);
+            (per_tm, locations)
+        };
+        let (deployments, locations) = deployments;
+        let execution_slots = deployments
+            .values()
+            .flat_map(|(_, tasks)| tasks.iter().map(|t| t.slot + 1))
+            .max()
+            .unwrap_or(1);
+        let order: Vec<TaskManagerId> = deployments.keys().cloned().collect();
+        for (sent, (tm, (address, tasks))) in deployments.into_iter().enumerate() {
+            let request = proto::SubmitTaskRequest {
+                job_id: id.0.clone(),
+                job_graph_json: graph_json.clone(),
+                execution_slots,
+                tasks,
+                job_master_address: self.rpc_address.clone(),
+                attempt: 0,
+                locations: locations.clone(),
+            };
+            let result = async {
+                let mut client = TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client
+                    .submit_task(request)
+                    .await
+                    .map_err(|e| e.message().to_string())
+            }
+            .await;
+            if let Err(error) = result {
+                warn!(job_id = %id, task_manager = %tm, %error, "deployment failed");
+                let actions = {
+                    let mut state = self.lock();
+                    let reason =
+                        format!("deploying to TaskManager {tm} ({address}) failed: {error}");
+                    let actions = match state.jobs.get_mut(&id) {
+                        Some(job) => {
+                            for unsent in &order[sent + 1..] {
+                                job.withdraw(unsent, now_ms());
+                            }
+                            job.task_manager_lost(&tm, &reason, now_ms())
+                        }
+                        None => Vec::new(),
+                    };
+                    apply_local(&mut state, &id, actions)
+                };
+                self.perform(&id, actions).await;
+                break;
+            }
+        }
+        Ok(id)
+    }
+
+    /// A task's state report from a TaskManager.
+    pub async fn task_state(
+        self: &Arc<Self>,
+        report: proto::UpdateTaskStateRequest,
+    ) -> Result<(), tonic::Status> {
+        let id = JobId(report.job_id.clone());
+        let state = ExecutionState::from_name(&report.state).ok_or_else(|| {
+            tonic::Status::invalid_argument(format!("unknown task state '{}'", report.state))
+        })?;
+        let metrics = report
+            .metrics
+            .into_iter()
+            .map(|m| {
+                (
+                    m.operator,
+                    OperatorMetrics {
+                        records_in: m.records_in,
+                        records_out: m.records_out,
+                        batches_in: m.batches_in,
+                        batches_out: m.batches_out,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let failure = (!report.failure.is_empty()).then_some(report.failure);
+        let actions = {
+            let mut state_guard = self.lock();
+            let job = state_guard
+                .jobs
+                .get_mut(&id)
+                .ok_or_else(|| tonic::Status::not_found(format!("no job {id}")))?;
+            let before = job.state;
+            let actions = job
+                .task_state(
+                    report.chain as usize,
+                    SubtaskIndex(report.subtask),
+                    state,
+                    report.timestamp_ms,
+                    failure,
+                    metrics,
+                    now_ms(),
+                )
+                .map_err(tonic::Status::invalid_argument)?;
+            if job.state != before && !job.state.is_terminal() {
+                info!(job_id = %id, state = %job.state, "job state changed");
+            }
+            apply_local(&mut state_guard, &id, actions)
+        };
+        self.perform(&id, actions).await;
+        Ok(())
+    }
+
+    /// Cancels a job. `Ok(false)` when it had already ended; `Err` when it is unknown.
+    pub async fn cancel(self: &Arc<Self>, id: &JobId) -> Result<bool, String> {
+        let (cancelled, actions) = {
+            let mut state = self.lock();
+            let job = state
+                .jobs
+                .get_mut(id)
+                .ok_or_else(|| format!("no job {id}"))?;
+            let (cancelled, actions) = job.cancel(now_ms());
+            (cancelled, apply_local(&mut state, id, actions))
+        };
+        if cancelled {
+            info!(job_id = %id, "job cancelling");
+        }
+        self.perform(id, actions).await;
+        Ok(cancelled)
+    }
+
+    /// Removes TaskManagers whose heartbeats stopped and fails their jobs.
+    pub async fn expire_task_managers(self: &Arc<Self>) {
+        let timeout = self.config.heartbeat_timeout;
+        let mut work = Vec::new();
+        {
+            let mut state = self.lock();
+            let lost = state.resources.expire(Instant::now(), timeout);
+            for record in lost {
+                warn!(
+                    task_manager = %record.id,
+                    address = %record.rpc_address,
+                    timeout_ms = timeout.as_millis() as u64,
+                    "TaskManager lost: no heartbeat within heartbeat.timeout; removed"
+                );
+                let reason = format!(
+                    "TaskManager {} ({}) lost: no heartbeat for {} ms",
+                    record.id,
+                    record.rpc_address,
+                    timeout.as_millis()
+                );
+                work.extend(self.lose(&mut state, &record.id, &reason));
+            }
+        }
+        for (id, actions) in work {
+            self.perform(&id, actions).await;
+        }
+    }
+
+    /// A TaskManager left cleanly.
+    pub async fn disconnect(self: &Arc<Self>, tm: &TaskManagerId, reason: &str) -> bool {
+        let work = {
+            let mut state = self.lock();
+            let Some(record) = state.resources.remove(tm) else {
+                return false;
+            };
+            info!(task_manager = %record.id, reason, "TaskManager disconnected");
+            let why = format!("TaskManager {tm} disconnected: {reason}");
+            self.lose(&mut state, tm, &why)
+        };
+        for (id, actions) in work {
+            self.perform(&id, actions).await;
+        }
+        true
+    }
+
+    /// Fails the tasks of every job on a TaskManager that is gone.
+    fn lose(
+        &self,
+        state: &mut ClusterState,
+        tm: &TaskManagerId,
+        reason: &str,
+    ) -> Vec<(JobId, Vec<Action>)> {
+        let ids: Vec<JobId> = state
+            .jobs
+            .iter()
+            .filter(|(_, job)| !job.state.is_terminal() && job.task_managers().contains(tm))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut work = Vec::new();
+        for id in ids {
+            let actions = match state.jobs.get_mut(&id) {
+                Some(job) => job.task_manager_lost(tm, reason, now_ms()),
+                None => continue,
+            };
+            work.push((id.clone(), apply_local(state, &id, actions)));
+        }
+        work
+    }
+
+    /// Performs the actions that need RPCs (after the lock is released).
+    async fn perform(&self, id: &JobId, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::CancelTasks(tms) => {
+                    let addresses: Vec<(TaskManagerId, String)> = {
+                        let state = self.lock();
+                        tms.iter()
+                            .filter_map(|tm| {
+                                state
+                                    .resources
+                                    .get(tm)
+                                    .map(|r| (tm.clone(), r.rpc_address.clone()))
+                            })
+                            .collect()
+                    };
+                    for (tm, address) in addresses {
+                        let result = async {
+                            let mut client =
+                                TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                            client
+                                .cancel_task(proto::CancelTaskRequest {
+                                    job_id: id.0.clone(),
+                                })
+                                .await
+                                .map_err(|e| e.message().to_string())
+                        }
+                        .await;
+                        if let Err(error) = result {
+                            warn!(job_id = %id, task_manager = %tm, %error, "cancelling tasks failed");
+                        }
+                    }
+                }
+                Action::ReleaseSlots => {}
+            }
+        }
+    }
+}
+
+/// host:port of a TaskManager's data endpoint: the host of its RPC address, its data port.
+fn data_address(rpc_address: &str, data_port: u32) -> String {
+    let host = rpc_address
+        .rsplit_once(':')
+        .map_or(rpc_address, |(host, _)| host);
+    format!("{host}:{data_port}")
+}
+
+/// Performs the actions that need only the state (slot release; the job's end is logged) and
+/// returns the rest.
+fn apply_local(state: &mut ClusterState, id: &JobId, actions: Vec<Action>) -> Vec<Action> {
+    let mut remote = Vec::new();
+    for action in actions {
+        match action {
+            Action::ReleaseSlots => {
+                state.resources.release(id);
+                if let Some(job) = state.jobs.get(id) {
+                    match &job.failure {
+                        Some(failure) => {
+                            info!(job_id = %id, state = %job.state, failure = %failure, "job ended")
+                        }
+                        None => info!(job_id = %id, state = %job.state, "job ended"),
+                    }
+                }
+            }
+            action @ Action::CancelTasks(_) => remote.push(action),
+        }
+    }
+    remote
+}

@@ -1,0 +1,566 @@
+//! The JobMaster: one per job. It holds the job's ExecutionGraph and the state of every task,
+//! and decides what happens next when a task reports, a TaskManager is lost or a user cancels.
+//!
+//! A pure state machine: each event goes in with its timestamp and comes back as a list of
+//! [`Action`]s (cancel the job's tasks on these TaskManagers, release the job's slots) that the
+//! dispatcher's async shell performs. Every task state transition is recorded with its time.
+//!
+//! Job states follow Flink's `JobStatus`: CREATED → RUNNING → FINISHED, with FAILING → FAILED
+//! and CANCELLING → CANCELED. The job ends when every task has ended: FINISHED when all
+//! finished, FAILED when any failed, CANCELED after a cancellation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sluice_engine::graph::JobGraph;
+use sluice_engine::ids::{JobId, SlotId, SubtaskIndex};
+use sluice_engine::runtime::{ExecutionGraph, ExecutionState, OperatorMetrics};
+
+use crate::resource_manager::{AllocatedSlot, TaskManagerId};
+
+/// A job's state, as Flink's `JobStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobState {
+    Created,
+    Running,
+    Failing,
+    Failed,
+    Cancelling,
+    #[serde(rename = "CANCELED")]
+    Cancelled,
+    Finished,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Created => "CREATED",
+            JobState::Running => "RUNNING",
+            JobState::Failing => "FAILING",
+            JobState::Failed => "FAILED",
+            JobState::Cancelling => "CANCELLING",
+            JobState::Cancelled => "CANCELED",
+            JobState::Finished => "FINISHED",
+        }
+    }
+
+    /// FINISHED, FAILED or CANCELED.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Finished | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the shell must do after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Cancel the job's tasks on these TaskManagers.
+    CancelTasks(Vec<TaskManagerId>),
+    /// The job has ended: give its slots back to the ResourceManager.
+    ReleaseSlots,
+}
+
+/// One task (a chain's subtask) and its history.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub chain: usize,
+    pub subtask: SubtaskIndex,
+    /// Slot in the job's ExecutionGraph.
+    pub slot: SlotId,
+    pub task_manager: Option<TaskManagerId>,
+    /// The TaskManager's address ("host:port"), once scheduled.
+    pub host: String,
+    pub state: ExecutionState,
+    /// Every state entered, with its time (milliseconds since the Unix epoch).
+    pub transitions: Vec<(ExecutionState, u64)>,
+    pub failure: Option<String>,
+    /// Per operator of the chain, reported when the task ended.
+    pub metrics: Vec<(String, OperatorMetrics)>,
+}
+
+impl TaskRecord {
+    fn enter(&mut self, state: ExecutionState, at_ms: u64) {
+        self.state = state;
+        self.transitions.push((state, at_ms));
+    }
+
+    /// When the task entered `state`, if it did.
+    pub fn entered(&self, state: ExecutionState) -> Option<u64> {
+        self.transitions
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, t)| *t)
+    }
+}
+
+/// One job and its tasks.
+#[derive(Debug)]
+pub struct JobMaster {
+    pub id: JobId,
+    pub graph: JobGraph,
+    pub execution: ExecutionGraph,
+    pub state: JobState,
+    /// Every job state entered, with its time.
+    pub timestamps: Vec<(JobState, u64)>,
+    pub failure: Option<String>,
+    /// In ExecutionGraph placement order.
+    pub tasks: Vec<TaskRecord>,
+}
+
+impl JobMaster {
+    /// A new job: its ExecutionGraph uses one slot per parallel slice (slot sharing), so it
+    /// needs as many slots as its largest parallelism.
+    pub fn new(id: JobId, graph: JobGraph, now_ms: u64) -> Self {
+        let slots = graph
+            .vertices()
+            .iter()
+            .map(|v| v.parallelism)
+            .max()
+            .unwrap_or(1);
+        let execution = ExecutionGraph::new(&graph, slots);
+        let tasks = execution
+            .tasks
+            .iter()
+            .map(|p| TaskRecord {
+                chain: p.chain,
+                subtask: p.subtask,
+                slot: p.slot,
+                task_manager: None,
+                host: String::new(),
+                state: ExecutionState::Created,
+                transitions: vec![(ExecutionState::Created, now_ms)],
+                failure: None,
+                metrics: Vec::new(),
+            })
+            .collect();
+        JobMaster {
+            id,
+            graph,
+            execution,
+            state: JobState::Created,
+            timestamps: vec![(JobState::Created, now_ms)],
+            failure: None,
+            tasks,
+        }
+    }
+
+    /// Slots the job needs.
+    pub fn slots_needed(&self) -> usize {
+        self.execution.slots as usize
+    }
+
+    /// Whether tasks exchange data through channels (rather than only chained calls).
+    pub fn has_exchanges(&self) -> bool {
+        !self.execution.exchange_edges.is_empty()
+    }
+
+    fn enter(&mut self, state: JobState, at_ms: u64) {
+        if self.state != state {
+            self.state = state;
+            self.timestamps.push((state, at_ms));
+        }
+    }
+
+    /// When the job entered `state`, if it did.
+    pub fn entered(&self, state: JobState) -> Option<u64> {
+        self.timestamps
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, t)| *t)
+    }
+
+    /// Slots were allocated: slot `i` of the ExecutionGraph is `slots[i]` on the TaskManager
+    /// at `hosts[i]`. The job is RUNNING and its tasks SCHEDULED.
+    pub fn schedule(&mut self, slots: &[AllocatedSlot], hosts: &[String], now_ms: u64) {
+        for task in &mut self.tasks {
+            let index = task.slot.0 as usize;
+            task.task_manager = Some(slots[index].task_manager.clone());
+            task.host = hosts[index].clone();
+            task.enter(ExecutionState::Scheduled, now_ms);
+        }
+        self.enter(JobState::Running, now_ms);
+    }
+
+    /// The TaskManagers the job's tasks were scheduled on.
+    pub fn task_managers(&self) -> BTreeSet<TaskManagerId> {
+        self.tasks
+            .iter()
+            .filter_map(|t| t.task_manager.clone())
+            .collect()
+    }
+
+    /// The deployment to `task_manager` is being sent: its tasks are DEPLOYING.
+    pub fn deploying(&mut self, task_manager: &TaskManagerId, now_ms: u64) {
+        for task in &mut self.tasks {
+            if task.task_manager.as_ref() == Some(task_manager)
+                && task.state == ExecutionState::Scheduled
+            {
+                task.enter(ExecutionState::Deploying, now_ms);
+            }
+        }
+    }
+
+    /// The deployment to `task_manager` was never sent (an earlier one failed): its tasks are
+    /// cancelled without asking it.
+    pub fn withdraw(&mut self, task_manager: &TaskManagerId, now_ms: u64) {
+        for task in &mut self.tasks {
+            if task.task_manager.as_ref() == Some(task_manager)
+                && matches!(
+                    task.state,
+                    ExecutionState::Scheduled | ExecutionState::Deploying
+                )
+            {
+                task.enter(ExecutionState::Cancelled, now_ms);
+            }
+        }
+    }
+
+    /// A task reported a new state.
+    #[expect(clippy::too_many_arguments, reason = "one report's fields")]
+    pub fn task_state(
+        &mut self,
+        chain: usize,
+        subtask: SubtaskIndex,
+        state: ExecutionState,
+        at_ms: u64,
+        failure: Option<String>,
+        metrics: Vec<(String, OperatorMetrics)>,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, String> {
+        let task = self
+            .tasks
+            .iter_mut()
+            .find(|t| t.chain == chain && t.subtask == subtask)
+            .ok_or_else(|| {
+                format!(
+                    "job {} has no task (chain {chain}, subtask {subtask})",
+                    self.id
+                )
+            })?;
+        if task.state.is_terminal() {
+            // A late report (a task that ended as its TaskManager was declared lost).
+            return Ok(Vec::new());
+        }
+        task.enter(state, at_ms);
+        if state.is_terminal() {
+            task.metrics = metrics;
+        }
+        let mut actions = Vec::new();
+        if state == ExecutionState::Failed {
+            task.failure = failure.clone();
+            if !matches!(self.state, JobState::Failing | JobState::Cancelling)
+                && !self.state.is_terminal()
+            {
+                self.failure = failure;
+                actions.extend(self.stop(JobState::Failing, now_ms));
+            }
+        }
+        actions.extend(self.end_if_done(now_ms));
+        Ok(actions)
+    }
+
+    /// A TaskManager is gone: its unfinished tasks failed (or were cancelled, when the job was
+    /// being cancelled anyway) and the job fails.
+    pub fn task_manager_lost(
+        &mut self,
+        task_manager: &TaskManagerId,
+        reason: &str,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        let mut lost_any = false;
+        let cancelling = self.state == JobState::Cancelling;
+        for task in &mut self.tasks {
+            if task.task_manager.as_ref() == Some(task_manager) && !task.state.is_terminal() {
+                lost_any = true;
+                if cancelling {
+                    task.enter(ExecutionState::Cancelled, now_ms);
+                } else {
+                    task.failure = Some(reason.to_string());
+                    task.enter(ExecutionState::Failed, now_ms);
+                }
+            }
+        }
+        if !lost_any {
+            return Vec::new();
+        }
+        self.fail(reason, now_ms)
+    }
+
+    /// The job fails (a deployment could not be sent, a TaskManager was lost): the tasks still
+    /// running are cancelled.
+    pub fn fail(&mut self, reason: &str, now_ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.state.is_terminal()
+            && !matches!(self.state, JobState::Failing | JobState::Cancelling)
+        {
+            self.failure = Some(reason.to_string());
+            actions.extend(self.stop(JobState::Failing, now_ms));
+        }
+        actions.extend(self.end_if_done(now_ms));
+        actions
+    }
+
+    /// The user cancels the job. `false` when it had already ended.
+    pub fn cancel(&mut self, now_ms: u64) -> (bool, Vec<Action>) {
+        if self.state.is_terminal() {
+            return (false, Vec::new());
+        }
+        let mut actions = self.stop(JobState::Cancelling, now_ms);
+        actions.extend(self.end_if_done(now_ms));
+        (true, actions)
+    }
+
+    /// Moves the job to `state` (FAILING or CANCELLING): tasks not yet deployed are cancelled
+    /// at once, deployed ones are asked to cancel.
+    fn stop(&mut self, state: JobState, now_ms: u64) -> Vec<Action> {
+        self.enter(state, now_ms);
+        let mut targets = BTreeSet::new();
+        for task in &mut self.tasks {
+            match task.state {
+                ExecutionState::Created | ExecutionState::Scheduled => {
+                    task.enter(ExecutionState::Cancelled, now_ms)
+                }
+                ExecutionState::Deploying
+                | ExecutionState::Initializing
+                | ExecutionState::Running => {
+                    task.enter(ExecutionState::Cancelling, now_ms);
+                    if let Some(tm) = &task.task_manager {
+                        targets.insert(tm.clone());
+                    }
+                }
+                ExecutionState::Cancelling
+                | ExecutionState::Finished
+                | ExecutionState::Cancelled
+                | ExecutionState::Failed => {}
+            }
+        }
+        if targets.is_empty() {
+            Vec::new()
+        } else {
+            vec![Action::CancelTasks(targets.into_iter().collect())]
+        }
+    }
+
+    /// Ends the job once every task has ended.
+    fn end_if_done(&mut self, now_ms: u64) -> Vec<Action> {
+        if self.state.is_terminal() || !self.tasks.iter().all(|t| t.state.is_terminal()) {
+            return Vec::new();
+        }
+        let end = match self.state {
+            JobState::Cancelling => JobState::Cancelled,
+            JobState::Failing => JobState::Failed,
+            _ if self.tasks.iter().any(|t| t.state == ExecutionState::Failed) => JobState::Failed,
+            _ if self
+                .tasks
+                .iter()
+                .all(|t| t.state == ExecutionState::Finished) =>
+            {
+                JobState::Finished
+            }
+            _ => JobState::Cancelled,
+        };
+        self.enter(end, now_ms);
+        vec![Action::ReleaseSlots]
+    }
+
+    /// Per chain (Flink's job vertex): its name and parallelism.
+    pub fn vertices(&self) -> Vec<(usize, String, u32)> {
+        (0..self.execution.chains.len())
+            .map(|chain| {
+                (
+                    chain,
+                    self.execution.chain_name(&self.graph, chain),
+                    self.execution.chains[chain].parallelism,
+                )
+            })
+            .collect()
+    }
+
+    /// How many tasks are in each state.
+    pub fn task_counts(&self, chain: Option<usize>) -> BTreeMap<ExecutionState, usize> {
+        let mut counts: BTreeMap<ExecutionState, usize> =
+            ExecutionState::ALL.iter().map(|s| (*s, 0)).collect();
+        for task in &self.tasks {
+            if chain.is_none_or(|c| c == task.chain) {
+                *counts.entry(task.state).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use sluice_engine::api::StreamEnvironment;
+    use sluice_engine::connector::SinkSpec;
+
+    use super::*;
+
+    /// source -> sink at parallelism 2: one chain, two tasks.
+    fn job() -> JobMaster {
+        let env = StreamEnvironment::new("t").with_parallelism(2);
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        env.from_batches("src", schema, vec![])
+            .unwrap()
+            .sink("sink", SinkSpec::Blackhole)
+            .unwrap();
+        JobMaster::new(JobId("j".into()), env.build().unwrap().0, 1)
+    }
+
+    fn slots(tms: &[&str]) -> (Vec<AllocatedSlot>, Vec<String>) {
+        let slots = tms
+            .iter()
+            .map(|tm| AllocatedSlot {
+                task_manager: TaskManagerId(tm.to_string()),
+                slot: SlotId(0),
+            })
+            .collect();
+        (slots, tms.iter().map(|tm| format!("{tm}:1")).collect())
+    }
+
+    fn report(job: &mut JobMaster, subtask: u32, state: ExecutionState, at: u64) -> Vec<Action> {
+        job.task_state(0, SubtaskIndex(subtask), state, at, None, Vec::new(), at)
+            .unwrap()
+    }
+
+    #[test]
+    fn job_finishes_when_every_task_finished_with_every_transition_timed() {
+        let mut job = job();
+        assert_eq!(job.slots_needed(), 2);
+        let (s, h) = slots(&["a", "b"]);
+        job.schedule(&s, &h, 2);
+        assert_eq!(job.state, JobState::Running);
+        job.deploying(&TaskManagerId("a".into()), 3);
+        job.deploying(&TaskManagerId("b".into()), 3);
+        for subtask in 0..2 {
+            report(&mut job, subtask, ExecutionState::Initializing, 4);
+            report(&mut job, subtask, ExecutionState::Running, 5);
+        }
+        assert!(report(&mut job, 0, ExecutionState::Finished, 6).is_empty());
+        assert_eq!(job.state, JobState::Running);
+        assert_eq!(
+            report(&mut job, 1, ExecutionState::Finished, 7),
+            vec![Action::ReleaseSlots]
+        );
+        assert_eq!(job.state, JobState::Finished);
+        let states: Vec<_> = job.tasks[1].transitions.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            states,
+            [
+                ExecutionState::Created,
+                ExecutionState::Scheduled,
+                ExecutionState::Deploying,
+                ExecutionState::Initializing,
+                ExecutionState::Running,
+                ExecutionState::Finished
+            ]
+        );
+        assert_eq!(job.tasks[1].entered(ExecutionState::Finished), Some(7));
+        assert_eq!(job.entered(JobState::Finished), Some(7));
+    }
+
+    #[test]
+    fn a_failed_task_cancels_the_others_and_fails_the_job() {
+        let mut job = job();
+        let (s, h) = slots(&["a", "b"]);
+        job.schedule(&s, &h, 2);
+        job.deploying(&TaskManagerId("a".into()), 3);
+        job.deploying(&TaskManagerId("b".into()), 3);
+        let actions = job
+            .task_state(
+                0,
+                SubtaskIndex(0),
+                ExecutionState::Failed,
+                4,
+                Some("boom".into()),
+                Vec::new(),
+                4,
+            )
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::CancelTasks(vec![TaskManagerId("b".into())])]
+        );
+        assert_eq!(job.state, JobState::Failing);
+        assert_eq!(job.tasks[1].state, ExecutionState::Cancelling);
+        assert_eq!(
+            report(&mut job, 1, ExecutionState::Cancelled, 5),
+            vec![Action::ReleaseSlots]
+        );
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(job.failure.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn a_lost_task_manager_fails_its_tasks() {
+        let mut job = job();
+        let (s, h) = slots(&["a", "b"]);
+        job.schedule(&s, &h, 2);
+        job.deploying(&TaskManagerId("a".into()), 3);
+        job.deploying(&TaskManagerId("b".into()), 3);
+        let actions = job.task_manager_lost(&TaskManagerId("a".into()), "heartbeat timeout", 9);
+        assert_eq!(
+            actions,
+            vec![Action::CancelTasks(vec![TaskManagerId("b".into())])]
+        );
+        assert_eq!(job.tasks[0].state, ExecutionState::Failed);
+        report(&mut job, 1, ExecutionState::Cancelled, 10);
+        assert_eq!(job.state, JobState::Failed);
+    }
+
+    #[test]
+    fn a_failed_deployment_withdraws_the_unsent_ones_and_fails_the_job() {
+        let mut job = job();
+        let (s, h) = slots(&["a", "b"]);
+        job.schedule(&s, &h, 2);
+        job.deploying(&TaskManagerId("a".into()), 3);
+        job.deploying(&TaskManagerId("b".into()), 3);
+        job.withdraw(&TaskManagerId("b".into()), 4);
+        let actions = job.task_manager_lost(&TaskManagerId("a".into()), "unreachable", 4);
+        assert_eq!(actions, vec![Action::ReleaseSlots]);
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(job.tasks[0].state, ExecutionState::Failed);
+        assert_eq!(job.tasks[1].state, ExecutionState::Cancelled);
+    }
+
+    #[test]
+    fn cancelling_a_scheduled_job_ends_it_at_once() {
+        let mut job = job();
+        let (s, h) = slots(&["a", "a"]);
+        job.schedule(&s, &h, 2);
+        let (cancelled, actions) = job.cancel(3);
+        assert!(cancelled);
+        assert_eq!(actions, vec![Action::ReleaseSlots]);
+        assert_eq!(job.state, JobState::Cancelled);
+        assert!(!job.cancel(4).0, "an ended job cannot be cancelled again");
+    }
+
+    #[test]
+    fn a_report_for_an_unknown_task_is_an_error() {
+        let mut job = job();
+        assert!(
+            job.task_state(
+                5,
+                SubtaskIndex(0),
+                ExecutionState::Running,
+                1,
+                None,
+                vec![],
+                1
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The TaskManager process (`sluice taskmanager`): offers its slots to the ResourceManager,
+//! heartbeats, and runs the tasks JobMasters deploy to it on the engine's runtime.
+//!
+//! It serves the TaskExecutor RPC service, prints `rpc listening on ADDR` once bound, registers
+//! (retrying until the JobManager answers), then heartbeats every interval; a JobManager that
+//! no longer knows it (it timed out, or the JobManager restarted) makes it register again.
+//! Each deployed job slice reports its task state transitions to its JobMaster through a
+//! bounded queue drained by one forwarding task per job. SIGTERM/SIGINT cancel the hosted
+//! tasks, wait for them, and leave the cluster with `DisconnectTaskManager`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sluice_engine::graph::JobGraph;
+use sluice_engine::ids::{JobId, SlotId, SubtaskIndex};
+use sluice_engine::runtime::exchange::LocalExchange;
+use sluice_engine::runtime::{
+    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig, TaskEvent,
+    TaskListener, TaskPlacement,
+};
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::rpc::proto;
+use crate::rpc::proto::job_master_client::JobMasterClient;
+use crate::rpc::proto::resource_manager_client::ResourceManagerClient;
+use crate::rpc::proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
+use crate::rpc::{endpoint_uri, status};
+
+/// Settings of a TaskManager.
+#[derive(Debug, Clone)]
+pub struct TaskManagerConfig {
+    /// host:port of the JobManager's RPC service.
+    pub jobmanager: String,
+    /// Slots (worker threads) offered.
+    pub slots: u32,
+    /// Where the TaskExecutor service listens (port 0: any free port); its address is what
+    /// the JobManager is told.
+    pub rpc: SocketAddr,
+    /// Port of the data exchange endpoint, reported at registration (0: none).
+    pub data_port: u16,
+    /// Heartbeat interval; default: what the JobManager asks for at registration.
+    pub heartbeat_interval: Option<Duration>,
+    /// Rows per source batch; default 8192.
+    pub batch_size: Option<usize>,
+}
+
+/// Events queued per job before the slot threads wait for the forwarder.
+const EVENT_QUEUE: usize = 1024;
+
+/// A job slice running here.
+struct HostedJob {
+    cancel: CancelHandle,
+    /// This TaskManager's slots the slice runs in.
+    slots: Vec<u32>,
+}
+
+#[derive(Clone)]
+struct TaskExecutorService {
+    id: String,
+    config: TaskManagerConfig,
+    jobs: Arc<Mutex<HashMap<JobId, HostedJob>>>,
+}
+
+impl TaskExecutorService {
+    fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, HostedJob>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot_report(&self) -> Vec<proto::SlotStatus> {
+        let jobs = self.jobs();
+        (0..self.config.slots)
+            .map(|slot| proto::SlotStatus {
+                slot,
+                job_id: jobs
+                    .iter()
+                    .find(|(_, job)| job.slots.contains(&slot))
+                    .map(|(id, _)| id.0.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Hands task events to the job's forwarder (called on slot threads, never on tokio's).
+struct ForwardingListener {
+    job_id: JobId,
+    task_manager_id: String,
+    sender: tokio::sync::mpsc::Sender<proto::UpdateTaskStateRequest>,
+}
+
+impl TaskListener for ForwardingListener {
+    fn on_task_event(&self, event: TaskEvent) {
+        let report = proto::UpdateTaskStateRequest {
+            job_id: self.job_id.0.clone(),
+            task_manager_id: self.task_manager_id.clone(),
+            chain: event.placement.chain as u32,
+            subtask: event.placement.subtask.0,
+            attempt: 0,
+            state: event.state.as_str().to_string(),
+            timestamp_ms: event.timestamp_ms,
+            failure: event.failure.unwrap_or_default(),
+            metrics: event
+                .metrics
+                .into_iter()
+                .map(|(operator, m)| proto::OperatorMetrics {
+                    operator,
+                    records_in: m.records_in,
+                    records_out: m.records_out,
+                    batches_in: m.batches_in,
+                    batches_out: m.batches_out,
+                })
+                .collect(),
+        };
+        if self.sender.blocking_send(report).is_err() {
+            warn!(job_id = %self.job_id, "task state report dropped: the forwarder has stopped");
+        }
+    }
+}
+
+/// Sends a job's task reports to its JobMaster in order, retrying a report a few times when
+/// the JobMaster cannot be reached.
+async fn forward_reports(
+    job_id: JobId,
+    address: String,
+    mut reports: tokio::sync::mpsc::Receiver<proto::UpdateTaskStateRequest>,
+) {
+    let mut client: Option<JobMasterClient<tonic::transport::Channel>> = None;
+    while let Some(report) = reports.recv().await {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = async {
+                if client.is_none() {
+                    client = Some(
+                        JobMasterClient::connect(endpoint_uri(&address))
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                let c = client.as_mut().expect("connected above");
+                c.update_task_state(report.clone())
+                    .await
+                    .map_err(|e| e.message().to_string())
+            }
+            .await;
+            match result {
+                Ok(_) => break,
+                Err(error) if attempts < 5 => {
+                    client = None;
+                    warn!(job_id = %job_id, %error, attempts, "task state report failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempts)).await;
+                }
+                Err(error) => {
+                    warn!(job_id = %job_id, %error, state = %report.state, "task state report lost");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TaskExecutor for TaskExecutorService {
+    async fn submit_task(
+        &self,
+        request: Request<proto::SubmitTaskRequest>,
+    ) -> Result<Response<proto::SubmitTaskResponse>, Status> {
+        let r = request.into_inner();
+        let job_id = JobId(r.job_id.clone());
+        if self.jobs().contains_key(&job_id) {
+            return Err(Status::already_exists(format!(
+                "job {job_id} already runs on this TaskManager"
+            )));
+        }
+        let graph = JobGraph::from_json(&r.job_graph_json).map_err(|e| status(&e))?;
+        let execution = ExecutionGraph::new(&graph, r.execution_slots);
+        let hosted: Vec<TaskPlacement> = r
+            .tasks
+            .iter()
+            .map(|t| TaskPlacement {
+                chain: t.chain as usize,
+                subtask: SubtaskIndex(t.subtask),
+                slot: SlotId(t.slot),
+            })
+            .collect();
+        let mut local_slots: Vec<u32> = r.tasks.iter().map(|t| t.task_manager_slot).collect();
+        local_slots.sort_unstable();
+        local_slots.dedup();
+        if let Some(slot) = local_slots.iter().find(|s| **s >= self.config.slots) {
+            return Err(Status::invalid_argument(format!(
+                "slot {slot} does not exist (this TaskManager has {})",
+                self.config.slots
+            )));
+        }
+        if r.locations.len() != execution.tasks.len() {
+            return Err(Status::invalid_argument(format!(
+                "the deployment locates {} tasks but the job has {}",
+                r.locations.len(),
+                execution.tasks.len()
+            )));
+        }
+        if !execution.exchange_edges.is_empty()
+            && r.locations.iter().any(|l| l.task_manager_id != self.id)
+        {
+            return Err(Status::failed_precondition(
+                "the job's tasks exchange data across TaskManagers, and this TaskManager has no \
+                 remote exchange",
+            ));
+        }
+
+        let (sender, receiver) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+        let listener = Arc::new(ForwardingListener {
+            job_id: job_id.clone(),
+            task_manager_id: self.id.clone(),
+            sender,
+        });
+        let mut runtime_config = RuntimeConfig::default()
+            .with_slots(local_slots.len())
+            // Several TaskManagers may share a machine: the OS places the slot threads.
+            .with_pinning(false);
+        if let Some(rows) = self.config.batch_size {
+            runtime_config = runtime_config.with_batch_size(rows);
+        }
+        let runtime = LocalRuntime::new(runtime_config.clone());
+        let deployed = runtime
+            .deploy(
+                JobSlice {
+                    job_id: &job_id,
+                    graph: &graph,
+                    env: &JobEnvironment::default(),
+                    execution: &execution,
+                    hosted: &hosted,
+                },
+                Arc::new(LocalExchange::new(runtime_config.channel_capacity)),
+                listener,
+            )
+            .map_err(|e| status(&e))?;
+        info!(job_id = %job_id, tasks = hosted.len(), "tasks deployed");
+        self.jobs().insert(
+            job_id.clone(),
+            HostedJob {
+                cancel: deployed.cancel_handle(),
+                slots: local_slots,
+            },
+        );
+        let forwarder = tokio::spawn(forward_reports(
+            job_id.clone(),
+            r.job_master_address,
+            receiver,
+        ));
+        let jobs = self.jobs.clone();
+        // Owns the slice until it ends: waits for its slot threads, then for its last reports.
+        tokio::spawn(async move {
+            let ended = tokio::task::spawn_blocking(move || deployed.join()).await;
+            match ended {
+                Ok(Ok(())) => info!(job_id = %job_id, "tasks finished"),
+                Ok(Err(sluice_engine::Error::Cancelled)) => {
+                    info!(job_id = %job_id, "tasks cancelled")
+                }
+                Ok(Err(error)) => warn!(job_id = %job_id, %error, "tasks failed"),
+                Err(error) => warn!(job_id = %job_id, %error, "task waiter panicked"),
+            }
+            let _ = forwarder.await;
+            jobs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&job_id);
+        });
+        Ok(Response::new(proto::SubmitTaskResponse {}))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<proto::CancelTaskRequest>,
+    ) -> Result<Response<proto::CancelTaskResponse>, Status> {
+        let job_id = JobId(request.into_inner().job_id);
+        let found = match self.jobs().get(&job_id) {
+            Some(job) => {
+                job.cancel.cancel();
+                true
+            }
+            None => false,
+        };
+        info!(job_id = %job_id, found, "cancel requested");
+        Ok(Response::new(proto::CancelTaskResponse { found }))
+    }
+
+    async fn trigger_checkpoint(
+        &self,
+        _request: Request<proto::TriggerCheckpointRequest>,
+    ) -> Result<Response<proto::TriggerCheckpointResponse>, Status> {
+        Err(Status::unimplemented(
+            "checkpoints of cluster jobs are not coordinated yet (jobs run without checkpoints)",
+        ))
+    }
+
+    async fn notify_checkpoint_complete(
+        &self,
+        _request: Request<proto::NotifyCheckpointCompleteRequest>,
+    ) -> Result<Response<proto::NotifyCheckpointCompleteResponse>, Status> {
+        Err(Status::unimplemented(
+            "checkpoints of cluster jobs are not coordinated yet (jobs run without checkpoints)",
+        ))
+    }
+}
+
+/// Registers with the ResourceManager, retrying until it answers; returns the heartbeat
+/// interval it asks for.
+async fn register(
+    service: &TaskExecutorService,
+    address: &str,
+    stop: &mut tokio::sync::broadcast::Receiver<()>,
+) -> Option<Duration> {
+    let mut warned = false;
+    loop {
+        let attempt = async {
+            let mut client =
+                ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            client
+                .register_task_manager(proto::RegisterTaskManagerRequest {
+                    task_manager_id: service.id.clone(),
+                    rpc_address: address.to_string(),
+                    data_port: u32::from(service.config.data_port),
+                    slots: service.config.slots,
+                    hostname: hostname(),
+                })
+                .await
+                .map_err(|e| e.message().to_string())
+        }
+        .await;
+        match attempt {
+            Ok(response) => {
+                let response = response.into_inner();
+                info!(jobmanager = %service.config.jobmanager, task_manager = %service.id, "registered");
+                return Some(Duration::from_millis(response.heartbeat_interval_ms.max(1)));
+            }
+            Err(error) => {
+                if !warned {
+                    warn!(jobmanager = %service.config.jobmanager, %error, "registration failed; retrying");
+                    warned = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.recv() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// The machine's name, for display.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Runs the TaskManager until `shutdown` resolves. `on_bound` sees the TaskExecutor address.
+pub async fn run(
+    config: TaskManagerConfig,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.rpc)
+        .await
+        .map_err(|e| std::io::Error::other(format!("bind rpc address {}: {e}", config.rpc)))?;
+    let address = listener.local_addr()?;
+    on_bound(address);
+    let service = TaskExecutorService {
+        id: format!("{address}-{}", std::process::id()),
+        config,
+        jobs: Arc::new(Mutex::new(HashMap::new())),
+    };
+
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let server = {
+        let mut stopped = stop.subscribe();
+        tonic::transport::Server::builder()
+            .add_service(TaskExecutorServer::new(service.clone()))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stopped.recv().await;
+                },
+            )
+    };
+    // Heartbeats stop before the TaskManager says goodbye, so none re-registers it after.
+    let (leave, _) = tokio::sync::broadcast::channel::<()>(1);
+    let (membership_ended, membership_done) = tokio::sync::oneshot::channel::<()>();
+    let membership = {
+        let service = service.clone();
+        let mut stopped = leave.subscribe();
+        async move {
+            let _ended = membership_ended;
+            let address = address.to_string();
+            let Some(asked) = register(&service, &address, &mut stopped).await else {
+                return;
+            };
+            let interval = service.config.heartbeat_interval.unwrap_or(asked);
+            let mut ticks = tokio::time::interval(interval);
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stopped.recv() => break,
+                }
+                let beat = async {
+                    let mut client =
+                        ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    client
+                        .heartbeat(proto::HeartbeatRequest {
+                            task_manager_id: service.id.clone(),
+                            slots: service.slot_report(),
+                        })
+                        .await
+                        .map(|r| r.into_inner().known)
+                        .map_err(|e| e.message().to_string())
+                }
+                .await;
+                match beat {
+                    Ok(true) => {
+                        if failing {
+                            info!("heartbeats reach the jobmanager again");
+                            failing = false;
+                        }
+                    }
+                    Ok(false) => {
+                        warn!("the jobmanager does not know this TaskManager; registering again");
+                        if register(&service, &address, &mut stopped).await.is_none() {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        if !failing {
+                            warn!(%error, "heartbeat failed");
+                            failing = true;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let signal = {
+        let stop = stop.clone();
+        let service = service.clone();
+        async move {
+            shutdown.await;
+            info!("shutting down: cancelling hosted tasks");
+            for job in service.jobs().values() {
+                job.cancel.cancel();
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !service.jobs().is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = leave.send(());
+            // Resolves when the membership loop has ended (its sender dropped).
+            let _ = membership_done.await;
+            let left = async {
+                let mut client =
+                    ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                client
+                    .disconnect_task_manager(proto::DisconnectTaskManagerRequest {
+                        task_manager_id: service.id.clone(),
+                        reason: "shut down".into(),
+                    })
+                    .await
+                    .map_err(|e| e.message().to_string())
+            }
+            .await;
+            if let Err(error) = left {
+                warn!(%error, "could not tell the jobmanager this TaskManager is leaving");
+            }
+            let _ = stop.send(());
+        }
+    };
+    let (served, (), ()) = tokio::join!(server, membership, signal);
+    served.map_err(|e| std::io::Error::other(format!("rpc server: {e}")))?;
+    info!("taskmanager stopped");
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! The cluster with real processes on loopback: a `sluice jobmanager` and `sluice taskmanager`s
+//! on OS-chosen ports (each prints its bound address, which the test reads), driven through
+//! the REST API and the CLI (`sluice submit`, `sluice list`, `sluice cancel`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice_coordinator::rest_client::{RestResponse, request};
+
+/// How long any awaited condition may take.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A child process killed when dropped, with its stderr in a file.
+struct Process {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `sluice ARGS` and returns it with the addresses it printed for each `prefixes`
+/// entry ("rpc", "rest"), in order.
+fn start(dir: &Path, name: &str, args: &[&str], prefixes: &[&str]) -> (Process, Vec<String>) {
+    let stderr = dir.join(format!("{name}.log"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start sluice");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addresses = Vec::new();
+    for prefix in prefixes {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{name} ended before printing its {prefix} address"))
+            .unwrap();
+        let address = line
+            .strip_prefix(&format!("{prefix} listening on "))
+            .unwrap_or_else(|| panic!("{name}: unexpected line '{line}'"));
+        addresses.push(address.to_string());
+    }
+    (Process { child, stderr }, addresses)
+}
+
+/// A JobManager with fast heartbeats: returns it, its RPC and its REST address.
+fn jobmanager(dir: &Path, extra: &[&str]) -> (Process, String, String) {
+    let mut args = vec![
+        "jobmanager",
+        "--rpc-port",
+        "0",
+        "--rest-port",
+        "0",
+        "-D",
+        "heartbeat.interval=100ms",
+        "-D",
+        "heartbeat.timeout=2s",
+    ];
+    args.extend_from_slice(extra);
+    let (process, addresses) = start(dir, "jobmanager", &args, &["rpc", "rest"]);
+    (process, addresses[0].clone(), addresses[1].clone())
+}
+
+fn taskmanager(dir: &Path, name: &str, jobmanager_rpc: &str, slots: u32) -> (Process, String) {
+    let slots = slots.to_string();
+    let (process, addresses) = start(
+        dir,
+        name,
+        &[
+            "taskmanager",
+            "--jobmanager",
+            jobmanager_rpc,
+            "--slots",
+            &slots,
+            "--rpc-port",
+            "0",
+        ],
+        &["rpc"],
+    );
+    (process, addresses[0].clone())
+}
+
+fn get(rest: &str, path: &str) -> Value {
+    let response = request(rest, "GET", path, None).unwrap();
+    assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+    response.json().unwrap()
+}
+
+/// Polls `check` until it returns `Some`, failing with `what` and the logs at the deadline.
+fn wait_for<T>(what: &str, logs: &[&Process], mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if start.elapsed() > DEADLINE {
+            let logs: Vec<String> = logs.iter().map(|p| p.log()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sluice(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice")
+}
+
+#[test]
+fn taskmanagers_register_and_a_killed_one_is_removed_after_the_heartbeat_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, rpc, rest) = jobmanager(dir.path(), &[]);
+    let (mut tm1, tm1_address) = taskmanager(dir.path(), "tm1", &rpc, 2);
+    let (mut tm2, tm2_address) = taskmanager(dir.path(), "tm2", &rpc, 1);
+
+    let overview = wait_for("two TaskManagers", &[&jm], || {
+        let overview = get(&rest, "/overview");
+        (overview["taskmanagers"] == 2).then_some(overview)
+    });
+    assert_eq!(overview["slots-total"], 3);
+    assert_eq!(overview["slots-available"], 3);
+    assert_eq!(overview["jobs-running"], 0);
+    assert_eq!(overview["sluice-version"], env!("CARGO_PKG_VERSION"));
+    let list = get(&rest, "/taskmanagers");
+    let mut paths: Vec<String> = list["taskmanagers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tm| format!("{} {}", tm["path"].as_str().unwrap(), tm["slotsNumber"]))
+        .collect();
+    paths.sort();
+    let mut expected = vec![format!("{tm1_address} 2"), format!("{tm2_address} 1")];
+    expected.sort();
+    assert_eq!(paths, expected);
+
+    // Heartbeats keep both registered well past the timeout.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get(&rest, "/overview")["taskmanagers"], 2, "{}", jm.log());
+
+    // A job without exchanges (source and sink chained) spans both TaskManagers, one slot
+    // per parallel slice.
+    let script = dir.path().join("endless.sql");
+    std::fs::write(
+        &script,
+        "SET 'parallelism.default' = '3';
+CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000');
+CREATE TABLE s (x BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO s SELECT x FROM t;
+",
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    let job = wait_for("every subtask to run", &[&jm], || {
+        let job = get(&rest, &format!("/jobs/{id}"));
+        (job["vertices"][0]["tasks"]["RUNNING"] == 3).then_some(job)
+    });
+    let mut hosts: Vec<&str> = job["vertices"][0]["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["host"].as_str().unwrap())
+        .collect();
+    hosts.sort();
+    let mut expected = vec![
+        tm1_address.as_str(),
+        tm1_address.as_str(),
+        tm2_address.as_str(),
+    ];
+    expected.sort();
+    assert_eq!(hosts, expected);
+    assert_eq!(get(&rest, "/overview")["slots-available"], 0);
+
+    tm2.child.kill().unwrap(); // SIGKILL: no goodbye, only silence.
+    tm2.child.wait().unwrap();
+    let overview = wait_for("the killed TaskManager to be removed", &[&jm], || {
+        let overview = get(&rest, "/overview");
+        (overview["taskmanagers"] == 1).then_some(overview)
+    });
+    assert_eq!(overview["slots-total"], 2);
+    let log = jm.log();
+    assert!(
+        log.contains("TaskManager lost") && log.contains(&tm2_address),
+        "the loss is logged with the TaskManager's address:\n{log}"
+    );
+    let list = get(&rest, "/taskmanagers");
+    assert_eq!(list["taskmanagers"][0]["path"], tm1_address.as_str());
+
+    // The job fails: the lost subtask FAILED, the others cancelled, the slots freed.
+    wait_for("the job to fail", &[&jm], || {
+        (job_state(&rest, &id) == "FAILED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    assert!(
+        job["failure-cause"].as_str().unwrap().contains("lost"),
+        "{job}"
+    );
+    for subtask in job["vertices"][0]["subtasks"].as_array().unwrap() {
+        let expected = if subtask["host"] == tm2_address.as_str() {
+            "FAILED"
+        } else {
+            "CANCELED"
+        };
+        assert_eq!(subtask["status"], expected, "{subtask}");
+    }
+    assert_eq!(get(&rest, "/overview")["slots-available"], 2);
+    assert_eq!(get(&rest, "/overview")["jobs-failed"], 1);
+
+    // SIGTERM: the TaskManager leaves at once and exits cleanly.
+    let term = Command::new("kill")
+        .args(["-TERM", &tm1.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = wait_for("the TaskManager to exit", &[&jm], || {
+        tm1.child.try_wait().unwrap()
+    });
+    assert!(status.success(), "exit status {status}: {}", tm1.log());
+    assert_eq!(get(&rest, "/overview")["taskmanagers"], 0, "{}", jm.log());
+    assert!(jm.log().contains("TaskManager disconnected"));
+}
+
+fn write_input(dir: &Path) -> PathBuf {
+    let input = dir.join("in.csv");
+    let mut text = String::new();
+    for id in 0..1000 {
+        text.push_str(&format!("{id},{}\n", ["a", "b", "c"][id % 3]));
+    }
+    std::fs::write(&input, text).unwrap();
+    input
+}
+
+/// The rows of every visible file under `dir`, sorted.
+fn output_rows(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        rows.extend(text.lines().map(str::to_string));
+    }
+    rows.sort();
+    rows
+}
+
+fn submit(rest: &str, script: &Path) -> String {
+    let output = sluice(&[
+        "submit",
+        script.to_str().unwrap(),
+        "--jobmanager",
+        &format!("http://{rest}"),
+    ]);
+    assert!(
+        output.status.success(),
+        "submit failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_eq!(id.len(), 32, "a job id is printed: '{id}'");
+    id
+}
+
+fn job_state(rest: &str, id: &str) -> String {
+    get(rest, &format!("/jobs/{id}"))["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_bounded_sql_job_runs_to_finished_with_every_task_transition_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path());
+    let out = dir.path().join("out");
+    let (jm, rpc, rest) = jobmanager(dir.path(), &[]);
+    let (tm, tm_address) = taskmanager(dir.path(), "tm", &rpc, 2);
+    wait_for("the TaskManager", &[&jm], || {
+        (get(&rest, "/overview")["slots-total"] == 2).then_some(())
+    });
+
+    // A keyed aggregation at parallelism 2: a hash exchange between the two slots' slices.
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'execution.runtime-mode' = 'batch';
+SET 'parallelism.default' = '2';
+CREATE TABLE src (id BIGINT, name STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+CREATE TABLE sink (name STRING, n BIGINT, total BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY name;
+",
+            input.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    wait_for("the job to finish", &[&jm, &tm], || {
+        match job_state(&rest, &id).as_str() {
+            "FINISHED" => Some(()),
+            "FAILED" | "CANCELED" => panic!(
+                "job ended as {}: {}",
+                job_state(&rest, &id),
+                get(&rest, &format!("/jobs/{id}"))
+            ),
+            _ => None,
+        }
+    });
+
+    let mut expected = Vec::new();
+    for (index, name) in ["a", "b", "c"].iter().enumerate() {
+        let ids: Vec<u64> = (10..1000).filter(|i| i % 3 == index as u64).collect();
+        expected.push(format!("{name},{},{}", ids.len(), ids.iter().sum::<u64>()));
+    }
+    assert_eq!(output_rows(&out), expected);
+
+    let job = get(&rest, &format!("/jobs/{id}"));
+    assert!(job["timestamps"]["RUNNING"].is_u64());
+    assert!(job["timestamps"]["FINISHED"].as_u64() >= job["timestamps"]["RUNNING"].as_u64());
+    let vertices = job["vertices"].as_array().unwrap();
+    assert!(vertices.len() >= 2, "source and aggregation chains: {job}");
+    let mut records_written = 0;
+    for vertex in vertices {
+        assert_eq!(vertex["status"], "FINISHED", "{vertex}");
+        let subtasks = vertex["subtasks"].as_array().unwrap();
+        assert_eq!(
+            subtasks.len() as u64,
+            vertex["parallelism"].as_u64().unwrap()
+        );
+        for subtask in subtasks {
+            assert_eq!(subtask["status"], "FINISHED");
+            assert_eq!(subtask["host"], tm_address.as_str());
+            let times = &subtask["timestamps"];
+            let order = [
+                "CREATED",
+                "SCHEDULED",
+                "DEPLOYING",
+                "INITIALIZING",
+                "RUNNING",
+                "FINISHED",
+            ];
+            let mut last = 0;
+            for state in order {
+                let at = times[state]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no {state} time in {subtask}"));
+                assert!(at >= last, "{state} before the previous state: {subtask}");
+                last = at;
+            }
+            if let Some(sink) = subtask["metrics"].get("sink") {
+                records_written += sink["read-records"].as_u64().unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        records_written, 3,
+        "the sink's subtasks read the three groups: {job}"
+    );
+
+    let overview = get(&rest, "/overview");
+    assert_eq!(overview["jobs-finished"], 1);
+    assert_eq!(overview["slots-available"], 2, "slots are released");
+
+    let listed = sluice(&["list", "--jobmanager", &format!("http://{rest}")]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains(&format!("{id} : FINISHED")),
+        "sluice list shows the job: {listed}"
+    );
+
+    // A JobGraph as JSON (here Nexmark q1 over 20 000 events, parallelism 2).
+    let graph = sluice(&[
+        "nexmark",
+        "--query",
+        "q1",
+        "--events",
+        "20000",
+        "--parallelism",
+        "2",
+        "--print-graph",
+    ]);
+    assert!(graph.status.success());
+    let graph_file = dir.path().join("q1.json");
+    std::fs::write(&graph_file, &graph.stdout).unwrap();
+    let id = submit(&rest, &graph_file);
+    wait_for("the JSON job to finish", &[&jm, &tm], || {
+        (job_state(&rest, &id) == "FINISHED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    let source_records: u64 = job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["subtasks"].as_array().unwrap())
+        .filter_map(|s| {
+            s["metrics"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(name, _)| name.contains("bid") || name.contains("nexmark"))
+                .map(|(_, m)| m["write-records"].as_u64().unwrap())
+        })
+        .sum();
+    assert!(
+        source_records > 0,
+        "the source's records are counted: {job}"
+    );
+}
+
+#[test]
+fn rest_api_rejects_bad_submissions_and_cancels_a_running_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, rpc, rest) = jobmanager(dir.path(), &["-D", "rest.server.max-content-length=4096"]);
+    let (tm, _) = taskmanager(dir.path(), "tm", &rpc, 1);
+    wait_for("the TaskManager", &[&jm], || {
+        (get(&rest, "/overview")["slots-total"] == 1).then_some(())
+    });
+
+    let post = |body: &str| -> RestResponse {
+        request(
+            &rest,
+            "POST",
+            "/jobs",
+            Some(("text/plain", body.as_bytes())),
+        )
+        .unwrap()
+    };
+    let too_big = post(&"-- padding\n".repeat(1000));
+    assert_eq!(too_big.status, 413, "{}", too_big.body);
+    let bad_sql = post(
+        "CREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nINSERT INTO nowhere SELECT x FROM t;",
+    );
+    assert_eq!(bad_sql.status, 400, "{}", bad_sql.body);
+    assert!(
+        bad_sql.error_message().contains("line 2"),
+        "{}",
+        bad_sql.body
+    );
+    let select = post("CREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nSELECT x FROM t;");
+    assert_eq!(select.status, 400);
+    assert!(
+        select.error_message().contains("INSERT INTO"),
+        "{}",
+        select.body
+    );
+    let too_wide = post(
+        "SET 'parallelism.default' = '3';\nCREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nCREATE TABLE s (x INT) WITH ('connector' = 'blackhole');\nINSERT INTO s SELECT x FROM t;",
+    );
+    assert_eq!(too_wide.status, 503, "{}", too_wide.body);
+    assert!(
+        too_wide.error_message().contains("3 slots"),
+        "{}",
+        too_wide.body
+    );
+    let unknown = request(&rest, "GET", "/jobs/0123", None).unwrap();
+    assert_eq!(unknown.status, 404);
+
+    // A job whose input has a bad row fails, and says where.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "1,a\n2,b\nthree,c\n").unwrap();
+    let script = dir.path().join("bad.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE src (id BIGINT, name STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+CREATE TABLE s (id BIGINT, name STRING) WITH ('connector' = 'blackhole');
+INSERT INTO s SELECT id, name FROM src;
+",
+            bad.display()
+        ),
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    wait_for("the job to fail", &[&jm, &tm], || {
+        (job_state(&rest, &id) == "FAILED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    let cause = job["failure-cause"].as_str().unwrap();
+    assert!(cause.contains("bad.csv"), "the cause names the file: {job}");
+    let subtask = &job["vertices"][0]["subtasks"][0];
+    assert_eq!(subtask["status"], "FAILED");
+    assert!(subtask["timestamps"]["FAILED"].is_u64(), "{subtask}");
+    assert_eq!(get(&rest, "/overview")["slots-available"], 1);
+
+    // An unbounded job runs until cancelled.
+    let script = dir.path().join("endless.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000');
+CREATE TABLE s (x BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO s SELECT x FROM t;
+",
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    wait_for("the job's task to run", &[&jm, &tm], || {
+        let job = get(&rest, &format!("/jobs/{id}"));
+        (job["vertices"][0]["subtasks"][0]["status"] == "RUNNING").then_some(())
+    });
+    assert_eq!(get(&rest, "/overview")["slots-available"], 0);
+    let cancelled = sluice(&["cancel", &id, "--jobmanager", &format!("http://{rest}")]);
+    assert!(
+        cancelled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancelled.stderr)
+    );
+    wait_for("the job to be cancelled", &[&jm, &tm], || {
+        (job_state(&rest, &id) == "CANCELED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    let subtask = &job["vertices"][0]["subtasks"][0];
+    assert_eq!(subtask["status"], "CANCELED");
+    assert!(subtask["timestamps"]["CANCELING"].is_u64(), "{subtask}");
+    assert_eq!(get(&rest, "/overview")["slots-available"], 1);
+    let again = request(&rest, "PATCH", &format!("/jobs/{id}?mode=cancel"), None).unwrap();
+    assert_eq!(again.status, 409);
+    let stop = request(&rest, "PATCH", &format!("/jobs/{id}?mode=stop"), None).unwrap();
+    assert_eq!(stop.status, 400, "{}", stop.body);
+    let checkpoints = get(&rest, &format!("/jobs/{id}/checkpoints"));
+    assert_eq!(checkpoints["counts"]["completed"], 0);
+    let savepoint = request(&rest, "POST", &format!("/jobs/{id}/savepoints"), None).unwrap();
+    assert_eq!(savepoint.status, 501, "{}", savepoint.body);
+}
