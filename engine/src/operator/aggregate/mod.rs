@@ -22,6 +22,7 @@ mod bitset;
 mod retract;
 mod table;
 mod touched;
+mod word_table;
 
 use std::sync::Arc;
 
