@@ -153,7 +153,12 @@ impl KeyedAggregate {
     /// `keys`: taken from the batch (which is in cache) rather than decoded from the group
     /// table (whose key bytes are scattered over the whole state). A key column whose type
     /// differs from the output's is decoded.
-    fn touched_keys(&self, keys: &[ArrayRef], rows: &[u32], groups: &[u32]) -> Result<Vec<ArrayRef>> {
+    fn touched_keys(
+        &self,
+        keys: &[ArrayRef],
+        rows: &[u32],
+        groups: &[u32],
+    ) -> Result<Vec<ArrayRef>> {
         let output_keys = &self.output_schema.fields()[1..=keys.len()];
         if keys
             .iter()

@@ -292,7 +292,10 @@ impl GroupTable {
     #[inline]
     fn intern_word(&mut self, key: WordKey, word: u64) -> u32 {
         let group = self.key_offsets.len() as u32;
-        if let Some(existing) = self.words.get_or_insert(hash_word(word), word, group, hash_word) {
+        if let Some(existing) = self
+            .words
+            .get_or_insert(hash_word(word), word, group, hash_word)
+        {
             return existing;
         }
         self.key_offsets.push(self.key_bytes.len());

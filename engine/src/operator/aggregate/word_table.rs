@@ -178,6 +178,9 @@ mod tests {
         assert_eq!(table.get_or_insert(good(0), 0, 0, good), None);
         assert_eq!(table.get_or_insert(good(u64::MAX), u64::MAX, 1, good), None);
         assert_eq!(table.get_or_insert(good(0), 0, 2, good), Some(0));
-        assert_eq!(table.get_or_insert(good(u64::MAX), u64::MAX, 2, good), Some(1));
+        assert_eq!(
+            table.get_or_insert(good(u64::MAX), u64::MAX, 2, good),
+            Some(1)
+        );
     }
 }
