@@ -11,6 +11,7 @@ use arrow::datatypes::*;
 use arrow::row::{RowConverter, SortField};
 use hashbrown::HashSet;
 
+use super::bitset::GroupBits;
 use crate::graph::{AggregateCall, AggregateFunction};
 use crate::{Error, Result};
 
@@ -473,8 +474,13 @@ impl Accumulator for Avg {
     }
 }
 
+/// MIN / MAX of a primitive column: the extreme of each group in a flat vector plus one
+/// validity bit per group (8 bytes and a bit per group where `Option<T>` took 16). An empty
+/// group holds the identity of its comparison (the largest value in arrow's total order for
+/// MIN, the smallest for MAX), so the update loop compares without testing validity.
 struct Extreme<T: ArrowPrimitiveType> {
-    values: Vec<Option<T::Native>>,
+    values: Vec<T::Native>,
+    seen: GroupBits,
     data_type: DataType,
     is_min: bool,
 }
@@ -483,15 +489,39 @@ impl<T: ArrowPrimitiveType> Extreme<T> {
     fn new(data_type: DataType, is_min: bool) -> Self {
         Extreme {
             values: Vec::new(),
+            seen: GroupBits::default(),
             data_type,
             is_min,
         }
+    }
+
+    fn identity(&self) -> T::Native {
+        if self.is_min {
+            T::Native::MAX_TOTAL_ORDER
+        } else {
+            T::Native::MIN_TOTAL_ORDER
+        }
+    }
+
+    /// Folds `v` into group `g`, which exists.
+    #[inline]
+    fn fold(&mut self, g: usize, v: T::Native) {
+        let current = &mut self.values[g];
+        let replace = if self.is_min {
+            v.is_lt(*current)
+        } else {
+            v.is_gt(*current)
+        };
+        if replace {
+            *current = v;
+        }
+        self.seen.set(g);
     }
 }
 
 impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
     fn allocated_bytes(&self) -> usize {
-        self.values.capacity() * std::mem::size_of::<Option<T::Native>>()
+        self.values.capacity() * std::mem::size_of::<T::Native>() + self.seen.allocated_bytes()
     }
 
     fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
@@ -499,32 +529,64 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
     }
 
     fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
-        restore_primitive_slots::<T>(&mut self.values, groups, state, "MIN/MAX")
+        let column = state
+            .first()
+            .and_then(|c| c.as_primitive_opt::<T>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state("MIN/MAX"))?;
+        let identity = self.identity();
+        for (&g, value) in groups.iter().zip(column.iter()) {
+            let g = g as usize;
+            match value {
+                Some(v) => {
+                    self.values[g] = v;
+                    self.seen.set(g);
+                }
+                None => {
+                    self.values[g] = identity;
+                    self.seen.clear(g);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn resize(&mut self, groups: usize) {
-        self.values.resize(groups, None);
+        let identity = self.identity();
+        self.values.resize(groups, identity);
+        self.seen.grow(groups);
     }
 
     fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
         let values = values.ok_or_else(|| Error::Internal("MIN/MAX without input".into()))?;
         let values = values.as_primitive::<T>();
-        let is_min = self.is_min;
-        for (i, (&g, &v)) in groups.iter().zip(values.values().iter()).enumerate() {
-            if values.is_valid(i) {
-                let slot = &mut self.values[g as usize];
-                let replace = match slot {
-                    None => true,
-                    Some(current) => {
-                        if is_min {
-                            v.is_lt(*current)
-                        } else {
-                            v.is_gt(*current)
+        let raw = values.values();
+        match values.nulls().filter(|n| n.null_count() > 0) {
+            None => {
+                // Monomorphised per direction: the comparison is not re-decided per row.
+                if self.is_min {
+                    for (&g, &v) in groups.iter().zip(raw.iter()) {
+                        let g = g as usize;
+                        if v.is_lt(self.values[g]) {
+                            self.values[g] = v;
                         }
+                        self.seen.set(g);
                     }
-                };
-                if replace {
-                    *slot = Some(v);
+                } else {
+                    for (&g, &v) in groups.iter().zip(raw.iter()) {
+                        let g = g as usize;
+                        if v.is_gt(self.values[g]) {
+                            self.values[g] = v;
+                        }
+                        self.seen.set(g);
+                    }
+                }
+            }
+            Some(nulls) => {
+                for (i, (&g, &v)) in groups.iter().zip(raw.iter()).enumerate() {
+                    if nulls.is_valid(i) {
+                        self.fold(g as usize, v);
+                    }
                 }
             }
         }
@@ -533,32 +595,27 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
 
     fn merge(&mut self, sources: &[u32], targets: &[u32]) {
         for (&s, &t) in sources.iter().zip(targets) {
-            let Some(v) = self.values[s as usize] else {
-                continue;
-            };
-            let slot = &mut self.values[t as usize];
-            let replace = match slot {
-                None => true,
-                Some(current) if self.is_min => v.is_lt(*current),
-                Some(current) => v.is_gt(*current),
-            };
-            if replace {
-                *slot = Some(v);
+            let s = s as usize;
+            if self.seen.get(s) {
+                let v = self.values[s];
+                self.fold(t as usize, v);
             }
         }
     }
 
     fn reset(&mut self, groups: &[u32]) {
+        let identity = self.identity();
         for &g in groups {
-            self.values[g as usize] = None;
+            self.values[g as usize] = identity;
+            self.seen.clear(g as usize);
         }
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
         let array = gather::<T>(
             groups,
-            |g| self.values[g].unwrap_or_default(),
-            |g| self.values[g].is_some(),
+            |g| self.values[g],
+            |g| self.seen.get(g),
             &self.data_type,
         );
         Ok(Arc::new(array))

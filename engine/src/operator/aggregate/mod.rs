@@ -23,8 +23,11 @@
 //! groups whose result changed, in a leading `_row_kind` column.
 
 mod accumulators;
+mod bitset;
 mod retract;
 mod table;
+mod touched;
+mod word_table;
 
 use std::sync::Arc;
 
@@ -64,9 +67,8 @@ pub struct KeyedAggregate {
     output_schema: SchemaRef,
     // Scratch buffers reused across batches.
     group_ids: Vec<u32>,
-    /// For changelog emission: the batch number in which each group was last touched.
-    touched_in: Vec<u64>,
-    batch_number: u64,
+    /// For changelog emission: the groups the current batch touches.
+    touched: touched::TouchedGroups,
     /// The owned key groups and the max parallelism, from `open`.
     key_groups: Option<(KeyGroupRange, u32)>,
     /// Over an updating input (a `_row_kind` column): the retracting accumulators.
@@ -76,7 +78,7 @@ pub struct KeyedAggregate {
     /// Incremental checkpoints: the slices changed since the last completed checkpoint, and
     /// one bit per group touched since the last snapshot.
     changes: Option<ChangeTracker>,
-    touched: TouchedIds,
+    dirty: TouchedIds,
 }
 
 impl KeyedAggregate {
@@ -130,13 +132,12 @@ impl KeyedAggregate {
             emit: spec.emit,
             output_schema,
             group_ids: Vec::new(),
-            touched_in: Vec::new(),
-            batch_number: 0,
+            touched: touched::TouchedGroups::default(),
             key_groups: None,
             retracting,
             group_key_groups: Vec::new(),
             changes: None,
-            touched: TouchedIds::default(),
+            dirty: TouchedIds::default(),
         })
     }
 
@@ -160,6 +161,48 @@ impl KeyedAggregate {
             columns.push(Arc::new(kinds) as ArrayRef);
         }
         columns.extend(self.key_columns(groups)?);
+        columns.extend(values);
+        RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| Error::arrow("aggregate output", e))
+    }
+
+    /// The key columns of `groups`, whose keys are at `rows` of the batch's key columns
+    /// `keys`: taken from the batch (which is in cache) rather than decoded from the group
+    /// table (whose key bytes are scattered over the whole state). A key column whose type
+    /// differs from the output's is decoded.
+    fn touched_keys(
+        &self,
+        keys: &[ArrayRef],
+        rows: &[u32],
+        groups: &[u32],
+    ) -> Result<Vec<ArrayRef>> {
+        let output_keys = &self.output_schema.fields()[1..=keys.len()];
+        if keys
+            .iter()
+            .zip(output_keys)
+            .any(|(key, field)| key.data_type() != field.data_type())
+        {
+            return self.key_columns(groups);
+        }
+        let rows = UInt32Array::from(rows.to_vec());
+        keys.iter()
+            .map(|key| {
+                arrow::compute::take(key.as_ref(), &rows, None)
+                    .map_err(|e| Error::arrow("aggregate output keys", e))
+            })
+            .collect()
+    }
+
+    /// A changelog batch: the row kinds, the key columns and the results.
+    fn changelog_batch(
+        &self,
+        kinds: Int8Array,
+        keys: Vec<ArrayRef>,
+        values: Vec<ArrayRef>,
+    ) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.output_schema.fields().len());
+        columns.push(Arc::new(kinds) as ArrayRef);
+        columns.extend(keys);
         columns.extend(values);
         RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| Error::arrow("aggregate output", e))
@@ -222,7 +265,7 @@ impl Operator for KeyedAggregate {
             .ok_or_else(|| Error::Internal("keyed aggregate snapshotted before open".into()))?;
         let cache = &self.group_key_groups;
         let dirty = self
-            .touched
+            .dirty
             .take_slices(changes, |group| cache[group as usize]);
         let selection = changes.snapshot(checkpoint, dirty);
         let groups: Vec<u32> = if selection.is_full() {
@@ -271,7 +314,7 @@ impl Operator for KeyedAggregate {
         if let Some(changes) = &mut self.changes {
             changes.reset();
         }
-        self.touched.clear();
+        self.dirty.clear();
         let widths = self
             .accumulators
             .iter()
@@ -334,64 +377,56 @@ impl Operator for KeyedAggregate {
             .as_ref()
             .is_some_and(ChangeTracker::is_incremental)
         {
-            self.touched.mark_all(&self.group_ids);
+            self.dirty.mark_all(&self.group_ids);
         }
         if self.retracting.is_some() {
             return self.process_retracting(&batch, out);
         }
         let group_count = self.groups.len();
 
-        // Changelog: remember which groups this batch touches, and their results before it.
-        let (touched, old_values) = if self.emit == EmitMode::Changelog {
-            self.batch_number += 1;
-            self.touched_in.resize(group_count, 0);
-            let mut touched = Vec::new();
-            for &g in &self.group_ids {
-                let slot = &mut self.touched_in[g as usize];
-                if *slot != self.batch_number {
-                    *slot = self.batch_number;
-                    touched.push(g);
-                }
+        if self.emit == EmitMode::Final {
+            for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
+                acc.resize(group_count);
+                acc.update(&self.group_ids, input.map(|i| batch.column(i)))?;
             }
-            let existing: Vec<u32> = touched
-                .iter()
-                .copied()
-                .filter(|&g| g < existing_before)
-                .collect();
-            let old = if existing.is_empty() {
-                None
-            } else {
-                Some((existing.clone(), self.evaluate(&existing)?))
-            };
-            (touched, old)
-        } else {
-            (Vec::new(), None)
-        };
+            return Ok(());
+        }
 
+        // Changelog: the groups this batch touches, and the results of the existing ones
+        // before it.
+        self.touched.collect(&self.group_ids, group_count);
+        let (existing, existing_rows): (Vec<u32>, Vec<u32>) = self
+            .touched
+            .groups()
+            .iter()
+            .zip(self.touched.first_rows())
+            .filter(|&(&g, _)| g < existing_before)
+            .unzip();
+        let old = if existing.is_empty() {
+            None
+        } else {
+            Some(self.evaluate(&existing)?)
+        };
         for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
             acc.resize(group_count);
-            let values = input.map(|i| batch.column(i));
-            acc.update(&self.group_ids, values)?;
+            acc.update(&self.group_ids, input.map(|i| batch.column(i)))?;
         }
-
-        if self.emit == EmitMode::Changelog {
-            if let Some((existing, old)) = old_values {
-                let kinds = Int8Array::from_value(RowKind::UpdateBefore as i8, existing.len());
-                out.push_batch(self.result_batch(Some(kinds), &existing, old)?);
+        if let Some(old) = old {
+            let kinds = Int8Array::from_value(RowKind::UpdateBefore as i8, existing.len());
+            let keys = self.touched_keys(&keys, &existing_rows, &existing)?;
+            out.push_batch(self.changelog_batch(kinds, keys, old)?);
+        }
+        let touched = self.touched.groups();
+        let kinds = Int8Array::from_iter_values(touched.iter().map(|&g| {
+            if g < existing_before {
+                RowKind::UpdateAfter as i8
+            } else {
+                RowKind::Insert as i8
             }
-            let kinds: Int8Array = touched
-                .iter()
-                .map(|&g| {
-                    Some(if g < existing_before {
-                        RowKind::UpdateAfter
-                    } else {
-                        RowKind::Insert
-                    } as i8)
-                })
-                .collect();
-            let new = self.evaluate(&touched)?;
-            out.push_batch(self.result_batch(Some(kinds), &touched, new)?);
-        }
+        }));
+        let new = self.evaluate(touched)?;
+        let keys = self.touched_keys(&keys, self.touched.first_rows(), touched)?;
+        out.push_batch(self.changelog_batch(kinds, keys, new)?);
         Ok(())
     }
 
@@ -403,8 +438,8 @@ impl Operator for KeyedAggregate {
                 .iter()
                 .map(|a| a.allocated_bytes())
                 .sum::<usize>()
-            + self.touched_in.capacity() * std::mem::size_of::<u64>()
             + self.touched.allocated_bytes()
+            + self.dirty.allocated_bytes()
             + self.group_key_groups.capacity() * std::mem::size_of::<u32>()
             + self
                 .retracting

@@ -142,16 +142,8 @@ impl KeyedAggregate {
         let changelog = self.emit == EmitMode::Changelog;
 
         // The groups this batch touches and which of them are live before it.
-        self.batch_number += 1;
-        self.touched_in.resize(group_count, 0);
-        let mut touched = Vec::new();
-        for &g in &self.group_ids {
-            let slot = &mut self.touched_in[g as usize];
-            if *slot != self.batch_number {
-                *slot = self.batch_number;
-                touched.push(g);
-            }
-        }
+        self.touched.collect(&self.group_ids, group_count);
+        let touched = self.touched.groups().to_vec();
         let was_live: Vec<u32> = touched
             .iter()
             .copied()

@@ -1,0 +1,155 @@
+//! Criterion benchmarks of the keyed aggregation's group table and update path, shaped like
+//! the `agg` workload (`/work/shared/bench/nexmark-like/agg.sql`): a non-windowed GROUP BY on
+//! a BIGINT key drawn uniformly from 1 M values, COUNT(*) and MAX(price), 8192 rows per batch.
+//!
+//! - `growing_*`: a fresh operator per iteration takes 64 batches (524 k rows, about 410 k
+//!   groups): the table and the accumulators grow, as at the start of a job;
+//! - `warm_*`: an operator that already holds all 1 M groups keeps taking batches: lookups
+//!   and updates on a state much larger than the cache.
+//!
+//! `changelog` emits `-U`/`+U`/`+I` after every batch (the streaming job), `final` only
+//! updates (the batch job). Run: `cargo bench -p sluice-bench --bench aggregate`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use arrow::array::Int64Array;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sluice_engine::graph::{AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec};
+use sluice_engine::operator::{KeyedAggregate, Operator, Output};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ROWS: usize = 8192;
+const BATCHES: usize = 64;
+const KEYS: u64 = 1_000_000;
+
+/// A seeded xorshift64* stream: the same batches on every run and machine.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
+    }
+}
+
+/// `count` batches of (auction, price), auction uniform in 1000..1001000 as in agg.sql.
+fn bids(rng: &mut Rng, count: usize) -> Vec<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("price", DataType::Int64, false),
+    ]));
+    (0..count)
+        .map(|_| {
+            let auction: Int64Array = (0..ROWS)
+                .map(|_| 1000 + rng.below(KEYS) as i64)
+                .collect::<Vec<_>>()
+                .into();
+            let price: Int64Array = (0..ROWS)
+                .map(|_| 1 + rng.below(100_000) as i64)
+                .collect::<Vec<_>>()
+                .into();
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(auction), Arc::new(price)])
+                .expect("valid batch")
+        })
+        .collect()
+}
+
+fn operator(schema: &Schema, emit: EmitMode) -> KeyedAggregate {
+    let spec = KeyedAggregateSpec {
+        keys: vec!["auction".into()],
+        aggregates: vec![
+            AggregateCall {
+                function: AggregateFunction::Count,
+                input: None,
+                output: "num".into(),
+            },
+            AggregateCall {
+                function: AggregateFunction::Max,
+                input: Some("price".into()),
+                output: "maxprice".into(),
+            },
+        ],
+        emit,
+    };
+    let output_schema = spec.output_schema(schema).expect("valid aggregate");
+    KeyedAggregate::try_new(&spec, schema, output_schema).expect("builds")
+}
+
+fn aggregate(c: &mut Criterion) {
+    let mut rng = Rng(0x5eed);
+    let batches = bids(&mut rng, BATCHES);
+    let schema = batches[0].schema();
+    let mut group = c.benchmark_group("aggregate");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements((BATCHES * ROWS) as u64));
+
+    for (name, emit) in [
+        ("changelog", EmitMode::Changelog),
+        ("final", EmitMode::Final),
+    ] {
+        group.bench_function(format!("growing_1m_keys_count_max_{name}"), |b| {
+            b.iter_batched(
+                || operator(&schema, emit),
+                |mut aggregate| {
+                    let mut out = Output::default();
+                    for batch in &batches {
+                        aggregate
+                            .process_batch(0, batch.clone(), &mut out)
+                            .expect("aggregates");
+                        out.clear();
+                    }
+                    black_box(aggregate)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+
+    // Every key once, so the warm operators hold all 1 M groups.
+    let schema_ref = schema.clone();
+    let all_keys: Vec<RecordBatch> = (0..KEYS as usize)
+        .step_by(ROWS)
+        .map(|start| {
+            let end = (start + ROWS).min(KEYS as usize);
+            let auction: Int64Array = (start..end).map(|k| 1000 + k as i64).collect();
+            let price: Int64Array = (start..end).map(|k| k as i64 % 100_000).collect();
+            RecordBatch::try_new(schema_ref.clone(), vec![Arc::new(auction), Arc::new(price)])
+                .expect("valid batch")
+        })
+        .collect();
+    for (name, emit) in [
+        ("changelog", EmitMode::Changelog),
+        ("final", EmitMode::Final),
+    ] {
+        let mut aggregate = operator(&schema, emit);
+        let mut out = Output::default();
+        for batch in &all_keys {
+            aggregate
+                .process_batch(0, batch.clone(), &mut out)
+                .expect("aggregates");
+            out.clear();
+        }
+        assert_eq!(aggregate.group_count(), KEYS as usize);
+        group.bench_function(format!("warm_1m_keys_count_max_{name}"), |b| {
+            b.iter(|| {
+                for batch in &batches {
+                    aggregate
+                        .process_batch(0, batch.clone(), &mut out)
+                        .expect("aggregates");
+                    black_box(&mut out).clear();
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, aggregate);
+criterion_main!(benches);
