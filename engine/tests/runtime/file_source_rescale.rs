@@ -96,7 +96,8 @@ fn job(
     env.source("files", SourceSpec::Filesystem(source))
         .unwrap()
         .map_batches("Slow", schema(), |batch: &RecordBatch| {
-            std::thread::sleep(Duration::from_micros(500));
+            // 350 batches: 1.4 s at parallelism 1, time for three checkpoints when loaded.
+            std::thread::sleep(Duration::from_millis(4));
             Ok(batch.clone())
         })
         .unwrap()

@@ -22,7 +22,9 @@ fn nexmark_bids() -> (SourceSpec, &'static str) {
     let config = NexmarkConfig::default()
         .with_seed(5)
         .with_events(Some(300_000))
-        .with_first_event_rate(300_000);
+        // Two seconds of input: time for three checkpoints (the first incremental one writes
+        // a file per key group) on a loaded 2-core machine.
+        .with_first_event_rate(150_000);
     (
         SourceSpec::Nexmark(NexmarkSource::new(NexmarkTable::Bid, config).with_rate_limit(true)),
         "auction",
