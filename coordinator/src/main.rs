@@ -148,8 +148,8 @@ enum Command {
         options: Vec<(String, String)>,
     },
     /// Runs a cluster's TaskManager: registers with the JobManager, offers its slots,
-    /// heartbeats and runs the tasks deployed to it. Prints `rpc listening on ADDR`; stops on
-    /// SIGTERM or SIGINT.
+    /// heartbeats and runs the tasks deployed to it. Prints `rpc listening on ADDR` and
+    /// `data listening on ADDR`; stops on SIGTERM or SIGINT.
     Taskmanager {
         /// The JobManager's RPC address, HOST:PORT.
         #[arg(long)]
@@ -163,7 +163,8 @@ enum Command {
         /// Port of the TaskExecutor RPC service; 0 picks a free port.
         #[arg(long, default_value_t = 0)]
         rpc_port: u16,
-        /// Port of the data exchange endpoint reported to the JobManager (0: none).
+        /// Port of the data exchange (Arrow Flight) endpoint, reported to the JobManager; 0
+        /// picks a free port.
         #[arg(long, default_value_t = 0)]
         data_port: u16,
         /// Rows per batch produced by sources.
@@ -375,7 +376,10 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             let runtime = tokio_runtime()?;
             runtime.block_on(sluice_coordinator::taskmanager::run(
                 config,
-                |bound| println!("rpc listening on {bound}"),
+                |bound| {
+                    println!("rpc listening on {}", bound.rpc);
+                    println!("data listening on {}", bound.data);
+                },
                 sluice_coordinator::jobmanager::termination_signal(),
             ))?;
             Ok(())
