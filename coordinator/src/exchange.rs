@@ -197,6 +197,9 @@ mod tests {
             .err()
             .expect("no Flight address for tm1")
             .to_string();
-        assert!(error.contains("no Flight address for TaskManager tm1"), "{error}");
+        assert!(
+            error.contains("no Flight address for TaskManager tm1"),
+            "{error}"
+        );
     }
 }

@@ -390,8 +390,7 @@ pub async fn run(
     let data = SocketAddr::new(config.rpc.ip(), config.data_port);
     let exchange = ExchangeServer::start(
         &data.to_string(),
-        ExchangeConfig::default()
-            .with_local_capacity(RuntimeConfig::default().channel_capacity),
+        ExchangeConfig::default().with_local_capacity(RuntimeConfig::default().channel_capacity),
     )
     .map_err(|e| std::io::Error::other(format!("data exchange: {e}")))?;
     on_bound(&TaskManagerAddresses {

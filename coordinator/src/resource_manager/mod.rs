@@ -225,8 +225,8 @@ mod tests {
 
     #[test]
     fn allocation_spans_task_managers_when_none_has_enough() {
-        let (mut rm, _) = rm(&[2, 3]);
-        let slots = rm.allocate(&JobId("a".into()), 4).unwrap();
+        let (mut five, _) = rm(&[2, 3]);
+        let slots = five.allocate(&JobId("a".into()), 4).unwrap();
         assert_eq!(
             slots.iter().filter(|s| s.task_manager.0 == "tm1").count(),
             3

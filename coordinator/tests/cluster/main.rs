@@ -609,8 +609,10 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
     )
     .unwrap();
     let id = submit(&rest, &script);
-    wait_for("the job to finish", &[&jm, &tm1, &tm2], || {
-        match job_state(&rest, &id).as_str() {
+    wait_for(
+        "the job to finish",
+        &[&jm, &tm1, &tm2],
+        || match job_state(&rest, &id).as_str() {
             "FINISHED" => Some(()),
             "FAILED" | "CANCELED" => panic!(
                 "job ended as {}: {}\n{}\n----\n{}",
@@ -620,8 +622,8 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
                 tm2.log()
             ),
             _ => None,
-        }
-    });
+        },
+    );
     let mut expected = Vec::new();
     for (index, name) in ["a", "b", "c"].iter().enumerate() {
         let ids: Vec<u64> = (10..1000).filter(|i| i % 3 == index as u64).collect();
@@ -632,7 +634,10 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
     let hosts = subtask_hosts(&job);
     assert!(hosts.len() >= 2, "source and aggregation chains: {job}");
     for vertex in &hosts {
-        assert_eq!(vertex, &both, "one subtask of each vertex per TaskManager: {job}");
+        assert_eq!(
+            vertex, &both,
+            "one subtask of each vertex per TaskManager: {job}"
+        );
     }
     assert_eq!(get(&rest, "/overview")["slots-available"], 2);
 
@@ -650,15 +655,19 @@ INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;
     )
     .unwrap();
     let id = submit(&rest, &script);
-    wait_for("every subtask to run on both TaskManagers", &[&jm, &tm1, &tm2], || {
-        let job = get(&rest, &format!("/jobs/{id}"));
-        let running = job["vertices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["tasks"]["RUNNING"] == 2);
-        (running && subtask_hosts(&job).iter().all(|h| h == &both)).then_some(())
-    });
+    wait_for(
+        "every subtask to run on both TaskManagers",
+        &[&jm, &tm1, &tm2],
+        || {
+            let job = get(&rest, &format!("/jobs/{id}"));
+            let running = job["vertices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["tasks"]["RUNNING"] == 2);
+            (running && subtask_hosts(&job).iter().all(|h| h == &both)).then_some(())
+        },
+    );
     // Let batches cross the exchange before the kill.
     std::thread::sleep(Duration::from_millis(300));
     tm2.child.kill().unwrap();
@@ -689,5 +698,9 @@ INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;
         2,
         "the killed TaskManager has not timed out yet"
     );
-    assert_eq!(get(&rest, "/overview")["slots-available"], 2, "slots are released");
+    assert_eq!(
+        get(&rest, "/overview")["slots-available"],
+        2,
+        "slots are released"
+    );
 }
