@@ -219,10 +219,11 @@ impl TaskExecutor for TaskExecutorService {
         }
         let placement = crate::exchange::placement(&graph, &execution, &r.locations)
             .map_err(|e| Status::invalid_argument(format!("deployment of job {job_id}: {e}")))?;
+        let attempt = AttemptNumber(r.attempt);
         let exchange = FlightExchange::new(
             self.exchange.clone(),
             job_id.clone(),
-            AttemptNumber(r.attempt),
+            attempt,
             self.id.clone(),
             placement,
         );
@@ -268,9 +269,14 @@ impl TaskExecutor for TaskExecutorService {
             receiver,
         ));
         let jobs = self.jobs.clone();
+        let exchange_server = self.exchange.clone();
         // Owns the slice until it ends: waits for its slot threads, then for its last reports.
         tokio::spawn(async move {
             let ended = tokio::task::spawn_blocking(move || deployed.join()).await;
+            let released = exchange_server.release_job(&job_id, attempt);
+            if released > 0 {
+                info!(job_id = %job_id, channels = released, "half-open exchange channels released");
+            }
             match ended {
                 Ok(Ok(())) => info!(job_id = %job_id, "tasks finished"),
                 Ok(Err(sluice_engine::Error::Cancelled)) => {
