@@ -50,6 +50,9 @@ pub struct TaskManagerConfig {
     pub heartbeat_interval: Option<Duration>,
     /// Rows per source batch; default 8192.
     pub batch_size: Option<usize>,
+    /// The data exchange's credits per channel and compression (its in-process queues take
+    /// the runtime's channel capacity).
+    pub exchange: ExchangeConfig,
 }
 
 /// Where a TaskManager's services listen.
@@ -396,7 +399,10 @@ pub async fn run(
     let data = SocketAddr::new(config.rpc.ip(), config.data_port);
     let exchange = ExchangeServer::start(
         &data.to_string(),
-        ExchangeConfig::default().with_local_capacity(RuntimeConfig::default().channel_capacity),
+        config
+            .exchange
+            .clone()
+            .with_local_capacity(RuntimeConfig::default().channel_capacity),
     )
     .map_err(|e| std::io::Error::other(format!("data exchange: {e}")))?;
     on_bound(&TaskManagerAddresses {

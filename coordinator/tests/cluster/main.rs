@@ -85,23 +85,30 @@ fn taskmanager(
     jobmanager_rpc: &str,
     slots: u32,
 ) -> (Process, String, String) {
+    taskmanager_with(dir, name, jobmanager_rpc, slots, &[])
+}
+
+fn taskmanager_with(
+    dir: &Path,
+    name: &str,
+    jobmanager_rpc: &str,
+    slots: u32,
+    extra: &[&str],
+) -> (Process, String, String) {
     let slots = slots.to_string();
-    let (process, addresses) = start(
-        dir,
-        name,
-        &[
-            "taskmanager",
-            "--jobmanager",
-            jobmanager_rpc,
-            "--slots",
-            &slots,
-            "--rpc-port",
-            "0",
-            "--data-port",
-            "0",
-        ],
-        &["rpc", "data"],
-    );
+    let mut args = vec![
+        "taskmanager",
+        "--jobmanager",
+        jobmanager_rpc,
+        "--slots",
+        &slots,
+        "--rpc-port",
+        "0",
+        "--data-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let (process, addresses) = start(dir, name, &args, &["rpc", "data"]);
     (process, addresses[0].clone(), addresses[1].clone())
 }
 
@@ -581,8 +588,15 @@ fn a_job_exchanges_data_across_two_task_managers_and_fails_when_one_is_killed() 
     // Heartbeats time out long after the test's deadline: the killed TaskManager's loss must be
     // noticed through the data exchange.
     let (jm, rpc, rest) = jobmanager(dir.path(), &["-D", "heartbeat.timeout=300s"]);
-    let (tm1, tm1_address, _) = taskmanager(dir.path(), "tm1", &rpc, 1);
-    let (mut tm2, tm2_address, tm2_data) = taskmanager(dir.path(), "tm2", &rpc, 1);
+    // Compressed batches and few credits per channel: backpressure across the network.
+    let network = [
+        "-D",
+        "taskmanager.network.compression.codec=LZ4",
+        "-D",
+        "taskmanager.network.memory.buffers-per-channel=2",
+    ];
+    let (tm1, tm1_address, _) = taskmanager_with(dir.path(), "tm1", &rpc, 1, &network);
+    let (mut tm2, tm2_address, tm2_data) = taskmanager_with(dir.path(), "tm2", &rpc, 1, &network);
     wait_for("two TaskManagers", &[&jm], || {
         (get(&rest, "/overview")["slots-total"] == 2).then_some(())
     });
