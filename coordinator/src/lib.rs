@@ -7,13 +7,15 @@
 //! - [`jobmanager`]: the cluster's JobManager process: the [`dispatcher`] (REST API, job
 //!   submission), the [`resource_manager`] (TaskManagers, slots, heartbeats) and one
 //!   [`job_master`] per job (ExecutionGraph, task states), speaking gRPC ([`rpc`]).
-//! - [`taskmanager`]: the TaskManager process: offers slots, heartbeats, runs deployed tasks.
+//! - [`taskmanager`]: the TaskManager process: offers slots, heartbeats, runs deployed tasks;
+//!   [`exchange`] places a deployment's tasks for its Flight data exchange.
 //! - [`rest_client`]: the CLI's client of the REST API.
 //!
 //! The coordination logic (ResourceManager, JobMaster) is pure state machines; the processes
 //! are thin async shells around them.
 
 pub mod dispatcher;
+pub mod exchange;
 pub mod interrupt;
 pub mod job_master;
 pub mod jobmanager;

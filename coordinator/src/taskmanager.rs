@@ -1,10 +1,14 @@
 //! The TaskManager process (`sluice taskmanager`): offers its slots to the ResourceManager,
 //! heartbeats, and runs the tasks JobMasters deploy to it on the engine's runtime.
 //!
-//! It serves the TaskExecutor RPC service, prints `rpc listening on ADDR` once bound, registers
-//! (retrying until the JobManager answers), then heartbeats every interval; a JobManager that
+//! It serves the TaskExecutor RPC service and its data exchange endpoint (an Arrow Flight
+//! [`ExchangeServer`]), prints `rpc listening on ADDR` and `data listening on ADDR` once both
+//! are bound, registers with the data port (retrying until the JobManager answers), then
+//! heartbeats every interval; a JobManager that
 //! no longer knows it (it timed out, or the JobManager restarted) makes it register again.
-//! Each deployed job slice reports its task state transitions to its JobMaster through a
+//! Each deployed job slice exchanges data through a [`FlightExchange`] built from the
+//! deployment's task locations (in-process queues between its own tasks, Flight streams to
+//! the other TaskManagers' tasks), and reports its task state transitions to its JobMaster through a
 //! bounded queue drained by one forwarding task per job. SIGTERM/SIGINT cancel the hosted
 //! tasks, wait for them, and leave the cluster with `DisconnectTaskManager`.
 
@@ -14,12 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sluice_engine::graph::JobGraph;
-use sluice_engine::ids::{JobId, SlotId, SubtaskIndex};
-use sluice_engine::runtime::exchange::LocalExchange;
+use sluice_engine::ids::{AttemptNumber, JobId, SlotId, SubtaskIndex};
 use sluice_engine::runtime::{
     CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig, TaskEvent,
     TaskListener, TaskPlacement,
 };
+use sluice_flight::{ExchangeConfig, ExchangeServer, FlightExchange, TaskManagerId};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
@@ -39,12 +43,25 @@ pub struct TaskManagerConfig {
     /// Where the TaskExecutor service listens (port 0: any free port); its address is what
     /// the JobManager is told.
     pub rpc: SocketAddr,
-    /// Port of the data exchange endpoint, reported at registration (0: none).
+    /// Port of the data exchange (Flight) endpoint, on the host of `rpc` (0: any free port);
+    /// the bound port is reported at registration.
     pub data_port: u16,
     /// Heartbeat interval; default: what the JobManager asks for at registration.
     pub heartbeat_interval: Option<Duration>,
     /// Rows per source batch; default 8192.
     pub batch_size: Option<usize>,
+    /// The data exchange's credits per channel and compression (its in-process queues take
+    /// the runtime's channel capacity).
+    pub exchange: ExchangeConfig,
+}
+
+/// Where a TaskManager's services listen.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskManagerAddresses {
+    /// The TaskExecutor RPC service.
+    pub rpc: SocketAddr,
+    /// The data exchange (Flight) endpoint.
+    pub data: SocketAddr,
 }
 
 /// Events queued per job before the slot threads wait for the forwarder.
@@ -59,8 +76,9 @@ struct HostedJob {
 
 #[derive(Clone)]
 struct TaskExecutorService {
-    id: String,
+    id: TaskManagerId,
     config: TaskManagerConfig,
+    exchange: Arc<ExchangeServer>,
     jobs: Arc<Mutex<HashMap<JobId, HostedJob>>>,
 }
 
@@ -87,7 +105,7 @@ impl TaskExecutorService {
 /// Hands task events to the job's forwarder (called on slot threads, never on tokio's).
 struct ForwardingListener {
     job_id: JobId,
-    task_manager_id: String,
+    task_manager_id: TaskManagerId,
     sender: tokio::sync::mpsc::Sender<proto::UpdateTaskStateRequest>,
 }
 
@@ -95,7 +113,7 @@ impl TaskListener for ForwardingListener {
     fn on_task_event(&self, event: TaskEvent) {
         let report = proto::UpdateTaskStateRequest {
             job_id: self.job_id.0.clone(),
-            task_manager_id: self.task_manager_id.clone(),
+            task_manager_id: self.task_manager_id.0.clone(),
             chain: event.placement.chain as u32,
             subtask: event.placement.subtask.0,
             attempt: 0,
@@ -202,14 +220,16 @@ impl TaskExecutor for TaskExecutorService {
                 execution.tasks.len()
             )));
         }
-        if !execution.exchange_edges.is_empty()
-            && r.locations.iter().any(|l| l.task_manager_id != self.id)
-        {
-            return Err(Status::failed_precondition(
-                "the job's tasks exchange data across TaskManagers, and this TaskManager has no \
-                 remote exchange",
-            ));
-        }
+        let placement = crate::exchange::placement(&graph, &execution, &r.locations)
+            .map_err(|e| Status::invalid_argument(format!("deployment of job {job_id}: {e}")))?;
+        let attempt = AttemptNumber(r.attempt);
+        let exchange = FlightExchange::new(
+            self.exchange.clone(),
+            job_id.clone(),
+            attempt,
+            self.id.clone(),
+            placement,
+        );
 
         let (sender, receiver) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let listener = Arc::new(ForwardingListener {
@@ -234,7 +254,7 @@ impl TaskExecutor for TaskExecutorService {
                     execution: &execution,
                     hosted: &hosted,
                 },
-                Arc::new(LocalExchange::new(runtime_config.channel_capacity)),
+                Arc::new(exchange),
                 listener,
             )
             .map_err(|e| status(&e))?;
@@ -252,9 +272,14 @@ impl TaskExecutor for TaskExecutorService {
             receiver,
         ));
         let jobs = self.jobs.clone();
+        let exchange_server = self.exchange.clone();
         // Owns the slice until it ends: waits for its slot threads, then for its last reports.
         tokio::spawn(async move {
             let ended = tokio::task::spawn_blocking(move || deployed.join()).await;
+            let released = exchange_server.release_job(&job_id, attempt);
+            if released > 0 {
+                info!(job_id = %job_id, channels = released, "half-open exchange channels released");
+            }
             match ended {
                 Ok(Ok(())) => info!(job_id = %job_id, "tasks finished"),
                 Ok(Err(sluice_engine::Error::Cancelled)) => {
@@ -322,9 +347,9 @@ async fn register(
                     .map_err(|e| e.to_string())?;
             client
                 .register_task_manager(proto::RegisterTaskManagerRequest {
-                    task_manager_id: service.id.clone(),
+                    task_manager_id: service.id.0.clone(),
                     rpc_address: address.to_string(),
-                    data_port: u32::from(service.config.data_port),
+                    data_port: u32::from(service.exchange.address().port()),
                     slots: service.config.slots,
                     hostname: hostname(),
                 })
@@ -361,20 +386,33 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Runs the TaskManager until `shutdown` resolves. `on_bound` sees the TaskExecutor address.
+/// Runs the TaskManager until `shutdown` resolves. `on_bound` sees where its services listen.
 pub async fn run(
     config: TaskManagerConfig,
-    on_bound: impl FnOnce(SocketAddr),
+    on_bound: impl FnOnce(&TaskManagerAddresses),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.rpc)
         .await
         .map_err(|e| std::io::Error::other(format!("bind rpc address {}: {e}", config.rpc)))?;
     let address = listener.local_addr()?;
-    on_bound(address);
+    let data = SocketAddr::new(config.rpc.ip(), config.data_port);
+    let exchange = ExchangeServer::start(
+        &data.to_string(),
+        config
+            .exchange
+            .clone()
+            .with_local_capacity(RuntimeConfig::default().channel_capacity),
+    )
+    .map_err(|e| std::io::Error::other(format!("data exchange: {e}")))?;
+    on_bound(&TaskManagerAddresses {
+        rpc: address,
+        data: exchange.address(),
+    });
     let service = TaskExecutorService {
-        id: format!("{address}-{}", std::process::id()),
+        id: TaskManagerId(format!("{address}-{}", std::process::id())),
         config,
+        exchange,
         jobs: Arc::new(Mutex::new(HashMap::new())),
     };
 
@@ -417,7 +455,7 @@ pub async fn run(
                             .map_err(|e| e.to_string())?;
                     client
                         .heartbeat(proto::HeartbeatRequest {
-                            task_manager_id: service.id.clone(),
+                            task_manager_id: service.id.0.clone(),
                             slots: service.slot_report(),
                         })
                         .await
@@ -471,7 +509,7 @@ pub async fn run(
                         .map_err(|e| e.to_string())?;
                 client
                     .disconnect_task_manager(proto::DisconnectTaskManagerRequest {
-                        task_manager_id: service.id.clone(),
+                        task_manager_id: service.id.0.clone(),
                         reason: "shut down".into(),
                     })
                     .await

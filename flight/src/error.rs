@@ -37,6 +37,11 @@ pub enum Error {
     #[error("cannot serve Flight on {address}: {message}")]
     Serve { address: String, message: String },
 
+    /// A channel of a job attempt whose tasks on this TaskManager have already ended (a late
+    /// stream of a failed or cancelled attempt). A new attempt has channels of its own.
+    #[error("{channel} belongs to a job attempt that already ended on this TaskManager")]
+    AttemptEnded { channel: String },
+
     /// A broken invariant inside the crate.
     #[error("internal error in the Flight exchange (this is a bug): {0}")]
     Internal(String),
@@ -49,7 +54,7 @@ impl Error {
     /// `true` when the same operation may succeed if tried again (a lost or restarting peer).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::PeerUnavailable { .. } => true,
+            Error::PeerUnavailable { .. } | Error::AttemptEnded { .. } => true,
             Error::Codec { .. }
             | Error::Arrow { .. }
             | Error::Config { .. }
@@ -83,6 +88,10 @@ impl Error {
                 what: "the Flight server".into(),
                 message: self.to_string(),
             },
+            Error::AttemptEnded { channel } => sluice_engine::Error::Unavailable {
+                what: channel,
+                message: "its job attempt already ended on this TaskManager".into(),
+            },
             Error::Internal(message) => sluice_engine::Error::Internal(message),
         }
     }
@@ -96,6 +105,7 @@ impl Error {
             Error::PeerUnavailable { .. } | Error::Serve { .. } => {
                 tonic::Status::unavailable(self.to_string())
             }
+            Error::AttemptEnded { .. } => tonic::Status::failed_precondition(self.to_string()),
             Error::Internal(_) => tonic::Status::internal(self.to_string()),
         }
     }

@@ -516,3 +516,57 @@ fn a_blocked_channel_does_not_stall_another_channel_to_the_same_peer() {
         }
     }
 }
+
+#[test]
+fn releasing_an_ended_job_fails_its_half_open_channels_and_refuses_late_ones() {
+    let cluster = cluster(ExchangeConfig::default().with_credits_per_channel(2));
+    let waker = SlotWaker::new();
+    waker.bind_current();
+    // The producer on a opens its stream to b, but b's consumer never starts (its job ended
+    // there first): b buffers what the credit allows.
+    let mut output = cluster.a.output(channel(1), &waker).unwrap();
+    send(output.as_mut(), StreamElement::Batch(batch(10, 0))).unwrap();
+    let job = JobId("0123456789abcdef0123456789abcdef".into());
+    let start = Instant::now();
+    let mut failed = 0;
+    // The stream reaches b asynchronously; release once it is registered there.
+    while failed == 0 {
+        assert!(start.elapsed() < DEADLINE, "the stream never reached b");
+        std::thread::sleep(Duration::from_millis(20));
+        failed = cluster.b_server.release_job(&job, AttemptNumber(1));
+        assert_eq!(failed, 0, "another attempt's channels are not touched");
+        failed = cluster.b_server.release_job(&job, AttemptNumber(0));
+    }
+    assert_eq!(failed, 1);
+
+    // The producer sees its channel fail, with the reason.
+    let error = loop {
+        match output.try_send(StreamElement::Batch(batch(10, 0))) {
+            Err(error) => break error,
+            Ok(_) => {
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "the producer never saw the release"
+                );
+                std::thread::park_timeout(Duration::from_millis(20));
+            }
+        }
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("ended on the receiving TaskManager"),
+        "{message}"
+    );
+
+    // A consumer of the released attempt is refused, naming the channel.
+    let error = cluster
+        .b
+        .input(channel(1), &waker)
+        .err()
+        .expect("the attempt ended on b")
+        .to_string();
+    assert!(
+        error.contains("edge 0, subtask 0 -> 1") && error.contains("already ended"),
+        "{error}"
+    );
+}

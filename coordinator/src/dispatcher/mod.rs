@@ -4,8 +4,9 @@
 //! [`JobMaster`]s behind one lock, which is never held across an `.await` (the state machines
 //! decide under the lock; the RPCs they ask for run after it is released). Submission: plan
 //! the job (SQL text is planned exactly as `sluice sql -f` plans it), build its ExecutionGraph,
-//! allocate one slot per parallel slice, and deploy each TaskManager's share with a
-//! `SubmitTask` RPC.
+//! allocate one slot per parallel slice (on as few TaskManagers as have the slots), and deploy
+//! each TaskManager's share with a `SubmitTask` RPC that locates every task of the job, so the
+//! TaskManagers' exchanges connect channels across them.
 
 pub mod rest;
 
@@ -128,7 +129,7 @@ impl Cluster {
             let mut state = self.lock();
             let slots = state
                 .resources
-                .allocate(&id, job.slots_needed(), job.has_exchanges())
+                .allocate(&id, job.slots_needed())
                 .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
             let hosts: Vec<String> = slots
                 .iter()
@@ -411,6 +412,26 @@ impl Cluster {
                         .await;
                         if let Err(error) = result {
                             warn!(job_id = %id, task_manager = %tm, %error, "cancelling tasks failed");
+                            // As Flink's JobMaster does when a cancel call fails: the tasks
+                            // there can no longer be reached, so they end now rather than
+                            // when the TaskManager's heartbeats time out.
+                            let reason = format!(
+                                "cancelling the tasks on TaskManager {tm} ({address}) failed: \
+                                 {error}"
+                            );
+                            let more = {
+                                let mut state = self.lock();
+                                let actions = match state.jobs.get_mut(id) {
+                                    Some(job) => job.task_manager_lost(&tm, &reason, now_ms()),
+                                    None => Vec::new(),
+                                };
+                                apply_local(&mut state, id, actions)
+                            };
+                            // The job is already failing or cancelling: losing tasks asks for
+                            // no further cancellation, only the release of its slots.
+                            if !more.is_empty() {
+                                warn!(job_id = %id, actions = ?more, "a stopping job asked for more cancellations (a bug); ignored");
+                            }
                         }
                     }
                 }

@@ -158,11 +158,6 @@ impl JobMaster {
         self.execution.slots as usize
     }
 
-    /// Whether tasks exchange data through channels (rather than only chained calls).
-    pub fn has_exchanges(&self) -> bool {
-        !self.execution.exchange_edges.is_empty()
-    }
-
     fn enter(&mut self, state: JobState, at_ms: u64) {
         if self.state != state {
             self.state = state;

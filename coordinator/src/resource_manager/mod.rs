@@ -10,15 +10,9 @@ use std::time::{Duration, Instant};
 
 use sluice_engine::ids::{JobId, SlotId};
 
-/// A TaskManager's identity as it chose it at start-up.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TaskManagerId(pub String);
-
-impl std::fmt::Display for TaskManagerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A TaskManager's identity as it chose it at start-up: the exchange's id type, so the
+/// locations the JobMaster deploys name TaskManagers exactly as the exchange places them.
+pub use sluice_flight::TaskManagerId;
 
 /// A registered TaskManager.
 #[derive(Debug, Clone)]
@@ -65,12 +59,6 @@ pub struct AllocatedSlot {
 pub enum AllocationError {
     #[error("the job needs {needed} slots but the cluster has {free} free")]
     NotEnoughSlots { needed: usize, free: usize },
-    #[error(
-        "the job needs {needed} slots on one TaskManager (its tasks exchange data, and \
-         exchanges between TaskManagers need the Flight exchange) but the most any has free \
-         is {largest}"
-    )]
-    NotEnoughSlotsOnOneTaskManager { needed: usize, largest: usize },
 }
 
 #[derive(Debug, Default)]
@@ -145,15 +133,13 @@ impl ResourceManager {
             .sum()
     }
 
-    /// Gives `job` `count` free slots. With `one_task_manager`, all from one TaskManager (the
-    /// one with the fewest free slots that suffices, keeping large ones for large jobs);
-    /// otherwise filling the TaskManagers with the most free slots first, so a job spans as
-    /// few as possible.
+    /// Gives `job` `count` free slots, filling the TaskManagers with the most free slots
+    /// first, so a job spans as few as possible (its slices exchange data through in-process
+    /// queues where they share a TaskManager, through Flight where they do not).
     pub fn allocate(
         &mut self,
         job: &JobId,
         count: usize,
-        one_task_manager: bool,
     ) -> Result<Vec<AllocatedSlot>, AllocationError> {
         let free = self.free_slots();
         if free < count {
@@ -162,32 +148,8 @@ impl ResourceManager {
                 free,
             });
         }
-        let mut order: Vec<&TaskManagerId> = self.task_managers.keys().collect();
-        let chosen: Vec<TaskManagerId> = if one_task_manager {
-            let best = self
-                .task_managers
-                .values()
-                .filter(|r| r.free_slots() >= count)
-                .min_by_key(|r| (r.free_slots(), r.id.clone()));
-            match best {
-                Some(record) => vec![record.id.clone()],
-                None => {
-                    let largest = self
-                        .task_managers
-                        .values()
-                        .map(TaskManagerRecord::free_slots)
-                        .max()
-                        .unwrap_or(0);
-                    return Err(AllocationError::NotEnoughSlotsOnOneTaskManager {
-                        needed: count,
-                        largest,
-                    });
-                }
-            }
-        } else {
-            order.sort_by_key(|id| std::cmp::Reverse(self.task_managers[*id].free_slots()));
-            order.into_iter().cloned().collect()
-        };
+        let mut chosen: Vec<TaskManagerId> = self.task_managers.keys().cloned().collect();
+        chosen.sort_by_key(|id| std::cmp::Reverse(self.task_managers[id].free_slots()));
         let mut allocated = Vec::with_capacity(count);
         for id in chosen {
             let record = self
@@ -246,22 +208,25 @@ mod tests {
     }
 
     #[test]
-    fn allocation_on_one_task_manager_picks_the_tightest_fit() {
-        let (mut rm, _) = rm(&[4, 2]);
+    fn allocation_fills_the_task_manager_with_most_free_slots_first_and_release_frees() {
+        let (mut rm, _) = rm(&[2, 4]);
         let job = JobId("a".into());
-        let slots = rm.allocate(&job, 2, true).unwrap();
+        let slots = rm.allocate(&job, 3).unwrap();
         assert!(slots.iter().all(|s| s.task_manager.0 == "tm1"));
-        assert_eq!(rm.free_slots(), 4);
-        let err = rm.allocate(&JobId("b".into()), 5, true).unwrap_err();
-        assert_eq!(err, AllocationError::NotEnoughSlots { needed: 5, free: 4 });
+        let slot_numbers: Vec<u32> = slots.iter().map(|s| s.slot.0).collect();
+        assert_eq!(slot_numbers, [0, 1, 2]);
+        assert_eq!(rm.free_slots(), 3);
+        let err = rm.allocate(&JobId("b".into()), 4).unwrap_err();
+        assert_eq!(err, AllocationError::NotEnoughSlots { needed: 4, free: 3 });
+        assert_eq!(rm.free_slots(), 3, "a failed allocation takes nothing");
         rm.release(&job);
         assert_eq!(rm.free_slots(), 6);
     }
 
     #[test]
-    fn allocation_spanning_task_managers_fills_the_largest_first() {
-        let (mut rm, _) = rm(&[2, 3]);
-        let slots = rm.allocate(&JobId("a".into()), 4, false).unwrap();
+    fn allocation_spans_task_managers_when_none_has_enough() {
+        let (mut five, _) = rm(&[2, 3]);
+        let slots = five.allocate(&JobId("a".into()), 4).unwrap();
         assert_eq!(
             slots.iter().filter(|s| s.task_manager.0 == "tm1").count(),
             3
@@ -270,22 +235,12 @@ mod tests {
             slots.iter().filter(|s| s.task_manager.0 == "tm0").count(),
             1
         );
-        let err = rm.allocate(&JobId("b".into()), 2, true).unwrap_err();
-        assert_eq!(err, AllocationError::NotEnoughSlots { needed: 2, free: 1 });
-    }
-
-    #[test]
-    fn one_task_manager_allocation_fails_when_slots_are_spread() {
-        let (mut rm, _) = rm(&[2, 2]);
-        let err = rm.allocate(&JobId("a".into()), 3, true).unwrap_err();
-        assert_eq!(
-            err,
-            AllocationError::NotEnoughSlotsOnOneTaskManager {
-                needed: 3,
-                largest: 2
-            }
-        );
-        assert_eq!(rm.free_slots(), 4, "a failed allocation takes nothing");
+        let (mut two, _) = rm(&[1, 1]);
+        let slots = two.allocate(&JobId("a".into()), 2).unwrap();
+        let mut hosts: Vec<&str> = slots.iter().map(|s| s.task_manager.0.as_str()).collect();
+        hosts.sort_unstable();
+        assert_eq!(hosts, ["tm0", "tm1"]);
+        assert_eq!(two.free_slots(), 0);
     }
 
     #[test]

@@ -78,23 +78,38 @@ fn jobmanager(dir: &Path, extra: &[&str]) -> (Process, String, String) {
     (process, addresses[0].clone(), addresses[1].clone())
 }
 
-fn taskmanager(dir: &Path, name: &str, jobmanager_rpc: &str, slots: u32) -> (Process, String) {
+/// A TaskManager: returns it, its RPC and its data (Flight) address.
+fn taskmanager(
+    dir: &Path,
+    name: &str,
+    jobmanager_rpc: &str,
+    slots: u32,
+) -> (Process, String, String) {
+    taskmanager_with(dir, name, jobmanager_rpc, slots, &[])
+}
+
+fn taskmanager_with(
+    dir: &Path,
+    name: &str,
+    jobmanager_rpc: &str,
+    slots: u32,
+    extra: &[&str],
+) -> (Process, String, String) {
     let slots = slots.to_string();
-    let (process, addresses) = start(
-        dir,
-        name,
-        &[
-            "taskmanager",
-            "--jobmanager",
-            jobmanager_rpc,
-            "--slots",
-            &slots,
-            "--rpc-port",
-            "0",
-        ],
-        &["rpc"],
-    );
-    (process, addresses[0].clone())
+    let mut args = vec![
+        "taskmanager",
+        "--jobmanager",
+        jobmanager_rpc,
+        "--slots",
+        &slots,
+        "--rpc-port",
+        "0",
+        "--data-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let (process, addresses) = start(dir, name, &args, &["rpc", "data"]);
+    (process, addresses[0].clone(), addresses[1].clone())
 }
 
 fn get(rest: &str, path: &str) -> Value {
@@ -130,8 +145,8 @@ fn sluice(args: &[&str]) -> std::process::Output {
 fn taskmanagers_register_and_a_killed_one_is_removed_after_the_heartbeat_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let (jm, rpc, rest) = jobmanager(dir.path(), &[]);
-    let (mut tm1, tm1_address) = taskmanager(dir.path(), "tm1", &rpc, 2);
-    let (mut tm2, tm2_address) = taskmanager(dir.path(), "tm2", &rpc, 1);
+    let (mut tm1, tm1_address, _) = taskmanager(dir.path(), "tm1", &rpc, 2);
+    let (mut tm2, tm2_address, _) = taskmanager(dir.path(), "tm2", &rpc, 1);
 
     let overview = wait_for("two TaskManagers", &[&jm], || {
         let overview = get(&rest, "/overview");
@@ -294,7 +309,7 @@ fn a_bounded_sql_job_runs_to_finished_with_every_task_transition_recorded() {
     let input = write_input(dir.path());
     let out = dir.path().join("out");
     let (jm, rpc, rest) = jobmanager(dir.path(), &[]);
-    let (tm, tm_address) = taskmanager(dir.path(), "tm", &rpc, 2);
+    let (tm, tm_address, _) = taskmanager(dir.path(), "tm", &rpc, 2);
     wait_for("the TaskManager", &[&jm], || {
         (get(&rest, "/overview")["slots-total"] == 2).then_some(())
     });
@@ -434,7 +449,7 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
 fn rest_api_rejects_bad_submissions_and_cancels_a_running_job() {
     let dir = tempfile::tempdir().unwrap();
     let (jm, rpc, rest) = jobmanager(dir.path(), &["-D", "rest.server.max-content-length=4096"]);
-    let (tm, _) = taskmanager(dir.path(), "tm", &rpc, 1);
+    let (tm, _, _) = taskmanager(dir.path(), "tm", &rpc, 1);
     wait_for("the TaskManager", &[&jm], || {
         (get(&rest, "/overview")["slots-total"] == 1).then_some(())
     });
@@ -544,4 +559,162 @@ INSERT INTO s SELECT x FROM t;
     assert_eq!(checkpoints["counts"]["completed"], 0);
     let savepoint = request(&rest, "POST", &format!("/jobs/{id}/savepoints"), None).unwrap();
     assert_eq!(savepoint.status, 501, "{}", savepoint.body);
+}
+
+/// The TaskManager address (`path`) of every subtask of every vertex of a job, per vertex.
+fn subtask_hosts(job: &Value) -> Vec<Vec<String>> {
+    job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vertex| {
+            let mut hosts: Vec<String> = vertex["subtasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["host"].as_str().unwrap().to_string())
+                .collect();
+            hosts.sort();
+            hosts
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_exchanges_data_across_two_task_managers_and_fails_when_one_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path());
+    let out = dir.path().join("out");
+    // Heartbeats time out long after the test's deadline: the killed TaskManager's loss must be
+    // noticed through the data exchange.
+    let (jm, rpc, rest) = jobmanager(dir.path(), &["-D", "heartbeat.timeout=300s"]);
+    // Compressed batches and few credits per channel: backpressure across the network.
+    let network = [
+        "-D",
+        "taskmanager.network.compression.codec=LZ4",
+        "-D",
+        "taskmanager.network.memory.buffers-per-channel=2",
+    ];
+    let (tm1, tm1_address, _) = taskmanager_with(dir.path(), "tm1", &rpc, 1, &network);
+    let (mut tm2, tm2_address, tm2_data) = taskmanager_with(dir.path(), "tm2", &rpc, 1, &network);
+    wait_for("two TaskManagers", &[&jm], || {
+        (get(&rest, "/overview")["slots-total"] == 2).then_some(())
+    });
+    let mut both = vec![tm1_address.clone(), tm2_address.clone()];
+    both.sort();
+
+    // A keyed aggregation at parallelism 2 on two one-slot TaskManagers: each runs one slice,
+    // and the hash exchange between the source and the aggregation crosses them.
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'execution.runtime-mode' = 'batch';
+SET 'parallelism.default' = '2';
+CREATE TABLE src (id BIGINT, name STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+CREATE TABLE sink (name STRING, n BIGINT, total BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY name;
+",
+            input.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    wait_for(
+        "the job to finish",
+        &[&jm, &tm1, &tm2],
+        || match job_state(&rest, &id).as_str() {
+            "FINISHED" => Some(()),
+            "FAILED" | "CANCELED" => panic!(
+                "job ended as {}: {}\n{}\n----\n{}",
+                job_state(&rest, &id),
+                get(&rest, &format!("/jobs/{id}")),
+                tm1.log(),
+                tm2.log()
+            ),
+            _ => None,
+        },
+    );
+    let mut expected = Vec::new();
+    for (index, name) in ["a", "b", "c"].iter().enumerate() {
+        let ids: Vec<u64> = (10..1000).filter(|i| i % 3 == index as u64).collect();
+        expected.push(format!("{name},{},{}", ids.len(), ids.iter().sum::<u64>()));
+    }
+    assert_eq!(output_rows(&out), expected);
+    let job = get(&rest, &format!("/jobs/{id}"));
+    let hosts = subtask_hosts(&job);
+    assert!(hosts.len() >= 2, "source and aggregation chains: {job}");
+    for vertex in &hosts {
+        assert_eq!(
+            vertex, &both,
+            "one subtask of each vertex per TaskManager: {job}"
+        );
+    }
+    assert_eq!(get(&rest, "/overview")["slots-available"], 2);
+
+    // An unbounded keyed aggregation across both; killing one TaskManager (no goodbye) fails
+    // the job through the other's exchange, which names the lost peer, not after a hang.
+    let script = dir.path().join("endless.sql");
+    std::fs::write(
+        &script,
+        "SET 'parallelism.default' = '2';
+CREATE TABLE t (k BIGINT, v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000',
+  'fields.k.min' = '0', 'fields.k.max' = '99');
+CREATE TABLE s (k BIGINT, n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;
+",
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+    wait_for(
+        "every subtask to run on both TaskManagers",
+        &[&jm, &tm1, &tm2],
+        || {
+            let job = get(&rest, &format!("/jobs/{id}"));
+            let running = job["vertices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["tasks"]["RUNNING"] == 2);
+            (running && subtask_hosts(&job).iter().all(|h| h == &both)).then_some(())
+        },
+    );
+    // Let batches cross the exchange before the kill.
+    std::thread::sleep(Duration::from_millis(300));
+    tm2.child.kill().unwrap();
+    tm2.child.wait().unwrap();
+    wait_for("the job to fail", &[&jm, &tm1], || {
+        (job_state(&rest, &id) == "FAILED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{id}"));
+    let cause = job["failure-cause"].as_str().unwrap();
+    assert!(
+        cause.contains(&tm2_data),
+        "the failure names the killed TaskManager's data address {tm2_data}: {job}"
+    );
+    for subtask in job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["subtasks"].as_array().unwrap())
+    {
+        let status = subtask["status"].as_str().unwrap();
+        assert!(
+            status == "FAILED" || status == "CANCELED",
+            "every subtask ended: {subtask}"
+        );
+    }
+    assert_eq!(
+        get(&rest, "/overview")["taskmanagers"],
+        2,
+        "the killed TaskManager has not timed out yet"
+    );
+    assert_eq!(
+        get(&rest, "/overview")["slots-available"],
+        2,
+        "slots are released"
+    );
 }

@@ -5,7 +5,7 @@
 //! element releases one credit, which the credit stream (the response direction of the
 //! `DoExchange` call) sends back to the producer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 use futures::Stream;
 use futures::task::AtomicWaker;
 use sluice_engine::element::StreamElement;
+use sluice_engine::ids::{AttemptNumber, JobId};
 use sluice_engine::runtime::exchange::{InputChannel, SlotWaker};
 
 use crate::codec::credit_message;
@@ -111,11 +112,14 @@ impl Inbound {
 }
 
 /// Which channels have a receiving end in this process, by ticket. An entry lives until both
-/// its stream and its consumer have taken it (either may come first); touched only while
-/// channels are set up, never per element.
+/// its stream and its consumer have taken it (either may come first), or until its job attempt
+/// is released here; touched only while channels are set up, never per element.
 pub(super) struct InboundRegistry {
     credits: u32,
     entries: Mutex<HashMap<ChannelTicket, Entry>>,
+    /// Job attempts whose tasks here have ended: streams opening for them are refused, so no
+    /// entry (and none of the batches it would buffer) outlives its job.
+    released: Mutex<HashSet<(JobId, AttemptNumber)>>,
 }
 
 struct Entry {
@@ -129,7 +133,34 @@ impl InboundRegistry {
         InboundRegistry {
             credits,
             entries: Mutex::new(HashMap::new()),
+            released: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The tasks of `job`'s attempt `attempt` here have ended: fails the receiving ends they
+    /// left half-open (a producer whose consumer never started, or a consumer whose producer
+    /// never connected), dropping what they buffer, and refuses streams that open later.
+    /// Returns how many ends were failed.
+    pub(super) fn release_job(&self, job: &JobId, attempt: AttemptNumber) -> usize {
+        self.released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((job.clone(), attempt));
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = 0;
+        entries.retain(|ticket, entry| {
+            if ticket.job != *job || ticket.attempt != attempt {
+                return true;
+            }
+            entry.inbound.fail(format!(
+                "job {job} (attempt {}) ended on the receiving TaskManager",
+                attempt.0
+            ));
+            while entry.inbound.receiver.try_recv().is_ok() {}
+            failed += 1;
+            false
+        });
+        failed
     }
 
     fn take(
@@ -137,6 +168,16 @@ impl InboundRegistry {
         ticket: &ChannelTicket,
         mark: impl FnOnce(&mut Entry) -> Result<()>,
     ) -> Result<Arc<Inbound>> {
+        if self
+            .released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(ticket.job.clone(), ticket.attempt))
+        {
+            return Err(Error::AttemptEnded {
+                channel: ticket.to_string(),
+            });
+        }
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let entry = entries.entry(ticket.clone()).or_insert_with(|| Entry {
             inbound: Arc::new(Inbound::new(ticket.clone(), self.credits)),

@@ -14,6 +14,7 @@ use arrow_flight::{
 };
 use futures::Stream;
 use futures::stream::BoxStream;
+use sluice_engine::ids::{AttemptNumber, JobId};
 use sluice_engine::runtime::exchange::SlotWaker;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
@@ -161,6 +162,14 @@ impl ExchangeServer {
             producer,
             self.config.compression,
         )
+    }
+
+    /// The tasks of attempt `attempt` of `job` on this TaskManager have ended (finished,
+    /// failed or cancelled): their half-open receiving ends are failed (the producers see the
+    /// channel fail) and streams opening for the attempt later are refused, so nothing of the
+    /// attempt stays buffered here. Returns how many receiving ends were failed.
+    pub fn release_job(&self, job: &JobId, attempt: AttemptNumber) -> usize {
+        self.registry.release_job(job, attempt)
     }
 
     /// The receiving end of a channel whose producer is on another TaskManager.
