@@ -702,7 +702,8 @@ fn updating_batch(rows: &[UpdatingRow]) -> RecordBatch {
                     .collect::<arrow::array::Float64Array>(),
             ),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| format!("s{}", r.2.unwrap_or(-1).rem_euclid(7))),
+                rows.iter()
+                    .map(|r| format!("s{}", r.2.unwrap_or(-1).rem_euclid(7))),
             )),
         ],
     )

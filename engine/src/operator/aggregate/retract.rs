@@ -185,7 +185,12 @@ fn bad_state(what: &str) -> Error {
 }
 
 /// State column `i` as `Int64` of `len` rows without NULLs.
-fn int64_state<'a>(state: &'a [ArrayRef], i: usize, len: usize, what: &str) -> Result<&'a Int64Array> {
+fn int64_state<'a>(
+    state: &'a [ArrayRef],
+    i: usize,
+    len: usize,
+    what: &str,
+) -> Result<&'a Int64Array> {
     state
         .get(i)
         .and_then(|c| c.as_primitive_opt::<Int64Type>())
@@ -664,11 +669,10 @@ impl RetractAccumulator for RetractSum {
     fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
         Ok(match self {
             RetractSum::Int { sums, counts, .. } => {
-                let sums = Decimal128Array::from_iter_values(
-                    groups.iter().map(|&g| sums[g as usize]),
-                )
-                .with_precision_and_scale(38, 0)
-                .map_err(|e| Error::arrow("SUM state", e))?;
+                let sums =
+                    Decimal128Array::from_iter_values(groups.iter().map(|&g| sums[g as usize]))
+                        .with_precision_and_scale(38, 0)
+                        .map_err(|e| Error::arrow("SUM state", e))?;
                 vec![Arc::new(sums), gather_i64(counts, groups)]
             }
             RetractSum::Float { sums, counts } => {
@@ -755,8 +759,16 @@ impl RetractAccumulator for RetractAvg {
 
     fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
         let len = groups.len();
-        scatter(&mut self.sums, groups, float64_state(state, 0, len, "AVG")?.values());
-        scatter(&mut self.counts, groups, int64_state(state, 1, len, "AVG")?.values());
+        scatter(
+            &mut self.sums,
+            groups,
+            float64_state(state, 0, len, "AVG")?.values(),
+        );
+        scatter(
+            &mut self.counts,
+            groups,
+            int64_state(state, 1, len, "AVG")?.values(),
+        );
         Ok(())
     }
 }
@@ -882,8 +894,9 @@ impl<K: Ord + Clone + Send> RetractAccumulator for Multiset<K> {
                 keys.push(Some(key.clone()));
                 counts.push(count);
             }
-            let end = i32::try_from(keys.len())
-                .map_err(|_| Error::data("aggregate snapshot", "a multiset state over 2^31 entries"))?;
+            let end = i32::try_from(keys.len()).map_err(|_| {
+                Error::data("aggregate snapshot", "a multiset state over 2^31 entries")
+            })?;
             offsets.push(end);
         }
         let values = (self.array_of)(keys, &self.input)?;
@@ -918,7 +931,7 @@ impl<K: Ord + Clone + Send> RetractAccumulator for Multiset<K> {
         let entries = lists
             .values()
             .as_struct_opt()
-            .filter(|s| s.num_columns() == 2)
+            .filter(|s| s.num_columns() == 2 && s.column(0).data_type() == &self.input)
             .ok_or_else(|| bad_state(what))?;
         let mut keys = (self.keys_of)(entries.column(0))?;
         let counts = entries
@@ -931,14 +944,12 @@ impl<K: Ord + Clone + Send> RetractAccumulator for Multiset<K> {
             let set = &mut self.sets[g as usize];
             self.entries -= set.len();
             set.clear();
-            for e in offsets[i] as usize..offsets[i + 1] as usize {
-                let (Some(key), count) = (keys[e].take(), counts.value(e)) else {
-                    return Err(bad_state(what));
+            let range = offsets[i] as usize..offsets[i + 1] as usize;
+            for (key, &count) in keys[range.clone()].iter_mut().zip(&counts.values()[range]) {
+                match key.take() {
+                    Some(key) if count > 0 => set.insert(key, count),
+                    _ => return Err(bad_state(what)),
                 };
-                if count <= 0 {
-                    return Err(bad_state(what));
-                }
-                set.insert(key, count);
             }
             self.entries += set.len();
         }
