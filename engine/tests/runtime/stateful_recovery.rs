@@ -1,6 +1,6 @@
-//! Recovery of window aggregation and join state: a job over Nexmark fails once mid-way,
-//! restarts from the latest completed checkpoint (window contents, join rows and progress
-//! restored from the state files) and ends with exactly the output of a run without failure:
+//! Recovery of window aggregation, join and updating aggregation state: a job over Nexmark
+//! fails once mid-way, restarts from the latest completed checkpoint (window contents, join
+//! rows, retracting aggregates and progress restored from the state files) and ends with exactly the output of a run without failure:
 //! no result row lost, none emitted twice.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,9 @@ use sluice_engine::Error;
 use sluice_engine::api::{DataStream, StreamEnvironment};
 use sluice_engine::checkpoint::{CheckpointConfig, CheckpointStorage, RestartStrategy};
 use sluice_engine::connector::{NexmarkSource, SourceSpec};
-use sluice_engine::graph::{AggregateCall, AggregateFunction, JoinType, WindowKind, WindowTime};
+use sluice_engine::graph::{
+    AggregateCall, AggregateFunction, EmitMode, JoinType, WindowKind, WindowTime,
+};
 use sluice_engine::runtime::{JobResult, LocalRuntime, RuntimeConfig};
 use sluice_engine::time::WatermarkStrategy;
 
@@ -326,4 +328,65 @@ fn interval_join_recovers_from_a_failure_exactly_once() {
             .unwrap();
     });
     assert!(rows.len() > 1_000, "{} joined rows", rows.len());
+}
+
+#[test]
+fn aggregation_over_an_updating_input_recovers_from_a_failure_exactly_once() {
+    let rows = recovers_exactly_once("auction-summary", "per-auction", aggregate_of_aggregate);
+    assert!(rows.len() > 1_000, "{} auctions", rows.len());
+}
+
+#[test]
+fn aggregation_over_an_updating_input_recovers_from_incremental_checkpoints() {
+    let rows = recovers_exactly_once_with(
+        "auction-summary",
+        "per-auction",
+        true,
+        aggregate_of_aggregate,
+    );
+    assert!(rows.len() > 1_000, "{} auctions", rows.len());
+}
+
+/// As SQL: `SELECT auction, COUNT(*), SUM(top), MIN(top), MAX(top), AVG(top),
+/// COUNT(DISTINCT bids), MIN(channel), MAX(channel) FROM (SELECT auction, bidder, MAX(price) AS
+/// top, COUNT(*) AS bids, MAX(channel) AS channel FROM bid GROUP BY auction, bidder) GROUP BY
+/// auction`: the outer aggregate retracts the inner one's updates, with every retracting
+/// function's state.
+fn aggregate_of_aggregate(env: &StreamEnvironment, failure: Failure) {
+    let bids = nexmark(env, "bids", NexmarkTable::Bid);
+    let call = |function, input: Option<&str>, output: &str| AggregateCall {
+        function,
+        input: input.map(str::to_string),
+        output: output.to_string(),
+    };
+    fail_once(&bids, NexmarkTable::Bid, failure)
+        .key_by(["auction", "bidder"])
+        .aggregate(
+            vec![
+                call(AggregateFunction::Max, Some("price"), "top"),
+                call(AggregateFunction::Count, None, "bids"),
+                call(AggregateFunction::Max, Some("channel"), "channel"),
+            ],
+            EmitMode::Changelog,
+        )
+        .unwrap()
+        .key_by(["auction"])
+        .aggregate(
+            vec![
+                call(AggregateFunction::Count, None, "bidders"),
+                call(AggregateFunction::Sum, Some("top"), "sum_top"),
+                call(AggregateFunction::Min, Some("top"), "min_top"),
+                call(AggregateFunction::Max, Some("top"), "max_top"),
+                call(AggregateFunction::Avg, Some("top"), "avg_top"),
+                call(AggregateFunction::CountDistinct, Some("bids"), "bid_counts"),
+                call(AggregateFunction::Min, Some("channel"), "min_channel"),
+                call(AggregateFunction::Max, Some("channel"), "max_channel"),
+            ],
+            EmitMode::Changelog,
+        )
+        .unwrap()
+        .name("per-auction")
+        .unwrap()
+        .collect("out")
+        .unwrap();
 }

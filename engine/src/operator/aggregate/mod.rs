@@ -9,7 +9,8 @@
 //! Snapshots hold one `groups` table: `key_group: UInt32`, `key: Binary` (the row-encoded
 //! key) and each accumulator's state columns (`acc<i>_<j>`), so a restore at another
 //! parallelism keeps the groups of the key groups it owns. Every built-in aggregate function
-//! snapshots its state (COUNT DISTINCT as a list of its row-encoded values).
+//! snapshots its state (COUNT DISTINCT as a list of its row-encoded values); over an updating
+//! input the table holds the live groups with their retracting state (see [`retract`]).
 //!
 //! With incremental checkpoints the operator marks the groups each batch touches (one bit per
 //! group) and a snapshot holds only the groups of key-group slices changed since the last
@@ -240,9 +241,6 @@ impl Operator for KeyedAggregate {
     }
 
     fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
-        if self.retracting.is_some() {
-            return Err(retract::unsupported_checkpoint());
-        }
         let (range, max_parallelism) = self
             .key_groups
             .ok_or_else(|| Error::Internal("keyed aggregate snapshotted before open".into()))?;
@@ -268,13 +266,17 @@ impl Operator for KeyedAggregate {
             .dirty
             .take_slices(changes, |group| cache[group as usize]);
         let selection = changes.snapshot(checkpoint, dirty);
-        let groups: Vec<u32> = if selection.is_full() {
+        let mut groups: Vec<u32> = if selection.is_full() {
             (0..self.groups.len() as u32).collect()
         } else {
             (0..self.groups.len() as u32)
                 .filter(|&g| selection.includes(self.group_key_groups[g as usize]))
                 .collect()
         };
+        if let Some(retracting) = &self.retracting {
+            // A dead group has no state; its slice, if it died since the base, is rewritten.
+            groups.retain(|&g| retracting.is_live(g));
+        }
         let key_groups = UInt32Array::from_iter_values(
             groups.iter().map(|&g| self.group_key_groups[g as usize]),
         );
@@ -284,6 +286,12 @@ impl Operator for KeyedAggregate {
             Field::new("key", DataType::Binary, false),
         ];
         let mut columns: Vec<ArrayRef> = vec![Arc::new(key_groups), Arc::new(key_bytes)];
+        if let Some(retracting) = &self.retracting {
+            for (name, column) in retracting.state(&groups)? {
+                fields.push(Field::new(name, column.data_type().clone(), true));
+                columns.push(column);
+            }
+        }
         for (i, acc) in self.accumulators.iter().enumerate() {
             for (j, column) in acc.state(&groups)?.into_iter().enumerate() {
                 fields.push(Field::new(
@@ -320,6 +328,10 @@ impl Operator for KeyedAggregate {
             .iter()
             .map(|acc| acc.state(&[]).map(|columns| columns.len()))
             .collect::<Result<Vec<_>>>()?;
+        let retracting_width = match &self.retracting {
+            Some(retracting) => retracting.state_width()?,
+            None => 0,
+        };
         let bad = || {
             Error::data(
                 "keyed aggregate snapshot",
@@ -328,7 +340,7 @@ impl Operator for KeyedAggregate {
         };
         for table in snapshot.tables.iter().filter(|t| t.name == GROUPS_TABLE) {
             for batch in &table.batches {
-                if batch.num_columns() != 2 + widths.iter().sum::<usize>() {
+                if batch.num_columns() != 2 + retracting_width + widths.iter().sum::<usize>() {
                     return Err(bad());
                 }
                 let key_groups = batch
@@ -352,7 +364,10 @@ impl Operator for KeyedAggregate {
                     return Err(bad());
                 }
                 let count = self.groups.len();
-                let mut column = 2;
+                if let Some(retracting) = &mut self.retracting {
+                    retracting.restore(&groups, count, &kept.columns()[2..])?;
+                }
+                let mut column = 2 + retracting_width;
                 for (acc, &width) in self.accumulators.iter_mut().zip(&widths) {
                     acc.resize(count);
                     acc.restore_state(&groups, &kept.columns()[column..column + width])?;

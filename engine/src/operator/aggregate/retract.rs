@@ -10,7 +10,12 @@
 //! Every group also counts its live rows. When that count drops to zero the group is dead: its
 //! accumulators are reset and a changelog emits `-D` with the last result (as Flink's
 //! GroupAggFunction does). A retraction reaching a dead group is ignored, as Flink ignores it.
-//! Checkpoints of a retracting aggregate are refused for now (the state methods' default).
+//!
+//! Snapshots hold the live groups only, in the operator's `groups` table: `key_group`, `key`,
+//! `rows` (the group's live rows) and each accumulator's state columns `acc<i>_<j>`. COUNT keeps
+//! its count, SUM and AVG their sum (`Decimal128(38, 0)` for exact integer sums, else
+//! `Float64`) and count of non-null values; MIN, MAX and COUNT(DISTINCT) their multiset as one
+//! `List<Struct<value, count>>` column, the values in the input's type.
 //!
 //! The per-batch work is one typed loop per accumulator over `(group, sign, value)`; the
 //! multisets convert a batch's values to their key type once per batch.
@@ -20,8 +25,9 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int8Array, Int64Array,
-    StringArray, UInt64Array,
+    ListArray, StringArray, StructArray, UInt64Array,
 };
+use arrow::buffer::OffsetBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
@@ -43,6 +49,12 @@ pub(crate) trait RetractAccumulator: Send {
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef>;
     /// Heap bytes held by the state (multisets are estimated per entry).
     fn allocated_bytes(&self) -> usize;
+    /// The state of `groups` as columns, for snapshots (called with no groups to learn the
+    /// number of columns).
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>>;
+    /// Sets the state of `groups[i]` from row `i` of `state` (columns as
+    /// [`RetractAccumulator::state`] produced them). The groups exist (`resize` was called).
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()>;
 }
 
 /// The retracting side of a [`KeyedAggregate`]: its accumulators and the live rows per group.
@@ -105,6 +117,118 @@ impl Retracting {
             .iter()
             .map(|acc| acc.evaluate(groups))
             .collect()
+    }
+
+    /// Whether group `g` has live rows (a dead group is left out of snapshots).
+    pub(crate) fn is_live(&self, g: u32) -> bool {
+        self.rows.get(g as usize).is_some_and(|&rows| rows > 0)
+    }
+
+    /// The snapshot columns of `groups` after `key_group` and `key`: `rows`, then each
+    /// accumulator's state columns, with their names.
+    pub(crate) fn state(&self, groups: &[u32]) -> Result<Vec<(String, ArrayRef)>> {
+        let rows = Int64Array::from_iter_values(groups.iter().map(|&g| self.rows[g as usize]));
+        let mut columns = vec![("rows".to_string(), Arc::new(rows) as ArrayRef)];
+        for (i, acc) in self.accumulators.iter().enumerate() {
+            for (j, column) in acc.state(groups)?.into_iter().enumerate() {
+                columns.push((format!("acc{i}_{j}"), column));
+            }
+        }
+        Ok(columns)
+    }
+
+    /// The number of snapshot columns [`Retracting::state`] writes.
+    pub(crate) fn state_width(&self) -> Result<usize> {
+        Ok(1 + self
+            .accumulators
+            .iter()
+            .map(|acc| acc.state(&[]).map(|columns| columns.len()))
+            .sum::<Result<usize>>()?)
+    }
+
+    /// Sets the state of `groups[i]` from row `i` of `columns` (as [`Retracting::state`] wrote
+    /// them), after growing the state to `group_count` groups.
+    pub(crate) fn restore(
+        &mut self,
+        groups: &[u32],
+        group_count: usize,
+        columns: &[ArrayRef],
+    ) -> Result<()> {
+        let rows = columns
+            .first()
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .filter(|c| c.len() == groups.len() && c.null_count() == 0)
+            .ok_or_else(|| bad_state("live row count"))?;
+        self.rows.resize(group_count, 0);
+        for (&g, &n) in groups.iter().zip(rows.values()) {
+            self.rows[g as usize] = n;
+        }
+        let mut column = 1;
+        for acc in &mut self.accumulators {
+            let width = acc.state(&[])?.len();
+            let state = columns
+                .get(column..column + width)
+                .ok_or_else(|| bad_state("accumulator"))?;
+            acc.resize(group_count);
+            acc.restore_state(groups, state)?;
+            column += width;
+        }
+        Ok(())
+    }
+}
+
+fn bad_state(what: &str) -> Error {
+    Error::data(
+        "aggregate snapshot",
+        format!("the retracting {what} state columns have unexpected types or lengths"),
+    )
+}
+
+/// State column `i` as `Int64` of `len` rows without NULLs.
+fn int64_state<'a>(
+    state: &'a [ArrayRef],
+    i: usize,
+    len: usize,
+    what: &str,
+) -> Result<&'a Int64Array> {
+    state
+        .get(i)
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .filter(|c| c.len() == len && c.null_count() == 0)
+        .ok_or_else(|| bad_state(what))
+}
+
+/// State column `i` as `Float64` of `len` rows without NULLs.
+fn float64_state<'a>(
+    state: &'a [ArrayRef],
+    i: usize,
+    len: usize,
+    what: &str,
+) -> Result<&'a Float64Array> {
+    state
+        .get(i)
+        .and_then(|c| c.as_primitive_opt::<Float64Type>())
+        .filter(|c| c.len() == len && c.null_count() == 0)
+        .ok_or_else(|| bad_state(what))
+}
+
+/// `values[g]` for `groups`, as an array without NULLs.
+fn gather_i64(values: &[i64], groups: &[u32]) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(
+        groups.iter().map(|&g| values[g as usize]),
+    ))
+}
+
+fn gather_f64(values: &[f64], groups: &[u32]) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(
+        groups.iter().map(|&g| values[g as usize]),
+    ))
+}
+
+/// Sets `target[groups[i]]` to `values[i]`.
+fn scatter<T: Copy>(target: &mut [T], groups: &[u32], values: &[T]) {
+    for (&g, &v) in groups.iter().zip(values) {
+        target[g as usize] = v;
     }
 }
 
@@ -225,13 +349,6 @@ impl KeyedAggregate {
     }
 }
 
-pub(crate) fn unsupported_checkpoint() -> Error {
-    Error::plan(
-        "aggregate",
-        "checkpoints of an aggregation over an updating input are not supported yet",
-    )
-}
-
 fn new_retract_accumulator(
     function: AggregateFunction,
     input: Option<&DataType>,
@@ -304,8 +421,16 @@ fn new_retract_accumulator(
             }
         }
         (AggregateFunction::CountDistinct, Some(input)) => match input {
-            Float32 | Float64 => Box::new(Multiset::<u64>::distinct(input.clone(), float_keys)),
-            Utf8 => Box::new(Multiset::<String>::distinct(input.clone(), string_keys)),
+            Float32 | Float64 => Box::new(Multiset::<u64>::distinct(
+                input.clone(),
+                float_keys,
+                float_array,
+            )),
+            Utf8 => Box::new(Multiset::<String>::distinct(
+                input.clone(),
+                string_keys,
+                string_array,
+            )),
             Int8
             | Int16
             | Int32
@@ -317,7 +442,11 @@ fn new_retract_accumulator(
             | Date32
             | Timestamp(_, _)
             | Decimal128(_, _)
-            | Boolean => Box::new(Multiset::<i128>::distinct(input.clone(), integer_keys)),
+            | Boolean => Box::new(Multiset::<i128>::distinct(
+                input.clone(),
+                integer_keys,
+                integer_array,
+            )),
             other => return refuse(&other.to_string()),
         },
         (AggregateFunction::FirstValue | AggregateFunction::LastValue, Some(input)) => {
@@ -369,6 +498,16 @@ impl RetractAccumulator for RetractCount {
 
     fn allocated_bytes(&self) -> usize {
         self.counts.capacity() * 8
+    }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![gather_i64(&self.counts, groups)])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let counts = int64_state(state, 0, groups.len(), "COUNT")?;
+        scatter(&mut self.counts, groups, counts.values());
+        Ok(())
     }
 }
 
@@ -524,6 +663,43 @@ impl RetractAccumulator for RetractSum {
             RetractSum::Float { sums, counts } => sums.capacity() * 8 + counts.capacity() * 8,
         }
     }
+
+    /// The sum (`Decimal128(38, 0)` for an exact integer sum, else `Float64`) and the count of
+    /// non-null values.
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(match self {
+            RetractSum::Int { sums, counts, .. } => {
+                let sums =
+                    Decimal128Array::from_iter_values(groups.iter().map(|&g| sums[g as usize]))
+                        .with_precision_and_scale(38, 0)
+                        .map_err(|e| Error::arrow("SUM state", e))?;
+                vec![Arc::new(sums), gather_i64(counts, groups)]
+            }
+            RetractSum::Float { sums, counts } => {
+                vec![gather_f64(sums, groups), gather_i64(counts, groups)]
+            }
+        })
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let len = groups.len();
+        match self {
+            RetractSum::Int { sums, counts, .. } => {
+                let restored = state
+                    .first()
+                    .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
+                    .filter(|c| c.len() == len && c.null_count() == 0)
+                    .ok_or_else(|| bad_state("SUM"))?;
+                scatter(sums, groups, restored.values());
+                scatter(counts, groups, int64_state(state, 1, len, "SUM")?.values());
+            }
+            RetractSum::Float { sums, counts } => {
+                scatter(sums, groups, float64_state(state, 0, len, "SUM")?.values());
+                scatter(counts, groups, int64_state(state, 1, len, "SUM")?.values());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// AVG as a sum and a count of non-null values (a `Float64` result, as the insert-only AVG).
@@ -573,6 +749,28 @@ impl RetractAccumulator for RetractAvg {
     fn allocated_bytes(&self) -> usize {
         self.sums.capacity() * 8 + self.counts.capacity() * 8
     }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        Ok(vec![
+            gather_f64(&self.sums, groups),
+            gather_i64(&self.counts, groups),
+        ])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let len = groups.len();
+        scatter(
+            &mut self.sums,
+            groups,
+            float64_state(state, 0, len, "AVG")?.values(),
+        );
+        scatter(
+            &mut self.counts,
+            groups,
+            int64_state(state, 1, len, "AVG")?.values(),
+        );
+        Ok(())
+    }
 }
 
 /// A batch's values as multiset keys (`None` for NULL), once per batch.
@@ -588,7 +786,7 @@ struct Multiset<K: Ord + Clone + Send> {
     min: Option<bool>,
     input: DataType,
     keys_of: KeysOf<K>,
-    array_of: Option<ArrayOf<K>>,
+    array_of: ArrayOf<K>,
     entries: usize,
 }
 
@@ -599,18 +797,18 @@ impl<K: Ord + Clone + Send> Multiset<K> {
             min: Some(is_min),
             input,
             keys_of,
-            array_of: Some(array_of),
+            array_of,
             entries: 0,
         }
     }
 
-    fn distinct(input: DataType, keys_of: KeysOf<K>) -> Self {
+    fn distinct(input: DataType, keys_of: KeysOf<K>, array_of: ArrayOf<K>) -> Self {
         Multiset {
             sets: Vec::new(),
             min: None,
             input,
             keys_of,
-            array_of: None,
+            array_of,
             entries: 0,
         }
     }
@@ -655,8 +853,8 @@ impl<K: Ord + Clone + Send> RetractAccumulator for Multiset<K> {
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        match (self.min, self.array_of) {
-            (Some(is_min), Some(array_of)) => {
+        match self.min {
+            Some(is_min) => {
                 let keys = groups
                     .iter()
                     .map(|&g| {
@@ -669,9 +867,9 @@ impl<K: Ord + Clone + Send> RetractAccumulator for Multiset<K> {
                         entry.map(|(k, _)| k.clone())
                     })
                     .collect();
-                array_of(keys, &self.input)
+                (self.array_of)(keys, &self.input)
             }
-            _ => Ok(Arc::new(Int64Array::from_iter_values(
+            None => Ok(Arc::new(Int64Array::from_iter_values(
                 groups.iter().map(|&g| self.sets[g as usize].len() as i64),
             ))),
         }
@@ -682,6 +880,89 @@ impl<K: Ord + Clone + Send> RetractAccumulator for Multiset<K> {
         self.sets.capacity() * std::mem::size_of::<BTreeMap<K, i64>>()
             + self.entries * (std::mem::size_of::<K>() + 8 + 16)
     }
+
+    /// One `List<Struct<value, count>>` column: each group's values (in the input's type) in
+    /// order, with their multiplicities.
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let entries: usize = groups.iter().map(|&g| self.sets[g as usize].len()).sum();
+        let mut offsets = Vec::with_capacity(groups.len() + 1);
+        offsets.push(0_i32);
+        let mut keys = Vec::with_capacity(entries);
+        let mut counts = Vec::with_capacity(entries);
+        for &g in groups {
+            for (key, &count) in &self.sets[g as usize] {
+                keys.push(Some(key.clone()));
+                counts.push(count);
+            }
+            let end = i32::try_from(keys.len()).map_err(|_| {
+                Error::data("aggregate snapshot", "a multiset state over 2^31 entries")
+            })?;
+            offsets.push(end);
+        }
+        let values = (self.array_of)(keys, &self.input)?;
+        let fields = multiset_fields(&self.input);
+        let entries = StructArray::try_new(
+            fields.clone(),
+            vec![values, Arc::new(Int64Array::from(counts))],
+            None,
+        )
+        .map_err(|e| Error::arrow("multiset state", e))?;
+        let lists = ListArray::try_new(
+            Arc::new(Field::new("item", DataType::Struct(fields), false)),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(entries),
+            None,
+        )
+        .map_err(|e| Error::arrow("multiset state", e))?;
+        Ok(vec![Arc::new(lists)])
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let what = if self.min.is_some() {
+            "MIN/MAX"
+        } else {
+            "COUNT DISTINCT"
+        };
+        let lists = state
+            .first()
+            .and_then(|c| c.as_list_opt::<i32>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state(what))?;
+        let entries = lists
+            .values()
+            .as_struct_opt()
+            .filter(|s| s.num_columns() == 2 && s.column(0).data_type() == &self.input)
+            .ok_or_else(|| bad_state(what))?;
+        let mut keys = (self.keys_of)(entries.column(0))?;
+        let counts = entries
+            .column(1)
+            .as_primitive_opt::<Int64Type>()
+            .filter(|c| c.null_count() == 0)
+            .ok_or_else(|| bad_state(what))?;
+        let offsets = lists.value_offsets();
+        for (i, &g) in groups.iter().enumerate() {
+            let set = &mut self.sets[g as usize];
+            self.entries -= set.len();
+            set.clear();
+            let range = offsets[i] as usize..offsets[i + 1] as usize;
+            for (key, &count) in keys[range.clone()].iter_mut().zip(&counts.values()[range]) {
+                match key.take() {
+                    Some(key) if count > 0 => set.insert(key, count),
+                    _ => return Err(bad_state(what)),
+                };
+            }
+            self.entries += set.len();
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a multiset entry: the value and its multiplicity.
+fn multiset_fields(input: &DataType) -> Fields {
+    Fields::from(vec![
+        Field::new("value", input.clone(), false),
+        Field::new("count", DataType::Int64, false),
+    ])
 }
 
 fn integer_keys(values: &ArrayRef) -> Result<Vec<Option<i128>>> {
