@@ -12,12 +12,16 @@ pub mod exchange;
 mod execution_graph;
 mod interrupt;
 mod result;
+mod slice_checkpoints;
 mod slot;
 mod task;
 
 pub use control::{SavepointTrigger, request_savepoint};
 pub use deploy::{
     CancelHandle, DeployedJob, ExecutionState, JobSlice, TaskEvent, TaskListener, now_ms,
+};
+pub use slice_checkpoints::{
+    CheckpointEvent, CheckpointListener, SliceCheckpointHandle, SliceCheckpointing,
 };
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use interrupt::CancelRequest;
