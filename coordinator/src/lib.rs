@@ -7,12 +7,14 @@
 //! - [`jobmanager`]: the cluster's JobManager process: the [`dispatcher`] (REST API, job
 //!   submission), the [`resource_manager`] (TaskManagers, slots, heartbeats) and one
 //!   [`job_master`] per job (ExecutionGraph, task states), speaking gRPC ([`rpc`]).
-//! - [`taskmanager`]: the TaskManager process: offers slots, heartbeats, runs deployed tasks.
+//! - [`taskmanager`]: the TaskManager process: offers slots, heartbeats, runs deployed tasks;
+//!   [`checkpoint`]: its side of checkpoints (acknowledgements to the JobMaster).
 //! - [`rest_client`]: the CLI's client of the REST API.
 //!
 //! The coordination logic (ResourceManager, JobMaster) is pure state machines; the processes
 //! are thin async shells around them.
 
+pub mod checkpoint;
 pub mod dispatcher;
 pub mod interrupt;
 pub mod job_master;

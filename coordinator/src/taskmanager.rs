@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sluice_engine::graph::JobGraph;
-use sluice_engine::ids::{JobId, SlotId, SubtaskIndex};
+use sluice_engine::ids::{CheckpointId, JobId, SlotId, SubtaskIndex};
 use sluice_engine::runtime::exchange::LocalExchange;
 use sluice_engine::runtime::{
-    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig, TaskEvent,
-    TaskListener, TaskPlacement,
+    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig,
+    SliceCheckpointHandle, TaskEvent, TaskListener, TaskPlacement,
 };
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -55,6 +55,8 @@ struct HostedJob {
     cancel: CancelHandle,
     /// This TaskManager's slots the slice runs in.
     slots: Vec<u32>,
+    /// Triggers checkpoints at the slice's sources; `None` when the job does not checkpoint.
+    checkpoints: Option<SliceCheckpointHandle>,
 }
 
 #[derive(Clone)]
@@ -67,6 +69,20 @@ struct TaskExecutorService {
 impl TaskExecutorService {
     fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, HostedJob>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checkpoint handle of a hosted job.
+    fn checkpoint_handle(&self, job_id: &JobId) -> Result<SliceCheckpointHandle, Status> {
+        match self.jobs().get(job_id) {
+            None => Err(Status::not_found(format!(
+                "job {job_id} has no tasks on this TaskManager"
+            ))),
+            Some(job) => job.checkpoints.clone().ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "job {job_id} was deployed without checkpoints"
+                ))
+            }),
+        }
     }
 
     fn slot_report(&self) -> Vec<proto::SlotStatus> {
@@ -225,8 +241,16 @@ impl TaskExecutor for TaskExecutorService {
             runtime_config = runtime_config.with_batch_size(rows);
         }
         let runtime = LocalRuntime::new(runtime_config.clone());
+        let checkpointing = (!r.checkpoint_dir.is_empty()).then(|| {
+            crate::checkpoint::slice_checkpointing(
+                &job_id,
+                std::path::Path::new(&r.checkpoint_dir),
+                r.checkpoint_incremental,
+                r.job_master_address.clone(),
+            )
+        });
         let deployed = runtime
-            .deploy(
+            .deploy_checkpointed(
                 JobSlice {
                     job_id: &job_id,
                     graph: &graph,
@@ -236,6 +260,7 @@ impl TaskExecutor for TaskExecutorService {
                 },
                 Arc::new(LocalExchange::new(runtime_config.channel_capacity)),
                 listener,
+                checkpointing,
             )
             .map_err(|e| status(&e))?;
         info!(job_id = %job_id, tasks = hosted.len(), "tasks deployed");
@@ -244,6 +269,7 @@ impl TaskExecutor for TaskExecutorService {
             HostedJob {
                 cancel: deployed.cancel_handle(),
                 slots: local_slots,
+                checkpoints: deployed.checkpoint_handle(),
             },
         );
         let forwarder = tokio::spawn(forward_reports(
@@ -289,20 +315,26 @@ impl TaskExecutor for TaskExecutorService {
 
     async fn trigger_checkpoint(
         &self,
-        _request: Request<proto::TriggerCheckpointRequest>,
+        request: Request<proto::TriggerCheckpointRequest>,
     ) -> Result<Response<proto::TriggerCheckpointResponse>, Status> {
-        Err(Status::unimplemented(
-            "checkpoints of cluster jobs are not coordinated yet (jobs run without checkpoints)",
-        ))
+        let r = request.into_inner();
+        let handle = self.checkpoint_handle(&JobId(r.job_id))?;
+        handle.trigger(
+            CheckpointId(r.checkpoint_id),
+            i64::try_from(r.timestamp_ms).unwrap_or(i64::MAX),
+            r.savepoint,
+        );
+        Ok(Response::new(proto::TriggerCheckpointResponse {}))
     }
 
     async fn notify_checkpoint_complete(
         &self,
-        _request: Request<proto::NotifyCheckpointCompleteRequest>,
+        request: Request<proto::NotifyCheckpointCompleteRequest>,
     ) -> Result<Response<proto::NotifyCheckpointCompleteResponse>, Status> {
-        Err(Status::unimplemented(
-            "checkpoints of cluster jobs are not coordinated yet (jobs run without checkpoints)",
-        ))
+        let r = request.into_inner();
+        let handle = self.checkpoint_handle(&JobId(r.job_id))?;
+        handle.notify_complete(CheckpointId(r.checkpoint_id));
+        Ok(Response::new(proto::NotifyCheckpointCompleteResponse {}))
     }
 }
 

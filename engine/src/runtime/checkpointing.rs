@@ -94,10 +94,8 @@ impl CheckpointSignals {
     pub(crate) fn trigger(&self, barrier: CheckpointBarrier) {
         self.triggered_at_ms
             .store(barrier.timestamp_ms, Ordering::Release);
-        self.triggered_savepoint.store(
-            barrier.kind == SnapshotKind::Savepoint,
-            Ordering::Release,
-        );
+        self.triggered_savepoint
+            .store(barrier.kind == SnapshotKind::Savepoint, Ordering::Release);
         self.triggered.fetch_max(barrier.id.0, Ordering::AcqRel);
     }
 

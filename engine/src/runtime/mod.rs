@@ -20,12 +20,12 @@ pub use control::{SavepointTrigger, request_savepoint};
 pub use deploy::{
     CancelHandle, DeployedJob, ExecutionState, JobSlice, TaskEvent, TaskListener, now_ms,
 };
-pub use slice_checkpoints::{
-    CheckpointEvent, CheckpointListener, SliceCheckpointHandle, SliceCheckpointing,
-};
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use interrupt::CancelRequest;
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
+pub use slice_checkpoints::{
+    CheckpointEvent, CheckpointListener, SliceCheckpointHandle, SliceCheckpointing,
+};
 pub use task::OperatorMetrics;
 
 use std::collections::BTreeMap;
