@@ -542,8 +542,19 @@ INSERT INTO s SELECT x FROM t;
     assert_eq!(stop.status, 400, "{}", stop.body);
     let checkpoints = get(&rest, &format!("/jobs/{id}/checkpoints"));
     assert_eq!(checkpoints["counts"]["completed"], 0);
-    let savepoint = request(&rest, "POST", &format!("/jobs/{id}/savepoints"), None).unwrap();
-    assert_eq!(savepoint.status, 501, "{}", savepoint.body);
+    let savepoint = request(
+        &rest,
+        "POST",
+        &format!("/jobs/{id}/savepoints"),
+        Some(("application/json", br#"{"target-directory": "/tmp/savepoints"}"#)),
+    )
+    .unwrap();
+    assert_eq!(savepoint.status, 409, "{}", savepoint.body);
+    assert!(
+        savepoint.error_message().contains("already ended"),
+        "{}",
+        savepoint.body
+    );
 }
 
 /// `chk-<n>` directories under `job_dir` with a `_metadata` file, and the state files the
