@@ -546,7 +546,10 @@ INSERT INTO s SELECT x FROM t;
         &rest,
         "POST",
         &format!("/jobs/{id}/savepoints"),
-        Some(("application/json", br#"{"target-directory": "/tmp/savepoints"}"#)),
+        Some((
+            "application/json",
+            br#"{"target-directory": "/tmp/savepoints"}"#,
+        )),
     )
     .unwrap();
     assert_eq!(savepoint.status, 409, "{}", savepoint.body);

@@ -192,3 +192,142 @@ fn write_one(checkpointing: &SliceCheckpointing, message: CheckpointMessage) {
     };
     checkpointing.listener.on_checkpoint_event(event);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::api::StreamEnvironment;
+    use crate::ids::JobId;
+    use crate::runtime::exchange::LocalExchange;
+    use crate::runtime::{
+        ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig, TaskEvent,
+        TaskListener,
+    };
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<CheckpointEvent>>);
+
+    impl CheckpointListener for Recorder {
+        fn on_checkpoint_event(&self, event: CheckpointEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    struct Ignore;
+
+    impl TaskListener for Ignore {
+        fn on_task_event(&self, _: TaskEvent) {}
+    }
+
+    fn acks(recorder: &Recorder, checkpoint: u64) -> Vec<CheckpointEvent> {
+        recorder
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| match e {
+                CheckpointEvent::Acknowledged { checkpoint: c, .. }
+                | CheckpointEvent::Declined { checkpoint: c, .. } => c.0 == checkpoint,
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_triggered_checkpoint_is_acknowledged_by_every_task_of_the_slice() {
+        let env = StreamEnvironment::new("endless").with_parallelism(2);
+        let config = sluice_datasets::nexmark::NexmarkConfig::default().with_events(None);
+        crate::api::nexmark::add_query(
+            &env,
+            crate::api::nexmark::NexmarkQuery::Q0,
+            config,
+            crate::connector::SinkSpec::Blackhole,
+        )
+        .unwrap();
+        let (graph, registry) = env.build().unwrap();
+        let job_env = JobEnvironment {
+            registry,
+            ..Default::default()
+        };
+        let execution = ExecutionGraph::new(&graph, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let job_id = JobId("sliced".into());
+        let recorder = Arc::new(Recorder::default());
+        let deployed = LocalRuntime::new(RuntimeConfig::default().with_pinning(false))
+            .deploy_checkpointed(
+                JobSlice {
+                    job_id: &job_id,
+                    graph: &graph,
+                    env: &job_env,
+                    execution: &execution,
+                    hosted: &execution.tasks,
+                },
+                Arc::new(LocalExchange::new(4)),
+                Arc::new(Ignore),
+                Some(SliceCheckpointing {
+                    storage: CheckpointStorage::new(dir.path(), &job_id, 1),
+                    listener: recorder.clone(),
+                    last_completed: None,
+                }),
+            )
+            .unwrap();
+        let handle = deployed
+            .checkpoint_handle()
+            .expect("deployed with checkpoints");
+        let tasks = execution.tasks.len();
+
+        handle.trigger(CheckpointId(1), 1_000, false);
+        wait_for("acknowledgements of checkpoint 1", || {
+            acks(&recorder, 1).len() == tasks
+        });
+        let mut positions = 0;
+        let mut acked: Vec<TaskKey> = acks(&recorder, 1)
+            .into_iter()
+            .map(|e| match e {
+                CheckpointEvent::Acknowledged { task, states, .. } => {
+                    positions += states
+                        .iter()
+                        .filter(|s| s.source_position.is_some())
+                        .count();
+                    task
+                }
+                CheckpointEvent::Declined { reason, .. } => panic!("declined: {reason}"),
+            })
+            .collect();
+        assert_eq!(positions, 2, "each source subtask records its position");
+        acked.sort();
+        let mut expected: Vec<TaskKey> = execution
+            .tasks
+            .iter()
+            .map(|p| TaskKey {
+                chain: p.chain,
+                subtask: p.subtask.0,
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(acked, expected, "every task acknowledged once");
+
+        // An id that is not newer is not injected again; the next one is.
+        handle.notify_complete(CheckpointId(1));
+        handle.trigger(CheckpointId(1), 2_000, false);
+        handle.trigger(CheckpointId(2), 3_000, true);
+        wait_for("acknowledgements of savepoint 2", || {
+            acks(&recorder, 2).len() == tasks
+        });
+        assert_eq!(acks(&recorder, 1).len(), tasks);
+
+        deployed.cancel();
+        assert!(matches!(deployed.join(), Err(Error::Cancelled)));
+    }
+}
