@@ -428,3 +428,113 @@ impl JobCheckpoints {
         self.record(record);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn tasks() -> Vec<TaskKey> {
+        (0..2)
+            .map(|subtask| TaskKey { chain: 0, subtask })
+            .collect()
+    }
+
+    fn ack_all(checkpoints: &mut JobCheckpoints, id: CheckpointId) -> Vec<CheckpointWork> {
+        let mut work = Vec::new();
+        for task in tasks() {
+            let states = vec![OperatorState {
+                vertex: "src".into(),
+                subtask: task.subtask,
+                key_groups: None,
+                source_position: Some(json!({ "offset": 7 })),
+                sink_pre_commit: None,
+                files: Vec::new(),
+            }];
+            work.extend(checkpoints.acknowledge(id, task, states));
+        }
+        work
+    }
+
+    #[test]
+    fn checkpoints_complete_when_every_task_acknowledged_and_savepoints_report_their_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = JobId("job".into());
+        let config = CheckpointConfig::new(Duration::from_millis(1), dir.path());
+        let mut checkpoints = JobCheckpoints::new(&id, config, tasks());
+
+        let work = checkpoints.tick();
+        let [
+            CheckpointWork::Trigger {
+                checkpoint,
+                savepoint: false,
+                ..
+            },
+        ] = work.as_slice()
+        else {
+            panic!("a checkpoint is triggered: {work:?}");
+        };
+        let first = *checkpoint;
+        assert_eq!(checkpoints.in_progress(), Some((first, 0)));
+        assert!(checkpoints.tick().is_empty(), "one checkpoint at a time");
+        let work = ack_all(&mut checkpoints, first);
+        assert_eq!(
+            work,
+            vec![CheckpointWork::NotifyComplete { checkpoint: first }]
+        );
+        assert!(dir.path().join("job/chk-1/_metadata").is_file());
+        assert_eq!(checkpoints.completed, 1);
+        assert_eq!(checkpoints.latest_completed.as_ref().unwrap().id, first);
+
+        let root = dir.path().join("savepoints");
+        let trigger = checkpoints.request_savepoint(root.clone(), false);
+        assert_eq!(
+            checkpoints.savepoint_status(&trigger),
+            Some(&SavepointStatus::InProgress)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let work = checkpoints.tick();
+        let [
+            CheckpointWork::Trigger {
+                checkpoint,
+                savepoint: true,
+                ..
+            },
+        ] = work.as_slice()
+        else {
+            panic!("the savepoint is triggered: {work:?}");
+        };
+        let work = ack_all(&mut checkpoints, *checkpoint);
+        assert!(work.is_empty(), "a savepoint commits nothing: {work:?}");
+        let Some(SavepointStatus::Completed(path)) = checkpoints.savepoint_status(&trigger) else {
+            panic!("the savepoint completed");
+        };
+        assert!(path.starts_with(&root) && path.join("_metadata").is_file());
+
+        // A request still waiting when the job ends fails.
+        let waiting = checkpoints.request_savepoint(root, true);
+        checkpoints.job_ended();
+        assert!(matches!(
+            checkpoints.savepoint_status(&waiting),
+            Some(SavepointStatus::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn a_decline_aborts_the_checkpoint_and_counts_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CheckpointConfig::new(Duration::from_millis(1), dir.path());
+        let mut checkpoints = JobCheckpoints::new(&JobId("job".into()), config, tasks());
+        let work = checkpoints.tick();
+        let [CheckpointWork::Trigger { checkpoint, .. }] = work.as_slice() else {
+            panic!("{work:?}");
+        };
+        let work = checkpoints.decline(*checkpoint, tasks()[1], "disk full".into());
+        assert!(work.is_empty(), "{work:?}");
+        assert_eq!(checkpoints.failed, 1);
+        assert_eq!(checkpoints.in_progress(), None);
+        let failed = checkpoints.latest_failed.as_ref().unwrap();
+        assert!(failed.failure.as_deref().unwrap().contains("disk full"));
+    }
+}
