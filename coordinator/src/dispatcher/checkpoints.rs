@@ -208,6 +208,17 @@ impl Cluster {
                         }
                     }
                 }
+                CheckpointWork::FailJob { reason } => {
+                    let actions = {
+                        let mut state = self.lock();
+                        let actions = match state.jobs.get_mut(id) {
+                            Some(job) => job.fail(&format!("checkpointing: {reason}"), now_ms()),
+                            None => Vec::new(),
+                        };
+                        apply_local(&mut state, id, actions)
+                    };
+                    Box::pin(self.perform(id, actions)).await;
+                }
                 CheckpointWork::CancelJob => {
                     if let Err(error) = Box::pin(self.cancel(id)).await {
                         warn!(job_id = %id, %error, "cancelling the job after its savepoint failed");

@@ -37,6 +37,8 @@ pub enum CheckpointWork {
     NotifyComplete { checkpoint: CheckpointId },
     /// A savepoint with `cancel-job` completed: cancel the job.
     CancelJob,
+    /// More consecutive checkpoints failed than tolerated: fail the job.
+    FailJob { reason: String },
 }
 
 /// One checkpoint or savepoint, as the REST API reports it.
@@ -373,10 +375,8 @@ impl JobCheckpoints {
                     self.coordinator.ended_at(self.now());
                 }
                 CoordinatorAction::FailJob { reason } => {
-                    // Tolerable failures are opt-in; the job keeps running otherwise. A job
-                    // that asked for a limit is failed through its tasks' cancellation.
-                    warn!(job_id = %self.storage.job_id(), %reason, "too many failed checkpoints; cancelling the job");
-                    work.push(CheckpointWork::CancelJob);
+                    warn!(job_id = %self.storage.job_id(), %reason, "too many failed checkpoints; failing the job");
+                    work.push(CheckpointWork::FailJob { reason });
                 }
             }
         }
@@ -536,5 +536,22 @@ mod tests {
         assert_eq!(checkpoints.in_progress(), None);
         let failed = checkpoints.latest_failed.as_ref().unwrap();
         assert!(failed.failure.as_deref().unwrap().contains("disk full"));
+    }
+
+    #[test]
+    fn failures_beyond_the_tolerated_number_fail_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CheckpointConfig::new(Duration::from_millis(1), dir.path())
+            .with_tolerable_failures(Some(0));
+        let mut checkpoints = JobCheckpoints::new(&JobId("job".into()), config, tasks());
+        let work = checkpoints.tick();
+        let [CheckpointWork::Trigger { checkpoint, .. }] = work.as_slice() else {
+            panic!("{work:?}");
+        };
+        let work = checkpoints.decline(*checkpoint, tasks()[0], "disk full".into());
+        assert!(
+            matches!(work.as_slice(), [CheckpointWork::FailJob { reason }] if reason.contains("disk full")),
+            "{work:?}"
+        );
     }
 }
