@@ -726,9 +726,29 @@ GROUP BY auction, window_start, window_end;
     let unknown = request(&rest, "GET", &format!("/jobs/{id}/savepoints/nope"), None).unwrap();
     assert_eq!(unknown.status, 404);
 
-    let cancelled = request(&rest, "PATCH", &format!("/jobs/{id}?mode=cancel"), None).unwrap();
-    assert_eq!(cancelled.status, 202);
+    // A savepoint with cancel-job: the job stops once it is taken.
+    let body = serde_json::json!({
+        "target-directory": savepoints.display().to_string(),
+        "cancel-job": true,
+    })
+    .to_string();
+    let response = request(
+        &rest,
+        "POST",
+        &format!("/jobs/{id}/savepoints"),
+        Some(("application/json", body.as_bytes())),
+    )
+    .unwrap();
+    assert_eq!(response.status, 202, "{}", response.body);
+    let trigger = response.json().unwrap()["request-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_for("the job to be cancelled", &[&jm, &tm], || {
         (job_state(&rest, &id) == "CANCELED").then_some(())
     });
+    let status = get(&rest, &format!("/jobs/{id}/savepoints/{trigger}"));
+    let last = PathBuf::from(status["operation"]["location"].as_str().unwrap());
+    assert_ne!(last, location);
+    assert!(!metadata_files(&last).is_empty());
 }
