@@ -5,7 +5,9 @@
 //! (retrying until the JobManager answers), then heartbeats every interval; a JobManager that
 //! no longer knows it (it timed out, or the JobManager restarted) makes it register again.
 //! Each deployed job slice reports its task state transitions to its JobMaster through a
-//! bounded queue drained by one forwarding task per job. SIGTERM/SIGINT cancel the hosted
+//! bounded queue drained by one forwarding task per job; a checkpointed job's slice writes its
+//! state files into the shared checkpoint directory and acknowledges through
+//! [`crate::checkpoint`]. SIGTERM/SIGINT cancel the hosted
 //! tasks, wait for them, and leave the cluster with `DisconnectTaskManager`.
 
 use std::collections::HashMap;
