@@ -103,11 +103,12 @@ impl JobMaster for JobMasterService {
 
     async fn acknowledge_checkpoint(
         &self,
-        _request: Request<proto::AcknowledgeCheckpointRequest>,
+        request: Request<proto::AcknowledgeCheckpointRequest>,
     ) -> Result<Response<proto::AcknowledgeCheckpointResponse>, Status> {
-        Err(Status::unimplemented(
-            "checkpoints of cluster jobs are not coordinated yet (jobs run without checkpoints)",
-        ))
+        self.cluster
+            .acknowledge_checkpoint(request.into_inner())
+            .await?;
+        Ok(Response::new(proto::AcknowledgeCheckpointResponse {}))
     }
 }
 

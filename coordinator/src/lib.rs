@@ -8,12 +8,14 @@
 //!   submission), the [`resource_manager`] (TaskManagers, slots, heartbeats) and one
 //!   [`job_master`] per job (ExecutionGraph, task states), speaking gRPC ([`rpc`]).
 //! - [`taskmanager`]: the TaskManager process: offers slots, heartbeats, runs deployed tasks;
-//!   [`exchange`] places a deployment's tasks for its Flight data exchange.
+//!   [`exchange`] places a deployment's tasks for its Flight data exchange, and
+//!   [`checkpoint`]: its side of checkpoints (acknowledgements to the JobMaster).
 //! - [`rest_client`]: the CLI's client of the REST API.
 //!
 //! The coordination logic (ResourceManager, JobMaster) is pure state machines; the processes
 //! are thin async shells around them.
 
+pub mod checkpoint;
 pub mod dispatcher;
 pub mod exchange;
 pub mod interrupt;

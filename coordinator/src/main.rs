@@ -525,9 +525,13 @@ fn jobmanager_config(
                     anyhow::anyhow!("-D {key}={value}: expected a positive integer")
                 })?
             }
+            key if key.starts_with("execution.checkpointing.") => config
+                .checkpoint_options
+                .push((key.to_string(), value.to_string())),
             other => anyhow::bail!(
                 "-D {other}: unknown option for a jobmanager (known: heartbeat.interval, \
-                 heartbeat.timeout, rest.server.max-content-length, parallelism.default)"
+                 heartbeat.timeout, rest.server.max-content-length, parallelism.default, \
+                 execution.checkpointing.*)"
             ),
         }
     }

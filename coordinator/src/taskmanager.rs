@@ -8,8 +8,10 @@
 //! no longer knows it (it timed out, or the JobManager restarted) makes it register again.
 //! Each deployed job slice exchanges data through a [`FlightExchange`] built from the
 //! deployment's task locations (in-process queues between its own tasks, Flight streams to
-//! the other TaskManagers' tasks), and reports its task state transitions to its JobMaster through a
-//! bounded queue drained by one forwarding task per job. SIGTERM/SIGINT cancel the hosted
+//! the other TaskManagers' tasks), and reports its task state transitions to its JobMaster
+//! through a bounded queue drained by one forwarding task per job; a checkpointed job's slice
+//! writes its state files into the shared checkpoint directory and acknowledges through
+//! [`crate::checkpoint`]. SIGTERM/SIGINT cancel the hosted
 //! tasks, wait for them, and leave the cluster with `DisconnectTaskManager`.
 
 use std::collections::HashMap;
@@ -18,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sluice_engine::graph::JobGraph;
-use sluice_engine::ids::{AttemptNumber, JobId, SlotId, SubtaskIndex};
+use sluice_engine::ids::{AttemptNumber, CheckpointId, JobId, SlotId, SubtaskIndex};
 use sluice_engine::runtime::{
-    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig, TaskEvent,
-    TaskListener, TaskPlacement,
+    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig,
+    SliceCheckpointHandle, TaskEvent, TaskListener, TaskPlacement,
 };
 use sluice_flight::{ExchangeConfig, ExchangeServer, FlightExchange, TaskManagerId};
 use tonic::{Request, Response, Status};
@@ -72,6 +74,8 @@ struct HostedJob {
     cancel: CancelHandle,
     /// This TaskManager's slots the slice runs in.
     slots: Vec<u32>,
+    /// Triggers checkpoints at the slice's sources; `None` when the job does not checkpoint.
+    checkpoints: Option<SliceCheckpointHandle>,
 }
 
 #[derive(Clone)]
@@ -85,6 +89,20 @@ struct TaskExecutorService {
 impl TaskExecutorService {
     fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, HostedJob>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checkpoint handle of a hosted job.
+    fn checkpoint_handle(&self, job_id: &JobId) -> Result<SliceCheckpointHandle, Status> {
+        match self.jobs().get(job_id) {
+            None => Err(Status::not_found(format!(
+                "job {job_id} has no tasks on this TaskManager"
+            ))),
+            Some(job) => job.checkpoints.clone().ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "job {job_id} was deployed without checkpoints"
+                ))
+            }),
+        }
     }
 
     fn slot_report(&self) -> Vec<proto::SlotStatus> {
@@ -245,8 +263,16 @@ impl TaskExecutor for TaskExecutorService {
             runtime_config = runtime_config.with_batch_size(rows);
         }
         let runtime = LocalRuntime::new(runtime_config.clone());
+        let checkpointing = (!r.checkpoint_dir.is_empty()).then(|| {
+            crate::checkpoint::slice_checkpointing(
+                &job_id,
+                std::path::Path::new(&r.checkpoint_dir),
+                r.checkpoint_incremental,
+                r.job_master_address.clone(),
+            )
+        });
         let deployed = runtime
-            .deploy(
+            .deploy_checkpointed(
                 JobSlice {
                     job_id: &job_id,
                     graph: &graph,
@@ -256,6 +282,7 @@ impl TaskExecutor for TaskExecutorService {
                 },
                 Arc::new(exchange),
                 listener,
+                checkpointing,
             )
             .map_err(|e| status(&e))?;
         info!(job_id = %job_id, tasks = hosted.len(), "tasks deployed");
@@ -264,6 +291,7 @@ impl TaskExecutor for TaskExecutorService {
             HostedJob {
                 cancel: deployed.cancel_handle(),
                 slots: local_slots,
+                checkpoints: deployed.checkpoint_handle(),
             },
         );
         let forwarder = tokio::spawn(forward_reports(
@@ -314,20 +342,26 @@ impl TaskExecutor for TaskExecutorService {
 
     async fn trigger_checkpoint(
         &self,
-        _request: Request<proto::TriggerCheckpointRequest>,
+        request: Request<proto::TriggerCheckpointRequest>,
     ) -> Result<Response<proto::TriggerCheckpointResponse>, Status> {
-        Err(Status::unimplemented(
-            "checkpoints of cluster jobs are not coordinated yet (jobs run without checkpoints)",
-        ))
+        let r = request.into_inner();
+        let handle = self.checkpoint_handle(&JobId(r.job_id))?;
+        handle.trigger(
+            CheckpointId(r.checkpoint_id),
+            i64::try_from(r.timestamp_ms).unwrap_or(i64::MAX),
+            r.savepoint,
+        );
+        Ok(Response::new(proto::TriggerCheckpointResponse {}))
     }
 
     async fn notify_checkpoint_complete(
         &self,
-        _request: Request<proto::NotifyCheckpointCompleteRequest>,
+        request: Request<proto::NotifyCheckpointCompleteRequest>,
     ) -> Result<Response<proto::NotifyCheckpointCompleteResponse>, Status> {
-        Err(Status::unimplemented(
-            "checkpoints of cluster jobs are not coordinated yet (jobs run without checkpoints)",
-        ))
+        let r = request.into_inner();
+        let handle = self.checkpoint_handle(&JobId(r.job_id))?;
+        handle.notify_complete(CheckpointId(r.checkpoint_id));
+        Ok(Response::new(proto::NotifyCheckpointCompleteResponse {}))
     }
 }
 

@@ -8,18 +8,25 @@
 //! each TaskManager's share with a `SubmitTask` RPC that locates every task of the job, so the
 //! TaskManagers' exchanges connect channels across them.
 
+mod checkpoints;
 pub mod rest;
+
+pub use checkpoints::SavepointError;
+use checkpoints::checkpoint_tick;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use sluice_engine::checkpoint::{CheckpointConfig, TaskKey};
 use sluice_engine::graph::JobGraph;
+use sluice_engine::ids::CheckpointId;
 use sluice_engine::ids::{JobId, SubtaskIndex};
 use sluice_engine::runtime::{ExecutionState, OperatorMetrics, now_ms};
 use tracing::{info, warn};
 
-use crate::job_master::{Action, JobMaster};
+use crate::job_master::checkpoints::{CheckpointWork, JobCheckpoints, SavepointStatus};
+use crate::job_master::{Action, JobMaster, JobState};
 use crate::resource_manager::{ResourceManager, TaskManagerId};
 use crate::rpc::proto;
 use crate::rpc::proto::task_executor_client::TaskExecutorClient;
@@ -35,6 +42,9 @@ pub struct JobManagerConfig {
     pub max_content_length: usize,
     /// Default parallelism of SQL jobs (`parallelism.default`); default 1.
     pub parallelism: u32,
+    /// `execution.checkpointing.*` options (`-D`) every job starts with; a job's `SET`
+    /// statements override them.
+    pub checkpoint_options: Vec<(String, String)>,
 }
 
 impl Default for JobManagerConfig {
@@ -44,6 +54,7 @@ impl Default for JobManagerConfig {
             heartbeat_timeout: Duration::from_secs(50),
             max_content_length: 104_857_600,
             parallelism: 1,
+            checkpoint_options: Vec::new(),
         }
     }
 }
@@ -91,17 +102,29 @@ impl Cluster {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Plans SQL text (or reads JobGraph JSON) into a JobGraph.
-    pub fn plan(&self, body: &str) -> Result<JobGraph, SubmitError> {
+    /// Plans SQL text (or reads JobGraph JSON) into a JobGraph, with its checkpoint settings
+    /// (the JobManager's `-D` options, overridden by the script's `SET`s).
+    pub fn plan(&self, body: &str) -> Result<(JobGraph, Option<CheckpointConfig>), SubmitError> {
         let trimmed = body.trim_start();
+        let options = &self.config.checkpoint_options;
         if trimmed.starts_with('{') {
-            return JobGraph::from_json(trimmed)
-                .map_err(|e| SubmitError::Invalid(format!("JobGraph JSON: {e}")));
+            let graph = JobGraph::from_json(trimmed)
+                .map_err(|e| SubmitError::Invalid(format!("JobGraph JSON: {e}")))?;
+            let checkpointing = CheckpointConfig::from_options(
+                options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            return Ok((graph, checkpointing));
         }
         let mut session = sluice_engine::sql::Session::new(sluice_engine::sql::SessionConfig {
             parallelism: self.config.parallelism,
             ..Default::default()
         });
+        for (key, value) in options {
+            session
+                .set_option(key, value)
+                .map_err(|e| SubmitError::Invalid(format!("-D {key}={value}: {e}")))?;
+        }
         let (graph, registry) = session
             .plan_job(body)
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
@@ -112,15 +135,30 @@ impl Cluster {
                     .into(),
             ));
         }
-        Ok(graph)
+        let checkpointing = session
+            .checkpoint_config()
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        Ok((graph, checkpointing))
     }
 
     /// Starts `graph` as a new job: allocates slots and deploys its tasks. Returns once every
     /// TaskManager has accepted its share (or the job failed to deploy).
-    pub async fn submit(self: &Arc<Self>, graph: JobGraph) -> Result<JobId, SubmitError> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        graph: JobGraph,
+        checkpointing: Option<CheckpointConfig>,
+    ) -> Result<JobId, SubmitError> {
         let id = JobId::generate();
         let now = now_ms();
         let mut job = JobMaster::new(id.clone(), graph.clone(), now);
+        let (checkpoint_dir, checkpoint_incremental) =
+            checkpointing.as_ref().map_or((String::new(), false), |c| {
+                (c.dir.display().to_string(), c.incremental)
+            });
+        let tick = checkpointing.as_ref().map(|c| checkpoint_tick(c.interval));
+        if let Some(config) = checkpointing {
+            job.checkpoints = Some(JobCheckpoints::new(&id, config, job.task_keys()));
+        }
         let graph_json = graph
             .to_json()
             .map_err(|e| SubmitError::Invalid(format!("JobGraph: {e}")))?;
@@ -205,6 +243,8 @@ impl Cluster {
                 job_master_address: self.rpc_address.clone(),
                 attempt: 0,
                 locations: locations.clone(),
+                checkpoint_dir: checkpoint_dir.clone(),
+                checkpoint_incremental,
             };
             let result = async {
                 let mut client = TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
@@ -236,6 +276,9 @@ impl Cluster {
                 self.perform(&id, actions).await;
                 break;
             }
+        }
+        if let Some(tick) = tick {
+            tokio::spawn(self.clone().run_checkpoint_timer(id.clone(), tick));
         }
         Ok(id)
     }
@@ -287,9 +330,24 @@ impl Cluster {
             if job.state != before && !job.state.is_terminal() {
                 info!(job_id = %id, state = %job.state, "job state changed");
             }
-            apply_local(&mut state_guard, &id, actions)
+            let ended = job.state.is_terminal();
+            let work = match &mut job.checkpoints {
+                Some(checkpoints) if ended => {
+                    checkpoints.job_ended();
+                    Vec::new()
+                }
+                Some(checkpoints) if state == ExecutionState::Finished => checkpoints
+                    .task_finished(TaskKey {
+                        chain: report.chain as usize,
+                        subtask: report.subtask,
+                    }),
+                _ => Vec::new(),
+            };
+            (apply_local(&mut state_guard, &id, actions), work)
         };
+        let (actions, work) = actions;
         self.perform(&id, actions).await;
+        self.perform_checkpoint_work(&id, work).await;
         Ok(())
     }
 

@@ -9,8 +9,9 @@
 //! GET   /jobs/{id}             a job: vertices with their subtasks (state, host, metrics)
 //! POST  /jobs                  submit: JobGraph JSON or Flink SQL text → {"jobid": ..}
 //! PATCH /jobs/{id}?mode=cancel cancel a job
-//! GET   /jobs/{id}/checkpoints checkpoint statistics (cluster jobs do not checkpoint yet: zeros)
-//! POST  /jobs/{id}/savepoints  501: cluster jobs cannot take savepoints yet
+//! GET   /jobs/{id}/checkpoints checkpoint statistics: counts, latest, history
+//! POST  /jobs/{id}/savepoints  {"target-directory": .., "cancel-job": bool} → {"request-id": ..}
+//! GET   /jobs/{id}/savepoints/{trigger}  the savepoint request's status and location
 //! ```
 //!
 //! Errors answer `{"errors": ["..."]}` with 400 (bad input), 404 (unknown job), 409 (the job
@@ -31,7 +32,8 @@ use serde_json::{Value, json};
 use sluice_engine::ids::JobId;
 use sluice_engine::runtime::{ExecutionState, now_ms};
 
-use super::{Cluster, SubmitError};
+use super::{Cluster, SavepointError, SubmitError};
+use crate::job_master::checkpoints::SavepointStatus;
 use crate::job_master::{JobMaster, JobState};
 
 /// The router over `cluster`, with the request body limit applied.
@@ -45,6 +47,7 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
         .route("/jobs/{id}", get(job).patch(patch_job))
         .route("/jobs/{id}/checkpoints", get(checkpoints))
         .route("/jobs/{id}/savepoints", axum::routing::post(savepoint))
+        .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(cluster)
 }
@@ -265,7 +268,8 @@ async fn submit(State(cluster): State<Arc<Cluster>>, body: String) -> Response {
             );
         }
     };
-    match cluster.submit(graph).await {
+    let (graph, checkpointing) = graph;
+    match cluster.submit(graph, checkpointing).await {
         Ok(id) => (
             StatusCode::ACCEPTED,
             Json(json!({ "jobid": id.0, "jobUrl": format!("/jobs/{}", id.0) })),
@@ -283,30 +287,159 @@ fn submit_error(error: SubmitError) -> Response {
     self::error(status, error.to_string())
 }
 
-/// Checkpoint statistics in Flink's shape. Cluster jobs run without checkpoints for now, so
-/// every count is zero and there is no history, as Flink reports for a job without
-/// checkpointing.
+/// Checkpoint statistics in Flink's shape. A job without checkpointing reports zeros and no
+/// history, as Flink does.
 async fn checkpoints(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Response {
-    if !cluster.lock().jobs.contains_key(&JobId(id.clone())) {
+    let state = cluster.lock();
+    let Some(job) = state.jobs.get(&JobId(id.clone())) else {
         return error(StatusCode::NOT_FOUND, format!("no job {id}"));
+    };
+    let Some(c) = &job.checkpoints else {
+        return Json(json!({
+            "counts": { "restored": 0, "total": 0, "in_progress": 0, "completed": 0, "failed": 0 },
+            "latest": { "completed": null, "savepoint": null, "failed": null, "restored": null },
+            "history": [],
+        }))
+        .into_response();
+    };
+    let tasks = c.task_count();
+    let in_progress = c.in_progress();
+    let mut history: Vec<Value> = Vec::new();
+    if let Some((checkpoint, acknowledged)) = in_progress {
+        history.push(json!({
+            "@class": "in_progress",
+            "id": checkpoint.0,
+            "status": "IN_PROGRESS",
+            "num_subtasks": tasks,
+            "num_acknowledged_subtasks": acknowledged,
+        }));
     }
+    history.extend(c.history.iter().map(|r| r.to_json(tasks)));
+    let completed: Vec<u64> = c
+        .history
+        .iter()
+        .filter(|r| r.status == "COMPLETED")
+        .map(|r| r.duration_ms)
+        .collect();
+    let sizes: Vec<u64> = c
+        .history
+        .iter()
+        .filter(|r| r.status == "COMPLETED")
+        .map(|r| r.state_size)
+        .collect();
+    let stats = |values: &[u64]| {
+        let n = values.len().max(1) as u64;
+        json!({
+            "min": values.iter().min().copied().unwrap_or(0),
+            "max": values.iter().max().copied().unwrap_or(0),
+            "avg": values.iter().sum::<u64>() / n,
+        })
+    };
+    let in_progress = u64::from(in_progress.is_some());
     Json(json!({
-        "counts": { "restored": 0, "total": 0, "in_progress": 0, "completed": 0, "failed": 0 },
-        "latest": { "completed": null, "savepoint": null, "failed": null, "restored": null },
-        "history": [],
+        "counts": {
+            "restored": 0,
+            "total": c.completed + c.failed + in_progress,
+            "in_progress": in_progress,
+            "completed": c.completed,
+            "failed": c.failed,
+        },
+        "summary": {
+            "end_to_end_duration": stats(&completed),
+            "state_size": stats(&sizes),
+        },
+        "latest": {
+            "completed": c.latest_completed.as_ref().map(|r| r.to_json(tasks)),
+            "savepoint": c.latest_savepoint.as_ref().map(|r| r.to_json(tasks)),
+            "failed": c.latest_failed.as_ref().map(|r| r.to_json(tasks)),
+            "restored": null,
+        },
+        "history": history,
     }))
     .into_response()
 }
 
-async fn savepoint(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Response {
-    if !cluster.lock().jobs.contains_key(&JobId(id.clone())) {
-        return error(StatusCode::NOT_FOUND, format!("no job {id}"));
+/// Flink's savepoint trigger body.
+#[derive(Deserialize, Default)]
+struct SavepointBody {
+    #[serde(rename = "target-directory")]
+    target_directory: Option<String>,
+    #[serde(rename = "cancel-job", default)]
+    cancel_job: bool,
+}
+
+async fn savepoint(
+    State(cluster): State<Arc<Cluster>>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    let body: SavepointBody = if body.trim().is_empty() {
+        SavepointBody::default()
+    } else {
+        match serde_json::from_str(&body) {
+            Ok(body) => body,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "savepoint request body: {e} (expected {{\"target-directory\": \"..\", \"cancel-job\": false}})"
+                    ),
+                );
+            }
+        }
+    };
+    let Some(target) = body.target_directory.filter(|t| !t.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "savepoint request: no \"target-directory\" given",
+        );
+    };
+    let target = std::path::PathBuf::from(target);
+    if !target.is_absolute() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "savepoint request: target-directory '{}' must be an absolute path (every process \
+                 of the cluster must see it)",
+                target.display()
+            ),
+        );
     }
-    error(
-        StatusCode::NOT_IMPLEMENTED,
-        "savepoints of cluster jobs are not supported yet (cluster jobs run without \
-         checkpoints); `sluice sql` jobs take savepoints with `sluice savepoint`",
-    )
+    match cluster.trigger_savepoint(&JobId(id.clone()), target, body.cancel_job) {
+        Ok(trigger) => {
+            (StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))).into_response()
+        }
+        Err(e @ SavepointError::UnknownJob(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ SavepointError::Refused(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// Flink's asynchronous-operation shape: `{"status": {"id": IN_PROGRESS|COMPLETED},
+/// "operation": {"location": ..} | {"failure-cause": {..}}}`.
+async fn savepoint_status(
+    State(cluster): State<Arc<Cluster>>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> Response {
+    match cluster.savepoint_status(&JobId(id.clone()), &trigger) {
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("job {id} has no savepoint request {trigger}"),
+        ),
+        Ok(Some(SavepointStatus::InProgress)) => {
+            Json(json!({ "status": { "id": "IN_PROGRESS" }, "operation": null })).into_response()
+        }
+        Ok(Some(SavepointStatus::Completed(path))) => Json(json!({
+            "status": { "id": "COMPLETED" },
+            "operation": { "location": path.display().to_string() },
+        }))
+        .into_response(),
+        Ok(Some(SavepointStatus::Failed(reason))) => Json(json!({
+            "status": { "id": "COMPLETED" },
+            "operation": { "failure-cause": { "class": "SavepointFailure", "stack-trace": reason.clone(), "serialized-throwable": null, "message": reason } },
+        }))
+        .into_response(),
+    }
 }
 
 #[derive(Deserialize, Serialize)]

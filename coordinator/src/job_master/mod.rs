@@ -9,10 +9,13 @@
 //! and CANCELLING → CANCELED. The job ends when every task has ended: FINISHED when all
 //! finished, FAILED when any failed, CANCELED after a cancellation.
 
+pub mod checkpoints;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use sluice_engine::graph::JobGraph;
+use sluice_engine::checkpoint::TaskKey;
+use sluice_engine::graph::{JobGraph, OperatorSpec};
 use sluice_engine::ids::{JobId, SlotId, SubtaskIndex};
 use sluice_engine::runtime::{ExecutionGraph, ExecutionState, OperatorMetrics};
 
@@ -114,6 +117,8 @@ pub struct JobMaster {
     pub failure: Option<String>,
     /// In ExecutionGraph placement order.
     pub tasks: Vec<TaskRecord>,
+    /// The job's checkpoints, when it runs with checkpointing.
+    pub checkpoints: Option<checkpoints::JobCheckpoints>,
 }
 
 impl JobMaster {
@@ -150,7 +155,35 @@ impl JobMaster {
             timestamps: vec![(JobState::Created, now_ms)],
             failure: None,
             tasks,
+            checkpoints: None,
         }
+    }
+
+    /// Every task, as the checkpoint coordinator names them.
+    pub fn task_keys(&self) -> Vec<TaskKey> {
+        self.tasks
+            .iter()
+            .map(|t| TaskKey {
+                chain: t.chain,
+                subtask: t.subtask.0,
+            })
+            .collect()
+    }
+
+    /// The TaskManagers hosting tasks whose chain starts at a source (where checkpoints are
+    /// triggered).
+    pub fn source_task_managers(&self) -> BTreeSet<TaskManagerId> {
+        self.tasks
+            .iter()
+            .filter(|t| {
+                let head = self.execution.chains[t.chain].vertices[0];
+                matches!(
+                    self.graph.vertex(head).operator,
+                    OperatorSpec::Source { .. }
+                )
+            })
+            .filter_map(|t| t.task_manager.clone())
+            .collect()
     }
 
     /// Slots the job needs.

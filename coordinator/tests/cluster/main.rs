@@ -557,8 +557,215 @@ INSERT INTO s SELECT x FROM t;
     assert_eq!(stop.status, 400, "{}", stop.body);
     let checkpoints = get(&rest, &format!("/jobs/{id}/checkpoints"));
     assert_eq!(checkpoints["counts"]["completed"], 0);
-    let savepoint = request(&rest, "POST", &format!("/jobs/{id}/savepoints"), None).unwrap();
-    assert_eq!(savepoint.status, 501, "{}", savepoint.body);
+    let savepoint = request(
+        &rest,
+        "POST",
+        &format!("/jobs/{id}/savepoints"),
+        Some((
+            "application/json",
+            br#"{"target-directory": "/tmp/savepoints"}"#,
+        )),
+    )
+    .unwrap();
+    assert_eq!(savepoint.status, 409, "{}", savepoint.body);
+    assert!(
+        savepoint.error_message().contains("already ended"),
+        "{}",
+        savepoint.body
+    );
+}
+
+/// `chk-<n>` directories under `job_dir` with a `_metadata` file, and the state files the
+/// newest one lists.
+fn completed_checkpoints(job_dir: &Path) -> (Vec<u64>, Vec<String>) {
+    let mut ids: Vec<u64> = std::fs::read_dir(job_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix("chk-")?.parse::<u64>().ok()?;
+            entry.path().join("_metadata").is_file().then_some(id)
+        })
+        .collect();
+    ids.sort_unstable();
+    let files = ids
+        .last()
+        .map(|id| metadata_files(&job_dir.join(format!("chk-{id}"))))
+        .unwrap_or_default();
+    (ids, files)
+}
+
+/// The state file paths a checkpoint's or savepoint's `_metadata` lists.
+fn metadata_files(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("_metadata")).unwrap();
+    let metadata: Value = serde_json::from_str(&text).unwrap();
+    metadata["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["files"].as_array().unwrap().iter())
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_checkpointed_job_completes_checkpoints_and_takes_a_savepoint_over_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let savepoints = dir.path().join("savepoints");
+    let out = dir.path().join("out");
+    // The directory comes from the jobmanager's -D, the interval from the job's SET.
+    let checkpoint_dir = format!("execution.checkpointing.dir={}", checkpoints.display());
+    let (jm, rpc, rest) = jobmanager(dir.path(), &["-D", &checkpoint_dir]);
+    let (tm, _, _) = taskmanager(dir.path(), "tm", &rpc, 2);
+    wait_for("the TaskManager", &[&jm], || {
+        (get(&rest, "/overview")["slots-total"] == 2).then_some(())
+    });
+    let script = dir.path().join("windows.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'execution.checkpointing.interval' = '200ms';
+SET 'parallelism.default' = '2';
+CREATE TABLE bids (
+  auction BIGINT, price BIGINT, seq BIGINT,
+  date_time AS TO_TIMESTAMP_LTZ(seq, 3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND
+) WITH (
+  'connector' = 'datagen', 'rows-per-second' = '5000',
+  'fields.auction.kind' = 'random', 'fields.auction.min' = '1', 'fields.auction.max' = '50',
+  'fields.price.kind' = 'random', 'fields.price.min' = '1', 'fields.price.max' = '100',
+  'fields.seq.kind' = 'sequence', 'fields.seq.start' = '1', 'fields.seq.end' = '1000000000'
+);
+CREATE TABLE totals (
+  auction BIGINT, num BIGINT, total BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)
+) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO totals
+SELECT auction, COUNT(*) AS num, SUM(price) AS total, window_start, window_end
+FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '1' SECOND))
+GROUP BY auction, window_start, window_end;
+",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let id = submit(&rest, &script);
+
+    let stats = wait_for("two completed checkpoints", &[&jm, &tm], || {
+        let stats = get(&rest, &format!("/jobs/{id}/checkpoints"));
+        (stats["counts"]["completed"].as_u64().unwrap_or(0) >= 2).then_some(stats)
+    });
+    assert_eq!(job_state(&rest, &id), "RUNNING");
+    let latest = &stats["latest"]["completed"];
+    let latest_id = latest["id"].as_u64().unwrap();
+    assert!(latest_id >= 2, "{stats}");
+    assert_eq!(latest["status"], "COMPLETED");
+    assert!(latest["end_to_end_duration"].is_u64(), "{stats}");
+    assert!(latest["state_size"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(
+        latest["num_acknowledged_subtasks"], latest["num_subtasks"],
+        "{stats}"
+    );
+    let job_dir = checkpoints.join(&id);
+    let (completed, files) = completed_checkpoints(&job_dir);
+    assert!(
+        completed.contains(&latest_id) || completed.iter().any(|c| *c > latest_id),
+        "{completed:?}"
+    );
+    assert!(
+        !files.is_empty(),
+        "the newest checkpoint lists its state files"
+    );
+    let newest = job_dir.join(format!("chk-{}", completed.last().unwrap()));
+    for file in &files {
+        assert!(
+            newest.join(file).is_file() || job_dir.join(file).is_file(),
+            "{file} exists"
+        );
+    }
+    // Sinks commit on completed checkpoints: windows reach the output directory.
+    wait_for("committed output", &[&jm, &tm], || {
+        (out.is_dir() && !output_rows(&out).is_empty()).then_some(())
+    });
+
+    // A savepoint over REST, as Flink's asynchronous operation.
+    let body = serde_json::json!({
+        "target-directory": savepoints.display().to_string(),
+        "cancel-job": false,
+    })
+    .to_string();
+    let response = request(
+        &rest,
+        "POST",
+        &format!("/jobs/{id}/savepoints"),
+        Some(("application/json", body.as_bytes())),
+    )
+    .unwrap();
+    assert_eq!(response.status, 202, "{}", response.body);
+    let trigger = response.json().unwrap()["request-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let location = wait_for("the savepoint", &[&jm, &tm], || {
+        let status = get(&rest, &format!("/jobs/{id}/savepoints/{trigger}"));
+        if status["status"]["id"] != "COMPLETED" {
+            return None;
+        }
+        let location = status["operation"]["location"].as_str();
+        assert!(location.is_some(), "the savepoint succeeded: {status}");
+        location.map(PathBuf::from)
+    });
+    assert!(location.starts_with(&savepoints), "{}", location.display());
+    assert!(!metadata_files(&location).is_empty());
+    let stats = get(&rest, &format!("/jobs/{id}/checkpoints"));
+    assert_eq!(
+        stats["latest"]["savepoint"]["external_path"],
+        location.display().to_string(),
+        "{stats}"
+    );
+    assert_eq!(job_state(&rest, &id), "RUNNING", "the job goes on");
+
+    // Bad savepoint requests say what is wrong.
+    let relative = request(
+        &rest,
+        "POST",
+        &format!("/jobs/{id}/savepoints"),
+        Some((
+            "application/json",
+            br#"{"target-directory": "relative/dir"}"#,
+        )),
+    )
+    .unwrap();
+    assert_eq!(relative.status, 400, "{}", relative.body);
+    let unknown = request(&rest, "GET", &format!("/jobs/{id}/savepoints/nope"), None).unwrap();
+    assert_eq!(unknown.status, 404);
+
+    // A savepoint with cancel-job: the job stops once it is taken.
+    let body = serde_json::json!({
+        "target-directory": savepoints.display().to_string(),
+        "cancel-job": true,
+    })
+    .to_string();
+    let response = request(
+        &rest,
+        "POST",
+        &format!("/jobs/{id}/savepoints"),
+        Some(("application/json", body.as_bytes())),
+    )
+    .unwrap();
+    assert_eq!(response.status, 202, "{}", response.body);
+    let trigger = response.json().unwrap()["request-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the job to be cancelled", &[&jm, &tm], || {
+        (job_state(&rest, &id) == "CANCELED").then_some(())
+    });
+    let status = get(&rest, &format!("/jobs/{id}/savepoints/{trigger}"));
+    let last = PathBuf::from(status["operation"]["location"].as_str().unwrap());
+    assert_ne!(last, location);
+    assert!(!metadata_files(&last).is_empty());
 }
 
 /// The TaskManager address (`path`) of every subtask of every vertex of a job, per vertex.

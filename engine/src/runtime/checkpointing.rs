@@ -75,6 +75,35 @@ pub(crate) struct CheckpointSignals {
 }
 
 impl CheckpointSignals {
+    /// Signals for tasks whose checkpoints are coordinated elsewhere (a deployed slice of a
+    /// cluster job): snapshots go to `sender`, triggers and completions arrive through
+    /// [`CheckpointSignals::trigger`] and [`CheckpointSignals::complete`].
+    pub(crate) fn new(sender: Sender<CheckpointMessage>, last_completed: u64) -> Self {
+        CheckpointSignals {
+            triggered: AtomicU64::new(last_completed),
+            triggered_at_ms: AtomicI64::new(0),
+            triggered_savepoint: AtomicBool::new(false),
+            completed: AtomicU64::new(last_completed),
+            stop_savepoint: AtomicU64::new(0),
+            stop_notified: AtomicUsize::new(0),
+            sender,
+        }
+    }
+
+    /// Source tasks inject `barrier` before their next batch (callers wake the slots).
+    pub(crate) fn trigger(&self, barrier: CheckpointBarrier) {
+        self.triggered_at_ms
+            .store(barrier.timestamp_ms, Ordering::Release);
+        self.triggered_savepoint
+            .store(barrier.kind == SnapshotKind::Savepoint, Ordering::Release);
+        self.triggered.fetch_max(barrier.id.0, Ordering::AcqRel);
+    }
+
+    /// Checkpoint `id` completed: tasks tell their operators (callers wake the slots).
+    pub(crate) fn complete(&self, id: CheckpointId) {
+        self.completed.fetch_max(id.0, Ordering::AcqRel);
+    }
+
     /// The barrier a source task should inject if it has not injected it yet.
     pub fn triggered(&self) -> Option<CheckpointBarrier> {
         let id = self.triggered.load(Ordering::Acquire);

@@ -8,7 +8,8 @@
 //! listener.
 //!
 //! A deployed slice runs without the local checkpoint thread and without restarts: in a
-//! cluster both belong to the JobMaster.
+//! cluster both belong to the JobMaster. [`LocalRuntime::deploy_checkpointed`] lets the slice
+//! take part in checkpoints the JobMaster coordinates (see [`super::slice_checkpoints`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,9 +19,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::info;
 
 use super::exchange::{ExchangeFactory, SlotWaker};
+use super::slice_checkpoints::{SliceCheckpointHandle, SliceCheckpointing, SliceWriter};
 use super::slot::{self, JobControl};
 use super::task::{OperatorMetrics, Task};
 use super::{ExecutionGraph, JobEnvironment, LocalRuntime, TaskPlacement, build_task};
+use crate::checkpoint::TaskKey;
 use crate::connector::SinkResources;
 use crate::graph::JobGraph;
 use crate::ids::{JobId, SlotId};
@@ -153,6 +156,7 @@ pub struct DeployedJob {
     job_id: JobId,
     control: Arc<JobControl>,
     threads: Vec<JoinHandle<slot::SlotReport>>,
+    checkpoints: Option<(SliceWriter, SliceCheckpointHandle)>,
 }
 
 impl DeployedJob {
@@ -173,6 +177,12 @@ impl DeployedJob {
         }
     }
 
+    /// Triggers checkpoints at the slice's sources and reports completions to its tasks;
+    /// `None` when the slice was deployed without checkpoints.
+    pub fn checkpoint_handle(&self) -> Option<SliceCheckpointHandle> {
+        self.checkpoints.as_ref().map(|(_, handle)| handle.clone())
+    }
+
     /// Whether every slot thread has ended.
     pub fn is_finished(&self) -> bool {
         self.threads.iter().all(|t| t.is_finished())
@@ -184,6 +194,9 @@ impl DeployedJob {
         let mut panicked = false;
         for thread in self.threads {
             panicked |= thread.join().is_err();
+        }
+        if let Some((writer, _)) = self.checkpoints {
+            writer.stop();
         }
         if panicked {
             return Err(Error::Internal(
@@ -239,6 +252,20 @@ impl LocalRuntime {
         exchange: Arc<dyn ExchangeFactory>,
         listener: Arc<dyn TaskListener>,
     ) -> Result<DeployedJob> {
+        self.deploy_checkpointed(slice, exchange, listener, None)
+    }
+
+    /// [`LocalRuntime::deploy`], with the tasks taking part in checkpoints coordinated
+    /// elsewhere when `checkpointing` is given: [`DeployedJob::checkpoint_handle`] triggers
+    /// them, the tasks' state files go to its storage and their acknowledgements to its
+    /// listener.
+    pub fn deploy_checkpointed(
+        &self,
+        slice: JobSlice<'_>,
+        exchange: Arc<dyn ExchangeFactory>,
+        listener: Arc<dyn TaskListener>,
+        checkpointing: Option<SliceCheckpointing>,
+    ) -> Result<DeployedJob> {
         let JobSlice {
             job_id,
             graph,
@@ -267,13 +294,16 @@ impl LocalRuntime {
             collected: env.collected.clone(),
         };
         let control = Arc::new(JobControl::default());
+        let checkpoints = checkpointing
+            .map(|c| SliceWriter::start(c, control.clone()))
+            .transpose()?;
         let mut slots = Vec::with_capacity(by_slot.len());
         for (slot, placements) in by_slot {
             let waker = SlotWaker::new();
             control.add_waker(waker.clone());
             let mut tasks: Vec<Task> = Vec::with_capacity(placements.len());
             for placement in &placements {
-                tasks.push(build_task(
+                let mut task = build_task(
                     graph,
                     execution,
                     placement.chain,
@@ -284,7 +314,17 @@ impl LocalRuntime {
                     exchange.as_ref(),
                     &waker,
                     None,
-                )?);
+                )?;
+                if let Some((_, signals, _)) = &checkpoints {
+                    task = task.with_checkpoints(
+                        TaskKey {
+                            chain: placement.chain,
+                            subtask: placement.subtask.0,
+                        },
+                        signals.clone(),
+                    );
+                }
+                tasks.push(task);
             }
             slots.push((slot, tasks, placements, waker));
         }
@@ -313,6 +353,7 @@ impl LocalRuntime {
             job_id: job_id.clone(),
             control,
             threads,
+            checkpoints: checkpoints.map(|(writer, _, handle)| (writer, handle)),
         })
     }
 }

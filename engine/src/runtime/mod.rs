@@ -12,6 +12,7 @@ pub mod exchange;
 mod execution_graph;
 mod interrupt;
 mod result;
+mod slice_checkpoints;
 mod slot;
 mod task;
 
@@ -22,6 +23,9 @@ pub use deploy::{
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use interrupt::CancelRequest;
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
+pub use slice_checkpoints::{
+    CheckpointEvent, CheckpointListener, SliceCheckpointHandle, SliceCheckpointing,
+};
 pub use task::OperatorMetrics;
 
 use std::collections::BTreeMap;

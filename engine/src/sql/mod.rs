@@ -506,6 +506,12 @@ impl Session {
         Ok(config)
     }
 
+    /// The checkpoint settings made with `SET` (or [`Session::set_option`]); `None` when
+    /// checkpointing is off.
+    pub fn checkpoint_config(&self) -> Result<Option<CheckpointConfig>> {
+        Ok(self.runtime_config()?.checkpointing)
+    }
+
     /// Sets a configuration option as `SET 'key' = 'value'` does (the CLI's `-D key=value`).
     pub fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
         self.set(key, value)

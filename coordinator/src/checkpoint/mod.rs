@@ -1,0 +1,133 @@
+//! The TaskManager's side of cluster checkpoints: a deployed slice's acknowledgements go to
+//! the JobMaster as `AcknowledgeCheckpoint` RPCs, in order, through a bounded queue drained by
+//! one forwarding task per job (the slice's writer thread never waits on the network).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_engine::checkpoint::CheckpointStorage;
+use sluice_engine::ids::JobId;
+use sluice_engine::runtime::{CheckpointEvent, CheckpointListener, SliceCheckpointing};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::rpc::endpoint_uri;
+use crate::rpc::proto;
+use crate::rpc::proto::job_master_client::JobMasterClient;
+
+/// Acknowledgements queued per job before the writer thread waits for the forwarder.
+const ACK_QUEUE: usize = 256;
+
+/// Hands acknowledgements to the job's forwarder (called on the slice's writer thread).
+struct ForwardingAcks {
+    job_id: JobId,
+    sender: mpsc::Sender<proto::AcknowledgeCheckpointRequest>,
+}
+
+impl CheckpointListener for ForwardingAcks {
+    fn on_checkpoint_event(&self, event: CheckpointEvent) {
+        let request = match event {
+            CheckpointEvent::Acknowledged {
+                checkpoint,
+                task,
+                states,
+            } => match serde_json::to_string(&states) {
+                Ok(json) => proto::AcknowledgeCheckpointRequest {
+                    job_id: self.job_id.0.clone(),
+                    chain: task.chain as u32,
+                    subtask: task.subtask,
+                    checkpoint_id: checkpoint.0,
+                    snapshot_json: json,
+                    decline_reason: String::new(),
+                },
+                Err(error) => proto::AcknowledgeCheckpointRequest {
+                    job_id: self.job_id.0.clone(),
+                    chain: task.chain as u32,
+                    subtask: task.subtask,
+                    checkpoint_id: checkpoint.0,
+                    snapshot_json: String::new(),
+                    decline_reason: format!("state list could not be encoded: {error}"),
+                },
+            },
+            CheckpointEvent::Declined {
+                checkpoint,
+                task,
+                reason,
+            } => proto::AcknowledgeCheckpointRequest {
+                job_id: self.job_id.0.clone(),
+                chain: task.chain as u32,
+                subtask: task.subtask,
+                checkpoint_id: checkpoint.0,
+                snapshot_json: String::new(),
+                decline_reason: reason,
+            },
+        };
+        if self.sender.blocking_send(request).is_err() {
+            warn!(job_id = %self.job_id, "checkpoint acknowledgement dropped: the forwarder has stopped");
+        }
+    }
+}
+
+/// How a slice of job `job_id` takes part in checkpoints into the shared directory `dir`,
+/// with the forwarding task that sends its acknowledgements to the JobMaster at
+/// `job_master`. Must be called within a tokio runtime.
+pub fn slice_checkpointing(
+    job_id: &JobId,
+    dir: &Path,
+    incremental: bool,
+    job_master: String,
+) -> SliceCheckpointing {
+    let (sender, receiver) = mpsc::channel(ACK_QUEUE);
+    tokio::spawn(forward_acks(job_id.clone(), job_master, receiver));
+    SliceCheckpointing {
+        storage: CheckpointStorage::new(dir, job_id, 1).with_incremental(incremental),
+        listener: Arc::new(ForwardingAcks {
+            job_id: job_id.clone(),
+            sender,
+        }),
+        last_completed: None,
+    }
+}
+
+/// Sends a job's acknowledgements in order, retrying one a few times when the JobMaster
+/// cannot be reached (a lost one lets the checkpoint time out).
+async fn forward_acks(
+    job_id: JobId,
+    address: String,
+    mut acks: mpsc::Receiver<proto::AcknowledgeCheckpointRequest>,
+) {
+    let mut client: Option<JobMasterClient<tonic::transport::Channel>> = None;
+    while let Some(ack) = acks.recv().await {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = async {
+                if client.is_none() {
+                    client = Some(
+                        JobMasterClient::connect(endpoint_uri(&address))
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                let c = client.as_mut().expect("connected above");
+                c.acknowledge_checkpoint(ack.clone())
+                    .await
+                    .map_err(|e| e.message().to_string())
+            }
+            .await;
+            match result {
+                Ok(_) => break,
+                Err(error) if attempts < 3 => {
+                    client = None;
+                    warn!(job_id = %job_id, checkpoint_id = ack.checkpoint_id, %error, attempts, "checkpoint acknowledgement failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+                }
+                Err(error) => {
+                    warn!(job_id = %job_id, checkpoint_id = ack.checkpoint_id, %error, "checkpoint acknowledgement lost");
+                    break;
+                }
+            }
+        }
+    }
+}

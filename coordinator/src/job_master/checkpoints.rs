@@ -1,0 +1,557 @@
+//! Checkpoints of a cluster job: the engine's [`CheckpointCoordinator`] state machine, its
+//! storage in the shared checkpoint directory, savepoint requests and the statistics the REST
+//! API reports.
+//!
+//! [`JobCheckpoints`] turns the coordinator's actions into [`CheckpointWork`] for the
+//! dispatcher's async shell (trigger RPCs to the TaskManagers hosting sources, completion
+//! notices to every TaskManager of the job, cancelling the job after a savepoint with
+//! `cancel-job`). Writing `_metadata` and moving a savepoint's files are done here, as the
+//! events arrive: they are a few small file operations.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use sluice_engine::checkpoint::{
+    CheckpointConfig, CheckpointCoordinator, CheckpointMetadata, CheckpointStorage,
+    CoordinatorAction, CoordinatorEvent, OperatorState, TaskKey,
+};
+use sluice_engine::ids::{CheckpointId, JobId};
+use sluice_engine::runtime::now_ms;
+use tracing::{info, warn};
+
+/// Entries kept in the checkpoint history.
+const HISTORY: usize = 10;
+
+/// What the shell must do for a job's checkpoints (after releasing the lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointWork {
+    /// Send TriggerCheckpoint to the TaskManagers hosting the job's sources.
+    Trigger {
+        checkpoint: CheckpointId,
+        timestamp_ms: i64,
+        savepoint: bool,
+    },
+    /// Send NotifyCheckpointComplete to every TaskManager of the job.
+    NotifyComplete { checkpoint: CheckpointId },
+    /// A savepoint with `cancel-job` completed: cancel the job.
+    CancelJob,
+    /// More consecutive checkpoints failed than tolerated: fail the job.
+    FailJob { reason: String },
+}
+
+/// One checkpoint or savepoint, as the REST API reports it.
+#[derive(Debug, Clone)]
+pub struct CheckpointRecord {
+    pub id: CheckpointId,
+    pub savepoint: bool,
+    /// COMPLETED or FAILED (IN_PROGRESS is the pending one, not recorded).
+    pub status: &'static str,
+    pub trigger_timestamp_ms: i64,
+    pub latest_ack_timestamp_ms: i64,
+    pub duration_ms: u64,
+    pub state_size: u64,
+    pub acknowledged: usize,
+    pub external_path: Option<PathBuf>,
+    pub failure: Option<String>,
+}
+
+impl CheckpointRecord {
+    /// Flink's checkpoint statistics entry.
+    pub fn to_json(&self, tasks: usize) -> Value {
+        json!({
+            "@class": self.status.to_ascii_lowercase(),
+            "id": self.id.0,
+            "status": self.status,
+            "is_savepoint": self.savepoint,
+            "checkpoint_type": if self.savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
+            "trigger_timestamp": self.trigger_timestamp_ms,
+            "latest_ack_timestamp": self.latest_ack_timestamp_ms,
+            "state_size": self.state_size,
+            "checkpointed_size": self.state_size,
+            "end_to_end_duration": self.duration_ms,
+            "num_subtasks": tasks,
+            "num_acknowledged_subtasks": self.acknowledged,
+            "external_path": self.external_path.as_ref().map(|p| p.display().to_string()),
+            "discarded": false,
+            "failure_message": self.failure,
+        })
+    }
+}
+
+/// The state of a savepoint request (Flink's asynchronous operation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SavepointStatus {
+    InProgress,
+    Completed(PathBuf),
+    Failed(String),
+}
+
+#[derive(Debug)]
+struct SavepointRequest {
+    trigger: String,
+    root: PathBuf,
+    cancel_job: bool,
+    /// The savepoint's id once triggered.
+    checkpoint: Option<CheckpointId>,
+}
+
+/// The checkpoints of one job.
+#[derive(Debug)]
+pub struct JobCheckpoints {
+    pub config: CheckpointConfig,
+    coordinator: CheckpointCoordinator,
+    storage: CheckpointStorage,
+    /// The coordinator's monotonic clock starts here.
+    epoch: Instant,
+    task_count: usize,
+    /// The pending checkpoint: its id, when it was triggered, acknowledgements so far.
+    pending: Option<(CheckpointId, Instant, usize)>,
+    pub completed: u64,
+    pub failed: u64,
+    pub latest_completed: Option<CheckpointRecord>,
+    pub latest_savepoint: Option<CheckpointRecord>,
+    pub latest_failed: Option<CheckpointRecord>,
+    /// Newest first.
+    pub history: VecDeque<CheckpointRecord>,
+    waiting: VecDeque<SavepointRequest>,
+    savepoint: Option<SavepointRequest>,
+    savepoints: BTreeMap<String, SavepointStatus>,
+}
+
+impl JobCheckpoints {
+    /// Checkpoints of job `id` with `tasks`, into `<config.dir>/<id>/`.
+    pub fn new(id: &JobId, config: CheckpointConfig, tasks: Vec<TaskKey>) -> Self {
+        let storage = CheckpointStorage::new(&config.dir, id, config.num_retained)
+            .with_incremental(config.incremental);
+        let task_count = tasks.len();
+        JobCheckpoints {
+            coordinator: CheckpointCoordinator::new(id.0.clone(), &config, tasks, None),
+            config,
+            storage,
+            epoch: Instant::now(),
+            task_count,
+            pending: None,
+            completed: 0,
+            failed: 0,
+            latest_completed: None,
+            latest_savepoint: None,
+            latest_failed: None,
+            history: VecDeque::new(),
+            waiting: VecDeque::new(),
+            savepoint: None,
+            savepoints: BTreeMap::new(),
+        }
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.task_count
+    }
+
+    /// The checkpoint in flight and its acknowledgements so far.
+    pub fn in_progress(&self) -> Option<(CheckpointId, usize)> {
+        self.pending.map(|(id, _, acked)| (id, acked))
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Time passed: maybe trigger a checkpoint (or a waiting savepoint), or time one out.
+    pub fn tick(&mut self) -> Vec<CheckpointWork> {
+        if self.savepoint.is_none()
+            && let Some(request) = self.waiting.pop_front()
+        {
+            self.savepoint = Some(request);
+            let event = CoordinatorEvent::TriggerSavepoint {
+                now_ms: self.now(),
+                wall_ms: now_ms() as i64,
+            };
+            let actions = self.coordinator.handle(event);
+            return self.perform(actions);
+        }
+        let event = CoordinatorEvent::Tick {
+            now_ms: self.now(),
+            wall_ms: now_ms() as i64,
+        };
+        let actions = self.coordinator.handle(event);
+        self.perform(actions)
+    }
+
+    /// A task acknowledged `checkpoint` with the metadata entries of its state files.
+    pub fn acknowledge(
+        &mut self,
+        checkpoint: CheckpointId,
+        task: TaskKey,
+        states: Vec<OperatorState>,
+    ) -> Vec<CheckpointWork> {
+        if let Some((id, _, acked)) = &mut self.pending
+            && *id == checkpoint
+        {
+            *acked += 1;
+        }
+        let actions = self.coordinator.handle(CoordinatorEvent::Ack {
+            checkpoint,
+            task,
+            states,
+        });
+        self.perform(actions)
+    }
+
+    /// A task declined `checkpoint`.
+    pub fn decline(
+        &mut self,
+        checkpoint: CheckpointId,
+        task: TaskKey,
+        reason: String,
+    ) -> Vec<CheckpointWork> {
+        let actions = self.coordinator.handle(CoordinatorEvent::Decline {
+            checkpoint,
+            task,
+            reason,
+        });
+        self.perform(actions)
+    }
+
+    /// A task finished: no further checkpoints (the pending one is aborted).
+    pub fn task_finished(&mut self, task: TaskKey) -> Vec<CheckpointWork> {
+        let actions = self
+            .coordinator
+            .handle(CoordinatorEvent::TaskFinished { task });
+        self.perform(actions)
+    }
+
+    /// Asks for a savepoint into `root`; returns its trigger id.
+    pub fn request_savepoint(&mut self, root: PathBuf, cancel_job: bool) -> String {
+        let trigger = JobId::generate().0;
+        self.savepoints
+            .insert(trigger.clone(), SavepointStatus::InProgress);
+        self.waiting.push_back(SavepointRequest {
+            trigger: trigger.clone(),
+            root,
+            cancel_job,
+            checkpoint: None,
+        });
+        trigger
+    }
+
+    /// The status of the savepoint request `trigger`.
+    pub fn savepoint_status(&self, trigger: &str) -> Option<&SavepointStatus> {
+        self.savepoints.get(trigger)
+    }
+
+    /// The job ended: nothing pending will complete. Removes unfinished checkpoint
+    /// directories and fails open savepoint requests.
+    pub fn job_ended(&mut self) {
+        self.storage.discard_incomplete();
+        self.pending = None;
+        let open: Vec<SavepointRequest> = self
+            .savepoint
+            .take()
+            .into_iter()
+            .chain(self.waiting.drain(..))
+            .collect();
+        for request in open {
+            self.savepoints.insert(
+                request.trigger,
+                SavepointStatus::Failed("the job ended before the savepoint completed".into()),
+            );
+        }
+    }
+
+    fn record(&mut self, record: CheckpointRecord) {
+        match record.status {
+            "COMPLETED" if record.savepoint => self.latest_savepoint = Some(record.clone()),
+            "COMPLETED" => self.latest_completed = Some(record.clone()),
+            _ => self.latest_failed = Some(record.clone()),
+        }
+        self.history.push_front(record);
+        self.history.truncate(HISTORY);
+    }
+
+    fn finish_savepoint(&mut self, status: SavepointStatus) -> Option<SavepointRequest> {
+        let request = self.savepoint.take()?;
+        self.savepoints.insert(request.trigger.clone(), status);
+        Some(request)
+    }
+
+    fn perform(&mut self, actions: Vec<CoordinatorAction>) -> Vec<CheckpointWork> {
+        let mut work = Vec::new();
+        for action in actions {
+            match action {
+                CoordinatorAction::InjectBarrier {
+                    checkpoint,
+                    timestamp_ms,
+                } => {
+                    self.pending = Some((checkpoint, Instant::now(), 0));
+                    work.push(CheckpointWork::Trigger {
+                        checkpoint,
+                        timestamp_ms,
+                        savepoint: false,
+                    });
+                }
+                CoordinatorAction::InjectSavepointBarrier {
+                    checkpoint,
+                    timestamp_ms,
+                } => {
+                    if let Some(request) = &mut self.savepoint {
+                        request.checkpoint = Some(checkpoint);
+                    }
+                    self.pending = Some((checkpoint, Instant::now(), 0));
+                    work.push(CheckpointWork::Trigger {
+                        checkpoint,
+                        timestamp_ms,
+                        savepoint: true,
+                    });
+                }
+                CoordinatorAction::Complete { mut metadata } => {
+                    metadata.completed_timestamp_ms = now_ms() as i64;
+                    let id = metadata.checkpoint_id;
+                    match self.storage.complete(&metadata) {
+                        Ok(()) => {
+                            let record = self.completed_record(&metadata, false, None);
+                            info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, duration_ms = record.duration_ms, state_bytes = record.state_size, "checkpoint completed");
+                            self.completed += 1;
+                            self.record(record);
+                            work.push(CheckpointWork::NotifyComplete { checkpoint: id });
+                        }
+                        Err(error) => {
+                            warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "checkpoint metadata could not be written");
+                            self.storage.discard(id);
+                            self.fail_record(id, false, error.to_string());
+                            let actions = self.coordinator.record_failure(&error.to_string());
+                            work.extend(self.perform(actions));
+                        }
+                    }
+                    self.pending = None;
+                    self.coordinator.ended_at(self.now());
+                }
+                CoordinatorAction::CompleteSavepoint { mut metadata } => {
+                    metadata.completed_timestamp_ms = now_ms() as i64;
+                    let id = metadata.checkpoint_id;
+                    let root = self.savepoint.as_ref().map(|r| r.root.clone());
+                    match root.map(|root| self.storage.write_savepoint(&metadata, &root)) {
+                        Some(Ok(path)) => {
+                            info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, path = %path.display(), "savepoint completed");
+                            let record = self.completed_record(&metadata, true, Some(path.clone()));
+                            self.completed += 1;
+                            self.record(record);
+                            let request = self.finish_savepoint(SavepointStatus::Completed(path));
+                            if request.is_some_and(|r| r.cancel_job) {
+                                // Sinks commit up to the savepoint before the job stops.
+                                work.push(CheckpointWork::NotifyComplete { checkpoint: id });
+                                work.push(CheckpointWork::CancelJob);
+                            }
+                        }
+                        Some(Err(error)) => {
+                            warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "savepoint could not be written");
+                            self.fail_record(id, true, error.to_string());
+                            self.finish_savepoint(SavepointStatus::Failed(error.to_string()));
+                        }
+                        None => self.storage.discard(id),
+                    }
+                    self.pending = None;
+                    self.coordinator.ended_at(self.now());
+                }
+                CoordinatorAction::DeclineSavepoint { reason } => {
+                    self.finish_savepoint(SavepointStatus::Failed(reason));
+                }
+                CoordinatorAction::Abort { checkpoint, reason } => {
+                    warn!(job_id = %self.storage.job_id(), checkpoint_id = checkpoint.0, %reason, "checkpoint aborted");
+                    let savepoint = self
+                        .savepoint
+                        .as_ref()
+                        .is_some_and(|r| r.checkpoint == Some(checkpoint));
+                    if savepoint {
+                        self.finish_savepoint(SavepointStatus::Failed(format!(
+                            "savepoint {} aborted: {reason}",
+                            checkpoint.0
+                        )));
+                    }
+                    self.fail_record(checkpoint, savepoint, reason);
+                    self.storage.discard(checkpoint);
+                    self.pending = None;
+                    self.coordinator.ended_at(self.now());
+                }
+                CoordinatorAction::FailJob { reason } => {
+                    warn!(job_id = %self.storage.job_id(), %reason, "too many failed checkpoints; failing the job");
+                    work.push(CheckpointWork::FailJob { reason });
+                }
+            }
+        }
+        work
+    }
+
+    fn completed_record(
+        &self,
+        metadata: &CheckpointMetadata,
+        savepoint: bool,
+        path: Option<PathBuf>,
+    ) -> CheckpointRecord {
+        let duration_ms = self
+            .pending
+            .map_or(0, |(_, started, _)| started.elapsed().as_millis() as u64);
+        CheckpointRecord {
+            id: metadata.checkpoint_id,
+            savepoint,
+            status: "COMPLETED",
+            trigger_timestamp_ms: metadata.trigger_timestamp_ms,
+            latest_ack_timestamp_ms: metadata.completed_timestamp_ms,
+            duration_ms,
+            state_size: metadata.state_bytes(),
+            acknowledged: self.task_count,
+            external_path: Some(
+                path.unwrap_or_else(|| self.storage.checkpoint_dir(metadata.checkpoint_id)),
+            ),
+            failure: None,
+        }
+    }
+
+    fn fail_record(&mut self, id: CheckpointId, savepoint: bool, reason: String) {
+        self.failed += 1;
+        let (started, acknowledged) = self
+            .pending
+            .map_or((None, 0), |(_, started, acked)| (Some(started), acked));
+        let record = CheckpointRecord {
+            id,
+            savepoint,
+            status: "FAILED",
+            trigger_timestamp_ms: 0,
+            latest_ack_timestamp_ms: now_ms() as i64,
+            duration_ms: started.map_or(0, |s| s.elapsed().as_millis() as u64),
+            state_size: 0,
+            acknowledged,
+            external_path: None,
+            failure: Some(reason),
+        };
+        self.record(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn tasks() -> Vec<TaskKey> {
+        (0..2)
+            .map(|subtask| TaskKey { chain: 0, subtask })
+            .collect()
+    }
+
+    fn ack_all(checkpoints: &mut JobCheckpoints, id: CheckpointId) -> Vec<CheckpointWork> {
+        let mut work = Vec::new();
+        for task in tasks() {
+            let states = vec![OperatorState {
+                vertex: "src".into(),
+                subtask: task.subtask,
+                key_groups: None,
+                source_position: Some(json!({ "offset": 7 })),
+                sink_pre_commit: None,
+                files: Vec::new(),
+            }];
+            work.extend(checkpoints.acknowledge(id, task, states));
+        }
+        work
+    }
+
+    #[test]
+    fn checkpoints_complete_when_every_task_acknowledged_and_savepoints_report_their_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = JobId("job".into());
+        let config = CheckpointConfig::new(Duration::from_millis(1), dir.path());
+        let mut checkpoints = JobCheckpoints::new(&id, config, tasks());
+
+        let work = checkpoints.tick();
+        let [
+            CheckpointWork::Trigger {
+                checkpoint,
+                savepoint: false,
+                ..
+            },
+        ] = work.as_slice()
+        else {
+            panic!("a checkpoint is triggered: {work:?}");
+        };
+        let first = *checkpoint;
+        assert_eq!(checkpoints.in_progress(), Some((first, 0)));
+        assert!(checkpoints.tick().is_empty(), "one checkpoint at a time");
+        let work = ack_all(&mut checkpoints, first);
+        assert_eq!(
+            work,
+            vec![CheckpointWork::NotifyComplete { checkpoint: first }]
+        );
+        assert!(dir.path().join("job/chk-1/_metadata").is_file());
+        assert_eq!(checkpoints.completed, 1);
+        assert_eq!(checkpoints.latest_completed.as_ref().unwrap().id, first);
+
+        let root = dir.path().join("savepoints");
+        let trigger = checkpoints.request_savepoint(root.clone(), false);
+        assert_eq!(
+            checkpoints.savepoint_status(&trigger),
+            Some(&SavepointStatus::InProgress)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let work = checkpoints.tick();
+        let [
+            CheckpointWork::Trigger {
+                checkpoint,
+                savepoint: true,
+                ..
+            },
+        ] = work.as_slice()
+        else {
+            panic!("the savepoint is triggered: {work:?}");
+        };
+        let work = ack_all(&mut checkpoints, *checkpoint);
+        assert!(work.is_empty(), "a savepoint commits nothing: {work:?}");
+        let Some(SavepointStatus::Completed(path)) = checkpoints.savepoint_status(&trigger) else {
+            panic!("the savepoint completed");
+        };
+        assert!(path.starts_with(&root) && path.join("_metadata").is_file());
+
+        // A request still waiting when the job ends fails.
+        let waiting = checkpoints.request_savepoint(root, true);
+        checkpoints.job_ended();
+        assert!(matches!(
+            checkpoints.savepoint_status(&waiting),
+            Some(SavepointStatus::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn a_decline_aborts_the_checkpoint_and_counts_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CheckpointConfig::new(Duration::from_millis(1), dir.path());
+        let mut checkpoints = JobCheckpoints::new(&JobId("job".into()), config, tasks());
+        let work = checkpoints.tick();
+        let [CheckpointWork::Trigger { checkpoint, .. }] = work.as_slice() else {
+            panic!("{work:?}");
+        };
+        let work = checkpoints.decline(*checkpoint, tasks()[1], "disk full".into());
+        assert!(work.is_empty(), "{work:?}");
+        assert_eq!(checkpoints.failed, 1);
+        assert_eq!(checkpoints.in_progress(), None);
+        let failed = checkpoints.latest_failed.as_ref().unwrap();
+        assert!(failed.failure.as_deref().unwrap().contains("disk full"));
+    }
+
+    #[test]
+    fn failures_beyond_the_tolerated_number_fail_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CheckpointConfig::new(Duration::from_millis(1), dir.path())
+            .with_tolerable_failures(Some(0));
+        let mut checkpoints = JobCheckpoints::new(&JobId("job".into()), config, tasks());
+        let work = checkpoints.tick();
+        let [CheckpointWork::Trigger { checkpoint, .. }] = work.as_slice() else {
+            panic!("{work:?}");
+        };
+        let work = checkpoints.decline(*checkpoint, tasks()[0], "disk full".into());
+        assert!(
+            matches!(work.as_slice(), [CheckpointWork::FailJob { reason }] if reason.contains("disk full")),
+            "{work:?}"
+        );
+    }
+}
