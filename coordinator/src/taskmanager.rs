@@ -30,10 +30,9 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::rpc::proto;
-use crate::rpc::proto::job_master_client::JobMasterClient;
 use crate::rpc::proto::resource_manager_client::ResourceManagerClient;
 use crate::rpc::proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
-use crate::rpc::{endpoint_uri, status};
+use crate::rpc::{JobMasterCaller, endpoint_uri, status};
 
 /// Settings of a TaskManager.
 #[derive(Debug, Clone)]
@@ -163,37 +162,23 @@ async fn forward_reports(
     address: String,
     mut reports: tokio::sync::mpsc::Receiver<proto::UpdateTaskStateRequest>,
 ) {
-    let mut client: Option<JobMasterClient<tonic::transport::Channel>> = None;
+    let mut job_master = JobMasterCaller::new(address);
     while let Some(report) = reports.recv().await {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let result = async {
-                if client.is_none() {
-                    client = Some(
-                        JobMasterClient::connect(endpoint_uri(&address))
-                            .await
-                            .map_err(|e| e.to_string())?,
-                    );
-                }
-                let c = client.as_mut().expect("connected above");
-                c.update_task_state(report.clone())
-                    .await
-                    .map_err(|e| e.message().to_string())
-            }
-            .await;
-            match result {
-                Ok(_) => break,
-                Err(error) if attempts < 5 => {
-                    client = None;
+        let sent = job_master
+            .call(
+                5,
+                Duration::from_millis(200),
+                |mut client| {
+                    let report = report.clone();
+                    async move { client.update_task_state(report).await.map(drop) }
+                },
+                |error, attempts| {
                     warn!(job_id = %job_id, %error, attempts, "task state report failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * attempts)).await;
-                }
-                Err(error) => {
-                    warn!(job_id = %job_id, %error, state = %report.state, "task state report lost");
-                    break;
-                }
-            }
+                },
+            )
+            .await;
+        if let Err(error) = sent {
+            warn!(job_id = %job_id, %error, state = %report.state, "task state report lost");
         }
     }
 }

@@ -12,9 +12,7 @@ use sluice_engine::runtime::{CheckpointEvent, CheckpointListener, SliceCheckpoin
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::rpc::endpoint_uri;
-use crate::rpc::proto;
-use crate::rpc::proto::job_master_client::JobMasterClient;
+use crate::rpc::{JobMasterCaller, proto};
 
 /// Acknowledgements queued per job before the writer thread waits for the forwarder.
 const ACK_QUEUE: usize = 256;
@@ -97,37 +95,23 @@ async fn forward_acks(
     address: String,
     mut acks: mpsc::Receiver<proto::AcknowledgeCheckpointRequest>,
 ) {
-    let mut client: Option<JobMasterClient<tonic::transport::Channel>> = None;
+    let mut job_master = JobMasterCaller::new(address);
     while let Some(ack) = acks.recv().await {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let result = async {
-                if client.is_none() {
-                    client = Some(
-                        JobMasterClient::connect(endpoint_uri(&address))
-                            .await
-                            .map_err(|e| e.to_string())?,
-                    );
-                }
-                let c = client.as_mut().expect("connected above");
-                c.acknowledge_checkpoint(ack.clone())
-                    .await
-                    .map_err(|e| e.message().to_string())
-            }
-            .await;
-            match result {
-                Ok(_) => break,
-                Err(error) if attempts < 3 => {
-                    client = None;
+        let sent = job_master
+            .call(
+                3,
+                Duration::from_millis(100),
+                |mut client| {
+                    let ack = ack.clone();
+                    async move { client.acknowledge_checkpoint(ack).await.map(drop) }
+                },
+                |error, attempts| {
                     warn!(job_id = %job_id, checkpoint_id = ack.checkpoint_id, %error, attempts, "checkpoint acknowledgement failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
-                }
-                Err(error) => {
-                    warn!(job_id = %job_id, checkpoint_id = ack.checkpoint_id, %error, "checkpoint acknowledgement lost");
-                    break;
-                }
-            }
+                },
+            )
+            .await;
+        if let Err(error) = sent {
+            warn!(job_id = %job_id, checkpoint_id = ack.checkpoint_id, %error, "checkpoint acknowledgement lost");
         }
     }
 }

@@ -31,3 +31,68 @@ pub fn endpoint_uri(address: &str) -> String {
         format!("http://{address}")
     }
 }
+
+/// A TaskManager's lazily connected client of one JobMaster, calling it with a few retries:
+/// the report and acknowledgement forwarders send through it in order.
+pub struct JobMasterCaller {
+    address: String,
+    client: Option<proto::job_master_client::JobMasterClient<tonic::transport::Channel>>,
+}
+
+impl JobMasterCaller {
+    pub fn new(address: String) -> Self {
+        JobMasterCaller {
+            address,
+            client: None,
+        }
+    }
+
+    /// Runs `call` with the client (connecting first when needed; a tonic client is a cheap
+    /// handle to one connection) up to `attempts` times, pausing `pause` × the attempt number
+    /// between tries and reconnecting after a failure; `on_retry(error, attempt)` is told of
+    /// each failure that is retried. Returns the last error when every attempt failed.
+    pub async fn call<F>(
+        &mut self,
+        attempts: u32,
+        pause: std::time::Duration,
+        mut call: impl FnMut(proto::job_master_client::JobMasterClient<tonic::transport::Channel>) -> F,
+        mut on_retry: impl FnMut(&str, u32),
+    ) -> Result<(), String>
+    where
+        F: std::future::Future<Output = Result<(), tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.connected().await {
+                Ok(client) => call(client.clone())
+                    .await
+                    .map_err(|e| e.message().to_string()),
+                Err(error) => Err(error),
+            };
+            let Err(error) = result else {
+                return Ok(());
+            };
+            self.client = None;
+            if attempt >= attempts {
+                return Err(error);
+            }
+            on_retry(&error, attempt);
+            tokio::time::sleep(pause * attempt).await;
+        }
+    }
+
+    async fn connected(
+        &mut self,
+    ) -> Result<&mut proto::job_master_client::JobMasterClient<tonic::transport::Channel>, String>
+    {
+        if self.client.is_none() {
+            let client =
+                proto::job_master_client::JobMasterClient::connect(endpoint_uri(&self.address))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+}
