@@ -169,16 +169,10 @@ impl Cluster {
                         savepoint,
                     };
                     for (tm, address) in self.addresses(id, true) {
-                        let result = async {
-                            let mut client =
-                                TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
-                                    .await
-                                    .map_err(|e| e.to_string())?;
-                            client
-                                .trigger_checkpoint(request.clone())
-                                .await
-                                .map_err(|e| e.message().to_string())
-                        }
+                        let request = request.clone();
+                        let result = call_task_executor(&address, |mut c| async move {
+                            c.trigger_checkpoint(request).await
+                        })
                         .await;
                         if let Err(error) = result {
                             // The checkpoint times out; a lost TaskManager fails the job.
@@ -192,16 +186,10 @@ impl Cluster {
                         checkpoint_id: checkpoint.0,
                     };
                     for (tm, address) in self.addresses(id, false) {
-                        let result = async {
-                            let mut client =
-                                TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
-                                    .await
-                                    .map_err(|e| e.to_string())?;
-                            client
-                                .notify_checkpoint_complete(request.clone())
-                                .await
-                                .map_err(|e| e.message().to_string())
-                        }
+                        let request = request.clone();
+                        let result = call_task_executor(&address, |mut c| async move {
+                            c.notify_checkpoint_complete(request).await
+                        })
                         .await;
                         if let Err(error) = result {
                             warn!(job_id = %id, task_manager = %tm, checkpoint_id = checkpoint.0, %error, "notifying a completed checkpoint failed");

@@ -246,16 +246,12 @@ impl Cluster {
                 checkpoint_dir: checkpoint_dir.clone(),
                 checkpoint_incremental,
             };
-            let result = async {
-                let mut client = TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                client
-                    .submit_task(request)
-                    .await
-                    .map_err(|e| e.message().to_string())
-            }
-            .await;
+            let result =
+                call_task_executor(
+                    &address,
+                    |mut c| async move { c.submit_task(request).await },
+                )
+                .await;
             if let Err(error) = result {
                 warn!(job_id = %id, task_manager = %tm, %error, "deployment failed");
                 let actions = {
@@ -455,18 +451,12 @@ impl Cluster {
                             .collect()
                     };
                     for (tm, address) in addresses {
-                        let result = async {
-                            let mut client =
-                                TaskExecutorClient::connect(crate::rpc::endpoint_uri(&address))
-                                    .await
-                                    .map_err(|e| e.to_string())?;
-                            client
-                                .cancel_task(proto::CancelTaskRequest {
-                                    job_id: id.0.clone(),
-                                })
-                                .await
-                                .map_err(|e| e.message().to_string())
-                        }
+                        let request = proto::CancelTaskRequest {
+                            job_id: id.0.clone(),
+                        };
+                        let result = call_task_executor(&address, |mut c| async move {
+                            c.cancel_task(request).await
+                        })
                         .await;
                         if let Err(error) = result {
                             warn!(job_id = %id, task_manager = %tm, %error, "cancelling tasks failed");
@@ -528,4 +518,22 @@ fn apply_local(state: &mut ClusterState, id: &JobId, actions: Vec<Action>) -> Ve
         }
     }
     remote
+}
+
+/// Connects to the TaskExecutor service at `address` and makes one call on it; the error is the
+/// message of whichever failed, the connection or the call.
+async fn call_task_executor<T, F>(
+    address: &str,
+    call: impl FnOnce(TaskExecutorClient<tonic::transport::Channel>) -> F,
+) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let client = TaskExecutorClient::connect(crate::rpc::endpoint_uri(address))
+        .await
+        .map_err(|e| e.to_string())?;
+    call(client)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|e| e.message().to_string())
 }
