@@ -141,8 +141,10 @@ enum Command {
         /// Port of the REST API; 0 picks a free port.
         #[arg(long, default_value_t = 8081)]
         rest_port: u16,
-        /// A configuration option: `heartbeat.interval`, `heartbeat.timeout` (durations such as
-        /// `10s` or `500ms`), `rest.server.max-content-length` (bytes), `parallelism.default`.
+        /// A configuration option: `heartbeat.interval`, `heartbeat.timeout`,
+        /// `slot.request.timeout` (durations such as `10s` or `500ms`),
+        /// `rest.server.max-content-length` (bytes), `parallelism.default`, and the defaults of
+        /// every job's `execution.checkpointing.*` and `restart-strategy.*`.
         /// Repeatable.
         #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
@@ -525,13 +527,18 @@ fn jobmanager_config(
                     anyhow::anyhow!("-D {key}={value}: expected a positive integer")
                 })?
             }
-            key if key.starts_with("execution.checkpointing.") => config
-                .checkpoint_options
-                .push((key.to_string(), value.to_string())),
+            "slot.request.timeout" => config.slot_request_timeout = duration_option(key, value)?,
+            key if key.starts_with("execution.checkpointing.")
+                || key.starts_with("restart-strategy") =>
+            {
+                config
+                    .checkpoint_options
+                    .push((key.to_string(), value.to_string()))
+            }
             other => anyhow::bail!(
                 "-D {other}: unknown option for a jobmanager (known: heartbeat.interval, \
                  heartbeat.timeout, rest.server.max-content-length, parallelism.default, \
-                 execution.checkpointing.*)"
+                 slot.request.timeout, execution.checkpointing.*, restart-strategy.*)"
             ),
         }
     }

@@ -19,10 +19,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use sluice_engine::checkpoint::CheckpointStorage;
 use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::{AttemptNumber, CheckpointId, JobId, SlotId, SubtaskIndex};
 use sluice_engine::runtime::{
-    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, RuntimeConfig,
+    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, Restore, RuntimeConfig,
     SliceCheckpointHandle, TaskEvent, TaskListener, TaskPlacement,
 };
 use sluice_flight::{ExchangeConfig, ExchangeServer, FlightExchange, TaskManagerId};
@@ -70,6 +71,8 @@ const EVENT_QUEUE: usize = 1024;
 
 /// A job slice running here.
 struct HostedJob {
+    /// The execution attempt the slice belongs to.
+    attempt: AttemptNumber,
     cancel: CancelHandle,
     /// This TaskManager's slots the slice runs in.
     slots: Vec<u32>,
@@ -122,6 +125,7 @@ impl TaskExecutorService {
 /// Hands task events to the job's forwarder (called on slot threads, never on tokio's).
 struct ForwardingListener {
     job_id: JobId,
+    attempt: AttemptNumber,
     task_manager_id: TaskManagerId,
     sender: tokio::sync::mpsc::Sender<proto::UpdateTaskStateRequest>,
 }
@@ -133,10 +137,11 @@ impl TaskListener for ForwardingListener {
             task_manager_id: self.task_manager_id.0.clone(),
             chain: event.placement.chain as u32,
             subtask: event.placement.subtask.0,
-            attempt: 0,
+            attempt: self.attempt.0,
             state: event.state.as_str().to_string(),
             timestamp_ms: event.timestamp_ms,
             failure: event.failure.unwrap_or_default(),
+            retryable: event.retryable,
             metrics: event
                 .metrics
                 .into_iter()
@@ -191,9 +196,13 @@ impl TaskExecutor for TaskExecutorService {
     ) -> Result<Response<proto::SubmitTaskResponse>, Status> {
         let r = request.into_inner();
         let job_id = JobId(r.job_id.clone());
-        if self.jobs().contains_key(&job_id) {
+        let attempt = AttemptNumber(r.attempt);
+        if let Some(hosted) = self.jobs().get(&job_id)
+            && hosted.attempt >= attempt
+        {
             return Err(Status::already_exists(format!(
-                "job {job_id} already runs on this TaskManager"
+                "job {job_id} already runs attempt {} on this TaskManager",
+                hosted.attempt.0
             )));
         }
         let graph = JobGraph::from_json(&r.job_graph_json).map_err(|e| status(&e))?;
@@ -225,7 +234,28 @@ impl TaskExecutor for TaskExecutorService {
         }
         let placement = crate::exchange::placement(&graph, &execution, &r.locations)
             .map_err(|e| Status::invalid_argument(format!("deployment of job {job_id}: {e}")))?;
-        let attempt = AttemptNumber(r.attempt);
+        // A restarted attempt resumes from the checkpoint the JobMaster names (every state
+        // file's checksum is verified as it is read), or from nothing.
+        let restored = if r.restore_checkpoint.is_empty() {
+            None
+        } else {
+            let dir = std::path::PathBuf::from(&r.restore_checkpoint);
+            let loaded =
+                tokio::task::spawn_blocking(move || CheckpointStorage::load_dir(&dir)).await;
+            match loaded {
+                Ok(Ok(restored)) => Some(restored),
+                Ok(Err(error)) => {
+                    return Err(Status::failed_precondition(format!(
+                        "job {job_id} attempt {}: restoring checkpoint {}: {error}",
+                        attempt.0, r.restore_checkpoint
+                    )));
+                }
+                Err(error) => return Err(Status::internal(error.to_string())),
+            }
+        };
+        let restore = (attempt.0 > 0).then_some(Restore {
+            checkpoint: restored.as_ref(),
+        });
         let exchange = FlightExchange::new(
             self.exchange.clone(),
             job_id.clone(),
@@ -237,6 +267,7 @@ impl TaskExecutor for TaskExecutorService {
         let (sender, receiver) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let listener = Arc::new(ForwardingListener {
             job_id: job_id.clone(),
+            attempt,
             task_manager_id: self.id.clone(),
             sender,
         });
@@ -254,6 +285,7 @@ impl TaskExecutor for TaskExecutorService {
                 std::path::Path::new(&r.checkpoint_dir),
                 r.checkpoint_incremental,
                 r.job_master_address.clone(),
+                restored.as_ref().map(|c| c.checkpoint_id()),
             )
         });
         let deployed = runtime
@@ -264,21 +296,28 @@ impl TaskExecutor for TaskExecutorService {
                     env: &JobEnvironment::default(),
                     execution: &execution,
                     hosted: &hosted,
+                    restore,
                 },
                 Arc::new(exchange),
                 listener,
                 checkpointing,
             )
             .map_err(|e| status(&e))?;
-        info!(job_id = %job_id, tasks = hosted.len(), "tasks deployed");
-        self.jobs().insert(
+        info!(job_id = %job_id, attempt = attempt.0, tasks = hosted.len(), restored_from = restored.as_ref().map(|c| c.checkpoint_id().0), "tasks deployed");
+        let replaced = self.jobs().insert(
             job_id.clone(),
             HostedJob {
+                attempt,
                 cancel: deployed.cancel_handle(),
                 slots: local_slots,
                 checkpoints: deployed.checkpoint_handle(),
             },
         );
+        if let Some(earlier) = replaced {
+            // The JobMaster deploys a new attempt once the old one's tasks all ended; an old
+            // slice still winding down here is stopped.
+            earlier.cancel.cancel();
+        }
         let forwarder = tokio::spawn(forward_reports(
             job_id.clone(),
             r.job_master_address,
@@ -302,9 +341,10 @@ impl TaskExecutor for TaskExecutorService {
                 Err(error) => warn!(job_id = %job_id, %error, "task waiter panicked"),
             }
             let _ = forwarder.await;
-            jobs.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&job_id);
+            let mut jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
+            if jobs.get(&job_id).is_some_and(|j| j.attempt == attempt) {
+                jobs.remove(&job_id);
+            }
         });
         Ok(Response::new(proto::SubmitTaskResponse {}))
     }

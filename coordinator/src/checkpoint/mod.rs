@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_engine::checkpoint::CheckpointStorage;
-use sluice_engine::ids::JobId;
+use sluice_engine::ids::{CheckpointId, JobId};
 use sluice_engine::runtime::{CheckpointEvent, CheckpointListener, SliceCheckpointing};
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -69,12 +69,14 @@ impl CheckpointListener for ForwardingAcks {
 
 /// How a slice of job `job_id` takes part in checkpoints into the shared directory `dir`,
 /// with the forwarding task that sends its acknowledgements to the JobMaster at
-/// `job_master`. Must be called within a tokio runtime.
+/// `job_master`; checkpoint ids continue after `last_completed` (the checkpoint a restarted
+/// attempt resumes from). Must be called within a tokio runtime.
 pub fn slice_checkpointing(
     job_id: &JobId,
     dir: &Path,
     incremental: bool,
     job_master: String,
+    last_completed: Option<CheckpointId>,
 ) -> SliceCheckpointing {
     let (sender, receiver) = mpsc::channel(ACK_QUEUE);
     tokio::spawn(forward_acks(job_id.clone(), job_master, receiver));
@@ -84,7 +86,7 @@ pub fn slice_checkpointing(
             job_id: job_id.clone(),
             sender,
         }),
-        last_completed: None,
+        last_completed,
     }
 }
 

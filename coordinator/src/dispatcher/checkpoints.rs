@@ -51,7 +51,9 @@ impl Cluster {
                     }
                     continue;
                 }
-                let running = job.tasks.iter().all(|t| t.state == ExecutionState::Running);
+                // Not while the job restarts: the new attempt's tasks must all run first.
+                let running = job.state == JobState::Running
+                    && job.tasks.iter().all(|t| t.state == ExecutionState::Running);
                 match &mut job.checkpoints {
                     Some(checkpoints) if running => checkpoints.tick(),
                     Some(_) => Vec::new(),
@@ -205,7 +207,7 @@ impl Cluster {
                         };
                         apply_local(&mut state, id, actions)
                     };
-                    Box::pin(self.perform(id, actions)).await;
+                    self.perform(id, actions).await;
                 }
                 CheckpointWork::CancelJob => {
                     if let Err(error) = Box::pin(self.cancel(id)).await {

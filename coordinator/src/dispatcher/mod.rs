@@ -18,7 +18,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sluice_engine::checkpoint::{CheckpointConfig, TaskKey};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use sluice_engine::checkpoint::{CheckpointConfig, RestartStrategy, TaskKey};
 use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::CheckpointId;
 use sluice_engine::ids::{JobId, SubtaskIndex};
@@ -26,8 +30,8 @@ use sluice_engine::runtime::{ExecutionState, OperatorMetrics, now_ms};
 use tracing::{info, warn};
 
 use crate::job_master::checkpoints::{CheckpointWork, JobCheckpoints, SavepointStatus};
-use crate::job_master::{Action, JobMaster, JobState};
-use crate::resource_manager::{ResourceManager, TaskManagerId};
+use crate::job_master::{Action, JobMaster, JobState, TaskReport};
+use crate::resource_manager::{AllocatedSlot, ResourceManager, TaskManagerId};
 use crate::rpc::proto;
 use crate::rpc::proto::task_executor_client::TaskExecutorClient;
 
@@ -42,9 +46,12 @@ pub struct JobManagerConfig {
     pub max_content_length: usize,
     /// Default parallelism of SQL jobs (`parallelism.default`); default 1.
     pub parallelism: u32,
-    /// `execution.checkpointing.*` options (`-D`) every job starts with; a job's `SET`
-    /// statements override them.
+    /// `execution.checkpointing.*` and `restart-strategy.*` options (`-D`) every job starts
+    /// with; a job's `SET` statements override them.
     pub checkpoint_options: Vec<(String, String)>,
+    /// How long a job (or a restarted attempt) waits for enough free slots before it fails
+    /// (`slot.request.timeout`); default 5 min, as Flink's.
+    pub slot_request_timeout: Duration,
 }
 
 impl Default for JobManagerConfig {
@@ -55,6 +62,7 @@ impl Default for JobManagerConfig {
             max_content_length: 104_857_600,
             parallelism: 1,
             checkpoint_options: Vec::new(),
+            slot_request_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -69,6 +77,17 @@ pub enum SubmitError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+/// A job as planned from a submission, ready for [`Cluster::submit`].
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub graph: JobGraph,
+    pub checkpointing: Option<CheckpointConfig>,
+    pub restart_strategy: RestartStrategy,
+}
+
+/// How often a job waiting for slots looks again.
+const SLOT_POLL: Duration = Duration::from_millis(100);
 
 /// The jobs and the registry of TaskManagers.
 #[derive(Debug, Default)]
@@ -102,19 +121,24 @@ impl Cluster {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Plans SQL text (or reads JobGraph JSON) into a JobGraph, with its checkpoint settings
-    /// (the JobManager's `-D` options, overridden by the script's `SET`s).
-    pub fn plan(&self, body: &str) -> Result<(JobGraph, Option<CheckpointConfig>), SubmitError> {
+    /// Plans SQL text (or reads JobGraph JSON) into a JobGraph, with its checkpoint and
+    /// restart settings (the JobManager's `-D` options, overridden by the script's `SET`s).
+    pub fn plan(&self, body: &str) -> Result<PlannedJob, SubmitError> {
         let trimmed = body.trim_start();
         let options = &self.config.checkpoint_options;
         if trimmed.starts_with('{') {
             let graph = JobGraph::from_json(trimmed)
                 .map_err(|e| SubmitError::Invalid(format!("JobGraph JSON: {e}")))?;
-            let checkpointing = CheckpointConfig::from_options(
-                options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            )
-            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-            return Ok((graph, checkpointing));
+            let pairs = || options.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let checkpointing = CheckpointConfig::from_options(pairs())
+                .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            let restart_strategy = RestartStrategy::from_options(pairs())
+                .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            return Ok(PlannedJob {
+                graph,
+                checkpointing,
+                restart_strategy,
+            });
         }
         let mut session = sluice_engine::sql::Session::new(sluice_engine::sql::SessionConfig {
             parallelism: self.config.parallelism,
@@ -138,101 +162,95 @@ impl Cluster {
         let checkpointing = session
             .checkpoint_config()
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        Ok((graph, checkpointing))
+        let restart_strategy = session
+            .restart_strategy()
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        Ok(PlannedJob {
+            graph,
+            checkpointing,
+            restart_strategy,
+        })
     }
 
-    /// Starts `graph` as a new job: allocates slots and deploys its tasks. Returns once every
-    /// TaskManager has accepted its share (or the job failed to deploy).
-    pub async fn submit(
-        self: &Arc<Self>,
-        graph: JobGraph,
-        checkpointing: Option<CheckpointConfig>,
-    ) -> Result<JobId, SubmitError> {
+    /// Starts a planned job: registers it (CREATED) and returns its id at once; its slots are
+    /// requested and its tasks deployed in the background (see [`Cluster::run_attempt`]).
+    pub fn submit(self: &Arc<Self>, planned: PlannedJob) -> Result<JobId, SubmitError> {
+        let PlannedJob {
+            graph,
+            checkpointing,
+            restart_strategy,
+        } = planned;
+        graph
+            .to_json()
+            .map_err(|e| SubmitError::Invalid(format!("JobGraph: {e}")))?;
         let id = JobId::generate();
-        let now = now_ms();
-        let mut job = JobMaster::new(id.clone(), graph.clone(), now);
-        let (checkpoint_dir, checkpoint_incremental) =
-            checkpointing.as_ref().map_or((String::new(), false), |c| {
-                (c.dir.display().to_string(), c.incremental)
-            });
+        let mut job =
+            JobMaster::new(id.clone(), graph, now_ms()).with_restart_strategy(restart_strategy);
         let tick = checkpointing.as_ref().map(|c| checkpoint_tick(c.interval));
         if let Some(config) = checkpointing {
             job.checkpoints = Some(JobCheckpoints::new(&id, config, job.task_keys()));
         }
-        let graph_json = graph
-            .to_json()
-            .map_err(|e| SubmitError::Invalid(format!("JobGraph: {e}")))?;
-        // Decide under the lock: slots and placements.
-        let deployments = {
-            let mut state = self.lock();
-            let slots = state
-                .resources
-                .allocate(&id, job.slots_needed())
-                .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
-            let hosts: Vec<String> = slots
-                .iter()
-                .map(|s| {
-                    state
-                        .resources
-                        .get(&s.task_manager)
-                        .map(|r| r.rpc_address.clone())
-                        .unwrap_or_default()
-                })
-                .collect();
-            let data_addresses: Vec<String> = slots
-                .iter()
-                .map(|s| {
-                    state
-                        .resources
-                        .get(&s.task_manager)
-                        .filter(|r| r.data_port != 0)
-                        .map(|r| data_address(&r.rpc_address, r.data_port))
-                        .unwrap_or_default()
-                })
-                .collect();
-            job.schedule(&slots, &hosts, now_ms());
-            let mut per_tm: BTreeMap<TaskManagerId, (String, Vec<proto::TaskDeployment>)> =
-                BTreeMap::new();
-            for placement in &job.execution.tasks {
-                let slot = &slots[placement.slot.0 as usize];
-                per_tm
-                    .entry(slot.task_manager.clone())
-                    .or_insert_with(|| (hosts[placement.slot.0 as usize].clone(), Vec::new()))
-                    .1
-                    .push(proto::TaskDeployment {
-                        chain: placement.chain as u32,
-                        subtask: placement.subtask.0,
-                        slot: placement.slot.0,
-                        task_manager_slot: slot.slot.0,
-                    });
-            }
-            for tm in per_tm.keys() {
-                job.deploying(tm, now_ms());
-            }
-            let locations: Vec<proto::TaskLocation> = job
-                .execution
-                .tasks
-                .iter()
-                .map(|p| {
-                    let index = p.slot.0 as usize;
-                    proto::TaskLocation {
-                        chain: p.chain as u32,
-                        subtask: p.subtask.0,
-                        task_manager_id: slots[index].task_manager.0.clone(),
-                        data_address: data_addresses[index].clone(),
+        info!(job_id = %id, name = %job.graph.name, slots = job.slots_needed(), "job submitted");
+        self.lock().jobs.insert(id.clone(), job);
+        if let Some(tick) = tick {
+            tokio::spawn(self.clone().run_checkpoint_timer(id.clone(), tick));
+        }
+        tokio::spawn(self.clone().run_attempt(id.clone(), 0, None));
+        Ok(id)
+    }
+
+    /// Runs attempt `attempt` of job `id`: requests its slots from the ResourceManager,
+    /// waiting up to `slot.request.timeout` for TaskManagers to offer enough (the job fails
+    /// after that), then deploys each TaskManager's share with a `SubmitTask` RPC that locates
+    /// every task of the job, so the TaskManagers' exchanges connect channels across them.
+    /// A restarted attempt resumes from `restore` (the checkpoint directory).
+    async fn run_attempt(self: Arc<Self>, id: JobId, attempt: u32, restore: Option<PathBuf>) {
+        let deadline = Instant::now() + self.config.slot_request_timeout;
+        let mut waiting_logged = false;
+        let (deployments, locations, graph_json, checkpoint_dir, checkpoint_incremental) = loop {
+            {
+                let mut state = self.lock();
+                let Some(job) = state.jobs.get(&id) else {
+                    return;
+                };
+                if job.attempt != attempt || job.state.is_terminal() {
+                    return;
+                }
+                let needed = job.slots_needed();
+                match state.resources.allocate(&id, needed) {
+                    Ok(slots) => {
+                        let plan = schedule(&mut state, &id, &slots);
+                        break plan;
                     }
-                })
-                .collect();
-            info!(job_id = %id, name = %graph.name, slots = slots.len(), task_managers = per_tm.len(), "job scheduled");
-            state.jobs.insert(id.clone(), job);
-            (per_tm, locations)
+                    Err(error) if Instant::now() >= deadline => {
+                        let reason = format!(
+                            "{error}; no TaskManager offered them within slot.request.timeout ({} ms)",
+                            self.config.slot_request_timeout.as_millis()
+                        );
+                        warn!(job_id = %id, attempt, %reason, "job failed: not enough slots");
+                        let actions = match state.jobs.get_mut(&id) {
+                            Some(job) => job.no_slots(&reason, now_ms()),
+                            None => Vec::new(),
+                        };
+                        apply_local(&mut state, &id, actions);
+                        return;
+                    }
+                    Err(error) => {
+                        if !waiting_logged {
+                            info!(job_id = %id, attempt, needed, %error, "waiting for slots");
+                            waiting_logged = true;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(SLOT_POLL).await;
         };
-        let (deployments, locations) = deployments;
         let execution_slots = deployments
             .values()
             .flat_map(|(_, tasks)| tasks.iter().map(|t| t.slot + 1))
             .max()
             .unwrap_or(1);
+        let restore_checkpoint = restore.map(|p| p.display().to_string()).unwrap_or_default();
         let order: Vec<TaskManagerId> = deployments.keys().cloned().collect();
         for (sent, (tm, (address, tasks))) in deployments.into_iter().enumerate() {
             let request = proto::SubmitTaskRequest {
@@ -241,10 +259,11 @@ impl Cluster {
                 execution_slots,
                 tasks,
                 job_master_address: self.rpc_address.clone(),
-                attempt: 0,
+                attempt,
                 locations: locations.clone(),
                 checkpoint_dir: checkpoint_dir.clone(),
                 checkpoint_incremental,
+                restore_checkpoint: restore_checkpoint.clone(),
             };
             let result =
                 call_task_executor(
@@ -253,30 +272,64 @@ impl Cluster {
                 )
                 .await;
             if let Err(error) = result {
-                warn!(job_id = %id, task_manager = %tm, %error, "deployment failed");
-                let actions = {
+                warn!(job_id = %id, attempt, task_manager = %tm, %error, "deployment failed");
+                let work = {
                     let mut state = self.lock();
                     let reason =
                         format!("deploying to TaskManager {tm} ({address}) failed: {error}");
-                    let actions = match state.jobs.get_mut(&id) {
-                        Some(job) => {
-                            for unsent in &order[sent + 1..] {
-                                job.withdraw(unsent, now_ms());
-                            }
-                            job.task_manager_lost(&tm, &reason, now_ms())
+                    if let Some(job) = state.jobs.get_mut(&id)
+                        && job.attempt == attempt
+                    {
+                        for unsent in &order[sent + 1..] {
+                            job.withdraw(unsent, now_ms());
                         }
-                        None => Vec::new(),
-                    };
-                    apply_local(&mut state, &id, actions)
+                    }
+                    // A TaskManager that cannot take a deployment is written off; it registers
+                    // again with its next heartbeat if it is still alive.
+                    state.resources.remove(&tm);
+                    self.lose(&mut state, &tm, &reason)
                 };
-                self.perform(&id, actions).await;
+                for (job, actions) in work {
+                    self.perform(&job, actions).await;
+                }
                 break;
             }
         }
-        if let Some(tick) = tick {
-            tokio::spawn(self.clone().run_checkpoint_timer(id.clone(), tick));
-        }
-        Ok(id)
+    }
+
+    /// Restarts job `id` as attempt `attempt` after `delay`: the new attempt resumes from the
+    /// latest completed checkpoint (or from the beginning when none completed yet).
+    async fn restart(self: Arc<Self>, id: JobId, attempt: u32, delay: Duration) {
+        tokio::time::sleep(delay).await;
+        let restore = {
+            let mut state = self.lock();
+            let Some(job) = state.jobs.get_mut(&id) else {
+                return;
+            };
+            if !job.begin_attempt(attempt, now_ms()) {
+                return;
+            }
+            let tasks = job.task_keys();
+            let restored = match &mut job.checkpoints {
+                Some(checkpoints) => checkpoints.restart(&id, tasks),
+                None => Ok(None),
+            };
+            match restored {
+                Ok(restored) => {
+                    job.restored_from = restored.clone();
+                    info!(job_id = %id, attempt, checkpoint_id = restored.as_ref().map(|(c, _)| c.0), "restarting job");
+                    restored.map(|(_, path)| path)
+                }
+                Err(error) => {
+                    let reason = format!("restarting from the latest checkpoint: {error}");
+                    warn!(job_id = %id, attempt, %reason, "job failed");
+                    let actions = job.no_slots(&reason, now_ms());
+                    apply_local(&mut state, &id, actions);
+                    return;
+                }
+            }
+        };
+        self.run_attempt(id, attempt, restore).await;
     }
 
     /// A task's state report from a TaskManager.
@@ -305,6 +358,16 @@ impl Cluster {
             })
             .collect();
         let failure = (!report.failure.is_empty()).then_some(report.failure);
+        let task_report = TaskReport {
+            attempt: report.attempt,
+            chain: report.chain as usize,
+            subtask: SubtaskIndex(report.subtask),
+            state,
+            at_ms: report.timestamp_ms,
+            failure,
+            retryable: report.retryable,
+            metrics,
+        };
         let actions = {
             let mut state_guard = self.lock();
             let job = state_guard
@@ -312,16 +375,9 @@ impl Cluster {
                 .get_mut(&id)
                 .ok_or_else(|| tonic::Status::not_found(format!("no job {id}")))?;
             let before = job.state;
+            let current = report.attempt == job.attempt;
             let actions = job
-                .task_state(
-                    report.chain as usize,
-                    SubtaskIndex(report.subtask),
-                    state,
-                    report.timestamp_ms,
-                    failure,
-                    metrics,
-                    now_ms(),
-                )
+                .task_state(task_report, now_ms())
                 .map_err(tonic::Status::invalid_argument)?;
             if job.state != before && !job.state.is_terminal() {
                 info!(job_id = %id, state = %job.state, "job state changed");
@@ -332,7 +388,7 @@ impl Cluster {
                     checkpoints.job_ended();
                     Vec::new()
                 }
-                Some(checkpoints) if state == ExecutionState::Finished => checkpoints
+                Some(checkpoints) if current && state == ExecutionState::Finished => checkpoints
                     .task_finished(TaskKey {
                         chain: report.chain as usize,
                         subtask: report.subtask,
@@ -434,8 +490,17 @@ impl Cluster {
         work
     }
 
-    /// Performs the actions that need RPCs (after the lock is released).
-    async fn perform(&self, id: &JobId, actions: Vec<Action>) {
+    /// Performs the actions that need RPCs or timers (after the lock is released). Boxed: a
+    /// failed cancel call loses a TaskManager, whose other jobs' actions it performs in turn.
+    fn perform<'a>(
+        self: &'a Arc<Self>,
+        id: &'a JobId,
+        actions: Vec<Action>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move { self.perform_actions(id, actions).await })
+    }
+
+    async fn perform_actions(self: &Arc<Self>, id: &JobId, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::CancelTasks(tms) => {
@@ -467,26 +532,124 @@ impl Cluster {
                                 "cancelling the tasks on TaskManager {tm} ({address}) failed: \
                                  {error}"
                             );
-                            let more = {
+                            // It is written off in the ResourceManager too (it registers again
+                            // with its next heartbeat if it is alive), so no restart is
+                            // scheduled onto it; other jobs there restart or fail.
+                            let work = {
                                 let mut state = self.lock();
-                                let actions = match state.jobs.get_mut(id) {
-                                    Some(job) => job.task_manager_lost(&tm, &reason, now_ms()),
-                                    None => Vec::new(),
-                                };
-                                apply_local(&mut state, id, actions)
+                                state.resources.remove(&tm);
+                                self.lose(&mut state, &tm, &reason)
                             };
-                            // The job is already failing or cancelling: losing tasks asks for
-                            // no further cancellation, only the release of its slots.
-                            if !more.is_empty() {
-                                warn!(job_id = %id, actions = ?more, "a stopping job asked for more cancellations (a bug); ignored");
+                            for (job, actions) in work {
+                                self.perform(&job, actions).await;
                             }
                         }
                     }
+                }
+                Action::Restart { attempt, delay } => {
+                    tokio::spawn(self.clone().restart(id.clone(), attempt, delay));
                 }
                 Action::ReleaseSlots => {}
             }
         }
     }
+}
+
+/// Under the lock: places the job's current attempt on `slots` (slot `i` of its
+/// ExecutionGraph on `slots[i]`), marks its tasks SCHEDULED and DEPLOYING, and returns what
+/// each TaskManager is sent, every task's location, the JobGraph JSON and the checkpoint
+/// settings.
+#[expect(
+    clippy::type_complexity,
+    reason = "one deployment plan, taken apart by its caller"
+)]
+fn schedule(
+    state: &mut ClusterState,
+    id: &JobId,
+    slots: &[AllocatedSlot],
+) -> (
+    BTreeMap<TaskManagerId, (String, Vec<proto::TaskDeployment>)>,
+    Vec<proto::TaskLocation>,
+    String,
+    String,
+    bool,
+) {
+    let hosts: Vec<String> = slots
+        .iter()
+        .map(|s| {
+            state
+                .resources
+                .get(&s.task_manager)
+                .map(|r| r.rpc_address.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let data_addresses: Vec<String> = slots
+        .iter()
+        .map(|s| {
+            state
+                .resources
+                .get(&s.task_manager)
+                .filter(|r| r.data_port != 0)
+                .map(|r| data_address(&r.rpc_address, r.data_port))
+                .unwrap_or_default()
+        })
+        .collect();
+    let job = state
+        .jobs
+        .get_mut(id)
+        .expect("the caller found the job under the same lock");
+    job.schedule(slots, &hosts, now_ms());
+    let mut per_tm: BTreeMap<TaskManagerId, (String, Vec<proto::TaskDeployment>)> = BTreeMap::new();
+    for placement in &job.execution.tasks {
+        let index = placement.slot.0 as usize;
+        let slot = &slots[index];
+        per_tm
+            .entry(slot.task_manager.clone())
+            .or_insert_with(|| (hosts[index].clone(), Vec::new()))
+            .1
+            .push(proto::TaskDeployment {
+                chain: placement.chain as u32,
+                subtask: placement.subtask.0,
+                slot: placement.slot.0,
+                task_manager_slot: slot.slot.0,
+            });
+    }
+    for tm in per_tm.keys() {
+        job.deploying(tm, now_ms());
+    }
+    let locations = job
+        .execution
+        .tasks
+        .iter()
+        .map(|p| {
+            let index = p.slot.0 as usize;
+            proto::TaskLocation {
+                chain: p.chain as u32,
+                subtask: p.subtask.0,
+                task_manager_id: slots[index].task_manager.0.clone(),
+                data_address: data_addresses[index].clone(),
+            }
+        })
+        .collect();
+    let graph_json = job
+        .graph
+        .to_json()
+        .expect("the JobGraph was serialised when it was submitted");
+    let (checkpoint_dir, checkpoint_incremental) = job
+        .checkpoints
+        .as_ref()
+        .map_or((String::new(), false), |c| {
+            (c.config.dir.display().to_string(), c.config.incremental)
+        });
+    info!(job_id = %id, attempt = job.attempt, slots = slots.len(), task_managers = per_tm.len(), "job scheduled");
+    (
+        per_tm,
+        locations,
+        graph_json,
+        checkpoint_dir,
+        checkpoint_incremental,
+    )
 }
 
 /// host:port of a TaskManager's data endpoint: the host of its RPC address, its data port.
@@ -513,6 +676,11 @@ fn apply_local(state: &mut ClusterState, id: &JobId, actions: Vec<Action>) -> Ve
                         None => info!(job_id = %id, state = %job.state, "job ended"),
                     }
                 }
+            }
+            action @ Action::Restart { .. } => {
+                // The new attempt requests its slots afresh (the lost TaskManager's are gone).
+                state.resources.release(id);
+                remote.push(action);
             }
             action @ Action::CancelTasks(_) => remote.push(action),
         }

@@ -34,7 +34,7 @@ use sluice_engine::runtime::{ExecutionState, now_ms};
 
 use super::{Cluster, SavepointError, SubmitError};
 use crate::job_master::checkpoints::SavepointStatus;
-use crate::job_master::{JobMaster, JobState};
+use crate::job_master::{JobMaster, JobState, TaskRecord};
 
 /// The router over `cluster`, with the request body limit applied.
 pub fn router(cluster: Arc<Cluster>) -> Router {
@@ -167,46 +167,20 @@ async fn job(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
                 .iter()
                 .filter(|t| t.chain == chain)
                 .map(|t| {
-                    let start = t
-                        .entered(ExecutionState::Deploying)
-                        .map_or(-1, |t| t as i64);
-                    let end = t
-                        .state
-                        .is_terminal()
-                        .then(|| t.transitions.last().map_or(0, |(_, at)| *at));
-                    let metrics: BTreeMap<&str, Value> = t
-                        .metrics
+                    // Earlier attempts of the same subtask, oldest first (after failovers).
+                    let prior: Vec<Value> = job
+                        .prior_attempts
                         .iter()
-                        .map(|(operator, m)| {
-                            (
-                                operator.as_str(),
-                                json!({
-                                    "read-records": m.records_in,
-                                    "write-records": m.records_out,
-                                    "read-batches": m.batches_in,
-                                    "write-batches": m.batches_out,
-                                }),
-                            )
+                        .filter_map(|tasks| {
+                            tasks
+                                .iter()
+                                .find(|p| p.chain == t.chain && p.subtask == t.subtask)
                         })
+                        .map(subtask_json)
                         .collect();
-                    let timestamps: BTreeMap<&str, u64> = t
-                        .transitions
-                        .iter()
-                        .map(|(state, at)| (state.as_str(), *at))
-                        .collect();
-                    json!({
-                        "subtask": t.subtask.0,
-                        "status": t.state.as_str(),
-                        "attempt": 0,
-                        "host": t.host,
-                        "taskmanager-id": t.task_manager.as_ref().map(|tm| tm.0.clone()),
-                        "slot": t.slot.0,
-                        "start-time": start,
-                        "end-time": end.map_or(-1, |e| e as i64),
-                        "timestamps": timestamps,
-                        "failure-cause": t.failure,
-                        "metrics": metrics,
-                    })
+                    let mut subtask = subtask_json(t);
+                    subtask["prior-attempts"] = json!(prior);
+                    subtask
                 })
                 .collect();
             let vertex_state = vertex_state(job, chain);
@@ -235,10 +209,63 @@ async fn job(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
         "now": now,
         "timestamps": timestamps,
         "failure-cause": job.failure,
+        "attempt": job.attempt,
+        "restarts": job.restarts.iter().map(|(at, failure)| json!({
+            "timestamp": at,
+            "failure": failure,
+        })).collect::<Vec<_>>(),
+        "restored-checkpoint": job.restored_from.as_ref().map(|(id, path)| json!({
+            "id": id.0,
+            "external_path": path.display().to_string(),
+        })),
         "vertices": vertices,
         "status-counts": counts(job, None),
     }))
     .into_response()
+}
+
+/// One attempt of a subtask, in Flink's shape: state, host, timestamps per state, metrics.
+fn subtask_json(t: &TaskRecord) -> Value {
+    let start = t
+        .entered(ExecutionState::Deploying)
+        .map_or(-1, |t| t as i64);
+    let end = t
+        .state
+        .is_terminal()
+        .then(|| t.transitions.last().map_or(0, |(_, at)| *at));
+    let metrics: BTreeMap<&str, Value> = t
+        .metrics
+        .iter()
+        .map(|(operator, m)| {
+            (
+                operator.as_str(),
+                json!({
+                    "read-records": m.records_in,
+                    "write-records": m.records_out,
+                    "read-batches": m.batches_in,
+                    "write-batches": m.batches_out,
+                }),
+            )
+        })
+        .collect();
+    let timestamps: BTreeMap<&str, u64> = t
+        .transitions
+        .iter()
+        .map(|(state, at)| (state.as_str(), *at))
+        .collect();
+    json!({
+        "subtask": t.subtask.0,
+        "status": t.state.as_str(),
+        "attempt": t.attempt,
+        "host": t.host,
+        "taskmanager-id": t.task_manager.as_ref().map(|tm| tm.0.clone()),
+        "slot": t.slot.0,
+        "start-time": start,
+        "end-time": end.map_or(-1, |e| e as i64),
+        "timestamps": timestamps,
+        "failure-cause": t.failure,
+        "metrics": metrics,
+    })
 }
 
 /// A vertex's state from its subtasks', as Flink aggregates them: the earliest state any
@@ -258,8 +285,8 @@ fn vertex_state(job: &JobMaster, chain: usize) -> &'static str {
 async fn submit(State(cluster): State<Arc<Cluster>>, body: String) -> Response {
     let planner = cluster.clone();
     let planned = tokio::task::spawn_blocking(move || planner.plan(&body)).await;
-    let graph = match planned {
-        Ok(Ok(graph)) => graph,
+    let planned = match planned {
+        Ok(Ok(planned)) => planned,
         Ok(Err(e)) => return submit_error(e),
         Err(e) => {
             return error(
@@ -268,8 +295,7 @@ async fn submit(State(cluster): State<Arc<Cluster>>, body: String) -> Response {
             );
         }
     };
-    let (graph, checkpointing) = graph;
-    match cluster.submit(graph, checkpointing).await {
+    match cluster.submit(planned) {
         Ok(id) => (
             StatusCode::ACCEPTED,
             Json(json!({ "jobid": id.0, "jobUrl": format!("/jobs/{}", id.0) })),

@@ -118,6 +118,9 @@ pub struct JobCheckpoints {
     waiting: VecDeque<SavepointRequest>,
     savepoint: Option<SavepointRequest>,
     savepoints: BTreeMap<String, SavepointStatus>,
+    /// The newest checkpoint id handed out (ids of a restarted job continue after it, so no
+    /// directory of an aborted checkpoint is reused).
+    last_triggered: Option<CheckpointId>,
 }
 
 impl JobCheckpoints {
@@ -142,6 +145,7 @@ impl JobCheckpoints {
             waiting: VecDeque::new(),
             savepoint: None,
             savepoints: BTreeMap::new(),
+            last_triggered: None,
         }
     }
 
@@ -244,6 +248,31 @@ impl JobCheckpoints {
     /// The job ended: nothing pending will complete. Removes unfinished checkpoint
     /// directories and fails open savepoint requests.
     pub fn job_ended(&mut self) {
+        self.abandon("the job ended before the savepoint completed");
+    }
+
+    /// The job restarts after a failure, its tasks all stopped: the pending checkpoint is
+    /// abandoned, open savepoint requests fail, and a new coordinator continues after every id
+    /// handed out so far. Returns the newest completed checkpoint whose files are intact
+    /// (verified here, as local mode does), which the new attempt resumes from; `None` when no
+    /// checkpoint completed yet and the job starts over from the beginning.
+    pub fn restart(
+        &mut self,
+        job_id: &JobId,
+        tasks: Vec<TaskKey>,
+    ) -> sluice_engine::Result<Option<(CheckpointId, PathBuf)>> {
+        self.abandon("the job failed before the savepoint completed");
+        let latest = self.storage.load_latest()?.map(|restored| {
+            let id = restored.checkpoint_id();
+            (id, self.storage.checkpoint_dir(id))
+        });
+        let resume_after = self.last_triggered.max(latest.as_ref().map(|(id, _)| *id));
+        self.coordinator =
+            CheckpointCoordinator::new(job_id.0.clone(), &self.config, tasks, resume_after);
+        Ok(latest)
+    }
+
+    fn abandon(&mut self, why: &str) {
         self.storage.discard_incomplete();
         self.pending = None;
         let open: Vec<SavepointRequest> = self
@@ -253,10 +282,8 @@ impl JobCheckpoints {
             .chain(self.waiting.drain(..))
             .collect();
         for request in open {
-            self.savepoints.insert(
-                request.trigger,
-                SavepointStatus::Failed("the job ended before the savepoint completed".into()),
-            );
+            self.savepoints
+                .insert(request.trigger, SavepointStatus::Failed(why.into()));
         }
     }
 
@@ -285,6 +312,7 @@ impl JobCheckpoints {
                     timestamp_ms,
                 } => {
                     self.pending = Some((checkpoint, Instant::now(), 0));
+                    self.last_triggered = Some(checkpoint);
                     work.push(CheckpointWork::Trigger {
                         checkpoint,
                         timestamp_ms,
@@ -299,6 +327,7 @@ impl JobCheckpoints {
                         request.checkpoint = Some(checkpoint);
                     }
                     self.pending = Some((checkpoint, Instant::now(), 0));
+                    self.last_triggered = Some(checkpoint);
                     work.push(CheckpointWork::Trigger {
                         checkpoint,
                         timestamp_ms,

@@ -8,13 +8,20 @@
 //! Job states follow Flink's `JobStatus`: CREATED → RUNNING → FINISHED, with FAILING → FAILED
 //! and CANCELLING → CANCELED. The job ends when every task has ended: FINISHED when all
 //! finished, FAILED when any failed, CANCELED after a cancellation.
+//!
+//! Failover: when a task fails with a failure a restart may cure (a lost TaskManager or peer,
+//! not a malformed row) and the job's restart strategy allows another attempt, the job goes
+//! RESTARTING instead of FAILING: the other tasks are cancelled, and once all have stopped the
+//! shell waits the strategy's delay, allocates slots again (the lost TaskManager's are gone)
+//! and deploys a new execution attempt that resumes from the latest completed checkpoint.
+//! Each attempt's tasks keep their own history; reports of an older attempt are ignored.
 
 pub mod checkpoints;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use sluice_engine::checkpoint::TaskKey;
+use sluice_engine::checkpoint::{RestartStrategy, TaskKey};
 use sluice_engine::graph::{JobGraph, OperatorSpec};
 use sluice_engine::ids::{JobId, SlotId, SubtaskIndex};
 use sluice_engine::runtime::{ExecutionGraph, ExecutionState, OperatorMetrics};
@@ -28,6 +35,7 @@ pub enum JobState {
     Created,
     Running,
     Failing,
+    Restarting,
     Failed,
     Cancelling,
     #[serde(rename = "CANCELED")]
@@ -41,6 +49,7 @@ impl JobState {
             JobState::Created => "CREATED",
             JobState::Running => "RUNNING",
             JobState::Failing => "FAILING",
+            JobState::Restarting => "RESTARTING",
             JobState::Failed => "FAILED",
             JobState::Cancelling => "CANCELLING",
             JobState::Cancelled => "CANCELED",
@@ -70,11 +79,19 @@ pub enum Action {
     CancelTasks(Vec<TaskManagerId>),
     /// The job has ended: give its slots back to the ResourceManager.
     ReleaseSlots,
+    /// Every task of the failed attempt has stopped: give the slots back, wait `delay`, then
+    /// schedule attempt `attempt`.
+    Restart {
+        attempt: u32,
+        delay: std::time::Duration,
+    },
 }
 
 /// One task (a chain's subtask) and its history.
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
+    /// The execution attempt this record belongs to (0 for the first).
+    pub attempt: u32,
     pub chain: usize,
     pub subtask: SubtaskIndex,
     /// Slot in the job's ExecutionGraph.
@@ -105,6 +122,22 @@ impl TaskRecord {
     }
 }
 
+/// A task's state report, as a TaskManager sends it.
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    pub attempt: u32,
+    pub chain: usize,
+    pub subtask: SubtaskIndex,
+    pub state: ExecutionState,
+    /// When the task entered `state` (milliseconds since the Unix epoch).
+    pub at_ms: u64,
+    pub failure: Option<String>,
+    /// Whether a restart may cure the failure.
+    pub retryable: bool,
+    /// The chain's operator metrics, when the task has ended.
+    pub metrics: Vec<(String, OperatorMetrics)>,
+}
+
 /// One job and its tasks.
 #[derive(Debug)]
 pub struct JobMaster {
@@ -119,6 +152,16 @@ pub struct JobMaster {
     pub tasks: Vec<TaskRecord>,
     /// The job's checkpoints, when it runs with checkpointing.
     pub checkpoints: Option<checkpoints::JobCheckpoints>,
+    /// How failed attempts are restarted.
+    pub restart_strategy: RestartStrategy,
+    /// The current execution attempt (0 for the first).
+    pub attempt: u32,
+    /// The tasks of earlier attempts, oldest first.
+    pub prior_attempts: Vec<Vec<TaskRecord>>,
+    /// The failures that restarted the job, with their time, oldest first.
+    pub restarts: Vec<(u64, String)>,
+    /// The checkpoint the current attempt resumed from (id and directory).
+    pub restored_from: Option<(sluice_engine::ids::CheckpointId, std::path::PathBuf)>,
 }
 
 impl JobMaster {
@@ -132,21 +175,7 @@ impl JobMaster {
             .max()
             .unwrap_or(1);
         let execution = ExecutionGraph::new(&graph, slots);
-        let tasks = execution
-            .tasks
-            .iter()
-            .map(|p| TaskRecord {
-                chain: p.chain,
-                subtask: p.subtask,
-                slot: p.slot,
-                task_manager: None,
-                host: String::new(),
-                state: ExecutionState::Created,
-                transitions: vec![(ExecutionState::Created, now_ms)],
-                failure: None,
-                metrics: Vec::new(),
-            })
-            .collect();
+        let tasks = new_tasks(&execution, 0, now_ms);
         JobMaster {
             id,
             graph,
@@ -156,7 +185,18 @@ impl JobMaster {
             failure: None,
             tasks,
             checkpoints: None,
+            restart_strategy: RestartStrategy::None,
+            attempt: 0,
+            prior_attempts: Vec::new(),
+            restarts: Vec::new(),
+            restored_from: None,
         }
+    }
+
+    /// Restarts failed attempts as `strategy` allows.
+    pub fn with_restart_strategy(mut self, strategy: RestartStrategy) -> Self {
+        self.restart_strategy = strategy;
+        self
     }
 
     /// Every task, as the checkpoint coordinator names them.
@@ -207,7 +247,8 @@ impl JobMaster {
     }
 
     /// Slots were allocated: slot `i` of the ExecutionGraph is `slots[i]` on the TaskManager
-    /// at `hosts[i]`. The job is RUNNING and its tasks SCHEDULED.
+    /// at `hosts[i]`. The job is RUNNING and its tasks SCHEDULED. After a restart this is the
+    /// new attempt's scheduling.
     pub fn schedule(&mut self, slots: &[AllocatedSlot], hosts: &[String], now_ms: u64) {
         for task in &mut self.tasks {
             let index = task.slot.0 as usize;
@@ -252,18 +293,22 @@ impl JobMaster {
         }
     }
 
-    /// A task reported a new state.
-    #[expect(clippy::too_many_arguments, reason = "one report's fields")]
-    pub fn task_state(
-        &mut self,
-        chain: usize,
-        subtask: SubtaskIndex,
-        state: ExecutionState,
-        at_ms: u64,
-        failure: Option<String>,
-        metrics: Vec<(String, OperatorMetrics)>,
-        now_ms: u64,
-    ) -> Result<Vec<Action>, String> {
+    /// A task of attempt `report.attempt` reported a new state. Reports of an earlier attempt
+    /// are ignored (they arrive late, from tasks the restart already wrote off).
+    pub fn task_state(&mut self, report: TaskReport, now_ms: u64) -> Result<Vec<Action>, String> {
+        let TaskReport {
+            attempt,
+            chain,
+            subtask,
+            state,
+            at_ms,
+            failure,
+            retryable,
+            metrics,
+        } = report;
+        if attempt != self.attempt {
+            return Ok(Vec::new());
+        }
         let task = self
             .tasks
             .iter_mut()
@@ -285,19 +330,39 @@ impl JobMaster {
         let mut actions = Vec::new();
         if state == ExecutionState::Failed {
             task.failure = failure.clone();
-            if !matches!(self.state, JobState::Failing | JobState::Cancelling)
-                && !self.state.is_terminal()
-            {
-                self.failure = failure;
-                actions.extend(self.stop(JobState::Failing, now_ms));
-            }
+            let reason = failure.unwrap_or_else(|| "the task failed".into());
+            actions.extend(self.task_failed(reason, retryable, now_ms));
         }
         actions.extend(self.end_if_done(now_ms));
         Ok(actions)
     }
 
+    /// A task of the current attempt failed: the job restarts when the failure is retryable
+    /// and the strategy allows another attempt, and fails otherwise. Nothing changes when the
+    /// job is already stopping.
+    fn task_failed(&mut self, reason: String, retryable: bool, now_ms: u64) -> Vec<Action> {
+        if matches!(
+            self.state,
+            JobState::Failing | JobState::Cancelling | JobState::Restarting
+        ) || self.state.is_terminal()
+        {
+            return Vec::new();
+        }
+        let restarts_left = match self.restart_strategy {
+            RestartStrategy::FixedDelay { attempts, .. } => (self.restarts.len() as u32) < attempts,
+            RestartStrategy::None => false,
+        };
+        if retryable && restarts_left {
+            self.restarts.push((now_ms, reason));
+            self.stop(JobState::Restarting, now_ms)
+        } else {
+            self.failure = Some(reason);
+            self.stop(JobState::Failing, now_ms)
+        }
+    }
+
     /// A TaskManager is gone: its unfinished tasks failed (or were cancelled, when the job was
-    /// being cancelled anyway) and the job fails.
+    /// being cancelled anyway) and the job restarts or fails.
     pub fn task_manager_lost(
         &mut self,
         task_manager: &TaskManagerId,
@@ -320,21 +385,35 @@ impl JobMaster {
         if !lost_any {
             return Vec::new();
         }
-        self.fail(reason, now_ms)
+        let mut actions = self.task_failed(reason.to_string(), true, now_ms);
+        actions.extend(self.end_if_done(now_ms));
+        actions
     }
 
-    /// The job fails (a deployment could not be sent, a TaskManager was lost): the tasks still
-    /// running are cancelled.
+    /// The job fails for good (checkpoints failed beyond the tolerated number, no slots for a
+    /// restart): the tasks still running are cancelled.
     pub fn fail(&mut self, reason: &str, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
-        if !self.state.is_terminal()
-            && !matches!(self.state, JobState::Failing | JobState::Cancelling)
-        {
+        if !self.state.is_terminal() && self.state != JobState::Failing {
             self.failure = Some(reason.to_string());
             actions.extend(self.stop(JobState::Failing, now_ms));
         }
         actions.extend(self.end_if_done(now_ms));
         actions
+    }
+
+    /// Starts attempt `attempt` (asked for by [`Action::Restart`]): the stopped attempt's tasks
+    /// go to the history and new ones are CREATED. `false` when the job has meanwhile ended or
+    /// another attempt started (the restart is stale).
+    pub fn begin_attempt(&mut self, attempt: u32, now_ms: u64) -> bool {
+        if self.state != JobState::Restarting || attempt != self.attempt + 1 {
+            return false;
+        }
+        self.attempt = attempt;
+        let fresh = new_tasks(&self.execution, attempt, now_ms);
+        let stopped = std::mem::replace(&mut self.tasks, fresh);
+        self.prior_attempts.push(stopped);
+        true
     }
 
     /// The user cancels the job. `false` when it had already ended.
@@ -347,8 +426,24 @@ impl JobMaster {
         (true, actions)
     }
 
-    /// Moves the job to `state` (FAILING or CANCELLING): tasks not yet deployed are cancelled
-    /// at once, deployed ones are asked to cancel.
+    /// The job is waiting for slots (a new one, or a restart) and none came in time: it fails
+    /// with `reason`.
+    pub fn no_slots(&mut self, reason: &str, now_ms: u64) -> Vec<Action> {
+        if self.state.is_terminal() {
+            return Vec::new();
+        }
+        self.failure = Some(reason.to_string());
+        self.enter(JobState::Failing, now_ms);
+        for task in &mut self.tasks {
+            if !task.state.is_terminal() {
+                task.enter(ExecutionState::Cancelled, now_ms);
+            }
+        }
+        self.end_if_done(now_ms)
+    }
+
+    /// Moves the job to `state` (FAILING, RESTARTING or CANCELLING): tasks not yet deployed
+    /// are cancelled at once, deployed ones are asked to cancel.
     fn stop(&mut self, state: JobState, now_ms: u64) -> Vec<Action> {
         self.enter(state, now_ms);
         let mut targets = BTreeSet::new();
@@ -382,6 +477,16 @@ impl JobMaster {
     fn end_if_done(&mut self, now_ms: u64) -> Vec<Action> {
         if self.state.is_terminal() || !self.tasks.iter().all(|t| t.state.is_terminal()) {
             return Vec::new();
+        }
+        if self.state == JobState::Restarting {
+            let delay = match self.restart_strategy {
+                RestartStrategy::FixedDelay { delay, .. } => delay,
+                RestartStrategy::None => std::time::Duration::ZERO,
+            };
+            return vec![Action::Restart {
+                attempt: self.attempt + 1,
+                delay,
+            }];
         }
         let end = match self.state {
             JobState::Cancelling => JobState::Cancelled,
@@ -426,6 +531,26 @@ impl JobMaster {
     }
 }
 
+/// The tasks of a new attempt: one per placement of the ExecutionGraph, CREATED.
+fn new_tasks(execution: &ExecutionGraph, attempt: u32, now_ms: u64) -> Vec<TaskRecord> {
+    execution
+        .tasks
+        .iter()
+        .map(|p| TaskRecord {
+            attempt,
+            chain: p.chain,
+            subtask: p.subtask,
+            slot: p.slot,
+            task_manager: None,
+            host: String::new(),
+            state: ExecutionState::Created,
+            transitions: vec![(ExecutionState::Created, now_ms)],
+            failure: None,
+            metrics: Vec::new(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -458,9 +583,21 @@ mod tests {
         (slots, tms.iter().map(|tm| format!("{tm}:1")).collect())
     }
 
+    fn task_report(subtask: u32, state: ExecutionState, at: u64) -> TaskReport {
+        TaskReport {
+            attempt: 0,
+            chain: 0,
+            subtask: SubtaskIndex(subtask),
+            state,
+            at_ms: at,
+            failure: None,
+            retryable: false,
+            metrics: Vec::new(),
+        }
+    }
+
     fn report(job: &mut JobMaster, subtask: u32, state: ExecutionState, at: u64) -> Vec<Action> {
-        job.task_state(0, SubtaskIndex(subtask), state, at, None, Vec::new(), at)
-            .unwrap()
+        job.task_state(task_report(subtask, state, at), at).unwrap()
     }
 
     #[test]
@@ -506,17 +643,11 @@ mod tests {
         job.schedule(&s, &h, 2);
         job.deploying(&TaskManagerId("a".into()), 3);
         job.deploying(&TaskManagerId("b".into()), 3);
-        let actions = job
-            .task_state(
-                0,
-                SubtaskIndex(0),
-                ExecutionState::Failed,
-                4,
-                Some("boom".into()),
-                Vec::new(),
-                4,
-            )
-            .unwrap();
+        let failed = TaskReport {
+            failure: Some("boom".into()),
+            ..task_report(0, ExecutionState::Failed, 4)
+        };
+        let actions = job.task_state(failed, 4).unwrap();
         assert_eq!(
             actions,
             vec![Action::CancelTasks(vec![TaskManagerId("b".into())])]
@@ -575,20 +706,133 @@ mod tests {
         assert!(!job.cancel(4).0, "an ended job cannot be cancelled again");
     }
 
+    fn restartable_job(attempts: u32) -> JobMaster {
+        job().with_restart_strategy(RestartStrategy::FixedDelay {
+            attempts,
+            delay: std::time::Duration::from_millis(10),
+        })
+    }
+
+    fn run_attempt(job: &mut JobMaster, at: u64) {
+        let (s, h) = slots(&["a", "b"]);
+        job.schedule(&s, &h, at);
+        job.deploying(&TaskManagerId("a".into()), at);
+        job.deploying(&TaskManagerId("b".into()), at);
+        for subtask in 0..2 {
+            let running = TaskReport {
+                attempt: job.attempt,
+                ..task_report(subtask, ExecutionState::Running, at)
+            };
+            job.task_state(running, at).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_lost_task_manager_restarts_the_job_as_a_new_attempt_keeping_the_old_one() {
+        let mut job = restartable_job(3);
+        run_attempt(&mut job, 2);
+        let actions = job.task_manager_lost(&TaskManagerId("a".into()), "killed", 5);
+        assert_eq!(
+            actions,
+            vec![Action::CancelTasks(vec![TaskManagerId("b".into())])]
+        );
+        assert_eq!(job.state, JobState::Restarting);
+        assert_eq!(job.failure, None, "a restarting job has not failed");
+        // The surviving task stops; then the restart is asked for.
+        let actions = report(&mut job, 1, ExecutionState::Cancelled, 6);
+        assert_eq!(
+            actions,
+            vec![Action::Restart {
+                attempt: 1,
+                delay: std::time::Duration::from_millis(10)
+            }]
+        );
+        assert!(job.begin_attempt(1, 7));
+        assert!(!job.begin_attempt(1, 7), "a restart is taken once");
+        assert_eq!(job.attempt, 1);
+        assert_eq!(job.prior_attempts.len(), 1);
+        assert_eq!(job.prior_attempts[0][0].state, ExecutionState::Failed);
+        assert!(
+            job.tasks
+                .iter()
+                .all(|t| t.state == ExecutionState::Created && t.attempt == 1)
+        );
+        run_attempt(&mut job, 8);
+        assert_eq!(job.state, JobState::Running);
+        // A late report of the old attempt changes nothing.
+        assert!(report(&mut job, 0, ExecutionState::Failed, 9).is_empty());
+        assert_eq!(job.tasks[0].state, ExecutionState::Running);
+        for subtask in 0..2 {
+            let finished = TaskReport {
+                attempt: 1,
+                ..task_report(subtask, ExecutionState::Finished, 10)
+            };
+            job.task_state(finished, 10).unwrap();
+        }
+        assert_eq!(job.state, JobState::Finished);
+        assert_eq!(job.restarts.len(), 1);
+        assert_eq!(job.restarts[0].1, "killed");
+    }
+
+    #[test]
+    fn a_failure_no_restart_cures_or_beyond_the_attempts_fails_the_job() {
+        // A malformed row is not retryable.
+        let mut job = restartable_job(3);
+        run_attempt(&mut job, 2);
+        let bad_row = TaskReport {
+            failure: Some("malformed row".into()),
+            retryable: false,
+            ..task_report(0, ExecutionState::Failed, 3)
+        };
+        job.task_state(bad_row, 3).unwrap();
+        assert_eq!(job.state, JobState::Failing);
+
+        // One restart allowed: the second loss fails the job.
+        let mut job = restartable_job(1);
+        run_attempt(&mut job, 2);
+        job.task_manager_lost(&TaskManagerId("a".into()), "first", 3);
+        let actions = report(&mut job, 1, ExecutionState::Cancelled, 4);
+        assert!(matches!(actions[..], [Action::Restart { attempt: 1, .. }]));
+        assert!(job.begin_attempt(1, 5));
+        run_attempt(&mut job, 6);
+        job.task_manager_lost(&TaskManagerId("b".into()), "second", 7);
+        assert_eq!(job.state, JobState::Failing);
+        assert_eq!(job.failure.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn cancelling_a_restarting_job_ends_it_and_the_restart_is_stale() {
+        let mut job = restartable_job(3);
+        run_attempt(&mut job, 2);
+        job.task_manager_lost(&TaskManagerId("a".into()), "killed", 3);
+        report(&mut job, 1, ExecutionState::Cancelled, 4);
+        let (cancelled, actions) = job.cancel(5);
+        assert!(cancelled);
+        assert_eq!(actions, vec![Action::ReleaseSlots]);
+        assert_eq!(job.state, JobState::Cancelled);
+        assert!(!job.begin_attempt(1, 6));
+    }
+
+    #[test]
+    fn no_slots_in_time_fails_a_waiting_job() {
+        let mut job = job();
+        let actions = job.no_slots("not enough slots", 3);
+        assert_eq!(actions, vec![Action::ReleaseSlots]);
+        assert_eq!(job.state, JobState::Failed);
+        assert!(
+            job.tasks
+                .iter()
+                .all(|t| t.state == ExecutionState::Cancelled)
+        );
+    }
+
     #[test]
     fn a_report_for_an_unknown_task_is_an_error() {
         let mut job = job();
-        assert!(
-            job.task_state(
-                5,
-                SubtaskIndex(0),
-                ExecutionState::Running,
-                1,
-                None,
-                vec![],
-                1
-            )
-            .is_err()
-        );
+        let unknown = TaskReport {
+            chain: 5,
+            ..task_report(0, ExecutionState::Running, 1)
+        };
+        assert!(job.task_state(unknown, 1).is_err());
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_coordinator::rest_client::{RestResponse, request};
 
+mod failover;
+
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -448,7 +450,15 @@ INSERT INTO sink SELECT name, COUNT(*), SUM(id) FROM src WHERE id >= 10 GROUP BY
 #[test]
 fn rest_api_rejects_bad_submissions_and_cancels_a_running_job() {
     let dir = tempfile::tempdir().unwrap();
-    let (jm, rpc, rest) = jobmanager(dir.path(), &["-D", "rest.server.max-content-length=4096"]);
+    let (jm, rpc, rest) = jobmanager(
+        dir.path(),
+        &[
+            "-D",
+            "rest.server.max-content-length=4096",
+            "-D",
+            "slot.request.timeout=1s",
+        ],
+    );
     let (tm, _, _) = taskmanager(dir.path(), "tm", &rpc, 1);
     wait_for("the TaskManager", &[&jm], || {
         (get(&rest, "/overview")["slots-total"] == 1).then_some(())
@@ -484,11 +494,20 @@ fn rest_api_rejects_bad_submissions_and_cancels_a_running_job() {
     let too_wide = post(
         "SET 'parallelism.default' = '3';\nCREATE TABLE t (x INT) WITH ('connector' = 'datagen');\nCREATE TABLE s (x INT) WITH ('connector' = 'blackhole');\nINSERT INTO s SELECT x FROM t;",
     );
-    assert_eq!(too_wide.status, 503, "{}", too_wide.body);
+    // As in Flink, the job waits for slots up to slot.request.timeout, then fails.
+    assert_eq!(too_wide.status, 202, "{}", too_wide.body);
+    let too_wide = too_wide.json().unwrap()["jobid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the too-wide job to fail", &[&jm], || {
+        (job_state(&rest, &too_wide) == "FAILED").then_some(())
+    });
+    let job = get(&rest, &format!("/jobs/{too_wide}"));
+    let cause = job["failure-cause"].as_str().unwrap();
     assert!(
-        too_wide.error_message().contains("3 slots"),
-        "{}",
-        too_wide.body
+        cause.contains("3 slots") && cause.contains("slot.request.timeout"),
+        "{job}"
     );
     let unknown = request(&rest, "GET", "/jobs/0123", None).unwrap();
     assert_eq!(unknown.status, 404);

@@ -22,7 +22,7 @@ use super::exchange::{ExchangeFactory, SlotWaker};
 use super::slice_checkpoints::{SliceCheckpointHandle, SliceCheckpointing, SliceWriter};
 use super::slot::{self, JobControl};
 use super::task::{OperatorMetrics, Task};
-use super::{ExecutionGraph, JobEnvironment, LocalRuntime, TaskPlacement, build_task};
+use super::{ExecutionGraph, JobEnvironment, LocalRuntime, Restore, TaskPlacement, build_task};
 use crate::checkpoint::TaskKey;
 use crate::connector::SinkResources;
 use crate::graph::JobGraph;
@@ -105,6 +105,9 @@ pub struct TaskEvent {
     pub timestamp_ms: u64,
     /// Why the task failed (for [`ExecutionState::Failed`]).
     pub failure: Option<String>,
+    /// Whether that failure may go away on a restart ([`Error::is_retryable`]): a lost peer
+    /// may, a malformed row or a bad plan will not.
+    pub retryable: bool,
     /// The chain's operator metrics, when the task has ended.
     pub metrics: Vec<(String, OperatorMetrics)>,
 }
@@ -138,6 +141,7 @@ impl SlotListener {
             state,
             timestamp_ms: now_ms(),
             failure: failure.map(|e| e.to_string()),
+            retryable: failure.is_some_and(Error::is_retryable),
             metrics,
         });
     }
@@ -223,6 +227,8 @@ pub struct JobSlice<'a> {
     pub execution: &'a ExecutionGraph,
     /// The placements (a subset of `execution.tasks`) that run here.
     pub hosted: &'a [TaskPlacement],
+    /// `Some` for a restarted attempt: what its operators and sources resume from.
+    pub restore: Option<Restore<'a>>,
 }
 
 /// Cancels the tasks of a [`DeployedJob`]; cheap to clone.
@@ -272,6 +278,7 @@ impl LocalRuntime {
             env,
             execution,
             hosted,
+            restore,
         } = slice;
         crate::alloc::tune();
         let config = &self.config;
@@ -313,7 +320,7 @@ impl LocalRuntime {
                     &resources,
                     exchange.as_ref(),
                     &waker,
-                    None,
+                    restore,
                 )?;
                 if let Some((_, signals, _)) = &checkpoints {
                     task = task.with_checkpoints(
@@ -415,6 +422,7 @@ mod tests {
                     env: &env,
                     execution: &execution,
                     hosted: &execution.tasks,
+                    restore: None,
                 },
                 Arc::new(LocalExchange::new(4)),
                 recorder.clone(),
@@ -472,6 +480,7 @@ mod tests {
                     env: &env,
                     execution: &execution,
                     hosted: &[wrong],
+                    restore: None,
                 },
                 Arc::new(LocalExchange::new(4)),
                 Arc::new(Recorder::default()),
@@ -507,6 +516,7 @@ mod tests {
                     env: &job_env,
                     execution: &execution,
                     hosted: &execution.tasks,
+                    restore: None,
                 },
                 Arc::new(LocalExchange::new(4)),
                 recorder.clone(),

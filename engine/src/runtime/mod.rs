@@ -407,9 +407,12 @@ fn start_attempt(
 }
 
 /// What a restarted attempt resumes from: a checkpoint, or the beginning (`None`).
+///
+/// Every operator of a restored attempt is restored, with its state from the checkpoint or
+/// with nothing, so sinks discard what a failed attempt staged after the checkpoint.
 #[derive(Clone, Copy)]
-struct Restore<'a> {
-    checkpoint: Option<&'a RestoredCheckpoint>,
+pub struct Restore<'a> {
+    pub checkpoint: Option<&'a RestoredCheckpoint>,
 }
 
 impl Attempt {

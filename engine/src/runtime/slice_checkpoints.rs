@@ -272,6 +272,7 @@ mod tests {
                     env: &job_env,
                     execution: &execution,
                     hosted: &execution.tasks,
+                    restore: None,
                 },
                 Arc::new(LocalExchange::new(4)),
                 Arc::new(Ignore),

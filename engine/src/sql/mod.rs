@@ -512,6 +512,11 @@ impl Session {
         Ok(self.runtime_config()?.checkpointing)
     }
 
+    /// The restart strategy set with `SET 'restart-strategy…'` (or [`Session::set_option`]).
+    pub fn restart_strategy(&self) -> Result<RestartStrategy> {
+        Ok(self.runtime_config()?.restart_strategy)
+    }
+
     /// Sets a configuration option as `SET 'key' = 'value'` does (the CLI's `-D key=value`).
     pub fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
         self.set(key, value)
