@@ -933,14 +933,9 @@ INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;
             "every subtask ended: {subtask}"
         );
     }
-    assert_eq!(
-        get(&rest, "/overview")["taskmanagers"],
-        2,
-        "the killed TaskManager has not timed out yet"
-    );
-    assert_eq!(
-        get(&rest, "/overview")["slots-available"],
-        2,
-        "slots are released"
-    );
+    // Its heartbeats have not timed out yet, but the failed cancel call wrote it off, so no
+    // job is scheduled onto it; the survivor's slot is released.
+    let overview = get(&rest, "/overview");
+    assert_eq!(overview["taskmanagers"], 1, "{overview}");
+    assert_eq!(overview["slots-available"], 1, "slots are released: {overview}");
 }
