@@ -937,5 +937,8 @@ INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;
     // job is scheduled onto it; the survivor's slot is released.
     let overview = get(&rest, "/overview");
     assert_eq!(overview["taskmanagers"], 1, "{overview}");
-    assert_eq!(overview["slots-available"], 1, "slots are released: {overview}");
+    assert_eq!(
+        overview["slots-available"], 1,
+        "slots are released: {overview}"
+    );
 }

@@ -86,7 +86,72 @@ impl Operator for SinkOperator {
         Ok(())
     }
 
+    /// End of input: every pre-commit still waiting for its checkpoint's completion is
+    /// committed, then the sink finishes. The input is complete, so nothing staged can be
+    /// replayed any more; a completion notice may never come (the job's last checkpoints are
+    /// aborted as its tasks finish, and a notice can arrive after this task has ended). Should
+    /// the job still fail and restart from an earlier checkpoint, [`Sink::recover`] removes
+    /// what was committed after that checkpoint, so the output stays exactly once.
     fn finish(&mut self, _out: &mut Output) -> Result<()> {
+        for (id, data) in std::mem::take(&mut self.pending) {
+            self.sink.commit(id, &data)?;
+        }
         self.sink.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Records the calls it gets.
+    struct Recording(Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Recording {
+        fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
+            Ok(())
+        }
+
+        fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Vec<u8>> {
+            Ok(format!("staged-{}", checkpoint.0).into_bytes())
+        }
+
+        fn commit(&mut self, checkpoint: CheckpointId, pending: &[u8]) -> Result<()> {
+            let pending = String::from_utf8_lossy(pending);
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("commit {} {pending}", checkpoint.0));
+            Ok(())
+        }
+
+        fn finish(&mut self) -> Result<()> {
+            self.0.lock().unwrap().push("finish".into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn finishing_commits_the_pre_commits_whose_completion_never_came() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut operator = SinkOperator::new(Box::new(Recording(calls.clone())));
+        for id in 1..=3 {
+            operator.snapshot(CheckpointId(id)).unwrap();
+        }
+        operator
+            .notify_checkpoint_complete(CheckpointId(1))
+            .unwrap();
+        operator.finish(&mut Output::default()).unwrap();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "commit 1 staged-1",
+                "commit 2 staged-2",
+                "commit 3 staged-3",
+                "finish"
+            ]
+        );
     }
 }
