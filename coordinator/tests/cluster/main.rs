@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_coordinator::rest_client::{RestResponse, request};
 
+mod cli;
+
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
