@@ -266,7 +266,7 @@ pub struct ApplicationOutcome {
     pub state: JobState,
     /// Why the job failed, when it did.
     pub failure: Option<String>,
-    /// From submission to the end, in milliseconds.
+    /// From submission (deployment included) to the end, in milliseconds.
     pub duration_ms: u64,
 }
 
@@ -378,11 +378,12 @@ async fn drive_application(
         job_master::JobMaster::new(JobId(String::new()), graph.clone(), now_ms()).slots_needed();
     let started = Instant::now();
     let mut announced = false;
-    let id = loop {
+    let (id, submitted) = loop {
         let available = cluster.lock().resources.free_slots();
         if available >= needed {
+            let submitted = now_ms();
             match cluster.submit(graph.clone(), checkpointing.clone()).await {
-                Ok(id) => break id,
+                Ok(id) => break (id, submitted),
                 // The slots went between the look and the allocation (a job submitted over
                 // REST): wait on.
                 Err(SubmitError::Unavailable(_))
@@ -406,7 +407,6 @@ async fn drive_application(
     };
     info!(job_id = %id, name = %name, "application job submitted");
     on_event(ApplicationEvent::Submitted(id.clone()));
-    let submitted = now_ms();
     let mut ticks = tokio::time::interval(APPLICATION_POLL);
     loop {
         ticks.tick().await;

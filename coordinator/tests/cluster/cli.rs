@@ -300,3 +300,31 @@ INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;
         stderr(&unreachable)
     );
 }
+
+#[test]
+fn application_mode_exits_non_zero_with_the_failure_when_its_job_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "1,a\nnot-a-number,b\n").unwrap();
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE src (id BIGINT, name STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+CREATE TABLE sink (id BIGINT, name STRING) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT id, name FROM src;
+",
+            input.display()
+        ),
+    )
+    .unwrap();
+    let mut app = application(dir.path(), &script, &[]);
+    let rpc = app.address("rpc");
+    let (tm, _, _) = taskmanager(dir.path(), "tm", &rpc, 1);
+    let status = app.exit(&[&tm]);
+    let log = app.process.log();
+    assert!(!status.success(), "{}\n{log}", app.stdout());
+    assert!(log.contains("ended as FAILED"), "{log}");
+    assert!(log.contains("in.csv"), "the failure names the file: {log}");
+}
