@@ -3,16 +3,22 @@
 //!
 //! It prints `rpc listening on ADDR` and `rest listening on ADDR` on stdout once bound (port 0
 //! picks a free port), and shuts down cleanly on SIGTERM or SIGINT.
+//!
+//! [`run_application`] is the application cluster (`sluice application`): the same JobManager
+//! dedicated to one job, which it submits once TaskManagers offer enough slots and which it
+//! outlives only until the job ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use sluice_engine::ids::JobId;
 use sluice_engine::runtime::now_ms;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::dispatcher::{Cluster, JobManagerConfig, rest};
+use crate::dispatcher::{Cluster, JobManagerConfig, PlannedJob, SubmitError, rest};
+use crate::job_master::{self, JobState};
 use crate::resource_manager::{SlotOffer, TaskManagerId};
 use crate::rpc::proto;
 use crate::rpc::proto::job_master_server::{JobMaster, JobMasterServer};
@@ -120,6 +126,18 @@ pub async fn run(
     on_bound: impl FnOnce(&JobManagerAddresses),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve(config, rpc, rest, |bound, _| on_bound(bound), shutdown).await
+}
+
+/// [`run`], with `on_bound` also handed the cluster state, for a driver running in the same
+/// process (the application cluster).
+async fn serve(
+    config: JobManagerConfig,
+    rpc: SocketAddr,
+    rest: SocketAddr,
+    on_bound: impl FnOnce(&JobManagerAddresses, &Arc<Cluster>),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let rpc_listener = tokio::net::TcpListener::bind(rpc)
         .await
         .map_err(|e| std::io::Error::other(format!("bind rpc address {rpc}: {e}")))?;
@@ -131,7 +149,7 @@ pub async fn run(
         rest: rest_listener.local_addr()?,
     };
     let cluster = Arc::new(Cluster::new(config, addresses.rpc.to_string()));
-    on_bound(&addresses);
+    on_bound(&addresses, &cluster);
 
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let rpc_server = {
@@ -209,5 +227,219 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Settings of an application cluster beyond the JobManager's.
+#[derive(Debug, Clone)]
+pub struct ApplicationConfig {
+    /// How long to wait for TaskManagers to offer the slots the job needs
+    /// (`slot.request.timeout`, as Flink's); default 5 min.
+    pub slot_request_timeout: Duration,
+}
+
+impl Default for ApplicationConfig {
+    fn default() -> Self {
+        ApplicationConfig {
+            slot_request_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What an application cluster reports while it runs.
+#[derive(Debug, Clone)]
+pub enum ApplicationEvent {
+    /// Fewer slots are free than the job needs; reported once, when the wait starts.
+    WaitingForSlots { needed: usize, available: usize },
+    /// The job was submitted.
+    Submitted(JobId),
+}
+
+/// How the application's job ended.
+#[derive(Debug, Clone)]
+pub struct ApplicationOutcome {
+    pub job_id: JobId,
+    pub name: String,
+    /// FINISHED, FAILED or CANCELED.
+    pub state: JobState,
+    /// Why the job failed, when it did.
+    pub failure: Option<String>,
+    /// From submission (deployment included) to the end, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Why an application cluster ended without its job ending.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplicationError {
+    /// A server could not start or failed (a port in use, say).
+    #[error("jobmanager: {0}")]
+    Server(#[from] std::io::Error),
+    /// TaskManagers did not offer enough slots in time: start more of them, or with more
+    /// slots, or lower the job's parallelism.
+    #[error(
+        "job '{name}' needs {needed} slot(s) but only {available} were free after waiting \
+         {} s for TaskManagers (slot.request.timeout)",
+        waited.as_secs_f64()
+    )]
+    NoSlots {
+        name: String,
+        needed: usize,
+        available: usize,
+        waited: Duration,
+    },
+    /// The Dispatcher refused the job.
+    #[error("submit job '{name}': {source}")]
+    Submit {
+        name: String,
+        #[source]
+        source: SubmitError,
+    },
+    /// SIGTERM or SIGINT arrived before the job ended; the job was cancelled.
+    #[error("interrupted: the application cluster stopped and cancelled its job")]
+    Interrupted,
+}
+
+/// How often the application driver looks at the ResourceManager's free slots and at its
+/// job's state. The Dispatcher has no notification of either; both change on the scale of
+/// heartbeats and task life cycles (hundreds of ms and more), so 100 ms adds little.
+const APPLICATION_POLL: Duration = Duration::from_millis(100);
+
+/// Runs an application cluster: a JobManager (as [`run`]) that waits until its TaskManagers
+/// offer the slots `job` needs, submits it, and returns how it ended once it is FINISHED,
+/// FAILED or CANCELED (the servers stop then). `job` is planned by the caller, so a bad script
+/// fails before any port is bound. `shutdown` (SIGTERM, SIGINT) cancels the job and ends with
+/// [`ApplicationError::Interrupted`].
+///
+/// TaskManagers are not told to stop: like a session cluster's after its JobManager went, they
+/// keep retrying to register until they are stopped themselves.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the JobManager's arguments plus the job and its two callbacks; a struct would only rename them"
+)]
+pub async fn run_application(
+    config: JobManagerConfig,
+    application: ApplicationConfig,
+    job: PlannedJob,
+    rpc: SocketAddr,
+    rest: SocketAddr,
+    on_bound: impl FnOnce(&JobManagerAddresses),
+    mut on_event: impl FnMut(ApplicationEvent),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<ApplicationOutcome, ApplicationError> {
+    let (cluster_tx, cluster_rx) = tokio::sync::oneshot::channel::<Arc<Cluster>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(
+        config,
+        rpc,
+        rest,
+        move |bound, cluster| {
+            on_bound(bound);
+            let _ = cluster_tx.send(cluster.clone());
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    );
+    let driver = async move {
+        // No cluster: the servers failed to start, and `server` returns why.
+        let cluster = cluster_rx.await.ok()?;
+        let outcome = tokio::select! {
+            outcome = drive_application(&cluster, application, job, &mut on_event) => outcome,
+            () = shutdown => {
+                cancel_all(&cluster).await;
+                Err(ApplicationError::Interrupted)
+            }
+        };
+        let _ = stop_tx.send(());
+        Some(outcome)
+    };
+    let (served, driven) = tokio::join!(server, driver);
+    served?;
+    match driven {
+        Some(outcome) => outcome,
+        None => Err(ApplicationError::Server(std::io::Error::other(
+            "the servers stopped before the job was submitted",
+        ))),
+    }
+}
+
+/// Waits for slots, submits the job and waits for its end.
+async fn drive_application(
+    cluster: &Arc<Cluster>,
+    application: ApplicationConfig,
+    planned: PlannedJob,
+    on_event: &mut impl FnMut(ApplicationEvent),
+) -> Result<ApplicationOutcome, ApplicationError> {
+    let graph = &planned.graph;
+    let name = graph.name.clone();
+    // As the Dispatcher counts them, so the wait ends exactly when a submission can succeed.
+    let needed =
+        job_master::JobMaster::new(JobId(String::new()), graph.clone(), now_ms()).slots_needed();
+    let started = Instant::now();
+    let mut announced = false;
+    let (id, submitted) = loop {
+        let available = cluster.lock().resources.free_slots();
+        if available >= needed {
+            let submitted = now_ms();
+            // Should the slots go between the look and the allocation (a job submitted over
+            // REST), the Dispatcher waits for them up to the same slot.request.timeout.
+            match cluster.submit(planned.clone()) {
+                Ok(id) => break (id, submitted),
+                Err(source) => return Err(ApplicationError::Submit { name, source }),
+            }
+        } else if !announced {
+            info!(name = %name, needed, available, "waiting for slots");
+            on_event(ApplicationEvent::WaitingForSlots { needed, available });
+            announced = true;
+        }
+        if started.elapsed() >= application.slot_request_timeout {
+            return Err(ApplicationError::NoSlots {
+                name,
+                needed,
+                available,
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(APPLICATION_POLL).await;
+    };
+    info!(job_id = %id, name = %name, "application job submitted");
+    on_event(ApplicationEvent::Submitted(id.clone()));
+    let mut ticks = tokio::time::interval(APPLICATION_POLL);
+    loop {
+        ticks.tick().await;
+        let state = cluster.lock();
+        let Some(job) = state.jobs.get(&id) else {
+            // The Dispatcher never forgets a job it accepted; this is a bug.
+            return Err(ApplicationError::Server(std::io::Error::other(format!(
+                "job {id} vanished from the Dispatcher (a bug)"
+            ))));
+        };
+        if job.state.is_terminal() {
+            info!(job_id = %id, state = %job.state, "application job ended");
+            return Ok(ApplicationOutcome {
+                job_id: id.clone(),
+                name,
+                state: job.state,
+                failure: job.failure.clone(),
+                duration_ms: now_ms().saturating_sub(submitted),
+            });
+        }
+    }
+}
+
+/// Cancels every job that has not ended (an application cluster runs one, but the REST API
+/// accepts more).
+async fn cancel_all(cluster: &Arc<Cluster>) {
+    let running: Vec<JobId> = cluster
+        .lock()
+        .jobs
+        .values()
+        .filter(|j| !j.state.is_terminal())
+        .map(|j| j.id.clone())
+        .collect();
+    for id in running {
+        if let Err(error) = cluster.cancel(&id).await {
+            warn!(job_id = %id, %error, "cancelling the application's job failed");
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! ```text
 //! sluice nexmark --query q1 --events 10000000 [--parallelism P] [--slots S]   # embedded local mode
 //! sluice run GRAPH.json [--slots S]                                        # a JobGraph from JSON
-//! sluice savepoint JOB-ID [TARGET-DIR] [--stop]                          # savepoint a running job
+//! sluice savepoint JOB-ID [TARGET-DIR] [--stop]                          # savepoint a local job
+//! sluice savepoint JOB-ID TARGET-DIR --jobmanager URL [--stop]        # savepoint a cluster job
+//! sluice stop JOB-ID --savepointPath DIR --jobmanager URL            # stop with a savepoint
 //! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S] [-D KEY=VALUE]… [-s SAVEPOINT]
 //!                                                                          # a Flink SQL script
 //! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
@@ -12,6 +14,8 @@
 //! sluice submit FILE.sql|FILE.json --jobmanager URL                     # submit, print the job id
 //! sluice list --jobmanager URL                                          # the cluster's jobs
 //! sluice cancel JOB-ID --jobmanager URL                                 # cancel a cluster job
+//! sluice application FILE.sql [--rpc-port P] [--rest-port R] [-D KEY=VALUE]…
+//!                                                   # a JobManager dedicated to one job
 //! ```
 //!
 //! Ctrl-C while a `sluice sql` job runs cancels the job: `Job <id> cancelled`, and a script
@@ -111,13 +115,15 @@ enum Command {
         #[command(flatten)]
         local: LocalArgs,
     },
-    /// Takes a savepoint of a job running in a local `sluice sql` process on this machine (as
-    /// Flink's `flink savepoint <jobId> [targetDirectory]`) and prints its directory. The job
-    /// must checkpoint (`execution.checkpointing.interval`); the default target is its
-    /// checkpoint directory. With `--stop` the job stops after the savepoint, its sinks
-    /// committed up to it (Flink's `flink stop --savepointPath`).
+    /// Takes a savepoint of a job (as Flink's `flink savepoint <jobId> [targetDirectory]`) and
+    /// prints `Savepoint completed. Path: <dir>`. Without `--jobmanager`, of a job running in a
+    /// local `sluice sql` process on this machine (the default target is its checkpoint
+    /// directory); with it, of a cluster job, over the REST API (the target is needed and must
+    /// be a directory every TaskManager can write). The job must checkpoint
+    /// (`execution.checkpointing.interval`). With `--stop` the job stops after the savepoint,
+    /// its sinks committed up to it (Flink's `flink stop --savepointPath`).
     Savepoint {
-        /// The job id, as the job printed it at its start.
+        /// The job id, as the job printed it at its start (or `sluice submit` printed it).
         job_id: String,
         /// Where the savepoint directory goes.
         target_dir: Option<PathBuf>,
@@ -127,6 +133,49 @@ enum Command {
         /// Stop the job after the savepoint.
         #[arg(long)]
         stop: bool,
+        /// The JobManager's REST address, http://HOST:PORT, for a cluster job.
+        #[arg(long)]
+        jobmanager: Option<String>,
+    },
+    /// Stops a cluster job with a savepoint (Flink's `flink stop`): its sinks commit up to the
+    /// savepoint, and a job restored from it goes on from there. Prints
+    /// `Savepoint completed. Path: <dir>`.
+    Stop {
+        job_id: String,
+        /// Where the savepoint directory goes (a directory every TaskManager can write).
+        #[arg(short = 'p', long = "savepointPath", value_name = "DIR")]
+        savepoint_path: Option<PathBuf>,
+        /// The JobManager's REST address, http://HOST:PORT.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        jobmanager: String,
+    },
+    /// Runs an application cluster: a JobManager dedicated to one SQL script's job. It plans
+    /// the script at once (a bad script fails before anything starts), serves the RPC and REST
+    /// APIs as `sluice jobmanager` does, waits until TaskManagers offer the slots the job needs
+    /// (at most `slot.request.timeout`), submits the job, and exits when the job ends: 0 when
+    /// it finished, 1 when it failed or was cancelled. Prints `rpc listening on ADDR`,
+    /// `rest listening on ADDR` and `Job has been submitted with JobID ID` on stdout. Its
+    /// TaskManagers are not stopped: they lose their JobManager and keep retrying to register.
+    Application {
+        /// The Flink SQL script; its INSERTs become the job.
+        file: PathBuf,
+        /// Address to bind (and advertise to TaskManagers).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port of the RPC services (TaskManagers connect here); 0 picks a free port.
+        #[arg(long, default_value_t = 6123)]
+        rpc_port: u16,
+        /// Port of the REST API; 0 picks a free port.
+        #[arg(long, default_value_t = 8081)]
+        rest_port: u16,
+        /// Default parallelism (`parallelism.default`; a SET in the script overrides it).
+        #[arg(long)]
+        parallelism: Option<u32>,
+        /// A configuration option: those of `sluice jobmanager`, and `slot.request.timeout`
+        /// (how long to wait for TaskManagers to offer enough slots; default 5min).
+        /// Repeatable.
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
     },
     /// Runs a cluster's JobManager: the Dispatcher (REST API), the ResourceManager and one
     /// JobMaster per job. Prints `rpc listening on ADDR` and `rest listening on ADDR`; stops on
@@ -213,7 +262,7 @@ fn main() -> ExitCode {
     // Cluster processes log their life cycle (registrations, lost TaskManagers, job states);
     // local jobs say where they take savepoint requests.
     let default_filter = match cli.command {
-        Command::Jobmanager { .. } | Command::Taskmanager { .. } => {
+        Command::Jobmanager { .. } | Command::Taskmanager { .. } | Command::Application { .. } => {
             "warn,sluice_coordinator=info,sluice_engine::runtime=info"
         }
         _ => "warn,sluice_engine::runtime::control=info",
@@ -319,16 +368,51 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             target_dir,
             dir,
             stop,
+            jobmanager,
         } => {
             if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric()) {
                 anyhow::bail!("'{job_id}' is not a job id (hexadecimal, as printed at job start)");
             }
-            let socket = control_dir().join(format!("{job_id}.sock"));
             let target = dir.or(target_dir).map(absolute).transpose()?;
-            let path = sluice_engine::runtime::request_savepoint(&socket, target.as_deref(), stop)?;
-            println!("{}", path.display());
+            let path = match jobmanager {
+                Some(jobmanager) => cluster_savepoint(&jobmanager, &job_id, target, stop)?,
+                None => {
+                    let socket = control_dir().join(format!("{job_id}.sock"));
+                    sluice_engine::runtime::request_savepoint(&socket, target.as_deref(), stop)?
+                }
+            };
+            println!("Savepoint completed. Path: {}", path.display());
             Ok(())
         }
+        Command::Stop {
+            job_id,
+            savepoint_path,
+            jobmanager,
+        } => {
+            if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                anyhow::bail!(
+                    "'{job_id}' is not a job id (hexadecimal, as `sluice submit` printed it)"
+                );
+            }
+            let target = savepoint_path.map(absolute).transpose()?;
+            let path = cluster_savepoint(&jobmanager, &job_id, target, true)?;
+            println!("Savepoint completed. Path: {}", path.display());
+            Ok(())
+        }
+        Command::Application {
+            file,
+            host,
+            rpc_port,
+            rest_port,
+            parallelism,
+            options,
+        } => run_application(
+            &file,
+            std::net::SocketAddr::new(host, rpc_port),
+            std::net::SocketAddr::new(host, rest_port),
+            parallelism,
+            &options,
+        ),
         Command::Jobmanager {
             host,
             rpc_port,
@@ -488,6 +572,104 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             eprint!("{result}");
             Ok(())
         }
+    }
+}
+
+/// How long `sluice savepoint --jobmanager` waits for the savepoint: a savepoint of a large
+/// state can take minutes; past this the request may still complete, and the error says how
+/// to ask.
+const SAVEPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A savepoint of cluster job `job_id` over the REST API; returns its directory.
+fn cluster_savepoint(
+    jobmanager: &str,
+    job_id: &str,
+    target: Option<PathBuf>,
+    stop: bool,
+) -> anyhow::Result<PathBuf> {
+    Ok(sluice_coordinator::rest_client::savepoint(
+        jobmanager,
+        job_id,
+        target.as_deref(),
+        stop,
+        SAVEPOINT_TIMEOUT,
+    )?)
+}
+
+/// `sluice application`: plans the script, then runs a JobManager until the job ends.
+fn run_application(
+    file: &std::path::Path,
+    rpc: std::net::SocketAddr,
+    rest: std::net::SocketAddr,
+    parallelism: Option<u32>,
+    options: &[(String, String)],
+) -> anyhow::Result<()> {
+    use sluice_coordinator::job_master::JobState;
+    use sluice_coordinator::jobmanager::{ApplicationConfig, ApplicationEvent};
+
+    let mut application = ApplicationConfig::default();
+    let mut jobmanager_options = Vec::new();
+    for (key, value) in options {
+        match key.as_str() {
+            "slot.request.timeout" => {
+                application.slot_request_timeout = duration_option(key, value)?
+            }
+            _ => jobmanager_options.push((key.clone(), value.clone())),
+        }
+    }
+    let mut config = jobmanager_config(&jobmanager_options)?;
+    if let Some(parallelism) = parallelism {
+        if parallelism == 0 {
+            anyhow::bail!("--parallelism must be at least 1");
+        }
+        config.parallelism = parallelism;
+    }
+    let script = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("read '{}': {e}", file.display()))?;
+    // Planned before any port is bound: a bad script fails at once, not after TaskManagers came.
+    config.slot_request_timeout = application.slot_request_timeout;
+    let planned = sluice_coordinator::dispatcher::Cluster::new(config.clone(), String::new())
+        .plan(&script)
+        .map_err(|e| anyhow::anyhow!("'{}': {e}", file.display()))?;
+    let runtime = tokio_runtime()?;
+    let outcome = runtime.block_on(sluice_coordinator::jobmanager::run_application(
+        config,
+        application,
+        planned,
+        rpc,
+        rest,
+        |bound| {
+            println!("rpc listening on {}", bound.rpc);
+            println!("rest listening on {}", bound.rest);
+        },
+        |event| match event {
+            ApplicationEvent::WaitingForSlots { needed, available } => eprintln!(
+                "Waiting for TaskManagers to offer {needed} slot(s) ({available} free now)"
+            ),
+            ApplicationEvent::Submitted(id) => {
+                println!("Job has been submitted with JobID {id}")
+            }
+        },
+        sluice_coordinator::jobmanager::termination_signal(),
+    ))?;
+    let seconds = outcome.duration_ms as f64 / 1000.0;
+    match outcome.state {
+        JobState::Finished => {
+            println!(
+                "Job '{}' ({}) finished in {seconds:.3} s",
+                outcome.name, outcome.job_id
+            );
+            Ok(())
+        }
+        state => anyhow::bail!(
+            "Job '{}' ({}) ended as {state} after {seconds:.3} s: {}",
+            outcome.name,
+            outcome.job_id,
+            outcome
+                .failure
+                .as_deref()
+                .unwrap_or("no failure cause recorded")
+        ),
     }
 }
 

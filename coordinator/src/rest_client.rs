@@ -1,9 +1,10 @@
-//! A small blocking HTTP/1.1 client for the JobManager's REST API (the CLI's `submit` and
-//! `list`): one request per connection, JSON answers.
+//! A small blocking HTTP/1.1 client for the JobManager's REST API (the CLI's `submit`, `list`,
+//! `cancel`, `savepoint` and `stop`): one request per connection, JSON answers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -147,4 +148,126 @@ pub fn request(
     }
     let body = String::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
     Ok(RestResponse { status, body })
+}
+
+/// Why a savepoint requested over REST did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SavepointRequestError {
+    /// The JobManager could not be reached or answered garbage.
+    #[error(transparent)]
+    Rest(#[from] RestError),
+    /// The JobManager refused the request: unknown job (404), ended job or one without
+    /// checkpointing (409), bad target (400).
+    #[error("savepoint of job {job_id}: {message} (HTTP {status})")]
+    Refused {
+        job_id: String,
+        status: u16,
+        message: String,
+    },
+    /// The savepoint was triggered but failed (a task declined it, the job failed meanwhile).
+    #[error("savepoint of job {job_id} failed: {message}")]
+    Failed { job_id: String, message: String },
+    /// The JobManager did not report the savepoint complete in time.
+    #[error(
+        "savepoint of job {job_id} (request {trigger}) not completed after {} s; it may still \
+         complete: GET /jobs/{job_id}/savepoints/{trigger}",
+        waited.as_secs()
+    )]
+    TimedOut {
+        job_id: String,
+        trigger: String,
+        waited: Duration,
+    },
+    /// An answer without the fields Flink's API promises.
+    #[error("savepoint of job {job_id}: unexpected answer from the JobManager: {body}")]
+    Unexpected { job_id: String, body: String },
+}
+
+/// How often a savepoint request's status is polled. The REST API has no push channel; a
+/// savepoint takes at least one barrier round trip, so 100 ms adds little to its latency.
+const SAVEPOINT_POLL: Duration = Duration::from_millis(100);
+
+/// Triggers a savepoint of `job_id` into `target` (`None`: the JobManager's default, which it
+/// may refuse) over `POST /jobs/{id}/savepoints`, then polls
+/// `GET /jobs/{id}/savepoints/{trigger}` until it completes or `timeout` passes. With
+/// `cancel_job` the job stops after the savepoint (Flink's stop-with-savepoint). Returns the
+/// savepoint's directory. Blocks the calling thread.
+pub fn savepoint(
+    base: &str,
+    job_id: &str,
+    target: Option<&Path>,
+    cancel_job: bool,
+    timeout: Duration,
+) -> Result<PathBuf, SavepointRequestError> {
+    let mut body = serde_json::json!({ "cancel-job": cancel_job });
+    if let Some(target) = target {
+        body["target-directory"] = target.display().to_string().into();
+    }
+    let body = body.to_string();
+    let response = request(
+        base,
+        "POST",
+        &format!("/jobs/{job_id}/savepoints"),
+        Some(("application/json", body.as_bytes())),
+    )?;
+    let unexpected = |response: &RestResponse| SavepointRequestError::Unexpected {
+        job_id: job_id.to_string(),
+        body: response.body.clone(),
+    };
+    if response.status != 202 {
+        return Err(SavepointRequestError::Refused {
+            job_id: job_id.to_string(),
+            status: response.status,
+            message: response.error_message(),
+        });
+    }
+    let trigger = response
+        .json()
+        .ok()
+        .and_then(|json| json["request-id"].as_str().map(str::to_string))
+        .ok_or_else(|| unexpected(&response))?;
+    let started = Instant::now();
+    loop {
+        let response = request(
+            base,
+            "GET",
+            &format!("/jobs/{job_id}/savepoints/{trigger}"),
+            None,
+        )?;
+        if response.status != 200 {
+            return Err(SavepointRequestError::Refused {
+                job_id: job_id.to_string(),
+                status: response.status,
+                message: response.error_message(),
+            });
+        }
+        let json = response.json().map_err(|_| unexpected(&response))?;
+        match json["status"]["id"].as_str() {
+            Some("IN_PROGRESS") => {}
+            Some("COMPLETED") => {
+                let operation = &json["operation"];
+                if let Some(location) = operation["location"].as_str() {
+                    return Ok(PathBuf::from(location));
+                }
+                let cause = &operation["failure-cause"];
+                let message = cause["message"]
+                    .as_str()
+                    .or_else(|| cause["stack-trace"].as_str())
+                    .ok_or_else(|| unexpected(&response))?;
+                return Err(SavepointRequestError::Failed {
+                    job_id: job_id.to_string(),
+                    message: message.to_string(),
+                });
+            }
+            _ => return Err(unexpected(&response)),
+        }
+        if started.elapsed() >= timeout {
+            return Err(SavepointRequestError::TimedOut {
+                job_id: job_id.to_string(),
+                trigger,
+                waited: started.elapsed(),
+            });
+        }
+        std::thread::sleep(SAVEPOINT_POLL);
+    }
 }

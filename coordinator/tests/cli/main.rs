@@ -587,6 +587,16 @@ fn running_job_id(tmp: &Path, child: &mut std::process::Child) -> String {
     panic!("no job control socket under {}", sockets.display());
 }
 
+/// The directory in `sluice savepoint`'s `Savepoint completed. Path: <dir>` line.
+fn savepoint_path(stdout: &[u8]) -> std::path::PathBuf {
+    let stdout = String::from_utf8_lossy(stdout);
+    let path = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Savepoint completed. Path: "))
+        .unwrap_or_else(|| panic!("no savepoint path in '{stdout}'"));
+    std::path::PathBuf::from(path)
+}
+
 #[test]
 fn savepoint_stop_and_restore_at_another_parallelism_is_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -632,7 +642,7 @@ fn savepoint_stop_and_restore_at_another_parallelism_is_exact() {
         .output()
         .unwrap();
     assert!(first.status.success(), "{}", stderr(&first));
-    let first = std::path::PathBuf::from(String::from_utf8(first.stdout).unwrap().trim());
+    let first = savepoint_path(&first.stdout);
     assert!(first.starts_with(&savepoints), "{}", first.display());
     let name = first.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
@@ -657,7 +667,7 @@ fn savepoint_stop_and_restore_at_another_parallelism_is_exact() {
     .output()
     .unwrap();
     assert!(stop.status.success(), "{}", stderr(&stop));
-    let stopped = std::path::PathBuf::from(String::from_utf8(stop.stdout).unwrap().trim());
+    let stopped = savepoint_path(&stop.stdout);
     assert!(stopped.join("_metadata").is_file());
     let job = job.wait_with_output().unwrap();
     assert!(

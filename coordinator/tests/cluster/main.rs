@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_coordinator::rest_client::{RestResponse, request};
 
+mod cli;
 mod failover;
 
 /// How long any awaited condition may take.
