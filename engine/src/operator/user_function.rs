@@ -209,8 +209,19 @@ mod tests {
         job(&env, json!({ "amount": 10 })).expect("valid job");
         let (graph, _) = env.build().expect("valid graph");
         let json = graph.to_json().expect("serialisable");
-        assert!(json.contains(r#""kind":"user","function":"add","config":{"amount":10}"#));
         let back = JobGraph::from_json(&json).expect("round trip");
+        let user = back
+            .vertices()
+            .iter()
+            .find(|v| v.name == "add")
+            .expect("the function's vertex");
+        assert_eq!(
+            user.operator,
+            OperatorSpec::User {
+                function: "add".into(),
+                config: json!({ "amount": 10 })
+            }
+        );
         assert_eq!(functions().missing(&back), vec![]);
         assert_eq!(
             UserFunctions::new().missing(&back),
