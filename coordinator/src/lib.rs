@@ -10,18 +10,23 @@
 //! - [`taskmanager`]: the TaskManager process: offers slots, heartbeats, runs deployed tasks;
 //!   [`exchange`] places a deployment's tasks for its Flight data exchange, and
 //!   [`checkpoint`]: its side of checkpoints (acknowledgements to the JobMaster).
-//! - [`rest_client`]: the CLI's client of the REST API.
+//! - [`rest_client`]: the CLI's client of the REST API; [`remote`]: the DataStream API's
+//!   remote environment, which submits a program's job to a running cluster.
+//! - [`cli`]: command-line pieces shared with user binaries (a TaskManager that knows the
+//!   binary's named user functions).
 //!
 //! The coordination logic (ResourceManager, JobMaster) is pure state machines; the processes
 //! are thin async shells around them.
 
 pub mod checkpoint;
+pub mod cli;
 pub mod dispatcher;
 pub mod exchange;
 pub mod interrupt;
 pub mod job_master;
 pub mod jobmanager;
 pub mod local;
+pub mod remote;
 pub mod resource_manager;
 pub mod rest_client;
 pub mod rpc;

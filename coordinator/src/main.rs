@@ -201,33 +201,7 @@ enum Command {
     /// Runs a cluster's TaskManager: registers with the JobManager, offers its slots,
     /// heartbeats and runs the tasks deployed to it. Prints `rpc listening on ADDR` and
     /// `data listening on ADDR`; stops on SIGTERM or SIGINT.
-    Taskmanager {
-        /// The JobManager's RPC address, HOST:PORT.
-        #[arg(long)]
-        jobmanager: String,
-        /// Slots offered (worker threads).
-        #[arg(long, default_value_t = 1)]
-        slots: u32,
-        /// Address to bind (and advertise to the JobManager).
-        #[arg(long, default_value = "127.0.0.1")]
-        host: std::net::IpAddr,
-        /// Port of the TaskExecutor RPC service; 0 picks a free port.
-        #[arg(long, default_value_t = 0)]
-        rpc_port: u16,
-        /// Port of the data exchange (Arrow Flight) endpoint, reported to the JobManager; 0
-        /// picks a free port.
-        #[arg(long, default_value_t = 0)]
-        data_port: u16,
-        /// Rows per batch produced by sources.
-        #[arg(long)]
-        batch_size: Option<usize>,
-        /// A configuration option: `heartbeat.interval` (default: as the JobManager asks),
-        /// `taskmanager.network.memory.buffers-per-channel` (credits per remote channel,
-        /// default 8), `taskmanager.network.compression.codec` (NONE, LZ4 or ZSTD for batches
-        /// sent to other TaskManagers; default NONE). Repeatable.
-        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
-        options: Vec<(String, String)>,
-    },
+    Taskmanager(sluice_coordinator::cli::TaskManagerArgs),
     /// Submits a job to a cluster: a Flink SQL script (its INSERTs become one job) or a
     /// JobGraph as JSON. Prints the job id.
     Submit {
@@ -433,59 +407,8 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             ))?;
             Ok(())
         }
-        Command::Taskmanager {
-            jobmanager,
-            slots,
-            host,
-            rpc_port,
-            data_port,
-            batch_size,
-            options,
-        } => {
-            if slots == 0 {
-                anyhow::bail!("--slots must be at least 1");
-            }
-            let mut heartbeat_interval = None;
-            let mut exchange = sluice_flight::ExchangeConfig::default();
-            for (key, value) in &options {
-                match key.as_str() {
-                    "heartbeat.interval" => heartbeat_interval = Some(duration_option(key, value)?),
-                    "taskmanager.network.memory.buffers-per-channel" => {
-                        let credits = value.parse().ok().filter(|c| *c > 0).ok_or_else(|| {
-                            anyhow::anyhow!("-D {key}={value}: expected a positive integer")
-                        })?;
-                        exchange = exchange.with_credits_per_channel(credits);
-                    }
-                    "taskmanager.network.compression.codec" => {
-                        let codec = sluice_flight::codec::Compression::parse(value)
-                            .map_err(|e| anyhow::anyhow!("-D {e}"))?;
-                        exchange = exchange.with_compression(codec);
-                    }
-                    other => anyhow::bail!(
-                        "-D {other}: unknown option for a taskmanager (known: heartbeat.interval, \
-                         taskmanager.network.memory.buffers-per-channel, \
-                         taskmanager.network.compression.codec)"
-                    ),
-                }
-            }
-            let config = sluice_coordinator::taskmanager::TaskManagerConfig {
-                jobmanager,
-                slots,
-                rpc: std::net::SocketAddr::new(host, rpc_port),
-                data_port,
-                heartbeat_interval,
-                batch_size,
-                exchange,
-            };
-            let runtime = tokio_runtime()?;
-            runtime.block_on(sluice_coordinator::taskmanager::run(
-                config,
-                |bound| {
-                    println!("rpc listening on {}", bound.rpc);
-                    println!("data listening on {}", bound.data);
-                },
-                sluice_coordinator::jobmanager::termination_signal(),
-            ))?;
+        Command::Taskmanager(args) => {
+            args.run(sluice_engine::api::UserFunctions::new())?;
             Ok(())
         }
         Command::Submit { file, jobmanager } => {

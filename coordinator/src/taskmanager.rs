@@ -13,15 +13,21 @@
 //! writes its state files into the shared checkpoint directory and acknowledges through
 //! [`crate::checkpoint`]. SIGTERM/SIGINT cancel the hosted
 //! tasks, wait for them, and leave the cluster with `DisconnectTaskManager`.
+//!
+//! Deployed operators are built-in ones or named user functions: [`run_with_functions`] starts
+//! a TaskManager that knows the functions a user binary registers (see `docs/user-code.md`);
+//! a deployment naming a function this TaskManager lacks is refused, naming the function.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use sluice_engine::api::UserFunctions;
 use sluice_engine::checkpoint::CheckpointStorage;
 use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::{AttemptNumber, CheckpointId, JobId, SlotId, SubtaskIndex};
+use sluice_engine::operator::OperatorRegistry;
 use sluice_engine::runtime::{
     CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, Restore, RuntimeConfig,
     SliceCheckpointHandle, TaskEvent, TaskListener, TaskPlacement,
@@ -86,6 +92,8 @@ struct TaskExecutorService {
     config: TaskManagerConfig,
     exchange: Arc<ExchangeServer>,
     jobs: Arc<Mutex<HashMap<JobId, HostedJob>>>,
+    /// The named user functions of this binary, which deployed `User` vertices are built from.
+    functions: UserFunctions,
 }
 
 impl TaskExecutorService {
@@ -206,6 +214,18 @@ impl TaskExecutor for TaskExecutorService {
             )));
         }
         let graph = JobGraph::from_json(&r.job_graph_json).map_err(|e| status(&e))?;
+        let missing = self.functions.missing(&graph);
+        if !missing.is_empty() {
+            let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            return Err(Status::failed_precondition(format!(
+                "TaskManager {} cannot run job {job_id}: it does not have the user function(s) \
+                 {}; start the TaskManagers from a binary that registers them (its functions: \
+                 {:?})",
+                self.id,
+                missing.join(", "),
+                self.functions.names().collect::<Vec<_>>()
+            )));
+        }
         let execution = ExecutionGraph::new(&graph, r.execution_slots);
         let hosted: Vec<TaskPlacement> = r
             .tasks
@@ -293,7 +313,10 @@ impl TaskExecutor for TaskExecutorService {
                 JobSlice {
                     job_id: &job_id,
                     graph: &graph,
-                    env: &JobEnvironment::default(),
+                    env: &JobEnvironment {
+                        registry: OperatorRegistry::with_user_functions(self.functions.clone()),
+                        ..Default::default()
+                    },
                     execution: &execution,
                     hosted: &hosted,
                     restore,
@@ -446,8 +469,20 @@ fn hostname() -> String {
 }
 
 /// Runs the TaskManager until `shutdown` resolves. `on_bound` sees where its services listen.
+/// It runs built-in operators only; see [`run_with_functions`].
 pub async fn run(
     config: TaskManagerConfig,
+    on_bound: impl FnOnce(&TaskManagerAddresses),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run_with_functions(config, UserFunctions::new(), on_bound, shutdown).await
+}
+
+/// Runs a TaskManager that can also run the named user functions `functions` (the entry point
+/// of a user binary's TaskManager) until `shutdown` resolves.
+pub async fn run_with_functions(
+    config: TaskManagerConfig,
+    functions: UserFunctions,
     on_bound: impl FnOnce(&TaskManagerAddresses),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -473,6 +508,7 @@ pub async fn run(
         config,
         exchange,
         jobs: Arc::new(Mutex::new(HashMap::new())),
+        functions,
     };
 
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);

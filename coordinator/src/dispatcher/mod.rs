@@ -129,6 +129,19 @@ impl Cluster {
         if trimmed.starts_with('{') {
             let graph = JobGraph::from_json(trimmed)
                 .map_err(|e| SubmitError::Invalid(format!("JobGraph JSON: {e}")))?;
+            if let Some(vertex) = graph.vertices().iter().find(|v| {
+                matches!(
+                    v.operator,
+                    sluice_engine::graph::OperatorSpec::Custom { .. }
+                )
+            }) {
+                return Err(SubmitError::Invalid(format!(
+                    "vertex '{}' runs a closure that exists only in the submitting program; a \
+                     cluster runs built-in operators and named user functions (see \
+                     docs/user-code.md)",
+                    vertex.name
+                )));
+            }
             let pairs = || options.iter().map(|(k, v)| (k.as_str(), v.as_str()));
             let checkpointing = CheckpointConfig::from_options(pairs())
                 .map_err(|e| SubmitError::Invalid(e.to_string()))?;
@@ -155,7 +168,7 @@ impl Cluster {
         if !registry.is_empty() {
             return Err(SubmitError::Invalid(
                 "the job uses operators that exist only in the submitting program; a cluster \
-                 runs jobs its JobGraph describes alone"
+                 runs built-in operators and named user functions (see docs/user-code.md)"
                     .into(),
             ));
         }

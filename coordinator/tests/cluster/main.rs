@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_coordinator::rest_client::{RestResponse, request};
 
+mod backpressure;
 mod cli;
 mod failover;
+mod user_code;
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(60);

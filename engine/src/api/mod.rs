@@ -40,6 +40,8 @@ pub use process::{
 };
 pub use window::WindowedStream;
 
+pub use crate::operator::{MissingFunction, UserFunctionFactory, UserFunctions};
+
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -121,6 +123,17 @@ impl StreamEnvironment {
 
     pub fn parallelism(&self) -> u32 {
         self.parallelism
+    }
+
+    /// Makes the named user functions of `functions` available to local execution
+    /// ([`StreamEnvironment::execute_local`]). A cluster does not need them here: its
+    /// TaskManagers' binaries register them.
+    pub fn with_user_functions(self, functions: &UserFunctions) -> Self {
+        self.builder
+            .borrow_mut()
+            .registry
+            .add_user_functions(functions);
+        self
     }
 
     /// Adds a source.
@@ -413,6 +426,30 @@ impl DataStream {
         builder.registry.register(vertex_name, factory);
         drop(builder);
         Ok(self.env.stream(id))
+    }
+
+    /// Applies the named user function `function` (see [`UserFunctions`]) with `config`;
+    /// `schema` is what it emits. Only the name and the config go into the graph, so the job
+    /// can run wherever the function is registered: locally after
+    /// [`StreamEnvironment::with_user_functions`], or on a cluster whose TaskManagers run a
+    /// binary that registers it. The vertex is named after the function.
+    pub fn user_function(
+        &self,
+        function: &str,
+        config: serde_json::Value,
+        schema: SchemaRef,
+    ) -> Result<DataStream> {
+        if function.is_empty() {
+            return Err(Error::plan("User", "a user function needs a name"));
+        }
+        self.then(
+            function,
+            OperatorSpec::User {
+                function: function.to_string(),
+                config,
+            },
+            schema,
+        )
     }
 
     /// Merges this stream with others of the same schema.

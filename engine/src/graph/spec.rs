@@ -59,6 +59,16 @@ pub enum OperatorSpec {
     /// A user operator registered under `name` in the runtime's operator registry (the
     /// DataStream API's batch functions). Its output schema is the vertex's declared schema.
     Custom { name: String },
+    /// A named user function ([`crate::api::UserFunctions`]): every process that runs the
+    /// vertex must have registered `function`; `config` is handed to its factory. Unlike
+    /// `Custom`, the graph alone names the code, so it can run on a cluster whose
+    /// TaskManagers' binary registers the function. Its output schema is the vertex's declared
+    /// schema.
+    User {
+        function: String,
+        #[serde(default)]
+        config: serde_json::Value,
+    },
 }
 
 impl OperatorSpec {
@@ -77,6 +87,7 @@ impl OperatorSpec {
             OperatorSpec::Rank(_) => "Rank",
             OperatorSpec::Sort(_) => "Sort",
             OperatorSpec::Custom { .. } => "Custom",
+            OperatorSpec::User { .. } => "User",
         }
     }
 
@@ -93,7 +104,7 @@ impl OperatorSpec {
             | OperatorSpec::Sort(_)
             | OperatorSpec::LookupJoin(_) => Some(1),
             OperatorSpec::Join(_) => Some(2),
-            OperatorSpec::Union | OperatorSpec::Custom { .. } => None,
+            OperatorSpec::Union | OperatorSpec::Custom { .. } | OperatorSpec::User { .. } => None,
         }
     }
 
@@ -163,7 +174,7 @@ impl OperatorSpec {
             OperatorSpec::LookupJoin(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Rank(spec) => spec.output_schema(&inputs[0])?,
             OperatorSpec::Sort(spec) => spec.output_schema(&inputs[0])?,
-            OperatorSpec::Custom { .. } => return Ok(None),
+            OperatorSpec::Custom { .. } | OperatorSpec::User { .. } => return Ok(None),
         };
         Ok(Some(schema))
     }

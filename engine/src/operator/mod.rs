@@ -21,6 +21,7 @@ mod restore_tests;
 mod sink;
 mod sort;
 mod union;
+mod user_function;
 mod window;
 
 pub(crate) use aggregate::GroupTable;
@@ -33,6 +34,7 @@ pub use registry::{OperatorFactory, OperatorRegistry};
 pub use sink::SinkOperator;
 pub use sort::Sort;
 pub use union::Union;
+pub use user_function::{MissingFunction, UserFunctionFactory, UserFunctions};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;

@@ -3,12 +3,16 @@
 //! Built-in kinds are constructed directly from their spec; `Custom` kinds are looked up by
 //! name among the factories the client registered (the DataStream API registers its batch
 //! functions here). Every process that runs a job's tasks must register the same names.
+//! `User` kinds are looked up among the named [`UserFunctions`] of the running binary and get
+//! the vertex's config; unlike closures, they can run on a cluster.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Filter, KeyedAggregate, Operator, OperatorContext, Project, SinkOperator, Union};
+use super::{
+    Filter, KeyedAggregate, Operator, OperatorContext, Project, SinkOperator, Union, UserFunctions,
+};
 use crate::connector::SinkResources;
 use crate::graph::OperatorSpec;
 use crate::{Error, Result};
@@ -27,16 +31,19 @@ where
     }
 }
 
-/// The factories for `Custom` operators, by name.
+/// The factories for `Custom` operators by vertex name, and the named user functions for
+/// `User` operators.
 #[derive(Clone, Default)]
 pub struct OperatorRegistry {
     custom: HashMap<String, Arc<dyn OperatorFactory>>,
+    user: UserFunctions,
 }
 
 impl fmt::Debug for OperatorRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OperatorRegistry")
             .field("custom", &self.custom.keys().collect::<Vec<_>>())
+            .field("user", &self.user)
             .finish()
     }
 }
@@ -50,9 +57,29 @@ impl OperatorRegistry {
         self.custom.contains_key(name)
     }
 
-    /// Whether no custom factory is registered (the JobGraph alone describes the job).
+    /// Whether no custom factory and no user function is registered (the JobGraph and the
+    /// built-in operators alone describe the job).
     pub fn is_empty(&self) -> bool {
-        self.custom.is_empty()
+        self.custom.is_empty() && self.user.is_empty()
+    }
+
+    /// A registry of the named user functions `functions` (and no closures): what a
+    /// TaskManager builds a deployed job's operators with.
+    pub fn with_user_functions(functions: UserFunctions) -> Self {
+        OperatorRegistry {
+            custom: HashMap::new(),
+            user: functions,
+        }
+    }
+
+    /// Adds named user functions.
+    pub fn add_user_functions(&mut self, functions: &UserFunctions) {
+        self.user.extend(functions);
+    }
+
+    /// The named user functions.
+    pub fn user_functions(&self) -> &UserFunctions {
+        &self.user
     }
 
     /// Builds the operator for a non-source vertex.
@@ -126,6 +153,19 @@ impl OperatorRegistry {
                     )
                 })?;
                 factory.create(ctx)?
+            }
+            OperatorSpec::User { function, config } => {
+                let factory = self.user.get(function).ok_or_else(|| {
+                    Error::plan(
+                        &ctx.vertex,
+                        format!(
+                            "user function '{function}' is not registered in this process \
+                             (registered: {:?}); run the job where the binary registers it",
+                            self.user.names().collect::<Vec<_>>()
+                        ),
+                    )
+                })?;
+                factory.create(config, ctx)?
             }
         })
     }

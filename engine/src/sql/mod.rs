@@ -1264,7 +1264,9 @@ pub fn explain(graph: &JobGraph) -> String {
             }
             OperatorSpec::Sort(spec) => spec.describe(),
             OperatorSpec::LookupJoin(spec) => spec.describe(),
-            OperatorSpec::Union | OperatorSpec::Custom { .. } => String::new(),
+            OperatorSpec::Union | OperatorSpec::Custom { .. } | OperatorSpec::User { .. } => {
+                String::new()
+            }
         };
         let _ = writeln!(
             out,

@@ -1,0 +1,142 @@
+//! Command-line pieces shared by the `sluice` executable and user binaries.
+//!
+//! A user binary that registers its own functions runs its TaskManagers with
+//! [`TaskManagerArgs::run`]: the same flags and `-D` options as `sluice taskmanager`, plus the
+//! binary's [`UserFunctions`]. Typically the binary's own `clap` command line has a
+//! `taskmanager` subcommand holding [`TaskManagerArgs`] (see
+//! `coordinator/examples/user_functions.rs` and `docs/user-code.md`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use sluice_engine::api::UserFunctions;
+
+use crate::taskmanager::{TaskManagerConfig, run_with_functions};
+
+/// What starting a TaskManager from the command line can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A flag or `-D` option is invalid; the message names it and what is allowed.
+    #[error("{0}")]
+    Option(String),
+    /// The TaskManager could not start or stopped with an error.
+    #[error("taskmanager: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// The flags of a cluster's TaskManager (`sluice taskmanager`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TaskManagerArgs {
+    /// The JobManager's RPC address, HOST:PORT.
+    #[arg(long)]
+    pub jobmanager: String,
+    /// Slots offered (worker threads).
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Address to bind (and advertise to the JobManager).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port of the TaskExecutor RPC service; 0 picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub rpc_port: u16,
+    /// Port of the data exchange (Arrow Flight) endpoint, reported to the JobManager; 0
+    /// picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub data_port: u16,
+    /// Rows per batch produced by sources.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// A configuration option: `heartbeat.interval` (default: as the JobManager asks),
+    /// `taskmanager.network.memory.buffers-per-channel` (credits per remote channel,
+    /// default 8), `taskmanager.network.compression.codec` (NONE, LZ4 or ZSTD for batches
+    /// sent to other TaskManagers; default NONE). Repeatable.
+    #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
+    pub options: Vec<(String, String)>,
+}
+
+impl TaskManagerArgs {
+    /// The validated configuration.
+    pub fn config(&self) -> Result<TaskManagerConfig, CliError> {
+        if self.slots == 0 {
+            return Err(CliError::Option("--slots must be at least 1".into()));
+        }
+        let mut heartbeat_interval = None;
+        let mut exchange = sluice_flight::ExchangeConfig::default();
+        for (key, value) in &self.options {
+            match key.as_str() {
+                "heartbeat.interval" => heartbeat_interval = Some(duration_option(key, value)?),
+                "taskmanager.network.memory.buffers-per-channel" => {
+                    let credits = value.parse().ok().filter(|c| *c > 0).ok_or_else(|| {
+                        CliError::Option(format!("-D {key}={value}: expected a positive integer"))
+                    })?;
+                    exchange = exchange.with_credits_per_channel(credits);
+                }
+                "taskmanager.network.compression.codec" => {
+                    let codec = sluice_flight::codec::Compression::parse(value)
+                        .map_err(|e| CliError::Option(format!("-D {e}")))?;
+                    exchange = exchange.with_compression(codec);
+                }
+                other => {
+                    return Err(CliError::Option(format!(
+                        "-D {other}: unknown option for a taskmanager (known: \
+                         heartbeat.interval, taskmanager.network.memory.buffers-per-channel, \
+                         taskmanager.network.compression.codec)"
+                    )));
+                }
+            }
+        }
+        Ok(TaskManagerConfig {
+            jobmanager: self.jobmanager.clone(),
+            slots: self.slots,
+            rpc: SocketAddr::new(self.host, self.rpc_port),
+            data_port: self.data_port,
+            heartbeat_interval,
+            batch_size: self.batch_size,
+            exchange,
+        })
+    }
+
+    /// Runs the TaskManager with `functions` until SIGTERM or SIGINT: prints
+    /// `rpc listening on ADDR` and `data listening on ADDR` once bound (what cluster scripts
+    /// and tests read), as `sluice taskmanager` does.
+    pub fn run(&self, functions: UserFunctions) -> Result<(), CliError> {
+        let config = self.config()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(CliError::Io)?;
+        runtime
+            .block_on(run_with_functions(
+                config,
+                functions,
+                |bound| {
+                    println!("rpc listening on {}", bound.rpc);
+                    println!("data listening on {}", bound.data);
+                },
+                crate::jobmanager::termination_signal(),
+            ))
+            .map_err(CliError::Io)
+    }
+}
+
+/// A duration option ("10s", "500ms"), more than zero.
+fn duration_option(key: &str, value: &str) -> Result<Duration, CliError> {
+    let duration = sluice_engine::checkpoint::parse_duration(key, value)
+        .map_err(|e| CliError::Option(e.to_string()))?;
+    if duration.is_zero() {
+        return Err(CliError::Option(format!(
+            "-D {key}={value}: must be more than zero"
+        )));
+    }
+    Ok(duration)
+}
+
+/// `KEY=VALUE` of a `-D` option.
+pub fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
+}
