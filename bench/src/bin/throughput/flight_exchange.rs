@@ -27,9 +27,7 @@ use serde::{Deserialize, Serialize};
 use sluice_datasets::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 use sluice_engine::element::{StreamElement, Watermark};
 use sluice_engine::ids::{AttemptNumber, JobId, SubtaskIndex, VertexId};
-use sluice_engine::runtime::exchange::{
-    ChannelId, ExchangeFactory, OutputChannel, SlotWaker,
-};
+use sluice_engine::runtime::exchange::{ChannelId, ExchangeFactory, OutputChannel, SlotWaker};
 use sluice_flight::codec::Compression;
 use sluice_flight::{
     ExchangeConfig, ExchangePlacement, ExchangeServer, FlightExchange, TaskManagerId,
@@ -138,7 +136,11 @@ fn buffer_bytes(batch: &RecordBatch) -> u64 {
         let nulls = data.nulls().map_or(0, |n| n.buffer().len());
         (buffers + nulls) as u64 + data.child_data().iter().map(data_bytes).sum::<u64>()
     }
-    batch.columns().iter().map(|c| data_bytes(&c.to_data())).sum()
+    batch
+        .columns()
+        .iter()
+        .map(|c| data_bytes(&c.to_data()))
+        .sum()
 }
 
 fn load_average() -> f64 {
@@ -382,7 +384,11 @@ pub fn run(options: SendOptions) -> anyhow::Result<()> {
         streams: 1,
         runs,
     };
-    if let Some(dir) = options.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = options
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).with_context(|| format!("create '{}'", dir.display()))?;
     }
     std::fs::write(&options.output, serde_json::to_string_pretty(&report)?)
