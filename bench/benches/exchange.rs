@@ -1,15 +1,17 @@
 //! Criterion benchmark of one remote exchange channel: two TaskManagers' Flight exchanges in
 //! one process on loopback TCP, a producer thread and a consumer thread, 8192-row batches of
-//! four columns, with and without LZ4 IPC compression. Reports the time per batch (batches/s is
-//! its inverse) and MB/s of in-memory batch size.
-//! Run: `cargo bench -p sluice-bench --bench exchange`.
+//! four columns (bid-like with a string column, or four fixed-width columns), without and with
+//! LZ4 or ZSTD IPC compression. Reports the time per batch (batches/s is its inverse) and
+//! bytes/s of the batch's Arrow buffers (values, offsets, validity).
+//! Run: `cargo bench -p sluice-bench --bench exchange`. The two-process figure comes from
+//! `sluice-bench flight-exchange`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Float64Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{ArrayData, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_engine::element::StreamElement;
@@ -58,6 +60,60 @@ fn batch() -> RecordBatch {
         ],
     )
     .expect("valid batch")
+}
+
+/// Four fixed-width columns: auction id, bidder id, price and event time.
+fn fixed_batch() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("bidder", DataType::Int64, false),
+        Field::new("price", DataType::Float64, false),
+        Field::new(
+            "date_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let mut state = 7u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(
+                (0..ROWS).map(|_| 1000 + (next() % 10_000) as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..ROWS).map(|_| (next() % 100_000) as i64),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                (0..ROWS).map(|_| (next() % 1_000_000) as f64 / 100.0),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                (0..ROWS as i64).map(|i| 1_700_000_000_000 + i),
+            )),
+        ],
+    )
+    .expect("valid batch")
+}
+
+/// Bytes of the Arrow buffers of `batch`: what the exchange moves (the in-memory size would
+/// count builder capacity too).
+fn buffer_bytes(batch: &RecordBatch) -> u64 {
+    fn data_bytes(data: &ArrayData) -> u64 {
+        let buffers: usize = data.buffers().iter().map(|b| b.len()).sum();
+        let nulls = data.nulls().map_or(0, |n| n.buffer().len());
+        (buffers + nulls) as u64 + data.child_data().iter().map(data_bytes).sum::<u64>()
+    }
+    batch
+        .columns()
+        .iter()
+        .map(|c| data_bytes(&c.to_data()))
+        .sum()
 }
 
 fn tm(name: &str) -> TaskManagerId {
@@ -117,7 +173,7 @@ fn remote_channel(c: &mut Criterion, name: &str, compression: Compression, batch
     let mut sent = 0u64;
 
     let mut group = c.benchmark_group("exchange");
-    group.throughput(Throughput::Bytes(batch.get_array_memory_size() as u64));
+    group.throughput(Throughput::Bytes(buffer_bytes(batch)));
     group.bench_function(name, |bencher| {
         bencher.iter_custom(|iters| {
             let start = Instant::now();
@@ -150,6 +206,9 @@ fn exchange(c: &mut Criterion) {
     let batch = batch();
     remote_channel(c, "remote_8192x4_none", Compression::None, &batch);
     remote_channel(c, "remote_8192x4_lz4", Compression::Lz4Frame, &batch);
+    remote_channel(c, "remote_8192x4_zstd", Compression::Zstd, &batch);
+    let fixed = fixed_batch();
+    remote_channel(c, "remote_8192x4_fixed_none", Compression::None, &fixed);
 }
 
 criterion_group!(benches, exchange);

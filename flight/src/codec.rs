@@ -11,6 +11,7 @@
 //!          watermark   i64 milliseconds
 //!          barrier     u64 checkpoint id, i64 trigger time in ms, u8 (0 checkpoint, 1 savepoint)
 //!          credit      u32 number of elements the receiver has room for
+//!          IPC         zero padding (0 to 15 bytes), see below
 //! ```
 //!
 //! Record batches travel as Arrow IPC messages (kind 0): the schema once per stream (again only
@@ -20,17 +21,25 @@
 //! message is the first one a producer sends: its descriptor names the channel
 //! ([`ChannelTicket`]). *Credit* messages travel the other way, from receiver to producer.
 //!
+//! The padding of an IPC message's header places `data_body` at a multiple of
+//! [`BODY_ALIGNMENT`] bytes from the start of the encoded protobuf message. The receiver's gRPC
+//! layer gathers each message into one buffer that starts at an allocator-aligned address, so
+//! the body, and with it every Arrow buffer (the IPC writer pads them to 64 bytes), arrives
+//! aligned: the IPC reader then uses the received bytes in place instead of copying every
+//! buffer that is misaligned for its type. A message that does land misaligned is still read
+//! correctly, only with that copy.
+//!
 //! An empty batch (all rows filtered out) is never sent: [`ElementEncoder::encode`] emits no
 //! message for it. A sliced batch is encoded as its slice only (the IPC writer truncates the
 //! buffers to the slice).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
+use arrow::ipc::writer::{IpcWriteOptions, StreamEncoder};
 use arrow::ipc::{CompressionType, MessageHeader, convert, reader, root_as_message};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::FlightData;
@@ -84,6 +93,51 @@ impl Compression {
             Compression::Lz4Frame => Some(CompressionType::LZ4_FRAME),
             Compression::Zstd => Some(CompressionType::ZSTD),
         }
+    }
+}
+
+/// Where `data_body` starts in an IPC message, relative to the start of the encoded protobuf
+/// message. 16 is the largest alignment an Arrow native type needs (`i128`, `i256`), and what
+/// the allocators we run on guarantee for the buffers the gRPC layer receives into.
+pub const BODY_ALIGNMENT: usize = 16;
+
+/// The `app_metadata` of IPC messages: the header and up to `BODY_ALIGNMENT - 1` bytes of
+/// padding. Static, so an IPC message carries a slice of it and allocates no metadata.
+static IPC_METADATA: [u8; 2 + BODY_ALIGNMENT - 1] = {
+    let mut metadata = [0u8; 2 + BODY_ALIGNMENT - 1];
+    metadata[0] = HEADER_VERSION;
+    metadata[1] = KIND_IPC;
+    metadata
+};
+
+static END_OF_INPUT_METADATA: [u8; 2] = [HEADER_VERSION, KIND_END_OF_INPUT];
+
+/// Bytes of `value` as a protobuf varint.
+fn varint_len(value: usize) -> usize {
+    let bits = usize::BITS - (value | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+/// Bytes of a length-delimited protobuf field (tag of `tag_len` bytes, length, value).
+fn field_len(tag_len: usize, value_len: usize) -> usize {
+    if value_len == 0 {
+        // proto3 leaves out empty bytes fields.
+        return 0;
+    }
+    tag_len + varint_len(value_len) + value_len
+}
+
+/// An IPC message, without its body of `body_len` bytes, whose `app_metadata` is padded so that, encoded as protobuf (fields in
+/// number order: `data_header` = 2, `app_metadata` = 3, `data_body` = 1000 with a two-byte
+/// tag), `data_body` starts at a multiple of [`BODY_ALIGNMENT`].
+fn ipc_message(header: Vec<u8>, body_len: usize) -> FlightData {
+    let unpadded = field_len(1, header.len()) + field_len(1, 2) + 2 + varint_len(body_len);
+    let padding = (BODY_ALIGNMENT - unpadded % BODY_ALIGNMENT) % BODY_ALIGNMENT;
+    FlightData {
+        flight_descriptor: None,
+        data_header: header.into(),
+        app_metadata: Bytes::from_static(&IPC_METADATA[..2 + padding]),
+        data_body: Bytes::new(),
     }
 }
 
@@ -186,14 +240,49 @@ fn read_array<const N: usize>(fields: &[u8], at: usize, stream: &str) -> Result<
         })
 }
 
+/// A Flight message whose `data_body` is kept as the chunks the IPC writer produced: the
+/// batch's own buffers (shared, not copied) and the padding between them, so the exchange can
+/// send the body without first gathering it into one buffer.
+#[derive(Debug, Clone)]
+pub struct FlightMessage {
+    /// The message's fields but `data_body`, which is left empty.
+    pub data: FlightData,
+    /// `data_body`, in order.
+    pub body: Vec<Bytes>,
+}
+
+impl FlightMessage {
+    fn header_only(data: FlightData) -> Self {
+        FlightMessage {
+            data,
+            body: Vec::new(),
+        }
+    }
+
+    /// Bytes of `data_body`.
+    pub fn body_len(&self) -> usize {
+        self.body.iter().map(Bytes::len).sum()
+    }
+
+    /// The message with its body in one buffer (copies the body unless it is one chunk).
+    pub fn into_flight_data(self) -> FlightData {
+        let mut data = self.data;
+        data.data_body = match <[Bytes; 1]>::try_from(self.body) {
+            Ok([body]) => body,
+            Err(chunks) => Bytes::from(chunks.concat()),
+        };
+        data
+    }
+}
+
 /// Turns the stream elements of one channel into Flight messages. Stateful: remembers the
 /// schema and dictionaries already sent on the stream.
 pub struct ElementEncoder {
     options: IpcWriteOptions,
-    generator: IpcDataGenerator,
-    dictionaries: DictionaryTracker,
-    context: IpcWriteContext,
-    schema: Option<SchemaRef>,
+    /// The IPC stream of the current schema: writes the schema message first, then
+    /// dictionaries and batches, referring to the batches' buffers instead of copying them
+    /// (unless compressed).
+    stream: Option<(SchemaRef, StreamEncoder)>,
 }
 
 impl ElementEncoder {
@@ -206,24 +295,37 @@ impl ElementEncoder {
             })?;
         Ok(ElementEncoder {
             options,
-            generator: IpcDataGenerator::default(),
-            dictionaries: DictionaryTracker::new(false),
-            context: IpcWriteContext::default(),
-            schema: None,
+            stream: None,
         })
     }
 
     /// Appends the messages that carry `element` to `out`: none for an empty batch; the schema
     /// (first batch or changed schema), new dictionaries and the batch for a batch; one
-    /// header-only message for the other elements.
+    /// header-only message for the other elements. Copies every body into one buffer; the
+    /// exchange uses [`ElementEncoder::encode_chunked`].
     pub fn encode(&mut self, element: &StreamElement, out: &mut Vec<FlightData>) -> Result<()> {
+        let mut messages = Vec::new();
+        self.encode_chunked(element, &mut messages)?;
+        out.extend(messages.into_iter().map(FlightMessage::into_flight_data));
+        Ok(())
+    }
+
+    /// Like [`ElementEncoder::encode`], with bodies left in chunks that share the batch's
+    /// buffers.
+    pub fn encode_chunked(
+        &mut self,
+        element: &StreamElement,
+        out: &mut Vec<FlightMessage>,
+    ) -> Result<()> {
         match element {
             StreamElement::Batch(batch) => self.encode_batch(batch, out),
             StreamElement::Watermark(watermark) => {
                 let mut metadata = Vec::with_capacity(10);
                 metadata.extend_from_slice(&header(KIND_WATERMARK));
                 metadata.extend_from_slice(&watermark.0.to_le_bytes());
-                out.push(FlightData::new().with_app_metadata(metadata));
+                out.push(FlightMessage::header_only(
+                    FlightData::new().with_app_metadata(metadata),
+                ));
                 Ok(())
             }
             StreamElement::Barrier(barrier) => {
@@ -235,58 +337,120 @@ impl ElementEncoder {
                     SnapshotKind::Checkpoint => 0,
                     SnapshotKind::Savepoint => 1,
                 });
-                out.push(FlightData::new().with_app_metadata(metadata));
+                out.push(FlightMessage::header_only(
+                    FlightData::new().with_app_metadata(metadata),
+                ));
                 Ok(())
             }
             StreamElement::EndOfInput => {
-                out.push(
-                    FlightData::new()
-                        .with_app_metadata(Bytes::copy_from_slice(&header(KIND_END_OF_INPUT))),
-                );
+                out.push(FlightMessage::header_only(
+                    FlightData::new().with_app_metadata(Bytes::from_static(&END_OF_INPUT_METADATA)),
+                ));
                 Ok(())
             }
         }
     }
 
-    fn encode_batch(&mut self, batch: &RecordBatch, out: &mut Vec<FlightData>) -> Result<()> {
+    fn encode_batch(&mut self, batch: &RecordBatch, out: &mut Vec<FlightMessage>) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let ipc_metadata = Bytes::copy_from_slice(&header(KIND_IPC));
-        let schema = batch.schema();
-        let schema_is_new = match &self.schema {
-            Some(sent) => !Arc::ptr_eq(sent, &schema) && **sent != *schema,
-            None => true,
+        let arrow_error = |source| Error::Arrow {
+            context: "encoding a batch as Arrow IPC".into(),
+            source,
         };
-        if schema_is_new {
-            // A new schema starts a new set of dictionaries.
-            self.dictionaries = DictionaryTracker::new(false);
-            let encoded = self.generator.schema_to_bytes_with_dictionary_tracker(
-                &schema,
-                &mut self.dictionaries,
-                &self.options,
-            );
-            out.push(FlightData::from(encoded).with_app_metadata(ipc_metadata.clone()));
-            self.schema = Some(schema);
-        }
-        let (dictionaries, encoded) = self
-            .generator
-            .encode(
-                batch,
-                &mut self.dictionaries,
-                &self.options,
-                &mut self.context,
-            )
-            .map_err(|source| Error::Arrow {
-                context: "encoding a batch as Arrow IPC".into(),
-                source,
-            })?;
-        for dictionary in dictionaries {
-            out.push(FlightData::from(dictionary).with_app_metadata(ipc_metadata.clone()));
-        }
-        out.push(FlightData::from(encoded).with_app_metadata(ipc_metadata));
-        Ok(())
+        let schema = batch.schema();
+        let encoder = match &mut self.stream {
+            Some((sent, encoder)) if Arc::ptr_eq(sent, &schema) || **sent == *schema => encoder,
+            _ => {
+                // A new schema starts a new IPC stream: the schema message, then a new set of
+                // dictionaries.
+                let encoder = StreamEncoder::try_new_with_options(&schema, self.options.clone())
+                    .map_err(arrow_error)?;
+                &mut self.stream.insert((schema, encoder)).1
+            }
+        };
+        let buffers = encoder.encode(batch).map_err(arrow_error)?;
+        split_ipc_stream(buffers, out)
     }
+}
+
+/// Takes the IPC stream messages (continuation marker, metadata length, metadata, body) that
+/// `buffers` hold, in order, apart into Flight messages; the bodies stay the buffers' bytes.
+fn split_ipc_stream(buffers: Vec<Buffer>, out: &mut Vec<FlightMessage>) -> Result<()> {
+    let mut chunks: VecDeque<Bytes> = buffers
+        .into_iter()
+        .filter(|buffer| !buffer.is_empty())
+        .map(Bytes::from_owner)
+        .collect();
+    while !chunks.is_empty() {
+        let prefix = take_copied(&mut chunks, 8)?;
+        let (marker, length) = prefix.split_at(4);
+        if marker != [0xff; 4] {
+            return Err(Error::Internal(format!(
+                "the IPC writer produced a message without continuation marker ({marker:?}); \
+                 this is a bug"
+            )));
+        }
+        let length = i32::from_le_bytes([length[0], length[1], length[2], length[3]]);
+        let length = usize::try_from(length).map_err(|_| {
+            Error::Internal(format!(
+                "the IPC writer produced a message of length {length}; this is a bug"
+            ))
+        })?;
+        if length == 0 {
+            // End of stream: the encoder is never finished, so this does not happen.
+            break;
+        }
+        let header = take_copied(&mut chunks, length)?;
+        let body_len = root_as_message(&header)
+            .map(|message| message.bodyLength())
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "the IPC writer produced an unreadable message header ({e}); this is a bug"
+                ))
+            })?;
+        let body_len = usize::try_from(body_len).map_err(|_| {
+            Error::Internal(format!(
+                "the IPC writer produced a body of length {body_len}; this is a bug"
+            ))
+        })?;
+        let body = take_chunks(&mut chunks, body_len)?;
+        out.push(FlightMessage {
+            data: ipc_message(header, body_len),
+            body,
+        });
+    }
+    Ok(())
+}
+
+fn short_stream(wanted: usize) -> Error {
+    Error::Internal(format!(
+        "the IPC writer's output ended {wanted} bytes early; this is a bug"
+    ))
+}
+
+/// The next `len` bytes of `chunks`, copied (message prefixes and headers: a few hundred bytes).
+fn take_copied(chunks: &mut VecDeque<Bytes>, len: usize) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(len);
+    for chunk in take_chunks(chunks, len)? {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The next `len` bytes of `chunks`, as chunks sharing their memory.
+fn take_chunks(chunks: &mut VecDeque<Bytes>, mut len: usize) -> Result<Vec<Bytes>> {
+    let mut taken = Vec::new();
+    while len > 0 {
+        let mut chunk = chunks.pop_front().ok_or_else(|| short_stream(len))?;
+        if chunk.len() > len {
+            chunks.push_front(chunk.split_off(len));
+        }
+        len -= chunk.len();
+        taken.push(chunk);
+    }
+    Ok(taken)
 }
 
 /// Turns the Flight messages of one channel back into stream elements. Stateful: holds the
@@ -712,6 +876,36 @@ mod tests {
         assert!(decoder.decode(messages.pop().unwrap()).unwrap().is_none());
         let error = decoder.decode(data).unwrap_err().to_string();
         assert!(error.contains("outside the"), "{error}");
+    }
+
+    #[test]
+    fn ipc_bodies_start_aligned_in_the_encoded_message() {
+        use prost::Message;
+        for compression in [Compression::None, Compression::Lz4Frame, Compression::Zstd] {
+            let mut encoder = ElementEncoder::new(compression).unwrap();
+            let mut messages = Vec::new();
+            for rows in [1, 7, 100, 8192, 20_000] {
+                encoder
+                    .encode(&StreamElement::Batch(batch(rows, 0)), &mut messages)
+                    .unwrap();
+            }
+            for message in messages.iter().filter(|m| !m.data_body.is_empty()) {
+                // data_body is the last field, so it ends the encoded message.
+                let encoded = message.encode_to_vec();
+                let offset = encoded.len() - message.data_body.len();
+                assert_eq!(&encoded[offset..], &message.data_body[..]);
+                assert_eq!(
+                    offset % BODY_ALIGNMENT,
+                    0,
+                    "{compression:?}: body at {offset}"
+                );
+            }
+        }
+        for value in [0, 1, 127, 128, 16_383, 16_384, usize::MAX] {
+            let mut encoded = Vec::new();
+            prost::encoding::encode_varint(value as u64, &mut encoded);
+            assert_eq!(varint_len(value), encoded.len(), "{value}");
+        }
     }
 
     #[test]

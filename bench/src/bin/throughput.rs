@@ -4,6 +4,12 @@
 //! ```text
 //! cargo run --release -p sluice-bench -- nexmark --query q1 --events 10000000 --parallelism 2
 //! ```
+//!
+//! `flight-exchange` measures one remote exchange channel between two processes on loopback:
+//!
+//! ```text
+//! cargo run --release -p sluice-bench -- flight-exchange --seconds 10 --codec none,lz4,zstd
+//! ```
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +23,9 @@ use sluice_engine::api::StreamEnvironment;
 use sluice_engine::api::nexmark::{NexmarkQuery, add_query};
 use sluice_engine::connector::SinkSpec;
 use sluice_engine::runtime::JobEnvironment;
+
+#[path = "throughput/flight_exchange.rs"]
+mod flight_exchange;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -48,6 +57,11 @@ enum Command {
         #[arg(long, default_value = "bench-results/nexmark.json")]
         output: PathBuf,
     },
+    /// Arrow Flight exchange throughput of one channel between two processes on loopback.
+    FlightExchange(flight_exchange::SendOptions),
+    /// The receiving process of `flight-exchange` (started by it).
+    #[command(hide = true)]
+    FlightExchangeReceive(flight_exchange::ReceiveOptions),
 }
 
 #[derive(Serialize)]
@@ -129,6 +143,8 @@ fn nexmark_once(
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::FlightExchange(options) => flight_exchange::run(options),
+        Command::FlightExchangeReceive(options) => flight_exchange::receive(options),
         Command::Nexmark {
             query,
             events,

@@ -49,6 +49,7 @@
 
 mod inbound;
 mod outbound;
+mod request;
 mod server;
 
 pub use server::ExchangeServer;

@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use arrow_flight::FlightData;
-use arrow_flight::flight_service_client::FlightServiceClient;
 use futures::StreamExt;
 use sluice_engine::element::StreamElement;
 use sluice_engine::runtime::exchange::{OutputChannel, SlotWaker};
@@ -17,7 +16,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tonic::transport::Channel;
 use tracing::debug;
 
-use crate::codec::{Compression, ElementEncoder, open_message, parse_credit};
+use super::request;
+use crate::codec::{Compression, ElementEncoder, FlightMessage, open_message, parse_credit};
 use crate::ticket::ChannelTicket;
 use crate::{Error, Result};
 
@@ -105,7 +105,7 @@ impl OutputChannel for FlightOutput {
 /// the receiver names in its errors.
 pub(super) fn open(
     runtime: &tokio::runtime::Handle,
-    client: FlightServiceClient<Channel>,
+    client: Channel,
     ticket: ChannelTicket,
     address: &str,
     producer_address: String,
@@ -147,7 +147,7 @@ pub(super) fn open(
 /// Streams the channel's elements and collects its credits until the receiver has ended the
 /// call. The error names what broke; the caller adds the address.
 async fn drive(
-    mut client: FlightServiceClient<Channel>,
+    client: Channel,
     ticket: ChannelTicket,
     elements: UnboundedReceiver<StreamElement>,
     encoder: ElementEncoder,
@@ -166,7 +166,7 @@ async fn drive(
                 let element = elements.recv().await?;
                 let end = matches!(element, StreamElement::EndOfInput);
                 let mut out = Vec::new();
-                if let Err(e) = encoder.encode(&element, &mut out) {
+                if let Err(e) = encoder.encode_chunked(&element, &mut out) {
                     sender.fail(e.to_string());
                     return None;
                 }
@@ -178,13 +178,15 @@ async fn drive(
         },
     )
     .flatten();
-    let open = open_message(&ticket, &producer_address);
-    let request = futures::stream::once(async move { open }).chain(messages);
-    let response = client
-        .do_exchange(request)
-        .await
-        .map_err(|status| describe_status(&status))?;
-    let mut credits = response.into_inner();
+    let open = FlightMessage {
+        data: open_message(&ticket, &producer_address),
+        body: Vec::new(),
+    };
+    let request = futures::stream::once(async move { open })
+        .chain(messages)
+        .boxed();
+    // Credit grants are a few bytes each.
+    let mut credits = request::do_exchange(client, request, 64 << 10).await?;
     loop {
         match credits.message().await {
             Ok(Some(data)) => outbound.grant(read_credit(&data, &outbound.address)?),
@@ -195,23 +197,11 @@ async fn drive(
                     Err("the receiver closed the channel before end-of-input".into())
                 };
             }
-            Err(status) => return Err(describe_status(&status)),
+            Err(status) => return Err(request::describe_status(&status)),
         }
     }
 }
 
 fn read_credit(data: &FlightData, address: &str) -> Result<u32, String> {
     parse_credit(data, &format!("credit stream from {address}")).map_err(|e| e.to_string())
-}
-
-/// A status with its cause chain (the transport error says "connection refused").
-fn describe_status(status: &tonic::Status) -> String {
-    let mut message = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
