@@ -158,6 +158,10 @@ fn a_killed_task_manager_fails_over_to_a_replacement_with_exactly_once_output() 
         let stats = get(&rest, &format!("/jobs/{id}/checkpoints"));
         (stats["counts"]["completed"].as_u64() >= Some(1)).then_some(())
     });
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     tm2.child.kill().unwrap();
     tm2.child.wait().unwrap();
     let (tm3, tm3_address, _) = taskmanager(dir.path(), "tm3", &rpc, 2);
@@ -200,5 +204,18 @@ fn a_killed_task_manager_fails_over_to_a_replacement_with_exactly_once_output() 
         }
     }
     assert!(on_tm2 > 0, "tm2 ran subtasks of the first attempt: {job}");
+    // For the record (not a timing assertion): kill → every subtask of the new attempt RUNNING.
+    let running_again = job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["subtasks"].as_array().unwrap())
+        .filter_map(|s| s["timestamps"]["RUNNING"].as_u64())
+        .max()
+        .unwrap();
+    eprintln!(
+        "failover: kill -9 to the new attempt running in {} ms",
+        running_again.saturating_sub(killed_ms)
+    );
     assert_eq!(get(&rest, "/overview")["slots-available"], 4);
 }
