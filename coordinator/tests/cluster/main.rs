@@ -40,8 +40,26 @@ impl Drop for Process {
 /// Starts `sluice ARGS` and returns it with the addresses it printed for each `prefixes`
 /// entry ("rpc", "rest"), in order.
 fn start(dir: &Path, name: &str, args: &[&str], prefixes: &[&str]) -> (Process, Vec<String>) {
+    start_program(
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        dir,
+        name,
+        args,
+        prefixes,
+    )
+}
+
+/// [`start`] for another program than `sluice` (a user binary built with the coordinator's
+/// CLI, which prints the same lines).
+fn start_program(
+    program: &Path,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+    prefixes: &[&str],
+) -> (Process, Vec<String>) {
     let stderr = dir.join(format!("{name}.log"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut child = Command::new(program)
         .args(args)
         .env("SLUICE_LOG", "info")
         .stdin(Stdio::null())

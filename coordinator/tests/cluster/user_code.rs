@@ -2,12 +2,11 @@
 //! example) run its named functions; a job submitted through the remote environment uses
 //! them; a TaskManager from the plain `sluice` binary refuses the job, naming the function.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use super::{Process, get, jobmanager, output_rows, taskmanager, wait_for};
+use super::{Process, get, jobmanager, output_rows, start_program, taskmanager, wait_for};
 
 /// The `user_functions` example, built once per test process (integration tests only get the
 /// package's binaries built for them, not its examples).
@@ -47,41 +46,20 @@ pub(crate) fn user_taskmanager(
     jobmanager_rpc: &str,
     extra: &[&str],
 ) -> (Process, String) {
-    let stderr = dir.join(format!("{name}.log"));
-    let mut child = Command::new(user_binary())
-        .args([
-            "taskmanager",
-            "--jobmanager",
-            jobmanager_rpc,
-            "--slots",
-            "1",
-            "--rpc-port",
-            "0",
-            "--data-port",
-            "0",
-        ])
-        .args(extra)
-        .env("SLUICE_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("start the user binary");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut addresses = Vec::new();
-    for prefix in ["rpc", "data"] {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("{name} ended before printing its {prefix} address"))
-            .unwrap();
-        let address = line
-            .strip_prefix(&format!("{prefix} listening on "))
-            .unwrap_or_else(|| panic!("{name}: unexpected line '{line}'"))
-            .to_string();
-        addresses.push(address);
-    }
-    (Process { child, stderr }, addresses.swap_remove(0))
+    let mut args = vec![
+        "taskmanager",
+        "--jobmanager",
+        jobmanager_rpc,
+        "--slots",
+        "1",
+        "--rpc-port",
+        "0",
+        "--data-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let (process, mut addresses) = start_program(user_binary(), dir, name, &args, &["rpc", "data"]);
+    (process, addresses.swap_remove(0))
 }
 
 /// Runs the user binary as a client (`scale`, `slow-sink`).
