@@ -106,7 +106,7 @@ for tms in "$@"; do
     sleep 0.05
   done
   curl -s "http://$rest/jobs/$id" | jq -r --arg n "$events" --arg tms "$tms" --arg p "$parallelism" \
-    '(.timestamps.FINISHED - .timestamps.RUNNING) / 1000 as $t
+    '((.timestamps.FINISHED - .timestamps.RUNNING) / 1000) as $t
      | "\("cluster p=\($p), \($tms) TM")\t\($t)\t\(($n | tonumber) / $t | floor)"' \
     | awk -F'\t' '{ printf "%-22s %10.3f %14d\n", $1, $2, $3 }'
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
