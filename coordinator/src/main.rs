@@ -117,9 +117,9 @@ enum Command {
     },
     /// Takes a savepoint of a job (as Flink's `flink savepoint <jobId> [targetDirectory]`) and
     /// prints `Savepoint completed. Path: <dir>`. Without `--jobmanager`, of a job running in a
-    /// local `sluice sql` process on this machine (the default target is its checkpoint
-    /// directory); with it, of a cluster job, over the REST API (the target is needed and must
-    /// be a directory every TaskManager can write). The job must checkpoint
+    /// local `sluice sql` process on this machine; with it, of a cluster job, over the REST API
+    /// (the target must then be an absolute directory every TaskManager can write). The
+    /// default target is the job's checkpoint directory. The job must checkpoint
     /// (`execution.checkpointing.interval`). With `--stop` the job stops after the savepoint,
     /// its sinks committed up to it (Flink's `flink stop --savepointPath`).
     Savepoint {

@@ -107,11 +107,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Asks for a savepoint of job `id` into `target`; returns the request's trigger id.
+    /// Asks for a savepoint of job `id` into `target` (default: the job's checkpoint
+    /// directory); returns the request's trigger id.
     pub fn trigger_savepoint(
         &self,
         id: &JobId,
-        target: PathBuf,
+        target: Option<PathBuf>,
         cancel_job: bool,
     ) -> Result<String, SavepointError> {
         let mut state = self.lock();
@@ -131,6 +132,7 @@ impl Cluster {
                  execution.checkpointing.dir to take savepoints"
             ))
         })?;
+        let target = target.unwrap_or_else(|| checkpoints.config.dir.clone());
         Ok(checkpoints.request_savepoint(target, cancel_job))
     }
 

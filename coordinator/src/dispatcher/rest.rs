@@ -11,6 +11,7 @@
 //! PATCH /jobs/{id}?mode=cancel cancel a job
 //! GET   /jobs/{id}/checkpoints checkpoint statistics: counts, latest, history
 //! POST  /jobs/{id}/savepoints  {"target-directory": .., "cancel-job": bool} → {"request-id": ..}
+//!                              (no target: the job's checkpoint directory)
 //! GET   /jobs/{id}/savepoints/{trigger}  the savepoint request's status and location
 //! ```
 //!
@@ -414,14 +415,13 @@ async fn savepoint(
             }
         }
     };
-    let Some(target) = body.target_directory.filter(|t| !t.is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "savepoint request: no \"target-directory\" given",
-        );
-    };
-    let target = std::path::PathBuf::from(target);
-    if !target.is_absolute() {
+    // Without a target the savepoint goes into the job's checkpoint directory, as a local
+    // job's does.
+    let target = body
+        .target_directory
+        .filter(|t| !t.is_empty())
+        .map(std::path::PathBuf::from);
+    if let Some(target) = target.as_ref().filter(|t| !t.is_absolute()) {
         return error(
             StatusCode::BAD_REQUEST,
             format!(

@@ -241,6 +241,12 @@ INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;
     assert!(path.join("_metadata").is_file(), "{}", path.display());
     assert_eq!(job_state(&rest, &id), "RUNNING", "the job goes on");
 
+    // Without a target directory: the job's checkpoint directory.
+    let default = sluice(&["savepoint", &id, "--jobmanager", &url]);
+    let default = savepoint_path(&default);
+    assert!(default.starts_with(&checkpoints), "{}", default.display());
+    assert!(default.join("_metadata").is_file(), "{}", default.display());
+
     let stopped = sluice(&[
         "stop",
         &id,
