@@ -220,7 +220,13 @@ impl Cluster {
     async fn run_attempt(self: Arc<Self>, id: JobId, attempt: u32, restore: Option<PathBuf>) {
         let deadline = Instant::now() + self.config.slot_request_timeout;
         let mut waiting_logged = false;
-        let (deployments, locations, graph_json, checkpoint_dir, checkpoint_incremental) = loop {
+        let AttemptPlan {
+            per_task_manager: deployments,
+            locations,
+            graph_json,
+            checkpoint_dir,
+            checkpoint_incremental,
+        } = loop {
             {
                 let mut state = self.lock();
                 let Some(job) = state.jobs.get(&id) else {
@@ -242,7 +248,7 @@ impl Cluster {
                         );
                         warn!(job_id = %id, attempt, %reason, "job failed: not enough slots");
                         let actions = match state.jobs.get_mut(&id) {
-                            Some(job) => job.no_slots(&reason, now_ms()),
+                            Some(job) => job.fail(&reason, now_ms()),
                             None => Vec::new(),
                         };
                         apply_local(&mut state, &id, actions);
@@ -290,17 +296,28 @@ impl Cluster {
                     let mut state = self.lock();
                     let reason =
                         format!("deploying to TaskManager {tm} ({address}) failed: {error}");
-                    if let Some(job) = state.jobs.get_mut(&id)
-                        && job.attempt == attempt
-                    {
-                        for unsent in &order[sent + 1..] {
-                            job.withdraw(unsent, now_ms());
+                    let current = state.jobs.get_mut(&id).filter(|job| job.attempt == attempt);
+                    match (current, &error) {
+                        (Some(job), CallError::Refused(_)) => {
+                            for unsent in &order[sent + 1..] {
+                                job.withdraw(unsent, now_ms());
+                            }
+                            let actions = job.deployment_refused(&tm, &reason, now_ms());
+                            vec![(id.clone(), apply_local(&mut state, &id, actions))]
+                        }
+                        (None, CallError::Refused(_)) => Vec::new(),
+                        (current, CallError::Unreachable(_)) => {
+                            if let Some(job) = current {
+                                for unsent in &order[sent + 1..] {
+                                    job.withdraw(unsent, now_ms());
+                                }
+                            }
+                            // A TaskManager that cannot be reached is written off; it
+                            // registers again with its next heartbeat if it is still alive.
+                            state.resources.remove(&tm);
+                            self.lose(&mut state, &tm, &reason)
                         }
                     }
-                    // A TaskManager that cannot take a deployment is written off; it registers
-                    // again with its next heartbeat if it is still alive.
-                    state.resources.remove(&tm);
-                    self.lose(&mut state, &tm, &reason)
                 };
                 for (job, actions) in work {
                     self.perform(&job, actions).await;
@@ -314,7 +331,7 @@ impl Cluster {
     /// latest completed checkpoint (or from the beginning when none completed yet).
     async fn restart(self: Arc<Self>, id: JobId, attempt: u32, delay: Duration) {
         tokio::time::sleep(delay).await;
-        let restore = {
+        let storage = {
             let mut state = self.lock();
             let Some(job) = state.jobs.get_mut(&id) else {
                 return;
@@ -322,13 +339,38 @@ impl Cluster {
             if !job.begin_attempt(attempt, now_ms()) {
                 return;
             }
-            let tasks = job.task_keys();
-            let restored = match &mut job.checkpoints {
-                Some(checkpoints) => checkpoints.restart(&id, tasks),
-                None => Ok(None),
+            job.checkpoints.as_ref().map(|c| c.storage().clone())
+        };
+        // Every state file of the newest completed checkpoint is verified (an unreadable one
+        // falls back to the one before): file reads, so off the async runtime and outside the
+        // lock.
+        let latest = match storage {
+            Some(storage) => tokio::task::spawn_blocking(move || storage.load_latest())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(sluice_engine::Error::Internal(format!(
+                        "reading the latest checkpoint panicked: {e}"
+                    )))
+                })
+                .map(|restored| restored.map(|c| c.checkpoint_id())),
+            None => Ok(None),
+        };
+        let restore = {
+            let mut state = self.lock();
+            let Some(job) = state.jobs.get_mut(&id) else {
+                return;
             };
-            match restored {
-                Ok(restored) => {
+            if job.attempt != attempt || job.state != JobState::Restarting {
+                // Cancelled (or failed) while the checkpoint was read.
+                return;
+            }
+            match latest {
+                Ok(latest) => {
+                    let tasks = job.task_keys();
+                    let restored = job
+                        .checkpoints
+                        .as_mut()
+                        .and_then(|c| c.restart(&id, tasks, latest));
                     job.restored_from = restored.clone();
                     info!(job_id = %id, attempt, checkpoint_id = restored.as_ref().map(|(c, _)| c.0), "restarting job");
                     restored.map(|(_, path)| path)
@@ -336,7 +378,7 @@ impl Cluster {
                 Err(error) => {
                     let reason = format!("restarting from the latest checkpoint: {error}");
                     warn!(job_id = %id, attempt, %reason, "job failed");
-                    let actions = job.no_slots(&reason, now_ms());
+                    let actions = job.fail(&reason, now_ms());
                     apply_local(&mut state, &id, actions);
                     return;
                 }
@@ -572,21 +614,7 @@ impl Cluster {
 /// ExecutionGraph on `slots[i]`), marks its tasks SCHEDULED and DEPLOYING, and returns what
 /// each TaskManager is sent, every task's location, the JobGraph JSON and the checkpoint
 /// settings.
-#[expect(
-    clippy::type_complexity,
-    reason = "one deployment plan, taken apart by its caller"
-)]
-fn schedule(
-    state: &mut ClusterState,
-    id: &JobId,
-    slots: &[AllocatedSlot],
-) -> (
-    BTreeMap<TaskManagerId, (String, Vec<proto::TaskDeployment>)>,
-    Vec<proto::TaskLocation>,
-    String,
-    String,
-    bool,
-) {
+fn schedule(state: &mut ClusterState, id: &JobId, slots: &[AllocatedSlot]) -> AttemptPlan {
     let hosts: Vec<String> = slots
         .iter()
         .map(|s| {
@@ -656,13 +684,23 @@ fn schedule(
             (c.config.dir.display().to_string(), c.config.incremental)
         });
     info!(job_id = %id, attempt = job.attempt, slots = slots.len(), task_managers = per_tm.len(), "job scheduled");
-    (
-        per_tm,
+    AttemptPlan {
+        per_task_manager: per_tm,
         locations,
         graph_json,
         checkpoint_dir,
         checkpoint_incremental,
-    )
+    }
+}
+
+/// What an attempt's deployment sends: each TaskManager's tasks (with its RPC address), where
+/// every task runs, the JobGraph JSON and the checkpoint settings.
+struct AttemptPlan {
+    per_task_manager: BTreeMap<TaskManagerId, (String, Vec<proto::TaskDeployment>)>,
+    locations: Vec<proto::TaskLocation>,
+    graph_json: String,
+    checkpoint_dir: String,
+    checkpoint_incremental: bool,
 }
 
 /// host:port of a TaskManager's data endpoint: the host of its RPC address, its data port.
@@ -701,20 +739,34 @@ fn apply_local(state: &mut ClusterState, id: &JobId, actions: Vec<Action>) -> Ve
     remote
 }
 
-/// Connects to the TaskExecutor service at `address` and makes one call on it; the error is the
-/// message of whichever failed, the connection or the call.
+/// Why a call to a TaskExecutor failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// The TaskManager could not be reached (connection refused, transport broken): it is
+    /// probably gone.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The TaskManager answered with an error: it is there, but cannot do what was asked.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Connects to the TaskExecutor service at `address` and makes one call on it.
 async fn call_task_executor<T, F>(
     address: &str,
     call: impl FnOnce(TaskExecutorClient<tonic::transport::Channel>) -> F,
-) -> Result<T, String>
+) -> Result<T, CallError>
 where
     F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     let client = TaskExecutorClient::connect(crate::rpc::endpoint_uri(address))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CallError::Unreachable(e.to_string()))?;
     call(client)
         .await
         .map(tonic::Response::into_inner)
-        .map_err(|e| e.message().to_string())
+        .map_err(|status| match status.code() {
+            tonic::Code::Unavailable => CallError::Unreachable(status.message().to_string()),
+            _ => CallError::Refused(status.message().to_string()),
+        })
 }

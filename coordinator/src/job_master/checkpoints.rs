@@ -251,25 +251,28 @@ impl JobCheckpoints {
         self.abandon("the job ended before the savepoint completed");
     }
 
+    /// The job's checkpoint storage (cloned to read checkpoints outside the cluster lock).
+    pub fn storage(&self) -> &CheckpointStorage {
+        &self.storage
+    }
+
     /// The job restarts after a failure, its tasks all stopped: the pending checkpoint is
     /// abandoned, open savepoint requests fail, and a new coordinator continues after every id
-    /// handed out so far. Returns the newest completed checkpoint whose files are intact
-    /// (verified here, as local mode does), which the new attempt resumes from; `None` when no
-    /// checkpoint completed yet and the job starts over from the beginning.
+    /// handed out so far. `latest` is the newest completed checkpoint whose files are intact
+    /// (the caller verified it with [`CheckpointStorage::load_latest`], as local mode does),
+    /// which the new attempt resumes from; returned with its directory. `None`: no checkpoint
+    /// completed yet and the job starts over from the beginning.
     pub fn restart(
         &mut self,
         job_id: &JobId,
         tasks: Vec<TaskKey>,
-    ) -> sluice_engine::Result<Option<(CheckpointId, PathBuf)>> {
+        latest: Option<CheckpointId>,
+    ) -> Option<(CheckpointId, PathBuf)> {
         self.abandon("the job failed before the savepoint completed");
-        let latest = self.storage.load_latest()?.map(|restored| {
-            let id = restored.checkpoint_id();
-            (id, self.storage.checkpoint_dir(id))
-        });
-        let resume_after = self.last_triggered.max(latest.as_ref().map(|(id, _)| *id));
+        let resume_after = self.last_triggered.max(latest);
         self.coordinator =
             CheckpointCoordinator::new(job_id.0.clone(), &self.config, tasks, resume_after);
-        Ok(latest)
+        latest.map(|id| (id, self.storage.checkpoint_dir(id)))
     }
 
     fn abandon(&mut self, why: &str) {

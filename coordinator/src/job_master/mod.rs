@@ -369,6 +369,28 @@ impl JobMaster {
         reason: &str,
         now_ms: u64,
     ) -> Vec<Action> {
+        self.tasks_failed_on(task_manager, reason, true, now_ms)
+    }
+
+    /// `task_manager` refused the deployment of its tasks (it lacks a user function, it cannot
+    /// read the checkpoint): they failed, and no restart onto the same TaskManagers would cure
+    /// that, so the job fails.
+    pub fn deployment_refused(
+        &mut self,
+        task_manager: &TaskManagerId,
+        reason: &str,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        self.tasks_failed_on(task_manager, reason, false, now_ms)
+    }
+
+    fn tasks_failed_on(
+        &mut self,
+        task_manager: &TaskManagerId,
+        reason: &str,
+        retryable: bool,
+        now_ms: u64,
+    ) -> Vec<Action> {
         let mut lost_any = false;
         let cancelling = self.state == JobState::Cancelling;
         for task in &mut self.tasks {
@@ -385,13 +407,14 @@ impl JobMaster {
         if !lost_any {
             return Vec::new();
         }
-        let mut actions = self.task_failed(reason.to_string(), true, now_ms);
+        let mut actions = self.task_failed(reason.to_string(), retryable, now_ms);
         actions.extend(self.end_if_done(now_ms));
         actions
     }
 
-    /// The job fails for good (checkpoints failed beyond the tolerated number, no slots for a
-    /// restart): the tasks still running are cancelled.
+    /// The job fails for good (checkpoints failed beyond the tolerated number, no slots in
+    /// time, an unreadable checkpoint to restart from): the tasks still running are cancelled,
+    /// those not yet deployed at once.
     pub fn fail(&mut self, reason: &str, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         if !self.state.is_terminal() && self.state != JobState::Failing {
@@ -424,22 +447,6 @@ impl JobMaster {
         let mut actions = self.stop(JobState::Cancelling, now_ms);
         actions.extend(self.end_if_done(now_ms));
         (true, actions)
-    }
-
-    /// The job is waiting for slots (a new one, or a restart) and none came in time: it fails
-    /// with `reason`.
-    pub fn no_slots(&mut self, reason: &str, now_ms: u64) -> Vec<Action> {
-        if self.state.is_terminal() {
-            return Vec::new();
-        }
-        self.failure = Some(reason.to_string());
-        self.enter(JobState::Failing, now_ms);
-        for task in &mut self.tasks {
-            if !task.state.is_terminal() {
-                task.enter(ExecutionState::Cancelled, now_ms);
-            }
-        }
-        self.end_if_done(now_ms)
     }
 
     /// Moves the job to `state` (FAILING, RESTARTING or CANCELLING): tasks not yet deployed
@@ -801,6 +808,22 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_deployment_fails_the_job_even_with_restarts_left() {
+        let mut job = restartable_job(3);
+        let (s, h) = slots(&["a", "b"]);
+        job.schedule(&s, &h, 2);
+        job.deploying(&TaskManagerId("a".into()), 2);
+        job.deploying(&TaskManagerId("b".into()), 2);
+        let actions = job.deployment_refused(&TaskManagerId("a".into()), "no function", 3);
+        assert_eq!(
+            actions,
+            vec![Action::CancelTasks(vec![TaskManagerId("b".into())])]
+        );
+        assert_eq!(job.state, JobState::Failing);
+        assert!(job.restarts.is_empty());
+    }
+
+    #[test]
     fn cancelling_a_restarting_job_ends_it_and_the_restart_is_stale() {
         let mut job = restartable_job(3);
         run_attempt(&mut job, 2);
@@ -816,7 +839,7 @@ mod tests {
     #[test]
     fn no_slots_in_time_fails_a_waiting_job() {
         let mut job = job();
-        let actions = job.no_slots("not enough slots", 3);
+        let actions = job.fail("not enough slots", 3);
         assert_eq!(actions, vec![Action::ReleaseSlots]);
         assert_eq!(job.state, JobState::Failed);
         assert!(
