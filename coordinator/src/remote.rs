@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use sluice_engine::api::StreamEnvironment;
-use sluice_engine::graph::{JobGraph, OperatorSpec};
+use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::JobId;
 
 use crate::rest_client::{RestError, request};
@@ -116,11 +116,7 @@ impl RemoteEnvironment {
 
     /// Submits a JobGraph.
     pub fn submit_graph(&self, graph: &JobGraph) -> Result<JobId, RemoteError> {
-        if let Some(vertex) = graph
-            .vertices()
-            .iter()
-            .find(|v| matches!(v.operator, OperatorSpec::Custom { .. }))
-        {
+        if let Some(vertex) = graph.closure_vertex() {
             return Err(RemoteError::Closure {
                 vertex: vertex.name.clone(),
             });

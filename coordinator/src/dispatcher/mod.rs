@@ -129,12 +129,7 @@ impl Cluster {
         if trimmed.starts_with('{') {
             let graph = JobGraph::from_json(trimmed)
                 .map_err(|e| SubmitError::Invalid(format!("JobGraph JSON: {e}")))?;
-            if let Some(vertex) = graph.vertices().iter().find(|v| {
-                matches!(
-                    v.operator,
-                    sluice_engine::graph::OperatorSpec::Custom { .. }
-                )
-            }) {
+            if let Some(vertex) = graph.closure_vertex() {
                 return Err(SubmitError::Invalid(format!(
                     "vertex '{}' runs a closure that exists only in the submitting program; a \
                      cluster runs built-in operators and named user functions (see \

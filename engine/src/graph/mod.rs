@@ -91,6 +91,14 @@ impl JobGraph {
         &self.vertices
     }
 
+    /// The first vertex that runs a closure of the program that built the graph
+    /// ([`OperatorSpec::Custom`]): such a graph runs only in that process, never on a cluster.
+    pub fn closure_vertex(&self) -> Option<&Vertex> {
+        self.vertices
+            .iter()
+            .find(|v| matches!(v.operator, OperatorSpec::Custom { .. }))
+    }
+
     pub fn edges(&self) -> &[Edge] {
         &self.edges
     }
