@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod dispatcher;
 pub mod exchange;
+pub mod ha;
 pub mod interrupt;
 pub mod job_master;
 pub mod jobmanager;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::{Error, Result};
 
 /// Typed `execution.checkpointing.*` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointConfig {
     pub interval: Duration,
     pub timeout: Duration,
@@ -167,7 +167,7 @@ fn local_dir(key: &str, value: &str) -> Result<PathBuf> {
 }
 
 /// What happens when a task fails (Flink's `restart-strategy.*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum RestartStrategy {
     /// The first failure fails the job.
     #[default]

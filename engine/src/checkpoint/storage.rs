@@ -254,9 +254,17 @@ impl CheckpointStorage {
     /// Completes a checkpoint: writes `_metadata` atomically, then drops checkpoints beyond
     /// the retained number.
     pub fn complete(&self, metadata: &CheckpointMetadata) -> Result<()> {
-        let dir = self.checkpoint_dir(metadata.checkpoint_id);
-        write_metadata(&dir, metadata)?;
+        self.publish(metadata)?;
         self.retain()
+    }
+
+    /// The first half of [`CheckpointStorage::complete`]: writes `_metadata` atomically and
+    /// deletes nothing. Under high availability the checkpoint counts as completed only once
+    /// its pointer in etcd moved; retention ([`CheckpointStorage::retain`]) runs after that,
+    /// so a deposed leader cannot delete the checkpoint the new leader resumes from.
+    pub fn publish(&self, metadata: &CheckpointMetadata) -> Result<()> {
+        let dir = self.checkpoint_dir(metadata.checkpoint_id);
+        write_metadata(&dir, metadata)
     }
 
     /// Turns the checkpoint directory of the savepoint `metadata` describes into a
@@ -418,7 +426,7 @@ impl CheckpointStorage {
 
     /// Deletes completed checkpoints beyond the newest `num_retained`, and incomplete ones
     /// older than the newest completed one.
-    fn retain(&self) -> Result<()> {
+    pub fn retain(&self) -> Result<()> {
         let (completed, incomplete) = self.list()?;
         let newest = completed.last().copied();
         for &id in incomplete.iter().filter(|&&id| Some(id) < newest) {
@@ -441,6 +449,27 @@ impl CheckpointStorage {
     /// missing, truncated or corrupted file are skipped with a warning.
     pub fn load_latest(&self) -> Result<Option<RestoredCheckpoint>> {
         for id in self.completed_ids()?.into_iter().rev() {
+            match self.load(id) {
+                Ok(restored) => return Ok(Some(restored)),
+                Err(error) => warn!(
+                    job_id = %self.job_id,
+                    checkpoint_id = id.0,
+                    %error,
+                    "checkpoint is unreadable; falling back to the previous one"
+                ),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest completed checkpoint not newer than `newest` whose files are all intact
+    /// (under high availability, `newest` is the one etcd's pointer names: a newer
+    /// `_metadata` was written by a leader whose commit did not go through).
+    pub fn load_latest_up_to(&self, newest: CheckpointId) -> Result<Option<RestoredCheckpoint>> {
+        for id in self.completed_ids()?.into_iter().rev() {
+            if id > newest {
+                continue;
+            }
             match self.load(id) {
                 Ok(restored) => return Ok(Some(restored)),
                 Err(error) => warn!(
