@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use sluice_flight::{ExchangeConfig, ExchangeServer, FlightExchange, TaskManagerI
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::ha::{self, HaConfig};
 use crate::rpc::proto;
 use crate::rpc::proto::resource_manager_client::ResourceManagerClient;
 use crate::rpc::proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
@@ -44,8 +46,11 @@ use crate::rpc::{JobMasterCaller, endpoint_uri, status};
 /// Settings of a TaskManager.
 #[derive(Debug, Clone)]
 pub struct TaskManagerConfig {
-    /// host:port of the JobManager's RPC service.
+    /// host:port of the JobManager's RPC service (without high availability).
     pub jobmanager: String,
+    /// High availability: the leading JobManager is found, and followed, in etcd; `jobmanager`
+    /// is not used then.
+    pub ha: Option<HaConfig>,
     /// Slots (worker threads) offered.
     pub slots: u32,
     /// Where the TaskExecutor service listens (port 0: any free port); its address is what
@@ -72,6 +77,9 @@ pub struct TaskManagerAddresses {
     pub data: SocketAddr,
 }
 
+/// How long a registration or heartbeat call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Events queued per job before the slot threads wait for the forwarder.
 const EVENT_QUEUE: usize = 1024;
 
@@ -79,6 +87,10 @@ const EVENT_QUEUE: usize = 1024;
 struct HostedJob {
     /// The execution attempt the slice belongs to.
     attempt: AttemptNumber,
+    /// The epoch of the leader that deployed it.
+    epoch: u64,
+    /// Set once its tasks have all stopped (its last reports may still be on their way).
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancelHandle,
     /// This TaskManager's slots the slice runs in.
     slots: Vec<u32>,
@@ -94,11 +106,45 @@ struct TaskExecutorService {
     jobs: Arc<Mutex<HashMap<JobId, HostedJob>>>,
     /// The named user functions of this binary, which deployed `User` vertices are built from.
     functions: UserFunctions,
+    /// The highest leader epoch seen; calls with a lower one come from a deposed leader.
+    fence: Arc<AtomicU64>,
+    /// Calls refused because their epoch was lower than `fence`.
+    stale_rejected: Arc<AtomicU64>,
 }
 
 impl TaskExecutorService {
     fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, HostedJob>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leader epoch a call carries (0 without high availability), refused when a newer
+    /// leader has been seen: the caller was deposed.
+    fn check_epoch<T>(&self, request: &Request<T>, call: &str) -> Result<u64, Status> {
+        let epoch = match request.metadata().get(ha::EPOCH_HEADER) {
+            None => 0,
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!("{call}: malformed {}", ha::EPOCH_HEADER))
+                })?,
+        };
+        let highest = self.fence.fetch_max(epoch, Ordering::SeqCst);
+        if epoch < highest {
+            let rejected = self.stale_rejected.fetch_add(1, Ordering::SeqCst) + 1;
+            warn!(
+                call,
+                epoch,
+                leader_epoch = highest,
+                rejected,
+                "rejected a call from a deposed leader (stale epoch)"
+            );
+            return Err(Status::failed_precondition(format!(
+                "{call}: stale leader epoch {epoch}; the current leader's epoch is {highest}"
+            )));
+        }
+        Ok(epoch)
     }
 
     /// The checkpoint handle of a hosted job.
@@ -202,10 +248,12 @@ impl TaskExecutor for TaskExecutorService {
         &self,
         request: Request<proto::SubmitTaskRequest>,
     ) -> Result<Response<proto::SubmitTaskResponse>, Status> {
+        let epoch = self.check_epoch(&request, "deploy")?;
         let r = request.into_inner();
         let job_id = JobId(r.job_id.clone());
         let attempt = AttemptNumber(r.attempt);
         if let Some(hosted) = self.jobs().get(&job_id)
+            && hosted.epoch >= epoch
             && hosted.attempt >= attempt
         {
             return Err(Status::already_exists(format!(
@@ -327,10 +375,13 @@ impl TaskExecutor for TaskExecutorService {
             )
             .map_err(|e| status(&e))?;
         info!(job_id = %job_id, attempt = attempt.0, tasks = hosted.len(), restored_from = restored.as_ref().map(|c| c.checkpoint_id().0), "tasks deployed");
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let replaced = self.jobs().insert(
             job_id.clone(),
             HostedJob {
                 attempt,
+                epoch,
+                stopped: stopped.clone(),
                 cancel: deployed.cancel_handle(),
                 slots: local_slots,
                 checkpoints: deployed.checkpoint_handle(),
@@ -351,6 +402,7 @@ impl TaskExecutor for TaskExecutorService {
         // Owns the slice until it ends: waits for its slot threads, then for its last reports.
         tokio::spawn(async move {
             let ended = tokio::task::spawn_blocking(move || deployed.join()).await;
+            stopped.store(true, Ordering::SeqCst);
             let released = exchange_server.release_job(&job_id, attempt);
             if released > 0 {
                 info!(job_id = %job_id, channels = released, "half-open exchange channels released");
@@ -365,7 +417,10 @@ impl TaskExecutor for TaskExecutorService {
             }
             let _ = forwarder.await;
             let mut jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
-            if jobs.get(&job_id).is_some_and(|j| j.attempt == attempt) {
+            if jobs
+                .get(&job_id)
+                .is_some_and(|j| j.attempt == attempt && j.epoch == epoch)
+            {
                 jobs.remove(&job_id);
             }
         });
@@ -376,6 +431,7 @@ impl TaskExecutor for TaskExecutorService {
         &self,
         request: Request<proto::CancelTaskRequest>,
     ) -> Result<Response<proto::CancelTaskResponse>, Status> {
+        self.check_epoch(&request, "cancel")?;
         let job_id = JobId(request.into_inner().job_id);
         let found = match self.jobs().get(&job_id) {
             Some(job) => {
@@ -392,6 +448,7 @@ impl TaskExecutor for TaskExecutorService {
         &self,
         request: Request<proto::TriggerCheckpointRequest>,
     ) -> Result<Response<proto::TriggerCheckpointResponse>, Status> {
+        self.check_epoch(&request, "trigger checkpoint")?;
         let r = request.into_inner();
         let handle = self.checkpoint_handle(&JobId(r.job_id))?;
         handle.trigger(
@@ -406,6 +463,7 @@ impl TaskExecutor for TaskExecutorService {
         &self,
         request: Request<proto::NotifyCheckpointCompleteRequest>,
     ) -> Result<Response<proto::NotifyCheckpointCompleteResponse>, Status> {
+        self.check_epoch(&request, "notify checkpoint complete")?;
         let r = request.into_inner();
         let handle = self.checkpoint_handle(&JobId(r.job_id))?;
         handle.notify_complete(CheckpointId(r.checkpoint_id));
@@ -413,20 +471,29 @@ impl TaskExecutor for TaskExecutorService {
     }
 }
 
-/// Registers with the ResourceManager, retrying until it answers; returns the heartbeat
-/// interval it asks for.
+/// The JobManager a TaskManager reports to: its RPC address and leader epoch (0 without high
+/// availability).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Leader {
+    rpc: String,
+    epoch: u64,
+}
+
+/// Registers with the ResourceManager of `leader`, retrying until it answers; returns the
+/// heartbeat interval it asks for. `None` when `stop` fired or the leader changed first.
 async fn register(
     service: &TaskExecutorService,
+    leader: &Leader,
     address: &str,
     stop: &mut tokio::sync::broadcast::Receiver<()>,
+    changed: &mut tokio::sync::watch::Receiver<Option<Leader>>,
 ) -> Option<Duration> {
     let mut warned = false;
     loop {
-        let attempt = async {
-            let mut client =
-                ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
-                    .await
-                    .map_err(|e| e.to_string())?;
+        let attempt = tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut client = ResourceManagerClient::connect(endpoint_uri(&leader.rpc))
+                .await
+                .map_err(|e| e.to_string())?;
             client
                 .register_task_manager(proto::RegisterTaskManagerRequest {
                     task_manager_id: service.id.0.clone(),
@@ -437,25 +504,123 @@ async fn register(
                 })
                 .await
                 .map_err(|e| e.message().to_string())
-        }
-        .await;
+        });
+        let attempt = tokio::select! {
+            attempt = attempt => attempt
+                .unwrap_or_else(|_| Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs()))),
+            _ = stop.recv() => return None,
+            _ = changed.changed() => return None,
+        };
         match attempt {
             Ok(response) => {
                 let response = response.into_inner();
-                info!(jobmanager = %service.config.jobmanager, task_manager = %service.id, "registered");
+                info!(jobmanager = %leader.rpc, epoch = leader.epoch, task_manager = %service.id, "registered");
                 return Some(Duration::from_millis(response.heartbeat_interval_ms.max(1)));
             }
             Err(error) => {
                 if !warned {
-                    warn!(jobmanager = %service.config.jobmanager, %error, "registration failed; retrying");
+                    warn!(jobmanager = %leader.rpc, %error, "registration failed; retrying");
                     warned = true;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop.recv() => return None,
+                    _ = changed.changed() => return None,
                 }
             }
         }
+    }
+}
+
+/// Follows the leader key in etcd: publishes the leader it names (reconnecting and reading
+/// it again whenever the watch breaks) until `stop` fires. Between leaders (the key deleted)
+/// the last one stays published: its tasks keep running until a new leader appears.
+async fn follow_leader(
+    config: HaConfig,
+    leader: tokio::sync::watch::Sender<Option<Leader>>,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) {
+    let key = config.leader_key();
+    loop {
+        let Some(etcd) = ha::connect_with_retry(&config, "taskmanager", &mut stop).await else {
+            return;
+        };
+        let watched = async {
+            let (current, revision) = etcd.get_at(&key).await?;
+            let from = revision + 1;
+            if let Some(info) = current.as_ref().and_then(ha::LeaderInfo::from_kv) {
+                publish(&leader, &info);
+            } else {
+                info!(cluster_id = %config.cluster_id, "no leading jobmanager yet; waiting for one");
+            }
+            let mut events = etcd.watch(&key, false, from).await?;
+            while let Some(event) = events.recv().await {
+                if event.r#type == ha::etcd::pb::event::EventType::Put as i32
+                    && let Some(info) = event.kv.as_ref().and_then(ha::LeaderInfo::from_kv)
+                {
+                    publish(&leader, &info);
+                }
+            }
+            Ok::<(), ha::EtcdError>(())
+        };
+        tokio::select! {
+            result = watched => {
+                if let Err(error) = result {
+                    warn!(%error, "following the leader in etcd failed; reconnecting");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(config.retry_delay) => {}
+                    _ = stop.recv() => return,
+                }
+            }
+            _ = stop.recv() => return,
+        }
+    }
+}
+
+fn publish(leader: &tokio::sync::watch::Sender<Option<Leader>>, info: &ha::LeaderInfo) {
+    let next = Leader {
+        rpc: info.record.rpc.clone(),
+        epoch: info.epoch,
+    };
+    leader.send_if_modified(|current| {
+        if current.as_ref().is_some_and(|c| c.epoch >= next.epoch) {
+            return false;
+        }
+        info!(jobmanager = %next.rpc, epoch = next.epoch, "new leading jobmanager");
+        *current = Some(next.clone());
+        true
+    });
+}
+
+/// Cancels the tasks deployed by leaders older than `epoch` and waits (up to 10 s) until they
+/// have stopped, so their slots are free when this TaskManager registers with the new leader,
+/// which resumes their jobs from the latest completed checkpoints.
+async fn drop_stale_tasks(service: &TaskExecutorService, epoch: u64) {
+    let stale: Vec<JobId> = service
+        .jobs()
+        .iter()
+        .filter(|(_, job)| job.epoch < epoch)
+        .map(|(id, job)| {
+            job.cancel.cancel();
+            id.clone()
+        })
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    info!(
+        jobs = stale.len(),
+        epoch, "cancelling the tasks of the previous leader"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline
+        && service
+            .jobs()
+            .values()
+            .any(|job| job.epoch < epoch && !job.stopped.load(Ordering::SeqCst))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -509,6 +674,8 @@ pub async fn run_with_functions(
         exchange,
         jobs: Arc::new(Mutex::new(HashMap::new())),
         functions,
+        fence: Arc::new(AtomicU64::new(0)),
+        stale_rejected: Arc::new(AtomicU64::new(0)),
     };
 
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -523,58 +690,96 @@ pub async fn run_with_functions(
                 },
             )
     };
+    // The JobManager to report to: fixed, or followed in etcd.
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(None);
+    let follower = match service.config.ha.clone() {
+        Some(ha) => Some(tokio::spawn(follow_leader(ha, leader_tx, stop.subscribe()))),
+        None => {
+            let _ = leader_tx.send(Some(Leader {
+                rpc: service.config.jobmanager.clone(),
+                epoch: 0,
+            }));
+            None
+        }
+    };
     // Heartbeats stop before the TaskManager says goodbye, so none re-registers it after.
     let (leave, _) = tokio::sync::broadcast::channel::<()>(1);
     let (membership_ended, membership_done) = tokio::sync::oneshot::channel::<()>();
     let membership = {
         let service = service.clone();
         let mut stopped = leave.subscribe();
+        let mut changed = leader_rx.clone();
         async move {
             let _ended = membership_ended;
             let address = address.to_string();
-            let Some(asked) = register(&service, &address, &mut stopped).await else {
-                return;
-            };
-            let interval = service.config.heartbeat_interval.unwrap_or(asked);
-            let mut ticks = tokio::time::interval(interval);
-            let mut failing = false;
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stopped.recv() => break,
+            'leaders: loop {
+                let current = changed.borrow_and_update().clone();
+                let Some(leader) = current else {
+                    tokio::select! {
+                        result = changed.changed() => if result.is_err() { break; } else { continue; },
+                        _ = stopped.recv() => break,
+                    }
+                };
+                if leader.epoch > 0 {
+                    service.fence.fetch_max(leader.epoch, Ordering::SeqCst);
+                    drop_stale_tasks(&service, leader.epoch).await;
                 }
-                let beat = async {
-                    let mut client =
-                        ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
+                let Some(asked) =
+                    register(&service, &leader, &address, &mut stopped, &mut changed).await
+                else {
+                    if changed.has_changed().unwrap_or(false) {
+                        continue 'leaders;
+                    }
+                    break;
+                };
+                let interval = service.config.heartbeat_interval.unwrap_or(asked);
+                let mut ticks = tokio::time::interval(interval);
+                let mut failing = false;
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stopped.recv() => break 'leaders,
+                        _ = changed.changed() => continue 'leaders,
+                    }
+                    let beat = async {
+                        let mut client = ResourceManagerClient::connect(endpoint_uri(&leader.rpc))
                             .await
                             .map_err(|e| e.to_string())?;
-                    client
-                        .heartbeat(proto::HeartbeatRequest {
-                            task_manager_id: service.id.0.clone(),
-                            slots: service.slot_report(),
-                        })
-                        .await
-                        .map(|r| r.into_inner().known)
-                        .map_err(|e| e.message().to_string())
-                }
-                .await;
-                match beat {
-                    Ok(true) => {
-                        if failing {
-                            info!("heartbeats reach the jobmanager again");
-                            failing = false;
+                        client
+                            .heartbeat(proto::HeartbeatRequest {
+                                task_manager_id: service.id.0.clone(),
+                                slots: service.slot_report(),
+                            })
+                            .await
+                            .map(|r| r.into_inner().known)
+                            .map_err(|e| e.message().to_string())
+                    };
+                    // A JobManager that accepts connections but does not answer (paused) must
+                    // not hold this loop: it has to see a new leader.
+                    let beat = tokio::select! {
+                        beat = tokio::time::timeout(CALL_TIMEOUT, beat) => beat
+                            .unwrap_or_else(|_| Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs()))),
+                        _ = stopped.recv() => break 'leaders,
+                        _ = changed.changed() => continue 'leaders,
+                    };
+                    match beat {
+                        Ok(true) => {
+                            if failing {
+                                info!("heartbeats reach the jobmanager again");
+                                failing = false;
+                            }
                         }
-                    }
-                    Ok(false) => {
-                        warn!("the jobmanager does not know this TaskManager; registering again");
-                        if register(&service, &address, &mut stopped).await.is_none() {
-                            break;
+                        Ok(false) => {
+                            warn!(
+                                "the jobmanager does not know this TaskManager; registering again"
+                            );
+                            continue 'leaders;
                         }
-                    }
-                    Err(error) => {
-                        if !failing {
-                            warn!(%error, "heartbeat failed");
-                            failing = true;
+                        Err(error) => {
+                            if !failing {
+                                warn!(%error, "heartbeat failed");
+                                failing = true;
+                            }
                         }
                     }
                 }
@@ -597,11 +802,12 @@ pub async fn run_with_functions(
             let _ = leave.send(());
             // Resolves when the membership loop has ended (its sender dropped).
             let _ = membership_done.await;
+            let leader = leader_rx.borrow().clone();
             let left = async {
-                let mut client =
-                    ResourceManagerClient::connect(endpoint_uri(&service.config.jobmanager))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let leader = leader.ok_or_else(|| "no leading jobmanager is known".to_string())?;
+                let mut client = ResourceManagerClient::connect(endpoint_uri(&leader.rpc))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 client
                     .disconnect_task_manager(proto::DisconnectTaskManagerRequest {
                         task_manager_id: service.id.0.clone(),
@@ -618,6 +824,9 @@ pub async fn run_with_functions(
         }
     };
     let (served, (), ()) = tokio::join!(server, membership, signal);
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     served.map_err(|e| std::io::Error::other(format!("rpc server: {e}")))?;
     info!("taskmanager stopped");
     Ok(())

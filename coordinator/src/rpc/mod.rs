@@ -87,10 +87,16 @@ impl JobMasterCaller {
     ) -> Result<&mut proto::job_master_client::JobMasterClient<tonic::transport::Channel>, String>
     {
         if self.client.is_none() {
-            let client =
-                proto::job_master_client::JobMasterClient::connect(endpoint_uri(&self.address))
-                    .await
-                    .map_err(|e| e.to_string())?;
+            // Bounded: a JobMaster that accepts connections but does not answer (a paused
+            // process) fails the call instead of holding the reports behind it.
+            let channel = tonic::transport::Endpoint::from_shared(endpoint_uri(&self.address))
+                .map_err(|e| e.to_string())?
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .timeout(std::time::Duration::from_secs(10))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let client = proto::job_master_client::JobMasterClient::new(channel);
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
