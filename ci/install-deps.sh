@@ -2,6 +2,8 @@
 # Installs what the tests need, only when missing (a second run does nothing and takes well
 # under a second):
 # - the cargo components rustfmt and clippy;
+# - Debian's etcd-server (the `etcd` binary), which the high-availability tests start on
+#   loopback with a temporary data directory (and stop after);
 # - a Python virtual environment with pyarrow, whose interpreter tests use to read checkpoint
 #   state files as an outside tool would. It lives in $SLUICE_VENV (default
 #   /var/tmp/sluice-venv, outside the clone so CI runs reuse it); its python is
@@ -48,3 +50,20 @@ if ! "$venv/bin/python" -c 'import pyarrow' >/dev/null 2>&1; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_packages[@]}"
   "$venv/bin/python" -c 'import pyarrow; print("pyarrow", pyarrow.__version__)'
 fi
+
+# The etcd server for the high-availability tests (Debian's etcd-server: etcd 3.4).
+if ! command -v etcd >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    echo "installing etcd-server"
+    sudo_cmd=()
+    if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq etcd-server >/dev/null
+    # The package may start a system etcd on the default port; the tests start their own.
+    if command -v systemctl >/dev/null; then "${sudo_cmd[@]}" systemctl stop etcd >/dev/null 2>&1 || true; fi
+  else
+    echo "etcd is required for the high-availability tests (Debian: apt-get install etcd-server)" >&2
+    exit 1
+  fi
+fi
+etcd --version | head -1

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sluice_engine::api::UserFunctions;
 
+use crate::ha::HaConfig;
 use crate::taskmanager::{TaskManagerConfig, run_with_functions};
 
 /// What starting a TaskManager from the command line can fail with.
@@ -24,12 +25,95 @@ pub enum CliError {
     Io(#[source] std::io::Error),
 }
 
+/// High availability mode (`--ha`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HaMode {
+    /// One JobManager, which always leads.
+    #[default]
+    None,
+    /// JobManagers elect a leader through etcd; TaskManagers follow it.
+    Etcd,
+}
+
+/// The high availability flags of `sluice jobmanager` and `sluice taskmanager`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct HaArgs {
+    /// High availability: `none`, or `etcd` (JobManagers elect a leader through etcd; a
+    /// standby takes over when it fails).
+    #[arg(long, value_enum, default_value = "none")]
+    pub ha: HaMode,
+    /// etcd endpoints for `--ha etcd`, comma-separated (`http://127.0.0.1:2379,...`).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Names this cluster in etcd (its keys live under `/sluice/<ID>/`), so clusters can
+    /// share one etcd.
+    #[arg(long, value_name = "ID", default_value = "default")]
+    pub cluster_id: String,
+}
+
+impl HaArgs {
+    /// The validated settings (`None` without `--ha etcd`), with the
+    /// `high-availability.etcd.*` options of `options` applied; those options are consumed.
+    pub fn config(
+        &self,
+        options: &mut Vec<(String, String)>,
+    ) -> Result<Option<HaConfig>, CliError> {
+        let mut lease_ttl = None;
+        let mut retry_delay = None;
+        let mut rest = Vec::new();
+        for (key, value) in options.drain(..) {
+            match key.as_str() {
+                "high-availability.etcd.lease-ttl" => {
+                    lease_ttl = Some(duration_option(&key, &value)?)
+                }
+                "high-availability.etcd.retry-delay" => {
+                    retry_delay = Some(duration_option(&key, &value)?)
+                }
+                _ => rest.push((key, value)),
+            }
+        }
+        *options = rest;
+        match self.ha {
+            HaMode::None => {
+                if !self.etcd_endpoints.is_empty() {
+                    return Err(CliError::Option("--etcd-endpoints needs --ha etcd".into()));
+                }
+                Ok(None)
+            }
+            HaMode::Etcd => {
+                if self.etcd_endpoints.is_empty() {
+                    return Err(CliError::Option(
+                        "--ha etcd needs --etcd-endpoints URL[,URL...]".into(),
+                    ));
+                }
+                if self.cluster_id.is_empty() || self.cluster_id.contains('/') {
+                    return Err(CliError::Option(format!(
+                        "--cluster-id '{}': expected a non-empty name without '/'",
+                        self.cluster_id
+                    )));
+                }
+                let mut config = HaConfig::new(self.etcd_endpoints.clone(), &self.cluster_id);
+                if let Some(ttl) = lease_ttl {
+                    config.lease_ttl = ttl;
+                }
+                if let Some(delay) = retry_delay {
+                    config.retry_delay = delay;
+                }
+                Ok(Some(config))
+            }
+        }
+    }
+}
+
 /// The flags of a cluster's TaskManager (`sluice taskmanager`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct TaskManagerArgs {
-    /// The JobManager's RPC address, HOST:PORT.
+    /// The JobManager's RPC address, HOST:PORT (without `--ha etcd`, where the leader is
+    /// found in etcd).
     #[arg(long)]
-    pub jobmanager: String,
+    pub jobmanager: Option<String>,
+    #[command(flatten)]
+    pub ha: HaArgs,
     /// Slots offered (worker threads).
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
@@ -62,7 +146,17 @@ impl TaskManagerArgs {
         }
         let mut heartbeat_interval = None;
         let mut exchange = sluice_flight::ExchangeConfig::default();
-        for (key, value) in &self.options {
+        let mut options = self.options.clone();
+        let ha = self.ha.config(&mut options)?;
+        let jobmanager = match (&ha, &self.jobmanager) {
+            (None, None) => {
+                return Err(CliError::Option(
+                    "--jobmanager HOST:PORT is required (or --ha etcd)".into(),
+                ));
+            }
+            (_, jobmanager) => jobmanager.clone().unwrap_or_default(),
+        };
+        for (key, value) in &options {
             match key.as_str() {
                 "heartbeat.interval" => heartbeat_interval = Some(duration_option(key, value)?),
                 "taskmanager.network.memory.buffers-per-channel" => {
@@ -80,13 +174,15 @@ impl TaskManagerArgs {
                     return Err(CliError::Option(format!(
                         "-D {other}: unknown option for a taskmanager (known: \
                          heartbeat.interval, taskmanager.network.memory.buffers-per-channel, \
-                         taskmanager.network.compression.codec)"
+                         taskmanager.network.compression.codec, \
+                         high-availability.etcd.lease-ttl, high-availability.etcd.retry-delay)"
                     )));
                 }
             }
         }
         Ok(TaskManagerConfig {
-            jobmanager: self.jobmanager.clone(),
+            jobmanager,
+            ha,
             slots: self.slots,
             rpc: SocketAddr::new(self.host, self.rpc_port),
             data_port: self.data_port,

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::dispatcher::{Cluster, JobManagerConfig, PlannedJob, SubmitError, rest};
+use crate::ha::{LeaderInfo, LeaderRecord};
 use crate::job_master::{self, JobState};
 use crate::resource_manager::{SlotOffer, TaskManagerId};
 use crate::rpc::proto;
@@ -31,9 +32,61 @@ pub struct JobManagerAddresses {
     pub rest: SocketAddr,
 }
 
+/// What this JobManager is now. Without high availability it always leads; with it, it is a
+/// standby (or still electing) until etcd elects it, and each term of leadership has its own
+/// [`Cluster`] state.
+#[derive(Clone)]
+enum Role {
+    /// No leader is known yet: connecting to etcd, campaigning, or taking over.
+    Electing(String),
+    /// Another JobManager leads.
+    Standby(LeaderInfo),
+    /// This one leads; `rest` is the REST API over its cluster state.
+    Leader {
+        cluster: Arc<Cluster>,
+        rest: axum::Router,
+    },
+}
+
+/// The current role, shared by the RPC services, the REST API and the election.
+struct Roles {
+    role: std::sync::RwLock<Role>,
+}
+
+impl Roles {
+    fn new(role: Role) -> Arc<Roles> {
+        Arc::new(Roles {
+            role: std::sync::RwLock::new(role),
+        })
+    }
+
+    fn set(&self, role: Role) {
+        *self.role.write().unwrap_or_else(|p| p.into_inner()) = role;
+    }
+
+    fn get(&self) -> Role {
+        self.role.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The cluster state when this JobManager leads; otherwise the error a caller gets,
+    /// naming the leader when one is known.
+    fn leader(&self) -> Result<Arc<Cluster>, Status> {
+        match self.get() {
+            Role::Leader { cluster, .. } => Ok(cluster),
+            Role::Standby(leader) => Err(Status::unavailable(format!(
+                "this JobManager is a standby; the leader is at {} (epoch {})",
+                leader.record.rpc, leader.epoch
+            ))),
+            Role::Electing(why) => Err(Status::unavailable(format!(
+                "no leading JobManager yet: {why}"
+            ))),
+        }
+    }
+}
+
 /// The ResourceManager RPC service over the cluster state.
 struct ResourceManagerService {
-    cluster: Arc<Cluster>,
+    roles: Arc<Roles>,
 }
 
 #[tonic::async_trait]
@@ -49,7 +102,8 @@ impl ResourceManager for ResourceManagerService {
             ));
         }
         let id = TaskManagerId(r.task_manager_id.clone());
-        self.cluster.lock().resources.register(
+        let cluster = self.roles.leader()?;
+        cluster.lock().resources.register(
             SlotOffer {
                 id: id.clone(),
                 rpc_address: r.rpc_address.clone(),
@@ -63,7 +117,7 @@ impl ResourceManager for ResourceManagerService {
         info!(task_manager = %id, address = %r.rpc_address, slots = r.slots, "TaskManager registered");
         Ok(Response::new(proto::RegisterTaskManagerResponse {
             registration_id: format!("{}@{}", id, now_ms()),
-            heartbeat_interval_ms: self.cluster.config.heartbeat_interval.as_millis() as u64,
+            heartbeat_interval_ms: cluster.config.heartbeat_interval.as_millis() as u64,
         }))
     }
 
@@ -72,7 +126,7 @@ impl ResourceManager for ResourceManagerService {
         request: Request<proto::HeartbeatRequest>,
     ) -> Result<Response<proto::HeartbeatResponse>, Status> {
         let r = request.into_inner();
-        let known = self.cluster.lock().resources.heartbeat(
+        let known = self.roles.leader()?.lock().resources.heartbeat(
             &TaskManagerId(r.task_manager_id),
             Instant::now(),
             now_ms(),
@@ -85,7 +139,8 @@ impl ResourceManager for ResourceManagerService {
         request: Request<proto::DisconnectTaskManagerRequest>,
     ) -> Result<Response<proto::DisconnectTaskManagerResponse>, Status> {
         let r = request.into_inner();
-        self.cluster
+        self.roles
+            .leader()?
             .disconnect(&TaskManagerId(r.task_manager_id), &r.reason)
             .await;
         Ok(Response::new(proto::DisconnectTaskManagerResponse {}))
@@ -94,7 +149,7 @@ impl ResourceManager for ResourceManagerService {
 
 /// The JobMaster RPC service: task state reports of every job.
 struct JobMasterService {
-    cluster: Arc<Cluster>,
+    roles: Arc<Roles>,
 }
 
 #[tonic::async_trait]
@@ -103,7 +158,10 @@ impl JobMaster for JobMasterService {
         &self,
         request: Request<proto::UpdateTaskStateRequest>,
     ) -> Result<Response<proto::UpdateTaskStateResponse>, Status> {
-        self.cluster.task_state(request.into_inner()).await?;
+        self.roles
+            .leader()?
+            .task_state(request.into_inner())
+            .await?;
         Ok(Response::new(proto::UpdateTaskStateResponse {}))
     }
 
@@ -111,14 +169,17 @@ impl JobMaster for JobMasterService {
         &self,
         request: Request<proto::AcknowledgeCheckpointRequest>,
     ) -> Result<Response<proto::AcknowledgeCheckpointResponse>, Status> {
-        self.cluster
+        self.roles
+            .leader()?
             .acknowledge_checkpoint(request.into_inner())
             .await?;
         Ok(Response::new(proto::AcknowledgeCheckpointResponse {}))
     }
 }
 
-/// Runs the JobManager until `shutdown` resolves. `on_bound` sees the bound addresses.
+/// Runs the JobManager until `shutdown` resolves. `on_bound` sees the bound addresses. With
+/// `config.ha` set it campaigns for leadership through etcd and serves as a standby until
+/// elected (see [`crate::ha`]).
 pub async fn run(
     config: JobManagerConfig,
     rpc: SocketAddr,
@@ -126,18 +187,30 @@ pub async fn run(
     on_bound: impl FnOnce(&JobManagerAddresses),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve(config, rpc, rest, |bound, _| on_bound(bound), shutdown).await
+    match config.ha.clone() {
+        None => serve(config, rpc, rest, |bound, _| on_bound(bound), shutdown).await,
+        Some(ha) => {
+            let (rpc_listener, rest_listener, addresses) = bind(rpc, rest).await?;
+            on_bound(&addresses);
+            let roles = Roles::new(Role::Electing("connecting to etcd".into()));
+            let elect = {
+                let roles = roles.clone();
+                move |stopped| elect(ha, config, addresses, roles, stopped)
+            };
+            serve_roles(rpc_listener, rest_listener, roles, elect, shutdown).await
+        }
+    }
 }
 
-/// [`run`], with `on_bound` also handed the cluster state, for a driver running in the same
-/// process (the application cluster).
-async fn serve(
-    config: JobManagerConfig,
+/// Binds both listeners.
+async fn bind(
     rpc: SocketAddr,
     rest: SocketAddr,
-    on_bound: impl FnOnce(&JobManagerAddresses, &Arc<Cluster>),
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<(
+    tokio::net::TcpListener,
+    tokio::net::TcpListener,
+    JobManagerAddresses,
+)> {
     let rpc_listener = tokio::net::TcpListener::bind(rpc)
         .await
         .map_err(|e| std::io::Error::other(format!("bind rpc address {rpc}: {e}")))?;
@@ -148,18 +221,53 @@ async fn serve(
         rpc: rpc_listener.local_addr()?,
         rest: rest_listener.local_addr()?,
     };
+    Ok((rpc_listener, rest_listener, addresses))
+}
+
+/// [`run`] without high availability, with `on_bound` also handed the cluster state, for a
+/// driver running in the same process (the application cluster).
+async fn serve(
+    config: JobManagerConfig,
+    rpc: SocketAddr,
+    rest: SocketAddr,
+    on_bound: impl FnOnce(&JobManagerAddresses, &Arc<Cluster>),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (rpc_listener, rest_listener, addresses) = bind(rpc, rest).await?;
     let cluster = Arc::new(Cluster::new(config, addresses.rpc.to_string()));
     on_bound(&addresses, &cluster);
+    let roles = Roles::new(Role::Leader {
+        cluster: cluster.clone(),
+        rest: rest::router(cluster.clone()),
+    });
+    let monitor = move |stopped| async move {
+        lead(&cluster, stopped, std::future::pending()).await;
+    };
+    serve_roles(rpc_listener, rest_listener, roles, monitor, shutdown).await
+}
 
+/// Serves the RPC services and the REST API for whatever role `roles` holds, runs `control`
+/// (the leader's periodic work, or the election) beside them, and stops all on `shutdown`.
+async fn serve_roles<C, F>(
+    rpc_listener: tokio::net::TcpListener,
+    rest_listener: tokio::net::TcpListener,
+    roles: Arc<Roles>,
+    control: C,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    C: FnOnce(tokio::sync::broadcast::Receiver<()>) -> F,
+    F: std::future::Future<Output = ()>,
+{
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let rpc_server = {
         let mut stopped = stop.subscribe();
         tonic::transport::Server::builder()
             .add_service(ResourceManagerServer::new(ResourceManagerService {
-                cluster: cluster.clone(),
+                roles: roles.clone(),
             }))
             .add_service(JobMasterServer::new(JobMasterService {
-                cluster: cluster.clone(),
+                roles: roles.clone(),
             }))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(rpc_listener),
@@ -170,28 +278,14 @@ async fn serve(
     };
     let rest_server = {
         let mut stopped = stop.subscribe();
-        axum::serve(rest_listener, rest::router(cluster.clone())).with_graceful_shutdown(
-            async move {
-                let _ = stopped.recv().await;
-            },
-        )
+        let router = axum::Router::new()
+            .fallback(route_rest)
+            .with_state(roles.clone());
+        axum::serve(rest_listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.recv().await;
+        })
     };
-    let monitor = {
-        let cluster = cluster.clone();
-        let mut stopped = stop.subscribe();
-        // Checks a few times per timeout, so a lost TaskManager goes within ~1.25 timeouts.
-        let period =
-            (cluster.config.heartbeat_timeout / 4).max(std::time::Duration::from_millis(20));
-        async move {
-            let mut ticks = tokio::time::interval(period);
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => cluster.expire_task_managers().await,
-                    _ = stopped.recv() => break,
-                }
-            }
-        }
-    };
+    let control = control(stop.subscribe());
     let signal = {
         let stop = stop.clone();
         async move {
@@ -200,11 +294,168 @@ async fn serve(
             let _ = stop.send(());
         }
     };
-    let (rpc_result, rest_result, (), ()) = tokio::join!(rpc_server, rest_server, monitor, signal);
+    let (rpc_result, rest_result, (), ()) = tokio::join!(rpc_server, rest_server, control, signal);
     rpc_result.map_err(|e| std::io::Error::other(format!("rpc server: {e}")))?;
     rest_result.map_err(|e| std::io::Error::other(format!("rest server: {e}")))?;
     info!("jobmanager stopped");
     Ok(())
+}
+
+/// Every REST request: answered by the leader's API when this JobManager leads; a standby
+/// redirects it to the leader (307, so the method and body are kept, with the leader's
+/// address in the body too); while no leader is known, 503.
+async fn route_rest(
+    axum::extract::State(roles): axum::extract::State<Arc<Roles>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    match roles.get() {
+        Role::Leader { rest, .. } => match rest.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        Role::Standby(leader) => {
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            let location = format!("{}{path}", leader.record.rest.trim_end_matches('/'));
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, location.clone())],
+                axum::Json(serde_json::json!({
+                    "errors": [format!("this JobManager is a standby; the leader is at {}", leader.record.rest)],
+                    "leader": leader.record.rest,
+                    "leader-epoch": leader.epoch,
+                })),
+            )
+                .into_response()
+        }
+        Role::Electing(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "errors": [format!("no leading JobManager yet: {why}")],
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// The leader's periodic work until `stopped` fires or `lost` resolves: TaskManagers whose
+/// heartbeats stopped are removed, and (under high availability) ended jobs are recorded in
+/// etcd.
+async fn lead(
+    cluster: &Arc<Cluster>,
+    mut stopped: tokio::sync::broadcast::Receiver<()>,
+    lost: impl std::future::Future<Output = ()>,
+) -> bool {
+    // Checks a few times per timeout, so a lost TaskManager goes within ~1.25 timeouts.
+    let period = (cluster.config.heartbeat_timeout / 4).max(Duration::from_millis(20));
+    let mut ticks = tokio::time::interval(period);
+    tokio::pin!(lost);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if cluster.is_deposed() {
+                    // The lease went while this process could not renew it (paused, cut
+                    // off): nothing more is done in this term.
+                    return true;
+                }
+                cluster.expire_task_managers().await;
+                cluster.record_ends().await;
+            }
+            _ = stopped.recv() => return false,
+            () = &mut lost => return true,
+        }
+    }
+}
+
+/// The election loop of a JobManager under high availability: connects to etcd (retrying,
+/// with the error logged, while it is unreachable), campaigns, and while it leads, runs a
+/// term: takes the stored jobs over and serves until the lease is lost (it steps down: its
+/// jobs are suspended and it campaigns again) or the process stops (it resigns, so a
+/// standby takes over at once).
+async fn elect(
+    ha: crate::ha::HaConfig,
+    config: JobManagerConfig,
+    addresses: JobManagerAddresses,
+    roles: Arc<Roles>,
+    mut stopped: tokio::sync::broadcast::Receiver<()>,
+) {
+    let ha = Arc::new(ha);
+    let record = LeaderRecord {
+        rpc: addresses.rpc.to_string(),
+        rest: format!("http://{}", addresses.rest),
+    };
+    loop {
+        let Some(etcd) = crate::ha::connect_with_retry(&ha, "jobmanager", &mut stopped).await
+        else {
+            return;
+        };
+        roles.set(Role::Electing("campaigning for leadership".into()));
+        let campaign = crate::ha::campaign(&etcd, &ha, &record, |leader| {
+            info!(leader = %leader.record.rest, epoch = leader.epoch, "standing by");
+            roles.set(Role::Standby(leader.clone()));
+        });
+        let leadership = tokio::select! {
+            result = campaign => result,
+            _ = stopped.recv() => return,
+        };
+        let leadership = match leadership {
+            Ok(leadership) => leadership,
+            Err(error) => {
+                warn!(%error, "campaign failed; retrying");
+                roles.set(Role::Electing(format!("etcd: {error}")));
+                tokio::select! {
+                    _ = tokio::time::sleep(ha.retry_delay) => continue,
+                    _ = stopped.recv() => return,
+                }
+            }
+        };
+        let epoch = leadership.epoch;
+        roles.set(Role::Electing(format!(
+            "taking over as leader (epoch {epoch})"
+        )));
+        let store = crate::ha::HaStore::new(etcd.clone(), ha.clone(), epoch);
+        let cluster = Arc::new(
+            Cluster::new(config.clone(), record.rpc.clone())
+                .with_ha(store, leadership.lease.guard()),
+        );
+        match cluster.recover().await {
+            Ok(resumed) => info!(epoch, resumed, "leading"),
+            Err(error) => {
+                warn!(epoch, %error, "taking over the stored jobs failed; resigning");
+                cluster.suspend().await;
+                let _ = leadership.resign(&etcd).await;
+                continue;
+            }
+        }
+        roles.set(Role::Leader {
+            cluster: cluster.clone(),
+            rest: rest::router(cluster.clone()),
+        });
+        let lost = lead(&cluster, stopped.resubscribe(), leadership.lost()).await;
+        if lost {
+            warn!(
+                epoch,
+                "leadership lost (the lease expired or could not be renewed in time); stepping down"
+            );
+            roles.set(Role::Electing(format!("leadership of epoch {epoch} lost")));
+            cluster.suspend().await;
+            continue;
+        }
+        // Shutting down: hand over at once.
+        roles.set(Role::Electing("shutting down".into()));
+        cluster.suspend().await;
+        if let Err(error) = leadership.resign(&etcd).await {
+            warn!(%error, "resigning the leadership failed; a standby takes over when the lease expires");
+        } else {
+            info!(epoch, "resigned the leadership");
+        }
+        return;
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
@@ -383,7 +634,7 @@ async fn drive_application(
             let submitted = now_ms();
             // Should the slots go between the look and the allocation (a job submitted over
             // REST), the Dispatcher waits for them up to the same slot.request.timeout.
-            match cluster.submit(planned.clone()) {
+            match cluster.submit(planned.clone()).await {
                 Ok(id) => break (id, submitted),
                 Err(source) => return Err(ApplicationError::Submit { name, source }),
             }

@@ -197,6 +197,8 @@ enum Command {
         /// Repeatable.
         #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
+        #[command(flatten)]
+        ha: sluice_coordinator::cli::HaArgs,
     },
     /// Runs a cluster's TaskManager: registers with the JobManager, offers its slots,
     /// heartbeats and runs the tasks deployed to it. Prints `rpc listening on ADDR` and
@@ -392,8 +394,12 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             rpc_port,
             rest_port,
             options,
+            ha,
         } => {
-            let config = jobmanager_config(&options)?;
+            let mut options = options;
+            let ha = ha.config(&mut options)?;
+            let mut config = jobmanager_config(&options)?;
+            config.ha = ha;
             let runtime = tokio_runtime()?;
             runtime.block_on(sluice_coordinator::jobmanager::run(
                 config,
@@ -643,7 +649,8 @@ fn jobmanager_config(
             other => anyhow::bail!(
                 "-D {other}: unknown option for a jobmanager (known: heartbeat.interval, \
                  heartbeat.timeout, rest.server.max-content-length, parallelism.default, \
-                 slot.request.timeout, execution.checkpointing.*, restart-strategy.*)"
+                 slot.request.timeout, execution.checkpointing.*, restart-strategy.*, \
+                 high-availability.etcd.lease-ttl, high-availability.etcd.retry-delay)"
             ),
         }
     }

@@ -27,6 +27,8 @@ pub enum RestError {
 pub struct RestResponse {
     pub status: u16,
     pub body: String,
+    /// The `Location` header, when there is one.
+    pub location: Option<String>,
 }
 
 impl RestResponse {
@@ -44,9 +46,44 @@ impl RestResponse {
     }
 }
 
+/// Redirects followed before giving up.
+const MAX_REDIRECTS: usize = 3;
+
 /// Sends `method path` with `body` to the JobManager at `base` ("http://host:port" or
-/// "host:port").
+/// "host:port"). A standby JobManager (high availability) answers with a redirect to the
+/// leader, which is followed (307 and 308 keep the method and body).
 pub fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> Result<RestResponse, RestError> {
+    let mut response = request_once(base, method, path, body)?;
+    for _ in 0..MAX_REDIRECTS {
+        let target = match (&response.location, response.status) {
+            (Some(location), 307 | 308) => location.clone(),
+            _ => break,
+        };
+        let (base, path) = split_url(&target).ok_or_else(|| RestError::Malformed {
+            url: target.clone(),
+            message: "redirect to a location that is not http://HOST:PORT/PATH".into(),
+        })?;
+        response = request_once(base, method, path, body)?;
+    }
+    Ok(response)
+}
+
+/// `http://host:port/path?query` as (`http://host:port`, `/path?query`).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    let slash = rest.find('/').unwrap_or(rest.len());
+    let base = &url[..url.len() - rest.len() + slash];
+    let path = &rest[slash..];
+    Some((base, if path.is_empty() { "/" } else { path }))
+}
+
+/// One request, redirects not followed.
+pub fn request_once(
     base: &str,
     method: &str,
     path: &str,
@@ -106,6 +143,7 @@ pub fn request(
         .ok_or_else(|| malformed(&format!("status line '{}'", line.trim())))?;
     let mut length = None;
     let mut chunked = false;
+    let mut location = None;
     loop {
         line.clear();
         reader.read_line(&mut line).map_err(io("read from"))?;
@@ -119,6 +157,8 @@ pub fn request(
                 length = value.parse::<usize>().ok();
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = value.eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("location") {
+                location = Some(value.to_string());
             }
         }
     }
@@ -147,7 +187,11 @@ pub fn request(
         reader.read_to_end(&mut body).map_err(io("read from"))?;
     }
     let body = String::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
-    Ok(RestResponse { status, body })
+    Ok(RestResponse {
+        status,
+        body,
+        location,
+    })
 }
 
 /// Why a savepoint requested over REST did not complete.
@@ -269,5 +313,20 @@ pub fn savepoint(
             });
         }
         std::thread::sleep(SAVEPOINT_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_locations_split_into_base_and_path() {
+        assert_eq!(
+            split_url("http://127.0.0.1:8082/jobs/abc?mode=cancel"),
+            Some(("http://127.0.0.1:8082", "/jobs/abc?mode=cancel"))
+        );
+        assert_eq!(split_url("http://host:1"), Some(("http://host:1", "/")));
+        assert_eq!(split_url("https://host:1/x"), None);
     }
 }

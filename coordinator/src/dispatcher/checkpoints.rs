@@ -35,6 +35,9 @@ impl Cluster {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            if self.is_deposed() {
+                return;
+            }
             let work = {
                 let mut state = self.lock();
                 let Some(job) = state.jobs.get_mut(&id) else {
@@ -174,7 +177,7 @@ impl Cluster {
                     };
                     for (tm, address) in self.addresses(id, true) {
                         let request = request.clone();
-                        let result = call_task_executor(&address, |mut c| async move {
+                        let result = call_task_executor(&address, self.epoch, |mut c| async move {
                             c.trigger_checkpoint(request).await
                         })
                         .await;
@@ -184,6 +187,17 @@ impl Cluster {
                         }
                     }
                 }
+                CheckpointWork::Commit { checkpoint } => {
+                    if let Err(error) = self.commit_checkpoint(id, checkpoint).await {
+                        warn!(job_id = %id, checkpoint_id = checkpoint.0, %error, "checkpoint not committed: its pointer in etcd did not move, so it does not count and no sink commits it");
+                        continue;
+                    }
+                    Box::pin(self.perform_checkpoint_work(
+                        id,
+                        vec![CheckpointWork::NotifyComplete { checkpoint }],
+                    ))
+                    .await;
+                }
                 CheckpointWork::NotifyComplete { checkpoint } => {
                     let request = proto::NotifyCheckpointCompleteRequest {
                         job_id: id.0.clone(),
@@ -191,7 +205,7 @@ impl Cluster {
                     };
                     for (tm, address) in self.addresses(id, false) {
                         let request = request.clone();
-                        let result = call_task_executor(&address, |mut c| async move {
+                        let result = call_task_executor(&address, self.epoch, |mut c| async move {
                             c.notify_checkpoint_complete(request).await
                         })
                         .await;
@@ -218,6 +232,37 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Moves job `id`'s checkpoint pointer in etcd to `checkpoint` (fenced by this leader's
+    /// epoch), then drops the checkpoints beyond the retained number.
+    async fn commit_checkpoint(
+        &self,
+        id: &JobId,
+        checkpoint: CheckpointId,
+    ) -> Result<(), crate::ha::store::FencedError> {
+        let Some(store) = &self.ha else {
+            return Ok(());
+        };
+        store.commit_checkpoint(id, checkpoint).await?;
+        let storage = {
+            let mut state = self.lock();
+            state
+                .jobs
+                .get_mut(id)
+                .and_then(|job| job.checkpoints.as_mut())
+                .map(|c| {
+                    c.committed(checkpoint);
+                    c.storage().clone()
+                })
+        };
+        if let Some(storage) = storage {
+            let retained = tokio::task::spawn_blocking(move || storage.retain()).await;
+            if let Ok(Err(error)) = retained {
+                warn!(job_id = %id, %error, "removing checkpoints beyond the retained number failed");
+            }
+        }
+        Ok(())
     }
 
     /// RPC addresses of the TaskManagers of job `id` (only those hosting sources when

@@ -14,7 +14,8 @@ pub mod rest;
 pub use checkpoints::SavepointError;
 use checkpoints::checkpoint_tick;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ use sluice_engine::ids::{JobId, SubtaskIndex};
 use sluice_engine::runtime::{ExecutionState, OperatorMetrics, now_ms};
 use tracing::{info, warn};
 
+use crate::ha::HaStore;
+use crate::ha::store::{FencedError, JobEnd, JobRecord};
 use crate::job_master::checkpoints::{CheckpointWork, JobCheckpoints, SavepointStatus};
 use crate::job_master::{Action, JobMaster, JobState, TaskReport};
 use crate::resource_manager::{AllocatedSlot, ResourceManager, TaskManagerId};
@@ -52,6 +55,8 @@ pub struct JobManagerConfig {
     /// How long a job (or a restarted attempt) waits for enough free slots before it fails
     /// (`slot.request.timeout`); default 5 min, as Flink's.
     pub slot_request_timeout: Duration,
+    /// High availability through etcd (`--ha etcd`); `None`: this JobManager always leads.
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 impl Default for JobManagerConfig {
@@ -63,6 +68,7 @@ impl Default for JobManagerConfig {
             parallelism: 1,
             checkpoint_options: Vec::new(),
             slot_request_timeout: Duration::from_secs(300),
+            ha: None,
         }
     }
 }
@@ -96,7 +102,8 @@ pub struct ClusterState {
     pub jobs: BTreeMap<JobId, JobMaster>,
 }
 
-/// The JobManager's shared state.
+/// The JobManager's shared state: under high availability, of one term of leadership (a
+/// JobManager elected again starts a new one).
 #[derive(Debug)]
 pub struct Cluster {
     state: Mutex<ClusterState>,
@@ -104,6 +111,17 @@ pub struct Cluster {
     /// host:port of the JobMaster service, which TaskManagers report task states to.
     pub rpc_address: String,
     pub started_ms: u64,
+    /// The leader epoch carried by every call to a TaskManager (0 without high availability).
+    pub epoch: u64,
+    /// Where jobs and checkpoint pointers are kept under high availability.
+    pub ha: Option<HaStore>,
+    /// Set when this term of leadership ended: background work stops.
+    deposed: AtomicBool,
+    /// Under high availability: whether the leader's lease is still vouched for; once it is
+    /// not, this term does no more work.
+    lease: Option<crate::ha::etcd::LeaseGuard>,
+    /// Jobs whose end is recorded in etcd.
+    ends_recorded: Mutex<HashSet<JobId>>,
 }
 
 impl Cluster {
@@ -113,7 +131,26 @@ impl Cluster {
             config,
             rpc_address,
             started_ms: now_ms(),
+            epoch: 0,
+            ha: None,
+            deposed: AtomicBool::new(false),
+            lease: None,
+            ends_recorded: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// A leader's cluster state under high availability: jobs are kept in `store`, and calls
+    /// to TaskManagers carry its epoch.
+    pub fn with_ha(mut self, store: HaStore, lease: crate::ha::etcd::LeaseGuard) -> Self {
+        self.epoch = store.epoch;
+        self.ha = Some(store);
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Whether this term of leadership has ended, or its lease can no longer be vouched for.
+    pub fn is_deposed(&self) -> bool {
+        self.deposed.load(Ordering::SeqCst) || self.lease.as_ref().is_some_and(|l| !l.vouched())
     }
 
     /// The state, for a short, non-async critical section.
@@ -182,21 +219,41 @@ impl Cluster {
 
     /// Starts a planned job: registers it (CREATED) and returns its id at once; its slots are
     /// requested and its tasks deployed in the background (see [`Cluster::run_attempt`]).
-    pub fn submit(self: &Arc<Self>, planned: PlannedJob) -> Result<JobId, SubmitError> {
+    /// Under high availability the job is first stored in etcd (so a new leader resumes it),
+    /// and refused when this JobManager no longer leads.
+    pub async fn submit(self: &Arc<Self>, planned: PlannedJob) -> Result<JobId, SubmitError> {
         let PlannedJob {
             graph,
             checkpointing,
             restart_strategy,
         } = planned;
-        graph
+        let graph_json = graph
             .to_json()
             .map_err(|e| SubmitError::Invalid(format!("JobGraph: {e}")))?;
         let id = JobId::generate();
+        let submitted_ms = now_ms();
+        if let Some(store) = &self.ha {
+            let record = JobRecord {
+                id: id.0.clone(),
+                graph: graph_json,
+                checkpointing: checkpointing.clone(),
+                restart_strategy,
+                submitted_ms,
+                attempt: 0,
+                end: None,
+            };
+            store
+                .put_job(&record)
+                .await
+                .map_err(|e| SubmitError::Unavailable(format!("storing the job in etcd: {e}")))?;
+        }
         let mut job =
-            JobMaster::new(id.clone(), graph, now_ms()).with_restart_strategy(restart_strategy);
+            JobMaster::new(id.clone(), graph, submitted_ms).with_restart_strategy(restart_strategy);
         let tick = checkpointing.as_ref().map(|c| checkpoint_tick(c.interval));
         if let Some(config) = checkpointing {
-            job.checkpoints = Some(JobCheckpoints::new(&id, config, job.task_keys()));
+            job.checkpoints = Some(
+                JobCheckpoints::new(&id, config, job.task_keys()).with_fencing(self.ha.is_some()),
+            );
         }
         info!(job_id = %id, name = %job.graph.name, slots = job.slots_needed(), "job submitted");
         self.lock().jobs.insert(id.clone(), job);
@@ -222,6 +279,9 @@ impl Cluster {
             checkpoint_dir,
             checkpoint_incremental,
         } = loop {
+            if self.is_deposed() {
+                return;
+            }
             {
                 let mut state = self.lock();
                 let Some(job) = state.jobs.get(&id) else {
@@ -279,12 +339,10 @@ impl Cluster {
                 checkpoint_incremental,
                 restore_checkpoint: restore_checkpoint.clone(),
             };
-            let result =
-                call_task_executor(
-                    &address,
-                    |mut c| async move { c.submit_task(request).await },
-                )
-                .await;
+            let result = call_task_executor(&address, self.epoch, |mut c| async move {
+                c.submit_task(request).await
+            })
+            .await;
             if let Err(error) = result {
                 warn!(job_id = %id, attempt, task_manager = %tm, %error, "deployment failed");
                 let work = {
@@ -331,23 +389,26 @@ impl Cluster {
             let Some(job) = state.jobs.get_mut(&id) else {
                 return;
             };
-            if !job.begin_attempt(attempt, now_ms()) {
+            if self.is_deposed() || !job.begin_attempt(attempt, now_ms()) {
                 return;
             }
-            job.checkpoints.as_ref().map(|c| c.storage().clone())
+            job.checkpoints.as_ref().map(|c| c.restorable())
         };
+        if let Err(error) = self.record_attempt(&id, attempt).await {
+            warn!(job_id = %id, attempt, %error, "not restarting: the attempt could not be recorded in etcd");
+            return;
+        }
         // Every state file of the newest completed checkpoint is verified (an unreadable one
         // falls back to the one before): file reads, so off the async runtime and outside the
         // lock.
         let latest = match storage {
-            Some(storage) => tokio::task::spawn_blocking(move || storage.load_latest())
+            Some(restorable) => tokio::task::spawn_blocking(move || restorable.load())
                 .await
                 .unwrap_or_else(|e| {
                     Err(sluice_engine::Error::Internal(format!(
                         "reading the latest checkpoint panicked: {e}"
                     )))
-                })
-                .map(|restored| restored.map(|c| c.checkpoint_id())),
+                }),
             None => Ok(None),
         };
         let restore = {
@@ -380,6 +441,190 @@ impl Cluster {
             }
         };
         self.run_attempt(id, attempt, restore).await;
+    }
+
+    /// Under high availability: records in etcd that attempt `attempt` of job `id` starts,
+    /// so a new leader starts a later one. Fails when this JobManager no longer leads.
+    async fn record_attempt(&self, id: &JobId, attempt: u32) -> Result<(), FencedError> {
+        let Some(store) = &self.ha else {
+            return Ok(());
+        };
+        let record = {
+            let state = self.lock();
+            let Some(job) = state.jobs.get(id) else {
+                return Ok(());
+            };
+            job_record(job)
+        };
+        let mut record = record;
+        record.attempt = attempt;
+        store.put_job(&record).await
+    }
+
+    /// Under high availability: records in etcd the end of every job that ended and whose end
+    /// is not recorded yet, so a new leader does not resume it.
+    pub async fn record_ends(&self) {
+        let Some(store) = &self.ha else {
+            return;
+        };
+        let ended: Vec<JobRecord> = {
+            let state = self.lock();
+            let recorded = self.ends_recorded.lock().unwrap_or_else(|p| p.into_inner());
+            state
+                .jobs
+                .values()
+                .filter(|job| job.state.is_terminal() && !recorded.contains(&job.id))
+                .map(job_record)
+                .collect()
+        };
+        for record in ended {
+            match store.put_job(&record).await {
+                Ok(()) => {
+                    self.ends_recorded
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(JobId(record.id.clone()));
+                }
+                Err(error) => {
+                    warn!(job_id = %record.id, %error, "recording the job's end in etcd failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// This term of leadership ended: background work stops, and the tasks of every running
+    /// job are cancelled (Flink's JobMaster suspends its jobs when it loses leadership). The
+    /// cancel calls carry this term's epoch, so TaskManagers that already follow a newer
+    /// leader refuse them; the jobs themselves stay in etcd for the next leader.
+    pub async fn suspend(self: &Arc<Self>) {
+        self.deposed.store(true, Ordering::SeqCst);
+        let targets: Vec<(JobId, Vec<String>)> = {
+            let state = self.lock();
+            state
+                .jobs
+                .values()
+                .filter(|job| !job.state.is_terminal())
+                .map(|job| {
+                    let addresses = job
+                        .task_managers()
+                        .iter()
+                        .filter_map(|tm| state.resources.get(tm).map(|r| r.rpc_address.clone()))
+                        .collect();
+                    (job.id.clone(), addresses)
+                })
+                .collect()
+        };
+        for (id, addresses) in targets {
+            for address in addresses {
+                let request = proto::CancelTaskRequest {
+                    job_id: id.0.clone(),
+                };
+                match call_task_executor(&address, self.epoch, |mut c| async move {
+                    c.cancel_task(request).await
+                })
+                .await
+                {
+                    Ok(_) => info!(job_id = %id, %address, "suspended: tasks cancelled"),
+                    Err(error) => {
+                        info!(job_id = %id, %address, %error, "suspending: the TaskManager refused or could not be reached")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new leader takes over the jobs stored in etcd: an ended one is listed as it ended;
+    /// every other one resumes, as its next execution attempt, from the latest checkpoint its
+    /// pointer names (every file verified; without a pointer, from the beginning).
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, crate::ha::EtcdError> {
+        let Some(store) = &self.ha else {
+            return Ok(0);
+        };
+        let mut resumed = 0;
+        for (record, pointer) in store.jobs().await? {
+            let id = JobId(record.id.clone());
+            let graph = match JobGraph::from_json(&record.graph) {
+                Ok(graph) => graph,
+                Err(error) => {
+                    warn!(job_id = %id, %error, "the stored JobGraph does not parse; the job is skipped");
+                    continue;
+                }
+            };
+            if let Some(end) = &record.end {
+                let job = JobMaster::ended(id.clone(), graph, record.submitted_ms, end);
+                self.ends_recorded
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone());
+                self.lock().jobs.insert(id, job);
+                continue;
+            }
+            let attempt = record.attempt + 1;
+            let mut job =
+                JobMaster::taken_over(id.clone(), graph, record.submitted_ms, attempt, now_ms())
+                    .with_restart_strategy(record.restart_strategy);
+            let mut restore = None;
+            if let Some(config) = record.checkpointing.clone() {
+                let mut checkpoints =
+                    JobCheckpoints::new(&id, config, job.task_keys()).with_fencing(true);
+                let storage = checkpoints.storage().clone();
+                let newest_written = tokio::task::spawn_blocking(move || {
+                    storage.completed_ids().map(|ids| ids.last().copied())
+                })
+                .await
+                .unwrap_or_else(|e| Err(sluice_engine::Error::Internal(e.to_string())));
+                let newest_written = match newest_written {
+                    Ok(newest) => newest,
+                    Err(error) => {
+                        warn!(job_id = %id, %error, "listing the job's checkpoints failed");
+                        None
+                    }
+                };
+                checkpoints.taken_over(pointer.map(|p| p.id()), newest_written);
+                let restorable = checkpoints.restorable();
+                let latest = tokio::task::spawn_blocking(move || restorable.load())
+                    .await
+                    .unwrap_or_else(|e| Err(sluice_engine::Error::Internal(e.to_string())));
+                match latest {
+                    Ok(latest) => {
+                        let tasks = job.task_keys();
+                        restore = checkpoints.restart(&id, tasks, latest);
+                        job.restored_from = restore.clone();
+                    }
+                    Err(error) => {
+                        let reason = format!("taking over: reading the latest checkpoint: {error}");
+                        warn!(job_id = %id, %reason, "job failed");
+                        job.checkpoints = Some(checkpoints);
+                        job.fail(&reason, now_ms());
+                        self.lock().jobs.insert(id, job);
+                        continue;
+                    }
+                }
+                job.checkpoints = Some(checkpoints);
+            }
+            let mut stored = record.clone();
+            stored.attempt = attempt;
+            if let Err(error) = store.put_job(&stored).await {
+                warn!(job_id = %id, %error, "taking over the job failed");
+                return Ok(resumed);
+            }
+            info!(job_id = %id, attempt, checkpoint_id = restore.as_ref().map(|(c, _)| c.0), "job taken over; resuming");
+            let tick = job
+                .checkpoints
+                .as_ref()
+                .map(|c| checkpoint_tick(c.config.interval));
+            self.lock().jobs.insert(id.clone(), job);
+            if let Some(tick) = tick {
+                tokio::spawn(self.clone().run_checkpoint_timer(id.clone(), tick));
+            }
+            tokio::spawn(
+                self.clone()
+                    .run_attempt(id, attempt, restore.map(|(_, p)| p)),
+            );
+            resumed += 1;
+        }
+        Ok(resumed)
     }
 
     /// A task's state report from a TaskManager.
@@ -450,6 +695,7 @@ impl Cluster {
         let (actions, work) = actions;
         self.perform(&id, actions).await;
         self.perform_checkpoint_work(&id, work).await;
+        self.record_ends().await;
         Ok(())
     }
 
@@ -569,7 +815,7 @@ impl Cluster {
                         let request = proto::CancelTaskRequest {
                             job_id: id.0.clone(),
                         };
-                        let result = call_task_executor(&address, |mut c| async move {
+                        let result = call_task_executor(&address, self.epoch, |mut c| async move {
                             c.cancel_task(request).await
                         })
                         .await;
@@ -602,6 +848,26 @@ impl Cluster {
                 Action::ReleaseSlots => {}
             }
         }
+    }
+}
+
+/// A job as etcd keeps it.
+fn job_record(job: &JobMaster) -> JobRecord {
+    JobRecord {
+        id: job.id.0.clone(),
+        graph: job
+            .graph
+            .to_json()
+            .expect("the JobGraph was serialised when it was submitted"),
+        checkpointing: job.checkpoints.as_ref().map(|c| c.config.clone()),
+        restart_strategy: job.restart_strategy,
+        submitted_ms: job.entered(JobState::Created).unwrap_or_default(),
+        attempt: job.attempt,
+        end: job.state.is_terminal().then(|| JobEnd {
+            state: job.state.as_str().to_string(),
+            failure: job.failure.clone(),
+            end_ms: job.entered(job.state).unwrap_or_default(),
+        }),
     }
 }
 
@@ -746,22 +1012,54 @@ enum CallError {
     Refused(String),
 }
 
-/// Connects to the TaskExecutor service at `address` and makes one call on it.
+/// Puts the leader's epoch on every call, for the TaskManager's fencing check.
+#[derive(Debug, Clone, Copy)]
+struct EpochInterceptor(u64);
+
+impl tonic::service::Interceptor for EpochInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(crate::ha::EPOCH_HEADER, self.0.into());
+        Ok(request)
+    }
+}
+
+/// A TaskExecutor client whose calls carry the leader's epoch.
+type TaskExecutorCaller = TaskExecutorClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, EpochInterceptor>,
+>;
+
+/// Connects to the TaskExecutor service at `address` and makes one call on it, carrying the
+/// leader epoch `epoch`.
 async fn call_task_executor<T, F>(
     address: &str,
-    call: impl FnOnce(TaskExecutorClient<tonic::transport::Channel>) -> F,
+    epoch: u64,
+    call: impl FnOnce(TaskExecutorCaller) -> F,
 ) -> Result<T, CallError>
 where
     F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
-    let client = TaskExecutorClient::connect(crate::rpc::endpoint_uri(address))
+    // Bounded, so a TaskManager that accepts connections but does not answer (a paused
+    // process) counts as unreachable instead of holding the JobMaster's work.
+    let channel = tonic::transport::Endpoint::from_shared(crate::rpc::endpoint_uri(address))
+        .map_err(|e| CallError::Refused(format!("address {address}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .connect()
         .await
         .map_err(|e| CallError::Unreachable(e.to_string()))?;
+    let client = TaskExecutorClient::with_interceptor(channel, EpochInterceptor(epoch));
     call(client)
         .await
         .map(tonic::Response::into_inner)
         .map_err(|status| match status.code() {
-            tonic::Code::Unavailable => CallError::Unreachable(status.message().to_string()),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+                CallError::Unreachable(status.message().to_string())
+            }
             _ => CallError::Refused(status.message().to_string()),
         })
 }

@@ -296,7 +296,7 @@ async fn submit(State(cluster): State<Arc<Cluster>>, body: String) -> Response {
             );
         }
     };
-    match cluster.submit(planned) {
+    match cluster.submit(planned).await {
         Ok(id) => (
             StatusCode::ACCEPTED,
             Json(json!({ "jobid": id.0, "jobUrl": format!("/jobs/{}", id.0) })),

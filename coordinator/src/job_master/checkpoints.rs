@@ -35,6 +35,11 @@ pub enum CheckpointWork {
     },
     /// Send NotifyCheckpointComplete to every TaskManager of the job.
     NotifyComplete { checkpoint: CheckpointId },
+    /// Under high availability: move the job's checkpoint pointer in etcd to `checkpoint`
+    /// (its `_metadata` is written), then apply retention and notify as `NotifyComplete`
+    /// does. If the pointer cannot move (this JobManager was deposed), nothing follows: the
+    /// checkpoint does not count and its sinks do not commit.
+    Commit { checkpoint: CheckpointId },
     /// A savepoint with `cancel-job` completed: cancel the job.
     CancelJob,
     /// More consecutive checkpoints failed than tolerated: fail the job.
@@ -121,6 +126,31 @@ pub struct JobCheckpoints {
     /// The newest checkpoint id handed out (ids of a restarted job continue after it, so no
     /// directory of an aborted checkpoint is reused).
     last_triggered: Option<CheckpointId>,
+    /// Under high availability: a checkpoint completes only when its pointer in etcd moved.
+    fenced: bool,
+    /// The newest checkpoint whose pointer moved in etcd (fenced only).
+    committed: Option<CheckpointId>,
+}
+
+/// What a restart may resume from, read outside the cluster lock ([`Restorable::load`]).
+#[derive(Debug, Clone)]
+pub struct Restorable {
+    storage: CheckpointStorage,
+    /// `Some`: only checkpoints up to the one committed in etcd (`Some(None)`: none yet).
+    newest: Option<Option<CheckpointId>>,
+}
+
+impl Restorable {
+    /// The id of the newest restorable checkpoint whose files are intact (every file is read
+    /// and its checksum verified; a damaged one falls back to the one before).
+    pub fn load(&self) -> sluice_engine::Result<Option<CheckpointId>> {
+        let restored = match self.newest {
+            None => self.storage.load_latest()?,
+            Some(None) => None,
+            Some(Some(newest)) => self.storage.load_latest_up_to(newest)?,
+        };
+        Ok(restored.map(|c| c.checkpoint_id()))
+    }
 }
 
 impl JobCheckpoints {
@@ -146,7 +176,41 @@ impl JobCheckpoints {
             savepoint: None,
             savepoints: BTreeMap::new(),
             last_triggered: None,
+            fenced: false,
+            committed: None,
         }
+    }
+
+    /// Under high availability: completions wait for the pointer in etcd
+    /// ([`CheckpointWork::Commit`]).
+    pub fn with_fencing(mut self, fenced: bool) -> Self {
+        self.fenced = fenced;
+        self
+    }
+
+    /// A job taken over from a previous leader: `committed` is the checkpoint etcd's pointer
+    /// names, and checkpoint ids continue after `newest_written` (the newest directory any
+    /// leader wrote), so none is reused.
+    pub fn taken_over(
+        &mut self,
+        committed: Option<CheckpointId>,
+        newest_written: Option<CheckpointId>,
+    ) {
+        self.committed = committed;
+        self.last_triggered = self.last_triggered.max(newest_written).max(committed);
+    }
+
+    /// What a restart may resume from.
+    pub fn restorable(&self) -> Restorable {
+        Restorable {
+            storage: self.storage.clone(),
+            newest: self.fenced.then_some(self.committed),
+        }
+    }
+
+    /// The pointer in etcd moved to `checkpoint`.
+    pub fn committed(&mut self, checkpoint: CheckpointId) {
+        self.committed = self.committed.max(Some(checkpoint));
     }
 
     pub fn task_count(&self) -> usize {
@@ -340,13 +404,22 @@ impl JobCheckpoints {
                 CoordinatorAction::Complete { mut metadata } => {
                     metadata.completed_timestamp_ms = now_ms() as i64;
                     let id = metadata.checkpoint_id;
-                    match self.storage.complete(&metadata) {
+                    let written = if self.fenced {
+                        self.storage.publish(&metadata)
+                    } else {
+                        self.storage.complete(&metadata)
+                    };
+                    match written {
                         Ok(()) => {
                             let record = self.completed_record(&metadata, false, None);
                             info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, duration_ms = record.duration_ms, state_bytes = record.state_size, "checkpoint completed");
                             self.completed += 1;
                             self.record(record);
-                            work.push(CheckpointWork::NotifyComplete { checkpoint: id });
+                            work.push(if self.fenced {
+                                CheckpointWork::Commit { checkpoint: id }
+                            } else {
+                                CheckpointWork::NotifyComplete { checkpoint: id }
+                            });
                         }
                         Err(error) => {
                             warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "checkpoint metadata could not be written");

@@ -193,6 +193,45 @@ impl JobMaster {
         }
     }
 
+    /// A job a new leader takes over (high availability): it starts over as attempt
+    /// `attempt` (the stopped attempts ran under the previous leader), in RESTARTING until
+    /// its tasks are scheduled.
+    pub fn taken_over(
+        id: JobId,
+        graph: JobGraph,
+        submitted_ms: u64,
+        attempt: u32,
+        now_ms: u64,
+    ) -> Self {
+        let mut job = JobMaster::new(id, graph, submitted_ms);
+        job.attempt = attempt;
+        job.tasks = new_tasks(&job.execution, attempt, now_ms);
+        job.state = JobState::Restarting;
+        job.timestamps.push((JobState::Restarting, now_ms));
+        // Not counted in `restarts`: a change of leader does not use the restart strategy's
+        // attempts up.
+        job
+    }
+
+    /// A job that ended under a previous leader, as etcd recorded its end.
+    pub fn ended(
+        id: JobId,
+        graph: JobGraph,
+        submitted_ms: u64,
+        end: &crate::ha::store::JobEnd,
+    ) -> Self {
+        let mut job = JobMaster::new(id, graph, submitted_ms);
+        let state = match end.state.as_str() {
+            "FINISHED" => JobState::Finished,
+            "CANCELED" => JobState::Cancelled,
+            _ => JobState::Failed,
+        };
+        job.state = state;
+        job.timestamps.push((state, end.end_ms));
+        job.failure = end.failure.clone();
+        job
+    }
+
     /// Restarts failed attempts as `strategy` allows.
     pub fn with_restart_strategy(mut self, strategy: RestartStrategy) -> Self {
         self.restart_strategy = strategy;
