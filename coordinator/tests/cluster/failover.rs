@@ -18,7 +18,7 @@ const RATE: u64 = 40_000;
 /// run lasts `EVENTS / RATE` seconds and can be interrupted); the event times, and so the
 /// result, are the same either way. `checkpoint_dir`: checkpoints every 300 ms there, with a
 /// fixed-delay restart strategy.
-fn hop_script(
+pub(super) fn hop_script(
     path: &Path,
     out: &Path,
     paced: bool,
@@ -67,7 +67,7 @@ GROUP BY auction, window_start, window_end;
 }
 
 /// The job's rows as local mode computes them (the reference), sorted.
-fn local_rows(dir: &Path) -> Vec<String> {
+pub(super) fn local_rows(dir: &Path) -> Vec<String> {
     let out = dir.join("local-out");
     let script = hop_script(&dir.join("local.sql"), &out, false, None);
     let run = sluice(&["sql", "-f", script.to_str().unwrap()]);

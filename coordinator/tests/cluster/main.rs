@@ -13,6 +13,7 @@ use sluice_coordinator::rest_client::{RestResponse, request};
 mod backpressure;
 mod cli;
 mod failover;
+mod ha;
 mod user_code;
 
 /// How long any awaited condition may take.
