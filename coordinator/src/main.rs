@@ -10,7 +10,9 @@
 //!                                                                          # a Flink SQL script
 //! sluice sql [--parallelism P] [--slots S]                                   # the SQL client
 //! sluice jobmanager [--rpc-port P] [--rest-port R]                      # a cluster's JobManager
+//!        [--ha etcd --etcd-endpoints URL[,URL...] --cluster-id ID]       #   (highly available)
 //! sluice taskmanager --jobmanager HOST:P [--slots N] [--rpc-port P]     # a cluster's TaskManager
+//! sluice taskmanager --ha etcd --etcd-endpoints URL --cluster-id ID     #   (following the leader)
 //! sluice submit FILE.sql|FILE.json --jobmanager URL                     # submit, print the job id
 //! sluice list --jobmanager URL                                          # the cluster's jobs
 //! sluice cancel JOB-ID --jobmanager URL                                 # cancel a cluster job
@@ -193,8 +195,9 @@ enum Command {
         /// A configuration option: `heartbeat.interval`, `heartbeat.timeout`,
         /// `slot.request.timeout` (durations such as `10s` or `500ms`),
         /// `rest.server.max-content-length` (bytes), `parallelism.default`, and the defaults of
-        /// every job's `execution.checkpointing.*` and `restart-strategy.*`.
-        /// Repeatable.
+        /// every job's `execution.checkpointing.*` and `restart-strategy.*`; with `--ha etcd`,
+        /// `high-availability.etcd.lease-ttl` (default 5s) and
+        /// `high-availability.etcd.retry-delay` (default 1s). Repeatable.
         #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
         #[command(flatten)]
