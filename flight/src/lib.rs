@@ -6,6 +6,7 @@
 //! - [`exchange`]: [`FlightExchange`], the engine's `ExchangeFactory` for a cluster: channels
 //!   between subtasks of different TaskManagers are Flight streams with credit-based flow
 //!   control, channels inside one TaskManager stay in-process queues;
+//! - [`sink_table`]: the Flight (and Flight SQL) service that serves sink tables;
 //! - [`ticket`]: the names of channels on the wire.
 //!
 //! Dependency order: coordinator → flight → engine.
@@ -13,6 +14,7 @@
 pub mod codec;
 mod error;
 pub mod exchange;
+pub mod sink_table;
 pub mod ticket;
 
 pub use error::{Error, Result};
