@@ -31,5 +31,6 @@ pub mod remote;
 pub mod resource_manager;
 pub mod rest_client;
 pub mod rpc;
+pub mod sink_tables;
 pub mod sql_client;
 pub mod taskmanager;

@@ -709,6 +709,7 @@ fn sql_session(
     Session::new(SessionConfig {
         parallelism,
         runtime,
+        ..Default::default()
     })
 }
 

@@ -29,6 +29,7 @@ fn session() -> Session {
     Session::new(SessionConfig {
         parallelism: 2,
         runtime: RuntimeConfig::default().with_slots(2),
+        ..Default::default()
     })
 }
 

@@ -42,6 +42,7 @@ fn session(parallelism: u32) -> Session {
     Session::new(SessionConfig {
         parallelism,
         runtime: RuntimeConfig::default().with_slots(parallelism as usize),
+        ..Default::default()
     })
 }
 

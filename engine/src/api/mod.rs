@@ -97,6 +97,8 @@ pub struct KeyedStream {
 pub struct LocalJobOutput {
     pub result: JobResult,
     pub collected: CollectedResults,
+    /// The job's Flight sink tables ([`DataStream::sink_to_flight`]), as they ended.
+    pub sink_tables: crate::connector::SinkTables,
 }
 
 impl StreamEnvironment {
@@ -208,15 +210,27 @@ impl StreamEnvironment {
 
     /// Builds the graph and runs it to completion on `runtime`.
     pub fn execute_on(&self, runtime: &LocalRuntime) -> Result<LocalJobOutput> {
+        self.execute_with(runtime, crate::connector::SinkTables::default())
+    }
+
+    /// [`StreamEnvironment::execute_on`], with the Flight sink tables kept in `sink_tables`
+    /// (which a Flight service may be serving while the job runs).
+    pub fn execute_with(
+        &self,
+        runtime: &LocalRuntime,
+        sink_tables: crate::connector::SinkTables,
+    ) -> Result<LocalJobOutput> {
         let (graph, registry) = self.build()?;
         let env = JobEnvironment {
             registry,
             collected: CollectedResults::default(),
+            sink_tables,
         };
         let result = runtime.execute(&graph, &env)?;
         Ok(LocalJobOutput {
             result,
             collected: env.collected,
+            sink_tables: env.sink_tables,
         })
     }
 
@@ -521,6 +535,20 @@ impl DataStream {
             name,
             SinkSpec::Collect {
                 name: name.to_string(),
+            },
+        )
+    }
+
+    /// Keeps the output as Flight sink table `name`, which Arrow Flight clients read while the
+    /// job runs ([`crate::connector::sink_table`]): append-only, or upserted by `primary_key`
+    /// when it is not empty (the stream may then be a changelog).
+    pub fn sink_to_flight(&self, name: &str, primary_key: &[&str]) -> Result<()> {
+        self.sink(
+            name,
+            SinkSpec::Flight {
+                name: name.to_string(),
+                primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
+                max_bytes: None,
             },
         )
     }

@@ -753,6 +753,7 @@ mod tests {
         let mut op = ProcessOperator::new(Box::new(EchoTimers), vec!["k".into()], schema(), vec![]);
         op.open(&OperatorContext {
             incremental_checkpoints: false,
+            checkpointing: false,
             vertex: "echo".into(),
             subtask: SubtaskIndex(0),
             parallelism: 1,

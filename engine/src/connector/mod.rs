@@ -18,6 +18,7 @@ pub mod filesystem;
 mod memory;
 mod nexmark;
 mod print;
+pub mod sink_table;
 mod text;
 mod upsert;
 
@@ -27,6 +28,7 @@ pub use filesystem::{FileFormat, FileSinkSpec, FileSourceSpec};
 pub use memory::MemorySource;
 pub use nexmark::NexmarkSource;
 pub use print::PrintSink;
+pub use sink_table::{SinkTableDescription, SinkTables};
 pub use text::{LINE_COLUMN, TextFileSource};
 pub use upsert::UpsertTable;
 
@@ -210,12 +212,23 @@ pub enum SinkSpec {
         name: String,
         primary_key: Vec<String>,
     },
+    /// Keeps the rows in memory as sink table `name` for Arrow Flight clients
+    /// ([`sink_table`]): append-only, or upserted by `primary_key` when it is not empty;
+    /// bounded by `max_bytes` when set.
+    Flight {
+        name: String,
+        #[serde(default)]
+        primary_key: Vec<String>,
+        #[serde(default)]
+        max_bytes: Option<u64>,
+    },
 }
 
 /// Shared, per-job resources sinks may need.
 #[derive(Debug, Clone, Default)]
 pub struct SinkResources {
     pub collected: CollectedResults,
+    pub sink_tables: SinkTables,
 }
 
 impl SinkSpec {
@@ -233,6 +246,11 @@ impl SinkSpec {
                 primary_key,
                 resources.collected.clone(),
             )),
+            SinkSpec::Flight {
+                name,
+                primary_key,
+                max_bytes,
+            } => Box::new(resources.sink_tables.sink(name, primary_key, *max_bytes)),
         })
     }
 
@@ -243,6 +261,7 @@ impl SinkSpec {
             SinkSpec::Filesystem(_) => "filesystem",
             SinkSpec::Collect { .. } => "collect",
             SinkSpec::Upsert { .. } => "upsert",
+            SinkSpec::Flight { .. } => "flight",
         }
     }
 
@@ -254,6 +273,7 @@ impl SinkSpec {
             | SinkSpec::Blackhole
             | SinkSpec::Collect { .. }
             | SinkSpec::Upsert { .. } => true,
+            SinkSpec::Flight { primary_key, .. } => !primary_key.is_empty(),
             SinkSpec::Filesystem(_) => false,
         }
     }
@@ -268,8 +288,14 @@ impl SinkSpec {
                 self.name()
             )));
         }
-        if let SinkSpec::Upsert { primary_key, .. } = self {
-            UpsertTable::try_new(input, primary_key)?;
+        match self {
+            SinkSpec::Upsert { primary_key, .. } => {
+                UpsertTable::try_new(input, primary_key)?;
+            }
+            SinkSpec::Flight { primary_key, .. } if !primary_key.is_empty() => {
+                UpsertTable::try_new(input, primary_key)?;
+            }
+            _ => {}
         }
         Ok(())
     }

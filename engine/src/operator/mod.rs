@@ -62,6 +62,9 @@ pub struct OperatorContext {
     /// that track their changes leave key-group slices unchanged since the last completed
     /// checkpoint out of their snapshots ([`crate::state::ChangeTracker`]).
     pub incremental_checkpoints: bool,
+    /// The job takes checkpoints: exactly-once sinks hold output back until the checkpoint
+    /// that covers it completes.
+    pub checkpointing: bool,
 }
 
 /// Where an operator puts what it produces. The chain driver drains it into the next operator

@@ -61,6 +61,7 @@ impl Subject {
             .map(|subtask| {
                 let ctx = OperatorContext {
                     incremental_checkpoints: false,
+                    checkpointing: false,
                     vertex: "under test".into(),
                     subtask: SubtaskIndex(subtask),
                     parallelism,

@@ -299,6 +299,7 @@ impl LocalRuntime {
         }
         let resources = SinkResources {
             collected: env.collected.clone(),
+            sink_tables: env.sink_tables.clone(),
         };
         let control = Arc::new(JobControl::default());
         let checkpoints = checkpointing

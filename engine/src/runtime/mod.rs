@@ -160,6 +160,8 @@ impl RuntimeConfig {
 pub struct JobEnvironment {
     pub registry: OperatorRegistry,
     pub collected: CollectedResults,
+    /// The job's `'connector' = 'flight'` sink tables, which a Flight service serves.
+    pub sink_tables: crate::connector::SinkTables,
 }
 
 /// The embedded mini-cluster.
@@ -320,6 +322,7 @@ fn start_attempt(
     let wakers: Vec<SlotWaker> = (0..slots).map(|_| SlotWaker::new()).collect();
     let resources = SinkResources {
         collected: env.collected.clone(),
+        sink_tables: env.sink_tables.clone(),
     };
     let control = Arc::new(JobControl::default());
     for waker in &wakers {
@@ -651,6 +654,7 @@ fn build_task(
         let vertex = graph.vertex(id);
         let context = OperatorContext {
             incremental_checkpoints: config.checkpointing.as_ref().is_some_and(|c| c.incremental),
+            checkpointing: config.checkpointing.is_some(),
             vertex: vertex.name.clone(),
             subtask,
             parallelism: vertex.parallelism,

@@ -126,7 +126,7 @@ pub fn source_spec(table: &Table) -> Result<SourceSpec> {
                 NexmarkSource::new(nexmark_table, config).with_rate_limit(rate_limited),
             ))
         }
-        "print" | "blackhole" => Err(Error::sql(
+        "print" | "blackhole" | "flight" => Err(Error::sql(
             format!("table '{}'", table.name),
             format!(
                 "the {} connector is a sink and cannot be read",
@@ -158,6 +158,32 @@ pub fn sink_spec(table: &Table) -> Result<SinkSpec> {
             partition_keys: table.partition_keys.clone(),
             overwrite: None,
         })),
+        "flight" => {
+            let mut max_bytes = None;
+            for (key, value) in options_without_connector(table) {
+                match key.as_str() {
+                    "sink.max-bytes" => {
+                        max_bytes = Some(
+                            crate::connector::sink_table::parse_memory_size(&key, &value)
+                                .map_err(|e| config_error(table, &key, &value, &e.to_string()))?,
+                        )
+                    }
+                    _ => {
+                        return Err(config_error(
+                            table,
+                            &key,
+                            &value,
+                            "unknown flight option (known: sink.max-bytes)",
+                        ));
+                    }
+                }
+            }
+            Ok(SinkSpec::Flight {
+                name: table.name.clone(),
+                primary_key: table.primary_key.clone(),
+                max_bytes,
+            })
+        }
         "datagen" | "nexmark" => Err(Error::sql(
             format!("table '{}'", table.name),
             format!(
@@ -174,6 +200,6 @@ fn unknown_connector(table: &Table, name: &str) -> Error {
         table,
         "connector",
         name,
-        "unknown connector (known: datagen, filesystem, nexmark, print, blackhole)",
+        "unknown connector (known: datagen, filesystem, nexmark, print, blackhole, flight)",
     )
 }

@@ -209,6 +209,9 @@ pub struct SessionConfig {
     pub parallelism: u32,
     /// The local runtime's configuration (slots, batch size, idle timeout).
     pub runtime: RuntimeConfig,
+    /// Where the jobs' `'connector' = 'flight'` sinks keep their tables (shared with a Flight
+    /// service that serves them, e.g. `sluice sql -f FILE --flight-port P`).
+    pub sink_tables: crate::connector::SinkTables,
 }
 
 impl Default for SessionConfig {
@@ -216,6 +219,7 @@ impl Default for SessionConfig {
         SessionConfig {
             parallelism: 1,
             runtime: RuntimeConfig::default(),
+            sink_tables: Default::default(),
         }
     }
 }
@@ -325,7 +329,7 @@ impl Session {
         env: &StreamEnvironment,
     ) -> Result<(JobResult, crate::connector::CollectedResults)> {
         let runtime = LocalRuntime::new(self.runtime_config()?);
-        let output = env.execute_on(&runtime)?;
+        let output = env.execute_with(&runtime, self.config.sink_tables.clone())?;
         Ok((output.result, output.collected))
     }
 
@@ -1346,6 +1350,7 @@ mod tests {
         let mut session = Session::new(SessionConfig {
             parallelism: 3,
             runtime: RuntimeConfig::default().with_slots(3),
+            ..Default::default()
         });
         session
             .execute("SET 'execution.runtime-mode' = 'batch';")

@@ -35,6 +35,7 @@ fn submit(
     let job_env = JobEnvironment {
         registry,
         collected: Default::default(),
+        sink_tables: Default::default(),
     };
     let checkpoints =
         CheckpointConfig::new(Duration::from_millis(20), root).with_tolerable_failures(tolerable);

@@ -121,6 +121,7 @@ fn job(
         JobEnvironment {
             registry,
             collected: Default::default(),
+            sink_tables: Default::default(),
         },
     )
 }

@@ -295,6 +295,7 @@ fn checkpoint_size_with_a_million_keys() {
                     input_schemas: vec![input.clone()],
                     output_schema: output,
                     incremental_checkpoints: incremental,
+                    checkpointing: true,
                 })
                 .unwrap();
             let mut out = Output::default();

@@ -122,6 +122,7 @@ fn keyed_state_files_read_with_pyarrow() {
     let job = JobEnvironment {
         registry,
         collected: Default::default(),
+        sink_tables: Default::default(),
     };
     let runtime = LocalRuntime::new(
         RuntimeConfig::default()

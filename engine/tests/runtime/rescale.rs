@@ -82,6 +82,7 @@ fn job(
         JobEnvironment {
             registry,
             collected: Default::default(),
+            sink_tables: Default::default(),
         },
         env,
     )

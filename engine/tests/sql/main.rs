@@ -53,6 +53,7 @@ impl GoldenSession {
             let mut session = Session::new(SessionConfig {
                 parallelism: 2,
                 runtime: RuntimeConfig::default().with_slots(2),
+                ..Default::default()
             });
             for sql in incoming {
                 if reply.send(run_record(&mut session, &sql)).is_err() {

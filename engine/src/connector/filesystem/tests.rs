@@ -138,6 +138,7 @@ fn typed_batch(with_string_nulls: bool) -> Result<RecordBatch> {
 fn context(schema: SchemaRef, subtask: u32, parallelism: u32) -> OperatorContext {
     OperatorContext {
         incremental_checkpoints: false,
+        checkpointing: false,
         vertex: "sink".into(),
         subtask: SubtaskIndex(subtask),
         parallelism,

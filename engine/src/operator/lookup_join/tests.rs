@@ -91,6 +91,7 @@ fn run(spec: &LookupJoinSpec, batches: &[Vec<InputRow>]) -> Vec<OutRow> {
         input_schemas: vec![input_schema()],
         output_schema: output,
         incremental_checkpoints: false,
+        checkpointing: false,
     };
     join.open(&ctx).expect("open");
     let mut out = Output::default();

@@ -51,6 +51,7 @@ fn spec(limit: u64, order: RankOrder, rank: bool, strategy: RankStrategy) -> Ran
 fn context(input: SchemaRef, output: SchemaRef, subtask: u32, parallelism: u32) -> OperatorContext {
     OperatorContext {
         incremental_checkpoints: false,
+        checkpointing: false,
         vertex: "rank".into(),
         subtask: SubtaskIndex(subtask),
         parallelism,
