@@ -114,6 +114,23 @@ enum Command {
         /// the parallelism may differ.
         #[arg(short = 's', long = "from-savepoint", value_name = "PATH")]
         from_savepoint: Option<PathBuf>,
+        /// Serve the `'connector' = 'flight'` sink tables over Arrow Flight (and Flight SQL) on
+        /// this port (0 picks a free one; `flight listening on ADDR` goes to stderr) while the
+        /// job runs, and after a bounded job ended, until interrupted (Ctrl-C).
+        #[arg(long, value_name = "PORT")]
+        flight_port: Option<u16>,
+        /// Address the Flight service binds.
+        #[arg(long, default_value = "127.0.0.1")]
+        flight_host: std::net::IpAddr,
+        /// Require this bearer token on every Flight call (default: `$SLUICE_FLIGHT_TOKEN`,
+        /// else none).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "SLUICE_FLIGHT_TOKEN",
+            hide_env_values = true
+        )]
+        flight_token: Option<String>,
         #[command(flatten)]
         local: LocalArgs,
     },
@@ -327,20 +344,53 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             parallelism,
             options,
             from_savepoint,
+            flight_port,
+            flight_host,
+            flight_token,
             local,
         } => {
             interrupt::install(cancel.clone())
                 .map_err(|e| anyhow::anyhow!("install the Ctrl-C handler: {e}"))?;
-            let mut session = sql_session(parallelism, &local, from_savepoint, cancel);
+            let sink_tables = sluice_engine::connector::SinkTables::new();
+            let catalog =
+                sluice_coordinator::sink_tables::LocalSinkCatalog::new(sink_tables.clone());
+            let served = match flight_port {
+                Some(port) => Some(serve_sink_tables(
+                    catalog.clone(),
+                    std::net::SocketAddr::new(flight_host, port),
+                    flight_token.filter(|t| !t.is_empty()),
+                )?),
+                None => None,
+            };
+            let mut session = sql_session(parallelism, &local, from_savepoint, cancel, sink_tables);
             for (key, value) in &options {
                 session
                     .set_option(key, value)
                     .map_err(|e| anyhow::anyhow!("-D {key}={value}: {e}"))?;
             }
-            match file {
+            catalog.set_job("local", "RUNNING");
+            let result = match file {
                 Some(file) => run_sql(&file, session),
                 None => sluice_coordinator::sql_client::run(session, cancel.clone()),
+            };
+            let job_id = cancel
+                .job_id()
+                .map_or_else(|| "local".to_string(), |id| id.0);
+            match (&result, served) {
+                (Ok(()), Some(address)) => {
+                    catalog.set_job(&job_id, "FINISHED");
+                    eprintln!(
+                        "the job ended; serving its sink tables on {address} until interrupted \
+                         (Ctrl-C)"
+                    );
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                (Err(_), _) => catalog.set_job(&job_id, "FAILED"),
+                (Ok(()), None) => catalog.set_job(&job_id, "FINISHED"),
             }
+            result
         }
         Command::Savepoint {
             job_id,
@@ -687,11 +737,43 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Serves `catalog` over Arrow Flight on its own thread for the rest of the process; returns
+/// the bound address (also printed to stderr as `flight listening on ADDR`).
+fn serve_sink_tables(
+    catalog: sluice_coordinator::sink_tables::LocalSinkCatalog,
+    address: std::net::SocketAddr,
+    token: Option<String>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use sluice_flight::sink_table::{SinkTableServer, SinkTableService};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-flight")
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("start the Flight service's runtime: {e}"))?;
+    let service = SinkTableService::new(std::sync::Arc::new(catalog)).with_token(token);
+    let server = runtime
+        .block_on(SinkTableServer::bind(address, service))
+        .map_err(|e| anyhow::anyhow!("Flight service on {address}: {e}"))?;
+    let bound = server.address();
+    eprintln!("flight listening on {bound}");
+    std::thread::Builder::new()
+        .name("sluice-flight".into())
+        .spawn(move || {
+            if let Err(error) = runtime.block_on(server.serve(std::future::pending())) {
+                eprintln!("error: the Flight service on {bound} stopped: {error}");
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("start the Flight service's thread: {e}"))?;
+    Ok(bound)
+}
+
 fn sql_session(
     parallelism: u32,
     local: &LocalArgs,
     from_savepoint: Option<PathBuf>,
     cancel: &CancelRequest,
+    sink_tables: sluice_engine::connector::SinkTables,
 ) -> sluice_engine::sql::Session {
     use sluice_engine::runtime::RuntimeConfig;
     use sluice_engine::sql::{Session, SessionConfig};
@@ -709,7 +791,7 @@ fn sql_session(
     Session::new(SessionConfig {
         parallelism,
         runtime,
-        ..Default::default()
+        sink_tables,
     })
 }
 
