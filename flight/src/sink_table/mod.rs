@@ -16,6 +16,7 @@
 //!
 //! Calls are stateless: tickets carry the table, the partition and the statement.
 
+mod auth;
 mod catalog;
 mod sql;
 mod ticket;
