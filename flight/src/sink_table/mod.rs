@@ -18,10 +18,14 @@
 
 mod auth;
 mod catalog;
+mod server;
+mod service;
 mod sql;
 mod ticket;
 
 pub use catalog::{PartitionLocation, ScanError, SinkTableCatalog, SinkTableInfo};
+pub use server::{SinkTableServer, serve};
+pub use service::SinkTableService;
 
 /// The one catalog the Flight SQL commands list.
 pub const CATALOG_NAME: &str = "sluice";
