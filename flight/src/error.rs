@@ -1,7 +1,9 @@
 //! Errors of the Flight crate.
 //!
 //! Each variant says what a caller can do: a malformed message from a peer or a bad setting
-//! (fix the peer or the config), a lost peer (retry: restart the job's tasks), or a bug.
+//! (fix the peer or the config), a lost peer (retry: restart the job's tasks), a sink-table
+//! client's bad request (unknown table, unsupported SQL, malformed ticket, missing token: fix
+//! the request), or a bug.
 //! [`Error::into_engine`] is the one mapping to the engine's error (which the runtime's restart
 //! strategy reads) and [`Error::to_status`] the one mapping to a gRPC status.
 
@@ -42,9 +44,43 @@ pub enum Error {
     #[error("{channel} belongs to a job attempt that already ended on this TaskManager")]
     AttemptEnded { channel: String },
 
+    /// A client asked for a sink table that this process does not serve. Lists the tables it
+    /// does serve.
+    #[error("no sink table '{table}' (available: {})", list_or_none(available))]
+    TableNotFound {
+        table: String,
+        available: Vec<String>,
+    },
+
+    /// A sink table exists but its rows cannot be read now (its job is restarting, its
+    /// partition moved): reading again later may succeed.
+    #[error("sink table '{table}' cannot be read: {message}")]
+    ScanFailed { table: String, message: String },
+
+    /// A SQL statement the sink-table service does not support, or that does not fit the
+    /// table (unknown column, a predicate that is not Boolean). Names the statement.
+    #[error("statement '{statement}': {message}")]
+    Query { statement: String, message: String },
+
+    /// A ticket, descriptor or command a client sent that the service cannot read.
+    #[error("malformed {what}: {message}")]
+    Request { what: String, message: String },
+
+    /// A call without the bearer token the service requires, or with a wrong one.
+    #[error("missing or wrong bearer token")]
+    Unauthenticated,
+
     /// A broken invariant inside the crate.
-    #[error("internal error in the Flight exchange (this is a bug): {0}")]
+    #[error("internal error in sluice-flight (this is a bug): {0}")]
     Internal(String),
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// The Flight crate's result type.
@@ -54,11 +90,17 @@ impl Error {
     /// `true` when the same operation may succeed if tried again (a lost or restarting peer).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::PeerUnavailable { .. } | Error::AttemptEnded { .. } => true,
+            Error::PeerUnavailable { .. }
+            | Error::AttemptEnded { .. }
+            | Error::ScanFailed { .. } => true,
             Error::Codec { .. }
             | Error::Arrow { .. }
             | Error::Config { .. }
             | Error::Serve { .. }
+            | Error::TableNotFound { .. }
+            | Error::Query { .. }
+            | Error::Request { .. }
+            | Error::Unauthenticated
             | Error::Internal(_) => false,
         }
     }
@@ -92,6 +134,21 @@ impl Error {
                 what: channel,
                 message: "its job attempt already ended on this TaskManager".into(),
             },
+            Error::ScanFailed { table, message } => sluice_engine::Error::Unavailable {
+                what: format!("sink table '{table}'"),
+                message,
+            },
+            Error::TableNotFound { .. } | Error::Query { .. } | Error::Request { .. } => {
+                sluice_engine::Error::Data {
+                    location: "a sink-table request".into(),
+                    message: self.to_string(),
+                }
+            }
+            Error::Unauthenticated => sluice_engine::Error::Config {
+                key: "bearer token".into(),
+                value: "(hidden)".into(),
+                message: self.to_string(),
+            },
             Error::Internal(message) => sluice_engine::Error::Internal(message),
         }
     }
@@ -106,6 +163,12 @@ impl Error {
                 tonic::Status::unavailable(self.to_string())
             }
             Error::AttemptEnded { .. } => tonic::Status::failed_precondition(self.to_string()),
+            Error::TableNotFound { .. } => tonic::Status::not_found(self.to_string()),
+            Error::ScanFailed { .. } => tonic::Status::unavailable(self.to_string()),
+            Error::Query { .. } | Error::Request { .. } => {
+                tonic::Status::invalid_argument(self.to_string())
+            }
+            Error::Unauthenticated => tonic::Status::unauthenticated(self.to_string()),
             Error::Internal(_) => tonic::Status::internal(self.to_string()),
         }
     }
