@@ -4,7 +4,8 @@
 # - the cargo components rustfmt and clippy;
 # - Debian's etcd-server (the `etcd` binary), which the high-availability tests start on
 #   loopback with a temporary data directory (and stop after);
-# - a Python virtual environment with pyarrow, whose interpreter tests use to read checkpoint
+# - a Python virtual environment with pyarrow and ADBC's Flight SQL driver, whose interpreter
+#   tests use to read checkpoint
 #   state files as an outside tool would. It lives in $SLUICE_VENV (default
 #   /var/tmp/sluice-venv, outside the clone so CI runs reuse it); its python is
 #   $SLUICE_VENV/bin/python, which ci/test.sh exports as SLUICE_PYTHON.
@@ -27,9 +28,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages the tests import, pinned to a major version (pip's form).
-python_packages=("pyarrow>=26,<27")
+python_packages=("pyarrow>=26,<27" "adbc-driver-flightsql>=1,<2")
 venv="${SLUICE_VENV:-/var/tmp/sluice-venv}"
-if ! "$venv/bin/python" -c 'import pyarrow' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import pyarrow, adbc_driver_flightsql' >/dev/null 2>&1; then
   python=""
   for candidate in python3.11 python3; do
     if command -v "$candidate" >/dev/null; then python="$candidate"; break; fi

@@ -124,12 +124,7 @@ enum Command {
         flight_host: std::net::IpAddr,
         /// Require this bearer token on every Flight call (default: `$SLUICE_FLIGHT_TOKEN`,
         /// else none).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "SLUICE_FLIGHT_TOKEN",
-            hide_env_values = true
-        )]
+        #[arg(long, value_name = "TOKEN")]
         flight_token: Option<String>,
         #[command(flatten)]
         local: LocalArgs,
@@ -358,7 +353,9 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
                 Some(port) => Some(serve_sink_tables(
                     catalog.clone(),
                     std::net::SocketAddr::new(flight_host, port),
-                    flight_token.filter(|t| !t.is_empty()),
+                    flight_token
+                        .or_else(|| std::env::var("SLUICE_FLIGHT_TOKEN").ok())
+                        .filter(|t| !t.is_empty()),
                 )?),
                 None => None,
             };
