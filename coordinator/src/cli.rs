@@ -130,6 +130,14 @@ pub struct TaskManagerArgs {
     /// Rows per batch produced by sources.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Port of the sink-table Flight service (the `'connector' = 'flight'` tables of the
+    /// tasks here), reported to the JobManager; 0 picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub flight_port: u16,
+    /// Require this bearer token on every sink-table Flight call (default:
+    /// `$SLUICE_FLIGHT_TOKEN`, else none).
+    #[arg(long, value_name = "TOKEN")]
+    pub flight_token: Option<String>,
     /// A configuration option: `heartbeat.interval` (default: as the JobManager asks),
     /// `taskmanager.network.memory.buffers-per-channel` (credits per remote channel,
     /// default 8), `taskmanager.network.compression.codec` (NONE, LZ4 or ZSTD for batches
@@ -189,6 +197,8 @@ impl TaskManagerArgs {
             heartbeat_interval,
             batch_size: self.batch_size,
             exchange,
+            flight_port: self.flight_port,
+            flight_token: flight_token(self.flight_token.clone()),
         })
     }
 
@@ -208,11 +218,18 @@ impl TaskManagerArgs {
                 |bound| {
                     println!("rpc listening on {}", bound.rpc);
                     println!("data listening on {}", bound.data);
+                    println!("flight listening on {}", bound.flight);
                 },
                 crate::jobmanager::termination_signal(),
             ))
             .map_err(CliError::Io)
     }
+}
+
+/// The Flight bearer token: the flag, else `$SLUICE_FLIGHT_TOKEN`; empty means none.
+pub fn flight_token(flag: Option<String>) -> Option<String> {
+    flag.or_else(|| std::env::var("SLUICE_FLIGHT_TOKEN").ok())
+        .filter(|t| !t.is_empty())
 }
 
 /// A duration option ("10s", "500ms"), more than zero.

@@ -30,6 +30,8 @@ use crate::rpc::proto::resource_manager_server::{ResourceManager, ResourceManage
 pub struct JobManagerAddresses {
     pub rpc: SocketAddr,
     pub rest: SocketAddr,
+    /// The sink-table Flight service, when served (`--flight-port`).
+    pub flight: Option<SocketAddr>,
 }
 
 /// What this JobManager is now. Without high availability it always leads; with it, it is a
@@ -108,6 +110,7 @@ impl ResourceManager for ResourceManagerService {
                 id: id.clone(),
                 rpc_address: r.rpc_address.clone(),
                 data_port: r.data_port,
+                flight_port: r.flight_port,
                 hostname: r.hostname,
                 slots: r.slots as usize,
             },
@@ -190,14 +193,16 @@ pub async fn run(
     match config.ha.clone() {
         None => serve(config, rpc, rest, |bound, _| on_bound(bound), shutdown).await,
         Some(ha) => {
-            let (rpc_listener, rest_listener, addresses) = bind(rpc, rest).await?;
-            on_bound(&addresses);
+            let (rpc_listener, rest_listener, mut addresses) = bind(rpc, rest).await?;
             let roles = Roles::new(Role::Electing("connecting to etcd".into()));
+            let flight = bind_flight(&config, addresses.rpc, &roles).await?;
+            addresses.flight = flight.as_ref().map(|f| f.address());
+            on_bound(&addresses);
             let elect = {
                 let roles = roles.clone();
                 move |stopped| elect(ha, config, addresses, roles, stopped)
             };
-            serve_roles(rpc_listener, rest_listener, roles, elect, shutdown).await
+            serve_roles(rpc_listener, rest_listener, flight, roles, elect, shutdown).await
         }
     }
 }
@@ -220,8 +225,35 @@ async fn bind(
     let addresses = JobManagerAddresses {
         rpc: rpc_listener.local_addr()?,
         rest: rest_listener.local_addr()?,
+        flight: None,
     };
     Ok((rpc_listener, rest_listener, addresses))
+}
+
+/// Binds the sink-table Flight service when `config` asks for it, on the RPC address's host:
+/// its catalog is the leading term's jobs (nothing while this JobManager does not lead).
+async fn bind_flight(
+    config: &JobManagerConfig,
+    rpc: SocketAddr,
+    roles: &Arc<Roles>,
+) -> std::io::Result<Option<sluice_flight::sink_table::SinkTableServer>> {
+    let Some(port) = config.flight_port else {
+        return Ok(None);
+    };
+    let catalog = {
+        let roles = roles.clone();
+        crate::sink_tables::ClusterSinkCatalog::new(move || match roles.get() {
+            Role::Leader { cluster, .. } => Some(cluster),
+            _ => None,
+        })
+    };
+    let address = SocketAddr::new(rpc.ip(), port);
+    let service = sluice_flight::sink_table::SinkTableService::new(Arc::new(catalog))
+        .with_token(config.flight_token.clone());
+    sluice_flight::sink_table::SinkTableServer::bind(address, service)
+        .await
+        .map(Some)
+        .map_err(|e| std::io::Error::other(format!("sink-table Flight service on {address}: {e}")))
 }
 
 /// [`run`] without high availability, with `on_bound` also handed the cluster state, for a
@@ -233,17 +265,27 @@ async fn serve(
     on_bound: impl FnOnce(&JobManagerAddresses, &Arc<Cluster>),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (rpc_listener, rest_listener, addresses) = bind(rpc, rest).await?;
-    let cluster = Arc::new(Cluster::new(config, addresses.rpc.to_string()));
-    on_bound(&addresses, &cluster);
+    let (rpc_listener, rest_listener, mut addresses) = bind(rpc, rest).await?;
+    let cluster = Arc::new(Cluster::new(config.clone(), addresses.rpc.to_string()));
     let roles = Roles::new(Role::Leader {
         cluster: cluster.clone(),
         rest: rest::router(cluster.clone()),
     });
+    let flight = bind_flight(&config, addresses.rpc, &roles).await?;
+    addresses.flight = flight.as_ref().map(|f| f.address());
+    on_bound(&addresses, &cluster);
     let monitor = move |stopped| async move {
         lead(&cluster, stopped, std::future::pending()).await;
     };
-    serve_roles(rpc_listener, rest_listener, roles, monitor, shutdown).await
+    serve_roles(
+        rpc_listener,
+        rest_listener,
+        flight,
+        roles,
+        monitor,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the RPC services and the REST API for whatever role `roles` holds, runs `control`
@@ -251,6 +293,7 @@ async fn serve(
 async fn serve_roles<C, F>(
     rpc_listener: tokio::net::TcpListener,
     rest_listener: tokio::net::TcpListener,
+    flight: Option<sluice_flight::sink_table::SinkTableServer>,
     roles: Arc<Roles>,
     control: C,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -286,6 +329,19 @@ where
         })
     };
     let control = control(stop.subscribe());
+    let flight_server = {
+        let mut stopped = stop.subscribe();
+        async move {
+            if let Some(flight) = flight {
+                let stopped = async move {
+                    let _ = stopped.recv().await;
+                };
+                if let Err(error) = flight.serve(stopped).await {
+                    warn!(%error, "the sink-table Flight service failed");
+                }
+            }
+        }
+    };
     let signal = {
         let stop = stop.clone();
         async move {
@@ -294,7 +350,8 @@ where
             let _ = stop.send(());
         }
     };
-    let (rpc_result, rest_result, (), ()) = tokio::join!(rpc_server, rest_server, control, signal);
+    let (rpc_result, rest_result, (), (), ()) =
+        tokio::join!(rpc_server, rest_server, control, signal, flight_server);
     rpc_result.map_err(|e| std::io::Error::other(format!("rpc server: {e}")))?;
     rest_result.map_err(|e| std::io::Error::other(format!("rest server: {e}")))?;
     info!("jobmanager stopped");

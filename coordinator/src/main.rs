@@ -214,6 +214,14 @@ enum Command {
         options: Vec<(String, String)>,
         #[command(flatten)]
         ha: sluice_coordinator::cli::HaArgs,
+        /// Serve the jobs' `'connector' = 'flight'` sink tables over Arrow Flight (and Flight
+        /// SQL) on this port: one endpoint per TaskManager partition (0 picks a free port).
+        #[arg(long, value_name = "PORT")]
+        flight_port: Option<u16>,
+        /// Require this bearer token on every sink-table Flight call (default:
+        /// `$SLUICE_FLIGHT_TOKEN`, else none); give the TaskManagers the same one.
+        #[arg(long, value_name = "TOKEN")]
+        flight_token: Option<String>,
     },
     /// Runs a cluster's TaskManager: registers with the JobManager, offers its slots,
     /// heartbeats and runs the tasks deployed to it. Prints `rpc listening on ADDR` and
@@ -445,11 +453,15 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             rest_port,
             options,
             ha,
+            flight_port,
+            flight_token,
         } => {
             let mut options = options;
             let ha = ha.config(&mut options)?;
             let mut config = jobmanager_config(&options)?;
             config.ha = ha;
+            config.flight_port = flight_port;
+            config.flight_token = sluice_coordinator::cli::flight_token(flight_token);
             let runtime = tokio_runtime()?;
             runtime.block_on(sluice_coordinator::jobmanager::run(
                 config,
@@ -458,6 +470,9 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
                 |bound| {
                     println!("rpc listening on {}", bound.rpc);
                     println!("rest listening on {}", bound.rest);
+                    if let Some(flight) = bound.flight {
+                        println!("flight listening on {flight}");
+                    }
                 },
                 sluice_coordinator::jobmanager::termination_signal(),
             ))?;

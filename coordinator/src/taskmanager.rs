@@ -66,6 +66,10 @@ pub struct TaskManagerConfig {
     /// The data exchange's credits per channel and compression (its in-process queues take
     /// the runtime's channel capacity).
     pub exchange: ExchangeConfig,
+    /// Port of the sink-table Flight service, on the host of `rpc` (0: any free port).
+    pub flight_port: u16,
+    /// Bearer token the sink-table Flight service requires (`None`: open).
+    pub flight_token: Option<String>,
 }
 
 /// Where a TaskManager's services listen.
@@ -75,6 +79,8 @@ pub struct TaskManagerAddresses {
     pub rpc: SocketAddr,
     /// The data exchange (Flight) endpoint.
     pub data: SocketAddr,
+    /// The sink-table Flight service.
+    pub flight: SocketAddr,
 }
 
 /// How long a registration or heartbeat call may take before it counts as failed.
@@ -110,6 +116,10 @@ struct TaskExecutorService {
     fence: Arc<AtomicU64>,
     /// Calls refused because their epoch was lower than `fence`.
     stale_rejected: Arc<AtomicU64>,
+    /// The `'connector' = 'flight'` tables of the job slices here, served over Flight.
+    sink_tables: crate::sink_tables::TaskManagerSinkCatalog,
+    /// Port of the sink-table Flight service.
+    flight_port: u16,
 }
 
 impl TaskExecutorService {
@@ -363,6 +373,7 @@ impl TaskExecutor for TaskExecutorService {
                     graph: &graph,
                     env: &JobEnvironment {
                         registry: OperatorRegistry::with_user_functions(self.functions.clone()),
+                        sink_tables: self.sink_tables.tables_of(&job_id.0),
                         ..Default::default()
                     },
                     execution: &execution,
@@ -399,6 +410,7 @@ impl TaskExecutor for TaskExecutorService {
         ));
         let jobs = self.jobs.clone();
         let exchange_server = self.exchange.clone();
+        let sink_tables = self.sink_tables.clone();
         // Owns the slice until it ends: waits for its slot threads, then for its last reports.
         tokio::spawn(async move {
             let ended = tokio::task::spawn_blocking(move || deployed.join()).await;
@@ -407,14 +419,25 @@ impl TaskExecutor for TaskExecutorService {
             if released > 0 {
                 info!(job_id = %job_id, channels = released, "half-open exchange channels released");
             }
-            match ended {
-                Ok(Ok(())) => info!(job_id = %job_id, "tasks finished"),
-                Ok(Err(sluice_engine::Error::Cancelled)) => {
-                    info!(job_id = %job_id, "tasks cancelled")
+            let state = match ended {
+                Ok(Ok(())) => {
+                    info!(job_id = %job_id, "tasks finished");
+                    "FINISHED"
                 }
-                Ok(Err(error)) => warn!(job_id = %job_id, %error, "tasks failed"),
-                Err(error) => warn!(job_id = %job_id, %error, "task waiter panicked"),
-            }
+                Ok(Err(sluice_engine::Error::Cancelled)) => {
+                    info!(job_id = %job_id, "tasks cancelled");
+                    "CANCELED"
+                }
+                Ok(Err(error)) => {
+                    warn!(job_id = %job_id, %error, "tasks failed");
+                    "FAILED"
+                }
+                Err(error) => {
+                    warn!(job_id = %job_id, %error, "task waiter panicked");
+                    "FAILED"
+                }
+            };
+            sink_tables.set_state(&job_id.0, state);
             let _ = forwarder.await;
             let mut jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
             if jobs
@@ -499,6 +522,7 @@ async fn register(
                     task_manager_id: service.id.0.clone(),
                     rpc_address: address.to_string(),
                     data_port: u32::from(service.exchange.address().port()),
+                    flight_port: u32::from(service.flight_port),
                     slots: service.config.slots,
                     hostname: hostname(),
                 })
@@ -664,9 +688,19 @@ pub async fn run_with_functions(
             .with_local_capacity(RuntimeConfig::default().channel_capacity),
     )
     .map_err(|e| std::io::Error::other(format!("data exchange: {e}")))?;
+    let sink_tables = crate::sink_tables::TaskManagerSinkCatalog::default();
+    let flight = sluice_flight::sink_table::SinkTableServer::bind(
+        SocketAddr::new(config.rpc.ip(), config.flight_port),
+        sluice_flight::sink_table::SinkTableService::new(Arc::new(sink_tables.clone()))
+            .with_token(config.flight_token.clone()),
+    )
+    .await
+    .map_err(|e| std::io::Error::other(format!("sink-table Flight service: {e}")))?;
+    let flight_address = flight.address();
     on_bound(&TaskManagerAddresses {
         rpc: address,
         data: exchange.address(),
+        flight: flight_address,
     });
     let service = TaskExecutorService {
         id: TaskManagerId(format!("{address}-{}", std::process::id())),
@@ -676,6 +710,8 @@ pub async fn run_with_functions(
         functions,
         fence: Arc::new(AtomicU64::new(0)),
         stale_rejected: Arc::new(AtomicU64::new(0)),
+        sink_tables,
+        flight_port: flight_address.port(),
     };
 
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -823,7 +859,16 @@ pub async fn run_with_functions(
             let _ = stop.send(());
         }
     };
-    let (served, (), ()) = tokio::join!(server, membership, signal);
+    let flight_server = {
+        let mut stopped = stop.subscribe();
+        flight.serve(async move {
+            let _ = stopped.recv().await;
+        })
+    };
+    let (served, (), (), flight_served) = tokio::join!(server, membership, signal, flight_server);
+    if let Err(error) = flight_served {
+        warn!(%error, "the sink-table Flight service failed");
+    }
     if let Some(follower) = follower {
         follower.abort();
     }

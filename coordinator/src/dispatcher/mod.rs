@@ -57,6 +57,12 @@ pub struct JobManagerConfig {
     pub slot_request_timeout: Duration,
     /// High availability through etcd (`--ha etcd`); `None`: this JobManager always leads.
     pub ha: Option<crate::ha::HaConfig>,
+    /// Port of the sink-table Flight service (`--flight-port`; 0: any free port), which lists
+    /// the jobs' `'connector' = 'flight'` tables with one endpoint per TaskManager partition;
+    /// `None`: not served.
+    pub flight_port: Option<u16>,
+    /// Bearer token that Flight service requires (`None`: open).
+    pub flight_token: Option<String>,
 }
 
 impl Default for JobManagerConfig {
@@ -69,6 +75,8 @@ impl Default for JobManagerConfig {
             checkpoint_options: Vec::new(),
             slot_request_timeout: Duration::from_secs(300),
             ha: None,
+            flight_port: None,
+            flight_token: None,
         }
     }
 }

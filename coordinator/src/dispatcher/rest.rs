@@ -89,6 +89,7 @@ async fn task_managers(State(cluster): State<Arc<Cluster>>) -> Json<Value> {
                 "path": r.rpc_address,
                 "host": r.hostname,
                 "dataPort": r.data_port,
+                "flightPort": r.flight_port,
                 "slotsNumber": r.slots.len(),
                 "freeSlots": r.free_slots(),
                 "timeSinceConnection": now.saturating_duration_since(r.registered_at).as_millis() as u64,

@@ -21,6 +21,8 @@ pub struct TaskManagerRecord {
     /// host:port of its TaskExecutor service.
     pub rpc_address: String,
     pub data_port: u32,
+    /// Port of its sink-table Flight service (0: none).
+    pub flight_port: u32,
     pub hostname: String,
     /// Which job holds each slot (`None`: free).
     pub slots: Vec<Option<JobId>>,
@@ -43,6 +45,7 @@ pub struct SlotOffer {
     /// host:port of its TaskExecutor service.
     pub rpc_address: String,
     pub data_port: u32,
+    pub flight_port: u32,
     pub hostname: String,
     pub slots: usize,
 }
@@ -75,6 +78,7 @@ impl ResourceManager {
                 id: offer.id,
                 rpc_address: offer.rpc_address,
                 data_port: offer.data_port,
+                flight_port: offer.flight_port,
                 hostname: offer.hostname,
                 slots: vec![None; offer.slots],
                 registered_at: now,
@@ -197,6 +201,7 @@ mod tests {
                     id: TaskManagerId(format!("tm{i}")),
                     rpc_address: format!("127.0.0.1:{}", 7000 + i),
                     data_port: 0,
+                    flight_port: 0,
                     hostname: "localhost".into(),
                     slots: n,
                 },
