@@ -49,7 +49,9 @@ pub struct TaskManagerArgs {
     /// A configuration option: `heartbeat.interval` (default: as the JobManager asks),
     /// `taskmanager.network.memory.buffers-per-channel` (credits per remote channel,
     /// default 8), `taskmanager.network.compression.codec` (NONE, LZ4 or ZSTD for batches
-    /// sent to other TaskManagers; default NONE). Repeatable.
+    /// sent to other TaskManagers; default NONE), and the S3 checkpoint store's `s3.endpoint`,
+    /// `s3.access-key`, `s3.secret-key`, `s3.region`, `s3.path.style.access` (unset: the
+    /// `AWS_*` environment variables). Repeatable.
     #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
 }
@@ -62,8 +64,12 @@ impl TaskManagerArgs {
         }
         let mut heartbeat_interval = None;
         let mut exchange = sluice_flight::ExchangeConfig::default();
+        let mut s3 = sluice_engine::checkpoint::S3Config::default();
         for (key, value) in &self.options {
             match key.as_str() {
+                key if sluice_engine::checkpoint::S3Config::is_s3_key(key) => s3
+                    .set(key, value)
+                    .map_err(|e| CliError::Option(format!("-D {e}")))?,
                 "heartbeat.interval" => heartbeat_interval = Some(duration_option(key, value)?),
                 "taskmanager.network.memory.buffers-per-channel" => {
                     let credits = value.parse().ok().filter(|c| *c > 0).ok_or_else(|| {
@@ -80,7 +86,7 @@ impl TaskManagerArgs {
                     return Err(CliError::Option(format!(
                         "-D {other}: unknown option for a taskmanager (known: \
                          heartbeat.interval, taskmanager.network.memory.buffers-per-channel, \
-                         taskmanager.network.compression.codec)"
+                         taskmanager.network.compression.codec, s3.*)"
                     )));
                 }
             }
@@ -93,6 +99,7 @@ impl TaskManagerArgs {
             heartbeat_interval,
             batch_size: self.batch_size,
             exchange,
+            stores: crate::checkpoint::s3::state_stores(s3),
         })
     }
 

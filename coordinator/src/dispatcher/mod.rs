@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 
-use sluice_engine::checkpoint::{CheckpointConfig, RestartStrategy, TaskKey};
+use sluice_engine::checkpoint::{
+    CheckpointConfig, RestartStrategy, StatePath, StateStores, TaskKey,
+};
 use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::CheckpointId;
 use sluice_engine::ids::{JobId, SubtaskIndex};
@@ -52,6 +53,10 @@ pub struct JobManagerConfig {
     /// How long a job (or a restarted attempt) waits for enough free slots before it fails
     /// (`slot.request.timeout`); default 5 min, as Flink's.
     pub slot_request_timeout: Duration,
+    /// The stores the JobMaster writes `_metadata` and savepoints to: local directories, and
+    /// object stores with the JobManager's own `s3.*` settings (`-D`, else `AWS_*`
+    /// variables). Default: local directories only.
+    pub stores: StateStores,
 }
 
 impl Default for JobManagerConfig {
@@ -63,6 +68,7 @@ impl Default for JobManagerConfig {
             parallelism: 1,
             checkpoint_options: Vec::new(),
             slot_request_timeout: Duration::from_secs(300),
+            stores: StateStores::default(),
         }
     }
 }
@@ -160,6 +166,22 @@ impl Cluster {
         let (graph, registry) = session
             .plan_job(body)
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        if !session.s3_config().is_empty() {
+            // The JobManager and every TaskManager open the store with their own settings; a
+            // job's credentials would have to travel to them.
+            return Err(SubmitError::Invalid(
+                "s3.* settings belong to the cluster's processes, not to a job: pass them with \
+                 -D to sluice jobmanager and every sluice taskmanager (or set the AWS_* \
+                 environment variables there)"
+                    .into(),
+            ));
+        }
+        if let Some(path) = session.restore_path() {
+            return Err(SubmitError::Invalid(format!(
+                "execution.savepoint.path = '{path}': a cluster job cannot start from a savepoint \
+                 yet; restore it in local mode (sluice sql -f SCRIPT -s PATH)"
+            )));
+        }
         if !registry.is_empty() {
             return Err(SubmitError::Invalid(
                 "the job uses operators that exist only in the submitting program; a cluster \
@@ -196,7 +218,10 @@ impl Cluster {
             JobMaster::new(id.clone(), graph, now_ms()).with_restart_strategy(restart_strategy);
         let tick = checkpointing.as_ref().map(|c| checkpoint_tick(c.interval));
         if let Some(config) = checkpointing {
-            job.checkpoints = Some(JobCheckpoints::new(&id, config, job.task_keys()));
+            let checkpoints =
+                JobCheckpoints::new(&id, config, job.task_keys(), &self.config.stores)
+                    .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            job.checkpoints = Some(checkpoints);
         }
         info!(job_id = %id, name = %job.graph.name, slots = job.slots_needed(), "job submitted");
         self.lock().jobs.insert(id.clone(), job);
@@ -212,7 +237,7 @@ impl Cluster {
     /// after that), then deploys each TaskManager's share with a `SubmitTask` RPC that locates
     /// every task of the job, so the TaskManagers' exchanges connect channels across them.
     /// A restarted attempt resumes from `restore` (the checkpoint directory).
-    async fn run_attempt(self: Arc<Self>, id: JobId, attempt: u32, restore: Option<PathBuf>) {
+    async fn run_attempt(self: Arc<Self>, id: JobId, attempt: u32, restore: Option<StatePath>) {
         let deadline = Instant::now() + self.config.slot_request_timeout;
         let mut waiting_logged = false;
         let AttemptPlan {
@@ -264,7 +289,7 @@ impl Cluster {
             .flat_map(|(_, tasks)| tasks.iter().map(|t| t.slot + 1))
             .max()
             .unwrap_or(1);
-        let restore_checkpoint = restore.map(|p| p.display().to_string()).unwrap_or_default();
+        let restore_checkpoint = restore.map(|p| p.to_string()).unwrap_or_default();
         let order: Vec<TaskManagerId> = deployments.keys().cloned().collect();
         for (sent, (tm, (address, tasks))) in deployments.into_iter().enumerate() {
             let request = proto::SubmitTaskRequest {
@@ -334,20 +359,29 @@ impl Cluster {
             if !job.begin_attempt(attempt, now_ms()) {
                 return;
             }
-            job.checkpoints.as_ref().map(|c| c.storage().clone())
+            job.checkpoints
+                .as_ref()
+                .map(|c| (c.storage().clone(), c.storage_lane()))
         };
-        // Every state file of the newest completed checkpoint is verified (an unreadable one
-        // falls back to the one before): file reads, so off the async runtime and outside the
-        // lock.
+        // The old attempt's tasks have all stopped: checkpoints they left incomplete go, then
+        // every state file of the newest completed checkpoint is verified (an unreadable one
+        // falls back to the one before). Storage I/O, so off the async runtime, outside the
+        // lock and in the job's storage lane (after a `_metadata` write still in flight).
         let latest = match storage {
-            Some(storage) => tokio::task::spawn_blocking(move || storage.load_latest())
+            Some((storage, lane)) => {
+                let _turn = lane.lock_owned().await;
+                tokio::task::spawn_blocking(move || {
+                    storage.discard_incomplete();
+                    storage.load_latest()
+                })
                 .await
                 .unwrap_or_else(|e| {
                     Err(sluice_engine::Error::Internal(format!(
                         "reading the latest checkpoint panicked: {e}"
                     )))
                 })
-                .map(|restored| restored.map(|c| c.checkpoint_id())),
+                .map(|restored| restored.map(|c| c.checkpoint_id()))
+            }
             None => Ok(None),
         };
         let restore = {
@@ -434,10 +468,7 @@ impl Cluster {
             }
             let ended = job.state.is_terminal();
             let work = match &mut job.checkpoints {
-                Some(checkpoints) if ended => {
-                    checkpoints.job_ended();
-                    Vec::new()
-                }
+                Some(checkpoints) if ended => checkpoints.job_ended(),
                 Some(checkpoints) if current && state == ExecutionState::Finished => checkpoints
                     .task_finished(TaskKey {
                         chain: report.chain as usize,
@@ -676,7 +707,7 @@ fn schedule(state: &mut ClusterState, id: &JobId, slots: &[AllocatedSlot]) -> At
         .checkpoints
         .as_ref()
         .map_or((String::new(), false), |c| {
-            (c.config.dir.display().to_string(), c.config.incremental)
+            (c.config.dir.to_string(), c.config.incremental)
         });
     info!(job_id = %id, attempt = job.attempt, slots = slots.len(), task_managers = per_tm.len(), "job scheduled");
     AttemptPlan {
