@@ -13,6 +13,12 @@ use sluice_coordinator::rest_client::{RestResponse, request};
 mod backpressure;
 mod cli;
 mod failover;
+#[allow(
+    dead_code,
+    reason = "the harness is shared by the coordinator's tests; each uses part of it"
+)]
+#[path = "../support/moto.rs"]
+mod moto;
 mod user_code;
 
 /// How long any awaited condition may take.
