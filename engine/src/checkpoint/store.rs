@@ -411,10 +411,11 @@ impl StateStore for LocalStore {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let kind = match entry.file_type() {
-                Ok(t) if t.is_dir() => EntryKind::Directory,
-                Ok(_) => EntryKind::File,
-                Err(e) => return Err(Error::io("list directory", dir, e)),
+            // Follows symbolic links, as reading through the path does.
+            let kind = if entry.path().is_dir() {
+                EntryKind::Directory
+            } else {
+                EntryKind::File
             };
             listed.push(StoreEntry { name, kind });
         }
