@@ -4,11 +4,13 @@
 # - the cargo components rustfmt and clippy;
 # - Debian's etcd-server (the `etcd` binary), which the high-availability tests start on
 #   loopback with a temporary data directory (and stop after);
-# - a Python virtual environment with pyarrow and ADBC's Flight SQL driver, whose interpreter
-#   tests use to read checkpoint
-#   state files as an outside tool would. It lives in $SLUICE_VENV (default
-#   /var/tmp/sluice-venv, outside the clone so CI runs reuse it); its python is
-#   $SLUICE_VENV/bin/python, which ci/test.sh exports as SLUICE_PYTHON.
+# - a Python virtual environment with pyarrow, whose interpreter tests use to read checkpoint
+#   state files as an outside tool would, ADBC's Flight SQL driver (with pyarrow's Flight
+#   client, what the sink-table tests read with), and moto, whose server (`moto_server`) is the
+#   S3-compatible object store the s3:// checkpoint tests write to. It lives in $SLUICE_VENV
+#   (default /var/tmp/sluice-venv, outside the clone so CI runs reuse it); its python is
+#   $SLUICE_VENV/bin/python, which ci/test.sh exports as SLUICE_PYTHON. An environment made
+#   before a package was added here gets the missing package installed into it.
 #
 # Usage: ci/install-deps.sh                      (developers run it once; ci/test.sh always does)
 #        export SLUICE_PYTHON=/var/tmp/sluice-venv/bin/python   (to run those tests by hand)
@@ -27,29 +29,42 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# Python packages the tests import, pinned to a major version (pip's form).
-python_packages=("pyarrow>=26,<27" "adbc-driver-flightsql>=1,<2")
+# Python packages the tests use, pinned to a major version (pip's form), and a module each
+# one provides (what the "is it there" check imports).
+python_packages=("pyarrow>=26,<27" "moto[server]>=5,<6" "adbc-driver-flightsql>=1,<2")
+python_modules=(pyarrow moto.server adbc_driver_flightsql)
 venv="${SLUICE_VENV:-/var/tmp/sluice-venv}"
-if ! "$venv/bin/python" -c 'import pyarrow, adbc_driver_flightsql' >/dev/null 2>&1; then
-  python=""
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null; then python="$candidate"; break; fi
-  done
-  [ -n "$python" ] || { echo "python3 (with venv and pip) is required for the pyarrow tests" >&2; exit 1; }
-  echo "creating the Python environment $venv with ${python_packages[*]}"
-  # A half-made environment from an interrupted run is made again from scratch; a directory
-  # that is not a Python environment is left alone.
-  if [ -e "$venv" ]; then
-    if [ -f "$venv/pyvenv.cfg" ]; then
-      rm -rf "$venv"
-    else
-      echo "SLUICE_VENV=$venv exists and is not a Python environment; choose another path" >&2
-      exit 1
+has_modules() { # every module imports in the environment
+  "$venv/bin/python" -c "import sys, importlib; [importlib.import_module(m) for m in sys.argv[1:]]" \
+    "${python_modules[@]}" >/dev/null 2>&1
+}
+if ! has_modules; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    # An environment from before a package was added: install what is missing into it.
+    echo "adding ${python_packages[*]} to the Python environment $venv"
+  else
+    python=""
+    for candidate in python3.11 python3; do
+      if command -v "$candidate" >/dev/null; then python="$candidate"; break; fi
+    done
+    [ -n "$python" ] || { echo "python3 (with venv and pip) is required for the pyarrow, S3 and Flight tests" >&2; exit 1; }
+    echo "creating the Python environment $venv with ${python_packages[*]}"
+    # A half-made environment from an interrupted run is made again from scratch; a directory
+    # that is not a Python environment is left alone.
+    if [ -e "$venv" ]; then
+      if [ -f "$venv/pyvenv.cfg" ]; then
+        rm -rf "$venv"
+      else
+        echo "SLUICE_VENV=$venv exists and is not a Python environment; choose another path" >&2
+        exit 1
+      fi
     fi
+    "$python" -m venv "$venv"
   fi
-  "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_packages[@]}"
-  "$venv/bin/python" -c 'import pyarrow; print("pyarrow", pyarrow.__version__)'
+  has_modules || { echo "$venv: ${python_modules[*]} still do not import after pip install" >&2; exit 1; }
+  "$venv/bin/python" -c 'import pyarrow, moto; print("pyarrow", pyarrow.__version__, "moto", moto.__version__)'
+  [ -x "$venv/bin/moto_server" ] || { echo "$venv/bin/moto_server is missing after installing moto[server]" >&2; exit 1; }
 fi
 
 # The etcd server for the high-availability tests (Debian's etcd-server: etcd 3.4).

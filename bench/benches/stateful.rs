@@ -75,6 +75,7 @@ fn hopping_window(c: &mut Criterion) {
         .expect("derived schema");
     let ctx = OperatorContext {
         incremental_checkpoints: false,
+        checkpointing: false,
         vertex: "HopCount".into(),
         subtask: SubtaskIndex(0),
         parallelism: 1,

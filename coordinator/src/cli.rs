@@ -141,7 +141,9 @@ pub struct TaskManagerArgs {
     /// A configuration option: `heartbeat.interval` (default: as the JobManager asks),
     /// `taskmanager.network.memory.buffers-per-channel` (credits per remote channel,
     /// default 8), `taskmanager.network.compression.codec` (NONE, LZ4 or ZSTD for batches
-    /// sent to other TaskManagers; default NONE). Repeatable.
+    /// sent to other TaskManagers; default NONE), and the S3 checkpoint store's `s3.endpoint`,
+    /// `s3.access-key`, `s3.secret-key`, `s3.region`, `s3.path.style.access` (unset: the
+    /// `AWS_*` environment variables). Repeatable.
     #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
 }
@@ -164,8 +166,12 @@ impl TaskManagerArgs {
             }
             (_, jobmanager) => jobmanager.clone().unwrap_or_default(),
         };
+        let mut s3 = sluice_engine::checkpoint::S3Config::default();
         for (key, value) in &options {
             match key.as_str() {
+                key if sluice_engine::checkpoint::S3Config::is_s3_key(key) => s3
+                    .set(key, value)
+                    .map_err(|e| CliError::Option(format!("-D {e}")))?,
                 "heartbeat.interval" => heartbeat_interval = Some(duration_option(key, value)?),
                 "taskmanager.network.memory.buffers-per-channel" => {
                     let credits = value.parse().ok().filter(|c| *c > 0).ok_or_else(|| {
@@ -182,7 +188,7 @@ impl TaskManagerArgs {
                     return Err(CliError::Option(format!(
                         "-D {other}: unknown option for a taskmanager (known: \
                          heartbeat.interval, taskmanager.network.memory.buffers-per-channel, \
-                         taskmanager.network.compression.codec, \
+                         taskmanager.network.compression.codec, s3.*, \
                          high-availability.etcd.lease-ttl, high-availability.etcd.retry-delay)"
                     )));
                 }
@@ -199,6 +205,7 @@ impl TaskManagerArgs {
             exchange,
             flight_port: self.flight_port,
             flight_token: flight_token(self.flight_token.clone()),
+            stores: crate::checkpoint::s3::state_stores(s3),
         })
     }
 

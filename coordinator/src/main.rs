@@ -4,6 +4,7 @@
 //! sluice nexmark --query q1 --events 10000000 [--parallelism P] [--slots S]   # embedded local mode
 //! sluice run GRAPH.json [--slots S]                                        # a JobGraph from JSON
 //! sluice savepoint JOB-ID [TARGET-DIR] [--stop]                          # savepoint a local job
+//!                                    (directories may be s3://bucket/prefix URLs, see -D s3.*)
 //! sluice savepoint JOB-ID TARGET-DIR --jobmanager URL [--stop]        # savepoint a cluster job
 //! sluice stop JOB-ID --savepointPath DIR --jobmanager URL            # stop with a savepoint
 //! sluice sql -f SCRIPT.sql [--parallelism P] [--slots S] [-D KEY=VALUE]… [-s SAVEPOINT]
@@ -32,6 +33,7 @@ use sluice_coordinator::local::{LocalOptions, run_job};
 use sluice_datasets::nexmark::NexmarkConfig;
 use sluice_engine::api::StreamEnvironment;
 use sluice_engine::api::nexmark::{NexmarkQuery, add_query};
+use sluice_engine::checkpoint::{S3Config, StatePath};
 use sluice_engine::connector::SinkSpec;
 use sluice_engine::graph::JobGraph;
 use sluice_engine::runtime::{CancelRequest, JobEnvironment};
@@ -104,16 +106,18 @@ enum Command {
         /// Default parallelism (`parallelism.default`; a SET in the script overrides it).
         #[arg(long, default_value_t = 1)]
         parallelism: u32,
-        /// A configuration option, as Flink's `-D`: `-D execution.checkpointing.interval=10s`.
-        /// Applied before the script, so a SET in the script overrides it. Repeatable.
+        /// A configuration option, as Flink's `-D`: `-D execution.checkpointing.interval=10s`,
+        /// or one of the S3 checkpoint store's `s3.endpoint`, `s3.access-key`,
+        /// `s3.secret-key`, `s3.region`, `s3.path.style.access`. Applied before the script, so
+        /// a SET in the script overrides it. Repeatable.
         #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
         /// Restore the job from a savepoint or a retained checkpoint: a directory holding
-        /// `_metadata` (e.g. `<checkpoint dir>/<job-id>/chk-<n>`), as Flink's `--fromSavepoint`.
-        /// Operators find their state by name, so the script must build the same operators;
-        /// the parallelism may differ.
-        #[arg(short = 's', long = "from-savepoint", value_name = "PATH")]
-        from_savepoint: Option<PathBuf>,
+        /// `_metadata` (e.g. `<checkpoint dir>/<job-id>/chk-<n>`, local or `s3://…`), as
+        /// Flink's `--fromSavepoint`. Operators find their state by name, so the script must
+        /// build the same operators; the parallelism may differ.
+        #[arg(short = 's', long = "from-savepoint", value_name = "PATH", value_parser = parse_location)]
+        from_savepoint: Option<StatePath>,
         /// Serve the `'connector' = 'flight'` sink tables over Arrow Flight (and Flight SQL) on
         /// this port (0 picks a free one; `flight listening on ADDR` goes to stderr) while the
         /// job runs, and after a bounded job ended, until interrupted (Ctrl-C).
@@ -139,11 +143,12 @@ enum Command {
     Savepoint {
         /// The job id, as the job printed it at its start (or `sluice submit` printed it).
         job_id: String,
-        /// Where the savepoint directory goes.
-        target_dir: Option<PathBuf>,
+        /// Where the savepoint directory goes (a directory or an s3:// URL).
+        #[arg(value_parser = parse_location)]
+        target_dir: Option<StatePath>,
         /// Where the savepoint directory goes (same as TARGET-DIR).
-        #[arg(short = 'd', long = "dir", conflicts_with = "target_dir")]
-        dir: Option<PathBuf>,
+        #[arg(short = 'd', long = "dir", conflicts_with = "target_dir", value_parser = parse_location)]
+        dir: Option<StatePath>,
         /// Stop the job after the savepoint.
         #[arg(long)]
         stop: bool,
@@ -156,9 +161,10 @@ enum Command {
     /// `Savepoint completed. Path: <dir>`.
     Stop {
         job_id: String,
-        /// Where the savepoint directory goes (a directory every TaskManager can write).
-        #[arg(short = 'p', long = "savepointPath", value_name = "DIR")]
-        savepoint_path: Option<PathBuf>,
+        /// Where the savepoint directory goes (a directory every TaskManager can write, or an
+        /// s3:// URL).
+        #[arg(short = 'p', long = "savepointPath", value_name = "DIR", value_parser = parse_location)]
+        savepoint_path: Option<StatePath>,
         /// The JobManager's REST address, http://HOST:PORT.
         #[arg(long, default_value = "http://127.0.0.1:8081")]
         jobmanager: String,
@@ -206,9 +212,10 @@ enum Command {
         rest_port: u16,
         /// A configuration option: `heartbeat.interval`, `heartbeat.timeout`,
         /// `slot.request.timeout` (durations such as `10s` or `500ms`),
-        /// `rest.server.max-content-length` (bytes), `parallelism.default`, and the defaults of
-        /// every job's `execution.checkpointing.*` and `restart-strategy.*`; with `--ha etcd`,
-        /// `high-availability.etcd.lease-ttl` (default 5s) and
+        /// `rest.server.max-content-length` (bytes), `parallelism.default`, the defaults of
+        /// every job's `execution.checkpointing.*` and `restart-strategy.*`, the S3
+        /// checkpoint store's `s3.*` settings (unset: the `AWS_*` environment variables), and
+        /// with `--ha etcd`, `high-availability.etcd.lease-ttl` (default 5s) and
         /// `high-availability.etcd.retry-delay` (default 1s). Repeatable.
         #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
@@ -412,10 +419,10 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
                 Some(jobmanager) => cluster_savepoint(&jobmanager, &job_id, target, stop)?,
                 None => {
                     let socket = control_dir().join(format!("{job_id}.sock"));
-                    sluice_engine::runtime::request_savepoint(&socket, target.as_deref(), stop)?
+                    sluice_engine::runtime::request_savepoint(&socket, target.as_ref(), stop)?
                 }
             };
-            println!("Savepoint completed. Path: {}", path.display());
+            println!("Savepoint completed. Path: {path}");
             Ok(())
         }
         Command::Stop {
@@ -430,7 +437,7 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
             }
             let target = savepoint_path.map(absolute).transpose()?;
             let path = cluster_savepoint(&jobmanager, &job_id, target, true)?;
-            println!("Savepoint completed. Path: {}", path.display());
+            println!("Savepoint completed. Path: {path}");
             Ok(())
         }
         Command::Application {
@@ -578,13 +585,13 @@ const SAVEPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60
 fn cluster_savepoint(
     jobmanager: &str,
     job_id: &str,
-    target: Option<PathBuf>,
+    target: Option<StatePath>,
     stop: bool,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<StatePath> {
     Ok(sluice_coordinator::rest_client::savepoint(
         jobmanager,
         job_id,
-        target.as_deref(),
+        target.as_ref(),
         stop,
         SAVEPOINT_TIMEOUT,
     )?)
@@ -689,8 +696,10 @@ fn jobmanager_config(
     options: &[(String, String)],
 ) -> anyhow::Result<sluice_coordinator::dispatcher::JobManagerConfig> {
     let mut config = sluice_coordinator::dispatcher::JobManagerConfig::default();
+    let mut s3 = S3Config::default();
     for (key, value) in options {
         match key.as_str() {
+            key if S3Config::is_s3_key(key) => s3.set(key, value)?,
             "heartbeat.interval" => config.heartbeat_interval = duration_option(key, value)?,
             "heartbeat.timeout" => config.heartbeat_timeout = duration_option(key, value)?,
             "rest.server.max-content-length" => {
@@ -714,11 +723,12 @@ fn jobmanager_config(
             other => anyhow::bail!(
                 "-D {other}: unknown option for a jobmanager (known: heartbeat.interval, \
                  heartbeat.timeout, rest.server.max-content-length, parallelism.default, \
-                 slot.request.timeout, execution.checkpointing.*, restart-strategy.*, \
+                 slot.request.timeout, execution.checkpointing.*, restart-strategy.*, s3.*, \
                  high-availability.etcd.lease-ttl, high-availability.etcd.retry-delay)"
             ),
         }
     }
+    config.stores = sluice_coordinator::checkpoint::s3::state_stores(s3);
     if config.heartbeat_timeout <= config.heartbeat_interval {
         anyhow::bail!(
             "heartbeat.timeout ({} ms) must be longer than heartbeat.interval ({} ms)",
@@ -734,9 +744,20 @@ fn control_dir() -> PathBuf {
     std::env::temp_dir().join("sluice")
 }
 
-/// `path` made absolute against the current directory (the job runs elsewhere).
-fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
-    std::path::absolute(&path).map_err(|e| anyhow::anyhow!("'{}': {e}", path.display()))
+/// `path` made absolute against the current directory when it is local (the job runs
+/// elsewhere); URLs stay as they are.
+fn absolute(path: StatePath) -> anyhow::Result<StatePath> {
+    match path {
+        StatePath::Local(local) => std::path::absolute(&local)
+            .map(StatePath::Local)
+            .map_err(|e| anyhow::anyhow!("'{}': {e}", local.display())),
+        url => Ok(url),
+    }
+}
+
+/// A checkpoint or savepoint location: a local path, `file://` URI or `s3://` URL.
+fn parse_location(text: &str) -> Result<StatePath, String> {
+    StatePath::parse(text)
 }
 
 /// `KEY=VALUE` of a `-D` option.
@@ -783,7 +804,7 @@ fn serve_sink_tables(
 fn sql_session(
     parallelism: u32,
     local: &LocalArgs,
-    from_savepoint: Option<PathBuf>,
+    from_savepoint: Option<StatePath>,
     cancel: &CancelRequest,
     sink_tables: sluice_engine::connector::SinkTables,
 ) -> sluice_engine::sql::Session {
@@ -792,6 +813,9 @@ fn sql_session(
 
     let mut runtime = RuntimeConfig::default()
         .with_initial_restore(from_savepoint)
+        .with_state_stores(sluice_coordinator::checkpoint::s3::state_stores(
+            S3Config::default(),
+        ))
         .with_control_dir(Some(control_dir()))
         .with_cancel_request(Some(cancel.clone()));
     if let Some(slots) = local.slots {

@@ -3,8 +3,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use sluice_engine::checkpoint::StatePath;
 
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -239,13 +240,13 @@ const SAVEPOINT_POLL: Duration = Duration::from_millis(100);
 pub fn savepoint(
     base: &str,
     job_id: &str,
-    target: Option<&Path>,
+    target: Option<&StatePath>,
     cancel_job: bool,
     timeout: Duration,
-) -> Result<PathBuf, SavepointRequestError> {
+) -> Result<StatePath, SavepointRequestError> {
     let mut body = serde_json::json!({ "cancel-job": cancel_job });
     if let Some(target) = target {
-        body["target-directory"] = target.display().to_string().into();
+        body["target-directory"] = target.to_string().into();
     }
     let body = body.to_string();
     let response = request(
@@ -291,7 +292,7 @@ pub fn savepoint(
             Some("COMPLETED") => {
                 let operation = &json["operation"];
                 if let Some(location) = operation["location"].as_str() {
-                    return Ok(PathBuf::from(location));
+                    return StatePath::parse(location).map_err(|_| unexpected(&response));
                 }
                 let cause = &operation["failure-cause"];
                 let message = cause["message"]

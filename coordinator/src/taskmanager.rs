@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sluice_engine::api::UserFunctions;
-use sluice_engine::checkpoint::CheckpointStorage;
+use sluice_engine::checkpoint::{CheckpointStorage, StatePath, StateStores};
 use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::{AttemptNumber, CheckpointId, JobId, SlotId, SubtaskIndex};
 use sluice_engine::operator::OperatorRegistry;
@@ -70,6 +70,10 @@ pub struct TaskManagerConfig {
     pub flight_port: u16,
     /// Bearer token the sink-table Flight service requires (`None`: open).
     pub flight_token: Option<String>,
+    /// The stores state files go to and restores read from: local directories, and object
+    /// stores with this TaskManager's own `s3.*` settings (`-D`, else `AWS_*` variables;
+    /// deployments carry only the checkpoint URL, never credentials).
+    pub stores: StateStores,
 }
 
 /// Where a TaskManager's services listen.
@@ -314,12 +318,21 @@ impl TaskExecutor for TaskExecutorService {
             .map_err(|e| Status::invalid_argument(format!("deployment of job {job_id}: {e}")))?;
         // A restarted attempt resumes from the checkpoint the JobMaster names (every state
         // file's checksum is verified as it is read), or from nothing.
+        let location = |text: &str| {
+            StatePath::parse(text).map_err(|message| {
+                Status::invalid_argument(format!(
+                    "deployment of job {job_id}: checkpoint location '{text}': {message}"
+                ))
+            })
+        };
         let restored = if r.restore_checkpoint.is_empty() {
             None
         } else {
-            let dir = std::path::PathBuf::from(&r.restore_checkpoint);
+            let dir = location(&r.restore_checkpoint)?;
+            let stores = self.config.stores.clone();
             let loaded =
-                tokio::task::spawn_blocking(move || CheckpointStorage::load_dir(&dir)).await;
+                tokio::task::spawn_blocking(move || CheckpointStorage::load_from(&stores, &dir))
+                    .await;
             match loaded {
                 Ok(Ok(restored)) => Some(restored),
                 Ok(Err(error)) => {
@@ -357,15 +370,21 @@ impl TaskExecutor for TaskExecutorService {
             runtime_config = runtime_config.with_batch_size(rows);
         }
         let runtime = LocalRuntime::new(runtime_config.clone());
-        let checkpointing = (!r.checkpoint_dir.is_empty()).then(|| {
-            crate::checkpoint::slice_checkpointing(
-                &job_id,
-                std::path::Path::new(&r.checkpoint_dir),
-                r.checkpoint_incremental,
-                r.job_master_address.clone(),
-                restored.as_ref().map(|c| c.checkpoint_id()),
+        let checkpointing = if r.checkpoint_dir.is_empty() {
+            None
+        } else {
+            Some(
+                crate::checkpoint::slice_checkpointing(
+                    &job_id,
+                    &self.config.stores,
+                    &location(&r.checkpoint_dir)?,
+                    r.checkpoint_incremental,
+                    r.job_master_address.clone(),
+                    restored.as_ref().map(|c| c.checkpoint_id()),
+                )
+                .map_err(|e| status(&e))?,
             )
-        });
+        };
         let deployed = runtime
             .deploy_checkpointed(
                 JobSlice {

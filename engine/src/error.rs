@@ -43,6 +43,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Checkpoint storage on an object store failed an operation (`PUT`, `GET`, `LIST`, …) on
+    /// `location` (a URL). `retryable`: the store may answer later (a lost connection, a
+    /// server error), as opposed to a denied request or a missing bucket.
+    #[error("checkpoint storage: {operation} {location}: {message}")]
+    Storage {
+        operation: &'static str,
+        location: String,
+        message: String,
+        retryable: bool,
+    },
+
     /// An Arrow kernel failed (usually an overflow or a cast of a bad value).
     #[error("{context}: {source}")]
     Arrow {
@@ -102,6 +113,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Unavailable { .. } => true,
+            Error::Storage { retryable, .. } => *retryable,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

@@ -1,12 +1,14 @@
 //! The TaskManager's side of cluster checkpoints: a deployed slice's acknowledgements go to
 //! the JobMaster as `AcknowledgeCheckpoint` RPCs, in order, through a bounded queue drained by
 //! one forwarding task per job (the slice's writer thread never waits on the network).
+//! [`s3`] is the `s3://` checkpoint store every process of the `sluice` executable registers.
 
-use std::path::Path;
+pub mod s3;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_engine::checkpoint::CheckpointStorage;
+use sluice_engine::checkpoint::{CheckpointStorage, StatePath, StateStores};
 use sluice_engine::ids::{CheckpointId, JobId};
 use sluice_engine::runtime::{CheckpointEvent, CheckpointListener, SliceCheckpointing};
 use tokio::sync::mpsc;
@@ -67,27 +69,30 @@ impl CheckpointListener for ForwardingAcks {
     }
 }
 
-/// How a slice of job `job_id` takes part in checkpoints into the shared directory `dir`,
-/// with the forwarding task that sends its acknowledgements to the JobMaster at
-/// `job_master`; checkpoint ids continue after `last_completed` (the checkpoint a restarted
-/// attempt resumes from). Must be called within a tokio runtime.
+/// How a slice of job `job_id` takes part in checkpoints into the shared directory `dir` (a
+/// local directory every process sees, or an object-store URL that `stores` opens), with the
+/// forwarding task that sends its acknowledgements to the JobMaster at `job_master`;
+/// checkpoint ids continue after `last_completed` (the checkpoint a restarted attempt resumes
+/// from). Must be called within a tokio runtime. Fails when `dir`'s store cannot be opened.
 pub fn slice_checkpointing(
     job_id: &JobId,
-    dir: &Path,
+    stores: &StateStores,
+    dir: &StatePath,
     incremental: bool,
     job_master: String,
     last_completed: Option<CheckpointId>,
-) -> SliceCheckpointing {
+) -> sluice_engine::Result<SliceCheckpointing> {
+    let storage = CheckpointStorage::open(stores, dir, job_id, 1)?.with_incremental(incremental);
     let (sender, receiver) = mpsc::channel(ACK_QUEUE);
     tokio::spawn(forward_acks(job_id.clone(), job_master, receiver));
-    SliceCheckpointing {
-        storage: CheckpointStorage::new(dir, job_id, 1).with_incremental(incremental),
+    Ok(SliceCheckpointing {
+        storage,
         listener: Arc::new(ForwardingAcks {
             job_id: job_id.clone(),
             sender,
         }),
         last_completed,
-    }
+    })
 }
 
 /// Sends a job's acknowledgements in order, retrying one a few times when the JobMaster

@@ -1,12 +1,14 @@
 //! The async shell around each job's checkpoints: the timer that ticks the coordinator, the
 //! acknowledgements TaskManagers send, savepoint requests, and the RPCs the coordinator asks
 //! for (trigger at the TaskManagers hosting sources, completion notices to every TaskManager
-//! of the job). Decisions are made under the cluster lock; RPCs run after it is released.
+//! of the job) and the storage operations (writing `_metadata` and savepoints, deleting
+//! aborted checkpoints). Decisions are made under the cluster lock; RPCs and storage I/O run
+//! after it is released, storage on blocking threads, one operation at a time per job.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_engine::checkpoint::CheckpointStorage;
 use tracing::warn;
 
 use super::*;
@@ -38,32 +40,33 @@ impl Cluster {
             if self.is_deposed() {
                 return;
             }
-            let work = {
+            let (work, ended) = {
                 let mut state = self.lock();
                 let Some(job) = state.jobs.get_mut(&id) else {
                     return;
                 };
-                if job.state.is_terminal() || job.state == JobState::Cancelling {
-                    if job.state.is_terminal()
-                        && let Some(checkpoints) = &mut job.checkpoints
-                    {
-                        checkpoints.job_ended();
+                if job.state.is_terminal() {
+                    match &mut job.checkpoints {
+                        Some(checkpoints) => (checkpoints.job_ended(), true),
+                        None => return,
                     }
-                    if job.state.is_terminal() {
-                        return;
-                    }
+                } else if job.state == JobState::Cancelling {
                     continue;
-                }
-                // Not while the job restarts: the new attempt's tasks must all run first.
-                let running = job.state == JobState::Running
-                    && job.tasks.iter().all(|t| t.state == ExecutionState::Running);
-                match &mut job.checkpoints {
-                    Some(checkpoints) if running => checkpoints.tick(),
-                    Some(_) => Vec::new(),
-                    None => return,
+                } else {
+                    // Not while the job restarts: the new attempt's tasks must all run first.
+                    let running = job.state == JobState::Running
+                        && job.tasks.iter().all(|t| t.state == ExecutionState::Running);
+                    match &mut job.checkpoints {
+                        Some(checkpoints) if running => (checkpoints.tick(), false),
+                        Some(_) => (Vec::new(), false),
+                        None => return,
+                    }
                 }
             };
             self.perform_checkpoint_work(&id, work).await;
+            if ended {
+                return;
+            }
         }
     }
 
@@ -115,7 +118,7 @@ impl Cluster {
     pub fn trigger_savepoint(
         &self,
         id: &JobId,
-        target: Option<PathBuf>,
+        target: Option<StatePath>,
         cancel_job: bool,
     ) -> Result<String, SavepointError> {
         let mut state = self.lock();
@@ -156,14 +159,82 @@ impl Cluster {
             .and_then(|c| c.savepoint_status(trigger).cloned()))
     }
 
-    /// Performs what the checkpoint coordinator asked for.
-    pub(super) async fn perform_checkpoint_work(
-        self: &Arc<Self>,
-        id: &JobId,
+    /// Performs what the checkpoint coordinator asked for. Boxed: a storage operation's
+    /// result may ask for more work.
+    pub(super) fn perform_checkpoint_work<'a>(
+        self: &'a Arc<Self>,
+        id: &'a JobId,
         work: Vec<CheckpointWork>,
-    ) {
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move { self.perform_checkpoint_items(id, work).await })
+    }
+
+    /// Runs `operation` on job `id`'s checkpoint storage off the async runtime, in the job's
+    /// storage lane (one operation at a time per job, in order); `None` when the job or its
+    /// checkpoints are gone.
+    async fn in_storage_lane<T: Send + 'static>(
+        &self,
+        id: &JobId,
+        operation: impl FnOnce(&CheckpointStorage) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (storage, lane) = {
+            let state = self.lock();
+            let checkpoints = state.jobs.get(id)?.checkpoints.as_ref()?;
+            (checkpoints.storage().clone(), checkpoints.storage_lane())
+        };
+        let _turn = lane.lock_owned().await;
+        match tokio::task::spawn_blocking(move || operation(&storage)).await {
+            Ok(result) => Some(result),
+            Err(error) => {
+                warn!(job_id = %id, %error, "a checkpoint storage operation panicked");
+                None
+            }
+        }
+    }
+
+    async fn perform_checkpoint_items(self: &Arc<Self>, id: &JobId, work: Vec<CheckpointWork>) {
         for item in work {
             match item {
+                CheckpointWork::Persist { metadata } => {
+                    let Some(result) = self.persist(id, &metadata).await else {
+                        continue;
+                    };
+                    let more = {
+                        let mut state = self.lock();
+                        match state.jobs.get_mut(id).and_then(|j| j.checkpoints.as_mut()) {
+                            Some(checkpoints) => checkpoints.persisted(&metadata, result),
+                            None => Vec::new(),
+                        }
+                    };
+                    self.perform_checkpoint_work(id, more).await;
+                }
+                CheckpointWork::WriteSavepoint { metadata, root } => {
+                    let written = metadata.clone();
+                    let Some(result) = self
+                        .in_storage_lane(id, move |storage| {
+                            storage.write_savepoint(&written, &root)
+                        })
+                        .await
+                    else {
+                        continue;
+                    };
+                    let more = {
+                        let mut state = self.lock();
+                        match state.jobs.get_mut(id).and_then(|j| j.checkpoints.as_mut()) {
+                            Some(checkpoints) => checkpoints.savepoint_written(&metadata, result),
+                            None => Vec::new(),
+                        }
+                    };
+                    self.perform_checkpoint_work(id, more).await;
+                }
+                CheckpointWork::Discard { checkpoint } => {
+                    self.in_storage_lane(id, move |storage| storage.discard(checkpoint))
+                        .await;
+                }
+                CheckpointWork::DiscardIncomplete => {
+                    self.in_storage_lane(id, CheckpointStorage::discard_incomplete)
+                        .await;
+                }
                 CheckpointWork::Trigger {
                     checkpoint,
                     timestamp_ms,
@@ -186,17 +257,6 @@ impl Cluster {
                             warn!(job_id = %id, task_manager = %tm, checkpoint_id = checkpoint.0, %error, "triggering a checkpoint failed");
                         }
                     }
-                }
-                CheckpointWork::Commit { checkpoint } => {
-                    if let Err(error) = self.commit_checkpoint(id, checkpoint).await {
-                        warn!(job_id = %id, checkpoint_id = checkpoint.0, %error, "checkpoint not committed: its pointer in etcd did not move, so it does not count and no sink commits it");
-                        continue;
-                    }
-                    Box::pin(self.perform_checkpoint_work(
-                        id,
-                        vec![CheckpointWork::NotifyComplete { checkpoint }],
-                    ))
-                    .await;
                 }
                 CheckpointWork::NotifyComplete { checkpoint } => {
                     let request = proto::NotifyCheckpointCompleteRequest {
@@ -234,35 +294,39 @@ impl Cluster {
         }
     }
 
-    /// Moves job `id`'s checkpoint pointer in etcd to `checkpoint` (fenced by this leader's
-    /// epoch), then drops the checkpoints beyond the retained number.
-    async fn commit_checkpoint(
+    /// Writes checkpoint `metadata`'s `_metadata` and applies retention; `None` when the job
+    /// is gone. Under high availability the checkpoint counts only once its pointer in etcd
+    /// moved, by a transaction fenced with this leader's epoch: `_metadata` is published
+    /// first, the pointer moved next, and only then are older checkpoints deleted, so a
+    /// deposed leader neither commits a checkpoint nor deletes the one its successor resumes
+    /// from.
+    async fn persist(
         &self,
         id: &JobId,
-        checkpoint: CheckpointId,
-    ) -> Result<(), crate::ha::store::FencedError> {
+        metadata: &sluice_engine::checkpoint::CheckpointMetadata,
+    ) -> Option<sluice_engine::Result<()>> {
+        let written = metadata.clone();
         let Some(store) = &self.ha else {
-            return Ok(());
+            return self
+                .in_storage_lane(id, move |storage| storage.complete(&written))
+                .await;
         };
-        store.commit_checkpoint(id, checkpoint).await?;
-        let storage = {
-            let mut state = self.lock();
-            state
-                .jobs
-                .get_mut(id)
-                .and_then(|job| job.checkpoints.as_mut())
-                .map(|c| {
-                    c.committed(checkpoint);
-                    c.storage().clone()
-                })
-        };
-        if let Some(storage) = storage {
-            let retained = tokio::task::spawn_blocking(move || storage.retain()).await;
-            if let Ok(Err(error)) = retained {
-                warn!(job_id = %id, %error, "removing checkpoints beyond the retained number failed");
-            }
+        if let Err(error) = self
+            .in_storage_lane(id, move |storage| storage.publish(&written))
+            .await?
+        {
+            return Some(Err(error));
         }
-        Ok(())
+        let checkpoint = metadata.checkpoint_id;
+        if let Err(error) = store.commit_checkpoint(id, checkpoint).await {
+            warn!(job_id = %id, checkpoint_id = checkpoint.0, %error, "checkpoint not committed: its pointer in etcd did not move, so it does not count and no sink commits it");
+            return Some(Err(sluice_engine::Error::Unavailable {
+                what: format!("the checkpoint pointer of job {id} in etcd"),
+                message: error.to_string(),
+            }));
+        }
+        self.in_storage_lane(id, move |storage| storage.retain())
+            .await
     }
 
     /// RPC addresses of the TaskManagers of job `id` (only those hosting sources when

@@ -20,10 +20,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 
-use sluice_engine::checkpoint::{CheckpointConfig, RestartStrategy, TaskKey};
+use sluice_engine::checkpoint::{
+    CheckpointConfig, RestartStrategy, StatePath, StateStores, TaskKey,
+};
 use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::CheckpointId;
 use sluice_engine::ids::{JobId, SubtaskIndex};
@@ -63,6 +64,10 @@ pub struct JobManagerConfig {
     pub flight_port: Option<u16>,
     /// Bearer token that Flight service requires (`None`: open).
     pub flight_token: Option<String>,
+    /// The stores the JobMaster writes `_metadata` and savepoints to: local directories, and
+    /// object stores with the JobManager's own `s3.*` settings (`-D`, else `AWS_*`
+    /// variables). Default: local directories only.
+    pub stores: StateStores,
 }
 
 impl Default for JobManagerConfig {
@@ -77,6 +82,7 @@ impl Default for JobManagerConfig {
             ha: None,
             flight_port: None,
             flight_token: None,
+            stores: StateStores::default(),
         }
     }
 }
@@ -205,6 +211,22 @@ impl Cluster {
         let (graph, registry) = session
             .plan_job(body)
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        if !session.s3_config().is_empty() {
+            // The JobManager and every TaskManager open the store with their own settings; a
+            // job's credentials would have to travel to them.
+            return Err(SubmitError::Invalid(
+                "s3.* settings belong to the cluster's processes, not to a job: pass them with \
+                 -D to sluice jobmanager and every sluice taskmanager (or set the AWS_* \
+                 environment variables there)"
+                    .into(),
+            ));
+        }
+        if let Some(path) = session.restore_path() {
+            return Err(SubmitError::Invalid(format!(
+                "execution.savepoint.path = '{path}': a cluster job cannot start from a savepoint \
+                 yet; restore it in local mode (sluice sql -f SCRIPT -s PATH)"
+            )));
+        }
         if !registry.is_empty() {
             return Err(SubmitError::Invalid(
                 "the job uses operators that exist only in the submitting program; a cluster \
@@ -259,9 +281,11 @@ impl Cluster {
             JobMaster::new(id.clone(), graph, submitted_ms).with_restart_strategy(restart_strategy);
         let tick = checkpointing.as_ref().map(|c| checkpoint_tick(c.interval));
         if let Some(config) = checkpointing {
-            job.checkpoints = Some(
-                JobCheckpoints::new(&id, config, job.task_keys()).with_fencing(self.ha.is_some()),
-            );
+            let checkpoints =
+                JobCheckpoints::new(&id, config, job.task_keys(), &self.config.stores)
+                    .map_err(|e| SubmitError::Invalid(e.to_string()))?
+                    .with_fencing(self.ha.is_some());
+            job.checkpoints = Some(checkpoints);
         }
         info!(job_id = %id, name = %job.graph.name, slots = job.slots_needed(), "job submitted");
         self.lock().jobs.insert(id.clone(), job);
@@ -277,7 +301,7 @@ impl Cluster {
     /// after that), then deploys each TaskManager's share with a `SubmitTask` RPC that locates
     /// every task of the job, so the TaskManagers' exchanges connect channels across them.
     /// A restarted attempt resumes from `restore` (the checkpoint directory).
-    async fn run_attempt(self: Arc<Self>, id: JobId, attempt: u32, restore: Option<PathBuf>) {
+    async fn run_attempt(self: Arc<Self>, id: JobId, attempt: u32, restore: Option<StatePath>) {
         let deadline = Instant::now() + self.config.slot_request_timeout;
         let mut waiting_logged = false;
         let AttemptPlan {
@@ -332,7 +356,7 @@ impl Cluster {
             .flat_map(|(_, tasks)| tasks.iter().map(|t| t.slot + 1))
             .max()
             .unwrap_or(1);
-        let restore_checkpoint = restore.map(|p| p.display().to_string()).unwrap_or_default();
+        let restore_checkpoint = restore.map(|p| p.to_string()).unwrap_or_default();
         let order: Vec<TaskManagerId> = deployments.keys().cloned().collect();
         for (sent, (tm, (address, tasks))) in deployments.into_iter().enumerate() {
             let request = proto::SubmitTaskRequest {
@@ -400,23 +424,30 @@ impl Cluster {
             if self.is_deposed() || !job.begin_attempt(attempt, now_ms()) {
                 return;
             }
-            job.checkpoints.as_ref().map(|c| c.restorable())
+            job.checkpoints
+                .as_ref()
+                .map(|c| (c.restorable(), c.storage_lane()))
         };
         if let Err(error) = self.record_attempt(&id, attempt).await {
             warn!(job_id = %id, attempt, %error, "not restarting: the attempt could not be recorded in etcd");
             return;
         }
-        // Every state file of the newest completed checkpoint is verified (an unreadable one
-        // falls back to the one before): file reads, so off the async runtime and outside the
-        // lock.
+        // The old attempt's tasks have all stopped: checkpoints they left incomplete go, then
+        // every state file of the newest restorable checkpoint is verified (an unreadable one
+        // falls back to the one before; under high availability only committed ones count).
+        // Storage I/O, so off the async runtime, outside the lock and in the job's storage
+        // lane (after a `_metadata` write still in flight).
         let latest = match storage {
-            Some(restorable) => tokio::task::spawn_blocking(move || restorable.load())
-                .await
-                .unwrap_or_else(|e| {
-                    Err(sluice_engine::Error::Internal(format!(
-                        "reading the latest checkpoint panicked: {e}"
-                    )))
-                }),
+            Some((restorable, lane)) => {
+                let _turn = lane.lock_owned().await;
+                tokio::task::spawn_blocking(move || restorable.load())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(sluice_engine::Error::Internal(format!(
+                            "reading the latest checkpoint panicked: {e}"
+                        )))
+                    })
+            }
             None => Ok(None),
         };
         let restore = {
@@ -575,7 +606,17 @@ impl Cluster {
             let mut restore = None;
             if let Some(config) = record.checkpointing.clone() {
                 let mut checkpoints =
-                    JobCheckpoints::new(&id, config, job.task_keys()).with_fencing(true);
+                    match JobCheckpoints::new(&id, config, job.task_keys(), &self.config.stores) {
+                        Ok(checkpoints) => checkpoints.with_fencing(true),
+                        Err(error) => {
+                            let reason =
+                                format!("taking over: opening its checkpoint storage: {error}");
+                            warn!(job_id = %id, %reason, "job failed");
+                            job.fail(&reason, now_ms());
+                            self.lock().jobs.insert(id, job);
+                            continue;
+                        }
+                    };
                 let storage = checkpoints.storage().clone();
                 let newest_written = tokio::task::spawn_blocking(move || {
                     storage.completed_ids().map(|ids| ids.last().copied())
@@ -687,10 +728,7 @@ impl Cluster {
             }
             let ended = job.state.is_terminal();
             let work = match &mut job.checkpoints {
-                Some(checkpoints) if ended => {
-                    checkpoints.job_ended();
-                    Vec::new()
-                }
+                Some(checkpoints) if ended => checkpoints.job_ended(),
                 Some(checkpoints) if current && state == ExecutionState::Finished => checkpoints
                     .task_finished(TaskKey {
                         chain: report.chain as usize,
@@ -950,7 +988,7 @@ fn schedule(state: &mut ClusterState, id: &JobId, slots: &[AllocatedSlot]) -> At
         .checkpoints
         .as_ref()
         .map_or((String::new(), false), |c| {
-            (c.config.dir.display().to_string(), c.config.incremental)
+            (c.config.dir.to_string(), c.config.incremental)
         });
     info!(job_id = %id, attempt = job.attempt, slots = slots.len(), task_managers = per_tm.len(), "job scheduled");
     AttemptPlan {

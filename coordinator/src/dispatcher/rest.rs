@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sluice_engine::checkpoint::StatePath;
 use sluice_engine::ids::JobId;
 use sluice_engine::runtime::{ExecutionState, now_ms};
 
@@ -218,7 +219,7 @@ async fn job(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
         })).collect::<Vec<_>>(),
         "restored-checkpoint": job.restored_from.as_ref().map(|(id, path)| json!({
             "id": id.0,
-            "external_path": path.display().to_string(),
+            "external_path": path.to_string(),
         })),
         "vertices": vertices,
         "status-counts": counts(job, None),
@@ -418,17 +419,27 @@ async fn savepoint(
     };
     // Without a target the savepoint goes into the job's checkpoint directory, as a local
     // job's does.
-    let target = body
-        .target_directory
-        .filter(|t| !t.is_empty())
-        .map(std::path::PathBuf::from);
-    if let Some(target) = target.as_ref().filter(|t| !t.is_absolute()) {
+    let target = match body.target_directory.filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => match StatePath::parse(&text) {
+            Ok(target) => Some(target),
+            Err(message) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("savepoint request: target-directory '{text}': {message}"),
+                );
+            }
+        },
+    };
+    if let Some(target) = target
+        .as_ref()
+        .filter(|t| t.as_local().is_some_and(|p| !p.is_absolute()))
+    {
         return error(
             StatusCode::BAD_REQUEST,
             format!(
-                "savepoint request: target-directory '{}' must be an absolute path (every process \
-                 of the cluster must see it)",
-                target.display()
+                "savepoint request: target-directory '{target}' must be an absolute path or an \
+                 s3:// URL (every process of the cluster must see it)"
             ),
         );
     }
@@ -458,7 +469,7 @@ async fn savepoint_status(
         }
         Ok(Some(SavepointStatus::Completed(path))) => Json(json!({
             "status": { "id": "COMPLETED" },
-            "operation": { "location": path.display().to_string() },
+            "operation": { "location": path.to_string() },
         }))
         .into_response(),
         Ok(Some(SavepointStatus::Failed(reason))) => Json(json!({

@@ -5,17 +5,23 @@
 //! [`JobCheckpoints`] turns the coordinator's actions into [`CheckpointWork`] for the
 //! dispatcher's async shell (trigger RPCs to the TaskManagers hosting sources, completion
 //! notices to every TaskManager of the job, cancelling the job after a savepoint with
-//! `cancel-job`). Writing `_metadata` and moving a savepoint's files are done here, as the
-//! events arrive: they are a few small file operations.
+//! `cancel-job`, and the storage operations). Storage is I/O (a disk, or requests to an object
+//! store), so it never runs under the cluster lock: writing a completed checkpoint's
+//! `_metadata` ([`CheckpointWork::Persist`]), writing a savepoint
+//! ([`CheckpointWork::WriteSavepoint`]) and deleting aborted checkpoints are work the shell
+//! performs off the async runtime, one at a time per job (its [`JobCheckpoints::storage_lane`]),
+//! and reports back ([`JobCheckpoints::persisted`], [`JobCheckpoints::savepoint_written`]).
+//! While a checkpoint is being persisted no new one is triggered, so checkpoints complete in
+//! order and retention never races a newer checkpoint's files.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 use sluice_engine::checkpoint::{
     CheckpointConfig, CheckpointCoordinator, CheckpointMetadata, CheckpointStorage,
-    CoordinatorAction, CoordinatorEvent, OperatorState, TaskKey,
+    CoordinatorAction, CoordinatorEvent, OperatorState, StatePath, StateStores, TaskKey,
 };
 use sluice_engine::ids::{CheckpointId, JobId};
 use sluice_engine::runtime::now_ms;
@@ -25,7 +31,7 @@ use tracing::{info, warn};
 const HISTORY: usize = 10;
 
 /// What the shell must do for a job's checkpoints (after releasing the lock).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CheckpointWork {
     /// Send TriggerCheckpoint to the TaskManagers hosting the job's sources.
     Trigger {
@@ -35,15 +41,23 @@ pub enum CheckpointWork {
     },
     /// Send NotifyCheckpointComplete to every TaskManager of the job.
     NotifyComplete { checkpoint: CheckpointId },
-    /// Under high availability: move the job's checkpoint pointer in etcd to `checkpoint`
-    /// (its `_metadata` is written), then apply retention and notify as `NotifyComplete`
-    /// does. If the pointer cannot move (this JobManager was deposed), nothing follows: the
-    /// checkpoint does not count and its sinks do not commit.
-    Commit { checkpoint: CheckpointId },
     /// A savepoint with `cancel-job` completed: cancel the job.
     CancelJob,
     /// More consecutive checkpoints failed than tolerated: fail the job.
     FailJob { reason: String },
+    /// Every task acknowledged `metadata`'s checkpoint: publish its `_metadata` and apply
+    /// retention, then report with [`JobCheckpoints::persisted`].
+    Persist { metadata: Box<CheckpointMetadata> },
+    /// Every task acknowledged the savepoint `metadata`: write it under `root`, then report
+    /// with [`JobCheckpoints::savepoint_written`].
+    WriteSavepoint {
+        metadata: Box<CheckpointMetadata>,
+        root: StatePath,
+    },
+    /// Delete the files of a checkpoint that will not complete.
+    Discard { checkpoint: CheckpointId },
+    /// The job ended: delete every checkpoint directory without `_metadata`.
+    DiscardIncomplete,
 }
 
 /// One checkpoint or savepoint, as the REST API reports it.
@@ -58,7 +72,7 @@ pub struct CheckpointRecord {
     pub duration_ms: u64,
     pub state_size: u64,
     pub acknowledged: usize,
-    pub external_path: Option<PathBuf>,
+    pub external_path: Option<StatePath>,
     pub failure: Option<String>,
 }
 
@@ -78,7 +92,7 @@ impl CheckpointRecord {
             "end_to_end_duration": self.duration_ms,
             "num_subtasks": tasks,
             "num_acknowledged_subtasks": self.acknowledged,
-            "external_path": self.external_path.as_ref().map(|p| p.display().to_string()),
+            "external_path": self.external_path.as_ref().map(|p| p.to_string()),
             "discarded": false,
             "failure_message": self.failure,
         })
@@ -89,14 +103,14 @@ impl CheckpointRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SavepointStatus {
     InProgress,
-    Completed(PathBuf),
+    Completed(StatePath),
     Failed(String),
 }
 
 #[derive(Debug)]
 struct SavepointRequest {
     trigger: String,
-    root: PathBuf,
+    root: StatePath,
     cancel_job: bool,
     /// The savepoint's id once triggered.
     checkpoint: Option<CheckpointId>,
@@ -113,6 +127,11 @@ pub struct JobCheckpoints {
     task_count: usize,
     /// The pending checkpoint: its id, when it was triggered, acknowledgements so far.
     pending: Option<(CheckpointId, Instant, usize)>,
+    /// The pending checkpoint (or savepoint) whose files the shell is writing: every task
+    /// acknowledged it, and nothing new is triggered until the shell reports.
+    persisting: Option<CheckpointId>,
+    /// Storage operations of this job run one at a time, in the order they were handed out.
+    lane: Arc<tokio::sync::Mutex<()>>,
     pub completed: u64,
     pub failed: u64,
     pub latest_completed: Option<CheckpointRecord>,
@@ -141,9 +160,15 @@ pub struct Restorable {
 }
 
 impl Restorable {
-    /// The id of the newest restorable checkpoint whose files are intact (every file is read
-    /// and its checksum verified; a damaged one falls back to the one before).
+    pub fn storage(&self) -> &CheckpointStorage {
+        &self.storage
+    }
+
+    /// Removes the checkpoints left incomplete, then returns the id of the newest restorable
+    /// checkpoint whose files are intact (every file is read and its checksum verified; a
+    /// damaged one falls back to the one before). Storage I/O: run it off the async runtime.
     pub fn load(&self) -> sluice_engine::Result<Option<CheckpointId>> {
+        self.storage.discard_incomplete();
         let restored = match self.newest {
             None => self.storage.load_latest()?,
             Some(None) => None,
@@ -154,12 +179,18 @@ impl Restorable {
 }
 
 impl JobCheckpoints {
-    /// Checkpoints of job `id` with `tasks`, into `<config.dir>/<id>/`.
-    pub fn new(id: &JobId, config: CheckpointConfig, tasks: Vec<TaskKey>) -> Self {
-        let storage = CheckpointStorage::new(&config.dir, id, config.num_retained)
+    /// Checkpoints of job `id` with `tasks`, into `<config.dir>/<id>/` on the store of
+    /// `stores` that holds it (an error when that store cannot be opened).
+    pub fn new(
+        id: &JobId,
+        config: CheckpointConfig,
+        tasks: Vec<TaskKey>,
+        stores: &StateStores,
+    ) -> sluice_engine::Result<Self> {
+        let storage = CheckpointStorage::open(stores, &config.dir, id, config.num_retained)?
             .with_incremental(config.incremental);
         let task_count = tasks.len();
-        JobCheckpoints {
+        Ok(JobCheckpoints {
             coordinator: CheckpointCoordinator::new(id.0.clone(), &config, tasks, None),
             config,
             storage,
@@ -178,11 +209,14 @@ impl JobCheckpoints {
             last_triggered: None,
             fenced: false,
             committed: None,
-        }
+            persisting: None,
+            lane: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
-    /// Under high availability: completions wait for the pointer in etcd
-    /// ([`CheckpointWork::Commit`]).
+    /// Under high availability: completions wait for the pointer in etcd (the shell moves it
+    /// before it reports [`JobCheckpoints::persisted`]), and restarts resume only from a
+    /// committed checkpoint.
     pub fn with_fencing(mut self, fenced: bool) -> Self {
         self.fenced = fenced;
         self
@@ -208,9 +242,9 @@ impl JobCheckpoints {
         }
     }
 
-    /// The pointer in etcd moved to `checkpoint`.
-    pub fn committed(&mut self, checkpoint: CheckpointId) {
-        self.committed = self.committed.max(Some(checkpoint));
+    /// Held while one of this job's storage operations runs (see the module docs).
+    pub fn storage_lane(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.lane.clone()
     }
 
     pub fn task_count(&self) -> usize {
@@ -227,7 +261,11 @@ impl JobCheckpoints {
     }
 
     /// Time passed: maybe trigger a checkpoint (or a waiting savepoint), or time one out.
+    /// Nothing happens while a completed checkpoint is being persisted.
     pub fn tick(&mut self) -> Vec<CheckpointWork> {
+        if self.persisting.is_some() {
+            return Vec::new();
+        }
         if self.savepoint.is_none()
             && let Some(request) = self.waiting.pop_front()
         {
@@ -291,7 +329,7 @@ impl JobCheckpoints {
     }
 
     /// Asks for a savepoint into `root`; returns its trigger id.
-    pub fn request_savepoint(&mut self, root: PathBuf, cancel_job: bool) -> String {
+    pub fn request_savepoint(&mut self, root: StatePath, cancel_job: bool) -> String {
         let trigger = JobId::generate().0;
         self.savepoints
             .insert(trigger.clone(), SavepointStatus::InProgress);
@@ -309,10 +347,11 @@ impl JobCheckpoints {
         self.savepoints.get(trigger)
     }
 
-    /// The job ended: nothing pending will complete. Removes unfinished checkpoint
-    /// directories and fails open savepoint requests.
-    pub fn job_ended(&mut self) {
+    /// The job ended: nothing pending will complete. Fails open savepoint requests; the work
+    /// returned removes unfinished checkpoint directories.
+    pub fn job_ended(&mut self) -> Vec<CheckpointWork> {
         self.abandon("the job ended before the savepoint completed");
+        vec![CheckpointWork::DiscardIncomplete]
     }
 
     /// The job's checkpoint storage (cloned to read checkpoints outside the cluster lock).
@@ -323,15 +362,16 @@ impl JobCheckpoints {
     /// The job restarts after a failure, its tasks all stopped: the pending checkpoint is
     /// abandoned, open savepoint requests fail, and a new coordinator continues after every id
     /// handed out so far. `latest` is the newest completed checkpoint whose files are intact
-    /// (the caller verified it with [`CheckpointStorage::load_latest`], as local mode does),
-    /// which the new attempt resumes from; returned with its directory. `None`: no checkpoint
-    /// completed yet and the job starts over from the beginning.
+    /// (the caller removed incomplete checkpoints and verified it with
+    /// [`CheckpointStorage::load_latest`], as local mode does, in the storage lane), which the
+    /// new attempt resumes from; returned with its directory. `None`: no checkpoint completed
+    /// yet and the job starts over from the beginning.
     pub fn restart(
         &mut self,
         job_id: &JobId,
         tasks: Vec<TaskKey>,
         latest: Option<CheckpointId>,
-    ) -> Option<(CheckpointId, PathBuf)> {
+    ) -> Option<(CheckpointId, StatePath)> {
         self.abandon("the job failed before the savepoint completed");
         let resume_after = self.last_triggered.max(latest);
         self.coordinator =
@@ -340,8 +380,9 @@ impl JobCheckpoints {
     }
 
     fn abandon(&mut self, why: &str) {
-        self.storage.discard_incomplete();
         self.pending = None;
+        // A result the shell reports for it later is stale and ignored.
+        self.persisting = None;
         let open: Vec<SavepointRequest> = self
             .savepoint
             .take()
@@ -403,61 +444,28 @@ impl JobCheckpoints {
                 }
                 CoordinatorAction::Complete { mut metadata } => {
                     metadata.completed_timestamp_ms = now_ms() as i64;
-                    let id = metadata.checkpoint_id;
-                    let written = if self.fenced {
-                        self.storage.publish(&metadata)
-                    } else {
-                        self.storage.complete(&metadata)
-                    };
-                    match written {
-                        Ok(()) => {
-                            let record = self.completed_record(&metadata, false, None);
-                            info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, duration_ms = record.duration_ms, state_bytes = record.state_size, "checkpoint completed");
-                            self.completed += 1;
-                            self.record(record);
-                            work.push(if self.fenced {
-                                CheckpointWork::Commit { checkpoint: id }
-                            } else {
-                                CheckpointWork::NotifyComplete { checkpoint: id }
-                            });
-                        }
-                        Err(error) => {
-                            warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "checkpoint metadata could not be written");
-                            self.storage.discard(id);
-                            self.fail_record(id, false, error.to_string());
-                            let actions = self.coordinator.record_failure(&error.to_string());
-                            work.extend(self.perform(actions));
-                        }
-                    }
-                    self.pending = None;
-                    self.coordinator.ended_at(self.now());
+                    self.persisting = Some(metadata.checkpoint_id);
+                    work.push(CheckpointWork::Persist {
+                        metadata: Box::new(metadata),
+                    });
                 }
                 CoordinatorAction::CompleteSavepoint { mut metadata } => {
                     metadata.completed_timestamp_ms = now_ms() as i64;
                     let id = metadata.checkpoint_id;
-                    let root = self.savepoint.as_ref().map(|r| r.root.clone());
-                    match root.map(|root| self.storage.write_savepoint(&metadata, &root)) {
-                        Some(Ok(path)) => {
-                            info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, path = %path.display(), "savepoint completed");
-                            let record = self.completed_record(&metadata, true, Some(path.clone()));
-                            self.completed += 1;
-                            self.record(record);
-                            let request = self.finish_savepoint(SavepointStatus::Completed(path));
-                            if request.is_some_and(|r| r.cancel_job) {
-                                // Sinks commit up to the savepoint before the job stops.
-                                work.push(CheckpointWork::NotifyComplete { checkpoint: id });
-                                work.push(CheckpointWork::CancelJob);
-                            }
+                    match self.savepoint.as_ref().map(|r| r.root.clone()) {
+                        Some(root) => {
+                            self.persisting = Some(id);
+                            work.push(CheckpointWork::WriteSavepoint {
+                                metadata: Box::new(metadata),
+                                root,
+                            });
                         }
-                        Some(Err(error)) => {
-                            warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "savepoint could not be written");
-                            self.fail_record(id, true, error.to_string());
-                            self.finish_savepoint(SavepointStatus::Failed(error.to_string()));
+                        None => {
+                            work.push(CheckpointWork::Discard { checkpoint: id });
+                            self.pending = None;
+                            self.coordinator.ended_at(self.now());
                         }
-                        None => self.storage.discard(id),
                     }
-                    self.pending = None;
-                    self.coordinator.ended_at(self.now());
                 }
                 CoordinatorAction::DeclineSavepoint { reason } => {
                     self.finish_savepoint(SavepointStatus::Failed(reason));
@@ -475,7 +483,7 @@ impl JobCheckpoints {
                         )));
                     }
                     self.fail_record(checkpoint, savepoint, reason);
-                    self.storage.discard(checkpoint);
+                    work.push(CheckpointWork::Discard { checkpoint });
                     self.pending = None;
                     self.coordinator.ended_at(self.now());
                 }
@@ -488,11 +496,86 @@ impl JobCheckpoints {
         work
     }
 
+    /// The shell persisted checkpoint `metadata` (its `_metadata` is published) or failed to.
+    /// A result for a checkpoint no longer pending (the job restarted or ended meanwhile)
+    /// changes nothing.
+    pub fn persisted(
+        &mut self,
+        metadata: &CheckpointMetadata,
+        result: sluice_engine::Result<()>,
+    ) -> Vec<CheckpointWork> {
+        let id = metadata.checkpoint_id;
+        if self.persisting != Some(id) {
+            return Vec::new();
+        }
+        self.persisting = None;
+        let mut work = Vec::new();
+        match result {
+            Ok(()) => {
+                if self.fenced {
+                    self.committed = self.committed.max(Some(id));
+                }
+                let record = self.completed_record(metadata, false, None);
+                info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, duration_ms = record.duration_ms, state_bytes = record.state_size, "checkpoint completed");
+                self.completed += 1;
+                self.record(record);
+                work.push(CheckpointWork::NotifyComplete { checkpoint: id });
+            }
+            Err(error) => {
+                warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "checkpoint metadata could not be written");
+                work.push(CheckpointWork::Discard { checkpoint: id });
+                self.fail_record(id, false, error.to_string());
+                let actions = self.coordinator.record_failure(&error.to_string());
+                work.extend(self.perform(actions));
+            }
+        }
+        self.pending = None;
+        self.coordinator.ended_at(self.now());
+        work
+    }
+
+    /// The shell wrote the savepoint `metadata` into its directory, or failed to. Stale
+    /// results change nothing (see [`JobCheckpoints::persisted`]).
+    pub fn savepoint_written(
+        &mut self,
+        metadata: &CheckpointMetadata,
+        result: sluice_engine::Result<StatePath>,
+    ) -> Vec<CheckpointWork> {
+        let id = metadata.checkpoint_id;
+        if self.persisting != Some(id) {
+            return Vec::new();
+        }
+        self.persisting = None;
+        let mut work = Vec::new();
+        match result {
+            Ok(path) => {
+                info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, path = %path, "savepoint completed");
+                let record = self.completed_record(metadata, true, Some(path.clone()));
+                self.completed += 1;
+                self.record(record);
+                let request = self.finish_savepoint(SavepointStatus::Completed(path));
+                if request.is_some_and(|r| r.cancel_job) {
+                    // Sinks commit up to the savepoint before the job stops.
+                    work.push(CheckpointWork::NotifyComplete { checkpoint: id });
+                    work.push(CheckpointWork::CancelJob);
+                }
+            }
+            Err(error) => {
+                warn!(job_id = %self.storage.job_id(), checkpoint_id = id.0, %error, "savepoint could not be written");
+                self.fail_record(id, true, error.to_string());
+                self.finish_savepoint(SavepointStatus::Failed(error.to_string()));
+            }
+        }
+        self.pending = None;
+        self.coordinator.ended_at(self.now());
+        work
+    }
+
     fn completed_record(
         &self,
         metadata: &CheckpointMetadata,
         savepoint: bool,
-        path: Option<PathBuf>,
+        path: Option<StatePath>,
     ) -> CheckpointRecord {
         let duration_ms = self
             .pending
@@ -546,6 +629,43 @@ mod tests {
             .collect()
     }
 
+    /// Performs the storage work as the dispatcher's shell does (here synchronously) and
+    /// returns the rest.
+    fn perform_storage(
+        checkpoints: &mut JobCheckpoints,
+        work: Vec<CheckpointWork>,
+    ) -> Vec<CheckpointWork> {
+        let mut rest = Vec::new();
+        for item in work {
+            let storage = checkpoints.storage().clone();
+            let more = match item {
+                CheckpointWork::Persist { metadata } => {
+                    let result = storage.complete(&metadata);
+                    checkpoints.persisted(&metadata, result)
+                }
+                CheckpointWork::WriteSavepoint { metadata, root } => {
+                    let result = storage.write_savepoint(&metadata, &root);
+                    checkpoints.savepoint_written(&metadata, result)
+                }
+                CheckpointWork::Discard { checkpoint } => {
+                    storage.discard(checkpoint);
+                    Vec::new()
+                }
+                CheckpointWork::DiscardIncomplete => {
+                    storage.discard_incomplete();
+                    Vec::new()
+                }
+                other => vec![other],
+            };
+            rest.extend(more);
+        }
+        rest
+    }
+
+    fn checkpoints(id: &JobId, config: CheckpointConfig) -> JobCheckpoints {
+        JobCheckpoints::new(id, config, tasks(), &StateStores::default()).unwrap()
+    }
+
     fn ack_all(checkpoints: &mut JobCheckpoints, id: CheckpointId) -> Vec<CheckpointWork> {
         let mut work = Vec::new();
         for task in tasks() {
@@ -557,7 +677,8 @@ mod tests {
                 sink_pre_commit: None,
                 files: Vec::new(),
             }];
-            work.extend(checkpoints.acknowledge(id, task, states));
+            let acked = checkpoints.acknowledge(id, task, states);
+            work.extend(perform_storage(checkpoints, acked));
         }
         work
     }
@@ -567,7 +688,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = JobId("job".into());
         let config = CheckpointConfig::new(Duration::from_millis(1), dir.path());
-        let mut checkpoints = JobCheckpoints::new(&id, config, tasks());
+        let mut checkpoints = checkpoints(&id, config);
 
         let work = checkpoints.tick();
         let [
@@ -593,7 +714,7 @@ mod tests {
         assert_eq!(checkpoints.latest_completed.as_ref().unwrap().id, first);
 
         let root = dir.path().join("savepoints");
-        let trigger = checkpoints.request_savepoint(root.clone(), false);
+        let trigger = checkpoints.request_savepoint(StatePath::from(root.as_path()), false);
         assert_eq!(
             checkpoints.savepoint_status(&trigger),
             Some(&SavepointStatus::InProgress)
@@ -615,11 +736,15 @@ mod tests {
         let Some(SavepointStatus::Completed(path)) = checkpoints.savepoint_status(&trigger) else {
             panic!("the savepoint completed");
         };
+        let path = path.as_local().unwrap();
         assert!(path.starts_with(&root) && path.join("_metadata").is_file());
 
         // A request still waiting when the job ends fails.
-        let waiting = checkpoints.request_savepoint(root, true);
-        checkpoints.job_ended();
+        let waiting = checkpoints.request_savepoint(StatePath::from(root.as_path()), true);
+        assert_eq!(
+            checkpoints.job_ended(),
+            vec![CheckpointWork::DiscardIncomplete]
+        );
         assert!(matches!(
             checkpoints.savepoint_status(&waiting),
             Some(SavepointStatus::Failed(_))
@@ -630,13 +755,14 @@ mod tests {
     fn a_decline_aborts_the_checkpoint_and_counts_as_failed() {
         let dir = tempfile::tempdir().unwrap();
         let config = CheckpointConfig::new(Duration::from_millis(1), dir.path());
-        let mut checkpoints = JobCheckpoints::new(&JobId("job".into()), config, tasks());
+        let mut checkpoints = checkpoints(&JobId("job".into()), config);
         let work = checkpoints.tick();
         let [CheckpointWork::Trigger { checkpoint, .. }] = work.as_slice() else {
             panic!("{work:?}");
         };
-        let work = checkpoints.decline(*checkpoint, tasks()[1], "disk full".into());
-        assert!(work.is_empty(), "{work:?}");
+        let checkpoint = *checkpoint;
+        let work = checkpoints.decline(checkpoint, tasks()[1], "disk full".into());
+        assert_eq!(work, vec![CheckpointWork::Discard { checkpoint }]);
         assert_eq!(checkpoints.failed, 1);
         assert_eq!(checkpoints.in_progress(), None);
         let failed = checkpoints.latest_failed.as_ref().unwrap();
@@ -648,15 +774,85 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = CheckpointConfig::new(Duration::from_millis(1), dir.path())
             .with_tolerable_failures(Some(0));
-        let mut checkpoints = JobCheckpoints::new(&JobId("job".into()), config, tasks());
+        let mut checkpoints = checkpoints(&JobId("job".into()), config);
         let work = checkpoints.tick();
         let [CheckpointWork::Trigger { checkpoint, .. }] = work.as_slice() else {
             panic!("{work:?}");
         };
         let work = checkpoints.decline(*checkpoint, tasks()[0], "disk full".into());
         assert!(
-            matches!(work.as_slice(), [CheckpointWork::FailJob { reason }] if reason.contains("disk full")),
+            work.iter().any(
+                |w| matches!(w, CheckpointWork::FailJob { reason } if reason.contains("disk full"))
+            ),
             "{work:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_is_triggered_while_a_checkpoint_is_persisted_and_stale_results_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CheckpointConfig::new(Duration::from_millis(1), dir.path());
+        let id = JobId("job".into());
+        let mut checkpoints = checkpoints(&id, config);
+        let complete = |checkpoints: &mut JobCheckpoints| {
+            let work = checkpoints.tick();
+            let [CheckpointWork::Trigger { checkpoint, .. }] = work.as_slice() else {
+                panic!("{work:?}");
+            };
+            let checkpoint = *checkpoint;
+            let mut work = Vec::new();
+            for task in tasks() {
+                work.extend(checkpoints.acknowledge(checkpoint, task, Vec::new()));
+            }
+            let [CheckpointWork::Persist { metadata }] = work.as_slice() else {
+                panic!("the metadata is the shell's to write: {work:?}");
+            };
+            metadata.clone()
+        };
+        let first = complete(&mut checkpoints);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(checkpoints.tick().is_empty(), "nothing while persisting");
+        let work = checkpoints.persisted(&first, Ok(()));
+        assert_eq!(
+            work,
+            vec![CheckpointWork::NotifyComplete {
+                checkpoint: first.checkpoint_id
+            }]
+        );
+        assert_eq!(checkpoints.completed, 1);
+        // The job restarts while the second checkpoint's metadata is being written: its
+        // result comes too late and changes nothing.
+        std::thread::sleep(Duration::from_millis(2));
+        let second = complete(&mut checkpoints);
+        assert_eq!(
+            checkpoints
+                .restart(&id, tasks(), Some(first.checkpoint_id))
+                .map(|(c, _)| c),
+            Some(first.checkpoint_id)
+        );
+        assert!(checkpoints.persisted(&second, Ok(())).is_empty());
+        assert_eq!(checkpoints.completed, 1);
+        // A failed write counts as a failed checkpoint and deletes its files.
+        std::thread::sleep(Duration::from_millis(2));
+        let third = complete(&mut checkpoints);
+        let failure = sluice_engine::Error::Storage {
+            operation: "PUT",
+            location: "s3://b/chk".into(),
+            message: "connection refused".into(),
+            retryable: true,
+        };
+        let work = checkpoints.persisted(&third, Err(failure));
+        assert_eq!(
+            work,
+            vec![CheckpointWork::Discard {
+                checkpoint: third.checkpoint_id
+            }]
+        );
+        assert_eq!(checkpoints.failed, 1);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            !checkpoints.tick().is_empty(),
+            "the next checkpoint is triggered"
         );
     }
 }

@@ -161,7 +161,10 @@ pub struct JobMaster {
     /// The failures that restarted the job, with their time, oldest first.
     pub restarts: Vec<(u64, String)>,
     /// The checkpoint the current attempt resumed from (id and directory).
-    pub restored_from: Option<(sluice_engine::ids::CheckpointId, std::path::PathBuf)>,
+    pub restored_from: Option<(
+        sluice_engine::ids::CheckpointId,
+        sluice_engine::checkpoint::StatePath,
+    )>,
 }
 
 impl JobMaster {

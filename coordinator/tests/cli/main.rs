@@ -12,6 +12,14 @@ use sluice_engine::api::StreamEnvironment;
 use sluice_engine::connector::{FileFormat, FileSourceSpec, NexmarkSource, SinkSpec, SourceSpec};
 use sluice_engine::expr::{col, lit};
 
+#[allow(
+    dead_code,
+    reason = "the harness is shared by the coordinator's tests; each uses part of it"
+)]
+#[path = "../support/moto.rs"]
+mod moto;
+mod s3;
+
 fn sluice(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)

@@ -219,7 +219,12 @@ fn killing_the_leading_jobmanager_five_times_loses_and_duplicates_nothing() {
 
     let checkpoints = dir.path().join("checkpoints");
     let out = dir.path().join("ha-out");
-    let script = hop_script(&dir.path().join("job.sql"), &out, true, Some(&checkpoints));
+    let script = hop_script(
+        &dir.path().join("job.sql"),
+        &out,
+        true,
+        Some(checkpoints.to_str().unwrap()),
+    );
     // Submitted through a standby: it redirects to the leader.
     let standby = (first + 1) % 3;
     let id = submit(&jobmanagers[standby].1, &script);
@@ -308,7 +313,12 @@ fn a_leader_paused_past_its_lease_steps_down_and_its_calls_are_refused() {
 
     let checkpoints = dir.path().join("checkpoints");
     let out = dir.path().join("ha-out");
-    let script = hop_script(&dir.path().join("job.sql"), &out, true, Some(&checkpoints));
+    let script = hop_script(
+        &dir.path().join("job.sql"),
+        &out,
+        true,
+        Some(checkpoints.to_str().unwrap()),
+    );
     let id = submit(&a_rest, &script);
     wait_for("a checkpoint under jm-a", &[&a, &tm1, &tm2], || {
         (completed_checkpoints(&both, &id)? >= 1).then_some(())

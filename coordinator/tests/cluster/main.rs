@@ -14,6 +14,12 @@ mod backpressure;
 mod cli;
 mod failover;
 mod ha;
+#[allow(
+    dead_code,
+    reason = "the harness is shared by the coordinator's tests; each uses part of it"
+)]
+#[path = "../support/moto.rs"]
+mod moto;
 mod user_code;
 
 /// How long any awaited condition may take.

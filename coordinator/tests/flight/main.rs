@@ -149,23 +149,27 @@ fn serve(script: &Path, args: &[&str]) -> Served {
             }
         }
     });
+    // Killed on drop from here on, whatever the checks below do.
+    let mut served = Served {
+        child,
+        uri: String::new(),
+        stderr,
+    };
     let started = Instant::now();
-    loop {
-        let line = stderr
+    while served.uri.is_empty() {
+        let line = served
+            .stderr
             .recv_timeout(Duration::from_secs(60))
             .expect("sluice sql printed its Flight address");
         if let Some(address) = line.strip_prefix("flight listening on ") {
-            return Served {
-                child,
-                uri: format!("grpc://{}", address.trim()),
-                stderr,
-            };
+            served.uri = format!("grpc://{}", address.trim());
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no Flight address"
         );
     }
+    served
 }
 
 /// Waits until the job ended: the line saying the tables stay served.

@@ -5,7 +5,7 @@
 //! | `execution.checkpointing.interval` | time between checkpoint triggers | (required) |
 //! | `execution.checkpointing.timeout` | a checkpoint not completed by then is aborted | `10 min` |
 //! | `execution.checkpointing.min-pause` | least time from one completion to the next trigger | `0 ms` |
-//! | `execution.checkpointing.dir` | root of `<dir>/<job-id>/chk-<n>/` | (required) |
+//! | `execution.checkpointing.dir` | root of `<dir>/<job-id>/chk-<n>/`: a local path, `file:///path` or `s3://bucket/prefix` | (required) |
 //! | `execution.checkpointing.num-retained` | completed checkpoints kept | `1` |
 //! | `execution.checkpointing.incremental` | write only the key-group slices of keyed state that changed since the last completed checkpoint, reference the others | `false` |
 //! | `execution.checkpointing.tolerable-failed-checkpoints` | consecutive failed checkpoints (declined, timed out or not written) the job survives; one more fails it | unlimited |
@@ -13,12 +13,28 @@
 //! | `restart-strategy.fixed-delay.attempts` | restarts before the job fails | `1` |
 //! | `restart-strategy.fixed-delay.delay` | pause before each restart | `1 s` |
 //!
+//! Checkpoints (and savepoints) on `s3://` are written by the `sluice` executable's S3 store
+//! ([`super::store::ObjectStores`]), set up by these keys (`SET`, or `-D` on `sluice sql`,
+//! `sluice jobmanager` and `sluice taskmanager`; a cluster's JobManager and every
+//! TaskManager need them, each from its own `-D` or environment). An unset key falls back to
+//! the standard AWS variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN`, `AWS_REGION`, …):
+//!
+//! | key | meaning | default |
+//! | --- | --- | --- |
+//! | `s3.endpoint` | the S3 service's URL, for an S3-compatible server (`http://` allows plain HTTP) | AWS |
+//! | `s3.access-key` | access key id | `AWS_ACCESS_KEY_ID`, else the instance's credentials |
+//! | `s3.secret-key` | secret access key (never logged or shown) | `AWS_SECRET_ACCESS_KEY` |
+//! | `s3.region` | signing region | `AWS_REGION`, else `us-east-1` |
+//! | `s3.path.style.access` | `true`: `http://endpoint/bucket/key` (what local S3 servers need); `false`: `http://bucket.endpoint/key` | `false` |
+//!
 //! Durations are written as Flink writes them: a number and an optional unit (`ms`, `s`,
 //! `min`, `h`; a bare number is milliseconds), with or without a space (`10s`, `500 ms`).
 
-use std::path::PathBuf;
+use std::fmt;
 use std::time::Duration;
 
+use super::store::StatePath;
 use crate::{Error, Result};
 
 /// Typed `execution.checkpointing.*` settings.
@@ -27,7 +43,8 @@ pub struct CheckpointConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub min_pause: Duration,
-    pub dir: PathBuf,
+    /// Root of the job directories: a local directory or an object-store URL.
+    pub dir: StatePath,
     pub num_retained: usize,
     /// Consecutive checkpoint failures tolerated; `None`: any number. Unlike Flink (whose
     /// default is 0), a job keeps running through failed checkpoints unless this is set.
@@ -40,7 +57,7 @@ pub struct CheckpointConfig {
 
 impl CheckpointConfig {
     /// Checkpoints every `interval` into `dir`, other settings at their defaults.
-    pub fn new(interval: Duration, dir: impl Into<PathBuf>) -> Self {
+    pub fn new(interval: Duration, dir: impl Into<StatePath>) -> Self {
         CheckpointConfig {
             interval,
             timeout: Duration::from_secs(600),
@@ -84,7 +101,7 @@ impl CheckpointConfig {
     ) -> Result<Option<Self>> {
         let mut interval = None;
         let mut dir = None;
-        let mut config = CheckpointConfig::new(Duration::ZERO, PathBuf::new());
+        let mut config = CheckpointConfig::new(Duration::ZERO, StatePath::Local(".".into()));
         for (key, value) in options {
             match key {
                 "execution.checkpointing.interval" => interval = Some(parse_duration(key, value)?),
@@ -92,7 +109,9 @@ impl CheckpointConfig {
                 "execution.checkpointing.min-pause" => {
                     config.min_pause = parse_duration(key, value)?
                 }
-                "execution.checkpointing.dir" => dir = Some(local_dir(key, value)?),
+                "execution.checkpointing.dir" => {
+                    dir = Some(StatePath::parse(value).map_err(|m| config_error(key, value, &m))?)
+                }
                 "execution.checkpointing.num-retained" => {
                     config.num_retained = parse_count(key, value)?.max(1) as usize
                 }
@@ -126,44 +145,6 @@ impl CheckpointConfig {
         })?;
         Ok(Some(config))
     }
-}
-
-/// The local directory of a checkpoint directory option: a path, or a `file://` URI (Flink's
-/// form, `file:///tmp/chk`; `file:/tmp/chk` too). Other schemes name storage that does not
-/// exist here and are refused.
-fn local_dir(key: &str, value: &str) -> Result<PathBuf> {
-    let path = match value.strip_prefix("file:") {
-        Some(rest) => match rest.strip_prefix("//") {
-            // `file:///abs` (empty authority) or `file://localhost/abs`.
-            Some(authority_and_path) => match authority_and_path.find('/') {
-                Some(slash) if matches!(&authority_and_path[..slash], "" | "localhost") => {
-                    &authority_and_path[slash..]
-                }
-                _ => {
-                    return Err(config_error(
-                        key,
-                        value,
-                        "a file:// URI must name a local absolute path (file:///path)",
-                    ));
-                }
-            },
-            None => rest,
-        },
-        None => {
-            if let Some((scheme, _)) = value.split_once("://") {
-                return Err(config_error(
-                    key,
-                    value,
-                    &format!("scheme '{scheme}://' is not supported: use a local path or file://"),
-                ));
-            }
-            value
-        }
-    };
-    if path.is_empty() {
-        return Err(config_error(key, value, "the directory is empty"));
-    }
-    Ok(PathBuf::from(path))
 }
 
 /// What happens when a task fails (Flink's `restart-strategy.*`).
@@ -204,6 +185,99 @@ impl RestartStrategy {
                 "supported: none, fixed-delay",
             )),
         }
+    }
+}
+
+/// The `s3.*` settings of the S3 checkpoint store (see the module docs). `None`: not set here;
+/// the store falls back to the AWS environment variables, then to its defaults. `Debug`
+/// leaves the secret key out.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct S3Config {
+    /// `s3.endpoint`: `http(s)://host:port` of an S3-compatible service.
+    pub endpoint: Option<String>,
+    /// `s3.access-key`.
+    pub access_key: Option<String>,
+    /// `s3.secret-key`.
+    pub secret_key: Option<String>,
+    /// `s3.region`; default `us-east-1`.
+    pub region: Option<String>,
+    /// `s3.path.style.access`; default `false` (virtual-hosted-style requests).
+    pub path_style_access: Option<bool>,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .field("path_style_access", &self.path_style_access)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// The keys [`S3Config::set`] accepts.
+    pub const KEYS: &[&str] = &[
+        "s3.endpoint",
+        "s3.access-key",
+        "s3.secret-key",
+        "s3.region",
+        "s3.path.style.access",
+    ];
+
+    /// Whether `key` is an `s3.*` key (known or not: an unknown one is an error of
+    /// [`S3Config::set`] with a suggestion).
+    pub fn is_s3_key(key: &str) -> bool {
+        key.starts_with("s3.")
+    }
+
+    /// Applies one `s3.*` option; the error names the key and, for an unknown key, the
+    /// nearest known one.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let text = value.trim();
+        let non_empty = || {
+            if text.is_empty() {
+                Err(config_error(key, "", "must not be empty"))
+            } else {
+                Ok(text.to_string())
+            }
+        };
+        match key {
+            "s3.endpoint" => {
+                let lower = text.to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    return Err(config_error(
+                        key,
+                        value,
+                        "expected an http:// or https:// URL, e.g. http://127.0.0.1:9000",
+                    ));
+                }
+                self.endpoint = Some(text.trim_end_matches('/').to_string());
+            }
+            "s3.access-key" => self.access_key = Some(non_empty()?),
+            // The value is a secret: the error does not repeat it.
+            "s3.secret-key" => self.secret_key = Some(non_empty()?),
+            "s3.region" => self.region = Some(non_empty()?),
+            "s3.path.style.access" => self.path_style_access = Some(parse_bool(key, value)?),
+            _ => {
+                let message = match crate::expr::closest(key, Self::KEYS.iter().copied()) {
+                    Some(best) => format!("unknown key (did you mean '{best}'?)"),
+                    None => format!("unknown key (known: {})", Self::KEYS.join(", ")),
+                };
+                return Err(config_error(key, value, &message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether no key is set.
+    pub fn is_empty(&self) -> bool {
+        *self == S3Config::default()
     }
 }
 
@@ -326,22 +400,41 @@ mod tests {
             ])
             .map(|c| c.expect("interval set").dir)
         };
-        assert_eq!(dir_of("/tmp/chk").unwrap(), PathBuf::from("/tmp/chk"));
-        assert_eq!(dir_of("rel/chk").unwrap(), PathBuf::from("rel/chk"));
-        assert_eq!(
-            dir_of("file:///tmp/chk").unwrap(),
-            PathBuf::from("/tmp/chk")
-        );
+        let local = |p: &str| StatePath::Local(p.into());
+        assert_eq!(dir_of("/tmp/chk").unwrap(), local("/tmp/chk"));
+        assert_eq!(dir_of("rel/chk").unwrap(), local("rel/chk"));
+        assert_eq!(dir_of("file:///tmp/chk").unwrap(), local("/tmp/chk"));
         assert_eq!(
             dir_of("file://localhost/tmp/chk").unwrap(),
-            PathBuf::from("/tmp/chk")
+            local("/tmp/chk")
         );
-        assert_eq!(dir_of("file:/tmp/chk").unwrap(), PathBuf::from("/tmp/chk"));
-        let err = dir_of("s3://bucket/chk").unwrap_err().to_string();
+        assert_eq!(dir_of("file:/tmp/chk").unwrap(), local("/tmp/chk"));
+        assert_eq!(
+            dir_of("s3://bucket/chk/").unwrap().to_string(),
+            "s3://bucket/chk"
+        );
+        let err = dir_of("hdfs://namenode/chk").unwrap_err().to_string();
         assert!(
-            err.contains("execution.checkpointing.dir") && err.contains("s3://"),
+            err.contains("execution.checkpointing.dir") && err.contains("hdfs://"),
             "{err}"
         );
         assert!(dir_of("file://otherhost/chk").is_err());
+    }
+
+    #[test]
+    fn s3_settings_are_validated_and_the_secret_is_not_shown() {
+        let mut config = S3Config::default();
+        assert!(config.is_empty());
+        config.set("s3.endpoint", "http://127.0.0.1:9000/").unwrap();
+        config.set("s3.path.style.access", "true").unwrap();
+        config.set("s3.secret-key", "hush").unwrap();
+        assert_eq!(config.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(config.path_style_access, Some(true));
+        assert!(!format!("{config:?}").contains("hush"));
+        let err = config.set("s3.endpoint", "127.0.0.1:9000").unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+        let err = config.set("s3.acess-key", "k").unwrap_err().to_string();
+        assert!(err.contains("did you mean 's3.access-key'"), "{err}");
+        assert!(config.set("s3.path.style.access", "yes").is_err());
     }
 }

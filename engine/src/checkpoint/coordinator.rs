@@ -336,9 +336,10 @@ mod tests {
     use super::*;
 
     fn coordinator(tasks: u32) -> CheckpointCoordinator {
-        let config = CheckpointConfig::new(Duration::from_millis(100), "/unused")
-            .with_timeout(Duration::from_millis(1000))
-            .with_min_pause(Duration::from_millis(20));
+        let config =
+            CheckpointConfig::new(Duration::from_millis(100), std::path::Path::new("/unused"))
+                .with_timeout(Duration::from_millis(1000))
+                .with_min_pause(Duration::from_millis(20));
         CheckpointCoordinator::new(
             "job",
             &config,
@@ -456,7 +457,8 @@ mod tests {
 
     #[test]
     fn ids_continue_after_a_restored_checkpoint() {
-        let config = CheckpointConfig::new(Duration::from_millis(100), "/unused");
+        let config =
+            CheckpointConfig::new(Duration::from_millis(100), std::path::Path::new("/unused"));
         let mut c = CheckpointCoordinator::new(
             "job",
             &config,
@@ -540,8 +542,9 @@ mod tests {
 
     #[test]
     fn more_consecutive_failures_than_tolerated_fail_the_job() {
-        let config = CheckpointConfig::new(Duration::from_millis(10), "/unused")
-            .with_tolerable_failures(Some(1));
+        let config =
+            CheckpointConfig::new(Duration::from_millis(10), std::path::Path::new("/unused"))
+                .with_tolerable_failures(Some(1));
         let mut c = CheckpointCoordinator::new(
             "job",
             &config,

@@ -2,8 +2,9 @@
 //!
 //! It names every state file of the checkpoint with its xxh3-64 checksum and size, and holds
 //! the small state inline: source read positions (the reader's own JSON) and sinks'
-//! pre-commit data (hex). It is written last, through a temporary file and an atomic rename,
-//! so a checkpoint directory without `_metadata` is an incomplete checkpoint and is ignored.
+//! pre-commit data (hex). It is written last and atomically (a temporary file renamed into
+//! place on a local disk, a single PUT on an object store), so a checkpoint directory without
+//! `_metadata` is an incomplete checkpoint and is ignored.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,5 @@
-//! Checkpoint storage on a file system, laid out as Flink lays it out:
+//! Checkpoint storage, laid out as Flink lays it out, in a local directory or an object store
+//! (`s3://bucket/prefix`, through a [`StateStore`]):
 //!
 //! ```text
 //! <dir>/<job-id>/chk-<n>/<vertex>-<subtask>-<table>.arrow   one Arrow IPC file per state table
@@ -26,14 +27,20 @@
 //! re-hashes every file and skips, with a `warn!`, a checkpoint whose file is missing,
 //! truncated or corrupted, falling back to the previous retained one.
 //!
-//! `_metadata` is written to a temporary file and renamed into place, so it either exists
-//! whole or not at all; a directory without it is an incomplete checkpoint. After each
-//! completion only the newest `num-retained` completed checkpoints are kept.
+//! `_metadata` is published atomically ([`StateStore::publish`]: a temporary file renamed into
+//! place on a local disk, one PUT on an object store), so it either exists whole or not at
+//! all; a directory without it is an incomplete checkpoint. After each completion only the
+//! newest `num-retained` completed checkpoints are kept.
+//!
+//! Every file is written and read whole, one store call each. On an object store a
+//! completion costs one PUT, a listing of the job directory, one HEAD per checkpoint listed
+//! and the deletes retention asks for; an incremental checkpoint adds one HEAD per referenced
+//! slice (its presence is checked before it is referenced).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -47,6 +54,7 @@ use super::metadata::{
     CheckpointMetadata, METADATA_FILE, METADATA_VERSION, OLDEST_METADATA_VERSION, OperatorState,
     StateFile, from_hex, shared_file_checkpoint, to_hex,
 };
+use super::store::{EntryKind, LocalStore, StatePath, StateStore, StateStores};
 use crate::ids::{CheckpointId, JobId};
 use crate::state::{KeyGroupRange, SnapshotTable, StateSnapshot, TableSlices, slice_range};
 use crate::{Error, Result};
@@ -64,7 +72,11 @@ pub struct SubtaskSnapshot {
 #[derive(Debug, Clone)]
 pub struct CheckpointStorage {
     job_id: JobId,
-    job_dir: PathBuf,
+    job_dir: StatePath,
+    /// The store of `job_dir`.
+    store: Arc<dyn StateStore>,
+    /// Every store this process reaches (a savepoint may go to another one).
+    stores: StateStores,
     num_retained: usize,
     incremental: bool,
 }
@@ -73,10 +85,47 @@ pub struct CheckpointStorage {
 const SHARED_DIR: &str = "shared";
 
 impl CheckpointStorage {
+    /// Checkpoints in the local directory `dir`.
     pub fn new(dir: &Path, job_id: &JobId, num_retained: usize) -> Self {
+        Self::with_store(
+            Arc::new(LocalStore),
+            StateStores::default(),
+            StatePath::from(dir),
+            job_id,
+            num_retained,
+        )
+    }
+
+    /// Checkpoints under `dir`, a local directory or an object-store URL that `stores` can
+    /// open (an error names the URL otherwise).
+    pub fn open(
+        stores: &StateStores,
+        dir: &StatePath,
+        job_id: &JobId,
+        num_retained: usize,
+    ) -> Result<Self> {
+        let store = stores.store_for(dir)?;
+        Ok(Self::with_store(
+            store,
+            stores.clone(),
+            dir.clone(),
+            job_id,
+            num_retained,
+        ))
+    }
+
+    fn with_store(
+        store: Arc<dyn StateStore>,
+        stores: StateStores,
+        dir: StatePath,
+        job_id: &JobId,
+        num_retained: usize,
+    ) -> Self {
         CheckpointStorage {
             job_id: job_id.clone(),
             job_dir: dir.join(&job_id.0),
+            store,
+            stores,
             num_retained: num_retained.max(1),
             incremental: false,
         }
@@ -89,11 +138,11 @@ impl CheckpointStorage {
     }
 
     /// The directory of files shared between checkpoints.
-    pub fn shared_dir(&self) -> PathBuf {
+    pub fn shared_dir(&self) -> StatePath {
         self.job_dir.join(SHARED_DIR)
     }
 
-    pub fn job_dir(&self) -> &Path {
+    pub fn job_dir(&self) -> &StatePath {
         &self.job_dir
     }
 
@@ -101,8 +150,13 @@ impl CheckpointStorage {
         &self.job_id
     }
 
-    pub fn checkpoint_dir(&self, id: CheckpointId) -> PathBuf {
-        self.job_dir.join(format!("chk-{}", id.0))
+    /// The store holding the job's checkpoints.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    pub fn checkpoint_dir(&self, id: CheckpointId) -> StatePath {
+        self.job_dir.join(&format!("chk-{}", id.0))
     }
 
     /// Writes the state files of one subtask's snapshot and returns their metadata entry.
@@ -112,7 +166,6 @@ impl CheckpointStorage {
         snapshot: &SubtaskSnapshot,
     ) -> Result<OperatorState> {
         let dir = self.checkpoint_dir(id);
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create checkpoint directory", &dir, e))?;
         let mut files = Vec::new();
         for table in &snapshot.state.tables {
             match (&table.slices, snapshot.state.key_groups) {
@@ -129,7 +182,9 @@ impl CheckpointStorage {
                 _ => {
                     let name = file_name(&snapshot.vertex, snapshot.subtask, &table.name);
                     let path = dir.join(&name);
-                    if let Some(mut file) = write_table(&path, &table.name, &table.batches)? {
+                    if let Some(mut file) =
+                        write_table(&*self.store, &path, &table.name, &table.batches)?
+                    {
                         file.path = name;
                         files.push(file);
                     }
@@ -177,13 +232,15 @@ impl CheckpointStorage {
                 ))
             })?;
             let metadata =
-                read_metadata(&self.checkpoint_dir(base)).map_err(|e| Error::Unavailable {
-                    what: what(),
-                    message: format!(
-                        "checkpoint {} that it builds on is gone ({e}); the next checkpoint \
+                read_metadata(&*self.store, &self.checkpoint_dir(base)).map_err(|e| {
+                    Error::Unavailable {
+                        what: what(),
+                        message: format!(
+                            "checkpoint {} that it builds on is gone ({e}); the next checkpoint \
                          builds on a newer one",
-                        base.0
-                    ),
+                            base.0
+                        ),
+                    }
                 })?;
             let base_state = metadata
                 .operators
@@ -209,13 +266,12 @@ impl CheckpointStorage {
                 {
                     let path = self.job_dir.join(&file.path);
                     let present =
-                        file.shared && fs::metadata(&path).is_ok_and(|m| m.len() == file.bytes);
+                        file.shared && self.store.size(&path)?.is_some_and(|n| n == file.bytes);
                     if !present {
                         return Err(Error::Unavailable {
                             what: what(),
                             message: format!(
-                                "the file {} of checkpoint {} it references is missing",
-                                path.display(),
+                                "the file {path} of checkpoint {} it references is missing",
                                 base.0
                             ),
                         });
@@ -225,8 +281,6 @@ impl CheckpointStorage {
             }
         }
         let shared = self.shared_dir();
-        fs::create_dir_all(&shared)
-            .map_err(|e| Error::io("create shared state directory", &shared, e))?;
         let stem = file_name(&snapshot.vertex, snapshot.subtask, &table.name);
         let stem = stem.trim_end_matches(".arrow");
         for (slice, batches) in partition_by_slice(table, range, slices.width, &what)? {
@@ -241,7 +295,9 @@ impl CheckpointStorage {
                 "{stem}-kg{}-{}-chk{}.arrow",
                 key_groups.start, key_groups.end, id.0
             );
-            if let Some(mut file) = write_table(&shared.join(&name), &table.name, &batches)? {
+            if let Some(mut file) =
+                write_table(&*self.store, &shared.join(&name), &table.name, &batches)?
+            {
                 file.path = format!("{SHARED_DIR}/{name}");
                 file.shared = true;
                 file.key_groups = Some(key_groups);
@@ -264,21 +320,35 @@ impl CheckpointStorage {
     /// so a deposed leader cannot delete the checkpoint the new leader resumes from.
     pub fn publish(&self, metadata: &CheckpointMetadata) -> Result<()> {
         let dir = self.checkpoint_dir(metadata.checkpoint_id);
-        write_metadata(&dir, metadata)
+        write_metadata(&*self.store, &dir, metadata)
     }
 
     /// Turns the checkpoint directory of the savepoint `metadata` describes into a
     /// self-contained savepoint directory `<root>/savepoint-<short job id>-<random>/` (its state
     /// files and `_metadata`, nothing else) and returns its path. The savepoint lives outside
-    /// the job's directory, so checkpoint retention never deletes it.
-    pub fn write_savepoint(&self, metadata: &CheckpointMetadata, root: &Path) -> Result<PathBuf> {
+    /// the job's directory, so checkpoint retention never deletes it. `root` may be on another
+    /// store than the checkpoints (the files are then copied across).
+    pub fn write_savepoint(
+        &self,
+        metadata: &CheckpointMetadata,
+        root: &StatePath,
+    ) -> Result<StatePath> {
         let staged = self.checkpoint_dir(metadata.checkpoint_id);
         let short: String = self.job_id.0.chars().take(6).collect();
         let random = JobId::generate();
-        let dir = root.join(format!("savepoint-{short}-{}", &random.0[..12]));
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create savepoint directory", &dir, e))?;
+        let dir = root.join(&format!("savepoint-{short}-{}", &random.0[..12]));
         let mut metadata = metadata.clone();
+        let target = if root.same_store(&self.job_dir) {
+            None
+        } else {
+            Some(self.stores.store_for(root)?)
+        };
         let result = (|| {
+            let transfer = |from: &StatePath, to: &StatePath, rename: bool| match &target {
+                None if rename => self.store.rename(from, to),
+                None => self.store.copy(from, to),
+                Some(target) => target.put(to, self.store.get(from)?),
+            };
             for file in metadata.operators.iter_mut().flat_map(|o| &mut o.files) {
                 if file.shared {
                     // Referenced by other checkpoints: copied, and local to the savepoint.
@@ -288,24 +358,20 @@ impl CheckpointStorage {
                         .next()
                         .unwrap_or(&file.path)
                         .to_string();
-                    let (from, to) = (self.job_dir.join(&file.path), dir.join(&name));
-                    copy_synced(&from, &to)?;
+                    transfer(&self.job_dir.join(&file.path), &dir.join(&name), false)?;
                     file.path = name;
                     file.shared = false;
                     continue;
                 }
-                let (from, to) = (staged.join(&file.path), dir.join(&file.path));
-                if fs::rename(&from, &to).is_err() {
-                    copy_synced(&from, &to)?;
-                }
+                transfer(&staged.join(&file.path), &dir.join(&file.path), true)?;
             }
-            write_metadata(&dir, &metadata)
+            write_metadata(target.as_deref().unwrap_or(&*self.store), &dir, &metadata)
         })();
         self.discard(metadata.checkpoint_id);
         match result {
             Ok(()) => Ok(dir),
             Err(error) => {
-                let _ = fs::remove_dir_all(&dir);
+                let _ = target.as_deref().unwrap_or(&*self.store).delete_dir(&dir);
                 Err(error)
             }
         }
@@ -317,11 +383,12 @@ impl CheckpointStorage {
     /// [`CheckpointStorage::collect_shared`].
     pub fn discard(&self, id: CheckpointId) {
         let dir = self.checkpoint_dir(id);
-        let _ = fs::remove_file(dir.join(METADATA_FILE));
-        if dir.exists()
-            && let Err(error) = fs::remove_dir_all(&dir)
-        {
-            warn!(checkpoint_id = id.0, path = %dir.display(), %error, "could not remove aborted checkpoint");
+        let removed = self
+            .store
+            .delete(&dir.join(METADATA_FILE))
+            .and_then(|()| self.store.delete_dir(&dir));
+        if let Err(error) = removed {
+            warn!(checkpoint_id = id.0, path = %dir, %error, "could not remove aborted checkpoint");
         }
     }
 
@@ -349,15 +416,20 @@ impl CheckpointStorage {
     /// nothing is deleted.
     fn collect_shared(&self, up_to: Option<CheckpointId>) {
         let shared = self.shared_dir();
-        let Ok(entries) = fs::read_dir(&shared) else {
-            return;
+        let entries = match self.store.list(&shared) {
+            Ok(entries) if !entries.is_empty() => entries,
+            Ok(_) => return,
+            Err(error) => {
+                warn!(job_id = %self.job_id, %error, "shared state files cannot be listed; keeping them");
+                return;
+            }
         };
         let Ok((completed, _)) = self.list() else {
             return;
         };
         let mut referenced = std::collections::HashSet::new();
         for id in completed {
-            match read_metadata(&self.checkpoint_dir(id)) {
+            match read_metadata(&*self.store, &self.checkpoint_dir(id)) {
                 Ok(metadata) => referenced.extend(
                     metadata
                         .operators
@@ -372,10 +444,12 @@ impl CheckpointStorage {
                 }
             }
         }
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(written_by) = shared_file_checkpoint(name) else {
+        for entry in entries {
+            if entry.kind != EntryKind::File {
+                continue;
+            }
+            let name = entry.name;
+            let Some(written_by) = shared_file_checkpoint(&name) else {
                 continue;
             };
             if referenced.contains(&format!("{SHARED_DIR}/{name}"))
@@ -388,8 +462,9 @@ impl CheckpointStorage {
                 file = name,
                 "removing an unreferenced shared state file"
             );
-            if let Err(error) = fs::remove_file(entry.path()) {
-                warn!(path = %entry.path().display(), %error, "could not remove an unreferenced shared state file");
+            let path = shared.join(&name);
+            if let Err(error) = self.store.delete(&path) {
+                warn!(path = %path, %error, "could not remove an unreferenced shared state file");
             }
         }
     }
@@ -398,22 +473,19 @@ impl CheckpointStorage {
     fn list(&self) -> Result<(Vec<CheckpointId>, Vec<CheckpointId>)> {
         let mut ids = Vec::new();
         let mut incomplete = Vec::new();
-        let entries = match fs::read_dir(&self.job_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ids, incomplete)),
-            Err(e) => return Err(Error::io("list checkpoints", &self.job_dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list checkpoints", &self.job_dir, e))?;
-            let name = entry.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("chk-"))
+        for entry in self.store.list(&self.job_dir)? {
+            if entry.kind != EntryKind::Directory {
+                continue;
+            }
+            let Some(id) = entry
+                .name
+                .strip_prefix("chk-")
                 .and_then(|n| n.parse::<u64>().ok())
             else {
                 continue;
             };
-            if entry.path().join(METADATA_FILE).is_file() {
+            let metadata = self.checkpoint_dir(CheckpointId(id)).join(METADATA_FILE);
+            if self.store.size(&metadata)?.is_some() {
                 ids.push(CheckpointId(id));
             } else {
                 incomplete.push(CheckpointId(id));
@@ -485,83 +557,95 @@ impl CheckpointStorage {
 
     /// Reads and verifies one completed checkpoint.
     pub fn load(&self, id: CheckpointId) -> Result<RestoredCheckpoint> {
-        Self::load_dir(&self.checkpoint_dir(id))
+        load_from_store(&*self.store, &self.checkpoint_dir(id))
     }
 
-    /// Reads and verifies the completed checkpoint or savepoint in `dir` (a directory holding
-    /// `_metadata`, e.g. `<root>/<job-id>/chk-<n>`): every state file's size and checksum
-    /// must match; a mismatch is an error naming the file.
+    /// Reads and verifies the completed checkpoint or savepoint in the local directory `dir`
+    /// (a directory holding `_metadata`, e.g. `<root>/<job-id>/chk-<n>`): every state file's
+    /// size and checksum must match; a mismatch is an error naming the file.
     pub fn load_dir(dir: &Path) -> Result<RestoredCheckpoint> {
-        let path = dir.join(METADATA_FILE);
-        if !dir.is_dir() {
-            return Err(Error::io(
-                "read checkpoint",
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
-            ));
-        }
-        if !path.is_file() {
-            return Err(Error::data(
-                dir.display().to_string(),
-                "no _metadata file: not a completed checkpoint or savepoint",
-            ));
-        }
-        let metadata = read_metadata(dir)?;
-        // Shared files are named relative to the job directory, the checkpoint's parent.
-        let job_dir = dir.parent().unwrap_or(dir);
-        let mut states = Vec::with_capacity(metadata.operators.len());
-        for operator in &metadata.operators {
-            let mut tables: Vec<SnapshotTable> = Vec::new();
-            for file in &operator.files {
-                let read = read_table(if file.shared { job_dir } else { dir }, file)?;
-                // The slices of one table become one table again.
-                match tables.iter_mut().find(|t| t.name == read.name) {
-                    Some(table) => table.batches.extend(read.batches),
-                    None => tables.push(read),
-                }
-            }
-            let sink_pre_commit = match &operator.sink_pre_commit {
-                Some(hex) => Some(from_hex(hex).ok_or_else(|| {
-                    Error::data(path.display().to_string(), "sink pre-commit is not hex")
-                })?),
-                None => None,
-            };
-            states.push(RestoredOperator {
-                vertex: operator.vertex.clone(),
-                subtask: operator.subtask,
-                source_position: operator.source_position.clone(),
-                state: StateSnapshot {
-                    key_groups: operator.key_groups,
-                    tables,
-                    sink_pre_commit,
-                },
-            });
-        }
-        Ok(RestoredCheckpoint { metadata, states })
+        load_from_store(&LocalStore, &StatePath::from(dir))
+    }
+
+    /// [`CheckpointStorage::load_dir`] for a directory on any store `stores` reaches (a
+    /// savepoint or retained checkpoint on `s3://`, say).
+    pub fn load_from(stores: &StateStores, dir: &StatePath) -> Result<RestoredCheckpoint> {
+        load_from_store(&*stores.store_for(dir)?, dir)
     }
 }
 
-/// Reads and checks the version of `dir/_metadata`.
-fn read_metadata(dir: &Path) -> Result<CheckpointMetadata> {
+/// Reads and verifies the completed checkpoint or savepoint in `dir` on `store`.
+fn load_from_store(store: &dyn StateStore, dir: &StatePath) -> Result<RestoredCheckpoint> {
     let path = dir.join(METADATA_FILE);
-    let bytes = fs::read(&path).map_err(|e| Error::io("read metadata", &path, e))?;
-    let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::data(path.display().to_string(), e.to_string()))?;
+    if store.size(&path)?.is_none() {
+        if store.list(dir)?.is_empty() {
+            return Err(match dir {
+                StatePath::Local(local) => Error::io(
+                    "read checkpoint",
+                    local,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+                ),
+                StatePath::Object(url) => Error::Storage {
+                    operation: "LIST",
+                    location: url.to_string(),
+                    message: "nothing there: no checkpoint or savepoint".into(),
+                    retryable: false,
+                },
+            });
+        }
+        return Err(Error::data(
+            dir.to_string(),
+            "no _metadata file: not a completed checkpoint or savepoint",
+        ));
+    }
+    let metadata = read_metadata(store, dir)?;
+    // Shared files are named relative to the job directory, the checkpoint's parent.
+    let job_dir = dir.parent().unwrap_or_else(|| dir.clone());
+    let mut states = Vec::with_capacity(metadata.operators.len());
+    for operator in &metadata.operators {
+        let mut tables: Vec<SnapshotTable> = Vec::new();
+        for file in &operator.files {
+            let read = read_table(store, if file.shared { &job_dir } else { dir }, file)?;
+            // The slices of one table become one table again.
+            match tables.iter_mut().find(|t| t.name == read.name) {
+                Some(table) => table.batches.extend(read.batches),
+                None => tables.push(read),
+            }
+        }
+        let sink_pre_commit = match &operator.sink_pre_commit {
+            Some(hex) => Some(
+                from_hex(hex)
+                    .ok_or_else(|| Error::data(path.to_string(), "sink pre-commit is not hex"))?,
+            ),
+            None => None,
+        };
+        states.push(RestoredOperator {
+            vertex: operator.vertex.clone(),
+            subtask: operator.subtask,
+            source_position: operator.source_position.clone(),
+            state: StateSnapshot {
+                key_groups: operator.key_groups,
+                tables,
+                sink_pre_commit,
+            },
+        });
+    }
+    Ok(RestoredCheckpoint { metadata, states })
+}
+
+/// Reads and checks the version of `dir/_metadata`.
+fn read_metadata(store: &dyn StateStore, dir: &StatePath) -> Result<CheckpointMetadata> {
+    let path = dir.join(METADATA_FILE);
+    let bytes = store.get(&path)?;
+    let metadata: CheckpointMetadata =
+        serde_json::from_slice(&bytes).map_err(|e| Error::data(path.to_string(), e.to_string()))?;
     if !(OLDEST_METADATA_VERSION..=METADATA_VERSION).contains(&metadata.version) {
         return Err(Error::data(
-            path.display().to_string(),
+            path.to_string(),
             format!("unknown metadata version {}", metadata.version),
         ));
     }
     Ok(metadata)
-}
-
-/// Copies a state file and syncs the copy.
-fn copy_synced(from: &Path, to: &Path) -> Result<()> {
-    fs::copy(from, to).map_err(|e| Error::io("copy state file", from, e))?;
-    fs::File::open(to)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("sync state file", to, e))
 }
 
 /// Splits the rows of a keyed `table` by key-group slice (slices of `width` key groups within
@@ -631,21 +715,15 @@ fn partition_by_slice(
         .collect())
 }
 
-/// Writes `_metadata` into `dir` atomically: a temporary file, synced, then renamed.
-fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io("create checkpoint directory", dir, e))?;
+/// Publishes `_metadata` into `dir` ([`StateStore::publish`]: whole or not at all).
+fn write_metadata(
+    store: &dyn StateStore,
+    dir: &StatePath,
+    metadata: &CheckpointMetadata,
+) -> Result<()> {
     let json = serde_json::to_vec_pretty(metadata)
         .map_err(|e| Error::Internal(format!("checkpoint metadata does not serialise: {e}")))?;
-    let temp = dir.join(format!("{METADATA_FILE}.inprogress"));
-    let target = dir.join(METADATA_FILE);
-    {
-        let mut file =
-            fs::File::create(&temp).map_err(|e| Error::io("create metadata", &temp, e))?;
-        file.write_all(&json)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io("write metadata", &temp, e))?;
-    }
-    fs::rename(&temp, &target).map_err(|e| Error::io("publish metadata", &target, e))
+    store.publish(&dir.join(METADATA_FILE), json)
 }
 
 /// One subtask's state, read back.
@@ -813,15 +891,22 @@ fn file_name(vertex: &str, subtask: u32, table: &str) -> String {
 
 /// Writes `batches` of table `table` as one Arrow IPC file at `path`; the returned entry's
 /// `path` is the file name (callers adjust it).
-fn write_table(path: &Path, table: &str, batches: &[RecordBatch]) -> Result<Option<StateFile>> {
+fn write_table(
+    store: &dyn StateStore,
+    path: &StatePath,
+    table: &str,
+    batches: &[RecordBatch],
+) -> Result<Option<StateFile>> {
     let Some(first) = batches.first() else {
         return Ok(None);
     };
     let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let context = || format!("checkpoint file {}", path.display());
+        .to_string()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let context = || format!("checkpoint file {path}");
     let mut buffer = Vec::new();
     let mut rows = 0u64;
     {
@@ -835,28 +920,27 @@ fn write_table(path: &Path, table: &str, batches: &[RecordBatch]) -> Result<Opti
         }
         writer.finish().map_err(|e| Error::arrow(context(), e))?;
     }
-    let mut file = fs::File::create(path).map_err(|e| Error::io("create state file", path, e))?;
-    file.write_all(&buffer)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("write state file", path, e))?;
+    let checksum = format!("{:016x}", xxh3_64(&buffer));
+    let bytes = buffer.len() as u64;
+    store.put(path, buffer)?;
     Ok(Some(StateFile {
         table: table.to_string(),
         path: name,
         shared: false,
         key_groups: None,
-        checksum: format!("{:016x}", xxh3_64(&buffer)),
-        bytes: buffer.len() as u64,
+        checksum,
+        bytes,
         rows,
     }))
 }
 
-fn read_table(dir: &Path, file: &StateFile) -> Result<SnapshotTable> {
+fn read_table(store: &dyn StateStore, dir: &StatePath, file: &StateFile) -> Result<SnapshotTable> {
     let path = dir.join(&file.path);
-    let bytes = fs::read(&path).map_err(|e| Error::io("read state file", &path, e))?;
+    let bytes = store.get(&path)?;
     let checksum = format!("{:016x}", xxh3_64(&bytes));
     if bytes.len() as u64 != file.bytes || checksum != file.checksum {
         return Err(Error::data(
-            path.display().to_string(),
+            path.to_string(),
             format!(
                 "state file is corrupted: {} bytes with checksum {checksum}, expected {} bytes \
                  with checksum {}",
@@ -867,10 +951,10 @@ fn read_table(dir: &Path, file: &StateFile) -> Result<SnapshotTable> {
         ));
     }
     let reader = FileReader::try_new(Cursor::new(bytes), None)
-        .map_err(|e| Error::arrow(format!("state file {}", path.display()), e))?;
+        .map_err(|e| Error::arrow(format!("state file {path}"), e))?;
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::arrow(format!("state file {}", path.display()), e))?;
+        .map_err(|e| Error::arrow(format!("state file {path}"), e))?;
     Ok(SnapshotTable {
         slices: None,
         name: file.table.clone(),
@@ -885,7 +969,15 @@ mod tests {
     use arrow::array::{Int64Array, RecordBatch, UInt32Array};
     use arrow::datatypes::{DataType, Field, Schema};
 
+    use std::fs;
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// The local directory of a path of a local storage.
+    fn local_dir(path: StatePath) -> PathBuf {
+        path.as_local().expect("a local store").to_path_buf()
+    }
 
     fn snapshot(vertex: &str, subtask: u32, values: &[i64]) -> SubtaskSnapshot {
         let schema = Arc::new(Schema::new(vec![
@@ -949,7 +1041,7 @@ mod tests {
     }
 
     fn state_file(storage: &CheckpointStorage, id: u64) -> PathBuf {
-        fs::read_dir(storage.checkpoint_dir(CheckpointId(id)))
+        fs::read_dir(local_dir(storage.checkpoint_dir(CheckpointId(id))))
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.extension().is_some_and(|e| e == "arrow"))
@@ -1022,8 +1114,8 @@ mod tests {
             storage.completed_ids().unwrap(),
             vec![CheckpointId(3), CheckpointId(4)]
         );
-        assert!(!storage.checkpoint_dir(CheckpointId(1)).exists());
-        assert!(!storage.checkpoint_dir(CheckpointId(2)).exists());
+        assert!(!local_dir(storage.checkpoint_dir(CheckpointId(1))).exists());
+        assert!(!local_dir(storage.checkpoint_dir(CheckpointId(2))).exists());
     }
 
     #[test]
@@ -1037,13 +1129,11 @@ mod tests {
             .write_subtask(CheckpointId(2), &snapshot("Count / agg", 0, &[9]))
             .unwrap();
         fs::write(
-            storage
-                .checkpoint_dir(CheckpointId(2))
-                .join("_metadata.inprogress"),
+            local_dir(storage.checkpoint_dir(CheckpointId(2))).join("_metadata.inprogress"),
             b"{\"version\"",
         )
         .unwrap();
-        let chk1 = storage.checkpoint_dir(CheckpointId(1));
+        let chk1 = local_dir(storage.checkpoint_dir(CheckpointId(1)));
         assert!(chk1.join(METADATA_FILE).is_file());
         assert!(!chk1.join("_metadata.inprogress").exists());
         assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(1)]);
@@ -1065,12 +1155,12 @@ mod tests {
         // Files of aborted checkpoint 1 go once a newer checkpoint completes.
         write(1);
         complete(&storage, 2, &[1]);
-        assert!(!storage.checkpoint_dir(CheckpointId(1)).exists());
+        assert!(!local_dir(storage.checkpoint_dir(CheckpointId(1))).exists());
         // Checkpoint 3 was still pending when the job ended.
         write(3);
-        assert!(storage.checkpoint_dir(CheckpointId(3)).exists());
+        assert!(local_dir(storage.checkpoint_dir(CheckpointId(3))).exists());
         storage.discard_incomplete();
-        assert!(!storage.checkpoint_dir(CheckpointId(3)).exists());
+        assert!(!local_dir(storage.checkpoint_dir(CheckpointId(3))).exists());
         assert_eq!(storage.completed_ids().unwrap(), vec![CheckpointId(2)]);
     }
 }
@@ -1082,7 +1172,15 @@ mod incremental_tests {
     use arrow::array::{Int64Array, RecordBatch, UInt32Array};
     use arrow::datatypes::{DataType, Field, Schema};
 
+    use std::fs;
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// The local directory of a path of a local storage.
+    fn local_dir(path: StatePath) -> PathBuf {
+        path.as_local().expect("a local store").to_path_buf()
+    }
 
     const RANGE: KeyGroupRange = KeyGroupRange { start: 0, end: 4 };
 
@@ -1157,7 +1255,7 @@ mod incremental_tests {
     }
 
     fn shared_files(storage: &CheckpointStorage) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(storage.shared_dir())
+        let mut names: Vec<String> = fs::read_dir(local_dir(storage.shared_dir()))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -1219,12 +1317,12 @@ mod incremental_tests {
         assert_eq!(shared_files(&storage).len(), 4);
         // Left behind by a crash after writing, and by a checkpoint still pending.
         fs::write(
-            storage.shared_dir().join("agg-0-groups-0-kg0-1-chk1.arrow"),
+            local_dir(storage.shared_dir()).join("agg-0-groups-0-kg0-1-chk1.arrow"),
             b"x",
         )
         .unwrap();
         fs::write(
-            storage.shared_dir().join("agg-0-groups-0-kg0-1-chk9.arrow"),
+            local_dir(storage.shared_dir()).join("agg-0-groups-0-kg0-1-chk9.arrow"),
             b"x",
         )
         .unwrap();
@@ -1259,7 +1357,7 @@ mod incremental_tests {
         complete(&storage, 2, &sliced(&[(1, 20)], Some(1), &[0, 2, 3])).unwrap();
         complete(&storage, 3, &sliced(&[(1, 21)], Some(2), &[0, 2, 3])).unwrap();
         // Checkpoint 3's own file is corrupted: it falls back to checkpoint 2.
-        let own = storage.shared_dir().join(
+        let own = local_dir(storage.shared_dir()).join(
             shared_files(&storage)
                 .into_iter()
                 .find(|f| f.ends_with("chk3.arrow"))
@@ -1271,7 +1369,7 @@ mod incremental_tests {
         let restored = storage.load_latest().unwrap().unwrap();
         assert_eq!(restored.checkpoint_id(), CheckpointId(2));
         // A file of checkpoint 1 that all three reference is truncated: none restores.
-        let referenced = storage.shared_dir().join(
+        let referenced = local_dir(storage.shared_dir()).join(
             shared_files(&storage)
                 .into_iter()
                 .find(|f| f.contains("-kg3-4-chk1"))
@@ -1326,9 +1424,11 @@ mod incremental_tests {
             operators: vec![state],
         };
         let root = tempfile::tempdir().unwrap();
-        let savepoint = storage.write_savepoint(&metadata, root.path()).unwrap();
-        fs::remove_dir_all(storage.job_dir()).unwrap();
-        let restored = CheckpointStorage::load_dir(&savepoint).unwrap();
+        let savepoint = storage
+            .write_savepoint(&metadata, &StatePath::from(root.path()))
+            .unwrap();
+        fs::remove_dir_all(local_dir(storage.job_dir().clone())).unwrap();
+        let restored = CheckpointStorage::load_dir(savepoint.as_local().unwrap()).unwrap();
         assert!(
             restored.metadata.operators[0]
                 .files
@@ -1348,7 +1448,7 @@ mod incremental_tests {
         complete(&storage, 1, &sliced(FULL, None, &[])).unwrap();
         let restored = storage.load_latest().unwrap().unwrap();
         assert_eq!(restored.metadata.operators[0].files.len(), 1);
-        assert!(!storage.shared_dir().exists());
+        assert!(!local_dir(storage.shared_dir()).exists());
         assert_eq!(rows(&restored), FULL);
         assert!(complete(&storage, 2, &sliced(&[], Some(1), &[0])).is_err());
     }

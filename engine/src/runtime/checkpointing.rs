@@ -14,7 +14,6 @@
 //! tasks are told it completed (sinks commit up to it), and the job is cancelled once every
 //! task has heard.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ use tracing::{info, warn};
 use super::slot::JobControl;
 use crate::checkpoint::{
     CheckpointConfig, CheckpointCoordinator, CheckpointStorage, CoordinatorAction,
-    CoordinatorEvent, SubtaskSnapshot, TaskKey,
+    CoordinatorEvent, StatePath, SubtaskSnapshot, TaskKey,
 };
 use crate::element::{CheckpointBarrier, SnapshotKind};
 use crate::ids::CheckpointId;
@@ -53,10 +52,10 @@ pub(crate) enum CheckpointMessage {
 #[derive(Debug)]
 pub(crate) struct SavepointRequest {
     /// Where the savepoint directory goes.
-    pub root: PathBuf,
+    pub root: StatePath,
     /// Stop the job after the savepoint (Flink's stop-with-savepoint).
     pub stop: bool,
-    pub reply: Sender<crate::Result<PathBuf>>,
+    pub reply: Sender<crate::Result<StatePath>>,
 }
 
 /// Shared between the checkpoint thread and the tasks of one attempt.
@@ -143,7 +142,7 @@ pub(crate) struct CheckpointReport {
     pub completed: u64,
     pub last: Option<super::CheckpointStats>,
     /// The savepoint the job stopped with (Flink's stop-with-savepoint), if it did.
-    pub stopped_with: Option<PathBuf>,
+    pub stopped_with: Option<StatePath>,
 }
 
 /// The checkpoint thread of one attempt.
@@ -273,7 +272,7 @@ impl Worker {
     }
 
     /// Answers the savepoint request in progress.
-    fn reply_savepoint(&mut self, result: crate::Result<PathBuf>) {
+    fn reply_savepoint(&mut self, result: crate::Result<StatePath>) {
         if let Some((request, _)) = self.savepoint.take() {
             let _ = request.reply.send(result);
         }
@@ -289,7 +288,7 @@ impl Worker {
         let (root, stop) = (request.root.clone(), request.stop);
         match self.storage.write_savepoint(&metadata, &root) {
             Ok(path) => {
-                info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, path = %path.display(), stop, "savepoint completed");
+                info!(job_id = %self.storage.job_id(), checkpoint_id = id.0, path = %path, stop, "savepoint completed");
                 if stop {
                     self.stop_with(id, path.clone());
                 }
@@ -304,7 +303,7 @@ impl Worker {
 
     /// Tells every task that savepoint `id` completed (sinks commit), waits until they all
     /// have heard (at most a while), then cancels the job.
-    fn stop_with(&mut self, id: CheckpointId, savepoint: PathBuf) {
+    fn stop_with(&mut self, id: CheckpointId, savepoint: StatePath) {
         self.signals.stop_savepoint.store(id.0, Ordering::Release);
         self.signals.completed.store(id.0, Ordering::Release);
         self.control.wake_all();

@@ -5,7 +5,7 @@
 //! reads one line back:
 //!
 //! ```text
-//! savepoint <stop: 0 | 1> <target directory, or - for the default>
+//! savepoint <stop: 0 | 1> <target directory or s3:// URL, or - for the default>
 //! ok <savepoint directory>          | error <message>
 //! ```
 //!
@@ -25,6 +25,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use tracing::{info, warn};
 
 use super::checkpointing::SavepointRequest;
+use crate::checkpoint::StatePath;
 use crate::ids::JobId;
 use crate::{Error, Result};
 
@@ -35,14 +36,14 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone)]
 pub struct SavepointTrigger {
     job_id: JobId,
-    default_root: Option<PathBuf>,
+    default_root: Option<StatePath>,
     sender: Sender<SavepointRequest>,
 }
 
 impl SavepointTrigger {
     pub(crate) fn new(
         job_id: JobId,
-        default_root: Option<PathBuf>,
+        default_root: Option<StatePath>,
         sender: Sender<SavepointRequest>,
     ) -> Self {
         SavepointTrigger {
@@ -60,10 +61,10 @@ impl SavepointTrigger {
     /// after it with `stop`, and returns its directory. Waits for it until `give_up` says so.
     pub fn trigger(
         &self,
-        root: Option<&Path>,
+        root: Option<&StatePath>,
         stop: bool,
         give_up: &dyn Fn() -> bool,
-    ) -> Result<PathBuf> {
+    ) -> Result<StatePath> {
         let Some(default_root) = &self.default_root else {
             return Err(Error::Config {
                 key: "execution.checkpointing.interval".into(),
@@ -76,7 +77,7 @@ impl SavepointTrigger {
         };
         let (reply, answer) = crossbeam_channel::bounded(1);
         let request = SavepointRequest {
-            root: root.map_or_else(|| default_root.clone(), Path::to_path_buf),
+            root: root.unwrap_or(default_root).clone(),
             stop,
             reply,
         };
@@ -168,8 +169,8 @@ fn handle(stream: UnixStream, trigger: &SavepointTrigger, stop: &AtomicBool) -> 
     BufReader::new(&stream).read_line(&mut line).map_err(io)?;
     let reply = match parse_request(line.trim_end_matches(['\r', '\n'])) {
         Ok((root, stop_job)) => {
-            match trigger.trigger(root.as_deref(), stop_job, &|| stop.load(Ordering::Acquire)) {
-                Ok(path) => format!("ok {}\n", path.display()),
+            match trigger.trigger(root.as_ref(), stop_job, &|| stop.load(Ordering::Acquire)) {
+                Ok(path) => format!("ok {path}\n"),
                 Err(error) => format!("error {}\n", one_line(&error.to_string())),
             }
         }
@@ -179,7 +180,7 @@ fn handle(stream: UnixStream, trigger: &SavepointTrigger, stop: &AtomicBool) -> 
 }
 
 /// `savepoint <0|1> <dir or ->` → (target, stop).
-fn parse_request(line: &str) -> std::result::Result<(Option<PathBuf>, bool), String> {
+fn parse_request(line: &str) -> std::result::Result<(Option<StatePath>, bool), String> {
     let mut parts = line.splitn(3, ' ');
     let (Some("savepoint"), Some(stop), Some(root)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -192,7 +193,10 @@ fn parse_request(line: &str) -> std::result::Result<(Option<PathBuf>, bool), Str
         "1" => true,
         other => return Err(format!("bad stop flag '{other}' (expected 0 or 1)")),
     };
-    let root = (root != "-").then(|| PathBuf::from(root));
+    let root = match root {
+        "-" => None,
+        root => Some(StatePath::parse(root).map_err(|m| format!("target '{root}': {m}"))?),
+    };
     Ok((root, stop))
 }
 
@@ -202,7 +206,7 @@ fn one_line(text: &str) -> String {
 
 /// The client side: asks the job listening on `socket` for a savepoint under `root` (default:
 /// its checkpoint directory), stopping it after with `stop`; returns the savepoint directory.
-pub fn request_savepoint(socket: &Path, root: Option<&Path>, stop: bool) -> Result<PathBuf> {
+pub fn request_savepoint(socket: &Path, root: Option<&StatePath>, stop: bool) -> Result<StatePath> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         Error::io(
             "connect to the job (is it running on this machine?)",
@@ -212,7 +216,7 @@ pub fn request_savepoint(socket: &Path, root: Option<&Path>, stop: bool) -> Resu
     })?;
     let root = match root {
         Some(root) => {
-            let text = root.to_string_lossy().into_owned();
+            let text = root.to_string();
             if text.contains('\n') || text == "-" {
                 return Err(Error::Config {
                     key: "savepoint directory".into(),
@@ -232,7 +236,11 @@ pub fn request_savepoint(socket: &Path, root: Option<&Path>, stop: bool) -> Resu
     BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
     let reply = reply.trim_end_matches(['\r', '\n']);
     if let Some(path) = reply.strip_prefix("ok ") {
-        return Ok(PathBuf::from(path));
+        return StatePath::parse(path).map_err(|message| {
+            Error::Internal(format!(
+                "the job answered with a bad savepoint path '{path}': {message}"
+            ))
+        });
     }
     Err(Error::Internal(format!(
         "savepoint failed: {}",
@@ -252,7 +260,11 @@ mod tests {
     fn requests_parse() {
         assert_eq!(
             parse_request("savepoint 0 /tmp/a b"),
-            Ok((Some(PathBuf::from("/tmp/a b")), false))
+            Ok((Some(StatePath::Local("/tmp/a b".into())), false))
+        );
+        assert_eq!(
+            parse_request("savepoint 1 s3://b/savepoints"),
+            Ok((Some(StatePath::parse("s3://b/savepoints").unwrap()), true))
         );
         assert_eq!(parse_request("savepoint 1 -"), Ok((None, true)));
         assert!(parse_request("savepoint 2 -").is_err());

@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::checkpoint::{
-    CheckpointConfig, CheckpointStorage, RestartStrategy, RestoredCheckpoint, TaskKey,
+    CheckpointConfig, CheckpointStorage, RestartStrategy, RestoredCheckpoint, StatePath,
+    StateStores, TaskKey,
 };
 use crate::connector::{CollectedResults, SinkResources};
 use crate::graph::{JobGraph, OperatorSpec};
@@ -72,9 +73,14 @@ pub struct RuntimeConfig {
     pub checkpointing: Option<CheckpointConfig>,
     /// What a failure does (`restart-strategy.*`). Default: fail the job.
     pub restart_strategy: RestartStrategy,
-    /// A savepoint or retained checkpoint directory (holding `_metadata`) that the job's first
-    /// attempt restores from (Flink's `--fromSavepoint`). Default: start empty.
-    pub initial_restore: Option<PathBuf>,
+    /// A savepoint or retained checkpoint directory (holding `_metadata`; local or on an
+    /// object store) that the job's first attempt restores from (Flink's `--fromSavepoint`).
+    /// Default: start empty.
+    pub initial_restore: Option<StatePath>,
+    /// The stores checkpoints, savepoints and restores may use: the local file system, and
+    /// object stores when the process registered them (with their `s3.*` settings).
+    /// Default: local only.
+    pub state_stores: StateStores,
     /// Serve job control (savepoints) on a Unix socket `<dir>/<job-id>.sock` while a job
     /// runs; see [`SavepointTrigger`]. Default: off.
     pub control_dir: Option<PathBuf>,
@@ -93,6 +99,7 @@ impl Default for RuntimeConfig {
             checkpointing: None,
             restart_strategy: RestartStrategy::None,
             initial_restore: None,
+            state_stores: StateStores::default(),
             control_dir: None,
             cancel_request: None,
         }
@@ -131,8 +138,14 @@ impl RuntimeConfig {
     }
 
     /// Restores the job's first attempt from the savepoint or completed checkpoint in `dir`.
-    pub fn with_initial_restore(mut self, dir: Option<PathBuf>) -> Self {
-        self.initial_restore = dir;
+    pub fn with_initial_restore(mut self, dir: Option<impl Into<StatePath>>) -> Self {
+        self.initial_restore = dir.map(Into::into);
+        self
+    }
+
+    /// Checkpoints, savepoints and restores reach the stores of `stores`.
+    pub fn with_state_stores(mut self, stores: StateStores) -> Self {
+        self.state_stores = stores;
         self
     }
 
@@ -224,13 +237,18 @@ impl LocalRuntime {
         crate::alloc::tune();
         let job_id = JobId::generate();
         let started = Instant::now();
-        let storage = self.config.checkpointing.as_ref().map(|c| {
-            CheckpointStorage::new(&c.dir, &job_id, c.num_retained).with_incremental(c.incremental)
-        });
+        let stores = &self.config.state_stores;
+        let storage = match &self.config.checkpointing {
+            Some(c) => Some(
+                CheckpointStorage::open(stores, &c.dir, &job_id, c.num_retained)?
+                    .with_incremental(c.incremental),
+            ),
+            None => None,
+        };
         let initial = match &self.config.initial_restore {
             Some(dir) => {
-                let restored = CheckpointStorage::load_dir(dir)?;
-                info!(job_id = %job_id, path = %dir.display(), checkpoint_id = restored.checkpoint_id().0, "restoring job from savepoint");
+                let restored = CheckpointStorage::load_from(stores, dir)?;
+                info!(job_id = %job_id, path = %dir, checkpoint_id = restored.checkpoint_id().0, "restoring job from savepoint");
                 Some(restored)
             }
             None => None,
@@ -550,7 +568,7 @@ impl JobHandle {
         let wall_ms = wall_time.as_millis() as u64;
         match &stopped_with {
             Some(savepoint) => {
-                info!(job_id = %self.job_id, wall_ms, savepoint = %savepoint.display(), "job stopped with a savepoint")
+                info!(job_id = %self.job_id, wall_ms, savepoint = %savepoint, "job stopped with a savepoint")
             }
             None => info!(job_id = %self.job_id, wall_ms, "job finished"),
         }

@@ -1,7 +1,6 @@
 //! The result of a finished job.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -48,7 +47,7 @@ pub struct JobResult {
     pub checkpoints_completed: u64,
     pub last_checkpoint: Option<CheckpointStats>,
     /// The savepoint directory the job was stopped with; `None` when its input ended.
-    pub stopped_with: Option<PathBuf>,
+    pub stopped_with: Option<crate::checkpoint::StatePath>,
 }
 
 impl JobResult {
@@ -70,9 +69,7 @@ impl fmt::Display for JobResult {
                 f,
                 "Job '{}' ({}) stopped with savepoint {} after {seconds:.3} s (sinks committed \
                  up to the savepoint; a restore from it goes on from there)",
-                self.name,
-                self.job_id,
-                savepoint.display()
+                self.name, self.job_id, savepoint
             )?,
         }
         writeln!(
@@ -107,7 +104,7 @@ impl fmt::Display for JobResult {
 mod tests {
     use super::*;
 
-    fn result(stopped_with: Option<PathBuf>) -> JobResult {
+    fn result(stopped_with: Option<crate::checkpoint::StatePath>) -> JobResult {
         JobResult {
             job_id: JobId("0123456789abcdef".into()),
             name: "count".into(),
@@ -128,7 +125,10 @@ mod tests {
             finished.starts_with("Job 'count' (0123456789abcdef) finished in 1.500 s"),
             "{finished}"
         );
-        let stopped = result(Some(PathBuf::from("/sp/savepoint-012345-abc"))).to_string();
+        let stopped = result(Some(crate::checkpoint::StatePath::Local(
+            "/sp/savepoint-012345-abc".into(),
+        )))
+        .to_string();
         assert!(
             stopped.starts_with(
                 "Job 'count' (0123456789abcdef) stopped with savepoint /sp/savepoint-012345-abc \

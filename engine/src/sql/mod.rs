@@ -13,7 +13,10 @@
 //!   `parallelism.default`, `table.exec.source.idle-timeout` (e.g. `5 s`, `500 ms`, `0` = off),
 //!   `pipeline.name`; `table.exec.mini-batch.*` are accepted and ignored (Sluice always works on
 //!   batches); checkpoint keys (`execution.checkpointing.*`, 1.x `state.checkpoints.*` aliases) and
-//!   `restart-strategy.*` configure the local runtime's checkpoints and restarts; other keys fail.
+//!   `restart-strategy.*` configure the local runtime's checkpoints and restarts;
+//!   `execution.savepoint.path` restores the following jobs from a savepoint or retained
+//!   checkpoint (local or `s3://`); `s3.*` set up the S3 checkpoint store
+//!   ([`crate::checkpoint::S3Config`]); other keys fail.
 //! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
 //!   [`Outcome::Changelog`] when the result is updating in streaming mode; in batch mode an
 //!   updating result, e.g. of an outer join, is folded into its final rows: each `+I`/`+U`
@@ -516,6 +519,17 @@ impl Session {
         Ok(self.runtime_config()?.checkpointing)
     }
 
+    /// The savepoint or checkpoint the next jobs restore from (`execution.savepoint.path`, or
+    /// the runtime configuration's [`RuntimeConfig::initial_restore`]).
+    pub fn restore_path(&self) -> Option<&crate::checkpoint::StatePath> {
+        self.config.runtime.initial_restore.as_ref()
+    }
+
+    /// The `s3.*` settings made with `SET` (or [`Session::set_option`]).
+    pub fn s3_config(&self) -> &crate::checkpoint::S3Config {
+        &self.config.runtime.state_stores.s3
+    }
+
     /// The restart strategy set with `SET 'restart-strategy…'` (or [`Session::set_option`]).
     pub fn restart_strategy(&self) -> Result<RestartStrategy> {
         Ok(self.runtime_config()?.restart_strategy)
@@ -556,6 +570,13 @@ impl Session {
                     .with_idle_timeout((!timeout.is_zero()).then_some(timeout));
             }
             "pipeline.name" => self.job_name = Some(value.to_string()),
+            "execution.savepoint.path" => {
+                let path = crate::checkpoint::StatePath::parse(value).map_err(|m| bad(&m))?;
+                self.config.runtime.initial_restore = Some(path);
+            }
+            _ if crate::checkpoint::S3Config::is_s3_key(key) => {
+                self.config.runtime.state_stores.s3.set(key, value)?;
+            }
             _ if key.starts_with("table.exec.mini-batch.") => {
                 info!(
                     key,
@@ -596,11 +617,13 @@ impl Session {
                     "table.exec.source.idle-timeout",
                     "pipeline.name",
                     "table.exec.mini-batch.enabled",
+                    "execution.savepoint.path",
                 ];
                 let candidates = KNOWN
                     .iter()
                     .chain(CHECKPOINT_KEYS)
                     .chain(RESTART_KEYS)
+                    .chain(crate::checkpoint::S3Config::KEYS)
                     .copied();
                 let hint = match crate::expr::closest(&key.to_ascii_lowercase(), candidates) {
                     Some(best) => format!("unknown key (did you mean '{best}'?)"),
@@ -1415,8 +1438,44 @@ mod tests {
         assert_eq!(checkpoints.interval, std::time::Duration::from_secs(10));
         assert_eq!(
             checkpoints.dir,
-            std::path::PathBuf::from("/tmp/sluice-checkpoints")
+            crate::checkpoint::StatePath::Local("/tmp/sluice-checkpoints".into())
         );
+        // S3 checkpoints: the store's settings, and a restore path in a bucket.
+        session
+            .execute("SET 'execution.checkpointing.dir' = 's3://bucket/chk';")
+            .unwrap();
+        session
+            .execute("SET 's3.endpoint' = 'http://127.0.0.1:9000';")
+            .unwrap();
+        session
+            .execute("SET 's3.path.style.access' = 'true';")
+            .unwrap();
+        session
+            .execute("SET 'execution.savepoint.path' = 's3://bucket/sp/savepoint-1';")
+            .unwrap();
+        let config = session.runtime_config().unwrap();
+        assert_eq!(
+            config.checkpointing.unwrap().dir.to_string(),
+            "s3://bucket/chk"
+        );
+        assert_eq!(
+            config.state_stores.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(
+            session.restore_path().map(ToString::to_string).as_deref(),
+            Some("s3://bucket/sp/savepoint-1")
+        );
+        let err = session
+            .execute("SET 's3.secret' = 'x';")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s3.secret-key"), "{err}");
+        let err = session
+            .execute("SET 'execution.checkpointing.dir' = 'gs://bucket/chk';")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gs://"), "{err}");
         let err = session
             .execute("SET 'execution.checkpointing.interval' = 'soon';")
             .unwrap_err();
