@@ -223,9 +223,12 @@ impl TaskManagerArgs {
                 config,
                 functions,
                 |bound| {
-                    println!("rpc listening on {}", bound.rpc);
-                    println!("data listening on {}", bound.data);
-                    println!("flight listening on {}", bound.flight);
+                    // One write: a reader that stops after the lines it wants does not make a
+                    // later line fail.
+                    print!(
+                        "rpc listening on {}\ndata listening on {}\nflight listening on {}\n",
+                        bound.rpc, bound.data, bound.flight
+                    );
                 },
                 crate::jobmanager::termination_signal(),
             ))

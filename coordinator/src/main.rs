@@ -475,11 +475,16 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
                 std::net::SocketAddr::new(host, rpc_port),
                 std::net::SocketAddr::new(host, rest_port),
                 |bound| {
-                    println!("rpc listening on {}", bound.rpc);
-                    println!("rest listening on {}", bound.rest);
+                    // One write: a reader that stops after the lines it wants does not make a
+                    // later line fail.
+                    let mut lines = format!(
+                        "rpc listening on {}\nrest listening on {}\n",
+                        bound.rpc, bound.rest
+                    );
                     if let Some(flight) = bound.flight {
-                        println!("flight listening on {flight}");
+                        lines.push_str(&format!("flight listening on {flight}\n"));
                     }
+                    print!("{lines}");
                 },
                 sluice_coordinator::jobmanager::termination_signal(),
             ))?;

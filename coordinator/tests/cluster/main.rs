@@ -13,6 +13,7 @@ use sluice_coordinator::rest_client::{RestResponse, request};
 mod backpressure;
 mod cli;
 mod failover;
+mod flight;
 mod ha;
 #[allow(
     dead_code,
@@ -20,6 +21,8 @@ mod ha;
 )]
 #[path = "../support/moto.rs"]
 mod moto;
+#[path = "../support/sink_tables.rs"]
+mod sink_tables;
 mod user_code;
 
 /// How long any awaited condition may take.

@@ -89,7 +89,15 @@ def check_auth(uri, name, token):
     header = client.authenticate_basic_token("reader", token)
     call = flight.FlightCallOptions(headers=[header])
     info = client.get_flight_info(descriptor, call)
-    result["handshake_rows"] = len(rows(client.do_get(info.endpoints[0].ticket, call).read_all()))
+    total = 0
+    for endpoint in info.endpoints:
+        reader = flight.FlightClient(endpoint.locations[0]) if endpoint.locations else client
+        total += len(rows(reader.do_get(endpoint.ticket, call).read_all()))
+        if endpoint.locations:
+            result["partition_missing"] = refused(
+                lambda: reader.do_get(endpoint.ticket).read_all()
+            )
+    result["handshake_rows"] = total
     result["bearer"] = not refused(lambda: client.get_flight_info(descriptor, options(token)))
     return result
 
