@@ -11,7 +11,7 @@ use arrow::array::{Array, AsArray, BinaryArray, Int64Array, RecordBatch, StringA
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, SqlInfo};
 use arrow_flight::{FlightClient, FlightDescriptor, FlightInfo, IpcMessage, Ticket};
 use futures::TryStreamExt;
 use sluice_flight::sink_table::{
@@ -72,7 +72,11 @@ impl SinkTableCatalog for TestCatalog {
             schema,
             job_id: "job-1".into(),
             job_state: "RUNNING".into(),
-            primary_key: Vec::new(),
+            primary_key: if name == "numbers" {
+                vec!["x".into(), "label".into()]
+            } else {
+                Vec::new()
+            },
             rows,
             partitions,
         };
@@ -502,6 +506,38 @@ async fn catalog_commands() -> Result<()> {
     let info = sql.get_table_types().await?;
     let batches = read_all_sql(&mut sql, &info).await?.concat();
     assert_eq!(batches[0].column(0).as_string::<i32>().value(0), "TABLE");
+
+    let keys = |table: &str, catalog: Option<&str>| CommandGetPrimaryKeys {
+        catalog: catalog.map(String::from),
+        db_schema: None,
+        table: table.into(),
+    };
+    let info = sql.get_primary_keys(keys("numbers", None)).await?;
+    let batches = read_all_sql(&mut sql, &info).await?.concat();
+    let batch = &batches[0];
+    let columns = batch.column(3).as_string::<i32>();
+    assert_eq!((columns.value(0), columns.value(1)), ("x", "label"));
+    assert_eq!(
+        batch
+            .column(5)
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .values(),
+        &[1, 2]
+    );
+    for (table, catalog) in [
+        ("empty", None),
+        ("missing", None),
+        ("numbers", Some("other")),
+    ] {
+        let info = sql.get_primary_keys(keys(table, catalog)).await?;
+        let rows: usize = read_all_sql(&mut sql, &info)
+            .await?
+            .concat()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert_eq!(rows, 0, "{table} {catalog:?}");
+    }
 
     let info = sql
         .get_sql_info(vec![
