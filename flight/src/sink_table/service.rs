@@ -63,12 +63,13 @@ type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 
 /// The Flight (and Flight SQL) service over a catalog of sink tables. Cheap to clone.
 ///
-/// ```no_run
+/// ```
 /// # use std::sync::Arc;
 /// # use sluice_flight::sink_table::{SinkTableCatalog, SinkTableService};
-/// # fn catalog() -> Arc<dyn SinkTableCatalog> { unimplemented!() }
-/// let service = SinkTableService::new(catalog()).with_token(Some("s3cret".into()));
-/// let router = tonic::transport::Server::builder().add_service(service.into_server());
+/// fn router(catalog: Arc<dyn SinkTableCatalog>) -> tonic::transport::server::Router {
+///     let service = SinkTableService::new(catalog).with_token(Some("s3cret".into()));
+///     tonic::transport::Server::builder().add_service(service.into_server())
+/// }
 /// ```
 #[derive(Clone)]
 pub struct SinkTableService {
