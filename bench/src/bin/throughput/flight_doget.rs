@@ -61,6 +61,10 @@ pub struct Options {
     /// "SELECT * FROM bench WHERE price > 5000".
     #[arg(long)]
     query: Option<String>,
+    /// Client connections: endpoints are read over them round-robin (HTTP/2 multiplexes the
+    /// streams of one connection over one socket).
+    #[arg(long, default_value_t = 1)]
+    connections: u32,
     /// The service's largest `DoGet` message in bytes.
     #[arg(long, default_value_t = 2 << 20)]
     max_message_bytes: usize,
@@ -157,6 +161,7 @@ struct Run {
     rows_in_table: usize,
     batch_rows: usize,
     partitions: u32,
+    connections: u32,
     max_message_bytes: usize,
     batches: u64,
     rows: u64,
@@ -186,9 +191,9 @@ async fn connect(address: SocketAddr) -> anyhow::Result<Channel> {
 }
 
 /// Reads every endpoint of `info` at once.
-async fn read_endpoints(channel: &Channel, info: &FlightInfo) -> anyhow::Result<Received> {
+async fn read_endpoints(channels: &[Channel], info: &FlightInfo) -> anyhow::Result<Received> {
     let mut readers = JoinSet::new();
-    for endpoint in &info.endpoint {
+    for (endpoint, channel) in info.endpoint.iter().zip(channels.iter().cycle()) {
         let ticket = endpoint
             .ticket
             .clone()
@@ -215,7 +220,11 @@ async fn read_endpoints(channel: &Channel, info: &FlightInfo) -> anyhow::Result<
     Ok(total)
 }
 
-async fn read_once(channel: &Channel, query: Option<&str>) -> anyhow::Result<(Duration, Received)> {
+async fn read_once(
+    channels: &[Channel],
+    query: Option<&str>,
+) -> anyhow::Result<(Duration, Received)> {
+    let channel = &channels[0];
     let start = Instant::now();
     let info = match query {
         None => {
@@ -229,7 +238,7 @@ async fn read_once(channel: &Channel, query: Option<&str>) -> anyhow::Result<(Du
                 .await?
         }
     };
-    let received = read_endpoints(channel, &info).await?;
+    let received = read_endpoints(channels, &info).await?;
     Ok((start.elapsed(), received))
 }
 
@@ -243,7 +252,10 @@ async fn measure(options: &Options, data: &str, pool: &[RecordBatch]) -> anyhow:
     serving.spawn(server.serve(async {
         stopped.await.ok();
     }));
-    let channel = connect(address).await?;
+    let mut channels = Vec::new();
+    for _ in 0..options.connections.max(1) {
+        channels.push(connect(address).await?);
+    }
 
     let mut reads = vec![None];
     reads.extend(options.query.as_deref().map(Some));
@@ -252,7 +264,7 @@ async fn measure(options: &Options, data: &str, pool: &[RecordBatch]) -> anyhow:
         let mut times = Vec::new();
         let mut received = Received::default();
         for _ in 0..options.repeat.max(1) {
-            let (time, got) = read_once(&channel, query).await?;
+            let (time, got) = read_once(&channels, query).await?;
             times.push(time.as_secs_f64());
             received = got;
         }
@@ -266,6 +278,7 @@ async fn measure(options: &Options, data: &str, pool: &[RecordBatch]) -> anyhow:
             rows_in_table: options.rows,
             batch_rows: options.batch_rows,
             partitions: options.partitions,
+            connections: options.connections.max(1),
             max_message_bytes: options.max_message_bytes,
             batches: received.batches,
             rows: received.rows,
@@ -277,10 +290,11 @@ async fn measure(options: &Options, data: &str, pool: &[RecordBatch]) -> anyhow:
             load_average: load_average(),
         };
         println!(
-            "flight-doget {data:<5} {:<40} rows={} partitions={}: best {best:.3} s, median {median:.3} s, {:.2} M rows/s, {:.0} MB/s ({} batches, {:.1} MB)",
+            "flight-doget {data:<5} {:<40} rows={} partitions={} connections={}: best {best:.3} s, median {median:.3} s, {:.2} M rows/s, {:.0} MB/s ({} batches, {:.1} MB)",
             run.read,
             run.rows,
             run.partitions,
+            run.connections,
             run.rows_per_second / 1e6,
             run.mb_per_second,
             run.batches,
