@@ -636,3 +636,64 @@ async fn open_server_accepts_handshakes_and_calls_without_token() -> Result<()> 
     client.handshake(Vec::<u8>::new()).await?;
     server.stop().await
 }
+
+#[tokio::test]
+async fn get_schema_poll_and_list_actions_for_flight_sql_commands() -> Result<()> {
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use prost::Message;
+
+    let server = TestServer::start(None).await?;
+    let mut client = server.client().await?;
+    let statement = |sql: &str| {
+        FlightDescriptor::new_cmd(
+            CommandStatementQuery {
+                query: sql.into(),
+                transaction_id: None,
+            }
+            .as_any()
+            .encode_to_vec(),
+        )
+    };
+    let schema = client
+        .get_schema(statement("SELECT label AS l FROM numbers"))
+        .await?;
+    assert_eq!(schema.fields().len(), 1);
+    assert_eq!(schema.field(0).name(), "l");
+    let error = client
+        .get_schema(statement("SELECT nope FROM numbers"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), Some(Code::InvalidArgument));
+    let tables = FlightDescriptor::new_cmd(CommandGetTables::default().as_any().encode_to_vec());
+    assert_eq!(client.get_schema(tables).await?.fields().len(), 4);
+
+    // PollFlightInfo: complete at once.
+    let poll = client
+        .poll_flight_info(statement("SELECT * FROM numbers"))
+        .await?;
+    assert!(poll.flight_descriptor.is_none());
+    assert_eq!(poll.info.context("no FlightInfo")?.endpoint.len(), 2);
+
+    let actions: Vec<String> = client
+        .list_actions()
+        .await?
+        .map_ok(|a| a.r#type)
+        .try_collect()
+        .await?;
+    assert_eq!(
+        actions,
+        ["CreatePreparedStatement", "ClosePreparedStatement"]
+    );
+
+    // A Flight SQL command the service does not serve.
+    let error = client
+        .get_flight_info(FlightDescriptor::new_cmd(
+            arrow_flight::sql::CommandGetXdbcTypeInfo { data_type: None }
+                .as_any()
+                .encode_to_vec(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), Some(Code::Unimplemented));
+    server.stop().await
+}
