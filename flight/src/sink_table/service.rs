@@ -357,12 +357,7 @@ impl Shared {
                         TABLE_TYPE,
                         &table.schema,
                     )
-                    .map_err(|e| {
-                        Error::Internal(format!(
-                            "encoding the schema of sink table '{}': {e}",
-                            table.name
-                        ))
-                    })?;
+                    .map_err(|e| schema_error(&table.name, e))?;
             }
         }
         builder
@@ -414,11 +409,9 @@ fn saturating_i64(rows: u64) -> i64 {
     i64::try_from(rows).unwrap_or(i64::MAX)
 }
 
-fn schema_error(table: &str, e: arrow::error::ArrowError) -> Error {
-    Error::Arrow {
-        context: format!("encoding the schema of sink table '{table}'"),
-        source: e,
-    }
+/// Every Arrow schema has an IPC form: failing to encode one is a bug.
+fn schema_error(table: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("encoding the schema of sink table '{table}': {e}"))
 }
 
 fn endpoint(ticket: Bytes, location: Option<&str>) -> FlightEndpoint {
@@ -453,10 +446,7 @@ fn prepared_sql(handle: &[u8]) -> Result<String> {
 fn schema_bytes(schema: &SchemaRef) -> Result<Bytes> {
     let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e| Error::Arrow {
-            context: "encoding a statement's schema".into(),
-            source: e,
-        })?;
+        .map_err(|e| Error::Internal(format!("encoding a statement's schema: {e}")))?;
     Ok(message.0)
 }
 
