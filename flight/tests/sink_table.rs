@@ -11,7 +11,7 @@ use arrow::array::{Array, AsArray, BinaryArray, Int64Array, RecordBatch, StringA
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, SqlInfo};
 use arrow_flight::{FlightClient, FlightDescriptor, FlightInfo, IpcMessage, Ticket};
 use futures::TryStreamExt;
 use sluice_flight::sink_table::{
@@ -72,7 +72,11 @@ impl SinkTableCatalog for TestCatalog {
             schema,
             job_id: "job-1".into(),
             job_state: "RUNNING".into(),
-            primary_key: Vec::new(),
+            primary_key: if name == "numbers" {
+                vec!["x".into(), "label".into()]
+            } else {
+                Vec::new()
+            },
             rows,
             partitions,
         };
@@ -503,6 +507,38 @@ async fn catalog_commands() -> Result<()> {
     let batches = read_all_sql(&mut sql, &info).await?.concat();
     assert_eq!(batches[0].column(0).as_string::<i32>().value(0), "TABLE");
 
+    let keys = |table: &str, catalog: Option<&str>| CommandGetPrimaryKeys {
+        catalog: catalog.map(String::from),
+        db_schema: None,
+        table: table.into(),
+    };
+    let info = sql.get_primary_keys(keys("numbers", None)).await?;
+    let batches = read_all_sql(&mut sql, &info).await?.concat();
+    let batch = &batches[0];
+    let columns = batch.column(3).as_string::<i32>();
+    assert_eq!((columns.value(0), columns.value(1)), ("x", "label"));
+    assert_eq!(
+        batch
+            .column(5)
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .values(),
+        &[1, 2]
+    );
+    for (table, catalog) in [
+        ("empty", None),
+        ("missing", None),
+        ("numbers", Some("other")),
+    ] {
+        let info = sql.get_primary_keys(keys(table, catalog)).await?;
+        let rows: usize = read_all_sql(&mut sql, &info)
+            .await?
+            .concat()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert_eq!(rows, 0, "{table} {catalog:?}");
+    }
+
     let info = sql
         .get_sql_info(vec![
             SqlInfo::FlightSqlServerName,
@@ -598,5 +634,66 @@ async fn open_server_accepts_handshakes_and_calls_without_token() -> Result<()> 
     );
     let mut client = server.client().await?;
     client.handshake(Vec::<u8>::new()).await?;
+    server.stop().await
+}
+
+#[tokio::test]
+async fn get_schema_poll_and_list_actions_for_flight_sql_commands() -> Result<()> {
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use prost::Message;
+
+    let server = TestServer::start(None).await?;
+    let mut client = server.client().await?;
+    let statement = |sql: &str| {
+        FlightDescriptor::new_cmd(
+            CommandStatementQuery {
+                query: sql.into(),
+                transaction_id: None,
+            }
+            .as_any()
+            .encode_to_vec(),
+        )
+    };
+    let schema = client
+        .get_schema(statement("SELECT label AS l FROM numbers"))
+        .await?;
+    assert_eq!(schema.fields().len(), 1);
+    assert_eq!(schema.field(0).name(), "l");
+    let error = client
+        .get_schema(statement("SELECT nope FROM numbers"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), Some(Code::InvalidArgument));
+    let tables = FlightDescriptor::new_cmd(CommandGetTables::default().as_any().encode_to_vec());
+    assert_eq!(client.get_schema(tables).await?.fields().len(), 4);
+
+    // PollFlightInfo: complete at once.
+    let poll = client
+        .poll_flight_info(statement("SELECT * FROM numbers"))
+        .await?;
+    assert!(poll.flight_descriptor.is_none());
+    assert_eq!(poll.info.context("no FlightInfo")?.endpoint.len(), 2);
+
+    let actions: Vec<String> = client
+        .list_actions()
+        .await?
+        .map_ok(|a| a.r#type)
+        .try_collect()
+        .await?;
+    assert_eq!(
+        actions,
+        ["CreatePreparedStatement", "ClosePreparedStatement"]
+    );
+
+    // A Flight SQL command the service does not serve.
+    let error = client
+        .get_flight_info(FlightDescriptor::new_cmd(
+            arrow_flight::sql::CommandGetXdbcTypeInfo { data_type: None }
+                .as_any()
+                .encode_to_vec(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), Some(Code::Unimplemented));
     server.stop().await
 }

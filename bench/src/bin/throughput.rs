@@ -10,6 +10,12 @@
 //! ```text
 //! cargo run --release -p sluice-bench -- flight-exchange --seconds 10 --codec none,lz4,zstd
 //! ```
+//!
+//! `flight-doget` measures a Flight client reading a sink table from the sink-table service:
+//!
+//! ```text
+//! cargo run --release -p sluice-bench -- flight-doget --rows 10000000 --query "SELECT * FROM bench WHERE price > 5000"
+//! ```
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +30,8 @@ use sluice_engine::api::nexmark::{NexmarkQuery, add_query};
 use sluice_engine::connector::SinkSpec;
 use sluice_engine::runtime::JobEnvironment;
 
+#[path = "throughput/flight_doget.rs"]
+mod flight_doget;
 #[path = "throughput/flight_exchange.rs"]
 mod flight_exchange;
 
@@ -59,6 +67,9 @@ enum Command {
     },
     /// Arrow Flight exchange throughput of one channel between two processes on loopback.
     FlightExchange(flight_exchange::SendOptions),
+    /// Reading a sink table from the sink-table Flight service on loopback (DoGet, and a
+    /// Flight SQL statement with --query).
+    FlightDoget(flight_doget::Options),
     /// The receiving process of `flight-exchange` (started by it).
     #[command(hide = true)]
     FlightExchangeReceive(flight_exchange::ReceiveOptions),
@@ -144,6 +155,7 @@ fn nexmark_once(
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FlightExchange(options) => flight_exchange::run(options),
+        Command::FlightDoget(options) => flight_doget::run(options),
         Command::FlightExchangeReceive(options) => flight_exchange::receive(options),
         Command::Nexmark {
             query,

@@ -9,7 +9,8 @@
 //!   `SELECT * | column [AS alias], … FROM table [WHERE predicate] [LIMIT n]` (the predicate
 //!   runs on the engine's vectorized expressions; `LIMIT` applies per endpoint), prepared
 //!   statements without parameters, and the catalog commands (`GetCatalogs` → `sluice`,
-//!   `GetDbSchemas` → `default`, `GetTables`, `GetTableTypes` → `TABLE`, `GetSqlInfo`).
+//!   `GetDbSchemas` → `default`, `GetTables`, `GetTableTypes` → `TABLE`, `GetPrimaryKeys`,
+//!   `GetSqlInfo`).
 //! - Authentication (optional): a bearer token on every call, obtained from `Handshake` with
 //!   basic credentials whose password is the token.
 //! - [`SinkTableServer`] / [`serve`]: a gRPC server of its own, until a shutdown future ends.

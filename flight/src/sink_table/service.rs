@@ -22,7 +22,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayRef, Int32Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::{FlightDataEncoderBuilder, GRPC_TARGET_MAX_FLIGHT_SIZE_BYTES};
@@ -36,8 +37,9 @@ use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, Command, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandStatementQuery, ProstMessageExt, SqlInfo,
+    SqlSupportedTransaction, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
@@ -61,12 +63,13 @@ type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 
 /// The Flight (and Flight SQL) service over a catalog of sink tables. Cheap to clone.
 ///
-/// ```no_run
+/// ```
 /// # use std::sync::Arc;
 /// # use sluice_flight::sink_table::{SinkTableCatalog, SinkTableService};
-/// # fn catalog() -> Arc<dyn SinkTableCatalog> { unimplemented!() }
-/// let service = SinkTableService::new(catalog()).with_token(Some("s3cret".into()));
-/// let router = tonic::transport::Server::builder().add_service(service.into_server());
+/// fn router(catalog: Arc<dyn SinkTableCatalog>) -> tonic::transport::server::Router {
+///     let service = SinkTableService::new(catalog).with_token(Some("s3cret".into()));
+///     tonic::transport::Server::builder().add_service(service.into_server())
+/// }
 /// ```
 #[derive(Clone)]
 pub struct SinkTableService {
@@ -320,6 +323,7 @@ impl Shared {
             Command::CommandGetTables(command) => Ok(command.into_builder().schema()),
             Command::CommandGetTableTypes(command) => Ok(command.into_builder().schema()),
             Command::CommandGetSqlInfo(_) => Ok(self.sql_info.schema()),
+            Command::CommandGetPrimaryKeys(_) => Ok(primary_keys_schema()),
             other => Err(unsupported_command(other.type_url())),
         }
     }
@@ -353,29 +357,61 @@ impl Shared {
                         TABLE_TYPE,
                         &table.schema,
                     )
-                    .map_err(|e| {
-                        Error::Internal(format!(
-                            "encoding the schema of sink table '{}': {e}",
-                            table.name
-                        ))
-                    })?;
+                    .map_err(|e| schema_error(&table.name, e))?;
             }
         }
         builder
             .build()
             .map_err(|e| Error::Internal(format!("building GetTables: {e}")))
     }
+
+    /// The primary key columns of an upsert table, in key order; none for an append-only
+    /// table, an unknown one, or another catalog or schema.
+    fn primary_keys_batch(&self, command: &CommandGetPrimaryKeys) -> Result<RecordBatch> {
+        let ours = command.catalog.as_deref().is_none_or(|c| c == CATALOG_NAME)
+            && command
+                .db_schema
+                .as_deref()
+                .is_none_or(|s| s == SCHEMA_NAME);
+        let (name, key) = match self.table(&command.table) {
+            Ok(table) if ours => (table.name, table.primary_key),
+            Ok(_) | Err(Error::TableNotFound { .. }) => (command.table.clone(), Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let rows = key.len();
+        let sequence = (1..=rows).map(|i| i32::try_from(i).unwrap_or(i32::MAX));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![CATALOG_NAME; rows])),
+            Arc::new(StringArray::from(vec![SCHEMA_NAME; rows])),
+            Arc::new(StringArray::from(vec![name.as_str(); rows])),
+            Arc::new(StringArray::from(key)),
+            Arc::new(StringArray::new_null(rows)),
+            Arc::new(Int32Array::from_iter_values(sequence)),
+        ];
+        RecordBatch::try_new(primary_keys_schema(), columns)
+            .map_err(|e| Error::Internal(format!("building GetPrimaryKeys: {e}")))
+    }
+}
+
+/// The result schema of `CommandGetPrimaryKeys`, as the Flight SQL spec gives it.
+fn primary_keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
 }
 
 fn saturating_i64(rows: u64) -> i64 {
     i64::try_from(rows).unwrap_or(i64::MAX)
 }
 
-fn schema_error(table: &str, e: arrow::error::ArrowError) -> Error {
-    Error::Arrow {
-        context: format!("encoding the schema of sink table '{table}'"),
-        source: e,
-    }
+/// Every Arrow schema has an IPC form: failing to encode one is a bug.
+fn schema_error(table: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("encoding the schema of sink table '{table}': {e}"))
 }
 
 fn endpoint(ticket: Bytes, location: Option<&str>) -> FlightEndpoint {
@@ -392,7 +428,8 @@ fn unsupported_command(type_url: &str) -> Error {
         message: format!(
             "'{type_url}' is not served; the sink-table service serves CommandStatementQuery \
              (and prepared statements without parameters), CommandGetCatalogs, \
-             CommandGetDbSchemas, CommandGetTables, CommandGetTableTypes and CommandGetSqlInfo"
+             CommandGetDbSchemas, CommandGetTables, CommandGetTableTypes, CommandGetPrimaryKeys \
+             and CommandGetSqlInfo"
         ),
     }
 }
@@ -409,10 +446,7 @@ fn prepared_sql(handle: &[u8]) -> Result<String> {
 fn schema_bytes(schema: &SchemaRef) -> Result<Bytes> {
     let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e| Error::Arrow {
-            context: "encoding a statement's schema".into(),
-            source: e,
-        })?;
+        .map_err(|e| Error::Internal(format!("encoding a statement's schema: {e}")))?;
     Ok(message.0)
 }
 
@@ -689,6 +723,14 @@ impl FlightSqlService for FlightSql {
         command_info(query.as_any(), &schema, request.into_inner())
     }
 
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        command_info(query.as_any(), &primary_keys_schema(), request.into_inner())
+    }
+
     async fn get_flight_info_fallback(
         &self,
         command: Command,
@@ -783,6 +825,15 @@ impl FlightSqlService for FlightSql {
             .into_builder(&self.shared.sql_info)
             .build()
             .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(self.shared.encode_batch(batch)))
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = to_status(self.shared.primary_keys_batch(&query))?;
         Ok(Response::new(self.shared.encode_batch(batch)))
     }
 

@@ -130,7 +130,7 @@ fn placement(receiver_address: &str) -> ExchangePlacement {
 }
 
 /// Bytes of the Arrow buffers (values, offsets, validity, children) of `batch`.
-fn buffer_bytes(batch: &RecordBatch) -> u64 {
+pub(super) fn buffer_bytes(batch: &RecordBatch) -> u64 {
     fn data_bytes(data: &ArrayData) -> u64 {
         let buffers: usize = data.buffers().iter().map(|b| b.len()).sum();
         let nulls = data.nulls().map_or(0, |n| n.buffer().len());
@@ -143,14 +143,14 @@ fn buffer_bytes(batch: &RecordBatch) -> u64 {
         .sum()
 }
 
-fn load_average() -> f64 {
+pub(super) fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(f64::NAN)
 }
 
-fn fixed_batches(rows: usize) -> anyhow::Result<Vec<RecordBatch>> {
+pub(super) fn fixed_batches(rows: usize) -> anyhow::Result<Vec<RecordBatch>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("auction", DataType::Int64, false),
         Field::new("bidder", DataType::Int64, false),
@@ -189,7 +189,7 @@ fn fixed_batches(rows: usize) -> anyhow::Result<Vec<RecordBatch>> {
         .collect()
 }
 
-fn bid_batches(rows: usize) -> anyhow::Result<Vec<RecordBatch>> {
+pub(super) fn bid_batches(rows: usize) -> anyhow::Result<Vec<RecordBatch>> {
     let mut generator = NexmarkGenerator::new(NexmarkConfig::default(), 0, None)?;
     (0..POOL)
         .map(|_| {
