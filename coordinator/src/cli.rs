@@ -223,12 +223,13 @@ impl TaskManagerArgs {
                 config,
                 functions,
                 |bound| {
-                    // One write: a reader that stops after the lines it wants does not make a
-                    // later line fail.
-                    print!(
+                    // Formatted first, so one write puts all lines out: a reader that stops
+                    // after the lines it wants does not make a later line fail.
+                    let lines = format!(
                         "rpc listening on {}\ndata listening on {}\nflight listening on {}\n",
                         bound.rpc, bound.data, bound.flight
                     );
+                    print!("{lines}");
                 },
                 crate::jobmanager::termination_signal(),
             ))

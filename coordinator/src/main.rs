@@ -475,8 +475,8 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
                 std::net::SocketAddr::new(host, rpc_port),
                 std::net::SocketAddr::new(host, rest_port),
                 |bound| {
-                    // One write: a reader that stops after the lines it wants does not make a
-                    // later line fail.
+                    // Formatted first, so one write puts all lines out: a reader that stops
+                    // after the lines it wants does not make a later line fail.
                     let mut lines = format!(
                         "rpc listening on {}\nrest listening on {}\n",
                         bound.rpc, bound.rest

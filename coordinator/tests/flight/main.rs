@@ -4,13 +4,10 @@
 //! `FlightClient` and ADBC's Flight SQL driver, in the Python environment
 //! `ci/install-deps.sh` makes (`$SLUICE_PYTHON`) — while the job runs and after it ended.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 mod failures;
 #[path = "../support/sink_tables.rs"]

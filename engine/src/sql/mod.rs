@@ -303,6 +303,17 @@ impl Session {
                     located.position,
                 ));
             }
+            if matches!(located.statement, ParsedStatement::EndStatementSet) {
+                // The statement set's INSERTs become the submitted job; nothing runs here.
+                if !self.in_statement_set {
+                    return Err(locate(
+                        Error::sql("END", "END without an open statement set"),
+                        located.position,
+                    ));
+                }
+                self.in_statement_set = false;
+                continue;
+            }
             self.execute_statement(&located)?;
         }
         self.in_statement_set = false;
