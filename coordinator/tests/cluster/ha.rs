@@ -189,6 +189,30 @@ fn completed_checkpoints(rests: &[String], id: &str) -> Option<u64> {
     })
 }
 
+/// Waits until job `id` FINISHED (asking `rests`), checks that its output under `out` equals
+/// a failure-free run's (none lost, none twice), and returns the job.
+fn finished_exactly_once(
+    dir: &Path,
+    out: &Path,
+    rests: &[String],
+    id: &str,
+    logs: &[&Process],
+) -> Value {
+    let job = wait_for("the job to finish", logs, || {
+        let job = job_via(rests, id)?;
+        match job["state"].as_str()? {
+            "FINISHED" => Some(job),
+            "FAILED" | "CANCELED" => panic!("the job ended as {job}"),
+            _ => None,
+        }
+    });
+    let expected = local_rows(dir);
+    let rows = output_rows(out);
+    assert_eq!(rows.len(), expected.len(), "rows lost or duplicated");
+    assert!(rows == expected, "the rows differ from a failure-free run");
+    job
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([format!("-{name}"), child.id().to_string()])
@@ -273,20 +297,8 @@ fn killing_the_leading_jobmanager_five_times_loses_and_duplicates_nothing() {
         .map(|(p, _)| p)
         .chain([&tm1, &tm2])
         .collect();
-    let job = wait_for("the job to finish", &logs, || {
-        let job = job_via(&all, &id)?;
-        match job["state"].as_str()? {
-            "FINISHED" => Some(job),
-            "FAILED" | "CANCELED" => panic!("the job ended as {}", job),
-            _ => None,
-        }
-    });
+    let job = finished_exactly_once(dir.path(), &out, &all, &id, &logs);
     assert!(job["attempt"].as_u64() >= Some(5), "{job}");
-
-    let expected = local_rows(dir.path());
-    let rows = output_rows(&out);
-    assert_eq!(rows.len(), expected.len(), "rows lost or duplicated");
-    assert!(rows == expected, "the rows differ from a failure-free run");
 
     let mut sorted = failovers.clone();
     sorted.sort_unstable();
@@ -359,23 +371,14 @@ fn a_leader_paused_past_its_lease_steps_down_and_its_calls_are_refused() {
     );
 
     // None of them took effect: the job finishes under jm-b with every row exactly once.
-    let job = wait_for(
-        "the job to finish under jm-b",
+    let job = finished_exactly_once(
+        dir.path(),
+        &out,
+        std::slice::from_ref(&b_rest),
+        &id,
         &[&a, &b, &tm1, &tm2],
-        || {
-            let job = job_via(std::slice::from_ref(&b_rest), &id)?;
-            match job["state"].as_str()? {
-                "FINISHED" => Some(job),
-                "FAILED" | "CANCELED" => panic!("the job ended as {job}"),
-                _ => None,
-            }
-        },
     );
     assert!(job["attempt"].as_u64() >= Some(1), "{job}");
-    let expected = local_rows(dir.path());
-    let rows = output_rows(&out);
-    assert_eq!(rows.len(), expected.len(), "rows lost or duplicated");
-    assert!(rows == expected, "the rows differ from a failure-free run");
 }
 
 #[test]

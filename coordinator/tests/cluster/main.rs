@@ -21,6 +21,10 @@ mod ha;
 )]
 #[path = "../support/moto.rs"]
 mod moto;
+#[allow(
+    dead_code,
+    reason = "the harness is shared by the coordinator's tests; each uses part of it"
+)]
 #[path = "../support/sink_tables.rs"]
 mod sink_tables;
 mod user_code;

@@ -520,18 +520,7 @@ impl CheckpointStorage {
     /// The newest completed checkpoint whose files are all intact. Checkpoints with a
     /// missing, truncated or corrupted file are skipped with a warning.
     pub fn load_latest(&self) -> Result<Option<RestoredCheckpoint>> {
-        for id in self.completed_ids()?.into_iter().rev() {
-            match self.load(id) {
-                Ok(restored) => return Ok(Some(restored)),
-                Err(error) => warn!(
-                    job_id = %self.job_id,
-                    checkpoint_id = id.0,
-                    %error,
-                    "checkpoint is unreadable; falling back to the previous one"
-                ),
-            }
-        }
-        Ok(None)
+        self.load_latest_up_to(CheckpointId(u64::MAX))
     }
 
     /// The newest completed checkpoint not newer than `newest` whose files are all intact
