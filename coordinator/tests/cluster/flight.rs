@@ -3,7 +3,7 @@
 //! parallelism 2; pyarrow asks the JobManager, which answers with one endpoint per
 //! TaskManager partition, and reads each from its TaskManager, with a bearer token.
 
-use super::sink_tables::{client, count_rows, csv_rows, script};
+use super::sink_tables::{client, count_rows, csv_rows, script, script_with};
 use super::*;
 
 const TOKEN: &str = "cluster-token";
@@ -80,4 +80,64 @@ fn the_jobmanager_lists_a_sink_table_with_one_endpoint_per_taskmanager_partition
         auth["handshake_rows"].as_u64(),
         Some(expected.values().sum::<usize>() as u64)
     );
+}
+
+#[test]
+fn a_killed_taskmanagers_partition_comes_back_from_the_checkpoint_on_its_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    // The loss is noticed through the exchange and the failed cancel call.
+    let (jm, addresses) = start(
+        dir.path(),
+        "jobmanager",
+        &[
+            "jobmanager",
+            "--rpc-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--flight-port",
+            "0",
+            "-D",
+            "heartbeat.interval=100ms",
+            "-D",
+            "heartbeat.timeout=300s",
+        ],
+        &["rpc", "rest", "flight"],
+    );
+    let (rpc, rest, flight) = (&addresses[0], &addresses[1], &addresses[2]);
+    let (tm1, _, _) = taskmanager(dir.path(), "tm1", rpc, 1);
+    let (mut tm2, _, _) = taskmanager(dir.path(), "tm2", rpc, 1);
+    wait_for("two TaskManagers", &[&jm], || {
+        (get(rest, "/overview")["slots-total"] == 2).then_some(())
+    });
+    let out = dir.path().join("reference");
+    let restart = "SET 'restart-strategy.type' = 'fixed-delay';
+SET 'restart-strategy.fixed-delay.attempts' = '3';
+SET 'restart-strategy.fixed-delay.delay' = '200ms';
+";
+    let id = submit(rest, &script_with(dir.path(), &out, restart));
+    wait_for("a completed checkpoint", &[&jm, &tm1, &tm2], || {
+        let stats = get(rest, &format!("/jobs/{id}/checkpoints"));
+        (stats["counts"]["completed"].as_u64() >= Some(2)).then_some(())
+    });
+    tm2.child.kill().unwrap();
+    tm2.child.wait().unwrap();
+    let (tm3, _, _) = taskmanager(dir.path(), "tm3", rpc, 1);
+    wait_for(
+        "the job to finish",
+        &[&jm, &tm1, &tm3],
+        || match job_state(rest, &id).as_str() {
+            "FINISHED" => Some(()),
+            "FAILED" | "CANCELED" => panic!("{}", get(rest, &format!("/jobs/{id}"))),
+            _ => None,
+        },
+    );
+    let job = get(rest, &format!("/jobs/{id}"));
+    assert!(job["attempt"].as_u64() >= Some(1), "{job}");
+
+    // Every row exactly once, though tm2's partition before the checkpoint was only in tm2.
+    let expected = csv_rows(&out);
+    let read = client("pyarrow", &format!("grpc://{flight}"), "hot", "");
+    assert_eq!(read["endpoints"], 2, "{read}");
+    assert_eq!(count_rows(&read["rows"]), expected);
 }

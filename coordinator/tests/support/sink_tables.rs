@@ -77,11 +77,16 @@ pub fn contained(part: &Counted, whole: &Counted) -> bool {
 /// The checkpointed hopping-window aggregation of bids, into Flight table `hot` and CSV
 /// files under `out` (one job, so both get the same rows).
 pub fn script(dir: &Path, out: &Path) -> PathBuf {
+    script_with(dir, out, "")
+}
+
+/// [`script`] with `settings` (more `SET` statements) first.
+pub fn script_with(dir: &Path, out: &Path, settings: &str) -> PathBuf {
     let path = dir.join("job.sql");
     std::fs::write(
         &path,
         format!(
-            "SET 'parallelism.default' = '2';
+            "{settings}SET 'parallelism.default' = '2';
 SET 'execution.checkpointing.interval' = '200ms';
 SET 'execution.checkpointing.dir' = '{}';
 CREATE TABLE bid (

@@ -114,6 +114,23 @@ pub trait Sink: Send {
         }
     }
 
+    /// State the sink keeps in a checkpoint beside its pre-commit (written as state files):
+    /// called right after `pre_commit(checkpoint)`. The default keeps none.
+    fn snapshot_tables(
+        &mut self,
+        checkpoint: CheckpointId,
+    ) -> Result<Vec<crate::state::SnapshotTable>> {
+        let _ = checkpoint;
+        Ok(Vec::new())
+    }
+
+    /// The tables [`Sink::snapshot_tables`] put into the checkpoint a restarted job resumes
+    /// from; called before [`Sink::recover`]. The default ignores them.
+    fn restore_tables(&mut self, tables: &[crate::state::SnapshotTable]) -> Result<()> {
+        let _ = tables;
+        Ok(())
+    }
+
     /// Discards pre-committed data of a failed checkpoint. Idempotent.
     fn abort(&mut self, checkpoint: CheckpointId, pending: &[u8]) -> Result<()> {
         let _ = (checkpoint, pending);

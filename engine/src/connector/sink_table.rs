@@ -227,8 +227,8 @@ impl SinkTables {
         Ok(Some((schema, batches)))
     }
 
-    /// Registers partition `subtask` of table `name` (created on first use). Fails when the
-    /// table exists with another schema or key.
+    /// Registers partition `subtask` of table `name` (created on first use); `true` when the
+    /// partition is new here. Fails when the table exists with another schema or key.
     fn open(
         &self,
         name: &str,
@@ -236,7 +236,7 @@ impl SinkTables {
         input: &Schema,
         primary_key: &[String],
         max_bytes: Option<u64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let upsert = if primary_key.is_empty() {
             if input.index_of(ROW_KIND_COLUMN).is_ok() {
                 return Err(Error::expr(format!(
@@ -279,11 +279,90 @@ impl SinkTables {
         };
         // A restarted attempt (or a later job writing the same table, as INSERTs into one table
         // add up) finds the partition there and goes on with it.
+        let fresh = !table.partitions.contains_key(&subtask);
         table.partitions.entry(subtask).or_insert(Partition {
             visible,
             staged: BTreeMap::new(),
             staged_bytes: 0,
         });
+        Ok(fresh)
+    }
+
+    /// The rows of partition `subtask` as of `checkpoint` (what is visible, and what is staged
+    /// up to it), as batches of the sink's input schema: for a checkpoint, so a restore on
+    /// another process rebuilds the partition. An upsert table's rows carry `+I`.
+    fn snapshot_rows(
+        &self,
+        name: &str,
+        subtask: u32,
+        checkpoint: CheckpointId,
+    ) -> Result<Vec<RecordBatch>> {
+        let tables = self.read();
+        let table = tables.get(name).expect("registered at open");
+        let part = &table.partitions[&subtask];
+        let mut rows = match &part.visible {
+            Visible::Append { batches, .. } => batches.clone(),
+            Visible::Upsert { table, input, .. } => {
+                let current = table.to_batch()?;
+                let columns = input
+                    .fields()
+                    .iter()
+                    .map(|field| match current.column_by_name(field.name()) {
+                        Some(column) => Ok(column.clone()),
+                        None if field.name() == ROW_KIND_COLUMN => {
+                            Ok(Arc::new(arrow::array::Int8Array::from(vec![
+                                0i8;
+                                current.num_rows()
+                            ])) as arrow::array::ArrayRef)
+                        }
+                        None => Err(Error::Internal(format!(
+                            "sink table '{name}': column '{}' missing from its rows",
+                            field.name()
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                vec![
+                    RecordBatch::try_new(input.clone(), columns)
+                        .map_err(|e| Error::arrow("sink table snapshot", e))?,
+                ]
+            }
+        };
+        for (_, batches) in part.staged.range(..=checkpoint) {
+            rows.extend(batches.iter().cloned());
+        }
+        Ok(rows)
+    }
+
+    /// Replaces partition `subtask` with `rows` (from [`SinkTables::snapshot_rows`] of the
+    /// checkpoint a restarted job resumes from).
+    fn restore_rows(&self, name: &str, subtask: u32, rows: &[RecordBatch]) -> Result<()> {
+        let mut tables = self.write();
+        let table = tables.get_mut(name).expect("registered at open");
+        let primary_key = table.primary_key.clone();
+        let part = table.partition(subtask);
+        part.staged.clear();
+        part.staged_bytes = 0;
+        match &mut part.visible {
+            Visible::Append { batches, bytes } => {
+                *batches = rows.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+                *bytes = batches
+                    .iter()
+                    .map(|b| b.get_array_memory_size() as u64)
+                    .sum();
+            }
+            Visible::Upsert {
+                table,
+                snapshot,
+                input,
+            } => {
+                let mut fresh = UpsertTable::try_new(input, &primary_key)?;
+                for batch in rows {
+                    fresh.apply(batch)?;
+                }
+                **table = fresh;
+                *snapshot = None;
+            }
+        }
         Ok(())
     }
 
@@ -392,9 +471,15 @@ impl SinkTables {
             subtask: 0,
             exactly_once: false,
             buffer: Vec::new(),
+            fresh: false,
+            restored: None,
+            input: Arc::new(Schema::empty()),
         }
     }
 }
+
+/// The name of a Flight sink's state table in a checkpoint: its partition's rows.
+const ROWS_TABLE: &str = "rows";
 
 /// The sink of a `'connector' = 'flight'` table.
 pub(crate) struct FlightSink {
@@ -407,6 +492,12 @@ pub(crate) struct FlightSink {
     exactly_once: bool,
     /// Received since the last barrier (exactly-once only).
     buffer: Vec<RecordBatch>,
+    /// The partition was new in this process when the sink opened (a restart elsewhere, or a
+    /// new process): a restore rebuilds it from the checkpoint's rows.
+    fresh: bool,
+    /// The partition's rows in the checkpoint being restored.
+    restored: Option<Vec<RecordBatch>>,
+    input: SchemaRef,
 }
 
 impl Sink for FlightSink {
@@ -418,13 +509,40 @@ impl Sink for FlightSink {
             .first()
             .cloned()
             .unwrap_or_else(|| Arc::new(Schema::empty()));
-        self.tables.open(
+        self.input = input.clone();
+        self.fresh = self.tables.open(
             &self.name,
             self.subtask,
             &input,
             &self.primary_key,
             self.max_bytes,
-        )
+        )?;
+        Ok(())
+    }
+
+    fn snapshot_tables(
+        &mut self,
+        checkpoint: CheckpointId,
+    ) -> Result<Vec<crate::state::SnapshotTable>> {
+        if !self.exactly_once {
+            return Ok(Vec::new());
+        }
+        let mut rows = self
+            .tables
+            .snapshot_rows(&self.name, self.subtask, checkpoint)?;
+        if rows.is_empty() {
+            // A state file needs a schema.
+            rows.push(RecordBatch::new_empty(self.input.clone()));
+        }
+        Ok(vec![crate::state::SnapshotTable::new(ROWS_TABLE, rows)])
+    }
+
+    fn restore_tables(&mut self, tables: &[crate::state::SnapshotTable]) -> Result<()> {
+        self.restored = tables
+            .iter()
+            .find(|t| t.name == ROWS_TABLE)
+            .map(|t| t.batches.clone());
+        Ok(())
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -449,8 +567,16 @@ impl Sink for FlightSink {
     }
 
     fn recover(&mut self, restored: Option<(CheckpointId, &[u8])>) -> Result<()> {
-        self.tables
-            .recover(&self.name, self.subtask, restored.map(|(id, _)| id))
+        match (restored, self.restored.take()) {
+            // Nothing of the partition is in this process: the checkpoint's rows are it.
+            (Some(_), Some(rows)) if self.fresh => {
+                self.tables.restore_rows(&self.name, self.subtask, &rows)
+            }
+            (restored, _) => {
+                self.tables
+                    .recover(&self.name, self.subtask, restored.map(|(id, _)| id))
+            }
+        }
     }
 
     fn abort(&mut self, _checkpoint: CheckpointId, _pending: &[u8]) -> Result<()> {
@@ -684,6 +810,60 @@ mod tests {
             vec![1, 2, 3],
             "the refused batch is not visible"
         );
+    }
+
+    #[test]
+    fn a_partition_restored_in_another_process_comes_back_from_the_checkpoint_rows() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(ROW_KIND_COLUMN, DataType::Int8, false),
+        ]));
+        let changes = |ids: &[i64], kinds: &[i8]| {
+            let names: Vec<String> = ids.iter().map(|i| format!("v{i}")).collect();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids.to_vec())),
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(Int8Array::from(kinds.to_vec())),
+                ],
+            )
+            .unwrap()
+        };
+        for key in [Vec::new(), vec!["id".to_string()]] {
+            let input = if key.is_empty() {
+                rows_schema()
+            } else {
+                schema.clone()
+            };
+            let batch = |ids: &[i64]| {
+                if key.is_empty() {
+                    rows(ids)
+                } else {
+                    changes(ids, &vec![0; ids.len()])
+                }
+            };
+            let here = SinkTables::new();
+            let mut sink = here.sink("t", &key, None);
+            sink.open(&context(input.clone(), 0, true)).unwrap();
+            sink.write(&batch(&[1, 2])).unwrap();
+            sink.pre_commit(CheckpointId(1)).unwrap();
+            sink.commit(CheckpointId(1), &[]).unwrap();
+            sink.write(&batch(&[3])).unwrap();
+            sink.pre_commit(CheckpointId(2)).unwrap();
+            let state = sink.snapshot_tables(CheckpointId(2)).unwrap();
+            sink.write(&batch(&[4])).unwrap();
+            sink.pre_commit(CheckpointId(3)).unwrap();
+
+            // Another process restores checkpoint 2: rows 1-3, not 4.
+            let elsewhere = SinkTables::new();
+            let mut restored = elsewhere.sink("t", &key, None);
+            restored.open(&context(input.clone(), 0, true)).unwrap();
+            restored.restore_tables(&state).unwrap();
+            restored.recover(Some((CheckpointId(2), &[]))).unwrap();
+            assert_eq!(ids(&elsewhere, "t", None), vec![1, 2, 3], "key {key:?}");
+        }
     }
 
     #[test]

@@ -55,14 +55,16 @@ impl Operator for SinkOperator {
         framed.extend_from_slice(&checkpoint.0.to_le_bytes());
         framed.extend_from_slice(&data);
         self.pending.insert(checkpoint, data);
+        let tables = self.sink.snapshot_tables(checkpoint)?;
         Ok(StateSnapshot {
             key_groups: None,
-            tables: Vec::new(),
+            tables,
             sink_pre_commit: Some(framed),
         })
     }
 
     fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        self.sink.restore_tables(&snapshot.tables)?;
         match &snapshot.sink_pre_commit {
             Some(framed) => {
                 let (id, data) = framed.split_first_chunk::<8>().ok_or_else(|| {
