@@ -8,28 +8,29 @@ use super::*;
 
 const TOKEN: &str = "cluster-token";
 
+/// A JobManager serving sink tables on a free port: it and its RPC, REST and Flight addresses.
+fn flight_jobmanager(dir: &Path, extra: &[&str]) -> (Process, Vec<String>) {
+    let mut args = vec![
+        "jobmanager",
+        "--rpc-port",
+        "0",
+        "--rest-port",
+        "0",
+        "--flight-port",
+        "0",
+        "-D",
+        "heartbeat.interval=100ms",
+    ];
+    args.extend_from_slice(extra);
+    start(dir, "jobmanager", &args, &["rpc", "rest", "flight"])
+}
+
 #[test]
 fn the_jobmanager_lists_a_sink_table_with_one_endpoint_per_taskmanager_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let (jm, addresses) = start(
+    let (jm, addresses) = flight_jobmanager(
         dir.path(),
-        "jobmanager",
-        &[
-            "jobmanager",
-            "--rpc-port",
-            "0",
-            "--rest-port",
-            "0",
-            "--flight-port",
-            "0",
-            "--flight-token",
-            TOKEN,
-            "-D",
-            "heartbeat.interval=100ms",
-            "-D",
-            "heartbeat.timeout=2s",
-        ],
-        &["rpc", "rest", "flight"],
+        &["--flight-token", TOKEN, "-D", "heartbeat.timeout=2s"],
     );
     let (rpc, rest, flight) = (&addresses[0], &addresses[1], &addresses[2]);
     let token = ["--flight-token", TOKEN];
@@ -86,24 +87,7 @@ fn the_jobmanager_lists_a_sink_table_with_one_endpoint_per_taskmanager_partition
 fn a_killed_taskmanagers_partition_comes_back_from_the_checkpoint_on_its_replacement() {
     let dir = tempfile::tempdir().unwrap();
     // The loss is noticed through the exchange and the failed cancel call.
-    let (jm, addresses) = start(
-        dir.path(),
-        "jobmanager",
-        &[
-            "jobmanager",
-            "--rpc-port",
-            "0",
-            "--rest-port",
-            "0",
-            "--flight-port",
-            "0",
-            "-D",
-            "heartbeat.interval=100ms",
-            "-D",
-            "heartbeat.timeout=300s",
-        ],
-        &["rpc", "rest", "flight"],
-    );
+    let (jm, addresses) = flight_jobmanager(dir.path(), &["-D", "heartbeat.timeout=300s"]);
     let (rpc, rest, flight) = (&addresses[0], &addresses[1], &addresses[2]);
     let (tm1, _, _) = taskmanager(dir.path(), "tm1", rpc, 1);
     let (mut tm2, _, _) = taskmanager(dir.path(), "tm2", rpc, 1);

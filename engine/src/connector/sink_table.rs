@@ -667,6 +667,29 @@ mod tests {
         .unwrap()
     }
 
+    /// `rows_schema` with a `_row_kind` column: an upsert table's input.
+    fn changelog_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(ROW_KIND_COLUMN, DataType::Int8, false),
+        ]))
+    }
+
+    /// Changes of rows `ids` with row kinds `kinds` (0 +I, 3 -D).
+    fn changes(ids: &[i64], kinds: &[i8]) -> RecordBatch {
+        let names: Vec<String> = ids.iter().map(|i| format!("v{i}")).collect();
+        RecordBatch::try_new(
+            changelog_schema(),
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(names)),
+                Arc::new(Int8Array::from(kinds.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
     fn ids(tables: &SinkTables, name: &str, partition: Option<u32>) -> Vec<i64> {
         let (_, batches) = tables.scan(name, partition).unwrap().unwrap();
         let mut ids: Vec<i64> = batches
@@ -746,23 +769,7 @@ mod tests {
 
     #[test]
     fn an_upsert_table_applies_the_changelog_at_commit() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-            Field::new(ROW_KIND_COLUMN, DataType::Int8, false),
-        ]));
-        let changes = |ids: &[i64], kinds: &[i8]| {
-            let names: Vec<String> = ids.iter().map(|i| format!("v{i}")).collect();
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from(ids.to_vec())),
-                    Arc::new(StringArray::from(names)),
-                    Arc::new(Int8Array::from(kinds.to_vec())),
-                ],
-            )
-            .unwrap()
-        };
+        let schema = changelog_schema();
         let tables = SinkTables::new();
         let mut sink = tables.sink("u", &["id".to_string()], None);
         sink.open(&context(schema.clone(), 0, true)).unwrap();
@@ -814,23 +821,7 @@ mod tests {
 
     #[test]
     fn a_partition_restored_in_another_process_comes_back_from_the_checkpoint_rows() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-            Field::new(ROW_KIND_COLUMN, DataType::Int8, false),
-        ]));
-        let changes = |ids: &[i64], kinds: &[i8]| {
-            let names: Vec<String> = ids.iter().map(|i| format!("v{i}")).collect();
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from(ids.to_vec())),
-                    Arc::new(StringArray::from(names)),
-                    Arc::new(Int8Array::from(kinds.to_vec())),
-                ],
-            )
-            .unwrap()
-        };
+        let schema = changelog_schema();
         for key in [Vec::new(), vec!["id".to_string()]] {
             let input = if key.is_empty() {
                 rows_schema()
