@@ -6,7 +6,8 @@
 #   loopback with a temporary data directory (and stop after);
 # - a Python virtual environment with pyarrow, whose interpreter tests use to read checkpoint
 #   state files as an outside tool would, ADBC's Flight SQL driver (with pyarrow's Flight
-#   client, what the sink-table tests read with), and moto, whose server (`moto_server`) is the
+#   client, what the sink-table tests read with), prometheus-client (whose parser checks
+#   `/metrics`), and moto, whose server (`moto_server`) is the
 #   S3-compatible object store the s3:// checkpoint tests write to. It lives in $SLUICE_VENV
 #   (default /var/tmp/sluice-venv, outside the clone so CI runs reuse it); its python is
 #   $SLUICE_VENV/bin/python, which ci/test.sh exports as SLUICE_PYTHON. An environment made
@@ -31,8 +32,8 @@ fi
 
 # Python packages the tests use, pinned to a major version (pip's form), and a module each
 # one provides (what the "is it there" check imports).
-python_packages=("pyarrow>=26,<27" "moto[server]>=5,<6" "adbc-driver-flightsql>=1,<2")
-python_modules=(pyarrow moto.server adbc_driver_flightsql)
+python_packages=("pyarrow>=26,<27" "moto[server]>=5,<6" "adbc-driver-flightsql>=1,<2" "prometheus-client>=0.20,<1")
+python_modules=(pyarrow moto.server adbc_driver_flightsql prometheus_client)
 venv="${SLUICE_VENV:-/var/tmp/sluice-venv}"
 has_modules() { # every module imports in the environment
   "$venv/bin/python" -c "import sys, importlib; [importlib.import_module(m) for m in sys.argv[1:]]" \

@@ -9,6 +9,7 @@
 //! TaskManagers' exchanges connect channels across them.
 
 mod checkpoints;
+pub mod metrics;
 pub mod rest;
 
 pub use checkpoints::SavepointError;

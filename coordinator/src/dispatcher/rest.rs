@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! GET   /overview              cluster summary
+//! GET   /metrics               Prometheus text exposition (cluster, jobs, checkpoints)
 //! GET   /taskmanagers          registered TaskManagers
 //! GET   /jobs                  ids and states
 //! GET   /jobs/overview         one line per job (name, state, times, task counts)
@@ -43,6 +44,7 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
     let limit = cluster.config.max_content_length;
     Router::new()
         .route("/overview", get(overview))
+        .route("/metrics", get(metrics))
         .route("/taskmanagers", get(task_managers))
         .route("/jobs", get(jobs).post(submit))
         .route("/jobs/overview", get(jobs_overview))
@@ -56,6 +58,19 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "errors": [message.into()] }))).into_response()
+}
+
+/// The Prometheus text exposition ([`super::metrics`]).
+async fn metrics(State(cluster): State<Arc<Cluster>>) -> Response {
+    let text = super::metrics::render(&cluster.lock());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn overview(State(cluster): State<Arc<Cluster>>) -> Json<Value> {

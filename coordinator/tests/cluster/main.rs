@@ -15,6 +15,7 @@ mod cli;
 mod failover;
 mod flight;
 mod ha;
+mod metrics;
 #[allow(
     dead_code,
     reason = "the harness is shared by the coordinator's tests; each uses part of it"
