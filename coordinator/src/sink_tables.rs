@@ -219,11 +219,9 @@ impl SinkTableCatalog for ClusterSinkCatalog {
                             .and_then(|tm| state.resources.get(tm))
                             .filter(|r| r.flight_port != 0)
                             .map(|r| {
-                                let host = r
-                                    .rpc_address
-                                    .rsplit_once(':')
-                                    .map_or(r.rpc_address.as_str(), |(host, _)| host);
-                                format!("grpc://{host}:{}", r.flight_port)
+                                let address =
+                                    crate::dispatcher::data_address(&r.rpc_address, r.flight_port);
+                                format!("grpc://{address}")
                             });
                         PartitionLocation {
                             partition: Some(subtask),

@@ -331,7 +331,7 @@ impl Cluster {
 
     /// RPC addresses of the TaskManagers of job `id` (only those hosting sources when
     /// `sources`).
-    fn addresses(&self, id: &JobId, sources: bool) -> Vec<(TaskManagerId, String)> {
+    pub(super) fn addresses(&self, id: &JobId, sources: bool) -> Vec<(TaskManagerId, String)> {
         let state = self.lock();
         let Some(job) = state.jobs.get(id) else {
             return Vec::new();

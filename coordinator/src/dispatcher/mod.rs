@@ -539,24 +539,17 @@ impl Cluster {
     /// leader refuse them; the jobs themselves stay in etcd for the next leader.
     pub async fn suspend(self: &Arc<Self>) {
         self.deposed.store(true, Ordering::SeqCst);
-        let targets: Vec<(JobId, Vec<String>)> = {
+        let running: Vec<JobId> = {
             let state = self.lock();
             state
                 .jobs
                 .values()
                 .filter(|job| !job.state.is_terminal())
-                .map(|job| {
-                    let addresses = job
-                        .task_managers()
-                        .iter()
-                        .filter_map(|tm| state.resources.get(tm).map(|r| r.rpc_address.clone()))
-                        .collect();
-                    (job.id.clone(), addresses)
-                })
+                .map(|job| job.id.clone())
                 .collect()
         };
-        for (id, addresses) in targets {
-            for address in addresses {
+        for id in running {
+            for (_, address) in self.addresses(&id, false) {
                 let request = proto::CancelTaskRequest {
                     job_id: id.0.clone(),
                 };
@@ -1011,8 +1004,9 @@ struct AttemptPlan {
     checkpoint_incremental: bool,
 }
 
-/// host:port of a TaskManager's data endpoint: the host of its RPC address, its data port.
-fn data_address(rpc_address: &str, data_port: u32) -> String {
+/// host:port of one of a TaskManager's endpoints (data exchange, sink-table Flight service):
+/// the host of its RPC address, the endpoint's port.
+pub(crate) fn data_address(rpc_address: &str, data_port: u32) -> String {
     let host = rpc_address
         .rsplit_once(':')
         .map_or(rpc_address, |(host, _)| host);

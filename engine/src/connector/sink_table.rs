@@ -194,37 +194,28 @@ impl SinkTables {
         name: &str,
         partition: Option<u32>,
     ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
-        // Upsert snapshots are materialised under the write lock, once per change.
+        // Readers share the read lock with each other; only an upsert table changed since its
+        // last read takes the write lock, to materialise its rows once for every reader after.
+        if let Some(found) = visible_rows(&self.read(), name, partition) {
+            return Ok(found);
+        }
         let mut tables = self.write();
-        let Some(table) = tables.get_mut(name) else {
-            return Ok(None);
-        };
-        let schema = table.schema.clone();
-        let mut batches = Vec::new();
-        for (id, part) in table.partitions.iter_mut() {
-            if partition.is_some_and(|p| p != *id) {
-                continue;
-            }
-            match &mut part.visible {
-                Visible::Append {
-                    batches: visible, ..
-                } => batches.extend(visible.iter().cloned()),
-                Visible::Upsert {
+        if let Some(table) = tables.get_mut(name) {
+            for (id, part) in table.partitions.iter_mut() {
+                if partition.is_some_and(|p| p != *id) {
+                    continue;
+                }
+                if let Visible::Upsert {
                     table, snapshot, ..
-                } => {
-                    if snapshot.is_none() {
-                        *snapshot = Some(table.to_batch()?);
-                    }
-                    batches.extend(snapshot.iter().filter(|b| b.num_rows() > 0).cloned());
+                } = &mut part.visible
+                    && snapshot.is_none()
+                {
+                    *snapshot = Some(table.to_batch()?);
                 }
             }
         }
-        if let Some(p) = partition
-            && !table.partitions.contains_key(&p)
-        {
-            return Ok(None);
-        }
-        Ok(Some((schema, batches)))
+        Ok(visible_rows(&tables, name, partition)
+            .expect("every upsert snapshot was materialised under the write lock"))
     }
 
     /// Registers partition `subtask` of table `name` (created on first use); `true` when the
@@ -429,31 +420,17 @@ impl SinkTables {
     /// to the checkpoint becomes visible, later staged data goes (the replay brings it again),
     /// and, starting from the beginning, the partition is emptied.
     fn recover(&self, name: &str, subtask: u32, checkpoint: Option<CheckpointId>) -> Result<()> {
-        if let Some(checkpoint) = checkpoint {
-            self.commit(name, subtask, checkpoint)?;
-        }
+        let Some(checkpoint) = checkpoint else {
+            return self.restore_rows(name, subtask, &[]);
+        };
+        self.commit(name, subtask, checkpoint)?;
         let mut tables = self.write();
-        let table = tables.get_mut(name).expect("registered at open");
-        let primary_key = table.primary_key.clone();
-        let part = table.partition(subtask);
+        let part = tables
+            .get_mut(name)
+            .expect("registered at open")
+            .partition(subtask);
         part.staged.clear();
         part.staged_bytes = 0;
-        if checkpoint.is_none() {
-            match &mut part.visible {
-                Visible::Append { batches, bytes } => {
-                    batches.clear();
-                    *bytes = 0;
-                }
-                Visible::Upsert {
-                    table,
-                    snapshot,
-                    input,
-                } => {
-                    **table = UpsertTable::try_new(input, &primary_key)?;
-                    *snapshot = None;
-                }
-            }
-        }
         Ok(())
     }
 
@@ -480,6 +457,39 @@ impl SinkTables {
 
 /// The name of a Flight sink's state table in a checkpoint: its partition's rows.
 const ROWS_TABLE: &str = "rows";
+
+/// The visible rows of `name` (one partition, or all), as [`SinkTables::scan`] returns them;
+/// `None` when an upsert partition's rows have to be materialised first.
+fn visible_rows(
+    tables: &BTreeMap<String, TableState>,
+    name: &str,
+    partition: Option<u32>,
+) -> Option<Option<(SchemaRef, Vec<RecordBatch>)>> {
+    let Some(table) = tables.get(name) else {
+        return Some(None);
+    };
+    if partition.is_some_and(|p| !table.partitions.contains_key(&p)) {
+        return Some(None);
+    }
+    let mut batches = Vec::new();
+    for (id, part) in &table.partitions {
+        if partition.is_some_and(|p| p != *id) {
+            continue;
+        }
+        match &part.visible {
+            Visible::Append {
+                batches: visible, ..
+            } => batches.extend(visible.iter().cloned()),
+            Visible::Upsert { snapshot, .. } => {
+                let rows = snapshot.as_ref()?;
+                if rows.num_rows() > 0 {
+                    batches.push(rows.clone());
+                }
+            }
+        }
+    }
+    Some(Some((table.schema.clone(), batches)))
+}
 
 /// The sink of a `'connector' = 'flight'` table.
 pub(crate) struct FlightSink {
