@@ -205,14 +205,18 @@ fn main() -> anyhow::Result<()> {
                 peak_rss_bytes: kib(proc_value("/proc/self/status", "VmHWM")),
                 runs,
             };
-            if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("create '{}'", dir.display()))?;
-            }
-            std::fs::write(&output, serde_json::to_string_pretty(&report)?)
-                .with_context(|| format!("write '{}'", output.display()))?;
+            write_report(&output, &report)?;
             println!("report written to {}", output.display());
             Ok(())
         }
     }
+}
+
+/// Writes `report` as pretty JSON to `path`, creating its directory.
+fn write_report(path: &std::path::Path, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create '{}'", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("write '{}'", path.display()))
 }

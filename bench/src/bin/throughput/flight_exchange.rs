@@ -384,15 +384,7 @@ pub fn run(options: SendOptions) -> anyhow::Result<()> {
         streams: 1,
         runs,
     };
-    if let Some(dir) = options
-        .output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("create '{}'", dir.display()))?;
-    }
-    std::fs::write(&options.output, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("write '{}'", options.output.display()))?;
+    super::write_report(&options.output, &report)?;
     println!("report written to {}", options.output.display());
     Ok(())
 }
