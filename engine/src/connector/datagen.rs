@@ -215,6 +215,16 @@ impl SourceReader for DatagenReader {
 
     /// Bounded splits are read one after another (as one when contiguous): a new split starts a new watermark
     /// generator. Unbounded splits are interleaved row-wise and read as one stream.
+    fn remaining_records(&self) -> Option<u64> {
+        if !self.bounded {
+            return None;
+        }
+        self.splits.iter().try_fold(0u64, |sum, (_, generator)| {
+            let total = generator.total_rows()?;
+            Some(sum + total.saturating_sub(generator.rows_produced()))
+        })
+    }
+
     fn current_split(&self) -> usize {
         if self.bounded && !self.contiguous {
             self.current

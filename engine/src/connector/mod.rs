@@ -79,6 +79,13 @@ pub trait SourceReader: Send {
     fn current_split(&self) -> usize {
         0
     }
+
+    /// Rows this reader has still to read, when it knows without reading them (a bounded
+    /// generator, Parquet footers); `None` for unbounded or unknown input. Progress reports
+    /// use it.
+    fn remaining_records(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A sink. Runs on the slot thread of its subtask.

@@ -142,6 +142,17 @@ impl SourceReader for NexmarkReader {
         }
     }
 
+    fn remaining_records(&self) -> Option<u64> {
+        let end = self.source.config.events?;
+        Some(
+            self.generator
+                .split_positions()
+                .into_iter()
+                .map(|(split, next)| self.source.table.events_in_split(SPLITS, split, next, end))
+                .sum(),
+        )
+    }
+
     /// `{"splits": {"<split>": <next event>, …}}`.
     fn position(&self) -> serde_json::Value {
         let splits: serde_json::Map<String, serde_json::Value> = self

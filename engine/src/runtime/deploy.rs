@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::info;
 
 use super::exchange::{ExchangeFactory, SlotWaker};
+use super::live::LiveMetrics;
 use super::slice_checkpoints::{SliceCheckpointHandle, SliceCheckpointing, SliceWriter};
 use super::slot::{self, JobControl};
 use super::task::{OperatorMetrics, Task};
@@ -161,6 +162,7 @@ pub struct DeployedJob {
     control: Arc<JobControl>,
     threads: Vec<JoinHandle<slot::SlotReport>>,
     checkpoints: Option<(SliceWriter, SliceCheckpointHandle)>,
+    live: LiveMetrics,
 }
 
 impl DeployedJob {
@@ -185,6 +187,11 @@ impl DeployedJob {
     /// `None` when the slice was deployed without checkpoints.
     pub fn checkpoint_handle(&self) -> Option<SliceCheckpointHandle> {
         self.checkpoints.as_ref().map(|(_, handle)| handle.clone())
+    }
+
+    /// The hosted tasks' metrics, readable while they run.
+    pub fn live_metrics(&self) -> LiveMetrics {
+        self.live.clone()
     }
 
     /// Whether every slot thread has ended.
@@ -342,6 +349,12 @@ impl LocalRuntime {
         } else {
             Vec::new()
         };
+        let live = LiveMetrics::new(
+            slots
+                .iter()
+                .flat_map(|(_, tasks, _, _)| tasks.iter().map(Task::live))
+                .collect(),
+        );
         info!(job_id = %job_id, name = %graph.name, tasks = hosted.len(), "job slice deployed");
         let mut threads = Vec::with_capacity(slots.len());
         for (index, (slot, tasks, placements, waker)) in slots.into_iter().enumerate() {
@@ -362,6 +375,7 @@ impl LocalRuntime {
             control,
             threads,
             checkpoints: checkpoints.map(|(writer, _, handle)| (writer, handle)),
+            live,
         })
     }
 }
@@ -429,7 +443,18 @@ mod tests {
                 recorder.clone(),
             )
             .unwrap();
+        let live = deployed.live_metrics();
         deployed.join().unwrap();
+        // The live cells hold the final counts once the tasks have ended.
+        let samples = live.sample();
+        assert_eq!(samples.len(), execution.tasks.len());
+        let read: u64 = samples.iter().map(|s| s.records_in).sum();
+        assert_eq!(read, 100, "the source reads the 100 rows once");
+        let total: u64 = samples.iter().filter_map(|s| s.source_total).sum();
+        assert_eq!(total, 0, "an in-memory source does not announce its size");
+        for sample in &samples {
+            assert!(sample.busy > std::time::Duration::ZERO, "{sample:?}");
+        }
         let events = recorder.0.lock().unwrap();
         for placement in &execution.tasks {
             let states: Vec<ExecutionState> = events

@@ -11,6 +11,7 @@ mod deploy;
 pub mod exchange;
 mod execution_graph;
 mod interrupt;
+mod live;
 mod result;
 mod slice_checkpoints;
 mod slot;
@@ -22,6 +23,7 @@ pub use deploy::{
 };
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use interrupt::CancelRequest;
+pub use live::{LiveMetrics, LiveTask, TaskSample};
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use slice_checkpoints::{
     CheckpointEvent, CheckpointListener, SliceCheckpointHandle, SliceCheckpointing,
@@ -196,6 +198,8 @@ pub struct JobHandle {
     control: Arc<Mutex<Arc<JobControl>>>,
     cancelled: Arc<AtomicBool>,
     attempt: Attempt,
+    /// The running attempt's task metrics.
+    live: LiveMetrics,
     graph: JobGraph,
     config: RuntimeConfig,
     env: JobEnvironment,
@@ -214,6 +218,8 @@ pub struct JobHandle {
 /// One run of the job's tasks, from start or from a checkpoint.
 struct Attempt {
     control: Arc<JobControl>,
+    /// The live metrics cells of the attempt's tasks.
+    live: Vec<Arc<live::LiveTask>>,
     threads: Vec<JoinHandle<SlotReport>>,
     checkpoints: Option<CheckpointThread>,
 }
@@ -302,6 +308,7 @@ impl LocalRuntime {
             name: graph.name.clone(),
             started,
             control: control_of_attempt,
+            live: LiveMetrics::new(attempt.live.clone()),
             cancelled,
             attempt,
             graph: graph.clone(),
@@ -406,6 +413,7 @@ fn start_attempt(
         Vec::new()
     };
     info!(job_id = %job_id, name = %graph.name, slots, tasks = execution.tasks.len(), "job started");
+    let live = per_slot.iter().flatten().map(Task::live).collect();
     let mut threads = Vec::with_capacity(slots);
     for (index, tasks) in per_slot.into_iter().enumerate() {
         if tasks.is_empty() {
@@ -422,6 +430,7 @@ fn start_attempt(
     }
     Ok(Attempt {
         control,
+        live,
         threads,
         checkpoints: checkpointing.map(|(thread, _)| thread),
     })
@@ -468,6 +477,12 @@ impl JobHandle {
     /// Triggers savepoints of this job (also from other threads).
     pub fn savepoint_trigger(&self) -> SavepointTrigger {
         self.savepoints.clone()
+    }
+
+    /// The running tasks' metrics, readable from another thread while [`JobHandle::wait`]
+    /// runs; after a restart, those of the new attempt.
+    pub fn live_metrics(&self) -> LiveMetrics {
+        self.live.clone()
     }
 
     /// Whether every slot thread of the current attempt has ended.
@@ -525,6 +540,7 @@ impl JobHandle {
                 &self.savepoint_requests,
             )?;
             *self.control.lock().unwrap_or_else(|p| p.into_inner()) = self.attempt.control.clone();
+            self.live.replace(self.attempt.live.clone());
             if self.cancelled.load(Ordering::Acquire) {
                 self.attempt.control.cancel();
             }
@@ -743,6 +759,7 @@ fn build_task(
 
     Ok(Task::new(
         execution.chain_name(graph, chain_index),
+        chain_index,
         subtask.0,
         input,
         operators,

@@ -9,12 +9,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
 use super::deploy::{ExecutionState, SlotListener};
 use super::exchange::SlotWaker;
+use super::live::PUBLISH_INTERVAL;
 use super::task::{OperatorMetrics, Step, Task};
 use crate::Error;
 use crate::ids::SlotId;
@@ -120,18 +121,30 @@ pub(crate) fn run_slot(
         }
     }
 
+    let mut next_publish = Instant::now();
     while !control.is_cancelled() {
         let mut progressed = false;
+        let mut clock = Instant::now();
         for (index, task) in tasks.iter_mut().enumerate() {
             if finished[index] {
                 continue;
             }
-            match guarded(task, Task::step) {
+            let step = guarded(task, Task::step);
+            let now = Instant::now();
+            let (worked, blocked) = match &step {
+                Ok(Step::Progress | Step::Finished) => (true, false),
+                Ok(Step::Backpressured) => (false, true),
+                Ok(Step::Idle) | Err(_) => (false, false),
+            };
+            task.counters.account(clock, now, worked, blocked);
+            clock = now;
+            match step {
                 Ok(Step::Progress) => progressed = true,
-                Ok(Step::Idle) => {}
+                Ok(Step::Idle | Step::Backpressured) => {}
                 Ok(Step::Finished) => {
                     finished[index] = true;
                     progressed = true;
+                    task.publish(now);
                     report(index, ExecutionState::Finished, None, task);
                 }
                 Err(error) => {
@@ -144,6 +157,12 @@ pub(crate) fn run_slot(
         }
         if finished.iter().all(|&f| f) {
             break;
+        }
+        if clock >= next_publish {
+            next_publish = clock + PUBLISH_INTERVAL;
+            for task in &mut tasks {
+                task.publish(clock);
+            }
         }
         if !progressed {
             std::thread::park_timeout(IDLE_PARK);
@@ -162,6 +181,7 @@ pub(crate) fn run_slot(
         if !finished[index] && !failed[index] {
             report(index, ExecutionState::Cancelled, None, task);
         }
+        task.publish(Instant::now());
         metrics.push((task.subtask, task.metrics()));
     }
     debug!(slot = slot.0, "slot finished");

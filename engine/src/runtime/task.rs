@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 
 use super::checkpointing::{CheckpointMessage, CheckpointSignals};
+use super::live::{LiveTask, TaskCounters};
 use crate::checkpoint::{BarrierAligner, SubtaskSnapshot, TaskKey};
 use crate::connector::{SourcePoll, SourceReader};
 use crate::element::{StreamElement, Watermark};
@@ -54,8 +55,10 @@ const PROCESSING_TIME_TICK: Duration = Duration::from_millis(10);
 pub(crate) enum Step {
     /// Work was done; call again.
     Progress,
-    /// Nothing to do until a channel or the source has something (or makes room).
+    /// Nothing to do until a channel or the source has something.
     Idle,
+    /// Nothing to do until a full output channel makes room.
+    Backpressured,
     /// The task has sent end-of-input downstream and is done.
     Finished,
 }
@@ -195,6 +198,11 @@ pub(crate) struct Task {
     /// When the operators next see the wall clock ([`Operator::on_processing_time`]).
     next_tick: Instant,
     checkpoints: Option<TaskCheckpoints>,
+    /// The slot thread's counters of this task, published to `live` now and then.
+    pub counters: TaskCounters,
+    live: Arc<LiveTask>,
+    /// Reused by [`Task::publish`].
+    published: Vec<OperatorMetrics>,
 }
 
 /// A task's side of checkpointing.
@@ -214,12 +222,21 @@ pub(crate) struct TaskCheckpoints {
 impl Task {
     pub fn new(
         name: String,
+        chain: usize,
         subtask: u32,
         input: TaskInput,
         operators: Vec<ChainedOperator>,
         outputs: Vec<OutputEdge>,
     ) -> Self {
+        let mut names = Vec::with_capacity(operators.len() + 1);
+        if let TaskInput::Source(source) = &input {
+            names.push(source.name.clone());
+        }
+        names.extend(operators.iter().map(|op| op.name.clone()));
         Task {
+            live: LiveTask::new(chain, subtask, names),
+            counters: TaskCounters::default(),
+            published: Vec::new(),
             name,
             subtask,
             input,
@@ -320,6 +337,26 @@ impl Task {
         }
     }
 
+    /// The cell this task publishes its metrics to.
+    pub fn live(&self) -> Arc<LiveTask> {
+        Arc::clone(&self.live)
+    }
+
+    /// Publishes the task's counters and its operators' metrics (state size included).
+    pub fn publish(&mut self, now: Instant) {
+        self.counters.settle(now);
+        self.published.clear();
+        if let TaskInput::Source(source) = &self.input {
+            self.published.push(source.metrics);
+        }
+        for op in &self.operators {
+            let mut metrics = op.metrics;
+            op.operator.report_metrics(&mut metrics);
+            self.published.push(metrics);
+        }
+        self.live.publish(&self.counters, &self.published);
+    }
+
     /// The name of the operator that was running (for panics), or the source's.
     pub fn active_operator(&self) -> &str {
         match (&self.input, self.operators.get(self.active)) {
@@ -345,6 +382,11 @@ impl Task {
                 })?;
             }
         }
+        // After the restore: what is left to read from the restored position.
+        if let TaskInput::Source(source) = &self.input {
+            self.counters.source_total = source.reader.remaining_records();
+        }
+        self.counters.started = Instant::now();
         Ok(())
     }
 
@@ -381,7 +423,11 @@ impl Task {
                 }
             }
             if self.has_pending() {
-                return Ok(if sent > 0 { Step::Progress } else { Step::Idle });
+                return Ok(if sent > 0 {
+                    Step::Progress
+                } else {
+                    Step::Backpressured
+                });
             }
         }
         if self.input_done {
@@ -402,6 +448,8 @@ impl Task {
                 SourcePoll::Batch(batch) => {
                     source.metrics.records_out += batch.num_rows() as u64;
                     source.metrics.batches_out += 1;
+                    self.counters.records_in += batch.num_rows() as u64;
+                    self.counters.bytes_in += batch_bytes(&batch);
                     let watermark = match &mut source.watermarks {
                         Some(watermarks) => {
                             watermarks.on_batch(source.reader.current_split(), &batch)?
@@ -432,6 +480,10 @@ impl Task {
                         self.input_done = true;
                     }
                     for element in elements {
+                        if let StreamElement::Batch(batch) = &element {
+                            self.counters.records_in += batch.num_rows() as u64;
+                            self.counters.bytes_in += batch_bytes(batch);
+                        }
                         self.push(0, input, element)?;
                     }
                     self.hand_over_snapshots();
@@ -480,6 +532,11 @@ impl Task {
 
     /// Pushes `element` into operator `level` of the chain (or to the outputs past the end).
     fn push(&mut self, level: usize, input: usize, element: StreamElement) -> Result<()> {
+        if level == 0
+            && let StreamElement::Watermark(watermark) = &element
+        {
+            self.counters.watermark = watermark.0;
+        }
         if level == self.operators.len() {
             return self.emit(element);
         }
@@ -540,6 +597,10 @@ impl Task {
     fn emit(&mut self, element: StreamElement) -> Result<()> {
         match element {
             StreamElement::Batch(batch) => {
+                if !self.outputs.is_empty() {
+                    self.counters.records_out += batch.num_rows() as u64;
+                    self.counters.bytes_out += batch_bytes(&batch);
+                }
                 for edge in &mut self.outputs {
                     let channels = edge.channels.len();
                     edge.partitioner
@@ -575,6 +636,12 @@ impl Task {
         }));
         all
     }
+}
+
+/// A batch's size as the task metrics count it: the Arrow memory its columns hold (for a
+/// slice of a larger batch, the buffers it shares).
+fn batch_bytes(batch: &RecordBatch) -> u64 {
+    batch.get_array_memory_size() as u64
 }
 
 /// Takes the next element from the gate, round-robin over channels that are neither ended nor

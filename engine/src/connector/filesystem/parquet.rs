@@ -166,6 +166,29 @@ impl ParquetSourceReader {
 }
 
 impl SourceReader for ParquetSourceReader {
+    /// From the footers: the rows of the row groups not read yet, less what the current one
+    /// has given.
+    fn remaining_records(&self) -> Option<u64> {
+        let rows = |split: &ParquetSplit| {
+            let groups = split.file.metadata.metadata().row_groups();
+            groups
+                .get(split.row_group)
+                .map_or(0, |g| g.num_rows().max(0) as u64)
+        };
+        let mut left = 0u64;
+        for (index, split) in self.splits.iter().enumerate().skip(self.split) {
+            left += match self.progress.get(index) {
+                Some(SplitProgress::Done) => 0,
+                Some(SplitProgress::At(at)) if index != self.split => {
+                    rows(split).saturating_sub(*at as u64)
+                }
+                _ if index == self.split => rows(split).saturating_sub(self.rows as u64),
+                _ => rows(split),
+            };
+        }
+        Some(left)
+    }
+
     fn poll_next(&mut self) -> Result<SourcePoll> {
         loop {
             let Some(split) = self.splits.get(self.split) else {
