@@ -11,7 +11,11 @@
 #   S3-compatible object store the s3:// checkpoint tests write to. It lives in $SLUICE_VENV
 #   (default /var/tmp/sluice-venv, outside the clone so CI runs reuse it); its python is
 #   $SLUICE_VENV/bin/python, which ci/test.sh exports as SLUICE_PYTHON. An environment made
-#   before a package was added here gets the missing package installed into it.
+#   before a package was added here gets the missing package installed into it;
+# - Debian's chromium (/usr/bin/chromium), Node.js and npm (Debian's, when the machine has
+#   none), and the npm packages of coordinator/tests/web (playwright-core, as its
+#   package-lock.json pins it, installed with `npm ci`), with which the cluster test
+#   `dashboard` drives the JobManager's web dashboard in headless Chromium.
 #
 # Usage: ci/install-deps.sh                      (developers run it once; ci/test.sh always does)
 #        export SLUICE_PYTHON=/var/tmp/sluice-venv/bin/python   (to run those tests by hand)
@@ -83,4 +87,41 @@ if ! command -v etcd >/dev/null; then
     exit 1
   fi
 fi
-etcd --version | head -1
+# sed reads to the end: with head, etcd could die of SIGPIPE and pipefail end the script here.
+etcd --version | sed -n 1p
+
+# Headless Chromium, Node.js and playwright-core for the dashboard test.
+debian_packages=()
+command -v chromium >/dev/null || debian_packages+=(chromium)
+command -v node >/dev/null || debian_packages+=(nodejs)
+command -v npm >/dev/null || debian_packages+=(npm)
+if [ ${#debian_packages[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || {
+    echo "the dashboard test needs ${debian_packages[*]} (Debian: apt-get install ${debian_packages[*]})" >&2
+    exit 1
+  }
+  echo "installing ${debian_packages[*]}"
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${debian_packages[@]}" >/dev/null
+fi
+web="$(cd "$(dirname "$0")/.." && pwd)/coordinator/tests/web"
+# The installed playwright-core's version and the one package-lock.json pins ("" if none).
+installed_playwright() {
+  node -e 'try { console.log(require(process.argv[1]).version) } catch { console.log("") }' \
+    "$web/node_modules/playwright-core/package.json"
+}
+locked_playwright() {
+  node -e 'console.log(require(process.argv[1]).packages["node_modules/playwright-core"].version)' \
+    "$web/package-lock.json"
+}
+if [ "$(installed_playwright)" != "$(locked_playwright)" ]; then
+  echo "installing the npm packages of $web (npm ci)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+  [ "$(installed_playwright)" = "$(locked_playwright)" ] || {
+    echo "$web: playwright-core $(locked_playwright) is still missing after npm ci" >&2
+    exit 1
+  }
+fi
+echo "chromium $(chromium --version 2>/dev/null | awk '{print $2}'), node $(node --version), playwright-core $(installed_playwright)"

@@ -14,12 +14,16 @@
 //! POST  /jobs/{id}/savepoints  {"target-directory": .., "cancel-job": bool} → {"request-id": ..}
 //!                              (no target: the job's checkpoint directory)
 //! GET   /jobs/{id}/savepoints/{trigger}  the savepoint request's status and location
+//! GET   /jobs/{id}/plan        the job's chains and the exchanges between them (Flink's plan)
+//! GET   /taskmanagers/{id}     one TaskManager, with the job and subtasks in each slot
+//! GET   /                      the web dashboard (index.html); its files under /web/{file}
 //! ```
 //!
-//! Errors answer `{"errors": ["..."]}` with 400 (bad input), 404 (unknown job), 409 (the job
-//! already ended), 413 (body over `rest.server.max-content-length`) or 503 (not enough slots).
+//! Errors answer `{"errors": ["..."]}` with 400 (bad input), 404 (unknown job, TaskManager or
+//! dashboard file), 409 (the job already ended), 413 (body over
+//! `rest.server.max-content-length`) or 503 (not enough slots).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,12 +36,14 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_engine::checkpoint::StatePath;
+use sluice_engine::graph::{OperatorSpec, Partitioning};
 use sluice_engine::ids::JobId;
 use sluice_engine::runtime::{ExecutionState, now_ms};
 
-use super::{Cluster, SavepointError, SubmitError};
+use super::{Cluster, ClusterState, SavepointError, SubmitError};
 use crate::job_master::checkpoints::SavepointStatus;
 use crate::job_master::{JobMaster, JobState, TaskRecord};
+use crate::resource_manager::{TaskManagerId, TaskManagerRecord};
 
 /// The router over `cluster`, with the request body limit applied.
 pub fn router(cluster: Arc<Cluster>) -> Router {
@@ -52,6 +58,10 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
         .route("/jobs/{id}/checkpoints", get(checkpoints))
         .route("/jobs/{id}/savepoints", axum::routing::post(savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
+        .route("/jobs/{id}/plan", get(plan))
+        .route("/taskmanagers/{id}", get(task_manager))
+        .route("/", get(dashboard_index))
+        .route("/web/{file}", get(dashboard_file))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(cluster)
 }
@@ -518,5 +528,487 @@ async fn patch_job(
         Ok(true) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
         Ok(false) => error(StatusCode::CONFLICT, format!("job {id} has already ended")),
         Err(message) => error(StatusCode::NOT_FOUND, message),
+    }
+}
+
+/// The web dashboard's files, built into the binary: name, content type, contents. A
+/// single-page app of plain HTML, CSS and JavaScript modules (no build step) that reads the
+/// REST API above.
+const DASHBOARD_FILES: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("web/index.html"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("web/style.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("web/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("web/api.js"),
+    ),
+    (
+        "format.js",
+        "text/javascript; charset=utf-8",
+        include_str!("web/format.js"),
+    ),
+    (
+        "graph.js",
+        "text/javascript; charset=utf-8",
+        include_str!("web/graph.js"),
+    ),
+    (
+        "pages.js",
+        "text/javascript; charset=utf-8",
+        include_str!("web/pages.js"),
+    ),
+    (
+        "job.js",
+        "text/javascript; charset=utf-8",
+        include_str!("web/job.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("web/favicon.svg"),
+    ),
+];
+
+/// One of [`DASHBOARD_FILES`], or 404 naming the files there are.
+fn dashboard_response(name: &str) -> Response {
+    match DASHBOARD_FILES.iter().find(|(file, _, _)| *file == name) {
+        Some((_, content_type, body)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, *content_type),
+                // The files change only with the binary; revalidating is cheap on loopback and
+                // keeps a browser from running an old script against a new API.
+                (axum::http::header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the dashboard has no file '{name}' (it has: {})",
+                DASHBOARD_FILES
+                    .iter()
+                    .map(|(file, _, _)| *file)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
+}
+
+async fn dashboard_index() -> Response {
+    dashboard_response("index.html")
+}
+
+async fn dashboard_file(Path(file): Path<String>) -> Response {
+    dashboard_response(&file)
+}
+
+/// `GET /jobs/{id}/plan`: the job's plan in Flink's shape.
+async fn plan(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Response {
+    let state = cluster.lock();
+    let Some(job) = state.jobs.get(&JobId(id.clone())) else {
+        return error(StatusCode::NOT_FOUND, format!("no job {id}"));
+    };
+    Json(plan_json(job)).into_response()
+}
+
+/// The job's plan as Flink's `/jobs/{id}/plan` writes it: one node per chain of the
+/// ExecutionGraph (the vertices `/jobs/{id}` lists, with the same ids), and per node the
+/// exchanges that feed it, with their partitioning as Flink's ship strategy. Edges inside a
+/// chain are direct calls and are not listed. The runtime mode is not recorded in the JobGraph,
+/// so the plan has no `type`.
+fn plan_json(job: &JobMaster) -> Value {
+    let graph = &job.graph;
+    let execution = &job.execution;
+    let nodes: Vec<Value> = execution
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(chain, members)| {
+            let vertices = members.vertices.iter().map(|&v| graph.vertex(v));
+            let operator = vertices
+                .clone()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let description = vertices
+                .map(|v| match &v.operator {
+                    OperatorSpec::Source { connector, .. } => {
+                        format!("Source: {} ({})", v.name, connector.name())
+                    }
+                    OperatorSpec::Sink { connector } => {
+                        format!("Sink: {} ({})", v.name, connector.name())
+                    }
+                    // Planned operators are named after their kind ("Project-2").
+                    operator if v.name.starts_with(operator.kind_name()) => v.name.clone(),
+                    operator => format!("{}: {}", operator.kind_name(), v.name),
+                })
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let inputs: Vec<Value> = execution
+                .exchange_edges
+                .iter()
+                .filter_map(|&edge| graph.edges().get(edge))
+                .filter(|edge| execution.chain_of.get(edge.target.0 as usize) == Some(&chain))
+                .enumerate()
+                .map(|(num, edge)| {
+                    let mut input = json!({
+                        "num": num,
+                        "id": execution.chain_of.get(edge.source.0 as usize),
+                        "ship_strategy": edge.partitioning.name(),
+                        "exchange": "pipelined_bounded",
+                        "input_index": edge.input_index,
+                    });
+                    if let Partitioning::Hash { keys } = &edge.partitioning {
+                        input["keys"] = json!(keys);
+                    }
+                    input
+                })
+                .collect();
+            let mut node = json!({
+                "id": chain,
+                "parallelism": members.parallelism,
+                "operator": operator,
+                "operator_strategy": "",
+                "description": description,
+            });
+            // Flink leaves `inputs` out of a node without any (a source).
+            if !inputs.is_empty() {
+                node["inputs"] = json!(inputs);
+            }
+            node
+        })
+        .collect();
+    json!({
+        "plan": {
+            "jid": job.id.0,
+            "name": graph.name,
+            "nodes": nodes,
+        }
+    })
+}
+
+/// `GET /taskmanagers/{id}`: one TaskManager and its slots.
+async fn task_manager(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Response {
+    let state = cluster.lock();
+    let Some(record) = state.resources.get(&TaskManagerId(id.clone())) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no TaskManager {id} is registered"),
+        );
+    };
+    Json(task_manager_json(&state, record, Instant::now())).into_response()
+}
+
+/// A TaskManager's details in the shape of `/taskmanagers` entries, with `slots`: per slot,
+/// whether it is free, the job holding it and the subtasks that job runs there.
+fn task_manager_json(state: &ClusterState, record: &TaskManagerRecord, now: Instant) -> Value {
+    let slots: Vec<Value> = record
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(index, holder)| {
+            let Some(job_id) = holder else {
+                return json!({ "index": index, "free": true, "jobid": null, "tasks": [] });
+            };
+            let job = state.jobs.get(job_id);
+            let tasks: Vec<Value> = job
+                .map(|job| {
+                    slot_tasks(job, record, index)
+                        .into_iter()
+                        .map(|t| {
+                            json!({
+                                "vertex": t.chain,
+                                "vertex-name": job.execution.chain_name(&job.graph, t.chain),
+                                "subtask": t.subtask.0,
+                                "attempt": t.attempt,
+                                "status": t.state.as_str(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "index": index,
+                "free": false,
+                "jobid": job_id.0,
+                "job-name": job.map(|j| j.graph.name.as_str()),
+                "tasks": tasks,
+            })
+        })
+        .collect();
+    json!({
+        "id": record.id.0,
+        "path": record.rpc_address,
+        "host": record.hostname,
+        "dataPort": record.data_port,
+        "flightPort": record.flight_port,
+        "slotsNumber": record.slots.len(),
+        "freeSlots": record.free_slots(),
+        "timeSinceConnection": now.saturating_duration_since(record.registered_at).as_millis() as u64,
+        "timeSinceLastHeartbeat": now.saturating_duration_since(record.last_heartbeat).as_millis() as u64,
+        "lastHeartbeat": record.last_heartbeat_ms,
+        "slots": slots,
+    })
+}
+
+/// The current attempt's tasks of `job` in slot `index` of the TaskManager `record`.
+///
+/// The JobMaster records each task's TaskManager and its slot in the job's ExecutionGraph, not
+/// the TaskManager's slot. The ResourceManager hands a job a TaskManager's free slots in
+/// ascending order and the scheduler places ExecutionGraph slot `i` on the `i`-th slot handed
+/// out, so on one TaskManager the job's ExecutionGraph slots, ascending, occupy the slots it
+/// holds there, ascending. When the two counts differ (the job is between attempts) no task is
+/// named rather than a wrong one.
+fn slot_tasks<'a>(
+    job: &'a JobMaster,
+    record: &TaskManagerRecord,
+    index: usize,
+) -> Vec<&'a TaskRecord> {
+    let held: Vec<usize> = record
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, holder)| holder.as_ref() == Some(&job.id))
+        .map(|(i, _)| i)
+        .collect();
+    let here = |t: &&TaskRecord| t.task_manager.as_ref() == Some(&record.id);
+    let execution_slots: BTreeSet<u32> = job.tasks.iter().filter(here).map(|t| t.slot.0).collect();
+    if execution_slots.len() != held.len() {
+        return Vec::new();
+    }
+    let Some(position) = held.iter().position(|&i| i == index) else {
+        return Vec::new();
+    };
+    let Some(&slot) = execution_slots.iter().nth(position) else {
+        return Vec::new();
+    };
+    job.tasks
+        .iter()
+        .filter(here)
+        .filter(|t| t.slot.0 == slot)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use sluice_engine::ids::SlotId;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::dispatcher::JobManagerConfig;
+    use crate::resource_manager::{AllocatedSlot, SlotOffer};
+
+    /// Nexmark bids counted per auction in tumbling windows, at parallelism 2: the source chain
+    /// and the window aggregation's chain, joined by a hash exchange on the auction.
+    const WINDOW_JOB: &str = "
+SET 'parallelism.default' = '2';
+CREATE TABLE bid (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+  dateTime TIMESTAMP(3), extra VARCHAR,
+  WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+) WITH ('connector' = 'nexmark', 'table' = 'bid', 'events' = '1000');
+CREATE TABLE counts (auction BIGINT, bids BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO counts
+SELECT auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND))
+GROUP BY auction, window_start, window_end;
+";
+
+    fn window_job() -> JobMaster {
+        let mut session = sluice_engine::sql::Session::new(sluice_engine::sql::SessionConfig {
+            parallelism: 1,
+            ..Default::default()
+        });
+        let (graph, _) = session.plan_job(WINDOW_JOB).unwrap();
+        JobMaster::new(JobId("j1".into()), graph, 1)
+    }
+
+    #[test]
+    fn the_plan_has_a_node_per_chain_and_the_exchanges_between_them() {
+        let job = window_job();
+        let plan = plan_json(&job);
+        let nodes = plan["plan"]["nodes"].as_array().unwrap();
+        assert_eq!(plan["plan"]["jid"], "j1");
+        assert_eq!(nodes.len(), job.execution.chains.len(), "{plan:#}");
+        assert_eq!(nodes.len(), 2, "{plan:#}");
+        for (index, node) in nodes.iter().enumerate() {
+            assert_eq!(node["id"], index);
+            assert_eq!(node["parallelism"], 2);
+            assert_eq!(
+                node["operator"],
+                job.execution.chain_name(&job.graph, index),
+                "{plan:#}"
+            );
+        }
+        assert!(
+            nodes[0]["description"]
+                .as_str()
+                .unwrap()
+                .contains("(nexmark)"),
+            "{plan:#}"
+        );
+        assert!(nodes[0].get("inputs").is_none(), "a source has no inputs");
+        let inputs = nodes[1]["inputs"].as_array().unwrap();
+        assert_eq!(inputs.len(), 1, "{plan:#}");
+        assert_eq!(inputs[0]["id"], 0);
+        assert_eq!(inputs[0]["num"], 0);
+        assert_eq!(inputs[0]["ship_strategy"], "HASH");
+        assert_eq!(inputs[0]["exchange"], "pipelined_bounded");
+        assert_eq!(inputs[0]["keys"], json!(["auction"]), "{plan:#}");
+    }
+
+    #[test]
+    fn a_task_manager_names_the_job_and_subtasks_in_each_slot() {
+        let mut state = ClusterState::default();
+        let tm = TaskManagerId("tm-a".into());
+        state.resources.register(
+            SlotOffer {
+                id: tm.clone(),
+                rpc_address: "127.0.0.1:7001".into(),
+                data_port: 7002,
+                flight_port: 0,
+                hostname: "localhost".into(),
+                slots: 3,
+            },
+            Instant::now(),
+            5,
+        );
+        let mut job = window_job();
+        let slots = state
+            .resources
+            .allocate(&job.id, job.slots_needed())
+            .unwrap();
+        assert_eq!(
+            slots,
+            vec![
+                AllocatedSlot {
+                    task_manager: tm.clone(),
+                    slot: SlotId(0)
+                },
+                AllocatedSlot {
+                    task_manager: tm.clone(),
+                    slot: SlotId(1)
+                },
+            ]
+        );
+        job.schedule(
+            &slots,
+            &["127.0.0.1:7001".into(), "127.0.0.1:7001".into()],
+            10,
+        );
+        state.jobs.insert(job.id.clone(), job);
+
+        let record = state.resources.get(&tm).unwrap();
+        let json = task_manager_json(&state, record, Instant::now());
+        assert_eq!(json["id"], "tm-a");
+        assert_eq!(json["slotsNumber"], 3);
+        assert_eq!(json["freeSlots"], 1);
+        assert_eq!(json["lastHeartbeat"], 5);
+        let slots = json["slots"].as_array().unwrap();
+        assert_eq!(slots.len(), 3);
+        for (index, slot) in slots.iter().take(2).enumerate() {
+            assert_eq!(slot["free"], false);
+            assert_eq!(slot["jobid"], "j1");
+            let tasks = slot["tasks"].as_array().unwrap();
+            // Slot sharing: one subtask of each of the two chains.
+            assert_eq!(tasks.len(), 2, "{json:#}");
+            assert!(tasks.iter().all(|t| t["subtask"] == index), "{json:#}");
+            assert!(tasks.iter().all(|t| t["status"] == "SCHEDULED"), "{json:#}");
+        }
+        assert_eq!(
+            slots[2],
+            json!({ "index": 2, "free": true, "jobid": null, "tasks": [] })
+        );
+    }
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String, String) {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_is_served_with_its_content_types_and_unknown_ids_are_404() {
+        let cluster = Arc::new(Cluster::new(
+            JobManagerConfig::default(),
+            "127.0.0.1:1".into(),
+        ));
+        let app = router(cluster);
+        let (status, content_type, body) = get(app.clone(), "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "text/html; charset=utf-8");
+        assert!(body.contains("/web/app.js"), "{body}");
+        let (status, content_type, _) = get(app.clone(), "/web/app.js").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "text/javascript; charset=utf-8");
+        let (status, content_type, _) = get(app.clone(), "/web/style.css").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "text/css; charset=utf-8");
+        let (status, _, body) = get(app.clone(), "/web/missing.js").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("no file 'missing.js'"), "{body}");
+        let (status, _, body) = get(app.clone(), "/jobs/nope/plan").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, r#"{"errors":["no job nope"]}"#);
+        let (status, _, body) = get(app, "/taskmanagers/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("no TaskManager nope"), "{body}");
+    }
+
+    /// Every file the page loads (`/web/…` in index.html, `./….js` imports) is served.
+    #[test]
+    fn every_file_the_dashboard_loads_is_built_in() {
+        let served: Vec<&str> = DASHBOARD_FILES.iter().map(|(name, _, _)| *name).collect();
+        for (file, _, text) in DASHBOARD_FILES {
+            for marker in ["/web/", "from './"] {
+                for (at, _) in text.match_indices(marker) {
+                    let rest = &text[at + marker.len()..];
+                    let end = rest
+                        .find(['"', '\''])
+                        .expect("a quoted path ends with its quote");
+                    let name = &rest[..end];
+                    if marker == "/web/" && name.is_empty() {
+                        continue;
+                    }
+                    assert!(
+                        served.contains(&name),
+                        "{file} loads '{name}', which DASHBOARD_FILES does not list"
+                    );
+                }
+            }
+        }
     }
 }

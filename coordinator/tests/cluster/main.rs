@@ -12,6 +12,7 @@ use sluice_coordinator::rest_client::{RestResponse, request};
 
 mod backpressure;
 mod cli;
+mod dashboard;
 mod failover;
 mod flight;
 mod ha;
