@@ -52,7 +52,9 @@ pub enum ScalarValue {
     Utf8(String),
     /// `DECIMAL(precision, scale)`; `value` is the unscaled integer (`1.25` at scale 2 is `125`).
     Decimal128 {
-        /// Unscaled value.
+        /// Unscaled value; a string in JSON, which has no 128-bit integers (and whose
+        /// tagged enums cannot buffer one).
+        #[serde(with = "i128_text")]
         value: i128,
         /// Total number of decimal digits, 1..=38.
         precision: u8,
@@ -215,6 +217,21 @@ impl fmt::Display for ScalarValue {
                 nanos,
             } => write!(f, "INTERVAL '{months} months {days} days {nanos} ns'"),
         }
+    }
+}
+
+/// An `i128` as its decimal text.
+mod i128_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &i128, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i128, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("decimal value '{text}': {e}")))
     }
 }
 

@@ -31,6 +31,8 @@ pub struct JoinSpec {
     pub left_keys: Vec<String>,
     /// Key columns of the right input, pairwise equal to `left_keys`.
     pub right_keys: Vec<String>,
+    /// Named `join` in JSON: an operator's own `kind` tag is the operator's.
+    #[serde(rename = "join")]
     pub kind: JoinKind,
 }
 
