@@ -18,6 +18,8 @@ pub mod sink_table;
 pub mod ticket;
 
 pub use error::{Error, Result};
-pub use exchange::{ExchangeConfig, ExchangePlacement, ExchangeServer, FlightExchange};
+pub use exchange::{
+    ExchangeConfig, ExchangeMetrics, ExchangePlacement, ExchangeServer, FlightExchange,
+};
 pub use sluice_engine::runtime::exchange::{ExchangeFactory, InputChannel, OutputChannel};
 pub use ticket::{ChannelTicket, TaskManagerId};

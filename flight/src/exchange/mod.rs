@@ -48,10 +48,12 @@
 //! keep-alive pings detect a silent peer.
 
 mod inbound;
+mod metrics;
 mod outbound;
 mod request;
 mod server;
 
+pub use metrics::ExchangeMetrics;
 pub use server::ExchangeServer;
 
 use std::collections::HashMap;

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tonic::transport::Channel;
 use tracing::debug;
 
+use super::metrics::{ExchangeCounters, message_bytes};
 use super::request;
 use crate::codec::{Compression, ElementEncoder, FlightMessage, open_message, parse_credit};
 use crate::ticket::ChannelTicket;
@@ -32,6 +33,7 @@ struct Outbound {
     /// Set when end-of-input has been handed to the network.
     end_sent: AtomicBool,
     failure: OnceLock<String>,
+    counters: Arc<ExchangeCounters>,
 }
 
 impl Outbound {
@@ -42,6 +44,7 @@ impl Outbound {
     }
 
     fn grant(&self, credits: u32) {
+        self.counters.granted(credits);
         // SeqCst pairs with the producer's flag store and credit re-check (a store followed by
         // a load on another atomic on both sides).
         self.credits.fetch_add(credits, Ordering::SeqCst);
@@ -82,6 +85,7 @@ impl OutputChannel for FlightOutput {
             return Ok(None);
         }
         if !outbound.take_credit() {
+            outbound.counters.stalled();
             outbound.producer_waiting.store(true, Ordering::SeqCst);
             // A grant may have arrived between the failed take and the flag store; retrying
             // once closes that window so no wake-up is lost.
@@ -111,6 +115,7 @@ pub(super) fn open(
     producer_address: String,
     producer: SlotWaker,
     compression: Compression,
+    counters: Arc<ExchangeCounters>,
 ) -> Result<FlightOutput> {
     let encoder = ElementEncoder::new(compression)?;
     let (queue, elements) = unbounded_channel();
@@ -121,6 +126,7 @@ pub(super) fn open(
         producer_waiting: AtomicBool::new(false),
         end_sent: AtomicBool::new(false),
         failure: OnceLock::new(),
+        counters,
     });
     let task = outbound.clone();
     runtime.spawn(async move {
@@ -172,6 +178,12 @@ async fn drive(
                 }
                 if end {
                     sender.end_sent.store(true, Ordering::Release);
+                }
+                for message in &out {
+                    sender.counters.sent(
+                        message_bytes(&message.data)
+                            + message.body.iter().map(|b| b.len() as u64).sum::<u64>(),
+                    );
                 }
                 Some((futures::stream::iter(out), (elements, encoder, end)))
             }

@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use super::ExchangeConfig;
 use super::inbound::{CreditStream, FlightInput, Inbound, InboundRegistry};
+use super::metrics::{ExchangeCounters, ExchangeMetrics, message_bytes};
 use super::outbound::{self, FlightOutput};
 use crate::codec::{ElementDecoder, parse_open};
 use crate::ticket::ChannelTicket;
@@ -45,6 +46,7 @@ pub struct ExchangeServer {
     address: SocketAddr,
     config: ExchangeConfig,
     registry: Arc<InboundRegistry>,
+    counters: Arc<ExchangeCounters>,
     /// One channel (one HTTP/2 connection) per peer address; touched only at channel setup.
     clients: Mutex<HashMap<String, Channel>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -73,8 +75,10 @@ impl ExchangeServer {
             .local_addr()
             .map_err(|e| serve_error(e.to_string()))?;
         let registry = Arc::new(InboundRegistry::new(config.credits_per_channel.max(1)));
+        let counters = Arc::new(ExchangeCounters::default());
         let service = FlightServiceServer::new(ExchangeService {
             registry: registry.clone(),
+            counters: counters.clone(),
         })
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -102,6 +106,7 @@ impl ExchangeServer {
             address: bound,
             config,
             registry,
+            counters,
             clients: Mutex::new(HashMap::new()),
             runtime: Some(runtime),
         }))
@@ -114,6 +119,11 @@ impl ExchangeServer {
 
     pub fn config(&self) -> &ExchangeConfig {
         &self.config
+    }
+
+    /// This TaskManager's exchange traffic so far.
+    pub fn metrics(&self) -> ExchangeMetrics {
+        self.counters.read()
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -165,6 +175,7 @@ impl ExchangeServer {
             self.address.to_string(),
             producer,
             self.config.compression,
+            self.counters.clone(),
         )
     }
 
@@ -199,14 +210,19 @@ impl Drop for ExchangeServer {
 /// The Flight service: only `DoExchange` (one call per incoming channel) is served.
 struct ExchangeService {
     registry: Arc<InboundRegistry>,
+    counters: Arc<ExchangeCounters>,
 }
 
 /// Reads a channel's messages into its receiving end until end-of-input or a failure.
-async fn receive(mut messages: Streaming<FlightData>, inbound: Arc<Inbound>) {
+async fn receive(
+    mut messages: Streaming<FlightData>,
+    inbound: Arc<Inbound>,
+    counters: Arc<ExchangeCounters>,
+) {
     let mut decoder = ElementDecoder::new(inbound.describe());
     loop {
         match messages.message().await {
-            Ok(Some(data)) => match decoder.decode(data) {
+            Ok(Some(data)) => match decoder.decode(counted(&counters, data)) {
                 Ok(Some(element)) => {
                     let end = matches!(element, sluice_engine::element::StreamElement::EndOfInput);
                     if let Err(e) = inbound.push(element) {
@@ -233,6 +249,12 @@ async fn receive(mut messages: Streaming<FlightData>, inbound: Arc<Inbound>) {
             }
         }
     }
+}
+
+/// Counts a received message.
+fn counted(counters: &ExchangeCounters, data: FlightData) -> FlightData {
+    counters.received(message_bytes(&data));
+    data
 }
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -274,7 +296,7 @@ impl FlightService for ExchangeService {
             .open_stream(&ticket, &peer)
             .map_err(|e| e.to_status())?;
         debug!(channel = %ticket, peer = %peer, "exchange channel opened");
-        tokio::spawn(receive(messages, inbound.clone()));
+        tokio::spawn(receive(messages, inbound.clone(), self.counters.clone()));
         Ok(Response::new(Box::pin(CreditStream::new(inbound))))
     }
 
