@@ -134,6 +134,10 @@ pub struct TaskManagerArgs {
     /// tasks here), reported to the JobManager; 0 picks a free port.
     #[arg(long, default_value_t = 0)]
     pub flight_port: u16,
+    /// Port of the Prometheus `/metrics` endpoint (this TaskManager's tasks and data
+    /// exchange), reported to the JobManager; 0 picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub metrics_port: u16,
     /// Require this bearer token on every sink-table Flight call (default:
     /// `$SLUICE_FLIGHT_TOKEN`, else none).
     #[arg(long, value_name = "TOKEN")]
@@ -204,6 +208,7 @@ impl TaskManagerArgs {
             batch_size: self.batch_size,
             exchange,
             flight_port: self.flight_port,
+            metrics_port: self.metrics_port,
             flight_token: flight_token(self.flight_token.clone()),
             stores: crate::checkpoint::s3::state_stores(s3),
         })
@@ -226,8 +231,9 @@ impl TaskManagerArgs {
                     // Formatted first, so one write puts all lines out: a reader that stops
                     // after the lines it wants does not make a later line fail.
                     let lines = format!(
-                        "rpc listening on {}\ndata listening on {}\nflight listening on {}\n",
-                        bound.rpc, bound.data, bound.flight
+                        "rpc listening on {}\ndata listening on {}\nflight listening on {}\n\
+                         metrics listening on {}\n",
+                        bound.rpc, bound.data, bound.flight, bound.metrics
                     );
                     print!("{lines}");
                 },

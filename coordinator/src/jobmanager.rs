@@ -112,6 +112,11 @@ impl ResourceManager for ResourceManagerService {
                 data_port: r.data_port,
                 flight_port: r.flight_port,
                 hostname: r.hostname,
+                hardware: crate::resource_manager::Hardware {
+                    metrics_port: r.metrics_port,
+                    cpu_cores: r.cpu_cores,
+                    physical_memory_bytes: r.physical_memory_bytes,
+                },
                 slots: r.slots as usize,
             },
             Instant::now(),
@@ -129,11 +134,32 @@ impl ResourceManager for ResourceManagerService {
         request: Request<proto::HeartbeatRequest>,
     ) -> Result<Response<proto::HeartbeatResponse>, Status> {
         let r = request.into_inner();
-        let known = self.roles.leader()?.lock().resources.heartbeat(
-            &TaskManagerId(r.task_manager_id),
-            Instant::now(),
-            now_ms(),
-        );
+        let id = TaskManagerId(r.task_manager_id);
+        let (now, at_ms) = (Instant::now(), now_ms());
+        let cluster = self.roles.leader()?;
+        let mut state = cluster.lock();
+        let known = state.resources.heartbeat(&id, now, at_ms);
+        if known {
+            if let Some(m) = r.metrics {
+                state.resources.record_load(
+                    &id,
+                    crate::resource_manager::TaskManagerMetrics {
+                        memory_rss_bytes: m.memory_rss_bytes,
+                        network_bytes_sent: m.network_bytes_sent,
+                        network_bytes_received: m.network_bytes_received,
+                        network_credit_stalls: m.network_credit_stalls,
+                    },
+                    now,
+                );
+            }
+            for task in r.tasks {
+                let job_id = JobId(task.job_id.clone());
+                let attempt = task.attempt;
+                if let Some(job) = state.jobs.get_mut(&job_id) {
+                    job.task_metrics(attempt, crate::task_metrics::sample_from_proto(task), at_ms);
+                }
+            }
+        }
         Ok(Response::new(proto::HeartbeatResponse { known }))
     }
 

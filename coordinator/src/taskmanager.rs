@@ -30,8 +30,8 @@ use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::{AttemptNumber, CheckpointId, JobId, SlotId, SubtaskIndex};
 use sluice_engine::operator::OperatorRegistry;
 use sluice_engine::runtime::{
-    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LocalRuntime, Restore, RuntimeConfig,
-    SliceCheckpointHandle, TaskEvent, TaskListener, TaskPlacement,
+    CancelHandle, ExecutionGraph, JobEnvironment, JobSlice, LiveMetrics, LocalRuntime, Restore,
+    RuntimeConfig, SliceCheckpointHandle, TaskEvent, TaskListener, TaskPlacement, now_ms,
 };
 use sluice_flight::{ExchangeConfig, ExchangeServer, FlightExchange, TaskManagerId};
 use tonic::{Request, Response, Status};
@@ -42,6 +42,7 @@ use crate::rpc::proto;
 use crate::rpc::proto::resource_manager_client::ResourceManagerClient;
 use crate::rpc::proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
 use crate::rpc::{JobMasterCaller, endpoint_uri, status};
+use crate::{prometheus, task_metrics};
 
 /// Settings of a TaskManager.
 #[derive(Debug, Clone)]
@@ -68,6 +69,8 @@ pub struct TaskManagerConfig {
     pub exchange: ExchangeConfig,
     /// Port of the sink-table Flight service, on the host of `rpc` (0: any free port).
     pub flight_port: u16,
+    /// Port of the Prometheus `/metrics` endpoint, on the host of `rpc` (0: any free port).
+    pub metrics_port: u16,
     /// Bearer token the sink-table Flight service requires (`None`: open).
     pub flight_token: Option<String>,
     /// The stores state files go to and restores read from: local directories, and object
@@ -85,6 +88,8 @@ pub struct TaskManagerAddresses {
     pub data: SocketAddr,
     /// The sink-table Flight service.
     pub flight: SocketAddr,
+    /// The Prometheus `/metrics` endpoint.
+    pub metrics: SocketAddr,
 }
 
 /// How long a registration or heartbeat call may take before it counts as failed.
@@ -106,6 +111,9 @@ struct HostedJob {
     slots: Vec<u32>,
     /// Triggers checkpoints at the slice's sources; `None` when the job does not checkpoint.
     checkpoints: Option<SliceCheckpointHandle>,
+    /// The slice's tasks' live metrics, and the name of each chain of the job.
+    live: LiveMetrics,
+    chain_names: Arc<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -124,6 +132,8 @@ struct TaskExecutorService {
     sink_tables: crate::sink_tables::TaskManagerSinkCatalog,
     /// Port of the sink-table Flight service.
     flight_port: u16,
+    /// Port of the `/metrics` endpoint.
+    metrics_port: u16,
 }
 
 impl TaskExecutorService {
@@ -175,6 +185,119 @@ impl TaskExecutorService {
         }
     }
 
+    /// This TaskManager's metrics and every hosted task's live reading, for a heartbeat.
+    fn metrics_report(&self) -> (proto::TaskManagerMetrics, Vec<proto::TaskMetrics>) {
+        let exchange = self.exchange.metrics();
+        let own = proto::TaskManagerMetrics {
+            memory_rss_bytes: task_metrics::resident_memory_bytes(),
+            network_bytes_sent: exchange.bytes_sent,
+            network_bytes_received: exchange.bytes_received,
+            network_messages_sent: exchange.messages_sent,
+            network_messages_received: exchange.messages_received,
+            network_credits_granted: exchange.credits_granted,
+            network_credit_stalls: exchange.credit_stalls,
+        };
+        let hosted: Vec<(JobId, AttemptNumber, LiveMetrics)> = self
+            .jobs()
+            .iter()
+            .map(|(id, job)| (id.clone(), job.attempt, job.live.clone()))
+            .collect();
+        let tasks = hosted
+            .iter()
+            .flat_map(|(id, attempt, live)| {
+                live.sample()
+                    .into_iter()
+                    .map(|s| task_metrics::sample_to_proto(&id.0, attempt.0, &s))
+            })
+            .collect();
+        (own, tasks)
+    }
+
+    /// The Prometheus exposition of this TaskManager: its hosted tasks, data exchange and
+    /// memory.
+    fn render_metrics(&self) -> String {
+        let hosted: Vec<(JobId, Arc<Vec<String>>, LiveMetrics)> = self
+            .jobs()
+            .iter()
+            .map(|(id, job)| (id.clone(), job.chain_names.clone(), job.live.clone()))
+            .collect();
+        let samples: Vec<(usize, sluice_engine::runtime::TaskSample)> = hosted
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, _, live))| live.sample().into_iter().map(move |s| (i, s)))
+            .collect();
+        let named: Vec<prometheus::NamedTask<'_>> = samples
+            .iter()
+            .map(|(i, sample)| prometheus::NamedTask {
+                job_id: &hosted[*i].0.0,
+                task: hosted[*i]
+                    .1
+                    .get(sample.chain)
+                    .map_or("unknown chain", String::as_str),
+                sample,
+            })
+            .collect();
+        let mut exposition = prometheus::Exposition::new();
+        let id = [("taskmanager_id", self.id.0.as_str())];
+        let exchange = self.exchange.metrics();
+        let own: [(&str, &str, &str, f64); 7] = [
+            (
+                "sluice_taskmanager_memory_rss_bytes",
+                "gauge",
+                "Resident memory of the TaskManager process.",
+                task_metrics::resident_memory_bytes() as f64,
+            ),
+            (
+                "sluice_taskmanager_network_sent_bytes_total",
+                "counter",
+                "Bytes the data exchange (Arrow Flight) sent to other TaskManagers.",
+                exchange.bytes_sent as f64,
+            ),
+            (
+                "sluice_taskmanager_network_received_bytes_total",
+                "counter",
+                "Bytes the data exchange received from other TaskManagers.",
+                exchange.bytes_received as f64,
+            ),
+            (
+                "sluice_taskmanager_network_sent_messages_total",
+                "counter",
+                "Flight messages the data exchange sent.",
+                exchange.messages_sent as f64,
+            ),
+            (
+                "sluice_taskmanager_network_received_messages_total",
+                "counter",
+                "Flight messages the data exchange received.",
+                exchange.messages_received as f64,
+            ),
+            (
+                "sluice_taskmanager_network_credits_granted_total",
+                "counter",
+                "Credits (room for one element each) receivers granted this TaskManager's producers.",
+                exchange.credits_granted as f64,
+            ),
+            (
+                "sluice_taskmanager_network_credit_stalls_total",
+                "counter",
+                "Times a producer here had an element to send and no credit (the receiver was full).",
+                exchange.credit_stalls as f64,
+            ),
+        ];
+        for (name, kind, help, value) in own {
+            exposition.family(name, kind, help).sample(&id, value);
+        }
+        exposition
+            .family(
+                "sluice_taskmanager_slots",
+                "gauge",
+                "Task slots of the TaskManager, by whether a job uses them.",
+            )
+            .sample(&[id[0], ("status", "total")], f64::from(self.config.slots));
+        prometheus::write_tasks(&mut exposition, &named, now_ms() as i64);
+        exposition.finish()
+    }
+
     fn slot_report(&self) -> Vec<proto::SlotStatus> {
         let jobs = self.jobs();
         (0..self.config.slots)
@@ -213,14 +336,11 @@ impl TaskListener for ForwardingListener {
             metrics: event
                 .metrics
                 .into_iter()
-                .map(|(operator, m)| proto::OperatorMetrics {
-                    operator,
-                    records_in: m.records_in,
-                    records_out: m.records_out,
-                    batches_in: m.batches_in,
-                    batches_out: m.batches_out,
-                })
+                .map(|(operator, m)| task_metrics::operator_to_proto(operator, &m))
                 .collect(),
+            final_metrics: event
+                .sample
+                .map(|s| task_metrics::sample_to_proto(&self.job_id.0, self.attempt.0, &s)),
         };
         if self.sender.blocking_send(report).is_err() {
             warn!(job_id = %self.job_id, "task state report dropped: the forwarder has stopped");
@@ -405,6 +525,11 @@ impl TaskExecutor for TaskExecutorService {
             )
             .map_err(|e| status(&e))?;
         info!(job_id = %job_id, attempt = attempt.0, tasks = hosted.len(), restored_from = restored.as_ref().map(|c| c.checkpoint_id().0), "tasks deployed");
+        let chain_names = Arc::new(
+            (0..execution.chains.len())
+                .map(|chain| execution.chain_name(&graph, chain))
+                .collect(),
+        );
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let replaced = self.jobs().insert(
             job_id.clone(),
@@ -415,6 +540,8 @@ impl TaskExecutor for TaskExecutorService {
                 cancel: deployed.cancel_handle(),
                 slots: local_slots,
                 checkpoints: deployed.checkpoint_handle(),
+                live: deployed.live_metrics(),
+                chain_names,
             },
         );
         if let Some(earlier) = replaced {
@@ -542,6 +669,9 @@ async fn register(
                     rpc_address: address.to_string(),
                     data_port: u32::from(service.exchange.address().port()),
                     flight_port: u32::from(service.flight_port),
+                    metrics_port: u32::from(service.metrics_port),
+                    cpu_cores: std::thread::available_parallelism().map_or(0, |n| n.get() as u32),
+                    physical_memory_bytes: task_metrics::physical_memory_bytes(),
                     slots: service.config.slots,
                     hostname: hostname(),
                 })
@@ -716,10 +846,22 @@ pub async fn run_with_functions(
     .await
     .map_err(|e| std::io::Error::other(format!("sink-table Flight service: {e}")))?;
     let flight_address = flight.address();
+    let metrics_listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(config.rpc.ip(), config.metrics_port))
+            .await
+            .map_err(|e| {
+                std::io::Error::other(format!(
+                    "bind metrics address {}:{}: {e}",
+                    config.rpc.ip(),
+                    config.metrics_port
+                ))
+            })?;
+    let metrics_address = metrics_listener.local_addr()?;
     on_bound(&TaskManagerAddresses {
         rpc: address,
         data: exchange.address(),
         flight: flight_address,
+        metrics: metrics_address,
     });
     let service = TaskExecutorService {
         id: TaskManagerId(format!("{address}-{}", std::process::id())),
@@ -731,7 +873,28 @@ pub async fn run_with_functions(
         stale_rejected: Arc::new(AtomicU64::new(0)),
         sink_tables,
         flight_port: flight_address.port(),
+        metrics_port: metrics_address.port(),
     };
+    {
+        let service = service.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let service = service.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+                        service.render_metrics(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(metrics_listener, router).await {
+                warn!(%error, "the metrics endpoint stopped");
+            }
+        });
+    }
 
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let server = {
@@ -800,10 +963,13 @@ pub async fn run_with_functions(
                         let mut client = ResourceManagerClient::connect(endpoint_uri(&leader.rpc))
                             .await
                             .map_err(|e| e.to_string())?;
+                        let (metrics, tasks) = service.metrics_report();
                         client
                             .heartbeat(proto::HeartbeatRequest {
                                 task_manager_id: service.id.0.clone(),
                                 slots: service.slot_report(),
+                                metrics: Some(metrics),
+                                tasks,
                             })
                             .await
                             .map(|r| r.into_inner().known)

@@ -4,80 +4,29 @@
 //! finished tasks counted). Names follow Prometheus conventions: `sluice_` prefix, base units
 //! (seconds, bytes), `_total` on counters.
 
-use std::fmt::Write;
-
 use super::ClusterState;
 use crate::job_master::JobState;
-
-/// One metric family: its `# HELP` and `# TYPE` lines, then its samples.
-struct Family<'a> {
-    out: &'a mut String,
-}
-
-impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        Family { out }
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (key, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{key}=\"{}\"", escape(value));
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
-    }
-}
-
-/// A label value with `\`, `"` and newlines escaped, as the format requires.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+use crate::prometheus::{Exposition, NamedTask, write_tasks};
+use sluice_engine::runtime::now_ms;
 
 /// The exposition of `state`.
 #[must_use]
 pub fn render(state: &ClusterState) -> String {
-    let mut out = String::new();
-    Family::new(
-        &mut out,
-        "sluice_taskmanagers",
-        "gauge",
-        "Registered TaskManagers.",
-    )
-    .sample(
-        "sluice_taskmanagers",
-        &[],
-        state.resources.task_managers().count() as f64,
-    );
-    let mut slots = Family::new(
-        &mut out,
+    let mut out = Exposition::new();
+    out.family("sluice_taskmanagers", "gauge", "Registered TaskManagers.")
+        .sample(&[], state.resources.task_managers().count() as f64);
+    let mut slots = out.family(
         "sluice_slots",
         "gauge",
         "Task slots, by whether they are free.",
     );
+    slots.sample(&[("status", "total")], state.resources.total_slots() as f64);
     slots.sample(
-        "sluice_slots",
-        &[("status", "total")],
-        state.resources.total_slots() as f64,
-    );
-    slots.sample(
-        "sluice_slots",
         &[("status", "available")],
         state.resources.free_slots() as f64,
     );
     {
-        let mut family = Family::new(&mut out, "sluice_jobs", "gauge", "Jobs, by state.");
+        let mut family = out.family("sluice_jobs", "gauge", "Jobs, by state.");
         for job_state in [
             JobState::Created,
             JobState::Running,
@@ -89,11 +38,7 @@ pub fn render(state: &ClusterState) -> String {
             JobState::Cancelled,
         ] {
             let count = state.jobs.values().filter(|j| j.state == job_state).count();
-            family.sample(
-                "sluice_jobs",
-                &[("state", job_state.as_str())],
-                count as f64,
-            );
+            family.sample(&[("state", job_state.as_str())], count as f64);
         }
     }
     let jobs: Vec<_> = state.jobs.values().collect();
@@ -102,14 +47,10 @@ pub fn render(state: &ClusterState) -> String {
          kind: &str,
          help: &str,
          value: &dyn Fn(&crate::job_master::JobMaster) -> Option<f64>| {
-            let mut family = Family::new(&mut out, name, kind, help);
+            let mut family = out.family(name, kind, help);
             for job in &jobs {
                 if let Some(v) = value(job) {
-                    family.sample(
-                        name,
-                        &[("job_id", &job.id.0), ("job_name", &job.graph.name)],
-                        v,
-                    );
+                    family.sample(&[("job_id", &job.id.0), ("job_name", &job.graph.name)], v);
                 }
             }
         };
@@ -159,37 +100,31 @@ pub fn render(state: &ClusterState) -> String {
                 .map(|r| r.state_size as f64)
         },
     );
-    let mut records =
-        |name: &str, help: &str, pick: fn(&sluice_engine::runtime::OperatorMetrics) -> u64| {
-            let mut family = Family::new(&mut out, name, "counter", help);
-            for job in &jobs {
-                for task in &job.tasks {
-                    for (operator, metrics) in &task.metrics {
-                        let subtask = task.subtask.0.to_string();
-                        family.sample(
-                            name,
-                            &[
-                                ("job_id", &job.id.0),
-                                ("operator", operator),
-                                ("subtask", &subtask),
-                            ],
-                            pick(metrics) as f64,
-                        );
-                    }
-                }
-            }
-        };
-    records(
-        "sluice_operator_records_in_total",
-        "Records an operator took in (reported when its task ends).",
-        |m| m.records_in,
-    );
-    records(
-        "sluice_operator_records_out_total",
-        "Records an operator emitted (reported when its task ends).",
-        |m| m.records_out,
-    );
-    out
+    // Every task of the current attempts that has reported: live while it runs, its final
+    // reading once it ended.
+    let names: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|job| {
+            (0..job.execution.chains.len())
+                .map(|chain| job.execution.chain_name(&job.graph, chain))
+                .collect()
+        })
+        .collect();
+    let tasks: Vec<NamedTask<'_>> = jobs
+        .iter()
+        .zip(&names)
+        .flat_map(|(job, names)| {
+            job.tasks.iter().filter_map(move |task| {
+                task.live.as_ref().map(|live| NamedTask {
+                    job_id: &job.id.0,
+                    task: &names[task.chain],
+                    sample: &live.latest,
+                })
+            })
+        })
+        .collect();
+    write_tasks(&mut out, &tasks, now_ms() as i64);
+    out.finish()
 }
 
 #[cfg(test)]
@@ -197,8 +132,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn label_values_are_escaped_and_families_carry_help_and_type() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn families_carry_help_and_type() {
         let text = render(&ClusterState::default());
         assert!(text.starts_with("# HELP sluice_taskmanagers "), "{text}");
         assert!(text.contains("# TYPE sluice_jobs gauge\n"), "{text}");

@@ -29,7 +29,7 @@ use sluice_engine::checkpoint::{
 use sluice_engine::graph::JobGraph;
 use sluice_engine::ids::CheckpointId;
 use sluice_engine::ids::{JobId, SubtaskIndex};
-use sluice_engine::runtime::{ExecutionState, OperatorMetrics, now_ms};
+use sluice_engine::runtime::{ExecutionState, now_ms};
 use tracing::{info, warn};
 
 use crate::ha::HaStore;
@@ -682,19 +682,11 @@ impl Cluster {
         let metrics = report
             .metrics
             .into_iter()
-            .map(|m| {
-                (
-                    m.operator,
-                    OperatorMetrics {
-                        records_in: m.records_in,
-                        records_out: m.records_out,
-                        batches_in: m.batches_in,
-                        batches_out: m.batches_out,
-                        ..Default::default()
-                    },
-                )
-            })
+            .map(crate::task_metrics::operator_from_proto)
             .collect();
+        let sample = report
+            .final_metrics
+            .map(crate::task_metrics::sample_from_proto);
         let failure = (!report.failure.is_empty()).then_some(report.failure);
         let task_report = TaskReport {
             attempt: report.attempt,
@@ -705,6 +697,7 @@ impl Cluster {
             failure,
             retryable: report.retryable,
             metrics,
+            sample,
         };
         let actions = {
             let mut state_guard = self.lock();

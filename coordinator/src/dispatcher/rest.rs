@@ -44,6 +44,8 @@ use super::{Cluster, ClusterState, SavepointError, SubmitError};
 use crate::job_master::checkpoints::SavepointStatus;
 use crate::job_master::{JobMaster, JobState, TaskRecord};
 use crate::resource_manager::{TaskManagerId, TaskManagerRecord};
+use crate::task_metrics::{LiveTaskMetrics, TaskRates};
+use sluice_engine::runtime::TaskSample;
 
 /// The router over `cluster`, with the request body limit applied.
 pub fn router(cluster: Arc<Cluster>) -> Router {
@@ -109,22 +111,39 @@ async fn task_managers(State(cluster): State<Arc<Cluster>>) -> Json<Value> {
     let list: Vec<Value> = state
         .resources
         .task_managers()
-        .map(|r| {
-            json!({
-                "id": r.id.0,
-                "path": r.rpc_address,
-                "host": r.hostname,
-                "dataPort": r.data_port,
-                "flightPort": r.flight_port,
-                "slotsNumber": r.slots.len(),
-                "freeSlots": r.free_slots(),
-                "timeSinceConnection": now.saturating_duration_since(r.registered_at).as_millis() as u64,
-                "timeSinceLastHeartbeat": now.saturating_duration_since(r.last_heartbeat).as_millis() as u64,
-                "lastHeartbeat": r.last_heartbeat_ms,
-            })
-        })
+        .map(|r| task_manager_summary(r, now))
         .collect();
     Json(json!({ "taskmanagers": list }))
+}
+
+/// A TaskManager as `/taskmanagers` lists it: addresses, slots, heartbeat, its machine and
+/// what its latest heartbeat reported (memory, exchange traffic and rates).
+fn task_manager_summary(r: &TaskManagerRecord, now: Instant) -> Value {
+    json!({
+        "id": r.id.0,
+        "path": r.rpc_address,
+        "host": r.hostname,
+        "dataPort": r.data_port,
+        "flightPort": r.flight_port,
+        "metricsPort": r.hardware.metrics_port,
+        "slotsNumber": r.slots.len(),
+        "freeSlots": r.free_slots(),
+        "timeSinceConnection": now.saturating_duration_since(r.registered_at).as_millis() as u64,
+        "timeSinceLastHeartbeat": now.saturating_duration_since(r.last_heartbeat).as_millis() as u64,
+        "lastHeartbeat": r.last_heartbeat_ms,
+        "hardware": {
+            "cpuCores": r.hardware.cpu_cores,
+            "physicalMemory": r.hardware.physical_memory_bytes,
+        },
+        "metrics": r.load.as_ref().map(|load| json!({
+            "memory-rss-bytes": load.latest.memory_rss_bytes,
+            "network-bytes-in": load.latest.network_bytes_received,
+            "network-bytes-out": load.latest.network_bytes_sent,
+            "network-bytes-in-per-second": load.bytes_received_per_second,
+            "network-bytes-out-per-second": load.bytes_sent_per_second,
+            "network-credit-stalls": load.latest.network_credit_stalls,
+        })),
+    })
 }
 
 async fn jobs(State(cluster): State<Arc<Cluster>>) -> Json<Value> {
@@ -219,6 +238,7 @@ async fn job(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
                 "status": vertex_state,
                 "tasks": counts(job, Some(chain)),
                 "subtasks": subtasks,
+                "metrics": vertex_metrics(job.tasks.iter().filter(|t| t.chain == chain), now),
             })
         })
         .collect();
@@ -250,6 +270,72 @@ async fn job(State(cluster): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
         "status-counts": counts(job, None),
     }))
     .into_response()
+}
+
+/// A vertex's live metrics over its subtasks (`None` until a TaskManager has reported one):
+/// records and bytes summed, rates summed over the running subtasks, busy and backpressured
+/// as the highest subtask's share (as Flink shows them), idle as the mean, the watermark as
+/// the lowest (`null` while a subtask has none).
+fn vertex_metrics<'a>(tasks: impl Iterator<Item = &'a TaskRecord>, now: u64) -> Value {
+    let tasks: Vec<&TaskRecord> = tasks.collect();
+    let live: Vec<(&TaskRecord, &LiveTaskMetrics)> = tasks
+        .iter()
+        .filter_map(|t| t.live.as_ref().map(|l| (*t, l)))
+        .collect();
+    if live.is_empty() {
+        return Value::Null;
+    }
+    let running: Vec<&LiveTaskMetrics> = live
+        .iter()
+        .filter(|(t, _)| !t.state.is_terminal())
+        .map(|(_, l)| *l)
+        .collect();
+    let sum = |f: fn(&TaskSample) -> u64| live.iter().map(|(_, l)| f(&l.latest)).sum::<u64>();
+    let rate = |f: fn(&TaskRates) -> f64| running.iter().map(|l| f(&l.rates)).sum::<f64>();
+    let max = |f: fn(&TaskRates) -> f64| running.iter().map(|l| f(&l.rates)).fold(0.0, f64::max);
+    let idle = if running.is_empty() {
+        0.0
+    } else {
+        rate(|r| r.idle_ratio) / running.len() as f64
+    };
+    let watermark = if live.len() == tasks.len() {
+        live.iter()
+            .map(|(_, l)| l.latest.watermark)
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|w| w.into_iter().min())
+    } else {
+        None
+    };
+    let lag = watermark
+        .filter(|w| *w != i64::MAX)
+        .map(|w| (now as i64).saturating_sub(w).max(0));
+    let operators = |f: fn(&sluice_engine::runtime::OperatorMetrics) -> u64| {
+        live.iter()
+            .flat_map(|(_, l)| l.latest.operators.iter().map(move |(_, m)| f(m)))
+            .sum::<u64>()
+    };
+    json!({
+        "read-records": sum(|s| s.records_in),
+        "write-records": sum(|s| s.records_out),
+        "read-bytes": sum(|s| s.bytes_in),
+        "write-bytes": sum(|s| s.bytes_out),
+        "read-records-per-second": rate(|r| r.records_in_per_second),
+        "write-records-per-second": rate(|r| r.records_out_per_second),
+        "read-bytes-per-second": rate(|r| r.bytes_in_per_second),
+        "write-bytes-per-second": rate(|r| r.bytes_out_per_second),
+        "busy-ratio": max(|r| r.busy_ratio),
+        "backpressure-ratio": max(|r| r.backpressured_ratio),
+        "idle-ratio": idle,
+        "watermark": watermark.filter(|w| *w != i64::MAX),
+        "watermark-lag-ms": lag,
+        "state-bytes": operators(|m| m.state_bytes),
+        "late-records-dropped": operators(|m| m.late_records_dropped),
+        "skipped-records": operators(|m| m.skipped_records),
+        "source-total-records": live
+            .iter()
+            .map(|(_, l)| l.latest.source_total)
+            .sum::<Option<u64>>(),
+    })
 }
 
 /// One attempt of a subtask, in Flink's shape: state, host, timestamps per state, metrics.
@@ -293,6 +379,22 @@ fn subtask_json(t: &TaskRecord) -> Value {
         "timestamps": timestamps,
         "failure-cause": t.failure,
         "metrics": metrics,
+        "task-metrics": t.live.as_ref().map(|l| json!({
+            "read-records": l.latest.records_in,
+            "write-records": l.latest.records_out,
+            "read-bytes": l.latest.bytes_in,
+            "write-bytes": l.latest.bytes_out,
+            "busy-ms": l.latest.busy.as_millis() as u64,
+            "backpressured-ms": l.latest.backpressured.as_millis() as u64,
+            "idle-ms": l.latest.idle.as_millis() as u64,
+            "busy-ratio": l.rates.busy_ratio,
+            "backpressure-ratio": l.rates.backpressured_ratio,
+            "idle-ratio": l.rates.idle_ratio,
+            "read-records-per-second": l.rates.records_in_per_second,
+            "write-records-per-second": l.rates.records_out_per_second,
+            "watermark": l.latest.watermark.filter(|w| *w != i64::MAX),
+            "reported-at": l.at_ms,
+        })),
     })
 }
 
@@ -751,19 +853,9 @@ fn task_manager_json(state: &ClusterState, record: &TaskManagerRecord, now: Inst
             })
         })
         .collect();
-    json!({
-        "id": record.id.0,
-        "path": record.rpc_address,
-        "host": record.hostname,
-        "dataPort": record.data_port,
-        "flightPort": record.flight_port,
-        "slotsNumber": record.slots.len(),
-        "freeSlots": record.free_slots(),
-        "timeSinceConnection": now.saturating_duration_since(record.registered_at).as_millis() as u64,
-        "timeSinceLastHeartbeat": now.saturating_duration_since(record.last_heartbeat).as_millis() as u64,
-        "lastHeartbeat": record.last_heartbeat_ms,
-        "slots": slots,
-    })
+    let mut json = task_manager_summary(record, now);
+    json["slots"] = json!(slots);
+    json
 }
 
 /// The current attempt's tasks of `job` in slot `index` of the TaskManager `record`.
@@ -886,6 +978,7 @@ GROUP BY auction, window_start, window_end;
                 data_port: 7002,
                 flight_port: 0,
                 hostname: "localhost".into(),
+                hardware: Default::default(),
                 slots: 3,
             },
             Instant::now(),

@@ -105,6 +105,9 @@ pub struct TaskRecord {
     pub failure: Option<String>,
     /// Per operator of the chain, reported when the task ended.
     pub metrics: Vec<(String, OperatorMetrics)>,
+    /// The task's live metrics: what its TaskManager's heartbeats carried, then its final
+    /// reading once it ended.
+    pub live: Option<crate::task_metrics::LiveTaskMetrics>,
 }
 
 impl TaskRecord {
@@ -136,6 +139,8 @@ pub struct TaskReport {
     pub retryable: bool,
     /// The chain's operator metrics, when the task has ended.
     pub metrics: Vec<(String, OperatorMetrics)>,
+    /// The task's final live-metrics reading, when it has ended.
+    pub sample: Option<sluice_engine::runtime::TaskSample>,
 }
 
 /// One job and its tasks.
@@ -335,6 +340,30 @@ impl JobMaster {
         }
     }
 
+    /// A live-metrics reading of a task of attempt `attempt`, from its TaskManager's
+    /// heartbeat. Readings of another attempt, or of a task that has ended (its final reading
+    /// came with its last state), are ignored.
+    pub fn task_metrics(
+        &mut self,
+        attempt: u32,
+        sample: sluice_engine::runtime::TaskSample,
+        now_ms: u64,
+    ) {
+        if attempt != self.attempt {
+            return;
+        }
+        if let Some(task) = self
+            .tasks
+            .iter_mut()
+            .find(|t| t.chain == sample.chain && t.subtask.0 == sample.subtask)
+            .filter(|t| !t.state.is_terminal())
+        {
+            task.live
+                .get_or_insert_with(Default::default)
+                .update(sample, now_ms);
+        }
+    }
+
     /// A task of attempt `report.attempt` reported a new state. Reports of an earlier attempt
     /// are ignored (they arrive late, from tasks the restart already wrote off).
     pub fn task_state(&mut self, report: TaskReport, now_ms: u64) -> Result<Vec<Action>, String> {
@@ -347,6 +376,7 @@ impl JobMaster {
             failure,
             retryable,
             metrics,
+            sample,
         } = report;
         if attempt != self.attempt {
             return Ok(Vec::new());
@@ -368,6 +398,11 @@ impl JobMaster {
         task.enter(state, at_ms);
         if state.is_terminal() {
             task.metrics = metrics;
+            if let Some(sample) = sample {
+                task.live
+                    .get_or_insert_with(Default::default)
+                    .update(sample, now_ms);
+            }
         }
         let mut actions = Vec::new();
         if state == ExecutionState::Failed {
@@ -596,6 +631,7 @@ fn new_tasks(execution: &ExecutionGraph, attempt: u32, now_ms: u64) -> Vec<TaskR
             transitions: vec![(ExecutionState::Created, now_ms)],
             failure: None,
             metrics: Vec::new(),
+            live: None,
         })
         .collect()
 }
@@ -642,6 +678,7 @@ mod tests {
             failure: None,
             retryable: false,
             metrics: Vec::new(),
+            sample: None,
         }
     }
 

@@ -24,12 +24,43 @@ pub struct TaskManagerRecord {
     /// Port of its sink-table Flight service (0: none).
     pub flight_port: u32,
     pub hostname: String,
+    /// Its machine and its `/metrics` endpoint.
+    pub hardware: Hardware,
     /// Which job holds each slot (`None`: free).
     pub slots: Vec<Option<JobId>>,
     pub registered_at: Instant,
     pub last_heartbeat: Instant,
     /// Wall-clock time of the last heartbeat, milliseconds since the Unix epoch.
     pub last_heartbeat_ms: u64,
+    /// What its latest heartbeat reported about itself; `None` before the first.
+    pub load: Option<TaskManagerLoad>,
+}
+
+/// A TaskManager's machine, as it reports at registration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hardware {
+    /// Port of its Prometheus `/metrics` endpoint (0: none).
+    pub metrics_port: u32,
+    pub cpu_cores: u32,
+    pub physical_memory_bytes: u64,
+}
+
+/// What a TaskManager reports about itself in each heartbeat (totals since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskManagerMetrics {
+    pub memory_rss_bytes: u64,
+    pub network_bytes_sent: u64,
+    pub network_bytes_received: u64,
+    pub network_credit_stalls: u64,
+}
+
+/// A TaskManager's latest report and its network rates since the one before.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskManagerLoad {
+    pub latest: TaskManagerMetrics,
+    pub at: Instant,
+    pub bytes_sent_per_second: f64,
+    pub bytes_received_per_second: f64,
 }
 
 impl TaskManagerRecord {
@@ -47,6 +78,7 @@ pub struct SlotOffer {
     pub data_port: u32,
     pub flight_port: u32,
     pub hostname: String,
+    pub hardware: Hardware,
     pub slots: usize,
 }
 
@@ -80,10 +112,12 @@ impl ResourceManager {
                 data_port: offer.data_port,
                 flight_port: offer.flight_port,
                 hostname: offer.hostname,
+                hardware: offer.hardware,
                 slots: vec![None; offer.slots],
                 registered_at: now,
                 last_heartbeat: now,
                 last_heartbeat_ms: now_ms,
+                load: None,
             },
         );
     }
@@ -98,6 +132,39 @@ impl ResourceManager {
             }
             None => false,
         }
+    }
+
+    /// Records what a heartbeat of a known TaskManager reported about it.
+    pub fn record_load(&mut self, id: &TaskManagerId, metrics: TaskManagerMetrics, now: Instant) {
+        let Some(record) = self.task_managers.get_mut(id) else {
+            return;
+        };
+        let (sent, received) = match &record.load {
+            Some(before) => {
+                let seconds = now.saturating_duration_since(before.at).as_secs_f64();
+                let rate = |a: u64, b: u64| {
+                    if seconds > 0.0 {
+                        a.saturating_sub(b) as f64 / seconds
+                    } else {
+                        0.0
+                    }
+                };
+                (
+                    rate(metrics.network_bytes_sent, before.latest.network_bytes_sent),
+                    rate(
+                        metrics.network_bytes_received,
+                        before.latest.network_bytes_received,
+                    ),
+                )
+            }
+            None => (0.0, 0.0),
+        };
+        record.load = Some(TaskManagerLoad {
+            latest: metrics,
+            at: now,
+            bytes_sent_per_second: sent,
+            bytes_received_per_second: received,
+        });
     }
 
     /// Removes a TaskManager; returns its record if it was registered.
@@ -203,6 +270,7 @@ mod tests {
                     data_port: 0,
                     flight_port: 0,
                     hostname: "localhost".into(),
+                    hardware: Hardware::default(),
                     slots: n,
                 },
                 now,

@@ -8,8 +8,8 @@ use super::sink_tables::python;
 use super::*;
 
 /// The exposition's samples, parsed by prometheus_client: `(name, labels, value)`.
-fn scrape(rest: &str) -> Vec<(String, Value, f64)> {
-    let response = request(rest, "GET", "/metrics", None).unwrap();
+fn scrape(address: &str) -> Vec<(String, Value, f64)> {
+    let response = request(address, "GET", "/metrics", None).unwrap();
     assert_eq!(response.status, 200, "{}", response.body);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/parse_metrics.py");
     let mut child = Command::new(python())
@@ -43,18 +43,49 @@ fn value(samples: &[(String, Value, f64)], name: &str, label: (&str, &str)) -> O
         .map(|(_, _, v)| *v)
 }
 
+/// The sum of family `name`'s samples with label `label`.
+fn total(samples: &[(String, Value, f64)], name: &str, label: (&str, &str)) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, labels, _)| n == name && labels[label.0] == label.1)
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// A TaskManager with one slot: returns it and its `/metrics` address.
+fn metered_taskmanager(dir: &Path, name: &str, rpc: &str) -> (Process, String) {
+    let (process, addresses) = start(
+        dir,
+        name,
+        &[
+            "taskmanager",
+            "--jobmanager",
+            rpc,
+            "--slots",
+            "1",
+            "--rpc-port",
+            "0",
+            "--data-port",
+            "0",
+        ],
+        &["rpc", "data", "flight", "metrics"],
+    );
+    (process, addresses[3].clone())
+}
+
 #[test]
 fn metrics_parse_as_prometheus_text_and_move_while_a_job_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (jm, rpc, rest) = jobmanager(dir.path(), &[]);
-    let (tm, _, _) = taskmanager(dir.path(), "tm1", &rpc, 2);
-    wait_for("a TaskManager", &[&jm], || {
-        (get(&rest, "/overview")["taskmanagers"] == 1).then_some(())
+    let (tm, tm_metrics) = metered_taskmanager(dir.path(), "tm1", &rpc);
+    let (tm2, tm2_metrics) = metered_taskmanager(dir.path(), "tm2", &rpc);
+    wait_for("two TaskManagers", &[&jm], || {
+        (get(&rest, "/overview")["taskmanagers"] == 2).then_some(())
     });
     let idle = scrape(&rest);
     assert!(
         idle.iter()
-            .any(|(n, _, v)| n == "sluice_taskmanagers" && *v == 1.0),
+            .any(|(n, _, v)| n == "sluice_taskmanagers" && *v == 2.0),
         "{idle:?}"
     );
     assert_eq!(
@@ -74,6 +105,80 @@ fn metrics_parse_as_prometheus_text_and_move_while_a_job_runs() {
         )?;
         (completed >= 1.0).then_some(completed)
     });
+    // Live task metrics, on the JobManager and on each TaskManager, move while the job runs.
+    let records = |samples: &[(String, Value, f64)]| {
+        total(samples, "sluice_task_records_in_total", ("job_id", &id))
+    };
+    for address in [&rest, &tm_metrics, &tm2_metrics] {
+        let before = wait_for("task metrics", &[&jm, &tm, &tm2], || {
+            let n = records(&scrape(address));
+            (n > 0.0).then_some(n)
+        });
+        let samples = wait_for("task metrics to move", &[&jm, &tm, &tm2], || {
+            let samples = scrape(address);
+            (records(&samples) > before).then_some(samples)
+        });
+        assert!(
+            total(&samples, "sluice_task_busy_seconds_total", ("job_id", &id)) > 0.0,
+            "{address}: {samples:?}"
+        );
+        assert!(
+            value(
+                &samples,
+                "sluice_task_watermark_lag_seconds",
+                ("job_id", &id)
+            )
+            .is_some(),
+            "{address}: {samples:?}"
+        );
+        assert!(
+            total(&samples, "sluice_operator_state_bytes", ("job_id", &id)) > 0.0,
+            "{address}: the window operator's state: {samples:?}"
+        );
+    }
+    // Each TaskManager's exchange sent batches to the other's half of the hash partitioning.
+    for address in [&tm_metrics, &tm2_metrics] {
+        wait_for("exchange traffic", &[&jm, &tm, &tm2], || {
+            let samples = scrape(address);
+            let memory = samples
+                .iter()
+                .find(|(n, _, _)| n == "sluice_taskmanager_memory_rss_bytes")?;
+            assert!(memory.2 > 0.0);
+            let sent = samples
+                .iter()
+                .find(|(n, _, _)| n == "sluice_taskmanager_network_sent_bytes_total")?;
+            (sent.2 > 0.0).then_some(())
+        });
+    }
+    // The REST API shows the same per vertex: records, rates, the watermark.
+    let vertices = wait_for("vertex metrics with rates", &[&jm, &tm, &tm2], || {
+        let job = get(&rest, &format!("/jobs/{id}"));
+        let vertices = job["vertices"].as_array()?.clone();
+        let moving = vertices.iter().all(|v| {
+            v["metrics"]["read-records-per-second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+                && v["metrics"]["watermark"].is_i64()
+        });
+        moving.then_some(vertices)
+    });
+    for vertex in &vertices {
+        let m = &vertex["metrics"];
+        assert!(m["read-records"].as_u64().unwrap() > 0, "{vertex}");
+        let ratio = m["busy-ratio"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ratio), "{vertex}");
+        assert!(m["watermark-lag-ms"].as_i64().unwrap() >= 0, "{vertex}");
+    }
+    let taskmanagers = get(&rest, "/taskmanagers");
+    for tm in taskmanagers["taskmanagers"].as_array().unwrap() {
+        assert!(
+            tm["metrics"]["memory-rss-bytes"].as_u64().unwrap() > 0,
+            "{tm}"
+        );
+        assert!(tm["metricsPort"].as_u64().unwrap() > 0, "{tm}");
+    }
+
     let later = wait_for("more completed checkpoints", &[&jm, &tm], || {
         let samples = scrape(&rest);
         assert_eq!(
@@ -93,7 +198,7 @@ fn metrics_parse_as_prometheus_text_and_move_while_a_job_runs() {
     });
     assert!(later > first);
 
-    wait_for("the job to finish", &[&jm, &tm], || {
+    wait_for("the job to finish", &[&jm, &tm, &tm2], || {
         (job_state(&rest, &id) == "FINISHED").then_some(())
     });
     let ended = scrape(&rest);

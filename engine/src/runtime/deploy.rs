@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::info;
 
 use super::exchange::{ExchangeFactory, SlotWaker};
-use super::live::LiveMetrics;
+use super::live::{LiveMetrics, TaskSample};
 use super::slice_checkpoints::{SliceCheckpointHandle, SliceCheckpointing, SliceWriter};
 use super::slot::{self, JobControl};
 use super::task::{OperatorMetrics, Task};
@@ -111,6 +111,8 @@ pub struct TaskEvent {
     pub retryable: bool,
     /// The chain's operator metrics, when the task has ended.
     pub metrics: Vec<(String, OperatorMetrics)>,
+    /// The task's final live-metrics reading, when it has ended.
+    pub sample: Option<TaskSample>,
 }
 
 /// Receives the state transitions of deployed tasks.
@@ -136,6 +138,7 @@ impl SlotListener {
         state: ExecutionState,
         failure: Option<&Error>,
         metrics: Vec<(String, OperatorMetrics)>,
+        sample: Option<TaskSample>,
     ) {
         self.listener.on_task_event(TaskEvent {
             placement: self.placements[index],
@@ -144,6 +147,7 @@ impl SlotListener {
             failure: failure.map(|e| e.to_string()),
             retryable: failure.is_some_and(Error::is_retryable),
             metrics,
+            sample,
         });
     }
 }

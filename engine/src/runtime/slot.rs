@@ -97,15 +97,16 @@ pub(crate) fn run_slot(
     debug!(slot = slot.0, tasks = tasks.len(), "slot started");
     let mut finished = vec![false; tasks.len()];
     let mut failed = vec![false; tasks.len()];
-    let report = |index: usize, state, failure: Option<&Error>, task: &Task| {
+    let report = |index: usize, state, failure: Option<&Error>, task: &mut Task| {
         if let Some(listener) = &listener {
-            let metrics =
+            let (metrics, sample) =
                 if state == ExecutionState::Running || state == ExecutionState::Initializing {
-                    Vec::new()
+                    (Vec::new(), None)
                 } else {
-                    task.metrics()
+                    task.publish(Instant::now());
+                    (task.metrics(), Some(task.live().sample()))
                 };
-            listener.report(index, state, failure, metrics);
+            listener.report(index, state, failure, metrics, sample);
         }
     };
 
@@ -144,7 +145,6 @@ pub(crate) fn run_slot(
                 Ok(Step::Finished) => {
                     finished[index] = true;
                     progressed = true;
-                    task.publish(now);
                     report(index, ExecutionState::Finished, None, task);
                 }
                 Err(error) => {

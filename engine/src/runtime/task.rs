@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 
 use super::checkpointing::{CheckpointMessage, CheckpointSignals};
@@ -638,10 +639,18 @@ impl Task {
     }
 }
 
-/// A batch's size as the task metrics count it: the Arrow memory its columns hold (for a
-/// slice of a larger batch, the buffers it shares).
+/// A batch's size as the task metrics count it: the bytes of its rows in Arrow memory (of a
+/// slice, only the slice's part; spare buffer capacity is not counted).
 fn batch_bytes(batch: &RecordBatch) -> u64 {
-    batch.get_array_memory_size() as u64
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let data = column.to_data();
+            data.get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size()) as u64
+        })
+        .sum()
 }
 
 /// Takes the next element from the gate, round-robin over channels that are neither ended nor
