@@ -32,6 +32,7 @@ impl CheckpointListener for ForwardingAcks {
                 checkpoint,
                 task,
                 states,
+                alignment,
             } => match serde_json::to_string(&states) {
                 Ok(json) => proto::AcknowledgeCheckpointRequest {
                     job_id: self.job_id.0.clone(),
@@ -40,6 +41,7 @@ impl CheckpointListener for ForwardingAcks {
                     checkpoint_id: checkpoint.0,
                     snapshot_json: json,
                     decline_reason: String::new(),
+                    alignment_duration_ms: u64::try_from(alignment.as_millis()).unwrap_or(u64::MAX),
                 },
                 Err(error) => proto::AcknowledgeCheckpointRequest {
                     job_id: self.job_id.0.clone(),
@@ -48,6 +50,7 @@ impl CheckpointListener for ForwardingAcks {
                     checkpoint_id: checkpoint.0,
                     snapshot_json: String::new(),
                     decline_reason: format!("state list could not be encoded: {error}"),
+                    alignment_duration_ms: 0,
                 },
             },
             CheckpointEvent::Declined {
@@ -61,6 +64,7 @@ impl CheckpointListener for ForwardingAcks {
                 checkpoint_id: checkpoint.0,
                 snapshot_json: String::new(),
                 decline_reason: reason,
+                alignment_duration_ms: 0,
             },
         };
         if self.sender.blocking_send(request).is_err() {

@@ -105,7 +105,13 @@ impl Cluster {
                 tonic::Status::failed_precondition(format!("job {id} does not checkpoint"))
             })?;
             match states {
-                Some(states) => checkpoints.acknowledge(checkpoint, task, states),
+                Some(states) => {
+                    checkpoints.record_alignment(
+                        checkpoint,
+                        std::time::Duration::from_millis(ack.alignment_duration_ms),
+                    );
+                    checkpoints.acknowledge(checkpoint, task, states)
+                }
                 None => checkpoints.decline(checkpoint, task, ack.decline_reason),
             }
         };

@@ -100,6 +100,17 @@ pub fn render(state: &ClusterState) -> String {
                 .map(|r| r.state_size as f64)
         },
     );
+    per_job(
+        "sluice_job_last_checkpoint_alignment_seconds",
+        "gauge",
+        "The longest barrier alignment of any task in the job's latest completed checkpoint.",
+        &|job| {
+            job.checkpoints
+                .as_ref()
+                .and_then(|c| c.latest_completed.as_ref())
+                .map(|r| r.alignment_ms as f64 / 1000.0)
+        },
+    );
     // Every task of the current attempts that has reported: live while it runs, its final
     // reading once it ended.
     let names: Vec<Vec<String>> = jobs

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_engine::checkpoint::{
@@ -71,6 +71,8 @@ pub struct CheckpointRecord {
     pub latest_ack_timestamp_ms: i64,
     pub duration_ms: u64,
     pub state_size: u64,
+    /// The longest barrier alignment of any task (0 for a checkpoint of sources only).
+    pub alignment_ms: u64,
     pub acknowledged: usize,
     pub external_path: Option<StatePath>,
     pub failure: Option<String>,
@@ -90,6 +92,7 @@ impl CheckpointRecord {
             "state_size": self.state_size,
             "checkpointed_size": self.state_size,
             "end_to_end_duration": self.duration_ms,
+            "alignment_duration": self.alignment_ms,
             "num_subtasks": tasks,
             "num_acknowledged_subtasks": self.acknowledged,
             "external_path": self.external_path.as_ref().map(|p| p.to_string()),
@@ -127,6 +130,8 @@ pub struct JobCheckpoints {
     task_count: usize,
     /// The pending checkpoint: its id, when it was triggered, acknowledgements so far.
     pending: Option<(CheckpointId, Instant, usize)>,
+    /// The longest barrier alignment a task reported for the pending checkpoint.
+    pending_alignment: Duration,
     /// The pending checkpoint (or savepoint) whose files the shell is writing: every task
     /// acknowledged it, and nothing new is triggered until the shell reports.
     persisting: Option<CheckpointId>,
@@ -197,6 +202,7 @@ impl JobCheckpoints {
             epoch: Instant::now(),
             task_count,
             pending: None,
+            pending_alignment: Duration::ZERO,
             completed: 0,
             failed: 0,
             latest_completed: None,
@@ -283,6 +289,13 @@ impl JobCheckpoints {
         };
         let actions = self.coordinator.handle(event);
         self.perform(actions)
+    }
+
+    /// A task reports how long its barrier alignment for `checkpoint` took.
+    pub fn record_alignment(&mut self, checkpoint: CheckpointId, alignment: Duration) {
+        if self.pending.is_some_and(|(id, _, _)| id == checkpoint) {
+            self.pending_alignment = self.pending_alignment.max(alignment);
+        }
     }
 
     /// A task acknowledged `checkpoint` with the metadata entries of its state files.
@@ -420,6 +433,7 @@ impl JobCheckpoints {
                     timestamp_ms,
                 } => {
                     self.pending = Some((checkpoint, Instant::now(), 0));
+                    self.pending_alignment = Duration::ZERO;
                     self.last_triggered = Some(checkpoint);
                     work.push(CheckpointWork::Trigger {
                         checkpoint,
@@ -435,6 +449,7 @@ impl JobCheckpoints {
                         request.checkpoint = Some(checkpoint);
                     }
                     self.pending = Some((checkpoint, Instant::now(), 0));
+                    self.pending_alignment = Duration::ZERO;
                     self.last_triggered = Some(checkpoint);
                     work.push(CheckpointWork::Trigger {
                         checkpoint,
@@ -588,6 +603,7 @@ impl JobCheckpoints {
             latest_ack_timestamp_ms: metadata.completed_timestamp_ms,
             duration_ms,
             state_size: metadata.state_bytes(),
+            alignment_ms: self.pending_alignment.as_millis() as u64,
             acknowledged: self.task_count,
             external_path: Some(
                 path.unwrap_or_else(|| self.storage.checkpoint_dir(metadata.checkpoint_id)),
@@ -609,6 +625,7 @@ impl JobCheckpoints {
             latest_ack_timestamp_ms: now_ms() as i64,
             duration_ms: started.map_or(0, |s| s.elapsed().as_millis() as u64),
             state_size: 0,
+            alignment_ms: self.pending_alignment.as_millis() as u64,
             acknowledged,
             external_path: None,
             failure: Some(reason),

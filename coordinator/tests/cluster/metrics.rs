@@ -197,6 +197,21 @@ fn metrics_parse_as_prometheus_text_and_move_while_a_job_runs() {
         (completed > first).then_some(completed)
     });
     assert!(later > first);
+    let samples = scrape(&rest);
+    assert!(
+        value(
+            &samples,
+            "sluice_job_last_checkpoint_alignment_seconds",
+            ("job_id", &id)
+        )
+        .is_some_and(|s| s >= 0.0),
+        "{samples:?}"
+    );
+    let checkpoints = get(&rest, &format!("/jobs/{id}/checkpoints"));
+    assert!(
+        checkpoints["latest"]["completed"]["alignment_duration"].is_u64(),
+        "{checkpoints}"
+    );
 
     wait_for("the job to finish", &[&jm, &tm, &tm2], || {
         (job_state(&rest, &id) == "FINISHED").then_some(())

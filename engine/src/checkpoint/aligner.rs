@@ -6,6 +6,8 @@
 //! A channel that ends counts as aligned. A barrier of a newer checkpoint abandons an older
 //! alignment still in progress (the older checkpoint will time out at the coordinator).
 
+use std::time::{Duration, Instant};
+
 use crate::element::CheckpointBarrier;
 
 #[derive(Debug, Clone)]
@@ -13,6 +15,10 @@ pub struct BarrierAligner {
     blocked: Vec<bool>,
     ended: Vec<bool>,
     pending: Option<CheckpointBarrier>,
+    /// When the first barrier of the pending alignment arrived.
+    started: Option<Instant>,
+    /// How long the last completed alignment took, first barrier to last.
+    last_alignment: Duration,
 }
 
 impl BarrierAligner {
@@ -21,7 +27,14 @@ impl BarrierAligner {
             blocked: vec![false; channels],
             ended: vec![false; channels],
             pending: None,
+            started: None,
+            last_alignment: Duration::ZERO,
         }
+    }
+
+    /// How long the last completed alignment took, from its first barrier to its last.
+    pub fn last_alignment(&self) -> Duration {
+        self.last_alignment
     }
 
     /// Whether elements of `channel` must wait for the current alignment to finish.
@@ -39,6 +52,9 @@ impl BarrierAligner {
             Some(pending) if pending.id > barrier.id => return None,
             Some(pending) if pending.id < barrier.id => self.reset(),
             _ => {}
+        }
+        if self.pending.is_none() {
+            self.started = Some(Instant::now());
         }
         self.pending = Some(barrier);
         self.blocked[channel] = true;
@@ -61,6 +77,7 @@ impl BarrierAligner {
             .all(|(blocked, ended)| *blocked || *ended);
         if aligned {
             let barrier = self.pending.take();
+            self.last_alignment = self.started.map_or(Duration::ZERO, |s| s.elapsed());
             self.reset();
             barrier
         } else {
@@ -70,6 +87,7 @@ impl BarrierAligner {
 
     fn reset(&mut self) {
         self.blocked.iter_mut().for_each(|b| *b = false);
+        self.started = None;
     }
 }
 
@@ -96,6 +114,21 @@ mod tests {
         assert_eq!(a.on_barrier(2, barrier(1)), None);
         assert_eq!(a.on_barrier(1, barrier(1)), Some(barrier(1)));
         assert!(!a.is_blocked(0) && !a.is_blocked(2));
+    }
+
+    #[test]
+    fn an_alignment_is_timed_from_its_first_barrier_to_its_last() {
+        let mut a = BarrierAligner::new(2);
+        assert_eq!(a.last_alignment(), Duration::ZERO);
+        assert_eq!(a.on_barrier(0, barrier(1)), None);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(a.on_barrier(1, barrier(1)), Some(barrier(1)));
+        let first = a.last_alignment();
+        assert!(first >= Duration::from_millis(20), "{first:?}");
+        // The next alignment starts its own clock.
+        assert_eq!(a.on_barrier(1, barrier(2)), None);
+        assert_eq!(a.on_barrier(0, barrier(2)), Some(barrier(2)));
+        assert!(a.last_alignment() < first);
     }
 
     #[test]

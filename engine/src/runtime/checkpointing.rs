@@ -42,6 +42,8 @@ pub(crate) enum CheckpointMessage {
         checkpoint: CheckpointId,
         task: TaskKey,
         parts: Vec<SubtaskSnapshot>,
+        /// How long the task's barrier alignment took.
+        alignment: std::time::Duration,
     },
     Finished {
         task: TaskKey,
@@ -324,6 +326,7 @@ impl Worker {
                 checkpoint,
                 task,
                 parts,
+                alignment: _,
             } => {
                 let written: crate::Result<Vec<_>> = parts
                     .iter()

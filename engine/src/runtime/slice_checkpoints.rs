@@ -38,6 +38,8 @@ pub enum CheckpointEvent {
         checkpoint: CheckpointId,
         task: TaskKey,
         states: Vec<OperatorState>,
+        /// How long the task's barrier alignment took.
+        alignment: std::time::Duration,
     },
     /// The task's state files for `checkpoint` could not be written.
     Declined {
@@ -166,6 +168,7 @@ fn write_one(checkpointing: &SliceCheckpointing, message: CheckpointMessage) {
         checkpoint,
         task,
         parts,
+        alignment,
     } = message
     else {
         // The coordinator learns that a task finished from its state report.
@@ -180,6 +183,7 @@ fn write_one(checkpointing: &SliceCheckpointing, message: CheckpointMessage) {
             checkpoint,
             task,
             states,
+            alignment,
         },
         Err(error) => {
             warn!(job_id = %checkpointing.storage.job_id(), checkpoint_id = checkpoint.0, chain = task.chain, subtask = task.subtask, %error, "state files could not be written");

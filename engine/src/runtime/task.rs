@@ -217,6 +217,8 @@ pub(crate) struct TaskCheckpoints {
     /// Snapshots taken for the barrier passing through the chain, not yet handed over.
     barrier: Option<CheckpointId>,
     parts: Vec<SubtaskSnapshot>,
+    /// How long the input's barrier alignment for that barrier took (zero for a source).
+    alignment: Duration,
     finished_sent: bool,
 }
 
@@ -261,6 +263,7 @@ impl Task {
             notified: completed,
             barrier: None,
             parts: Vec::new(),
+            alignment: Duration::ZERO,
             finished_sent: false,
         });
         self
@@ -323,6 +326,7 @@ impl Task {
                 checkpoint,
                 task: cp.key,
                 parts,
+                alignment: std::mem::take(&mut cp.alignment),
             });
         }
     }
@@ -479,6 +483,13 @@ impl Task {
                         .any(|e| matches!(e, StreamElement::EndOfInput))
                     {
                         self.input_done = true;
+                    }
+                    if let Some(cp) = &mut self.checkpoints
+                        && elements
+                            .iter()
+                            .any(|e| matches!(e, StreamElement::Barrier(_)))
+                    {
+                        cp.alignment = gate.aligner.last_alignment();
                     }
                     for element in elements {
                         if let StreamElement::Batch(batch) = &element {
