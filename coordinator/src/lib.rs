@@ -27,6 +27,7 @@ pub mod interrupt;
 pub mod job_master;
 pub mod jobmanager;
 pub mod local;
+pub mod progress;
 pub mod prometheus;
 pub mod remote;
 pub mod resource_manager;

@@ -374,7 +374,21 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
                 )?),
                 None => None,
             };
-            let mut session = sql_session(parallelism, &local, from_savepoint, cancel, sink_tables);
+            // A script's jobs show their progress on stderr (the interactive client's do not:
+            // its prompt shares the terminal).
+            let progress = file.as_ref().map(|_| {
+                sluice_coordinator::progress::ProgressDisplay::new(
+                    sluice_coordinator::progress::Style::for_stderr(),
+                ) as std::sync::Arc<dyn sluice_engine::runtime::JobObserver>
+            });
+            let mut session = sql_session(
+                parallelism,
+                &local,
+                from_savepoint,
+                cancel,
+                sink_tables,
+                progress,
+            );
             for (key, value) in &options {
                 session
                     .set_option(key, value)
@@ -812,6 +826,7 @@ fn sql_session(
     from_savepoint: Option<StatePath>,
     cancel: &CancelRequest,
     sink_tables: sluice_engine::connector::SinkTables,
+    progress: Option<std::sync::Arc<dyn sluice_engine::runtime::JobObserver>>,
 ) -> sluice_engine::sql::Session {
     use sluice_engine::runtime::RuntimeConfig;
     use sluice_engine::sql::{Session, SessionConfig};
@@ -822,7 +837,8 @@ fn sql_session(
             S3Config::default(),
         ))
         .with_control_dir(Some(control_dir()))
-        .with_cancel_request(Some(cancel.clone()));
+        .with_cancel_request(Some(cancel.clone()))
+        .with_observer(progress);
     if let Some(slots) = local.slots {
         runtime = runtime.with_slots(slots);
     }

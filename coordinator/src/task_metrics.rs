@@ -51,6 +51,7 @@ pub fn sample_to_proto(job_id: &str, attempt: u32, sample: &TaskSample) -> proto
         attempt,
         chain: sample.chain as u32,
         subtask: sample.subtask,
+        source: sample.source,
         operators: sample
             .operators
             .iter()
@@ -74,6 +75,7 @@ pub fn sample_from_proto(m: proto::TaskMetrics) -> TaskSample {
     TaskSample {
         chain: m.chain as usize,
         subtask: m.subtask,
+        source: m.source,
         operators: m.operators.into_iter().map(operator_from_proto).collect(),
         busy: Duration::from_millis(m.busy_ms),
         backpressured: Duration::from_millis(m.backpressured_ms),
@@ -212,6 +214,7 @@ mod tests {
         let mut original = sample(5, 6, 7, 8);
         original.chain = 3;
         original.subtask = 1;
+        original.source = true;
         original.watermark = Some(-5);
         original.source_total = Some(99);
         original.operators = vec![(

@@ -899,3 +899,85 @@ fn ctrl_c_in_the_sql_client_cancels_the_job_and_the_client_goes_on() {
     assert!(message.contains("1 statement failed"), "{message}");
     assert!(committed_rows(&out).is_empty(), "partial output committed");
 }
+
+/// A bounded job of `rows` rows that takes about `seconds` (a rate-limited datagen source).
+fn paced_script(dir: &Path, rows: u64, seconds: u64) -> std::path::PathBuf {
+    let path = dir.join("paced.sql");
+    std::fs::write(
+        &path,
+        format!(
+            "SET 'parallelism.default' = '2';
+CREATE TABLE numbers (n BIGINT) WITH (
+    'connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '{}',
+    'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '{rows}');
+CREATE TABLE sink (n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT n FROM numbers;
+",
+            rows / seconds
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_bounded_script_reports_progress_in_plain_lines_when_not_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = paced_script(dir.path(), 40_000, 5);
+    let output = sluice(&["sql", "-f", script.to_str().unwrap()]);
+    let message = stderr(&output);
+    assert!(output.status.success(), "{message}");
+    let lines: Vec<&str> = message
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(lines.len() >= 2, "{message}");
+    // Rows read of the rows the source announced, rising.
+    let read: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            assert!(l.contains(" of 40000 rows ("), "{l}");
+            l["progress: ".len()..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(read.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+    assert!(read[0] > 0 && *read.last().unwrap() <= 40_000, "{lines:?}");
+    assert!(
+        !message.contains('\r'),
+        "no bar outside a terminal: {message:?}"
+    );
+}
+
+#[test]
+fn a_bounded_script_draws_a_progress_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = paced_script(dir.path(), 30_000, 3);
+    // `script` runs the command on a pseudo-terminal and copies what it writes.
+    let command = format!(
+        "{} sql -f {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        script.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .expect("script(1) from util-linux runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("\r\x1b[2K["),
+        "a bar redrawn in place: {text:?}"
+    );
+    assert!(text.contains(" / 30.0 k rows "), "{text:?}");
+    assert!(text.contains(" rows/s "), "{text:?}");
+    assert!(
+        !text.contains("progress: "),
+        "no plain lines on a terminal: {text:?}"
+    );
+}

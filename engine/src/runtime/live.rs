@@ -66,6 +66,8 @@ impl LiveOperator {
 pub struct LiveTask {
     chain: usize,
     subtask: u32,
+    /// Whether the chain starts with a source (its records in are the rows it read).
+    source: bool,
     /// The chain's source (if it has one) first, then its operators.
     operators: Box<[LiveOperator]>,
     busy_ns: AtomicU64,
@@ -88,6 +90,8 @@ pub struct TaskSample {
     /// The task's chain in the ExecutionGraph.
     pub chain: usize,
     pub subtask: u32,
+    /// Whether the chain starts with a source: its `records_in` are the rows the source read.
+    pub source: bool,
     /// Per operator of the chain, source first.
     pub operators: Vec<(String, OperatorMetrics)>,
     /// Time the task spent working, backpressured (output refused by a full channel), and
@@ -108,10 +112,16 @@ pub struct TaskSample {
 }
 
 impl LiveTask {
-    pub(crate) fn new(chain: usize, subtask: u32, operators: Vec<String>) -> Arc<Self> {
+    pub(crate) fn new(
+        chain: usize,
+        subtask: u32,
+        source: bool,
+        operators: Vec<String>,
+    ) -> Arc<Self> {
         Arc::new(LiveTask {
             chain,
             subtask,
+            source,
             operators: operators
                 .into_iter()
                 .map(|name| LiveOperator {
@@ -164,6 +174,7 @@ impl LiveTask {
         TaskSample {
             chain: self.chain,
             subtask: self.subtask,
+            source: self.source,
             operators: self
                 .operators
                 .iter()
@@ -243,6 +254,23 @@ impl TaskCounters {
     }
 }
 
+/// Told when a job of the local runtime starts and ends, with the job's live metrics: a
+/// progress display, for one.
+pub trait JobObserver: Send + Sync {
+    fn job_started(&self, name: &str, metrics: LiveMetrics);
+    fn job_ended(&self, name: &str);
+}
+
+/// A [`JobObserver`] in a [`super::RuntimeConfig`].
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn JobObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
 /// The live metrics of every task of a job (or of a job's slice in this process). Clones
 /// share the task list, which a restarted job replaces with its new attempt's tasks; the
 /// lock is taken by readers and at a restart, never by the tasks.
@@ -299,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_sample_reads_what_was_published() {
-        let task = LiveTask::new(2, 1, vec!["source".into(), "filter".into()]);
+        let task = LiveTask::new(2, 1, true, vec!["source".into(), "filter".into()]);
         assert_eq!(task.sample().watermark, None);
         let counters = TaskCounters {
             watermark: 1_000,
@@ -321,7 +349,7 @@ mod tests {
         ];
         task.publish(&counters, &metrics);
         let sample = task.sample();
-        assert_eq!((sample.chain, sample.subtask), (2, 1));
+        assert_eq!((sample.chain, sample.subtask, sample.source), (2, 1, true));
         assert_eq!(sample.watermark, Some(1_000));
         assert_eq!(sample.records_in, 7);
         assert_eq!(sample.bytes_out, 64);

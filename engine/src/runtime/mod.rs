@@ -23,7 +23,7 @@ pub use deploy::{
 };
 pub use execution_graph::{Chain, ExecutionGraph, TaskPlacement};
 pub use interrupt::CancelRequest;
-pub use live::{LiveMetrics, LiveTask, TaskSample};
+pub use live::{JobObserver, LiveMetrics, LiveTask, Observer, TaskSample};
 pub use result::{CheckpointStats, JobResult, VertexMetrics};
 pub use slice_checkpoints::{
     CheckpointEvent, CheckpointListener, SliceCheckpointHandle, SliceCheckpointing,
@@ -88,6 +88,8 @@ pub struct RuntimeConfig {
     pub control_dir: Option<PathBuf>,
     /// Cancels the running job when requested (the client's Ctrl-C). Default: none.
     pub cancel_request: Option<CancelRequest>,
+    /// Sees every job [`LocalRuntime::execute`] runs start and end. Default: none.
+    pub observer: Option<Observer>,
 }
 
 impl Default for RuntimeConfig {
@@ -104,6 +106,7 @@ impl Default for RuntimeConfig {
             state_stores: StateStores::default(),
             control_dir: None,
             cancel_request: None,
+            observer: None,
         }
     }
 }
@@ -160,6 +163,11 @@ impl RuntimeConfig {
     /// Cancels the running job when `request` is made.
     pub fn with_cancel_request(mut self, request: Option<CancelRequest>) -> Self {
         self.cancel_request = request;
+        self
+    }
+
+    pub fn with_observer(mut self, observer: Option<Arc<dyn JobObserver>>) -> Self {
+        self.observer = observer.map(Observer);
         self
     }
 
@@ -235,7 +243,14 @@ impl LocalRuntime {
 
     /// Runs a bounded job to its end and returns its result, or the first failure.
     pub fn execute(&self, graph: &JobGraph, env: &JobEnvironment) -> Result<JobResult> {
-        self.submit(graph, env)?.wait()
+        let handle = self.submit(graph, env)?;
+        let Some(Observer(observer)) = &self.config.observer else {
+            return handle.wait();
+        };
+        observer.job_started(&graph.name, handle.live_metrics());
+        let result = handle.wait();
+        observer.job_ended(&graph.name);
+        result
     }
 
     /// Starts a job and returns at once.

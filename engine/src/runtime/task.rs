@@ -236,8 +236,9 @@ impl Task {
             names.push(source.name.clone());
         }
         names.extend(operators.iter().map(|op| op.name.clone()));
+        let source = matches!(input, TaskInput::Source(_));
         Task {
-            live: LiveTask::new(chain, subtask, names),
+            live: LiveTask::new(chain, subtask, source, names),
             counters: TaskCounters::default(),
             published: Vec::new(),
             name,
