@@ -136,6 +136,41 @@ fn metrics_parse_as_prometheus_text_and_move_while_a_job_runs() {
             "{address}: the window operator's state: {samples:?}"
         );
     }
+    // Every metric the Grafana dashboard queries is exported.
+    let mut families = std::collections::BTreeSet::new();
+    for address in [&rest, &tm_metrics] {
+        let text = request(address, "GET", "/metrics", None).unwrap().body;
+        families.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_string),
+        );
+    }
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/sluice-dashboard.json"),
+    )
+    .unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("sluice_"))
+            {
+                queried += 1;
+                assert!(
+                    families.contains(name),
+                    "the dashboard's panel '{}' queries {name}, which no /metrics exports",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    assert!(queried > 20, "{queried}");
+
     // Each TaskManager's exchange sent batches to the other's half of the hash partitioning.
     for address in [&tm_metrics, &tm2_metrics] {
         wait_for("exchange traffic", &[&jm, &tm, &tm2], || {
