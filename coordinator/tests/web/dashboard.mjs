@@ -141,6 +141,15 @@ try {
     }
   }
 
+  // Live metrics: every vertex shows its records in as a number (not "–") and a
+  // backpressure level, and its graph node its rate.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#vertices tr[data-vertex]')];
+    return rows.length > 0 && rows.every((r) =>
+      /^[0-9]/.test(r.cells[3]?.textContent.trim() ?? '')
+      && /^(OK|LOW|HIGH)/.test(r.cells[7]?.textContent.trim() ?? ''));
+  }, null, { timeout });
+
   // A completed checkpoint in the history.
   await page.locator('#checkpoints tr[data-status="COMPLETED"]').first().waitFor();
   await shoot(page, 'job');

@@ -159,6 +159,9 @@ export function mountTaskManager(root, [id]) {
         ['RPC address', h('code', {}, tm.path ?? DASH)],
         ['Data port', tm.dataPort],
         ['Flight port', tm.flightPort ? tm.flightPort : DASH],
+        ['Metrics', tm.metricsPort ? h('code', {}, `port ${tm.metricsPort}, GET /metrics`) : DASH],
+        ['CPU cores', tm.hardware?.cpuCores ? count(tm.hardware.cpuCores) : DASH],
+        ['Physical memory', tm.hardware?.physicalMemory ? bytes(tm.hardware.physicalMemory) : DASH],
         ['Slots', `${count(tm.slotsNumber)} (${count(tm.freeSlots)} free)`],
         ['Connected for', duration(tm.timeSinceConnection)],
         ['Last heartbeat', `${duration(tm.timeSinceLastHeartbeat)} ago (${time(tm.lastHeartbeat)})`],
@@ -167,6 +170,7 @@ export function mountTaskManager(root, [id]) {
         ['Memory (RSS)', bytes(m('memory-rss-bytes'))],
         ['Network in', withRate(m('network-bytes-in'), m('network-bytes-in-per-second'))],
         ['Network out', withRate(m('network-bytes-out'), m('network-bytes-out-per-second'))],
+        ['Credit stalls', isNum(m('network-credit-stalls')) ? count(m('network-credit-stalls')) : DASH],
       ]));
       const slotRows = (tm.slots ?? []).map((slot) => row([
         num(slot.index),
