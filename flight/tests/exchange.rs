@@ -319,7 +319,7 @@ fn a_consumer_that_does_not_read_stops_the_producer_after_its_credit() {
     // (the first grant and one per element taken), the same bytes out as in.
     let sent = cluster.a_server.metrics();
     assert!(sent.credit_stalls >= 10, "{sent:?}");
-    assert!(sent.credits_granted >= u64::from(credits) + 1, "{sent:?}");
+    assert!(sent.credits_granted > u64::from(credits), "{sent:?}");
     assert!(sent.bytes_sent > 300 * 8, "{sent:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while cluster.b_server.metrics().bytes_received < sent.bytes_sent

@@ -104,19 +104,29 @@ impl OutputChannel for FlightOutput {
     }
 }
 
+/// What the producing TaskManager's channels share.
+pub(super) struct ProducerSide {
+    /// This TaskManager's Flight address, which receivers name in their errors.
+    pub address: String,
+    pub compression: Compression,
+    pub counters: Arc<ExchangeCounters>,
+}
+
 /// Opens the sending end of `ticket` towards the TaskManager at `address` and spawns its
-/// network task on `runtime`. `producer_address` is this TaskManager's Flight address, which
-/// the receiver names in its errors.
+/// network task on `runtime`.
 pub(super) fn open(
     runtime: &tokio::runtime::Handle,
     client: Channel,
     ticket: ChannelTicket,
     address: &str,
-    producer_address: String,
     producer: SlotWaker,
-    compression: Compression,
-    counters: Arc<ExchangeCounters>,
+    side: ProducerSide,
 ) -> Result<FlightOutput> {
+    let ProducerSide {
+        address: producer_address,
+        compression,
+        counters,
+    } = side;
     let encoder = ElementEncoder::new(compression)?;
     let (queue, elements) = unbounded_channel();
     let outbound = Arc::new(Outbound {

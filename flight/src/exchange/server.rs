@@ -172,10 +172,12 @@ impl ExchangeServer {
             client,
             ticket,
             address,
-            self.address.to_string(),
             producer,
-            self.config.compression,
-            self.counters.clone(),
+            outbound::ProducerSide {
+                address: self.address.to_string(),
+                compression: self.config.compression,
+                counters: self.counters.clone(),
+            },
         )
     }
 
