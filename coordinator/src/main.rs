@@ -103,6 +103,10 @@ enum Command {
         /// The script (statements end with `;`); without it, the interactive client.
         #[arg(short = 'f', long = "file")]
         file: Option<PathBuf>,
+        /// An init script run first, as Flink's `sql-client.sh -i`: `SET` and DDL only (e.g.
+        /// the `tables.sql` that `sluice-datasets tpch` writes next to its tables).
+        #[arg(short = 'i', long = "init", value_name = "FILE")]
+        init: Option<PathBuf>,
         /// Default parallelism (`parallelism.default`; a SET in the script overrides it).
         #[arg(long, default_value_t = 1)]
         parallelism: u32,
@@ -351,6 +355,7 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
         }
         Command::Sql {
             file,
+            init,
             parallelism,
             options,
             from_savepoint,
@@ -393,6 +398,9 @@ fn run(cli: Cli, cancel: &CancelRequest) -> anyhow::Result<()> {
                 session
                     .set_option(key, value)
                     .map_err(|e| anyhow::anyhow!("-D {key}={value}: {e}"))?;
+            }
+            if let Some(init) = &init {
+                sluice_coordinator::sql_client::run_init_script(&mut session, init)?;
             }
             catalog.set_job("local", "RUNNING");
             let result = match file {

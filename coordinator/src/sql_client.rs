@@ -7,12 +7,17 @@
 //! `error: …` and the client goes on. An `INSERT` runs at once as its own job, unless it is inside
 //! `BEGIN STATEMENT SET; … END;`. `quit;`, `exit;`, `\q` and end of input end the client.
 //! Ctrl-C at the prompt drops the statement being typed; while a job runs it cancels the job.
+//!
+//! An init script (`sluice sql -i FILE`, Flink's `sql-client.sh -i`) runs first on the same
+//! session, for the script or the interactive client; it holds only `SET` and DDL.
 
 use std::io::{BufRead, IsTerminal as _, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sluice_engine::runtime::CancelRequest;
+use sluice_engine::sql::parser::{ParsedStatement, parse_script};
 use sluice_engine::sql::{Outcome, Session};
+use sqlparser::ast::Statement as SqlStatement;
 
 const PROMPT: &str = "sluice> ";
 const CONTINUATION: &str = "     > ";
@@ -44,6 +49,47 @@ pub fn print_outcome(outcome: &Outcome, stdout: &mut dyn Write) -> sluice_engine
         }
     }
     Ok(())
+}
+
+/// Runs the init script `path` on `session`, as Flink's SQL client runs `-i FILE` before
+/// anything else: its `SET`, `CREATE` (tables, views, functions), `DROP`, `ALTER` and `USE`
+/// statements configure the session, and any other statement (a query, an `INSERT`, a
+/// statement set) is an error naming the file and its place, raised before any statement runs.
+pub fn run_init_script(session: &mut Session, path: &Path) -> anyhow::Result<()> {
+    let script = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("read init script '{}': {e}", path.display()))?;
+    let statements = parse_script(&script)
+        .map_err(|e| anyhow::anyhow!("init script '{}': {e}", path.display()))?;
+    for located in &statements {
+        let allowed = match &located.statement {
+            ParsedStatement::Set { .. } => true,
+            ParsedStatement::BeginStatementSet | ParsedStatement::EndStatementSet => false,
+            ParsedStatement::Sql { statement, .. } => match statement.as_ref() {
+                SqlStatement::CreateTable(create) => create.query.is_none(),
+                SqlStatement::CreateView(_)
+                | SqlStatement::CreateFunction(_)
+                | SqlStatement::Drop { .. }
+                | SqlStatement::DropFunction(_)
+                | SqlStatement::AlterTable(_)
+                | SqlStatement::Use(_)
+                | SqlStatement::Set(_) => true,
+                _ => false,
+            },
+        };
+        if !allowed {
+            anyhow::bail!(
+                "init script '{}', {}: only SET and DDL statements (CREATE, DROP, ALTER, USE) \
+                 may initialise the session; run queries and INSERTs with -f or in the client",
+                path.display(),
+                located.position
+            );
+        }
+    }
+    session
+        .run_script(&script, &mut |outcome| {
+            print_outcome(&outcome, &mut std::io::stdout().lock())
+        })
+        .map_err(|e| anyhow::anyhow!("init script '{}': {e}", path.display()))
 }
 
 /// Where the lexer is inside the statement being typed.

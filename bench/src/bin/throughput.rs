@@ -5,6 +5,12 @@
 //! cargo run --release -p sluice-bench -- nexmark --query q1 --events 10000000 --parallelism 2
 //! ```
 //!
+//! `tpch` runs TPC-H queries in batch mode over Parquet files (generated first if missing):
+//!
+//! ```text
+//! cargo run --release -p sluice-bench -- tpch --sf 1 --query q1,q6
+//! ```
+//!
 //! `flight-exchange` measures one remote exchange channel between two processes on loopback:
 //!
 //! ```text
@@ -34,6 +40,8 @@ use sluice_engine::runtime::JobEnvironment;
 mod flight_doget;
 #[path = "throughput/flight_exchange.rs"]
 mod flight_exchange;
+#[path = "throughput/tpch.rs"]
+mod tpch;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -65,6 +73,8 @@ enum Command {
         #[arg(long, default_value = "bench-results/nexmark.json")]
         output: PathBuf,
     },
+    /// TPC-H queries of `examples/tpch/` in batch mode over generated Parquet files.
+    Tpch(tpch::Options),
     /// Arrow Flight exchange throughput of one channel between two processes on loopback.
     FlightExchange(flight_exchange::SendOptions),
     /// Reading a sink table from the sink-table Flight service on loopback (DoGet, and a
@@ -154,6 +164,7 @@ fn nexmark_once(
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Tpch(options) => tpch::run(options),
         Command::FlightExchange(options) => flight_exchange::run(options),
         Command::FlightDoget(options) => flight_doget::run(options),
         Command::FlightExchangeReceive(options) => flight_exchange::receive(options),

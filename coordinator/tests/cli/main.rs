@@ -527,6 +527,55 @@ SELECT COUNT(*) AS c, SUM(n) AS s FROM t;
     assert_fails_with(&malformed, &["KEY=VALUE"]);
 }
 
+#[test]
+fn an_init_script_declares_the_tables_of_a_tpch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = sluice_datasets::tpch::ParquetOptions::default().with_parts(1);
+    sluice_datasets::tpch::write_parquet(dir.path(), 0.01, &options).unwrap();
+    let init = dir.path().join(sluice_datasets::tpch::TABLES_SQL);
+    let query = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tpch/q06.sql");
+    let output = sluice(&["sql", "-i", init.to_str().unwrap(), "-f", query]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // DuckDB's answer on the same files (examples/tpch/answers/sf0.01/q06.csv).
+    assert!(stdout.contains("| 1193053.2253 |"), "{stdout}");
+}
+
+#[test]
+fn an_init_script_with_a_query_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init.sql");
+    std::fs::write(
+        &init,
+        "SET 'execution.runtime-mode' = 'batch';\nSELECT 1 AS one;\n",
+    )
+    .unwrap();
+    let script = dir.path().join("main.sql");
+    std::fs::write(&script, "SELECT 2 AS two;\n").unwrap();
+    let output = sluice(&[
+        "sql",
+        "-i",
+        init.to_str().unwrap(),
+        "-f",
+        script.to_str().unwrap(),
+    ]);
+    assert_fails_with(&output, &["init.sql", "line 2, column 1", "SET and DDL"]);
+    assert!(
+        output.stdout.is_empty(),
+        "nothing runs: {:?}",
+        output.stdout
+    );
+
+    let missing = sluice(&[
+        "sql",
+        "-i",
+        "no-such-init.sql",
+        "-f",
+        script.to_str().unwrap(),
+    ]);
+    assert_fails_with(&missing, &["no-such-init.sql"]);
+}
+
 /// A TUMBLE count over the rate-limited Nexmark bids into CSV files under `out`.
 fn windowed_bids_script(out: &Path, rate_limited: bool) -> String {
     format!(
