@@ -127,6 +127,11 @@ impl Catalog {
     }
 
     /// Looks up a table or view.
+    /// The queries of every view.
+    pub fn view_queries(&self) -> impl Iterator<Item = &Query> {
+        self.views.values()
+    }
+
     pub fn relation(&self, name: &str) -> Result<Relation<'_>> {
         if let Some(table) = self.tables.get(name) {
             return Ok(Relation::Table(table));

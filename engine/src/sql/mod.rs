@@ -42,6 +42,7 @@ pub mod expr;
 mod group_window;
 pub mod parser;
 pub mod planner;
+mod pushdown;
 mod system_time;
 pub mod types;
 mod window_join;

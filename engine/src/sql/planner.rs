@@ -56,7 +56,7 @@ use super::expr::{
     self as sql_expr, QualifiedColumn, Scope, function_args, function_name, is_aggregate_name,
     resolve_name,
 };
-use super::window_join;
+use super::{pushdown, window_join};
 use crate::api::{DataStream, StreamEnvironment};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::{Expr, ScalarValue, col};
@@ -112,6 +112,8 @@ pub struct Planner<'a> {
     proctime_columns: Vec<String>,
     /// Output columns of windowed aggregations that hold window bounds (for window joins).
     window_bounds: Vec<window_join::WindowBound>,
+    /// The columns the planned query may refer to (Parquet scans read only those).
+    column_use: Option<pushdown::ColumnUse>,
 }
 
 fn unsupported(feature: &str) -> Error {
@@ -141,11 +143,16 @@ impl<'a> Planner<'a> {
             ctes: Vec::new(),
             proctime_columns: Vec::new(),
             window_bounds: Vec::new(),
+            column_use: None,
         }
     }
 
     /// Plans a query; the result must not be a bare window TVF.
     pub fn plan(&mut self, query: &Query) -> Result<DataStream> {
+        let texts: Vec<String> = std::iter::once(query.to_string())
+            .chain(self.catalog.view_queries().map(ToString::to_string))
+            .collect();
+        self.column_use = Some(pushdown::ColumnUse::of(texts.iter().map(String::as_str)));
         let rel = self.plan_query(query)?;
         if rel.window.is_some() {
             return Err(unsupported(
@@ -249,10 +256,13 @@ impl<'a> Planner<'a> {
             return self.plan_query(&query);
         }
         match self.catalog.relation(name)? {
-            Relation::Table(table) => Ok(Rel {
-                stream: self.plan_source(table)?,
-                window: None,
-            }),
+            Relation::Table(table) => {
+                let pruned = self.column_use.as_ref().and_then(|u| u.prune(table));
+                Ok(Rel {
+                    stream: self.plan_source(pruned.as_ref().unwrap_or(table))?,
+                    window: None,
+                })
+            }
             Relation::View(query) => {
                 let query = query.clone();
                 self.plan_query(&query)
