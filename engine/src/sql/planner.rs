@@ -35,6 +35,9 @@
 //!   ([`values`]); `(…) AS t(a, b)` renames a derived table's columns.
 //!
 //! - `JOIN t FOR SYSTEM_TIME AS OF s.proc_time ON …` → a lookup join (`lookup_join.rs`).
+//! - Subqueries in `WHERE` and `HAVING` (`EXISTS`, `IN`, `NOT IN`, scalar) → semi, anti,
+//!   null-aware anti and single joins, decorrelated on their equality conditions
+//!   (`subquery.rs`; batch mode).
 //!
 //! Other OVER windows, event-time temporal joins and window TVFs without aggregation report
 //! "… is not supported yet".
