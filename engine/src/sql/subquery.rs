@@ -8,7 +8,8 @@
 //!   a null-aware anti join (uncorrelated only) at parallelism 1;
 //! - a scalar subquery anywhere in a conjunct → a single join (at most one right row per left
 //!   row) that adds the subquery's value as a column; the conjunct then reads that column.
-//!   Correlated: the subquery's aggregates are grouped by its correlation keys.
+//!   Correlated: the subquery's aggregates are grouped by its correlation keys, and a bare
+//!   `COUNT` gets 0 back for left rows without partners (the COUNT bug).
 //!
 //! Correlation: a name inside the subquery that its own `FROM` tables (catalog tables) do not
 //! have but the outer `FROM` does is an outer reference. A subquery conjunct `inner = outer`
@@ -28,7 +29,7 @@ use sqlparser::ast::{
 use super::{Planner, collect_aggregates, object_name, split_conjuncts, widen_keys};
 use crate::api::DataStream;
 use crate::element::ROW_KIND_COLUMN;
-use crate::expr::{Expr, ScalarValue, col};
+use crate::expr::{Expr, Function, ScalarValue, call, col};
 use crate::graph::SubqueryJoinType;
 use crate::sql::catalog::Relation;
 use crate::sql::expr::{self as sql_expr, QualifiedColumn, Scope, resolve_name};
@@ -442,6 +443,7 @@ impl Planner<'_> {
         let mut projection = vec![alias(value.clone(), &value_column)];
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
+        let mut count_default = false;
         if !correlation.keys.is_empty() {
             let grouped =
                 !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
@@ -451,13 +453,17 @@ impl Planner<'_> {
                     &text,
                 ));
             }
-            if aggregates
+            let counts = aggregates
                 .iter()
-                .any(|f| sql_expr::function_name(f) == "COUNT")
-            {
-                // Without partners COUNT is 0, not NULL: the single join would need a default.
+                .any(|f| sql_expr::function_name(f) == "COUNT");
+            // A left row without partners gets NULL from the single join, where COUNT over
+            // no rows is 0 (the "COUNT bug"): a bare COUNT gets 0 back below; COUNT inside
+            // an expression would need that expression over no rows.
+            count_default = matches!(&value, SqlExpr::Function(f)
+                if sql_expr::function_name(f) == "COUNT");
+            if counts && !count_default {
                 return Err(not_supported(
-                    "COUNT in a correlated scalar subquery",
+                    "COUNT inside an expression in a correlated scalar subquery",
                     &text,
                 ));
             }
@@ -491,6 +497,28 @@ impl Planner<'_> {
             None,
             &text,
         )?;
+        let joined = if count_default {
+            let columns: Vec<(String, Expr)> = joined
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let column = col(f.name());
+                    let expr = if *f.name() == value_column {
+                        call(
+                            Function::Coalesce,
+                            vec![column, Expr::Literal(ScalarValue::Int64(0))],
+                        )
+                    } else {
+                        column
+                    };
+                    (f.name().clone(), expr)
+                })
+                .collect();
+            joined.project(columns)?
+        } else {
+            joined
+        };
         Ok((joined, value_column))
     }
 
