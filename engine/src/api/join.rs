@@ -25,7 +25,8 @@
 use arrow::datatypes::SchemaRef;
 
 use super::DataStream;
-use crate::graph::{JoinKind, JoinSpec, JoinType, OperatorSpec, Partitioning};
+use crate::expr::Expr;
+use crate::graph::{JoinKind, JoinSpec, JoinType, OperatorSpec, Partitioning, SubqueryJoinType};
 use crate::operator::OperatorFactory;
 use crate::{Error, Result};
 
@@ -130,6 +131,22 @@ impl JoinBuilder {
     /// A regular join emitting a changelog (`_row_kind` first).
     pub fn regular(self, join_type: JoinType) -> Result<DataStream> {
         self.build(JoinKind::Regular { join_type })
+    }
+
+    /// A join a decorrelated subquery becomes (semi, anti, null-aware anti, single), with an
+    /// optional residual predicate over (left, right) pairs; `subquery` names it in errors.
+    /// Emits at end of input: batch mode only.
+    pub fn subquery(
+        self,
+        join_type: SubqueryJoinType,
+        residual: Option<Expr>,
+        subquery: &str,
+    ) -> Result<DataStream> {
+        self.build(JoinKind::Subquery {
+            join_type,
+            residual,
+            subquery: subquery.to_string(),
+        })
     }
 
     fn build(self, kind: JoinKind) -> Result<DataStream> {

@@ -1,5 +1,6 @@
-//! The description of a two-input join: equi-join keys and one of three kinds (regular,
-//! interval, tumbling window), and how its output schema follows from its two inputs.
+//! The description of a two-input join: equi-join keys and one of four kinds (regular,
+//! interval, tumbling window, and the subquery joins: semi, anti, null-aware anti, single),
+//! and how its output schema follows from its two inputs.
 //!
 //! Output columns are the left input's columns, then the right input's, under their own names.
 //! A right column whose name is already taken by a left column is renamed `<name>_right` (so
@@ -7,6 +8,11 @@
 //! is rejected and the caller renames a column first. A regular join emits a changelog: a
 //! leading `_row_kind` column comes before everything else. Outer joins make the columns of
 //! the side that may be missing nullable.
+//!
+//! A subquery join ([`JoinKind::Subquery`]) emits each left row at most once and no
+//! `_row_kind`: semi and anti joins output the left columns only; a single join outputs the
+//! left columns then the (nullable) right columns, renamed as above. Its residual predicate
+//! reads the same left-then-right columns.
 //!
 //! Key columns must have the same type on both sides: both inputs are hash-partitioned on their
 //! keys, and only equal types hash equal values to the same key group.
@@ -19,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::lookup;
 use crate::element::ROW_KIND_COLUMN;
+use crate::expr::Expr;
 use crate::{Error, Result};
 
 /// The suffix given to a right column whose name a left column already has.
@@ -61,6 +68,34 @@ pub enum JoinKind {
         right_time: String,
         size_ms: i64,
     },
+    /// The joins a decorrelated subquery becomes (`EXISTS`, `IN`, scalar subqueries): each
+    /// left row is emitted at most once, after both inputs have ended (batch mode only; the
+    /// SQL planner refuses them in streaming mode).
+    Subquery {
+        join_type: SubqueryJoinType,
+        /// A condition on the pair (left columns, then right columns renamed as the module
+        /// docs say) that a key match must also meet, as `l2.l_suppkey <> l1.l_suppkey` in
+        /// `EXISTS`; only for semi and anti joins.
+        residual: Option<Expr>,
+        /// The subquery, as written, for error messages.
+        subquery: String,
+    },
+}
+
+/// How a subquery join treats the left rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubqueryJoinType {
+    /// Each left row with at least one partner (`EXISTS`, `IN`).
+    Semi,
+    /// Each left row without a partner (`NOT EXISTS`); a NULL key has no partner.
+    Anti,
+    /// `NOT IN` on one key: no left row if the right side has a NULL key; otherwise each left
+    /// row with a non-NULL key and no partner (all left rows if the right side is empty).
+    NullAwareAnti,
+    /// Each left row with the columns of its one partner, or NULLs without one (a scalar
+    /// subquery); a second partner is an error naming the subquery.
+    Single,
 }
 
 /// Which unmatched rows a regular join keeps.
@@ -104,6 +139,12 @@ impl JoinSpec {
             JoinKind::Regular { .. } => "RegularJoin",
             JoinKind::Interval { .. } => "IntervalJoin",
             JoinKind::Window { .. } => "WindowJoin",
+            JoinKind::Subquery { join_type, .. } => match join_type {
+                SubqueryJoinType::Semi => "SemiJoin",
+                SubqueryJoinType::Anti => "AntiJoin",
+                SubqueryJoinType::NullAwareAnti => "NullAwareAntiJoin",
+                SubqueryJoinType::Single => "SingleJoin",
+            },
         }
     }
 
@@ -119,6 +160,7 @@ impl JoinSpec {
                     JoinKind::Regular { .. } => "outer join",
                     JoinKind::Interval { .. } => "interval join",
                     JoinKind::Window { .. } => "window join",
+                    JoinKind::Subquery { .. } => "subquery join",
                 };
                 return Err(Error::expr(format!(
                     "{what} over updating input is not supported yet (the {side} input has a \
@@ -153,6 +195,30 @@ impl JoinSpec {
         }
         let times = match &self.kind {
             JoinKind::Regular { .. } => None,
+            JoinKind::Subquery {
+                join_type,
+                residual,
+                subquery,
+            } => {
+                if *join_type == SubqueryJoinType::NullAwareAnti && self.left_keys.len() != 1 {
+                    return Err(Error::expr(format!(
+                        "not supported yet: NOT IN over more than one column or with \
+                         correlation ({subquery})"
+                    )));
+                }
+                if residual.is_some()
+                    && matches!(
+                        join_type,
+                        SubqueryJoinType::Single | SubqueryJoinType::NullAwareAnti
+                    )
+                {
+                    return Err(Error::expr(format!(
+                        "not supported yet: a non-equality correlation in a scalar or NOT IN \
+                         subquery ({subquery})"
+                    )));
+                }
+                None
+            }
             JoinKind::Interval {
                 left_time,
                 right_time,
@@ -193,12 +259,37 @@ impl JoinSpec {
     /// `_row_kind` for a regular join.
     pub fn output_schema(&self, left: &Schema, right: &Schema) -> Result<SchemaRef> {
         self.resolve(left, right)?;
-        let (changelog, nullable) = match self.kind {
+        let (changelog, nullable) = match &self.kind {
             JoinKind::Regular { join_type } => {
                 (true, [join_type.preserves(1), join_type.preserves(0)])
             }
             JoinKind::Interval { .. } | JoinKind::Window { .. } => (false, [false, false]),
+            JoinKind::Subquery {
+                join_type,
+                residual,
+                ..
+            } => {
+                let pairs = pair_schema(left, right)?;
+                if let Some(residual) = residual {
+                    residual.resolve(&pairs)?;
+                }
+                return Ok(match join_type {
+                    SubqueryJoinType::Single => pairs,
+                    SubqueryJoinType::Semi
+                    | SubqueryJoinType::Anti
+                    | SubqueryJoinType::NullAwareAnti => Arc::new(left.clone()),
+                });
+            }
         };
+        Self::fields(left, right, changelog, nullable)
+    }
+
+    fn fields(
+        left: &Schema,
+        right: &Schema,
+        changelog: bool,
+        nullable: [bool; 2],
+    ) -> Result<SchemaRef> {
         let mut fields = Vec::with_capacity(left.fields().len() + right.fields().len() + 1);
         if changelog {
             fields.push(Field::new(ROW_KIND_COLUMN, DataType::Int8, false));
@@ -242,6 +333,12 @@ impl JoinSpec {
         }
         Ok(Arc::new(Schema::new(fields)))
     }
+}
+
+/// Left columns then right columns (right renamed on a clash, and nullable), without
+/// `_row_kind`: the output of a single join and the input of a subquery join's residual.
+pub(crate) fn pair_schema(left: &Schema, right: &Schema) -> Result<SchemaRef> {
+    JoinSpec::fields(left, right, false, [false, true])
 }
 
 fn side_error(side: &str, error: Error) -> Error {

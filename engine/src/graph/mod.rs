@@ -11,7 +11,7 @@
 //! column in every error. It round-trips through JSON ([`JobGraph::to_json`] /
 //! [`JobGraph::from_json`]) so a client can build it and a JobManager can run it.
 
-mod join;
+pub(crate) mod join;
 mod lookup_join;
 mod partitioning;
 mod rank;
@@ -20,7 +20,7 @@ mod spec;
 mod validate;
 mod window;
 
-pub use join::{JoinKind, JoinSpec, JoinType, RIGHT_DUPLICATE_SUFFIX};
+pub use join::{JoinKind, JoinSpec, JoinType, RIGHT_DUPLICATE_SUFFIX, SubqueryJoinType};
 pub use lookup_join::LookupJoinSpec;
 pub(crate) use lookup_join::common_key_type as lookup_join_key_type;
 pub use partitioning::Partitioning;

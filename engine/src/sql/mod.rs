@@ -1299,6 +1299,10 @@ pub fn explain(graph: &JobGraph) -> String {
                         right_time,
                         size_ms,
                     } => format!("{keys}, tumbling {size_ms} ms on {left_time} / {right_time}"),
+                    crate::graph::JoinKind::Subquery { residual, .. } => match residual {
+                        Some(residual) => format!("{keys}, residual {residual}"),
+                        None => keys,
+                    },
                 }
             }
             OperatorSpec::Sort(spec) => spec.describe(),

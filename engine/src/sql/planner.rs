@@ -35,6 +35,9 @@
 //!   ([`values`]); `(…) AS t(a, b)` renames a derived table's columns.
 //!
 //! - `JOIN t FOR SYSTEM_TIME AS OF s.proc_time ON …` → a lookup join (`lookup_join.rs`).
+//! - Subqueries in `WHERE` and `HAVING` (`EXISTS`, `IN`, `NOT IN`, scalar) → semi, anti,
+//!   null-aware anti and single joins, decorrelated on their equality conditions
+//!   (`subquery.rs`; batch mode).
 //!
 //! Other OVER windows, event-time temporal joins and window TVFs without aggregation report
 //! "… is not supported yet".
@@ -71,6 +74,8 @@ use crate::{Error, Result};
 mod lookup_join;
 #[path = "rank.rs"]
 mod rank;
+#[path = "subquery.rs"]
+mod subquery;
 
 /// A planned relation: the stream and, right after a window TVF, the pending window.
 pub struct Rel {
@@ -860,6 +865,8 @@ impl<'a> Planner<'a> {
         // A single relation keeps the old resolution (the last part of a name).
         let single = matches!(select.from.as_slice(), [one]
             if one.joins.is_empty() && !matches!(one.relation, TableFactor::NestedJoin { .. }));
+        // Qualified names of the FROM columns, which correlated subqueries may reference.
+        let correlation_names = from.names.clone();
         let names = if single { Vec::new() } else { from.names };
         let rel = Rel {
             stream: from.stream,
@@ -880,8 +887,8 @@ impl<'a> Planner<'a> {
             select.selection.clone()
         };
         if let Some(predicate) = &predicate {
-            let predicate = sql_expr::convert(predicate, &scope)?;
-            stream = stream.filter(predicate)?;
+            stream =
+                self.filter_predicate(stream, predicate, &[], scope.names, &correlation_names)?;
         }
         let group_by = match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs.clone(),
@@ -1215,7 +1222,7 @@ impl<'a> Planner<'a> {
             names,
         };
         if let Some(having) = &select.having {
-            stream = stream.filter(sql_expr::convert(having, &scope)?)?;
+            stream = self.filter_predicate(stream, having, scope.substitutions, names, &[])?;
         }
         self.project_items(&stream, &select.projection, &substitutions, names)
             .map_err(|e| match e {

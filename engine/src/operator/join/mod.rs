@@ -25,6 +25,7 @@
 mod checkpoint;
 mod interval;
 mod regular;
+mod subquery;
 mod window;
 
 use std::collections::VecDeque;
@@ -48,6 +49,7 @@ use crate::{Error, Result};
 
 pub(crate) use interval::IntervalJoin;
 pub(crate) use regular::RegularJoin;
+pub(crate) use subquery::SubqueryJoin;
 pub(crate) use window::WindowJoin;
 
 /// Rows per emitted batch: large enough to amortise per-batch costs downstream, small enough
@@ -108,6 +110,28 @@ pub(crate) fn build(spec: &JoinSpec, ctx: &OperatorContext) -> Result<Box<dyn Op
         )),
         JoinKind::Window { size_ms, .. } => {
             Box::new(WindowJoin::new(keys, times()?, *size_ms, shape))
+        }
+        JoinKind::Subquery {
+            join_type,
+            residual,
+            subquery,
+        } => {
+            let pairs = crate::graph::join::pair_schema(left, right)?;
+            let residual = residual
+                .as_ref()
+                .map(|r| r.resolve(&pairs))
+                .transpose()
+                .map_err(|e| match e {
+                    Error::Expression { message } => Error::plan(&ctx.vertex, message),
+                    other => other,
+                })?;
+            Box::new(SubqueryJoin::new(
+                keys,
+                *join_type,
+                residual,
+                subquery.clone(),
+                [ctx.output_schema.clone(), pairs, right.clone()],
+            ))
         }
     })
 }

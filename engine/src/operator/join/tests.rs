@@ -234,3 +234,189 @@ fn inner_join_applies_retractions_of_an_updating_input() {
     join.report_metrics(&mut metrics);
     assert_eq!(metrics.state_keys, 1);
 }
+
+mod subquery {
+    //! The subquery joins against a nested-loop model, over random keys (with NULLs), a
+    //! random residual threshold and random batch boundaries.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use arrow::array::ArrayRef;
+
+    use crate::expr::col;
+    use crate::graph::SubqueryJoinType;
+    use crate::graph::join::pair_schema;
+    use crate::operator::join::SubqueryJoin;
+
+    type Row = (Option<i64>, i64);
+
+    /// The rows `join_type` emits for `left` (as left row indices; for a single join, with
+    /// the partner's index), row at a time. The residual is `t_right > t + shift`.
+    fn model(
+        join_type: SubqueryJoinType,
+        left: &[Row],
+        right: &[Row],
+        shift: Option<i64>,
+    ) -> Option<Vec<(usize, Option<usize>)>> {
+        let partners = |l: &Row| -> Vec<usize> {
+            right
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| l.0.is_some() && l.0 == r.0 && shift.is_none_or(|s| r.1 > l.1 + s))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (i, l) in left.iter().enumerate() {
+            let found = partners(l);
+            match join_type {
+                SubqueryJoinType::Semi if !found.is_empty() => out.push((i, None)),
+                SubqueryJoinType::Anti if found.is_empty() => out.push((i, None)),
+                SubqueryJoinType::NullAwareAnti => {
+                    let emit = right.is_empty()
+                        || (!right.iter().any(|r| r.0.is_none())
+                            && l.0.is_some()
+                            && found.is_empty());
+                    if emit {
+                        out.push((i, None));
+                    }
+                }
+                SubqueryJoinType::Single => match found.as_slice() {
+                    [] => out.push((i, None)),
+                    [one] => out.push((i, Some(*one))),
+                    _ => return None,
+                },
+                SubqueryJoinType::Semi | SubqueryJoinType::Anti => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// Runs the operator with `left` and `right` cut into batches of `chunk` rows. The left
+    /// input is (k, index, threshold = t + shift) so the output names its rows; the right
+    /// input's `t` is its row index, so a single join's partner is named by it.
+    fn run(
+        join_type: SubqueryJoinType,
+        left: &[Row],
+        right: &[Row],
+        shift: Option<i64>,
+        chunk: usize,
+    ) -> crate::Result<Vec<(usize, Option<usize>)>> {
+        let left_schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("t", DataType::Int64, false),
+            Field::new("threshold", DataType::Int64, false),
+        ]));
+        let residual = shift.map(|_| col("t_right").gt(col("threshold")));
+        let spec = JoinSpec {
+            left_keys: vec!["k".into()],
+            right_keys: vec!["k".into()],
+            kind: JoinKind::Subquery {
+                join_type,
+                residual: residual.clone(),
+                subquery: "(SELECT k FROM r)".into(),
+            },
+        };
+        let output = spec.output_schema(&left_schema, &schema())?;
+        let pairs = pair_schema(&left_schema, &schema())?;
+        let keys = JoinKeys::try_new([vec![0], vec![0]], &left_schema)?;
+        let residual = residual.map(|r| r.resolve(&pairs)).transpose()?;
+        let mut join = SubqueryJoin::new(
+            keys,
+            join_type,
+            residual,
+            "(SELECT k FROM r)".into(),
+            [output, pairs, schema()],
+        );
+        let mut out = Output::default();
+        for (n, rows) in right.chunks(chunk).enumerate() {
+            let rows: Vec<Row> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.0, (n * chunk + i) as i64))
+                .collect();
+            join.process_batch(1, batch(&rows), &mut out)?;
+        }
+        for (n, rows) in left.chunks(chunk).enumerate() {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>()),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..rows.len()).map(|i| (n * chunk + i) as i64),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|r| r.1 + shift.unwrap_or(0)),
+                )),
+            ];
+            let b = RecordBatch::try_new(left_schema.clone(), columns).expect("valid batch");
+            join.process_batch(0, b, &mut out)?;
+        }
+        join.finish(&mut out)?;
+        let mut rows = Vec::new();
+        for element in out.drain() {
+            let StreamElement::Batch(b) = element else {
+                continue;
+            };
+            let index = b.column(1).as_primitive::<Int64Type>();
+            // A single join's last column is the partner's `t_right`: its index.
+            let partner = b.column(b.num_columns() - 1).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let p = (join_type == SubqueryJoinType::Single && partner.is_valid(i))
+                    .then(|| partner.value(i) as usize);
+                rows.push((index.value(i) as usize, p));
+            }
+        }
+        rows.sort();
+        Ok(rows)
+    }
+
+    fn rows(max: usize) -> impl Strategy<Value = Vec<Row>> {
+        prop::collection::vec((prop::option::weighted(0.9, 0..6i64), 0..20i64), 0..max)
+    }
+
+    fn join_type() -> impl Strategy<Value = SubqueryJoinType> {
+        prop_oneof![
+            Just(SubqueryJoinType::Semi),
+            Just(SubqueryJoinType::Anti),
+            Just(SubqueryJoinType::NullAwareAnti),
+            Just(SubqueryJoinType::Single),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn subquery_joins_match_a_nested_loop(
+            join_type in join_type(),
+            left in rows(40),
+            right in rows(12),
+            shift in prop::option::of(-5..5i64),
+            chunk in 1..16usize,
+        ) {
+            let shift = shift.filter(|_| {
+                matches!(join_type, SubqueryJoinType::Semi | SubqueryJoinType::Anti)
+            });
+            // The model sees the right side as the operator does: `t` is the row index.
+            let right: Vec<Row> = right.iter().enumerate().map(|(i, r)| (r.0, i as i64)).collect();
+            let expected = model(join_type, &left, &right, shift);
+            let actual = run(join_type, &left, &right, shift, chunk);
+            match expected {
+                Some(expected) => prop_assert_eq!(actual.expect("join runs"), expected),
+                None => {
+                    let err = actual.expect_err("a second partner fails").to_string();
+                    prop_assert!(err.contains("more than one row"), "{}", err);
+                    prop_assert!(err.contains("(SELECT k FROM r)"), "{}", err);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn null_aware_anti_join_over_a_null_emits_nothing() {
+        let right = [(Some(1), 0), (None, 1)];
+        let left = [(Some(2), 0), (None, 1)];
+        let rows = run(SubqueryJoinType::NullAwareAnti, &left, &right, None, 4).unwrap();
+        assert!(rows.is_empty(), "{rows:?}");
+        let rows = run(SubqueryJoinType::Anti, &left, &right, None, 4).unwrap();
+        assert_eq!(rows, [(0, None), (1, None)]);
+    }
+}
