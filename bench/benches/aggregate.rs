@@ -77,6 +77,7 @@ fn operator(schema: &Schema, emit: EmitMode) -> KeyedAggregate {
             },
         ],
         emit,
+        default_group: None,
     };
     let output_schema = spec.output_schema(schema).expect("valid aggregate");
     KeyedAggregate::try_new(&spec, schema, output_schema).expect("builds")

@@ -51,7 +51,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::connector::{CollectedResults, MemorySource, SinkSpec, SourceSpec};
-use crate::expr::Expr;
+use crate::expr::{Expr, ScalarValue};
 use crate::graph::{
     AggregateCall, AggregateFunction, DEFAULT_MAX_PARALLELISM, Edge, EmitMode, JobGraph,
     KeyedAggregateSpec, OperatorSpec, Partitioning, Vertex,
@@ -579,11 +579,43 @@ impl DataStream {
 impl KeyedStream {
     /// Aggregates per key. `Final` emits at end of input; `Changelog` emits updates per batch.
     pub fn aggregate(&self, aggregates: Vec<AggregateCall>, emit: EmitMode) -> Result<DataStream> {
-        let spec = KeyedAggregateSpec {
+        self.aggregate_spec(KeyedAggregateSpec {
             keys: self.keys.clone(),
             aggregates,
             emit,
-        };
+            default_group: None,
+        })
+    }
+
+    /// Aggregates over keys that are constants (`key`, one value per key column): the
+    /// aggregation of a query without GROUP BY. Like [`KeyedStream::aggregate`], except that
+    /// `Final` emission gives one row even when no input arrives (see
+    /// [`KeyedAggregateSpec::default_group`]).
+    pub fn aggregate_global(
+        &self,
+        aggregates: Vec<AggregateCall>,
+        emit: EmitMode,
+        key: Vec<ScalarValue>,
+    ) -> Result<DataStream> {
+        if key.len() != self.keys.len() {
+            return Err(Error::plan(
+                "KeyedAggregate",
+                format!(
+                    "a global aggregation has {} key columns but {} key values",
+                    self.keys.len(),
+                    key.len()
+                ),
+            ));
+        }
+        self.aggregate_spec(KeyedAggregateSpec {
+            keys: self.keys.clone(),
+            aggregates,
+            emit,
+            default_group: Some(key),
+        })
+    }
+
+    fn aggregate_spec(&self, spec: KeyedAggregateSpec) -> Result<DataStream> {
         let input = self.stream.schema();
         let schema = spec.output_schema(&input).map_err(|e| match e {
             Error::Expression { message } => Error::plan("KeyedAggregate", message),

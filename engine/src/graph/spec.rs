@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::JoinSpec;
 use crate::connector::{SinkSpec, SourceSpec};
 use crate::element::ROW_KIND_COLUMN;
-use crate::expr::Expr;
+use crate::expr::{Expr, ScalarValue};
 use crate::time::WatermarkStrategy;
 use crate::{Error, Result};
 
@@ -187,6 +187,14 @@ pub struct KeyedAggregateSpec {
     pub keys: Vec<String>,
     pub aggregates: Vec<AggregateCall>,
     pub emit: EmitMode,
+    /// The key of a group that exists without any input, one value per key column: an
+    /// aggregation without GROUP BY is keyed by a constant, and over no rows SQL's batch mode
+    /// still gives it one row (`COUNT(*)` 0, the others NULL). With `Final` emission the
+    /// subtask owning this key's key group emits that row at end of input when no input row
+    /// created the group; `Changelog` emission ignores it, as Flink's streaming mode emits
+    /// nothing until a row arrives. `None` for GROUP BY aggregations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_group: Option<Vec<ScalarValue>>,
 }
 
 /// One aggregate in a [`KeyedAggregateSpec`].

@@ -349,6 +349,7 @@ mod tests {
                 output: "total".into(),
             }],
             emit: EmitMode::Final,
+            default_group: None,
         };
         let message = error_of(
             vec![
@@ -371,6 +372,7 @@ mod tests {
                 output: "m".into(),
             }],
             emit: EmitMode::Final,
+            default_group: None,
         };
         let message = error_of(
             vec![

@@ -632,6 +632,7 @@ fn keyed_aggregate_subject(emit: EmitMode) -> Subject {
         keys: vec!["k".into()],
         aggregates: all_aggregates(),
         emit,
+        default_group: None,
     };
     let input = window_input();
     let output = spec.output_schema(&input).expect("valid aggregate spec");
@@ -744,6 +745,7 @@ fn retracting_aggregate_subject(emit: EmitMode) -> Subject {
         keys: vec!["k".into()],
         aggregates: retracting_aggregates(),
         emit,
+        default_group: None,
     };
     let input = updating_input();
     let output = spec.output_schema(&input).expect("valid aggregate spec");

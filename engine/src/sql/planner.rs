@@ -1141,11 +1141,18 @@ impl<'a> Planner<'a> {
                         .aggregate(calls)?
                 }
             }
+            None if keys.is_empty() => {
+                // Without GROUP BY, every row has one constant key; in batch mode the
+                // aggregation gives one row even over no input.
+                let key = ScalarValue::Int32(0);
+                add_pre(&mut pre, "$global", Expr::Literal(key.clone()));
+                let projected = input.project(pre)?;
+                aggregate_input = projected.schema();
+                projected
+                    .key_by(vec!["$global".to_string()])
+                    .aggregate_global(calls, self.emit_mode(), vec![key])?
+            }
             None => {
-                if keys.is_empty() {
-                    add_pre(&mut pre, "$global", Expr::Literal(ScalarValue::Int32(0)));
-                    keys.push("$global".into());
-                }
                 let projected = input.project(pre)?;
                 aggregate_input = projected.schema();
                 projected

@@ -39,6 +39,7 @@ use arrow::row::{RowConverter, SortField};
 
 use super::{Operator, OperatorContext, Output};
 use crate::element::RowKind;
+use crate::expr::ScalarValue;
 use crate::graph::{EmitMode, KeyedAggregateSpec};
 use crate::ids::CheckpointId;
 use crate::runtime::OperatorMetrics;
@@ -72,6 +73,9 @@ pub struct KeyedAggregate {
     touched: touched::TouchedGroups,
     /// The owned key groups and the max parallelism, from `open`.
     key_groups: Option<(KeyGroupRange, u32)>,
+    /// The key columns (one row each) of the group that exists without input, for an
+    /// aggregation without GROUP BY (see [`KeyedAggregateSpec::default_group`]).
+    default_group: Option<Vec<ArrayRef>>,
     /// Over an updating input (a `_row_kind` column): the retracting accumulators.
     retracting: Option<retract::Retracting>,
     /// The key group of each group, filled in by snapshots for groups added since the last.
@@ -124,6 +128,10 @@ impl KeyedAggregate {
             .map(|&i| input.field(i).data_type())
             .collect();
         let groups = GroupTable::for_key_types(&key_types);
+        let default_group = match &spec.default_group {
+            Some(values) => Some(default_group_keys(values, &key_types)?),
+            None => None,
+        };
         Ok(KeyedAggregate {
             key_indices,
             converter,
@@ -135,6 +143,7 @@ impl KeyedAggregate {
             group_ids: Vec::new(),
             touched: touched::TouchedGroups::default(),
             key_groups: None,
+            default_group,
             retracting,
             group_key_groups: Vec::new(),
             changes: None,
@@ -207,6 +216,39 @@ impl KeyedAggregate {
         columns.extend(values);
         RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| Error::arrow("aggregate output", e))
+    }
+
+    /// The default group (see [`KeyedAggregateSpec::default_group`]), created empty if need
+    /// be, when the aggregation has one and this subtask owns its key group; else `None`.
+    fn owned_default_group(&mut self) -> Result<Option<u32>> {
+        let Some(keys) = &self.default_group else {
+            return Ok(None);
+        };
+        let (range, max_parallelism) = self
+            .key_groups
+            .ok_or_else(|| Error::Internal("keyed aggregate finished before open".into()))?;
+        let mut hashes = Vec::with_capacity(1);
+        hash_columns(keys, &mut hashes)?;
+        let owned = hashes
+            .first()
+            .is_some_and(|&h| range.contains(key_group_of_hash(h, max_parallelism)));
+        if !owned {
+            return Ok(None);
+        }
+        let mut ids = Vec::with_capacity(1);
+        self.groups
+            .intern_columns(&self.converter, keys, &mut ids)?;
+        let group = *ids.first().ok_or_else(|| {
+            Error::Internal("keyed aggregate: interning the default group gave no group".into())
+        })?;
+        let count = self.groups.len();
+        for acc in &mut self.accumulators {
+            acc.resize(count);
+        }
+        if let Some(retracting) = &mut self.retracting {
+            retracting.resize(count);
+        }
+        Ok(Some(group))
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
@@ -467,13 +509,22 @@ impl Operator for KeyedAggregate {
         if self.emit == EmitMode::Final
             && let Some(retracting) = &self.retracting
         {
-            for groups in retracting.live_groups().chunks(EMIT_BATCH_ROWS) {
+            let mut live = retracting.live_groups();
+            if live.is_empty()
+                && let Some(group) = self.owned_default_group()?
+            {
+                live.push(group);
+            }
+            for groups in live.chunks(EMIT_BATCH_ROWS) {
                 let values = self.evaluate(groups)?;
                 out.push_batch(self.result_batch(None, groups, values)?);
             }
             return Ok(());
         }
         if self.emit == EmitMode::Final {
+            if self.groups.len() == 0 {
+                self.owned_default_group()?;
+            }
             let total = self.groups.len() as u32;
             let mut start = 0;
             while start < total {
@@ -485,5 +536,169 @@ impl Operator for KeyedAggregate {
             }
         }
         Ok(())
+    }
+}
+
+/// The key columns of the default group: each value as a one-row array of its key column's
+/// type.
+fn default_group_keys(values: &[ScalarValue], key_types: &[&DataType]) -> Result<Vec<ArrayRef>> {
+    if values.len() != key_types.len() {
+        return Err(Error::plan(
+            "KeyedAggregate",
+            format!(
+                "the default group has {} key values for {} key columns",
+                values.len(),
+                key_types.len()
+            ),
+        ));
+    }
+    values
+        .iter()
+        .zip(key_types)
+        .map(|(value, &data_type)| {
+            let array = value.to_array()?;
+            arrow::compute::cast(&array, data_type)
+                .map_err(|e| Error::arrow("aggregate default group key", e))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int32Array;
+
+    use super::*;
+    use crate::element::StreamElement;
+    use crate::graph::{AggregateCall, AggregateFunction};
+    use crate::ids::SubtaskIndex;
+
+    const MAX_PARALLELISM: u32 = 128;
+
+    fn input() -> Schema {
+        Schema::new(vec![
+            Field::new("$global", DataType::Int32, false),
+            Field::new("v", DataType::Int64, true),
+        ])
+    }
+
+    fn global_spec(emit: EmitMode) -> KeyedAggregateSpec {
+        let call = |function, input: Option<&str>, output: &str| AggregateCall {
+            function,
+            input: input.map(str::to_string),
+            output: output.into(),
+        };
+        KeyedAggregateSpec {
+            keys: vec!["$global".into()],
+            aggregates: vec![
+                call(AggregateFunction::Count, None, "n"),
+                call(AggregateFunction::Sum, Some("v"), "sum"),
+                call(AggregateFunction::Max, Some("v"), "max"),
+            ],
+            emit,
+            default_group: Some(vec![ScalarValue::Int32(0)]),
+        }
+    }
+
+    /// Runs one aggregate per subtask over `batches` routed by key group (as the hash exchange
+    /// does) and returns every row emitted as `(n, sum, max)`.
+    fn run(
+        spec: &KeyedAggregateSpec,
+        parallelism: u32,
+        values: &[i64],
+    ) -> Vec<(i64, Option<i64>, Option<i64>)> {
+        let input = input();
+        let output = spec.output_schema(&input).expect("valid spec");
+        let mut rows = Vec::new();
+        for subtask in 0..parallelism {
+            let range = KeyGroupRange::for_subtask(MAX_PARALLELISM, parallelism, subtask);
+            let mut aggregate =
+                KeyedAggregate::try_new(spec, &input, output.clone()).expect("operator");
+            aggregate
+                .open(&OperatorContext {
+                    vertex: "KeyedAggregate".into(),
+                    subtask: SubtaskIndex(subtask),
+                    parallelism,
+                    max_parallelism: MAX_PARALLELISM,
+                    key_groups: range,
+                    input_schemas: vec![Arc::new(input.clone())],
+                    output_schema: output.clone(),
+                    incremental_checkpoints: false,
+                    checkpointing: false,
+                })
+                .expect("open");
+            let mut out = Output::default();
+            let keys: ArrayRef = Arc::new(Int32Array::from(vec![0; values.len()]));
+            let mut hashes = Vec::new();
+            hash_columns(std::slice::from_ref(&keys), &mut hashes).expect("hash");
+            let owned = hashes
+                .first()
+                .is_some_and(|&h| range.contains(key_group_of_hash(h, MAX_PARALLELISM)));
+            if owned {
+                let batch = RecordBatch::try_new(
+                    Arc::new(input.clone()),
+                    vec![
+                        keys,
+                        Arc::new(arrow::array::Int64Array::from(values.to_vec())),
+                    ],
+                )
+                .expect("batch");
+                aggregate.process_batch(0, batch, &mut out).expect("batch");
+            }
+            aggregate.finish(&mut out).expect("finish");
+            for element in out.drain() {
+                let StreamElement::Batch(batch) = element else {
+                    continue;
+                };
+                let n = batch
+                    .column_by_name("n")
+                    .expect("n")
+                    .as_primitive::<Int64Type>();
+                let sum = batch.column_by_name("sum").expect("sum");
+                let max = batch.column_by_name("max").expect("max");
+                let (sum, max) = (
+                    sum.as_primitive::<Int64Type>(),
+                    max.as_primitive::<Int64Type>(),
+                );
+                for i in 0..batch.num_rows() {
+                    let at = |a: &arrow::array::Int64Array| a.is_valid(i).then(|| a.value(i));
+                    rows.push((n.value(i), at(sum), at(max)));
+                }
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn global_aggregate_over_no_rows_emits_one_row_once() {
+        for parallelism in [1, 2, 4] {
+            let rows = run(&global_spec(EmitMode::Final), parallelism, &[]);
+            assert_eq!(rows, vec![(0, None, None)], "parallelism {parallelism}");
+        }
+    }
+
+    #[test]
+    fn global_aggregate_with_rows_emits_only_their_group() {
+        for parallelism in [1, 3] {
+            let rows = run(&global_spec(EmitMode::Final), parallelism, &[4, 7]);
+            assert_eq!(
+                rows,
+                vec![(2, Some(11), Some(7))],
+                "parallelism {parallelism}"
+            );
+        }
+    }
+
+    #[test]
+    fn changelog_global_aggregate_over_no_rows_emits_nothing() {
+        assert!(run(&global_spec(EmitMode::Changelog), 2, &[]).is_empty());
+    }
+
+    #[test]
+    fn grouped_aggregate_over_no_rows_emits_nothing() {
+        let spec = KeyedAggregateSpec {
+            default_group: None,
+            ..global_spec(EmitMode::Final)
+        };
+        assert!(run(&spec, 2, &[]).is_empty());
     }
 }

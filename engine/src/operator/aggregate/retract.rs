@@ -105,6 +105,14 @@ impl Retracting {
                 .sum::<usize>()
     }
 
+    /// Grows the state to `groups` groups (new groups start empty, with no live rows).
+    pub(crate) fn resize(&mut self, groups: usize) {
+        self.rows.resize(groups, 0);
+        for acc in &mut self.accumulators {
+            acc.resize(groups);
+        }
+    }
+
     /// Groups with at least one live row, in group order.
     pub(crate) fn live_groups(&self) -> Vec<u32> {
         (0..self.rows.len() as u32)
@@ -1256,6 +1264,7 @@ mod tests {
                     call(AggregateFunction::CountDistinct, Some("v"), "distinct"),
                 ],
                 emit: EmitMode::Changelog,
+                default_group: None,
             }
         }
 
