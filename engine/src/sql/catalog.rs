@@ -1,4 +1,5 @@
-//! The session catalog: tables (`CREATE TABLE`) and views (`CREATE VIEW`).
+//! The session catalog: tables (`CREATE TABLE`, `DROP TABLE`) and views (`CREATE VIEW`,
+//! `DROP VIEW`).
 //!
 //! A table keeps its declared columns in order — physical ones (what the connector produces)
 //! and computed ones (`name AS expr`, evaluated by a projection after the source) — its
@@ -161,6 +162,46 @@ impl Catalog {
         )
     }
 
+    /// Removes the table `name` (`DROP TABLE`). Without `if_exists`, a name that is no table
+    /// is an error: a view's names `DROP VIEW`.
+    pub fn drop_table(&mut self, name: &str, if_exists: bool) -> Result<()> {
+        if self.tables.remove(name).is_some() {
+            return Ok(());
+        }
+        let statement = format!("DROP TABLE {name}");
+        if self.views.contains_key(name) {
+            return Err(Error::sql(
+                statement,
+                format!("'{name}' is a view, not a table; drop it with DROP VIEW"),
+            ));
+        }
+        if if_exists {
+            return Ok(());
+        }
+        let tables = self.tables.keys().map(String::as_str).collect();
+        Err(unknown_for(&statement, "table", name, tables))
+    }
+
+    /// Removes the view `name` (`DROP VIEW`). Without `if_exists`, a name that is no view is
+    /// an error; a table's names `DROP TABLE`.
+    pub fn drop_view(&mut self, name: &str, if_exists: bool) -> Result<()> {
+        if self.views.remove(name).is_some() {
+            return Ok(());
+        }
+        let statement = format!("DROP VIEW {name}");
+        if self.tables.contains_key(name) {
+            return Err(Error::sql(
+                statement,
+                format!("'{name}' is a table, not a view; drop it with DROP TABLE"),
+            ));
+        }
+        if if_exists {
+            return Ok(());
+        }
+        let views = self.views.keys().map(String::as_str).collect();
+        Err(unknown_for(&statement, "view", name, views))
+    }
+
     /// Table and view names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -172,4 +213,19 @@ impl Catalog {
         names.sort();
         names
     }
+}
+
+/// The error for `statement` (a `DROP`) of `name`, which is no `kind` (table or view): names
+/// the known ones (`known`) closest to it.
+fn unknown_for(statement: &str, kind: &str, name: &str, known: Vec<&str>) -> Error {
+    let lower = name.to_ascii_lowercase();
+    let hint = match crate::expr::closest(&lower, known.iter().copied()) {
+        Some(best) => format!(" (did you mean '{best}'?)"),
+        None if known.is_empty() => format!(" (no {kind}s are defined)"),
+        None => format!(" (known: {})", known.join(", ")),
+    };
+    Error::sql(
+        statement.to_string(),
+        format!("{kind} '{name}' does not exist{hint}; add IF EXISTS to ignore this"),
+    )
 }

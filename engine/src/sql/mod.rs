@@ -8,7 +8,8 @@
 //!
 //! Statements:
 //! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW … AS …`, `SHOW TABLES`,
-//!   `DESCRIBE t`, `EXPLAIN <query or INSERT>` (the JobGraph as text).
+//!   `DESCRIBE t`, `EXPLAIN <query or INSERT>` (the JobGraph as text), `DROP TABLE` /
+//!   `DROP VIEW [IF EXISTS] name`.
 //! - `SET 'key' = 'value'`: `execution.runtime-mode` (`streaming` | `batch`),
 //!   `parallelism.default`, `table.exec.source.idle-timeout` (e.g. `5 s`, `500 ms`, `0` = off),
 //!   `pipeline.name`; `table.exec.mini-batch.*` are accepted and ignored (Sluice always works on
@@ -456,12 +457,41 @@ impl Session {
                     let name = object_name(table_name);
                     Ok(Outcome::Text(self.describe(&name)?))
                 }
+                Statement::Drop {
+                    object_type,
+                    if_exists,
+                    names,
+                    ..
+                } => {
+                    self.drop(*object_type, *if_exists, names)?;
+                    Ok(Outcome::Done)
+                }
                 other => Err(expr::not_supported(&format!(
                     "statement '{}'",
                     first_words(&other.to_string())
                 ))),
             },
         }
+    }
+
+    /// `DROP TABLE` / `DROP VIEW [IF EXISTS] name, …`: removes each name from the catalog,
+    /// in order. Jobs already running keep what they planned.
+    fn drop(
+        &mut self,
+        object_type: sqlparser::ast::ObjectType,
+        if_exists: bool,
+        names: &[sqlparser::ast::ObjectName],
+    ) -> Result<()> {
+        use sqlparser::ast::ObjectType;
+        for name in names {
+            let name = object_name(name);
+            match object_type {
+                ObjectType::Table => self.catalog.drop_table(&name, if_exists)?,
+                ObjectType::View => self.catalog.drop_view(&name, if_exists)?,
+                other => return Err(expr::not_supported(&format!("DROP {other}"))),
+            }
+        }
+        Ok(())
     }
 
     fn describe(&self, name: &str) -> Result<String> {
