@@ -283,8 +283,14 @@ pub fn check(answer: &Answer, batches: &[RecordBatch], ordered: bool) -> Result<
     if mismatches == 0 && expected.len() == actual.len() {
         return Ok(());
     }
+    let compared = expected.len().min(actual.len());
+    let mut summary = Vec::new();
     if expected.len() != actual.len() {
-        let _ = writeln!(report, "{} rows, expected {}", actual.len(), expected.len());
+        summary.push(format!(
+            "sluice returned {} rows, DuckDB {}",
+            actual.len(),
+            expected.len()
+        ));
         if let Some(row) = expected.get(actual.len()) {
             let _ = writeln!(report, "first missing: {}", show_expected(row));
         }
@@ -292,9 +298,14 @@ pub fn check(answer: &Answer, batches: &[RecordBatch], ordered: bool) -> Result<
             let _ = writeln!(report, "first extra: {}", show_row(row));
         }
     }
+    if mismatches > 0 || compared > 0 {
+        summary.push(format!(
+            "{mismatches} of the {compared} rows compared differ"
+        ));
+    }
     bail!(
-        "{mismatches} of {} rows differ (columns {}):\n{report}",
-        expected.len().min(actual.len()),
+        "{} (columns {}):\n{report}",
+        summary.join("; "),
         answer.columns.join(", ")
     )
 }
@@ -310,5 +321,21 @@ mod tests {
         assert_eq!(normalize_decimal("12").as_deref(), Some("12"));
         assert_eq!(normalize_decimal("1e5"), None);
         assert_eq!(normalize_decimal("BUILDING"), None);
+    }
+
+    #[test]
+    fn a_row_count_difference_names_both_counts() {
+        let answer = Answer {
+            columns: vec!["avg_yearly".into()],
+            types: vec!["DOUBLE".into()],
+            rows: vec![vec![None]],
+        };
+        let error = check(&answer, &[], false).expect_err("0 rows against 1");
+        let message = format!("{error:#}");
+        assert!(
+            message.starts_with("sluice returned 0 rows, DuckDB 1 (columns avg_yearly)"),
+            "{message}"
+        );
+        assert!(message.contains("first missing: NULL"), "{message}");
     }
 }
