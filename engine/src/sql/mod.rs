@@ -7,8 +7,8 @@
 //! window TVFs).
 //!
 //! Statements:
-//! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW v [(a, b)] AS …`, `SHOW TABLES`,
-//!   `DESCRIBE t`, `EXPLAIN <query or INSERT>` (the JobGraph as text).
+//! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW v [(a, b)] AS …`,
+//!   `SHOW TABLES`, `DESCRIBE t`, `EXPLAIN <query or INSERT>` (the JobGraph as text).
 //! - `SET 'key' = 'value'`: `execution.runtime-mode` (`streaming` | `batch`),
 //!   `parallelism.default`, `table.exec.source.idle-timeout` (e.g. `5 s`, `500 ms`, `0` = off),
 //!   `pipeline.name`; `table.exec.mini-batch.*` are accepted and ignored (Sluice always works on
