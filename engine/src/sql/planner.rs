@@ -555,7 +555,8 @@ impl<'a> Planner<'a> {
             names: &names,
             ..Scope::default()
         };
-        let (left_stream, right_stream) = if left_keys.is_empty() {
+        let left_keys_are_cross = left_keys.is_empty();
+        let (left_stream, right_stream) = if left_keys_are_cross {
             if !cross_if_unconnected {
                 // A misspelt name is a better message than the missing equality.
                 for condition in &rest {
@@ -750,6 +751,19 @@ impl<'a> Planner<'a> {
                 (joined.project(columns)?, Vec::new())
             }
             None => (builder.regular(join_type)?, Vec::new()),
+        };
+        // The constant key of a cross join (both sides' copies) goes again.
+        let stream = if left_keys_are_cross {
+            stream.project(
+                stream
+                    .schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| !f.name().starts_with(CROSS_KEY))
+                    .map(|f| (f.name().clone(), col(f.name()))),
+            )?
+        } else {
+            stream
         };
         *conditions = remaining;
         Ok(FromRel {
