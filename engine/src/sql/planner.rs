@@ -26,7 +26,8 @@
 //!   are factored out of it first. An inner join whose other conditions bound one side's
 //!   event-time (watermarked) column by the other's (`a.t BETWEEN b.t - INTERVAL … AND b.t +
 //!   INTERVAL …`, or `>=`/`<=`) → an interval join; otherwise a regular join (a changelog) with
-//!   the other conditions as a filter after it (outer joins take equality conditions only).
+//!   the other conditions as a filter after it (outer joins take equality conditions and
+//!   conditions on their nullable side only).
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
