@@ -1340,8 +1340,7 @@ mod tests {
         assert_eq!(out.value(0), 1_666_667);
         assert_eq!(out.value(1), -15_000);
         assert!(out.is_null(2));
-        // Ties round away from zero: (0.01 + 0.02 + 0.02 ... ) / 3 at scale 6 has no tie, so
-        // check one directly.
+        // Ties round away from zero.
         assert_eq!(divide_rounding_half_away(5, 2), 3);
         assert_eq!(divide_rounding_half_away(-5, 2), -3);
         assert_eq!(divide_rounding_half_away(-4, 3), -1);
