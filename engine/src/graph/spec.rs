@@ -299,6 +299,8 @@ impl AggregateFunction {
             AggregateFunction::Avg => match input {
                 Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float32
                 | Float64 => Ok(Float64),
+                // Flink's: the DECIMAL(38, s) sum divided by the BIGINT count.
+                Decimal128(_, scale) => Ok(Decimal128(38, (*scale).max(6))),
                 _ => Err(unsupported()),
             },
             AggregateFunction::Min | AggregateFunction::Max => match input {

@@ -7,9 +7,9 @@
 //! window TVFs).
 //!
 //! Statements:
-//! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW … AS …`, `SHOW TABLES`,
-//!   `DESCRIBE t`, `EXPLAIN <query or INSERT>` (the JobGraph as text), `DROP TABLE` /
-//!   `DROP VIEW [IF EXISTS] name`.
+//! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW v [(a, b)] AS …`,
+//!   `SHOW TABLES`, `DESCRIBE t`, `EXPLAIN <query or INSERT>` (the JobGraph as text),
+//!   `DROP TABLE` / `DROP VIEW [IF EXISTS] name`.
 //! - `SET 'key' = 'value'`: `execution.runtime-mode` (`streaming` | `batch`),
 //!   `parallelism.default`, `table.exec.source.idle-timeout` (e.g. `5 s`, `500 ms`, `0` = off),
 //!   `pipeline.name`; `table.exec.mini-batch.*` are accepted and ignored (Sluice always works on
@@ -390,8 +390,12 @@ impl Session {
                         return Err(expr::not_supported("MATERIALIZED VIEW"));
                     }
                     let name = object_name(&view.name);
-                    self.catalog
-                        .add_view(&name, (*view.query).clone(), view.or_replace)?;
+                    let query = if view.columns.is_empty() {
+                        (*view.query).clone()
+                    } else {
+                        renamed_view_query(&view.name, &view.query, &view.columns)?
+                    };
+                    self.catalog.add_view(&name, query, view.or_replace)?;
                     Ok(Outcome::Done)
                 }
                 Statement::Query(query) => {
@@ -1375,6 +1379,58 @@ fn describe_calls(calls: &[crate::graph::AggregateCall]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `CREATE VIEW name (a, b) AS query` as `SELECT * FROM (query) AS name (a, b)`: the column
+/// list renames the query's columns in order (the planner checks their number where the view
+/// is used, as for a derived table's column list).
+fn renamed_view_query(
+    view: &sqlparser::ast::ObjectName,
+    query: &sqlparser::ast::Query,
+    columns: &[sqlparser::ast::ViewColumnDef],
+) -> Result<sqlparser::ast::Query> {
+    use sqlparser::ast::{Ident, ObjectNamePart, SetExpr, TableAliasColumnDef, TableFactor};
+    // The view's name with its place in the script, for errors about the column list.
+    let name = match view.0.last() {
+        Some(ObjectNamePart::Identifier(ident)) => ident.clone(),
+        _ => Ident::new(object_name(view)),
+    };
+    if let Some(typed) = columns
+        .iter()
+        .find(|c| c.data_type.is_some() || c.options.is_some())
+    {
+        return Err(expr::not_supported(&format!(
+            "a type or options on view column '{}' of '{}'",
+            typed.name, name.value
+        )));
+    }
+    let mut wrapper = sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
+        .try_with_sql("SELECT * FROM (SELECT 1) AS v")
+        .and_then(|mut p| p.parse_query())
+        .map_err(|e| Error::Internal(format!("the view wrapper does not parse: {e}")))?;
+    let SetExpr::Select(select) = wrapper.body.as_mut() else {
+        return Err(Error::Internal("the view wrapper is no SELECT".into()));
+    };
+    let Some(TableFactor::Derived {
+        subquery,
+        alias: Some(alias),
+        ..
+    }) = select.from.first_mut().map(|item| &mut item.relation)
+    else {
+        return Err(Error::Internal(
+            "the view wrapper has no derived table".into(),
+        ));
+    };
+    **subquery = query.clone();
+    alias.name = name;
+    alias.columns = columns
+        .iter()
+        .map(|c| TableAliasColumnDef {
+            name: c.name.clone(),
+            data_type: None,
+        })
+        .collect();
+    Ok(*wrapper)
 }
 
 #[cfg(test)]

@@ -18,10 +18,16 @@
 //!   functions are refused there with their line and column.
 //!
 //! - `a [INNER|LEFT|RIGHT|FULL] JOIN b ON …` and `FROM a, b WHERE …` → a join on the equality
-//!   conditions between the two sides. An inner join whose other conditions bound one side's
+//!   conditions between the two sides. A condition on one relation alone filters it before the
+//!   join (for an outer join only on its nullable side). Comma joins take the relations in a
+//!   connected order (next, the first that shares an equality with those joined so far; a
+//!   cross join on a constant key when none does), each WHERE equality becoming the key of the
+//!   join where both its columns are available; conjuncts common to every branch of an `OR`
+//!   are factored out of it first. An inner join whose other conditions bound one side's
 //!   event-time (watermarked) column by the other's (`a.t BETWEEN b.t - INTERVAL … AND b.t +
 //!   INTERVAL …`, or `>=`/`<=`) → an interval join; otherwise a regular join (a changelog) with
-//!   the other conditions as a filter after it (outer joins take equality conditions only).
+//!   the other conditions as a filter after it (outer joins take equality conditions and
+//!   conditions on their nullable side only).
 //!   Names over a join resolve through [`QualifiedColumn`]s: `alias.column` or an unambiguous
 //!   `column` → the join's output column (a right duplicate carries `_right`).
 //!
@@ -370,8 +376,19 @@ impl<'a> Planner<'a> {
             }
             let mut conditions = Vec::new();
             split_conjuncts(condition, &mut conditions);
-            let right = self.plan_from_factor(&join.relation)?;
-            let joined = self.join(from, right, join_type, &mut conditions)?;
+            let mut right = self.plan_from_factor(&join.relation)?;
+            // A condition on one side alone filters that side first, where the join's result
+            // stays the same: either side of an inner join, the nullable side of an outer one
+            // (the preserved side keeps its rows whatever the condition says).
+            let all: Vec<QualifiedColumn> =
+                from.names.iter().chain(&right.names).cloned().collect();
+            if matches!(join_type, JoinType::Inner | JoinType::Left) {
+                right = push_down(right, &mut conditions, &all)?;
+            }
+            if matches!(join_type, JoinType::Inner | JoinType::Right) {
+                from = push_down(from, &mut conditions, &all)?;
+            }
+            let joined = self.join(from, right, join_type, &mut conditions, false)?;
             // What the join did not use filters its output (inner joins only: `join` rejects
             // other conditions of outer joins).
             from = match conditions.into_iter().reduce(|l, r| SqlExpr::BinaryOp {
@@ -460,6 +477,7 @@ impl<'a> Planner<'a> {
         right: FromRel,
         join_type: JoinType,
         conditions: &mut Vec<SqlExpr>,
+        cross_if_unconnected: bool,
     ) -> Result<FromRel> {
         if left.window.is_some() || right.window.is_some() {
             return Err(unsupported("a join of a window TVF"));
@@ -526,18 +544,9 @@ impl<'a> Planner<'a> {
                 .any(|n| n.column == column)
                 .then(|| (0, column.to_string()))
         };
-        let column_of = |e: &SqlExpr| -> Result<Option<String>> {
-            match e {
-                SqlExpr::Identifier(ident) => resolve_name(std::slice::from_ref(ident), &names),
-                SqlExpr::CompoundIdentifier(parts) => resolve_name(parts, &names),
-                SqlExpr::Nested(inner) => match inner.as_ref() {
-                    SqlExpr::Identifier(ident) => resolve_name(std::slice::from_ref(ident), &names),
-                    SqlExpr::CompoundIdentifier(parts) => resolve_name(parts, &names),
-                    _ => Ok(None),
-                },
-                _ => Ok(None),
-            }
-        };
+        // A name this join cannot resolve is no key of it: in `FROM a, b, c WHERE …` it may
+        // name a table joined later (the caller keeps the condition for that join).
+        let column_of = |e: &SqlExpr| -> Result<Option<String>> { Ok(column_in(e, &names)) };
         // Equality conditions between the sides → keys.
         let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
         let mut rest = Vec::new();
@@ -558,16 +567,45 @@ impl<'a> Planner<'a> {
             }
             rest.push(condition);
         }
-        if left_keys.is_empty() {
-            return Err(unsupported(
-                "a join without an equality condition between its two sides",
-            ));
-        }
+        let scope = Scope {
+            names: &names,
+            ..Scope::default()
+        };
+        let left_keys_are_cross = left_keys.is_empty();
+        let (left_stream, right_stream) = if left_keys_are_cross {
+            if !cross_if_unconnected {
+                // A misspelt name is a better message than the missing equality.
+                for condition in &rest {
+                    sql_expr::convert(condition, &scope)?;
+                }
+                return Err(unsupported(
+                    "a join without an equality condition between its two sides",
+                ));
+            }
+            // Nothing connects the sides: a cross join, on a constant key.
+            let with_constant = |stream: &DataStream| {
+                let mut columns: Vec<(String, Expr)> = stream
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), col(f.name())))
+                    .collect();
+                columns.push((CROSS_KEY.into(), Expr::Literal(ScalarValue::Int32(0))));
+                stream.project(columns)
+            };
+            left_keys.push(CROSS_KEY.to_string());
+            right_keys.push(CROSS_KEY.to_string());
+            (with_constant(&left.stream)?, with_constant(&right_stream)?)
+        } else {
+            (left.stream.clone(), right_stream)
+        };
         let outer = join_type != JoinType::Inner;
         if outer && let Some(first) = rest.first() {
+            sql_expr::convert(first, &scope)?;
             return Err(unsupported(&format!(
                 "a non-equality condition '{first}' in an outer join (only equality \
-                 conditions between the two sides are supported)"
+                 conditions between the two sides, and conditions on the nullable side \
+                 alone, are supported)"
             )));
         }
         // Time bounds between event-time columns → an interval join.
@@ -681,7 +719,7 @@ impl<'a> Planner<'a> {
             }
         };
         let (left_stream, right_stream) =
-            widen_keys(&left.stream, &right_stream, &left_keys, &right_keys)?;
+            widen_keys(&left_stream, &right_stream, &left_keys, &right_keys)?;
         let window = match (&interval, join_type) {
             (None, JoinType::Inner)
                 if !has_row_kind(&left_stream.schema())
@@ -729,6 +767,19 @@ impl<'a> Planner<'a> {
                 (joined.project(columns)?, Vec::new())
             }
             None => (builder.regular(join_type)?, Vec::new()),
+        };
+        // The constant key of a cross join (both sides' copies) goes again.
+        let stream = if left_keys_are_cross {
+            stream.project(
+                stream
+                    .schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| !f.name().starts_with(CROSS_KEY))
+                    .map(|f| (f.name().clone(), col(f.name()))),
+            )?
+        } else {
+            stream
         };
         *conditions = remaining;
         Ok(FromRel {
@@ -856,11 +907,33 @@ impl<'a> Planner<'a> {
         let comma_join = select.from.len() > 1;
         if comma_join && let Some(predicate) = &select.selection {
             split_conjuncts(predicate, &mut conditions);
+            conditions = conditions.into_iter().flat_map(factor_or).collect();
         }
-        let mut from = self.plan_table_with_joins(first)?;
-        for item in items {
-            let right = self.plan_table_with_joins(item)?;
-            from = self.join(from, right, JoinType::Inner, &mut conditions)?;
+        let mut pending = std::iter::once(first)
+            .chain(items)
+            .map(|item| self.plan_table_with_joins(item))
+            .collect::<Result<Vec<_>>>()?;
+        if comma_join {
+            // Conditions on one relation alone filter it before any join.
+            let all: Vec<QualifiedColumn> = pending
+                .iter()
+                .flat_map(|r| r.names.iter().cloned())
+                .collect();
+            pending = pending
+                .into_iter()
+                .map(|rel| push_down(rel, &mut conditions, &all))
+                .collect::<Result<Vec<_>>>()?;
+        }
+        let mut from = pending.remove(0);
+        // A connected order: next, the first relation that shares an equality with those
+        // joined so far; a cross join only when none does.
+        while !pending.is_empty() {
+            let next = pending
+                .iter()
+                .position(|right| connects(&conditions, &from.names, &right.names))
+                .unwrap_or(0);
+            let right = pending.remove(next);
+            from = self.join(from, right, JoinType::Inner, &mut conditions, true)?;
         }
         // A single relation keeps the old resolution (the last part of a name).
         let single = matches!(select.from.as_slice(), [one]
@@ -1379,7 +1452,10 @@ fn time_operand(
             let SqlExpr::Interval(interval) = right.as_ref() else {
                 return Ok(None);
             };
-            let millis = sql_expr::interval_millis(interval)?;
+            // A calendar interval (YEAR, MONTH) has no fixed length: no time bound.
+            let Ok(millis) = sql_expr::interval_millis(interval) else {
+                return Ok(None);
+            };
             Ok(time_operand(left, column_of)?.map(|t| TimeOperand {
                 column: t.column,
                 offset_ms: t.offset_ms + sign * millis,
@@ -1390,6 +1466,164 @@ fn time_operand(
             offset_ms: 0,
         })),
     }
+}
+
+/// `rel` filtered by the conditions (taken out of `conditions`) that name its columns only,
+/// checked against `all` (every relation in scope) so that a name other relations also have
+/// is not taken for `rel`'s. A condition naming no column goes to `rel` too (a constant
+/// filter on the nullable side of an outer join keeps its meaning).
+fn push_down(
+    rel: FromRel,
+    conditions: &mut Vec<SqlExpr>,
+    all: &[QualifiedColumn],
+) -> Result<FromRel> {
+    if rel.names.is_empty() {
+        return Ok(rel);
+    }
+    let local = Scope {
+        names: &rel.names,
+        ..Scope::default()
+    };
+    let everywhere = Scope {
+        names: all,
+        ..Scope::default()
+    };
+    let mut predicates = Vec::new();
+    let mut kept = Vec::new();
+    for condition in conditions.drain(..) {
+        if sql_expr::convert(&condition, &everywhere).is_ok()
+            && let Ok(predicate) = sql_expr::convert(&condition, &local)
+            && predicate.resolve(&rel.stream.schema()).is_ok()
+        {
+            predicates.push(predicate);
+        } else {
+            kept.push(condition);
+        }
+    }
+    *conditions = kept;
+    let Some(predicate) = predicates.into_iter().reduce(|l, r| l.and(r)) else {
+        return Ok(rel);
+    };
+    Ok(FromRel {
+        stream: rel.stream.filter(predicate)?,
+        ..rel
+    })
+}
+
+/// The key column of a cross join (a constant on both sides).
+const CROSS_KEY: &str = "$cross";
+
+/// The output column `e` names among `names`, when `e` is a (parenthesised) column reference
+/// that resolves there; `None` otherwise (including an unknown or ambiguous name).
+fn column_in(e: &SqlExpr, names: &[QualifiedColumn]) -> Option<String> {
+    match e {
+        SqlExpr::Identifier(ident) => resolve_name(std::slice::from_ref(ident), names).ok()?,
+        SqlExpr::CompoundIdentifier(parts) => resolve_name(parts, names).ok()?,
+        SqlExpr::Nested(inner) => column_in(inner, names),
+        _ => None,
+    }
+}
+
+/// Whether one of `conditions` is an equality between a column of `left` and one of `right`.
+fn connects(conditions: &[SqlExpr], left: &[QualifiedColumn], right: &[QualifiedColumn]) -> bool {
+    conditions.iter().any(|condition| match condition {
+        SqlExpr::BinaryOp {
+            left: a,
+            op: BinaryOperator::Eq,
+            right: b,
+        } => {
+            let pair = |x: &SqlExpr, y: &SqlExpr| {
+                column_in(x, left).is_some()
+                    && column_in(y, right).is_some()
+                    && column_in(x, right).is_none()
+                    && column_in(y, left).is_none()
+            };
+            pair(a, b) || pair(b, a)
+        }
+        _ => false,
+    })
+}
+
+/// `(c AND x) OR (c AND y)` → `c`, `x OR y`: the conjuncts common to every branch of an `OR`
+/// come out of it (so that a join finds its key in them). Anything else is returned as is.
+fn factor_or(expr: SqlExpr) -> Vec<SqlExpr> {
+    fn disjuncts(expr: &SqlExpr, out: &mut Vec<SqlExpr>) {
+        match expr {
+            SqlExpr::BinaryOp {
+                left,
+                op: BinaryOperator::Or,
+                right,
+            } => {
+                disjuncts(left, out);
+                disjuncts(right, out);
+            }
+            SqlExpr::Nested(inner)
+                if matches!(
+                    inner.as_ref(),
+                    SqlExpr::BinaryOp {
+                        op: BinaryOperator::Or,
+                        ..
+                    }
+                ) =>
+            {
+                disjuncts(inner, out)
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    let mut branches = Vec::new();
+    disjuncts(&expr, &mut branches);
+    if branches.len() < 2 {
+        return vec![expr];
+    }
+    let mut branches: Vec<Vec<SqlExpr>> = branches
+        .iter()
+        .map(|branch| {
+            let mut conjuncts = Vec::new();
+            split_conjuncts(branch, &mut conjuncts);
+            // `(a = 1)` and `a = 1` are the same conjunct.
+            for conjunct in &mut conjuncts {
+                while let SqlExpr::Nested(inner) = conjunct {
+                    *conjunct = std::mem::replace(
+                        inner.as_mut(),
+                        SqlExpr::Value(sqlparser::ast::Value::Null.into()),
+                    );
+                }
+            }
+            conjuncts
+        })
+        .collect();
+    let common: Vec<SqlExpr> = branches[0]
+        .iter()
+        .filter(|c| branches[1..].iter().all(|b| b.contains(c)))
+        .cloned()
+        .collect();
+    if common.is_empty() {
+        return vec![expr];
+    }
+    for branch in &mut branches {
+        branch.retain(|c| !common.contains(c));
+    }
+    let and = |l: SqlExpr, r: SqlExpr| SqlExpr::BinaryOp {
+        left: Box::new(l),
+        op: BinaryOperator::And,
+        right: Box::new(r),
+    };
+    let mut out = common;
+    // A branch left empty is TRUE: the whole `OR` is, and goes.
+    if branches.iter().all(|b| !b.is_empty()) {
+        let rest = branches
+            .into_iter()
+            .filter_map(|b| b.into_iter().reduce(and))
+            .map(|b| SqlExpr::Nested(Box::new(b)))
+            .reduce(|l, r| SqlExpr::BinaryOp {
+                left: Box::new(l),
+                op: BinaryOperator::Or,
+                right: Box::new(r),
+            });
+        out.extend(rest);
+    }
+    out
 }
 
 /// Numeric key columns of different types cast to the wider type on the narrower side (both
@@ -1540,5 +1774,99 @@ pub fn align(expr: Expr, from: &DataType, to: &DataType) -> Expr {
         expr
     } else {
         expr.cast(to.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::dialect::GenericDialect;
+    use sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn expr(text: &str) -> SqlExpr {
+        Parser::new(&GenericDialect {})
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_expr())
+            .expect("test expression parses")
+    }
+
+    fn names(qualifier: &str, columns: &[&str]) -> Vec<QualifiedColumn> {
+        columns
+            .iter()
+            .map(|c| QualifiedColumn {
+                qualifier: qualifier.into(),
+                name: (*c).into(),
+                column: (*c).into(),
+            })
+            .collect()
+    }
+
+    fn texts(exprs: &[SqlExpr]) -> Vec<String> {
+        exprs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn common_conjuncts_leave_the_or() {
+        let factored = factor_or(expr(
+            "(p = l AND b = 1 AND q < 5) OR (p = l AND b = 2) OR (b = 3 AND p = l)",
+        ));
+        assert_eq!(
+            texts(&factored),
+            ["p = l", "(b = 1 AND q < 5) OR (b = 2) OR (b = 3)"]
+        );
+        // A branch that is only the common part makes the OR true.
+        assert_eq!(
+            texts(&factor_or(expr("(a = 1) OR (a = 1 AND b = 2)"))),
+            ["a = 1"]
+        );
+        // Nothing in common, or no OR: unchanged.
+        assert_eq!(
+            texts(&factor_or(expr("a = 1 OR b = 2"))),
+            ["a = 1 OR b = 2"]
+        );
+        assert_eq!(texts(&factor_or(expr("a = b"))), ["a = b"]);
+    }
+
+    #[test]
+    fn a_relation_connects_through_an_equality_of_columns() {
+        let joined = names("part", &["p_partkey", "p_name"]);
+        let supplier = names("supplier", &["s_suppkey"]);
+        let partsupp = names("partsupp", &["ps_partkey", "ps_suppkey"]);
+        let conditions = vec![
+            expr("p_partkey = ps_partkey"),
+            expr("s_suppkey = ps_suppkey"),
+            expr("p_name LIKE '%green%'"),
+        ];
+        assert!(!connects(&conditions, &joined, &supplier));
+        assert!(connects(&conditions, &joined, &partsupp));
+        // Qualified names, either way round.
+        assert!(connects(
+            &[expr("partsupp.ps_suppkey = supplier.s_suppkey")],
+            &supplier,
+            &partsupp
+        ));
+        // A name neither side has connects nothing.
+        assert!(!connects(&[expr("p_partkey = x")], &joined, &partsupp));
+    }
+
+    #[test]
+    fn calendar_intervals_are_no_time_bound() {
+        let joined = names("o", &["o_orderdate"]);
+        let column_of = |e: &SqlExpr| -> Result<Option<String>> { Ok(column_in(e, &joined)) };
+        let bound = time_operand(&expr("o_orderdate + INTERVAL '1' YEAR"), &column_of)
+            .expect("a calendar interval is no error");
+        assert!(bound.is_none());
+        let bound = time_operand(&expr("o_orderdate - INTERVAL '2' SECOND"), &column_of)
+            .expect("a fixed interval")
+            .expect("a time bound");
+        assert_eq!(
+            (bound.column.as_str(), bound.offset_ms),
+            ("o_orderdate", -2000)
+        );
+        // A literal date plus an interval names no column.
+        let bound = time_operand(&expr("DATE '1994-01-01' + INTERVAL '3' MONTH"), &column_of)
+            .expect("no error");
+        assert!(bound.is_none());
     }
 }

@@ -3,9 +3,8 @@
 //! data (`examples/tpch/answers/sf0.01/`, written by `datasets/tpch/duckdb_answers.py`).
 //!
 //! The data is generated once per test run (a second; no network), as two files per table in
-//! row groups of 4 096 rows, so sources read several splits. Queries in [`PASSING`] must match;
-//! those in [`NOT_YET`] are listed with what they need, and move to [`PASSING`] when the
-//! engine supports it (`not_yet_passing_queries_report` prints how each one fails today).
+//! row groups of 4 096 rows, so sources read several splits. Every query must match, at
+//! parallelism 1 and 2.
 
 mod answers;
 
@@ -24,78 +23,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SCALE_FACTOR: f64 = 0.01;
 
-/// Queries whose answers equal DuckDB's.
-const PASSING: &[&str] = &["q04", "q06", "q16", "q20"];
-
-/// Queries that do not run or do not match yet, with what they need.
-const NOT_YET: &[(&str, &str)] = &[
-    ("q01", "AVG of a DECIMAL column"),
-    (
-        "q02",
-        "comma join whose first two tables share no condition (passes written with JOIN … ON)",
-    ),
-    (
-        "q03",
-        "comma join: a WHERE equality naming a table not joined yet is an error instead of waiting",
-    ),
-    (
-        "q05",
-        "comma join: equality naming a later table; DATE + INTERVAL '1' YEAR read as a join time bound",
-    ),
-    ("q07", "comma join: equality naming a later table"),
-    (
-        "q08",
-        "comma join: equality naming a later table; part and supplier share no condition (join order)",
-    ),
-    (
-        "q09",
-        "comma join: equality naming a later table; part and supplier share no condition (join order)",
-    ),
-    (
-        "q10",
-        "comma join: equality naming a later table; DATE + INTERVAL '3' MONTH read as a join time bound",
-    ),
-    (
-        "q11",
-        "comma join: equality naming a later table (passes written with JOIN … ON)",
-    ),
-    (
-        "q12",
-        "comma join: DATE + INTERVAL '1' YEAR read as a join time bound (works after JOIN … ON)",
-    ),
-    (
-        "q13",
-        "a condition on the nullable side in LEFT JOIN … ON (o_comment NOT LIKE …)",
-    ),
-    (
-        "q14",
-        "comma join: DATE + INTERVAL '1' MONTH read as a join time bound (works after JOIN … ON)",
-    ),
-    (
-        "q15",
-        "the column list of CREATE VIEW revenue0 (supplier_no, total_revenue) is ignored; \
-         DATE + INTERVAL '3' MONTH (passes with column aliases and INTERVAL '91' DAY)",
-    ),
-    (
-        "q17",
-        "AVG of a DECIMAL column (passes with AVG(CAST(l_quantity AS DOUBLE)))",
-    ),
-    (
-        "q18",
-        "comma join: equality naming a later table (passes written with JOIN … ON)",
-    ),
-    (
-        "q19",
-        "the join key sits inside each branch of an OR (common conjuncts are not factored out)",
-    ),
-    (
-        "q21",
-        "comma join: equality naming a later table (passes written with JOIN … ON)",
-    ),
-    (
-        "q22",
-        "AVG of a DECIMAL column (passes with AVG(CAST(c_acctbal AS DOUBLE)))",
-    ),
+/// The queries, whose answers must equal DuckDB's (all 22).
+const PASSING: &[&str] = &[
+    "q01", "q02", "q03", "q04", "q05", "q06", "q07", "q08", "q09", "q10", "q11", "q12", "q13",
+    "q14", "q15", "q16", "q17", "q18", "q19", "q20", "q21", "q22",
 ];
 
 fn repository() -> PathBuf {
@@ -179,36 +110,10 @@ fn passing_queries_match_duckdb() {
 
 #[test]
 fn every_query_is_listed_once() {
-    let mut listed: Vec<&str> = PASSING
-        .iter()
-        .copied()
-        .chain(NOT_YET.iter().map(|(query, _)| *query))
-        .collect();
+    let mut listed: Vec<&str> = PASSING.to_vec();
     listed.sort_unstable();
     let all: Vec<String> = (1..=22).map(|n| format!("q{n:02}")).collect();
     assert_eq!(listed, all);
-}
-
-/// Prints how each query of [`NOT_YET`] fails today (`cargo test -p sluice-engine --test tpch
-/// -- --ignored --nocapture`), and fails if one of them passes: move it to [`PASSING`].
-#[test]
-#[ignore = "a report for engine work; runs every query that does not pass yet"]
-fn not_yet_passing_queries_report() {
-    let mut now_passing = Vec::new();
-    for (query, reason) in NOT_YET {
-        match run_and_check(query, 1) {
-            Ok(()) => now_passing.push(*query),
-            Err(error) => {
-                let first = format!("{error:#}");
-                let first = first.lines().next().unwrap_or_default();
-                println!("{query} ({reason}): {first}");
-            }
-        }
-    }
-    assert!(
-        now_passing.is_empty(),
-        "now passing, move to PASSING: {now_passing:?}"
-    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    PrimitiveArray, StringArray,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::cast;
@@ -167,6 +168,9 @@ pub(crate) fn new_accumulator(
                     )));
                 }
             }
+        }
+        (AggregateFunction::Avg, Some(Decimal128(_, scale))) => {
+            Box::new(DecimalAvg::try_new(*scale, result)?)
         }
         (AggregateFunction::Avg, Some(_)) => Box::new(Avg {
             sums: Vec::new(),
@@ -471,6 +475,200 @@ impl Accumulator for Avg {
             self.counts[g as usize] = counts.value(i);
         }
         Ok(())
+    }
+}
+
+/// AVG of a DECIMAL column, exact: a sum in `i128` at the input's scale and a count of
+/// non-null values per group. The result is `DECIMAL(38, max(s, 6))` (Flink's type: the
+/// `DECIMAL(38, s)` sum divided by the `BIGINT` count), the quotient rounded half away from
+/// zero as Flink's decimal division rounds. The retracting aggregation uses it too (a sign
+/// per row; see `retract.rs`).
+pub(super) struct DecimalAvg {
+    pub(super) sums: Vec<i128>,
+    pub(super) counts: Vec<i64>,
+    /// The input's scale (the scale of `sums`).
+    pub(super) scale: i8,
+    /// `10^(result scale - input scale)`: lifts a sum to the result's scale.
+    factor: i128,
+    result: DataType,
+}
+
+impl DecimalAvg {
+    pub(super) fn try_new(scale: i8, result: &DataType) -> Result<Self> {
+        let DataType::Decimal128(_, result_scale) = result else {
+            return Err(Error::Internal(format!(
+                "AVG of DECIMAL with result type {result} (a bug: the result is a DECIMAL)"
+            )));
+        };
+        let factor = u32::try_from(i32::from(*result_scale) - i32::from(scale))
+            .ok()
+            .and_then(|exp| 10i128.checked_pow(exp))
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "AVG of DECIMAL: result scale {result_scale} below the input's {scale} \
+                     (a bug)"
+                ))
+            })?;
+        Ok(DecimalAvg {
+            sums: Vec::new(),
+            counts: Vec::new(),
+            scale,
+            factor,
+            result: result.clone(),
+        })
+    }
+
+    pub(super) fn resize_groups(&mut self, groups: usize) {
+        self.sums.resize(groups, 0);
+        self.counts.resize(groups, 0);
+    }
+
+    /// Adds row `i` of `values` to `groups[i]`, times `signs[i]` when given (a retraction is
+    /// `-1`).
+    pub(super) fn add(
+        &mut self,
+        groups: &[u32],
+        signs: Option<&[i64]>,
+        values: Option<&ArrayRef>,
+    ) -> Result<()> {
+        let values = values.ok_or_else(|| Error::Internal("AVG without input".into()))?;
+        let values = values.as_primitive_opt::<Decimal128Type>().ok_or_else(|| {
+            Error::Internal(format!(
+                "AVG of DECIMAL got a {} column (a bug)",
+                values.data_type()
+            ))
+        })?;
+        if groups.len() != values.len() || signs.is_some_and(|s| s.len() != groups.len()) {
+            return Err(Error::Internal(
+                "AVG of DECIMAL: groups, signs and values differ in length (a bug)".into(),
+            ));
+        }
+        let raw = values.values();
+        let nulls = values.nulls().filter(|n| n.null_count() > 0);
+        for i in 0..groups.len() {
+            if nulls.is_some_and(|n| n.is_null(i)) {
+                continue;
+            }
+            let g = groups[i] as usize;
+            let sign = signs.map_or(1, |s| s[i]);
+            self.sums[g] = self.sums[g].wrapping_add(i128::from(sign).wrapping_mul(raw[i]));
+            self.counts[g] += sign;
+        }
+        Ok(())
+    }
+
+    pub(super) fn clear(&mut self, groups: &[u32]) {
+        for &g in groups {
+            self.sums[g as usize] = 0;
+            self.counts[g as usize] = 0;
+        }
+    }
+
+    /// The averages of `groups` (NULL where a group has no values).
+    pub(super) fn averages(&self, groups: &[u32]) -> Result<ArrayRef> {
+        let mut values = Vec::with_capacity(groups.len());
+        for &g in groups {
+            let (sum, count) = (self.sums[g as usize], self.counts[g as usize]);
+            values.push(if count > 0 {
+                let lifted = sum.checked_mul(self.factor).ok_or_else(|| {
+                    Error::data(
+                        "AVG",
+                        format!(
+                            "the sum {sum} (scale {}) overflows {} when averaged",
+                            self.scale, self.result
+                        ),
+                    )
+                })?;
+                divide_rounding_half_away(lifted, i128::from(count))
+            } else {
+                0
+            });
+        }
+        let validity =
+            BooleanBuffer::collect_bool(groups.len(), |i| self.counts[groups[i] as usize] > 0);
+        let nulls = Some(NullBuffer::new(validity)).filter(|n| n.null_count() > 0);
+        Ok(Arc::new(
+            Decimal128Array::new(values.into(), nulls).with_data_type(self.result.clone()),
+        ))
+    }
+
+    /// The state columns: the sums as `DECIMAL(38, input scale)`, the counts as `BIGINT`.
+    pub(super) fn state_columns(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        let sums = Decimal128Array::from_iter_values(groups.iter().map(|&g| self.sums[g as usize]))
+            .with_precision_and_scale(38, self.scale)
+            .map_err(|e| Error::arrow("AVG state", e))?;
+        let counts = Int64Array::from_iter_values(groups.iter().map(|&g| self.counts[g as usize]));
+        Ok(vec![Arc::new(sums), Arc::new(counts)])
+    }
+
+    pub(super) fn restore_columns(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let (Some(sums), Some(counts)) = (
+            state
+                .first()
+                .and_then(|c| c.as_primitive_opt::<Decimal128Type>()),
+            state.get(1).and_then(|c| c.as_primitive_opt::<Int64Type>()),
+        ) else {
+            return Err(bad_state("AVG"));
+        };
+        if sums.len() != groups.len() || counts.len() != groups.len() {
+            return Err(bad_state("AVG"));
+        }
+        for (i, &g) in groups.iter().enumerate() {
+            self.sums[g as usize] = sums.value(i);
+            self.counts[g as usize] = counts.value(i);
+        }
+        Ok(())
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.sums.capacity() * 16 + self.counts.capacity() * 8
+    }
+}
+
+/// `n / d` rounded to the nearest integer, ties away from zero (`d > 0`).
+fn divide_rounding_half_away(n: i128, d: i128) -> i128 {
+    let (q, r) = (n / d, n % d);
+    if r.unsigned_abs() * 2 >= d.unsigned_abs() {
+        q + n.signum()
+    } else {
+        q
+    }
+}
+
+impl Accumulator for DecimalAvg {
+    fn resize(&mut self, groups: usize) {
+        self.resize_groups(groups);
+    }
+
+    fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
+        self.add(groups, None, values)
+    }
+
+    fn merge(&mut self, sources: &[u32], targets: &[u32]) {
+        for (&s, &t) in sources.iter().zip(targets) {
+            self.sums[t as usize] = self.sums[t as usize].wrapping_add(self.sums[s as usize]);
+            self.counts[t as usize] += self.counts[s as usize];
+        }
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        self.clear(groups);
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        self.averages(groups)
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.heap_bytes()
+    }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        self.state_columns(groups)
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        self.restore_columns(groups, state)
     }
 }
 
@@ -1100,5 +1298,69 @@ impl Accumulator for StringPositional {
 
     fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
         restore_string_slots(&mut self.values, groups, state, "FIRST_VALUE/LAST_VALUE")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decimals(values: &[Option<i128>], scale: i8) -> ArrayRef {
+        Arc::new(
+            values
+                .iter()
+                .copied()
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(15, scale)
+                .expect("valid decimal type"),
+        )
+    }
+
+    #[test]
+    fn decimal_avg_is_exact_at_flinks_scale() {
+        let input = DataType::Decimal128(15, 2);
+        let result = AggregateFunction::Avg
+            .result_type(Some(&input))
+            .expect("AVG of DECIMAL");
+        assert_eq!(result, DataType::Decimal128(38, 6));
+        let mut avg =
+            new_accumulator(AggregateFunction::Avg, Some(&input), &result).expect("an accumulator");
+        avg.resize(3);
+        // Group 0: 1.00, 2.00, 2.00 → 1.666667 (rounded up); group 1: -0.01, -0.02 →
+        // -0.015 exactly; group 2: only NULL.
+        let values = decimals(
+            &[Some(100), Some(-1), Some(200), None, Some(-2), Some(200)],
+            2,
+        );
+        avg.update(&[0, 1, 0, 2, 1, 0], Some(&values))
+            .expect("update");
+        let out = avg.evaluate(&[0, 1, 2]).expect("evaluate");
+        let out = out.as_primitive::<Decimal128Type>();
+        assert_eq!(out.data_type(), &result);
+        assert_eq!(out.value(0), 1_666_667);
+        assert_eq!(out.value(1), -15_000);
+        assert!(out.is_null(2));
+        // Ties round away from zero.
+        assert_eq!(divide_rounding_half_away(5, 2), 3);
+        assert_eq!(divide_rounding_half_away(-5, 2), -3);
+        assert_eq!(divide_rounding_half_away(-4, 3), -1);
+    }
+
+    #[test]
+    fn decimal_avg_keeps_a_larger_input_scale_and_restores() {
+        let input = DataType::Decimal128(20, 8);
+        let result = AggregateFunction::Avg
+            .result_type(Some(&input))
+            .expect("AVG of DECIMAL");
+        assert_eq!(result, DataType::Decimal128(38, 8));
+        let mut avg = DecimalAvg::try_new(8, &result).expect("an accumulator");
+        Accumulator::resize(&mut avg, 2);
+        Accumulator::update(&mut avg, &[0, 0], Some(&decimals(&[Some(1), Some(2)], 8)))
+            .expect("update");
+        let state = Accumulator::state(&avg, &[0]).expect("state");
+        Accumulator::restore_state(&mut avg, &[1], &state).expect("restore");
+        let out = Accumulator::evaluate(&avg, &[1]).expect("evaluate");
+        // (1 + 2) / 2 = 1.5 units of 1e-8 → 2 (half away from zero).
+        assert_eq!(out.as_primitive::<Decimal128Type>().value(0), 2);
     }
 }

@@ -14,7 +14,7 @@
 //! Snapshots hold the live groups only, in the operator's `groups` table: `key_group`, `key`,
 //! `rows` (the group's live rows) and each accumulator's state columns `acc<i>_<j>`. COUNT keeps
 //! its count, SUM and AVG their sum (`Decimal128(38, 0)` for exact integer sums, else
-//! `Float64`) and count of non-null values; MIN, MAX and COUNT(DISTINCT) their multiset as one
+//! `Float64`; AVG of a DECIMAL its exact sum at the input's scale) and count of non-null values; MIN, MAX and COUNT(DISTINCT) their multiset as one
 //! `List<Struct<value, count>>` column, the values in the input's type.
 //!
 //! The per-batch work is one typed loop per accumulator over `(group, sign, value)`; the
@@ -32,6 +32,7 @@ use arrow::compute::cast;
 use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
 
+use super::accumulators::DecimalAvg;
 use super::{KeyedAggregate, Output};
 use crate::element::{ROW_KIND_COLUMN, RowKind};
 use crate::graph::{AggregateCall, AggregateFunction, EmitMode};
@@ -389,6 +390,9 @@ fn new_retract_accumulator(
             }
             other => return refuse(&other.to_string()),
         },
+        (AggregateFunction::Avg, Some(Decimal128(_, scale))) => {
+            Box::new(DecimalAvg::try_new(*scale, result)?)
+        }
         (AggregateFunction::Avg, Some(_)) => Box::new(RetractAvg {
             sums: Vec::new(),
             counts: Vec::new(),
@@ -781,6 +785,36 @@ impl RetractAccumulator for RetractAvg {
     }
 }
 
+impl RetractAccumulator for DecimalAvg {
+    fn resize(&mut self, groups: usize) {
+        self.resize_groups(groups);
+    }
+
+    fn update(&mut self, groups: &[u32], signs: &[i64], values: Option<&ArrayRef>) -> Result<()> {
+        self.add(groups, Some(signs), values)
+    }
+
+    fn reset(&mut self, groups: &[u32]) {
+        self.clear(groups);
+    }
+
+    fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
+        self.averages(groups)
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.heap_bytes()
+    }
+
+    fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
+        self.state_columns(groups)
+    }
+
+    fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        self.restore_columns(groups, state)
+    }
+}
+
 /// A batch's values as multiset keys (`None` for NULL), once per batch.
 type KeysOf<K> = fn(&ArrayRef) -> Result<Vec<Option<K>>>;
 /// Multiset keys back to an array of the input type.
@@ -1130,6 +1164,29 @@ mod tests {
         assert_eq!(result.data_type(), &ts);
         let result = result.as_primitive::<TimestampMillisecondType>();
         assert_eq!((result.value(0), result.value(1)), (30, 20));
+    }
+
+    #[test]
+    fn decimal_avg_retracts_exactly() {
+        let input = DataType::Decimal128(15, 2);
+        let result = DataType::Decimal128(38, 6);
+        let values: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(100), Some(250), None, Some(250)])
+                .with_precision_and_scale(15, 2)
+                .expect("valid decimal type"),
+        );
+        let mut avg = new_retract_accumulator(AggregateFunction::Avg, Some(&input), &result)
+            .expect("AVG of DECIMAL retracts");
+        avg.resize(1);
+        // +1.00, +2.50, +NULL, -2.50 → 1.00; then retracting 1.00 leaves no value.
+        avg.update(&[0, 0, 0, 0], &[1, 1, 1, -1], Some(&values))
+            .expect("update");
+        let out = avg.evaluate(&[0]).expect("evaluate");
+        assert_eq!(out.data_type(), &result);
+        assert_eq!(out.as_primitive::<Decimal128Type>().value(0), 1_000_000);
+        avg.update(&[0], &[-1], Some(&values.slice(0, 1)))
+            .expect("retract");
+        assert!(avg.evaluate(&[0]).expect("evaluate").is_null(0));
     }
 
     #[test]
