@@ -583,19 +583,12 @@ impl<'a> Planner<'a> {
                 ));
             }
             // Nothing connects the sides: a cross join, on a constant key.
-            let with_constant = |stream: &DataStream| {
-                let mut columns: Vec<(String, Expr)> = stream
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| (f.name().clone(), col(f.name())))
-                    .collect();
-                columns.push((CROSS_KEY.into(), Expr::Literal(ScalarValue::Int32(0))));
-                stream.project(columns)
-            };
             left_keys.push(CROSS_KEY.to_string());
             right_keys.push(CROSS_KEY.to_string());
-            (with_constant(&left.stream)?, with_constant(&right_stream)?)
+            (
+                subquery::with_constant(&left.stream, CROSS_KEY)?,
+                subquery::with_constant(&right_stream, CROSS_KEY)?,
+            )
         } else {
             (left.stream.clone(), right_stream)
         };

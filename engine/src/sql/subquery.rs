@@ -216,9 +216,9 @@ fn with_body(query: &Query, select: Select) -> Query {
     }
 }
 
-/// `stream` with a constant key column `name` (for an uncorrelated subquery: every left row
-/// meets the one right row).
-fn with_constant(stream: &DataStream, name: &str) -> Result<DataStream> {
+/// `stream` with a constant key column `name` (for an uncorrelated subquery, every left row
+/// meets the one right row; for a cross join, every row meets every row).
+pub(super) fn with_constant(stream: &DataStream, name: &str) -> Result<DataStream> {
     let mut columns: Vec<(String, Expr)> = stream
         .schema()
         .fields()
