@@ -5,7 +5,8 @@
 //! Which columns a query refers to is decided conservatively from its text and the text of the
 //! catalog's views: a column is kept when its name occurs as a word anywhere (a string literal
 //! that happens to hold the name keeps it too, which costs a column, never a wrong answer). A
-//! wildcard (`SELECT *`, `t.*`) anywhere keeps every column.
+//! wildcard (`SELECT *`, `t.*`) anywhere keeps every column — except `EXISTS (SELECT * …)`,
+//! whose select list produces nothing.
 
 use std::collections::HashSet;
 
@@ -24,23 +25,27 @@ impl ColumnUse {
         let mut words = HashSet::new();
         let mut wildcard = false;
         for text in texts {
-            let mut previous: Option<&str> = None;
+            // The three tokens before the current one, nearest first.
+            let mut before: [Option<&str>; 3] = [None; 3];
             for token in tokens(text) {
-                if token == "*"
-                    && previous.is_some_and(|p| {
-                        p == ","
-                            || p == "."
-                            || p.eq_ignore_ascii_case("select")
-                            || p.eq_ignore_ascii_case("distinct")
-                            || p.eq_ignore_ascii_case("all")
-                    })
-                {
+                let is =
+                    |t: Option<&str>, word: &str| t.is_some_and(|t| t.eq_ignore_ascii_case(word));
+                let selects_all = before[0].is_some_and(|p| {
+                    p == ","
+                        || p == "."
+                        || is(Some(p), "select")
+                        || is(Some(p), "distinct")
+                        || is(Some(p), "all")
+                });
+                let in_exists =
+                    is(before[0], "select") && before[1] == Some("(") && is(before[2], "exists");
+                if token == "*" && selects_all && !in_exists {
                     wildcard = true;
                 }
                 if token.chars().next().is_some_and(is_word_char) {
                     words.insert(token.to_ascii_lowercase());
                 }
-                previous = Some(token);
+                before = [Some(token), before[0], before[1]];
             }
         }
         ColumnUse { words, wildcard }
@@ -147,12 +152,32 @@ mod tests {
     }
 
     #[test]
+    fn the_select_list_of_exists_is_no_wildcard() {
+        let parquet = table("parquet");
+        assert_eq!(
+            kept(
+                "SELECT COUNT(*) FROM orders WHERE NOT EXISTS (SELECT * FROM lineitem \
+                 WHERE l_orderkey = o_orderkey)",
+                &parquet
+            ),
+            Some(vec!["l_orderkey".to_string()])
+        );
+    }
+
+    #[test]
     fn wildcards_positional_formats_and_column_free_queries_read_everything() {
         let parquet = table("parquet");
         assert_eq!(kept("SELECT * FROM lineitem", &parquet), None);
         assert_eq!(kept("SELECT l.* FROM lineitem l", &parquet), None);
         assert_eq!(kept("SELECT DISTINCT * FROM lineitem", &parquet), None);
         assert_eq!(kept("SELECT COUNT(1) FROM lineitem", &parquet), None);
+        assert_eq!(
+            kept(
+                "SELECT COUNT(*) FROM t WHERE x IN (SELECT * FROM lineitem)",
+                &parquet
+            ),
+            None
+        );
         assert_eq!(kept("SELECT l_tax FROM lineitem", &table("csv")), None);
     }
 }
