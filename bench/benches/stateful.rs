@@ -76,6 +76,7 @@ fn hopping_window(c: &mut Criterion) {
     let ctx = OperatorContext {
         incremental_checkpoints: false,
         checkpointing: false,
+        memory: sluice_engine::spill::MemoryBudget::default(),
         vertex: "HopCount".into(),
         subtask: SubtaskIndex(0),
         parallelism: 1,

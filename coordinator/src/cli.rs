@@ -144,7 +144,9 @@ pub struct TaskManagerArgs {
     pub flight_token: Option<String>,
     /// A configuration option: `heartbeat.interval` (default: as the JobManager asks),
     /// `taskmanager.network.memory.buffers-per-channel` (credits per remote channel,
-    /// default 8), `taskmanager.network.compression.codec` (NONE, LZ4 or ZSTD for batches
+    /// default 8), `taskmanager.memory.managed.size` (memory for batch joins, sorts and
+    /// aggregations, split among the slots; default 40% of physical memory), `io.tmp.dirs`
+    /// (where they spill), `taskmanager.network.compression.codec` (NONE, LZ4 or ZSTD for batches
     /// sent to other TaskManagers; default NONE), and the S3 checkpoint store's `s3.endpoint`,
     /// `s3.access-key`, `s3.secret-key`, `s3.region`, `s3.path.style.access` (unset: the
     /// `AWS_*` environment variables). Repeatable.
@@ -171,12 +173,28 @@ impl TaskManagerArgs {
             (_, jobmanager) => jobmanager.clone().unwrap_or_default(),
         };
         let mut s3 = sluice_engine::checkpoint::S3Config::default();
+        let (mut managed_memory, mut spill_dir) = (None, None);
         for (key, value) in &options {
             match key.as_str() {
                 key if sluice_engine::checkpoint::S3Config::is_s3_key(key) => s3
                     .set(key, value)
                     .map_err(|e| CliError::Option(format!("-D {e}")))?,
                 "heartbeat.interval" => heartbeat_interval = Some(duration_option(key, value)?),
+                "taskmanager.memory.managed.size" => {
+                    managed_memory = Some(
+                        sluice_engine::spill::parse_memory_size(value)
+                            .map_err(|e| CliError::Option(format!("-D {key}: {e}")))?,
+                    );
+                }
+                "io.tmp.dirs" => {
+                    let first = value.split([',', ':']).next().unwrap_or_default().trim();
+                    if first.is_empty() {
+                        return Err(CliError::Option(format!(
+                            "-D {key}={value}: expected a directory"
+                        )));
+                    }
+                    spill_dir = Some(std::path::PathBuf::from(first));
+                }
                 "taskmanager.network.memory.buffers-per-channel" => {
                     let credits = value.parse().ok().filter(|c| *c > 0).ok_or_else(|| {
                         CliError::Option(format!("-D {key}={value}: expected a positive integer"))
@@ -192,7 +210,8 @@ impl TaskManagerArgs {
                     return Err(CliError::Option(format!(
                         "-D {other}: unknown option for a taskmanager (known: \
                          heartbeat.interval, taskmanager.network.memory.buffers-per-channel, \
-                         taskmanager.network.compression.codec, s3.*, \
+                         taskmanager.network.compression.codec, \
+                         taskmanager.memory.managed.size, io.tmp.dirs, s3.*, \
                          high-availability.etcd.lease-ttl, high-availability.etcd.retry-delay)"
                     )));
                 }
@@ -211,6 +230,8 @@ impl TaskManagerArgs {
             metrics_port: self.metrics_port,
             flight_token: flight_token(self.flight_token.clone()),
             stores: crate::checkpoint::s3::state_stores(s3),
+            managed_memory,
+            spill_dir,
         })
     }
 

@@ -174,7 +174,7 @@ pub fn write_tasks(exposition: &mut Exposition, tasks: &[NamedTask<'_>], now_ms:
         }
     }
     type OperatorValue = fn(&sluice_engine::runtime::OperatorMetrics) -> u64;
-    let operator_families: [(&str, &str, &str, OperatorValue); 6] = [
+    let operator_families: [(&str, &str, &str, OperatorValue); 7] = [
         (
             "sluice_operator_records_in_total",
             "counter",
@@ -198,6 +198,12 @@ pub fn write_tasks(exposition: &mut Exposition, tasks: &[NamedTask<'_>], now_ms:
             "gauge",
             "Keys (groups) in an operator's keyed state.",
             |m| m.state_keys,
+        ),
+        (
+            "sluice_operator_spilled_bytes_total",
+            "counter",
+            "Bytes an operator wrote to spill files beyond its managed memory.",
+            |m| m.spilled_bytes,
         ),
         (
             "sluice_operator_late_records_dropped_total",

@@ -21,6 +21,7 @@ pub fn operator_to_proto(operator: String, m: &OperatorMetrics) -> proto::Operat
         state_bytes: m.state_bytes,
         skipped_records: m.skipped_records,
         state_keys: m.state_keys,
+        spilled_bytes: m.spilled_bytes,
     }
 }
 
@@ -38,6 +39,7 @@ pub fn operator_from_proto(m: proto::OperatorMetrics) -> (String, OperatorMetric
             late_records_dropped: m.late_records_dropped,
             state_bytes: m.state_bytes,
             state_keys: m.state_keys,
+            spilled_bytes: m.spilled_bytes,
         },
     )
 }

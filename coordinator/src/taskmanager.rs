@@ -77,6 +77,11 @@ pub struct TaskManagerConfig {
     /// stores with this TaskManager's own `s3.*` settings (`-D`, else `AWS_*` variables;
     /// deployments carry only the checkpoint URL, never credentials).
     pub stores: StateStores,
+    /// Managed memory of the whole TaskManager (`taskmanager.memory.managed.size`), split
+    /// evenly among its slots; default: the engine's (40% of physical memory).
+    pub managed_memory: Option<u64>,
+    /// Where operators spill (`io.tmp.dirs`); default: the system's temporary directory.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 /// Where a TaskManager's services listen.
@@ -488,6 +493,18 @@ impl TaskExecutor for TaskExecutorService {
             .with_pinning(false);
         if let Some(rows) = self.config.batch_size {
             runtime_config = runtime_config.with_batch_size(rows);
+        }
+        // The slice runs in some of this TaskManager's slots: it gets their part of the
+        // managed memory.
+        let managed = self
+            .config
+            .managed_memory
+            .unwrap_or(runtime_config.managed_memory);
+        runtime_config = runtime_config.with_managed_memory(
+            managed / u64::from(self.config.slots.max(1)) * local_slots.len() as u64,
+        );
+        if let Some(dir) = &self.config.spill_dir {
+            runtime_config = runtime_config.with_spill_dir(dir.clone());
         }
         let runtime = LocalRuntime::new(runtime_config.clone());
         let checkpointing = if r.checkpoint_dir.is_empty() {

@@ -31,6 +31,7 @@ pub mod graph;
 pub mod ids;
 pub mod operator;
 pub mod runtime;
+pub mod spill;
 pub mod sql;
 pub mod state;
 pub mod time;

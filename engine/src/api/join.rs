@@ -133,6 +133,12 @@ impl JoinBuilder {
         self.build(JoinKind::Regular { join_type })
     }
 
+    /// The batch hash join: final rows (no `_row_kind`) after both inputs end, spilling
+    /// beyond its managed memory. Bounded inputs only.
+    pub fn hash(self, join_type: JoinType) -> Result<DataStream> {
+        self.build(JoinKind::Hash { join_type })
+    }
+
     /// A join a decorrelated subquery becomes (semi, anti, null-aware anti, single), with an
     /// optional residual predicate over (left, right) pairs; `subquery` names it in errors.
     /// Emits at end of input: batch mode only.

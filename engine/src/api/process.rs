@@ -754,6 +754,7 @@ mod tests {
         op.open(&OperatorContext {
             incremental_checkpoints: false,
             checkpointing: false,
+            memory: crate::spill::MemoryBudget::default(),
             vertex: "echo".into(),
             subtask: SubtaskIndex(0),
             parallelism: 1,

@@ -655,6 +655,7 @@ mod tests {
             output_schema: input,
             incremental_checkpoints: false,
             checkpointing,
+            memory: crate::spill::MemoryBudget::default(),
         }
     }
 

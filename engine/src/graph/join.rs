@@ -52,6 +52,11 @@ pub enum JoinKind {
     /// a row without a partner padded with NULLs and retracts it (`-D`) when the first partner
     /// arrives, as Flink does.
     Regular { join_type: JoinType },
+    /// The batch hash join (batch mode only): both inputs are held until they end, then the
+    /// smaller side of each partition is built into a hash table and the larger one probes
+    /// it. Emits final rows only (no `_row_kind`), unmatched rows of a preserved side padded
+    /// with NULLs. Spills both sides by key hash beyond the operator's managed memory.
+    Hash { join_type: JoinType },
     /// Flink's interval join (inner): `left_time BETWEEN right_time + lower_ms AND right_time +
     /// upper_ms`, both bounds inclusive. Emits as soon as both rows are there; state is dropped
     /// once the watermark shows a row can no longer match.
@@ -137,6 +142,7 @@ impl JoinSpec {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             JoinKind::Regular { .. } => "RegularJoin",
+            JoinKind::Hash { .. } => "HashJoin",
             JoinKind::Interval { .. } => "IntervalJoin",
             JoinKind::Window { .. } => "WindowJoin",
             JoinKind::Subquery { join_type, .. } => match join_type {
@@ -146,6 +152,12 @@ impl JoinSpec {
                 SubqueryJoinType::Single => "SingleJoin",
             },
         }
+    }
+
+    /// Whether the join runs only over bounded inputs, holding them until they end (the hash
+    /// and subquery joins of batch mode).
+    pub fn is_batch(&self) -> bool {
+        matches!(self.kind, JoinKind::Hash { .. } | JoinKind::Subquery { .. })
     }
 
     /// Checks the spec against the input schemas and returns the column indices it uses.
@@ -158,6 +170,7 @@ impl JoinSpec {
                         join_type: JoinType::Inner,
                     } => continue,
                     JoinKind::Regular { .. } => "outer join",
+                    JoinKind::Hash { .. } => "batch hash join",
                     JoinKind::Interval { .. } => "interval join",
                     JoinKind::Window { .. } => "window join",
                     JoinKind::Subquery { .. } => "subquery join",
@@ -194,7 +207,7 @@ impl JoinSpec {
             keys[1].push(right.index_of(r).map_err(|e| Error::arrow("join key", e))?);
         }
         let times = match &self.kind {
-            JoinKind::Regular { .. } => None,
+            JoinKind::Regular { .. } | JoinKind::Hash { .. } => None,
             JoinKind::Subquery {
                 join_type,
                 residual,
@@ -262,6 +275,9 @@ impl JoinSpec {
         let (changelog, nullable) = match &self.kind {
             JoinKind::Regular { join_type } => {
                 (true, [join_type.preserves(1), join_type.preserves(0)])
+            }
+            JoinKind::Hash { join_type } => {
+                (false, [join_type.preserves(1), join_type.preserves(0)])
             }
             JoinKind::Interval { .. } | JoinKind::Window { .. } => (false, [false, false]),
             JoinKind::Subquery {

@@ -91,6 +91,20 @@ impl OperatorSpec {
         }
     }
 
+    /// Whether the operator holds its input until it ends and so takes a share of the
+    /// managed memory, spilling beyond it (see [`crate::spill`]): batch joins, final
+    /// aggregations and full sorts.
+    pub fn uses_managed_memory(&self) -> bool {
+        match self {
+            OperatorSpec::Join(spec) => spec.is_batch(),
+            OperatorSpec::KeyedAggregate(spec) => spec.emit == EmitMode::Final,
+            OperatorSpec::Sort(spec) => {
+                !spec.keys.is_empty() && spec.fetch.is_none() && !spec.event_time
+            }
+            _ => false,
+        }
+    }
+
     /// How many inputs the operator takes: `Some(n)` when fixed, `None` for any number ≥ 1.
     pub fn input_arity(&self) -> Option<usize> {
         match self {

@@ -65,6 +65,9 @@ pub struct OperatorContext {
     /// The job takes checkpoints: exactly-once sinks hold output back until the checkpoint
     /// that covers it completes.
     pub checkpointing: bool,
+    /// What this instance may hold in memory before it spills (memory-consuming operators;
+    /// unlimited for the others).
+    pub memory: crate::spill::MemoryBudget,
 }
 
 /// Where an operator puts what it produces. The chain driver drains it into the next operator

@@ -62,6 +62,7 @@ impl Subject {
                 let ctx = OperatorContext {
                     incremental_checkpoints: false,
                     checkpointing: false,
+                    memory: crate::spill::MemoryBudget::default(),
                     vertex: "under test".into(),
                     subtask: SubtaskIndex(subtask),
                     parallelism,

@@ -31,6 +31,7 @@ struct LiveOperator {
     late_records_dropped: AtomicU64,
     state_bytes: AtomicU64,
     state_keys: AtomicU64,
+    spilled_bytes: AtomicU64,
 }
 
 impl LiveOperator {
@@ -45,6 +46,7 @@ impl LiveOperator {
             .store(m.late_records_dropped, Ordering::Relaxed);
         self.state_bytes.store(m.state_bytes, Ordering::Relaxed);
         self.state_keys.store(m.state_keys, Ordering::Relaxed);
+        self.spilled_bytes.store(m.spilled_bytes, Ordering::Relaxed);
     }
 
     fn load(&self) -> OperatorMetrics {
@@ -57,6 +59,7 @@ impl LiveOperator {
             late_records_dropped: self.late_records_dropped.load(Ordering::Relaxed),
             state_bytes: self.state_bytes.load(Ordering::Relaxed),
             state_keys: self.state_keys.load(Ordering::Relaxed),
+            spilled_bytes: self.spilled_bytes.load(Ordering::Relaxed),
         }
     }
 }

@@ -90,6 +90,13 @@ pub struct RuntimeConfig {
     pub cancel_request: Option<CancelRequest>,
     /// Sees every job [`LocalRuntime::execute`] runs start and end. Default: none.
     pub observer: Option<Observer>,
+    /// Managed memory of all slots together (`taskmanager.memory.managed.size`): each slot
+    /// gets an equal part, split evenly among the job's memory-consuming operators (batch
+    /// joins, sorts, aggregations), which spill beyond their share. Default: 40% of the
+    /// machine's physical memory, as Flink's `taskmanager.memory.managed.fraction`.
+    pub managed_memory: u64,
+    /// Where operators spill (`io.tmp.dirs`). Default: the system's temporary directory.
+    pub spill_dir: PathBuf,
 }
 
 impl Default for RuntimeConfig {
@@ -107,8 +114,28 @@ impl Default for RuntimeConfig {
             control_dir: None,
             cancel_request: None,
             observer: None,
+            managed_memory: default_managed_memory(),
+            spill_dir: std::env::temp_dir(),
         }
     }
+}
+
+/// 40% of the physical memory (`/proc/meminfo`), or 1 GiB where that cannot be read.
+fn default_managed_memory() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        });
+    total_kib.map_or(1 << 30, |kib| kib * 1024 / 10 * 4)
 }
 
 impl RuntimeConfig {
@@ -169,6 +196,29 @@ impl RuntimeConfig {
     pub fn with_observer(mut self, observer: Option<Arc<dyn JobObserver>>) -> Self {
         self.observer = observer.map(Observer);
         self
+    }
+
+    /// Managed memory of all slots together; see [`RuntimeConfig::managed_memory`].
+    pub fn with_managed_memory(mut self, bytes: u64) -> Self {
+        self.managed_memory = bytes;
+        self
+    }
+
+    /// Operators spill into `dir`.
+    pub fn with_spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = dir.into();
+        self
+    }
+
+    /// The memory budget of one instance of a memory-consuming operator in a job with
+    /// `consumers` of them: an equal part of one slot's managed memory.
+    pub fn operator_memory(&self, consumers: usize) -> crate::spill::MemoryBudget {
+        let per_slot = self.managed_memory / self.slots.max(1) as u64;
+        let share = per_slot / consumers.max(1) as u64;
+        crate::spill::MemoryBudget::new(
+            usize::try_from(share).unwrap_or(usize::MAX),
+            self.spill_dir.clone(),
+        )
     }
 
     pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -582,6 +632,7 @@ impl JobHandle {
                     total.late_records_dropped += metrics.late_records_dropped;
                     total.state_bytes += metrics.state_bytes;
                     total.state_keys += metrics.state_keys;
+                    total.spilled_bytes += metrics.spilled_bytes;
                 }
             }
         }
@@ -698,6 +749,11 @@ fn build_task(
         }
     };
 
+    let memory_consumers = graph
+        .vertices()
+        .iter()
+        .filter(|v| v.operator.uses_managed_memory())
+        .count();
     let mut operators = Vec::with_capacity(operator_vertices.len());
     for &id in operator_vertices {
         let vertex = graph.vertex(id);
@@ -715,6 +771,11 @@ fn build_task(
             ),
             input_schemas: graph.input_schemas(id),
             output_schema: vertex.output_schema.clone(),
+            memory: if vertex.operator.uses_managed_memory() {
+                config.operator_memory(memory_consumers)
+            } else {
+                crate::spill::MemoryBudget::unlimited()
+            },
         };
         let operator = env
             .registry

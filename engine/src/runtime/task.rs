@@ -45,6 +45,8 @@ pub struct OperatorMetrics {
     pub state_bytes: u64,
     /// Keys (groups) in keyed state.
     pub state_keys: u64,
+    /// Bytes written to spill files (operators over their memory budget).
+    pub spilled_bytes: u64,
 }
 
 /// How often operators see the wall clock when nothing else happens: the resolution of

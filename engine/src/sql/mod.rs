@@ -17,7 +17,9 @@
 //!   `restart-strategy.*` configure the local runtime's checkpoints and restarts;
 //!   `execution.savepoint.path` restores the following jobs from a savepoint or retained
 //!   checkpoint (local or `s3://`); `s3.*` set up the S3 checkpoint store
-//!   ([`crate::checkpoint::S3Config`]); other keys fail.
+//!   ([`crate::checkpoint::S3Config`]); `taskmanager.memory.managed.size` (e.g. `256mb`) and
+//!   `io.tmp.dirs` set the local runtime's managed memory and spill directory
+//!   ([`crate::spill`]); other keys fail.
 //! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
 //!   [`Outcome::Changelog`] when the result is updating in streaming mode; in batch mode an
 //!   updating result, e.g. of an outer join, is folded into its final rows: each `+I`/`+U`
@@ -616,6 +618,18 @@ impl Session {
                     .with_idle_timeout((!timeout.is_zero()).then_some(timeout));
             }
             "pipeline.name" => self.job_name = Some(value.to_string()),
+            "taskmanager.memory.managed.size" => {
+                let bytes = crate::spill::parse_memory_size(value).map_err(|m| bad(&m))?;
+                self.config.runtime = self.config.runtime.clone().with_managed_memory(bytes);
+            }
+            "io.tmp.dirs" => {
+                // Flink takes a list; operators spill into the first directory.
+                let first = value.split([',', ':']).next().unwrap_or_default().trim();
+                if first.is_empty() {
+                    return Err(bad("expected a directory"));
+                }
+                self.config.runtime = self.config.runtime.clone().with_spill_dir(first);
+            }
             "execution.savepoint.path" => {
                 let path = crate::checkpoint::StatePath::parse(value).map_err(|m| bad(&m))?;
                 self.config.runtime.initial_restore = Some(path);
@@ -664,6 +678,8 @@ impl Session {
                     "pipeline.name",
                     "table.exec.mini-batch.enabled",
                     "execution.savepoint.path",
+                    "taskmanager.memory.managed.size",
+                    "io.tmp.dirs",
                 ];
                 let candidates = KNOWN
                     .iter()
@@ -1316,7 +1332,8 @@ pub fn explain(graph: &JobGraph) -> String {
                     spec.right_keys.join(", ")
                 );
                 match &spec.kind {
-                    crate::graph::JoinKind::Regular { join_type } => {
+                    crate::graph::JoinKind::Regular { join_type }
+                    | crate::graph::JoinKind::Hash { join_type } => {
                         format!("{join_type:?} {keys}")
                     }
                     crate::graph::JoinKind::Interval {

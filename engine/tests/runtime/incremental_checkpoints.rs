@@ -300,6 +300,7 @@ fn checkpoint_size_with_a_million_keys() {
                     output_schema: output,
                     incremental_checkpoints: incremental,
                     checkpointing: true,
+                    memory: sluice_engine::spill::MemoryBudget::default(),
                 })
                 .unwrap();
             let mut out = Output::default();

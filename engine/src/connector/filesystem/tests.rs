@@ -139,6 +139,7 @@ fn context(schema: SchemaRef, subtask: u32, parallelism: u32) -> OperatorContext
     OperatorContext {
         incremental_checkpoints: false,
         checkpointing: false,
+        memory: crate::spill::MemoryBudget::default(),
         vertex: "sink".into(),
         subtask: SubtaskIndex(subtask),
         parallelism,

@@ -624,6 +624,7 @@ mod tests {
                     output_schema: output.clone(),
                     incremental_checkpoints: false,
                     checkpointing: false,
+                    memory: crate::spill::MemoryBudget::default(),
                 })
                 .expect("open");
             let mut out = Output::default();

@@ -99,6 +99,12 @@ pub(crate) fn build(spec: &JoinSpec, ctx: &OperatorContext) -> Result<Box<dyn Op
         JoinKind::Regular { join_type } => {
             Box::new(RegularJoin::new(keys, *join_type, shape, row_kinds))
         }
+        JoinKind::Hash { .. } => {
+            return Err(Error::plan(
+                &ctx.vertex,
+                "the batch hash join is not available in this build",
+            ));
+        }
         JoinKind::Interval {
             lower_ms, upper_ms, ..
         } => Box::new(IntervalJoin::new(

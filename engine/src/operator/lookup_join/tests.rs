@@ -92,6 +92,7 @@ fn run(spec: &LookupJoinSpec, batches: &[Vec<InputRow>]) -> Vec<OutRow> {
         output_schema: output,
         incremental_checkpoints: false,
         checkpointing: false,
+        memory: crate::spill::MemoryBudget::default(),
     };
     join.open(&ctx).expect("open");
     let mut out = Output::default();

@@ -52,6 +52,7 @@ fn context(input: SchemaRef, output: SchemaRef, subtask: u32, parallelism: u32) 
     OperatorContext {
         incremental_checkpoints: false,
         checkpointing: false,
+        memory: crate::spill::MemoryBudget::default(),
         vertex: "rank".into(),
         subtask: SubtaskIndex(subtask),
         parallelism,

@@ -1,0 +1,330 @@
+//! Managed memory and spilling: the share of `taskmanager.memory.managed.size` one operator
+//! instance may hold, and the Arrow IPC files it writes what does not fit to.
+//!
+//! Flink gives each slot an equal part of a TaskManager's managed memory and splits a slot's
+//! part among the memory-consuming operators of the job (hash joins, sorts, aggregations); so
+//! does Sluice. An operator measures the batches and tables it holds itself and compares them
+//! with [`MemoryBudget::limit`]; there is no allocator-level enforcement, so the budget bounds
+//! what an operator keeps, not every transient buffer of a kernel call.
+//!
+//! A spill file is an Arrow IPC stream in the directory of `io.tmp.dirs`, written through a
+//! buffered writer, read back batch by batch, and deleted when its [`SpillFile`] is dropped
+//! (also when the job fails).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use tempfile::TempPath;
+
+use crate::{Error, Result};
+
+/// How much memory one operator instance may hold, and where it spills the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// Bytes this instance may hold; `None`: no limit (nothing spills).
+    limit: Option<usize>,
+    dir: PathBuf,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget::unlimited()
+    }
+}
+
+impl MemoryBudget {
+    /// A budget that never asks to spill (tests, operators outside a job).
+    pub fn unlimited() -> Self {
+        MemoryBudget {
+            limit: None,
+            dir: std::env::temp_dir(),
+        }
+    }
+
+    /// A budget of `bytes`, spilling into `dir`.
+    pub fn new(bytes: usize, dir: impl Into<PathBuf>) -> Self {
+        MemoryBudget {
+            limit: Some(bytes.max(1)),
+            dir: dir.into(),
+        }
+    }
+
+    /// The bytes this instance may hold, if limited.
+    pub fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+
+    /// Whether holding `bytes` is more than the budget allows.
+    pub fn exceeded_by(&self, bytes: usize) -> bool {
+        self.limit.is_some_and(|limit| bytes > limit)
+    }
+
+    /// The directory spill files go to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts a new spill file for batches of `schema`; `what` names the operator and the
+    /// purpose in error messages and in the file's name.
+    pub fn spill_writer(&self, what: &str, schema: &SchemaRef) -> Result<SpillWriter> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("create the spill directory", &self.dir, e))?;
+        let prefix: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        let file = tempfile::Builder::new()
+            .prefix(&format!("sluice-spill-{prefix}-"))
+            .suffix(".arrows")
+            .tempfile_in(&self.dir)
+            .map_err(|e| Error::io("create a spill file", &self.dir, e))?;
+        let (file, path) = file.into_parts();
+        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+            .map_err(|e| Error::arrow(format!("{what}: start spill file {}", path.display()), e))?;
+        Ok(SpillWriter {
+            what: what.to_string(),
+            writer,
+            path,
+            rows: 0,
+            batches: 0,
+        })
+    }
+}
+
+/// Parses a memory size as Flink writes it: a number with an optional unit, `b`, `k`/`kb`,
+/// `m`/`mb`, `g`/`gb`, `t`/`tb` (binary multiples, any case, spaces allowed); no unit means
+/// bytes.
+pub fn parse_memory_size(value: &str) -> std::result::Result<u64, String> {
+    let text = value.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{value}' is no memory size (expected e.g. 64mb, 1g, 4096)"))?;
+    let shift = match unit.trim() {
+        "" | "b" | "bytes" => 0,
+        "k" | "kb" | "kibibytes" => 10,
+        "m" | "mb" | "mebibytes" => 20,
+        "g" | "gb" | "gibibytes" => 30,
+        "t" | "tb" | "tebibytes" => 40,
+        other => {
+            return Err(format!(
+                "'{value}': unknown unit '{other}' (expected b, kb, mb, gb or tb)"
+            ));
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{value}' is too large"))
+}
+
+/// An open spill file being written.
+pub struct SpillWriter {
+    what: String,
+    writer: StreamWriter<BufWriter<File>>,
+    path: TempPath,
+    rows: usize,
+    batches: usize,
+}
+
+impl SpillWriter {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.writer.write(batch).map_err(|e| {
+            Error::arrow(
+                format!("{}: write spill file {}", self.what, self.path.display()),
+                e,
+            )
+        })?;
+        self.rows += batch.num_rows();
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Closes the file for reading.
+    pub fn finish(self) -> Result<SpillFile> {
+        let SpillWriter {
+            what,
+            writer,
+            path,
+            rows,
+            batches,
+        } = self;
+        // `into_inner` writes the end-of-stream marker and flushes the IPC writer.
+        let buffered = writer.into_inner().map_err(|e| {
+            Error::arrow(format!("{what}: finish spill file {}", path.display()), e)
+        })?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| Error::io("flush a spill file", path.to_path_buf(), e.into_error()))?;
+        let bytes = file
+            .metadata()
+            .map_err(|e| Error::io("read the size of a spill file", path.to_path_buf(), e))?
+            .len();
+        drop(file);
+        Ok(SpillFile {
+            what,
+            path,
+            rows,
+            batches,
+            bytes,
+        })
+    }
+}
+
+/// A finished spill file; deleted when dropped.
+#[derive(Debug)]
+pub struct SpillFile {
+    what: String,
+    path: TempPath,
+    rows: usize,
+    batches: usize,
+    bytes: u64,
+}
+
+impl SpillFile {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
+    /// Size of the file on disk.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Reads the batches back, in the order they were written.
+    pub fn read(&self) -> Result<SpillReader> {
+        let file = File::open(&self.path)
+            .map_err(|e| Error::io("open a spill file", self.path.to_path_buf(), e))?;
+        let reader =
+            StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None).map_err(|e| {
+                Error::arrow(
+                    format!("{}: read spill file {}", self.what, self.path.display()),
+                    e,
+                )
+            })?;
+        Ok(SpillReader {
+            what: self.what.clone(),
+            path: self.path.to_path_buf(),
+            reader,
+        })
+    }
+
+    /// Reads every batch back.
+    pub fn read_all(&self) -> Result<Vec<RecordBatch>> {
+        self.read()?.collect()
+    }
+}
+
+/// The batches of a [`SpillFile`], one at a time.
+pub struct SpillReader {
+    what: String,
+    path: PathBuf,
+    reader: StreamReader<BufReader<File>>,
+}
+
+impl Iterator for SpillReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.reader.next().map(|batch| {
+            batch.map_err(|e| {
+                Error::arrow(
+                    format!("{}: read spill file {}", self.what, self.path.display()),
+                    e,
+                )
+            })
+        })
+    }
+}
+
+/// The bytes `batches` hold in memory (their buffers' capacities).
+pub fn batches_memory(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::get_array_memory_size).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse_as_flink_writes_them() {
+        assert_eq!(parse_memory_size("4096"), Ok(4096));
+        assert_eq!(parse_memory_size("64mb"), Ok(64 << 20));
+        assert_eq!(parse_memory_size("64 MB"), Ok(64 << 20));
+        assert_eq!(parse_memory_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_memory_size("512k"), Ok(512 << 10));
+        assert!(
+            parse_memory_size("lots")
+                .unwrap_err()
+                .contains("no memory size")
+        );
+        assert!(
+            parse_memory_size("3 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_memory_size("99999999999tb")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn a_spill_file_reads_back_what_was_written_and_goes_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = MemoryBudget::new(1 << 20, dir.path().join("spill"));
+        assert!(budget.exceeded_by(2 << 20));
+        assert!(!budget.exceeded_by(1 << 20));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let batch = |from: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(from..from + 3)),
+                    Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+                ],
+            )
+            .unwrap()
+        };
+        let mut writer = budget.spill_writer("join build/side 0", &schema).unwrap();
+        writer.write(&batch(0)).unwrap();
+        writer.write(&batch(10)).unwrap();
+        let file = writer.finish().unwrap();
+        assert_eq!((file.rows(), file.batches()), (6, 2));
+        assert!(file.bytes() > 0);
+        assert_eq!(file.read_all().unwrap(), vec![batch(0), batch(10)]);
+        let path = file.path.to_path_buf();
+        assert!(path.exists());
+        drop(file);
+        assert!(!path.exists(), "a dropped spill file is deleted");
+    }
+}
