@@ -793,6 +793,7 @@ fn build_task(
                 .unwrap_or_default()
         });
         operators.push(ChainedOperator {
+            held_final_watermark: false,
             restore,
             name: vertex.name.clone(),
             operator,

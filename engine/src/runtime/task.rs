@@ -74,6 +74,10 @@ pub(crate) struct ChainedOperator {
     pub output: Output,
     /// State to load after `open` (a restarted job).
     pub restore: Option<StateSnapshot>,
+    /// The operator emitted the final watermark ([`Watermark::MAX`]) before its input ended;
+    /// it goes downstream after what `finish` emits, so rows a batch operator emits at the
+    /// end (a hash join, an aggregation) are not late for the event-time operators after it.
+    pub held_final_watermark: bool,
 }
 
 pub(crate) struct SourceInput {
@@ -599,6 +603,17 @@ impl Task {
                 op.metrics.records_out += batch.num_rows() as u64;
                 op.metrics.batches_out += 1;
             }
+        }
+        let held = elements.len();
+        elements.retain(|e| !matches!(e, StreamElement::Watermark(w) if *w == Watermark::MAX));
+        op.held_final_watermark |= elements.len() < held;
+        if op.held_final_watermark
+            && let Some(end) = elements
+                .iter()
+                .position(|e| matches!(e, StreamElement::EndOfInput))
+        {
+            elements.insert(end, StreamElement::Watermark(Watermark::MAX));
+            op.held_final_watermark = false;
         }
         self.operators[level].output = out;
         for produced in elements.drain(..) {

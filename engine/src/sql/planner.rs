@@ -743,6 +743,13 @@ impl<'a> Planner<'a> {
             None if let Some((l, r, size_ms)) = &window => {
                 (builder.tumbling_window(l, r, *size_ms)?, Vec::new())
             }
+            // Batch mode: the hash join, build-then-probe over bounded inputs, final rows.
+            None if !self.streaming
+                && !has_row_kind(&left_stream.schema())
+                && !has_row_kind(&right_stream.schema()) =>
+            {
+                (builder.hash(join_type)?, Vec::new())
+            }
             // An inner join of insert-only inputs only inserts: drop its `_row_kind` so that
             // what follows (aggregations, sinks) sees an append-only stream, as in Flink.
             None if join_type == JoinType::Inner

@@ -23,6 +23,7 @@
 //! Called by the operator registry (`build`) for [`OperatorSpec::Join`](crate::graph::OperatorSpec).
 
 mod checkpoint;
+mod hash;
 mod interval;
 mod regular;
 mod subquery;
@@ -47,6 +48,7 @@ use crate::element::{ROW_KIND_COLUMN, RowKind};
 use crate::graph::{JoinKind, JoinSpec};
 use crate::{Error, Result};
 
+pub(crate) use hash::HashJoin;
 pub(crate) use interval::IntervalJoin;
 pub(crate) use regular::RegularJoin;
 pub(crate) use subquery::SubqueryJoin;
@@ -99,11 +101,8 @@ pub(crate) fn build(spec: &JoinSpec, ctx: &OperatorContext) -> Result<Box<dyn Op
         JoinKind::Regular { join_type } => {
             Box::new(RegularJoin::new(keys, *join_type, shape, row_kinds))
         }
-        JoinKind::Hash { .. } => {
-            return Err(Error::plan(
-                &ctx.vertex,
-                "the batch hash join is not available in this build",
-            ));
+        JoinKind::Hash { join_type } => {
+            Box::new(HashJoin::new(keys.columns.clone(), *join_type, shape))
         }
         JoinKind::Interval {
             lower_ms, upper_ms, ..

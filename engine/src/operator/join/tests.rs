@@ -420,3 +420,170 @@ mod subquery {
         assert_eq!(rows, [(0, None), (1, None)]);
     }
 }
+
+/// The batch hash join against a nested loop: every join type, with budgets from unlimited
+/// to a few bytes (everything spilled, partitions split again).
+mod hash_join {
+    use arrow::array::ArrayRef;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::operator::OperatorContext;
+    use crate::operator::join::HashJoin;
+    use crate::runtime::OperatorMetrics;
+    use crate::spill::MemoryBudget;
+
+    type Row = (Option<i64>, i64);
+
+    /// (left index, right index) per output row, NULL partners as `None`.
+    type Pair = (Option<i64>, Option<i64>);
+
+    fn model(join_type: JoinType, left: &[Row], right: &[Row]) -> Vec<Pair> {
+        let mut out = Vec::new();
+        let mut right_matched = vec![false; right.len()];
+        for l in left {
+            let mut found = false;
+            for (j, r) in right.iter().enumerate() {
+                if l.0.is_some() && l.0 == r.0 {
+                    out.push((Some(l.1), Some(r.1)));
+                    right_matched[j] = true;
+                    found = true;
+                }
+            }
+            if !found && join_type.preserves(0) {
+                out.push((Some(l.1), None));
+            }
+        }
+        if join_type.preserves(1) {
+            for (j, r) in right.iter().enumerate() {
+                if !right_matched[j] {
+                    out.push((None, Some(r.1)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Runs the operator over `left` and `right` in batches of `chunk` rows, interleaved as
+    /// a gate would deliver them; returns the output pairs and the spilled bytes.
+    fn run(
+        join_type: JoinType,
+        left: &[Row],
+        right: &[Row],
+        chunk: usize,
+        budget: MemoryBudget,
+    ) -> (Vec<Pair>, u64) {
+        let (keys, shape) = shape(JoinKind::Hash { join_type });
+        let output = shape.schema.clone();
+        let mut join = HashJoin::new(keys.columns.clone(), join_type, shape);
+        join.open(&OperatorContext {
+            vertex: "HashJoin".into(),
+            subtask: crate::ids::SubtaskIndex(0),
+            parallelism: 1,
+            max_parallelism: 128,
+            key_groups: crate::state::KeyGroupRange::for_subtask(128, 1, 0),
+            input_schemas: vec![schema(), schema()],
+            output_schema: output,
+            incremental_checkpoints: false,
+            checkpointing: false,
+            memory: budget,
+        })
+        .expect("open");
+        let mut out = Output::default();
+        let (mut l, mut r) = (left.chunks(chunk), right.chunks(chunk));
+        loop {
+            let (a, b) = (l.next(), r.next());
+            if a.is_none() && b.is_none() {
+                break;
+            }
+            for (side, rows) in [(0, a), (1, b)] {
+                if let Some(rows) = rows {
+                    join.process_batch(side, batch(rows), &mut out)
+                        .expect("process");
+                }
+            }
+        }
+        join.finish(&mut out).expect("finish");
+        let mut metrics = OperatorMetrics::default();
+        join.report_metrics(&mut metrics);
+        let mut pairs = Vec::new();
+        for element in out.drain() {
+            let StreamElement::Batch(b) = element else {
+                continue;
+            };
+            assert_eq!(b.num_columns(), 4, "no _row_kind in a batch join's output");
+            let index = |c: &ArrayRef, i: usize| {
+                let c = c.as_primitive::<Int64Type>();
+                c.is_valid(i).then(|| c.value(i))
+            };
+            for i in 0..b.num_rows() {
+                pairs.push((index(b.column(1), i), index(b.column(3), i)));
+            }
+        }
+        pairs.sort();
+        (pairs, metrics.spilled_bytes)
+    }
+
+    fn rows(max: usize) -> impl Strategy<Value = Vec<Row>> {
+        prop::collection::vec(prop::option::weighted(0.9, 0..12i64), 0..max).prop_map(|keys| {
+            keys.into_iter()
+                .enumerate()
+                .map(|(i, k)| (k, i as i64))
+                .collect()
+        })
+    }
+
+    fn join_type() -> impl Strategy<Value = JoinType> {
+        prop_oneof![
+            Just(JoinType::Inner),
+            Just(JoinType::Left),
+            Just(JoinType::Right),
+            Just(JoinType::Full),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn hash_joins_match_a_nested_loop(
+            join_type in join_type(),
+            left in rows(60),
+            right in rows(60),
+            chunk in 1..20usize,
+            budget in prop::option::of(1usize..4096),
+        ) {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let budget = budget.map_or_else(MemoryBudget::unlimited, |b| {
+                MemoryBudget::new(b, dir.path())
+            });
+            let (actual, _) = run(join_type, &left, &right, chunk, budget);
+            prop_assert_eq!(actual, model(join_type, &left, &right));
+            let left_over = std::fs::read_dir(dir.path()).expect("spill dir").count();
+            prop_assert_eq!(left_over, 0, "spill files are deleted");
+        }
+    }
+
+    #[test]
+    fn a_join_over_its_budget_spills_and_splits_partitions_again() {
+        // 20 000 rows per side (about 320 KiB) over 2 000 keys with an 8 KiB budget: the
+        // first spill's partitions (about 10 KiB on disk each) split again.
+        let left: Vec<Row> = (0..20_000).map(|i| (Some(i % 2_000), i)).collect();
+        let right: Vec<Row> = (0..20_000).map(|i| (Some((i * 7) % 2_500), i)).collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        for join_type in [JoinType::Inner, JoinType::Full] {
+            let (actual, spilled) = run(
+                join_type,
+                &left,
+                &right,
+                1024,
+                MemoryBudget::new(8 << 10, dir.path()),
+            );
+            assert!(spilled > 0, "nothing spilled");
+            let (in_memory, none) = run(join_type, &left, &right, 1024, MemoryBudget::unlimited());
+            assert_eq!(none, 0);
+            assert_eq!(actual.len(), in_memory.len());
+            assert_eq!(actual, in_memory, "{join_type:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("spill dir").count(), 0);
+    }
+}
