@@ -36,8 +36,10 @@ pub fn print_outcome(outcome: &Outcome, stdout: &mut dyn Write) -> sluice_engine
                 .sum();
             let seconds = result.wall_time.as_secs_f64();
             eprintln!(
-                "{source_rows} source rows in {seconds:.3} s: {:.2} M rows/s",
-                source_rows as f64 / seconds.max(1e-9) / 1e6
+                "{source_rows} source rows in {seconds:.3} s: {:.2} M rows/s, peak memory \
+                 {:.1} MiB",
+                source_rows as f64 / seconds.max(1e-9) / 1e6,
+                crate::task_metrics::peak_resident_memory_bytes() as f64 / f64::from(1 << 20)
             );
         }
         other => {

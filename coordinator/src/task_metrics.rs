@@ -159,6 +159,13 @@ pub fn resident_memory_bytes() -> u64 {
     proc_kilobytes("/proc/self/status", "VmRSS:")
 }
 
+/// This process's peak resident memory so far, `VmHWM` of `/proc/self/status` (0 where that
+/// is not available).
+#[must_use]
+pub fn peak_resident_memory_bytes() -> u64 {
+    proc_kilobytes("/proc/self/status", "VmHWM:")
+}
+
 /// The machine's memory, `MemTotal` of `/proc/meminfo` (0 where that is not available).
 #[must_use]
 pub fn physical_memory_bytes() -> u64 {

@@ -23,6 +23,13 @@ use tempfile::TempPath;
 
 use crate::{Error, Result};
 
+/// The write buffer of each open spill file: small, as a partitioning operator keeps dozens
+/// of files open at once.
+pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
+
+/// The read buffer of each spill file being read back.
+pub const READ_BUFFER_BYTES: usize = 256 << 10;
+
 /// How much memory one operator instance may hold, and where it spills the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryBudget {
@@ -85,8 +92,11 @@ impl MemoryBudget {
             .tempfile_in(&self.dir)
             .map_err(|e| Error::io("create a spill file", &self.dir, e))?;
         let (file, path) = file.into_parts();
-        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
-            .map_err(|e| Error::arrow(format!("{what}: start spill file {}", path.display()), e))?;
+        let writer =
+            StreamWriter::try_new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file), schema)
+                .map_err(|e| {
+                    Error::arrow(format!("{what}: start spill file {}", path.display()), e)
+                })?;
         Ok(SpillWriter {
             what: what.to_string(),
             writer,
@@ -215,8 +225,8 @@ impl SpillFile {
     pub fn read(&self) -> Result<SpillReader> {
         let file = File::open(&self.path)
             .map_err(|e| Error::io("open a spill file", self.path.to_path_buf(), e))?;
-        let reader =
-            StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None).map_err(|e| {
+        let reader = StreamReader::try_new(BufReader::with_capacity(READ_BUFFER_BYTES, file), None)
+            .map_err(|e| {
                 Error::arrow(
                     format!("{}: read spill file {}", self.what, self.path.display()),
                     e,

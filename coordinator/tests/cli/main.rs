@@ -19,6 +19,7 @@ use sluice_engine::expr::{col, lit};
 #[path = "../support/moto.rs"]
 mod moto;
 mod s3;
+mod spill;
 
 fn sluice(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))

@@ -88,6 +88,14 @@ impl fmt::Display for JobResult {
                 v.metrics.batches_in,
                 v.metrics.batches_out
             )?;
+            if v.metrics.spilled_bytes > 0 {
+                writeln!(
+                    f,
+                    "{:<28} spilled to disk: {:.1} MiB",
+                    "",
+                    v.metrics.spilled_bytes as f64 / f64::from(1 << 20)
+                )?;
+            }
             if v.metrics.skipped_records > 0 {
                 writeln!(
                     f,
