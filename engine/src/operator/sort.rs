@@ -1,8 +1,9 @@
 //! Sort: `ORDER BY … [OFFSET n] [LIMIT m]` over a bounded input, and plain `LIMIT`.
 //!
-//! - With keys and no fetch, the operator buffers its input and, at end of input, sorts it
-//!   with arrow's `lexsort_to_indices` (multi-column, per-key direction and NULL order), skips
-//!   the offset and emits the rest in slices.
+//! - With keys and no fetch (a full sort), the operator buffers its input and, at end of input,
+//!   sorts it with arrow's `lexsort_to_indices` (multi-column, per-key direction and NULL order),
+//!   skips the offset and emits the rest in slices. In a job it keeps within its share of the
+//!   managed memory by spilling sorted runs to disk (see *Spilling* below).
 //! - With keys and a fetch (top-K), it never holds more than about twice `offset + fetch`
 //!   rows plus one batch: whenever the buffer outgrows that bound it is merged down to the
 //!   `offset + fetch` best rows (`lexsort_to_indices` with a limit, then one `take`).
@@ -14,31 +15,76 @@
 //!   passes them, then emits them sorted; a row at or behind the current watermark is late and
 //!   dropped (counted in the late-records metric).
 //!
-//! Buffered rows and the limit's counters are part of the operator's snapshot.
+//! # Spilling
+//!
+//! A full sort takes its budget from [`OperatorContext::memory`] when it opens
+//! ([`crate::spill`]). It measures the rows it buffers (for a slice, only the bytes of the
+//! slice) and, once they exceed the budget, sorts them into a *run*, writes the run to a spill
+//! file in batches of 8192 rows and frees the buffer.
+//!
+//! At end of input, a sort that never spilled takes the in-memory path above. Otherwise the
+//! rows still buffered are sorted into a last run, and all runs are merged into the output:
+//! the merge holds one batch of each run, encodes that batch's sort keys in arrow's row format
+//! (whose bytes compare as the keys do, per-key direction and NULL order included), picks the
+//! next row with a binary heap of the runs' current rows, and gathers output batches of 8192
+//! rows with `interleave`. The offset is skipped and the output columns chosen as in memory.
+//! The order equals the in-memory sort's on the keys; rows with equal keys may come in another
+//! order.
+//!
+//! One merge reads at most 64 runs, and fewer when one batch of each would not fit the budget
+//! (a run is reckoned at its file reader's buffer plus twice its average batch in the file, for
+//! the batch and its encoded keys), but always at least two. With more runs than that, merges
+//! of the oldest runs into new spill files come first, until one final merge can take the rest.
+//! The last run stays in memory only when it fits in the budget beside one batch of every
+//! spilled run; otherwise it is spilled too. A spill file is deleted once merged, and every
+//! file is deleted when the operator is dropped or closed. The sizes of all spill files
+//! written, intermediate merges included, are the operator's spilled bytes.
+//!
+//! Keys the row format cannot encode are not spilled: such a sort holds its whole input in
+//! memory whatever the budget, and logs a warning when it opens.
+//!
+//! Buffered rows and the limit's counters are part of the operator's snapshot. A snapshot of a
+//! sort that has spilled reads its runs back and holds their rows as well (unsorted, like the
+//! buffer); a restored sort buffers them again and spills as its budget requires.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{
-    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+    SortColumn, SortOptions, concat_batches, filter_record_batch, interleave_record_batch,
+    lexsort_to_indices, take_record_batch,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{RowConverter, Rows, SortField};
+use tracing::{debug, warn};
 
-use super::{Operator, Output};
+use super::{Operator, OperatorContext, Output};
 use crate::element::Watermark;
 use crate::graph::SortSpec;
 use crate::ids::CheckpointId;
+use crate::spill::{MemoryBudget, SpillFile};
 use crate::state::{SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
 
-/// Rows per emitted batch at the end of a sort (slices of the sorted result).
+/// Rows per emitted batch at the end of a sort (slices of the sorted result), per batch of a
+/// spilled run and per batch a merge produces.
 const EMIT_ROWS: usize = 8192;
+
+/// Runs one merge reads at most. The merge compares `log2(fan-in)` rows per output row and
+/// holds a read buffer and a batch per run; 64 keeps both small while a single merge still
+/// covers 64 budgets' worth of input. Flink's `taskmanager.runtime.max-fan` (128) is of the
+/// same order.
+const MAX_FAN_IN: usize = 64;
+
+/// The read buffer of one spill file's reader (`crate::spill` reads through 1 MiB buffers).
+const SPILL_READ_BUFFER: usize = 1 << 20;
 
 const ROWS_TABLE: &str = "rows";
 const PROGRESS_TABLE: &str = "progress";
 
 pub struct Sort {
-    keys: Vec<(usize, arrow::compute::SortOptions)>,
+    keys: Vec<(usize, SortOptions)>,
     offset: usize,
     fetch: Option<usize>,
     /// Output column indices, `None` for all.
@@ -47,6 +93,12 @@ pub struct Sort {
     output_schema: SchemaRef,
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
+    /// Bytes the buffer holds ([`held_bytes`]); kept by a full sort only.
+    buffered_bytes: usize,
+    /// A full sort's budget and spilled runs: `Some` once `open` gave it a limited budget.
+    spill: Option<Spill>,
+    /// Runs one merge reads at most ([`MAX_FAN_IN`]; lowered by tests).
+    max_fan_in: usize,
     /// A top-K buffer is merged down once it holds more than this many rows and twice K.
     compact_at: usize,
     /// Plain limit: rows skipped and emitted so far.
@@ -88,6 +140,9 @@ impl Sort {
             output_schema: output,
             buffered: Vec::new(),
             buffered_rows: 0,
+            buffered_bytes: 0,
+            spill: None,
+            max_fan_in: MAX_FAN_IN,
             compact_at: EMIT_ROWS,
             skipped: 0,
             emitted: 0,
@@ -167,6 +222,74 @@ impl Sort {
         Ok(())
     }
 
+    /// Keys, no fetch, not event time: the sort that buffers all its input, and may spill.
+    fn is_full_sort(&self) -> bool {
+        !self.keys.is_empty() && self.fetch.is_none() && self.event_time.is_none()
+    }
+
+    /// Adds `batch` to a full sort's buffer, and spills the buffer as a sorted run once it
+    /// holds more than the budget.
+    fn buffer_full(&mut self, batch: RecordBatch) -> Result<()> {
+        self.buffered_bytes += held_bytes(&batch);
+        self.buffered_rows += batch.num_rows();
+        self.buffered.push(batch);
+        if self
+            .spill
+            .as_ref()
+            .is_some_and(|spill| spill.memory.exceeded_by(self.buffered_bytes))
+        {
+            let run = self.sorted(None)?;
+            self.clear_buffer();
+            let spill = self.spill.as_mut().expect("checked just above");
+            spill.write_run(&self.input_schema, run)?;
+        }
+        Ok(())
+    }
+
+    fn clear_buffer(&mut self) {
+        self.buffered.clear();
+        self.buffered_rows = 0;
+        self.buffered_bytes = 0;
+    }
+
+    /// End of input of a full sort that has spilled: merges the runs and the buffer into the
+    /// output.
+    fn finish_merged(&mut self, out: &mut Output) -> Result<()> {
+        let last = if self.buffered_rows > 0 {
+            Some(self.sorted(None)?)
+        } else {
+            None
+        };
+        self.clear_buffer();
+        let spill = self
+            .spill
+            .as_mut()
+            .expect("only a sort with spilled runs merges");
+        let (runs, last) =
+            spill.merge_down(&self.input_schema, &self.keys, last, self.max_fan_in)?;
+        let spill = self
+            .spill
+            .as_ref()
+            .expect("only a sort with spilled runs merges");
+        let mut skip = self.offset;
+        for batch in Merge::try_new(&spill.converter, &self.keys, runs, last)? {
+            let batch = batch?;
+            let rows = batch.num_rows();
+            if skip >= rows {
+                skip -= rows;
+                continue;
+            }
+            let batch = if skip > 0 {
+                batch.slice(skip, rows - skip)
+            } else {
+                batch
+            };
+            skip = 0;
+            out.push_batch(self.project(batch)?);
+        }
+        Ok(())
+    }
+
     fn pass_limit(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let mut start = 0;
         if self.skipped < self.offset {
@@ -198,6 +321,37 @@ fn keys_first(keys: &[crate::graph::SortKey]) -> Option<&str> {
 }
 
 impl Operator for Sort {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        if !self.is_full_sort() || ctx.memory.limit().is_none() {
+            return Ok(());
+        }
+        let fields = self
+            .keys
+            .iter()
+            .map(|&(i, options)| {
+                SortField::new_with_options(self.input_schema.field(i).data_type().clone(), options)
+            })
+            .collect();
+        match RowConverter::new(fields) {
+            Ok(converter) => {
+                self.spill = Some(Spill {
+                    vertex: ctx.vertex.clone(),
+                    memory: ctx.memory.clone(),
+                    converter,
+                    runs: Vec::new(),
+                    spilled_bytes: 0,
+                    merges: 0,
+                });
+            }
+            Err(error) => warn!(
+                vertex = %ctx.vertex,
+                error = %error,
+                "sort keys cannot be spilled; the sort holds its whole input in memory"
+            ),
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         if let Some(column) = self.event_time {
             // Rows at or behind the watermark would come out of order: late, dropped.
@@ -224,6 +378,9 @@ impl Operator for Sort {
         }
         if self.keys.is_empty() {
             return self.pass_limit(batch, out);
+        }
+        if self.is_full_sort() {
+            return self.buffer_full(batch);
         }
         let kept = self.kept();
         if kept == Some(0) {
@@ -277,15 +434,27 @@ impl Operator for Sort {
 
     fn report_metrics(&self, metrics: &mut crate::runtime::OperatorMetrics) {
         metrics.late_records_dropped += self.late;
+        if let Some(spill) = &self.spill {
+            metrics.spilled_bytes += spill.spilled_bytes;
+        }
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<()> {
-        if self.keys.is_empty() || self.buffered_rows == 0 {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        if self
+            .spill
+            .as_ref()
+            .is_some_and(|spill| !spill.runs.is_empty())
+        {
+            return self.finish_merged(out);
+        }
+        if self.buffered_rows == 0 {
             return Ok(());
         }
         let sorted = self.sorted(self.kept())?;
-        self.buffered.clear();
-        self.buffered_rows = 0;
+        self.clear_buffer();
         let start = self.offset.min(sorted.num_rows());
         let end = match self.fetch {
             Some(fetch) => start.saturating_add(fetch).min(sorted.num_rows()),
@@ -313,13 +482,22 @@ impl Operator for Sort {
             ],
         )
         .map_err(|e| Error::arrow("sort snapshot", e))?;
+        let mut rows = self.buffered.clone();
+        if let Some(spill) = &self.spill {
+            // Spilled runs are rows of the input like the buffer: the snapshot holds them too.
+            for run in &spill.runs {
+                for batch in run.read()? {
+                    rows.push(batch?);
+                }
+            }
+        }
         Ok(StateSnapshot {
             key_groups: None,
             tables: vec![
                 SnapshotTable {
                     slices: None,
                     name: ROWS_TABLE.into(),
-                    batches: self.buffered.clone(),
+                    batches: rows,
                 },
                 SnapshotTable {
                     slices: None,
@@ -342,8 +520,12 @@ impl Operator for Sort {
                                 "buffered rows do not match the input schema",
                             ));
                         }
-                        self.buffered_rows += batch.num_rows();
-                        self.buffered.push(batch.clone());
+                        if self.is_full_sort() {
+                            self.buffer_full(batch.clone())?;
+                        } else {
+                            self.buffered_rows += batch.num_rows();
+                            self.buffered.push(batch.clone());
+                        }
                     }
                 }
                 PROGRESS_TABLE => {
@@ -375,6 +557,323 @@ impl Operator for Sort {
             }
         }
         Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some(spill) = &mut self.spill {
+            // Dropping a spill file deletes it.
+            spill.runs.clear();
+        }
+        Ok(())
+    }
+}
+
+/// What a full sort needs to spill: its budget, the encoding of its keys for merging, and the
+/// sorted runs written so far.
+struct Spill {
+    /// The vertex, for log fields.
+    vertex: String,
+    memory: MemoryBudget,
+    converter: RowConverter,
+    /// Sorted runs, oldest first.
+    runs: Vec<SpillFile>,
+    /// Bytes of all spill files written, runs and intermediate merges.
+    spilled_bytes: u64,
+    /// Intermediate merges done (merges of runs into a new spill file).
+    merges: usize,
+}
+
+impl Spill {
+    /// Writes the sorted `run` to a spill file in batches of [`EMIT_ROWS`].
+    fn write_run(&mut self, schema: &SchemaRef, run: RecordBatch) -> Result<()> {
+        let rows = run.num_rows();
+        let file = write_spill_file(&self.memory, "sort run", schema, slices(run).map(Ok))?;
+        self.spilled_bytes += file.bytes();
+        debug!(
+            vertex = %self.vertex,
+            rows,
+            bytes = file.bytes(),
+            runs = self.runs.len() + 1,
+            "sort spilled a run"
+        );
+        self.runs.push(file);
+        Ok(())
+    }
+
+    /// Merges the oldest runs into new spill files until one merge within the budget can take
+    /// the rest; returns what that final merge reads: spilled runs, and the in-memory `last`
+    /// run if it still fits beside them (else it is spilled as well).
+    fn merge_down(
+        &mut self,
+        schema: &SchemaRef,
+        keys: &[(usize, SortOptions)],
+        last: Option<RecordBatch>,
+        max_fan_in: usize,
+    ) -> Result<(Vec<SpillFile>, Option<RecordBatch>)> {
+        let limit = self.memory.limit().unwrap_or(usize::MAX);
+        let fan_in =
+            |runs: &[SpillFile]| (limit / run_merge_bytes(runs).max(1)).clamp(2, max_fan_in.max(2));
+        let last = match last {
+            Some(run)
+                if self.runs.len() < fan_in(&self.runs)
+                    && held_bytes(&run).saturating_add(
+                        run_merge_bytes(&self.runs).saturating_mul(self.runs.len()),
+                    ) <= limit =>
+            {
+                Some(run)
+            }
+            Some(run) => {
+                self.write_run(schema, run)?;
+                None
+            }
+            None => None,
+        };
+        let mut runs: VecDeque<SpillFile> = std::mem::take(&mut self.runs).into();
+        loop {
+            let fan_in = fan_in(runs.make_contiguous());
+            if runs.len() <= fan_in {
+                break;
+            }
+            // Merge just enough runs for the rest to fit one final merge, at most `fan_in`.
+            let merged = fan_in.min(runs.len() - fan_in + 1);
+            let group: Vec<SpillFile> = runs.drain(..merged).collect();
+            let rows: usize = group.iter().map(SpillFile::rows).sum();
+            let merge = Merge::try_new(&self.converter, keys, group, None)?;
+            let file = write_spill_file(&self.memory, "sort merge", schema, merge)?;
+            self.spilled_bytes += file.bytes();
+            self.merges += 1;
+            debug!(
+                vertex = %self.vertex,
+                runs = merged,
+                rows,
+                bytes = file.bytes(),
+                "sort merged runs into a new spill file"
+            );
+            runs.push_back(file);
+        }
+        Ok((runs.into(), last))
+    }
+}
+
+/// The memory one merge input takes, for the largest of `runs`: its file reader's buffer, one
+/// batch and that batch's encoded keys (reckoned as large as the batch, whose size is its
+/// average in the file).
+fn run_merge_bytes(runs: &[SpillFile]) -> usize {
+    runs.iter()
+        .map(|run| {
+            let batch = run.bytes().div_ceil(run.batches().max(1) as u64);
+            SPILL_READ_BUFFER
+                .saturating_add(usize::try_from(batch.saturating_mul(2)).unwrap_or(usize::MAX))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes `batches` to a new spill file.
+fn write_spill_file(
+    memory: &MemoryBudget,
+    what: &str,
+    schema: &SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<SpillFile> {
+    let mut writer = memory.spill_writer(what, schema)?;
+    for batch in batches {
+        writer.write(&batch?)?;
+    }
+    writer.finish()
+}
+
+/// `batch` in slices of [`EMIT_ROWS`] rows.
+fn slices(batch: RecordBatch) -> impl Iterator<Item = RecordBatch> {
+    (0..batch.num_rows())
+        .step_by(EMIT_ROWS)
+        .map(move |at| batch.slice(at, EMIT_ROWS.min(batch.num_rows() - at)))
+}
+
+/// The bytes `batch` holds: for each column, the bytes of its slice of the buffers, so that
+/// slices of one large batch (as sources and sorts emit) are not each counted at the size of
+/// the whole.
+fn held_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
+/// A k-way merge of sorted runs into batches of [`EMIT_ROWS`] rows, in key order.
+///
+/// It holds the current batch of each run with the batch's keys encoded as [`Rows`]; a binary
+/// min-heap of run indices, ordered by each run's next row, picks the next output row. The
+/// picked positions are gathered into an output batch with one `interleave` per column, so no
+/// row is copied or allocated on its own.
+struct Merge<'a> {
+    converter: &'a RowConverter,
+    keys: &'a [(usize, SortOptions)],
+    cursors: Vec<Cursor>,
+    /// Indices into `cursors` of the runs not yet exhausted, a min-heap by next row.
+    heap: Vec<usize>,
+    /// The batches `pending` points into; every live cursor's current batch is among them.
+    batches: Vec<RecordBatch>,
+    /// The next output batch: (index into `batches`, row).
+    pending: Vec<(usize, usize)>,
+}
+
+/// Where a merge stands in one run.
+struct Cursor {
+    /// The run's spill file, dropped (and so deleted) once read to the end; `None` for the
+    /// in-memory run.
+    file: Option<SpillFile>,
+    batches: Box<dyn Iterator<Item = Result<RecordBatch>>>,
+    /// The encoded keys of the current batch.
+    rows: Rows,
+    /// The current batch's index in `Merge::batches`.
+    slot: usize,
+    /// The next row of the current batch.
+    at: usize,
+}
+
+impl<'a> Merge<'a> {
+    fn try_new(
+        converter: &'a RowConverter,
+        keys: &'a [(usize, SortOptions)],
+        files: Vec<SpillFile>,
+        last: Option<RecordBatch>,
+    ) -> Result<Self> {
+        let mut cursors = Vec::with_capacity(files.len() + 1);
+        for file in files {
+            let batches = Box::new(file.read()?);
+            cursors.push(Cursor {
+                file: Some(file),
+                batches,
+                rows: converter.empty_rows(EMIT_ROWS, 0),
+                slot: 0,
+                at: 0,
+            });
+        }
+        if let Some(last) = last {
+            cursors.push(Cursor {
+                file: None,
+                batches: Box::new(slices(last).map(Ok)),
+                rows: converter.empty_rows(EMIT_ROWS, 0),
+                slot: 0,
+                at: 0,
+            });
+        }
+        let mut merge = Merge {
+            converter,
+            keys,
+            heap: Vec::with_capacity(cursors.len()),
+            batches: Vec::with_capacity(cursors.len()),
+            pending: Vec::with_capacity(EMIT_ROWS),
+            cursors,
+        };
+        for c in 0..merge.cursors.len() {
+            if merge.load(c)? {
+                merge.heap.push(c);
+            }
+        }
+        for i in (0..merge.heap.len() / 2).rev() {
+            merge.sift_down(i);
+        }
+        Ok(merge)
+    }
+
+    /// Moves cursor `c` to the next non-empty batch of its run; `false` when the run is
+    /// exhausted.
+    fn load(&mut self, c: usize) -> Result<bool> {
+        let cursor = &mut self.cursors[c];
+        for batch in cursor.batches.by_ref() {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let columns: Vec<ArrayRef> = self
+                .keys
+                .iter()
+                .map(|&(i, _)| batch.column(i).clone())
+                .collect();
+            cursor.rows.clear();
+            self.converter
+                .append(&mut cursor.rows, &columns)
+                .map_err(|e| Error::arrow("sort merge: encode keys", e))?;
+            cursor.at = 0;
+            cursor.slot = self.batches.len();
+            self.batches.push(batch);
+            return Ok(true);
+        }
+        cursor.file = None;
+        Ok(false)
+    }
+
+    /// Whether cursor `a`'s next row comes before cursor `b`'s (ties go to the older run).
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.cursors[a], &self.cursors[b]);
+        x.rows.row(x.at).cmp(&y.rows.row(y.at)).then(a.cmp(&b)) == std::cmp::Ordering::Less
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let left = 2 * i + 1;
+            if left >= n {
+                return;
+            }
+            let right = left + 1;
+            let child = if right < n && self.less(self.heap[right], self.heap[left]) {
+                right
+            } else {
+                left
+            };
+            if !self.less(self.heap[child], self.heap[i]) {
+                return;
+            }
+            self.heap.swap(i, child);
+            i = child;
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        while self.pending.len() < EMIT_ROWS
+            && let Some(&c) = self.heap.first()
+        {
+            let cursor = &mut self.cursors[c];
+            self.pending.push((cursor.slot, cursor.at));
+            cursor.at += 1;
+            if cursor.at == cursor.rows.num_rows() && !self.load(c)? {
+                self.heap.swap_remove(0);
+            }
+            self.sift_down(0);
+        }
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        let merged = interleave_record_batch(&batches, &self.pending)
+            .map_err(|e| Error::arrow("sort merge: interleave", e))?;
+        self.pending.clear();
+        // Only the live cursors' current batches are needed from here on.
+        let mut current = Vec::with_capacity(self.heap.len());
+        for &c in &self.heap {
+            let cursor = &mut self.cursors[c];
+            current.push(self.batches[cursor.slot].clone());
+            cursor.slot = current.len() - 1;
+        }
+        self.batches = current;
+        Ok(Some(merged))
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().transpose()
     }
 }
 
