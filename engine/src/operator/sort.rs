@@ -1,8 +1,9 @@
 //! Sort: `ORDER BY … [OFFSET n] [LIMIT m]` over a bounded input, and plain `LIMIT`.
 //!
-//! - With keys and no fetch, the operator buffers its input and, at end of input, sorts it
-//!   with arrow's `lexsort_to_indices` (multi-column, per-key direction and NULL order), skips
-//!   the offset and emits the rest in slices.
+//! - With keys and no fetch (a full sort), the operator buffers its input and, at end of input,
+//!   sorts it with arrow's `lexsort_to_indices` (multi-column, per-key direction and NULL order),
+//!   skips the offset and emits the rest in slices. In a job it keeps within its share of the
+//!   managed memory by spilling sorted runs to disk (see *Spilling* below).
 //! - With keys and a fetch (top-K), it never holds more than about twice `offset + fetch`
 //!   rows plus one batch: whenever the buffer outgrows that bound it is merged down to the
 //!   `offset + fetch` best rows (`lexsort_to_indices` with a limit, then one `take`).
@@ -14,31 +15,76 @@
 //!   passes them, then emits them sorted; a row at or behind the current watermark is late and
 //!   dropped (counted in the late-records metric).
 //!
-//! Buffered rows and the limit's counters are part of the operator's snapshot.
+//! # Spilling
+//!
+//! A full sort takes its budget from [`OperatorContext::memory`] when it opens
+//! ([`crate::spill`]). It measures the rows it buffers (for a slice, only the bytes of the
+//! slice) and, once they exceed the budget, sorts them into a *run*, writes the run to a spill
+//! file in batches of 8192 rows and frees the buffer.
+//!
+//! At end of input, a sort that never spilled takes the in-memory path above. Otherwise the
+//! rows still buffered are sorted into a last run, and all runs are merged into the output:
+//! the merge holds one batch of each run, encodes that batch's sort keys in arrow's row format
+//! (whose bytes compare as the keys do, per-key direction and NULL order included), picks the
+//! next row with a binary heap of the runs' current rows, and gathers output batches of 8192
+//! rows with `interleave`. The offset is skipped and the output columns chosen as in memory.
+//! The order equals the in-memory sort's on the keys; rows with equal keys may come in another
+//! order.
+//!
+//! One merge reads at most 64 runs, and fewer when one batch of each would not fit the budget
+//! (a run is reckoned at its file reader's buffer plus twice its average batch in the file, for
+//! the batch and its encoded keys), but always at least two. With more runs than that, merges
+//! of the oldest runs into new spill files come first, until one final merge can take the rest.
+//! The last run stays in memory only when it fits in the budget beside one batch of every
+//! spilled run; otherwise it is spilled too. A spill file is deleted once merged, and every
+//! file is deleted when the operator is dropped or closed. The sizes of all spill files
+//! written, intermediate merges included, are the operator's spilled bytes.
+//!
+//! Keys the row format cannot encode are not spilled: such a sort holds its whole input in
+//! memory whatever the budget, and logs a warning when it opens.
+//!
+//! Buffered rows and the limit's counters are part of the operator's snapshot. A snapshot of a
+//! sort that has spilled reads its runs back and holds their rows as well (unsorted, like the
+//! buffer); a restored sort buffers them again and spills as its budget requires.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{
-    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+    SortColumn, SortOptions, concat_batches, filter_record_batch, interleave_record_batch,
+    lexsort_to_indices, take_record_batch,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{RowConverter, Rows, SortField};
+use tracing::{debug, warn};
 
-use super::{Operator, Output};
+use super::{Operator, OperatorContext, Output};
 use crate::element::Watermark;
 use crate::graph::SortSpec;
 use crate::ids::CheckpointId;
+use crate::spill::{MemoryBudget, SpillFile};
 use crate::state::{SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
 
-/// Rows per emitted batch at the end of a sort (slices of the sorted result).
+/// Rows per emitted batch at the end of a sort (slices of the sorted result), per batch of a
+/// spilled run and per batch a merge produces.
 const EMIT_ROWS: usize = 8192;
+
+/// Runs one merge reads at most. A merge makes `O(log fan-in)` row comparisons per output row
+/// and holds a read buffer and a batch per run; 64 keeps both small while one merge still takes
+/// 64 budgets' worth of runs. Flink's `taskmanager.runtime.max-fan` (default 128) bounds the
+/// same thing.
+const MAX_FAN_IN: usize = 64;
+
+/// The read buffer of one spill file's reader (`crate::spill` reads through 1 MiB buffers).
+const SPILL_READ_BUFFER: usize = 1 << 20;
 
 const ROWS_TABLE: &str = "rows";
 const PROGRESS_TABLE: &str = "progress";
 
 pub struct Sort {
-    keys: Vec<(usize, arrow::compute::SortOptions)>,
+    keys: Vec<(usize, SortOptions)>,
     offset: usize,
     fetch: Option<usize>,
     /// Output column indices, `None` for all.
@@ -47,6 +93,12 @@ pub struct Sort {
     output_schema: SchemaRef,
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
+    /// Bytes the buffer holds ([`held_bytes`]); kept by a full sort only.
+    buffered_bytes: usize,
+    /// A full sort's budget and spilled runs: `Some` once `open` gave it a limited budget.
+    spill: Option<Spill>,
+    /// Runs one merge reads at most ([`MAX_FAN_IN`]; lowered by tests).
+    max_fan_in: usize,
     /// A top-K buffer is merged down once it holds more than this many rows and twice K.
     compact_at: usize,
     /// Plain limit: rows skipped and emitted so far.
@@ -88,6 +140,9 @@ impl Sort {
             output_schema: output,
             buffered: Vec::new(),
             buffered_rows: 0,
+            buffered_bytes: 0,
+            spill: None,
+            max_fan_in: MAX_FAN_IN,
             compact_at: EMIT_ROWS,
             skipped: 0,
             emitted: 0,
@@ -167,6 +222,74 @@ impl Sort {
         Ok(())
     }
 
+    /// Keys, no fetch, not event time: the sort that buffers all its input, and may spill.
+    fn is_full_sort(&self) -> bool {
+        !self.keys.is_empty() && self.fetch.is_none() && self.event_time.is_none()
+    }
+
+    /// Adds `batch` to a full sort's buffer, and spills the buffer as a sorted run once it
+    /// holds more than the budget.
+    fn buffer_full(&mut self, batch: RecordBatch) -> Result<()> {
+        self.buffered_bytes += held_bytes(&batch);
+        self.buffered_rows += batch.num_rows();
+        self.buffered.push(batch);
+        if self
+            .spill
+            .as_ref()
+            .is_some_and(|spill| spill.memory.exceeded_by(self.buffered_bytes))
+        {
+            let run = self.sorted(None)?;
+            self.clear_buffer();
+            let spill = self.spill.as_mut().expect("checked just above");
+            spill.write_run(&self.input_schema, run)?;
+        }
+        Ok(())
+    }
+
+    fn clear_buffer(&mut self) {
+        self.buffered.clear();
+        self.buffered_rows = 0;
+        self.buffered_bytes = 0;
+    }
+
+    /// End of input of a full sort that has spilled: merges the runs and the buffer into the
+    /// output.
+    fn finish_merged(&mut self, out: &mut Output) -> Result<()> {
+        let last = if self.buffered_rows > 0 {
+            Some(self.sorted(None)?)
+        } else {
+            None
+        };
+        self.clear_buffer();
+        let spill = self
+            .spill
+            .as_mut()
+            .expect("only a sort with spilled runs merges");
+        let (runs, last) =
+            spill.merge_down(&self.input_schema, &self.keys, last, self.max_fan_in)?;
+        let spill = self
+            .spill
+            .as_ref()
+            .expect("only a sort with spilled runs merges");
+        let mut skip = self.offset;
+        for batch in Merge::try_new(&spill.converter, &self.keys, runs, last)? {
+            let batch = batch?;
+            let rows = batch.num_rows();
+            if skip >= rows {
+                skip -= rows;
+                continue;
+            }
+            let batch = if skip > 0 {
+                batch.slice(skip, rows - skip)
+            } else {
+                batch
+            };
+            skip = 0;
+            out.push_batch(self.project(batch)?);
+        }
+        Ok(())
+    }
+
     fn pass_limit(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let mut start = 0;
         if self.skipped < self.offset {
@@ -198,6 +321,37 @@ fn keys_first(keys: &[crate::graph::SortKey]) -> Option<&str> {
 }
 
 impl Operator for Sort {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        if !self.is_full_sort() || ctx.memory.limit().is_none() {
+            return Ok(());
+        }
+        let fields = self
+            .keys
+            .iter()
+            .map(|&(i, options)| {
+                SortField::new_with_options(self.input_schema.field(i).data_type().clone(), options)
+            })
+            .collect();
+        match RowConverter::new(fields) {
+            Ok(converter) => {
+                self.spill = Some(Spill {
+                    vertex: ctx.vertex.clone(),
+                    memory: ctx.memory.clone(),
+                    converter,
+                    runs: Vec::new(),
+                    spilled_bytes: 0,
+                    merges: 0,
+                });
+            }
+            Err(error) => warn!(
+                vertex = %ctx.vertex,
+                error = %error,
+                "sort keys cannot be spilled; the sort holds its whole input in memory"
+            ),
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         if let Some(column) = self.event_time {
             // Rows at or behind the watermark would come out of order: late, dropped.
@@ -224,6 +378,9 @@ impl Operator for Sort {
         }
         if self.keys.is_empty() {
             return self.pass_limit(batch, out);
+        }
+        if self.is_full_sort() {
+            return self.buffer_full(batch);
         }
         let kept = self.kept();
         if kept == Some(0) {
@@ -277,15 +434,27 @@ impl Operator for Sort {
 
     fn report_metrics(&self, metrics: &mut crate::runtime::OperatorMetrics) {
         metrics.late_records_dropped += self.late;
+        if let Some(spill) = &self.spill {
+            metrics.spilled_bytes += spill.spilled_bytes;
+        }
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<()> {
-        if self.keys.is_empty() || self.buffered_rows == 0 {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        if self
+            .spill
+            .as_ref()
+            .is_some_and(|spill| !spill.runs.is_empty())
+        {
+            return self.finish_merged(out);
+        }
+        if self.buffered_rows == 0 {
             return Ok(());
         }
         let sorted = self.sorted(self.kept())?;
-        self.buffered.clear();
-        self.buffered_rows = 0;
+        self.clear_buffer();
         let start = self.offset.min(sorted.num_rows());
         let end = match self.fetch {
             Some(fetch) => start.saturating_add(fetch).min(sorted.num_rows()),
@@ -313,13 +482,22 @@ impl Operator for Sort {
             ],
         )
         .map_err(|e| Error::arrow("sort snapshot", e))?;
+        let mut rows = self.buffered.clone();
+        if let Some(spill) = &self.spill {
+            // Spilled runs are rows of the input like the buffer: the snapshot holds them too.
+            for run in &spill.runs {
+                for batch in run.read()? {
+                    rows.push(batch?);
+                }
+            }
+        }
         Ok(StateSnapshot {
             key_groups: None,
             tables: vec![
                 SnapshotTable {
                     slices: None,
                     name: ROWS_TABLE.into(),
-                    batches: self.buffered.clone(),
+                    batches: rows,
                 },
                 SnapshotTable {
                     slices: None,
@@ -342,8 +520,12 @@ impl Operator for Sort {
                                 "buffered rows do not match the input schema",
                             ));
                         }
-                        self.buffered_rows += batch.num_rows();
-                        self.buffered.push(batch.clone());
+                        if self.is_full_sort() {
+                            self.buffer_full(batch.clone())?;
+                        } else {
+                            self.buffered_rows += batch.num_rows();
+                            self.buffered.push(batch.clone());
+                        }
                     }
                 }
                 PROGRESS_TABLE => {
@@ -375,6 +557,323 @@ impl Operator for Sort {
             }
         }
         Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some(spill) = &mut self.spill {
+            // Dropping a spill file deletes it.
+            spill.runs.clear();
+        }
+        Ok(())
+    }
+}
+
+/// What a full sort needs to spill: its budget, the encoding of its keys for merging, and the
+/// sorted runs written so far.
+struct Spill {
+    /// The vertex, for log fields.
+    vertex: String,
+    memory: MemoryBudget,
+    converter: RowConverter,
+    /// Sorted runs, oldest first.
+    runs: Vec<SpillFile>,
+    /// Bytes of all spill files written, runs and intermediate merges.
+    spilled_bytes: u64,
+    /// Intermediate merges done (merges of runs into a new spill file).
+    merges: usize,
+}
+
+impl Spill {
+    /// Writes the sorted `run` to a spill file in batches of [`EMIT_ROWS`].
+    fn write_run(&mut self, schema: &SchemaRef, run: RecordBatch) -> Result<()> {
+        let rows = run.num_rows();
+        let file = write_spill_file(&self.memory, "sort run", schema, slices(run).map(Ok))?;
+        self.spilled_bytes += file.bytes();
+        debug!(
+            vertex = %self.vertex,
+            rows,
+            bytes = file.bytes(),
+            runs = self.runs.len() + 1,
+            "sort spilled a run"
+        );
+        self.runs.push(file);
+        Ok(())
+    }
+
+    /// Merges the oldest runs into new spill files until one merge within the budget can take
+    /// the rest; returns what that final merge reads: spilled runs, and the in-memory `last`
+    /// run if it still fits beside them (else it is spilled as well).
+    fn merge_down(
+        &mut self,
+        schema: &SchemaRef,
+        keys: &[(usize, SortOptions)],
+        last: Option<RecordBatch>,
+        max_fan_in: usize,
+    ) -> Result<(Vec<SpillFile>, Option<RecordBatch>)> {
+        let limit = self.memory.limit().unwrap_or(usize::MAX);
+        let fan_in =
+            |runs: &[SpillFile]| (limit / run_merge_bytes(runs).max(1)).clamp(2, max_fan_in.max(2));
+        let last = match last {
+            Some(run)
+                if self.runs.len() < fan_in(&self.runs)
+                    && held_bytes(&run).saturating_add(
+                        run_merge_bytes(&self.runs).saturating_mul(self.runs.len()),
+                    ) <= limit =>
+            {
+                Some(run)
+            }
+            Some(run) => {
+                self.write_run(schema, run)?;
+                None
+            }
+            None => None,
+        };
+        let mut runs: VecDeque<SpillFile> = std::mem::take(&mut self.runs).into();
+        loop {
+            let fan_in = fan_in(runs.make_contiguous());
+            if runs.len() <= fan_in {
+                break;
+            }
+            // Merge just enough runs for the rest to fit one final merge, at most `fan_in`.
+            let merged = fan_in.min(runs.len() - fan_in + 1);
+            let group: Vec<SpillFile> = runs.drain(..merged).collect();
+            let rows: usize = group.iter().map(SpillFile::rows).sum();
+            let merge = Merge::try_new(&self.converter, keys, group, None)?;
+            let file = write_spill_file(&self.memory, "sort merge", schema, merge)?;
+            self.spilled_bytes += file.bytes();
+            self.merges += 1;
+            debug!(
+                vertex = %self.vertex,
+                runs = merged,
+                rows,
+                bytes = file.bytes(),
+                "sort merged runs into a new spill file"
+            );
+            runs.push_back(file);
+        }
+        Ok((runs.into(), last))
+    }
+}
+
+/// The memory one merge input takes, for the largest of `runs`: its file reader's buffer, one
+/// batch and that batch's encoded keys (reckoned as large as the batch, whose size is its
+/// average in the file).
+fn run_merge_bytes(runs: &[SpillFile]) -> usize {
+    runs.iter()
+        .map(|run| {
+            let batch = run.bytes().div_ceil(run.batches().max(1) as u64);
+            SPILL_READ_BUFFER
+                .saturating_add(usize::try_from(batch.saturating_mul(2)).unwrap_or(usize::MAX))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes `batches` to a new spill file.
+fn write_spill_file(
+    memory: &MemoryBudget,
+    what: &str,
+    schema: &SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<SpillFile> {
+    let mut writer = memory.spill_writer(what, schema)?;
+    for batch in batches {
+        writer.write(&batch?)?;
+    }
+    writer.finish()
+}
+
+/// `batch` in slices of [`EMIT_ROWS`] rows.
+fn slices(batch: RecordBatch) -> impl Iterator<Item = RecordBatch> {
+    (0..batch.num_rows())
+        .step_by(EMIT_ROWS)
+        .map(move |at| batch.slice(at, EMIT_ROWS.min(batch.num_rows() - at)))
+}
+
+/// The bytes `batch` holds: for each column, the bytes of its slice of the buffers, so that
+/// slices of one large batch (as sources and sorts emit) are not each counted at the size of
+/// the whole.
+fn held_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
+/// A k-way merge of sorted runs into batches of [`EMIT_ROWS`] rows, in key order.
+///
+/// It holds the current batch of each run with the batch's keys encoded as [`Rows`]; a binary
+/// min-heap of run indices, ordered by each run's next row, picks the next output row. The
+/// picked positions are gathered into an output batch with one `interleave` per column, so no
+/// row is copied or allocated on its own.
+struct Merge<'a> {
+    converter: &'a RowConverter,
+    keys: &'a [(usize, SortOptions)],
+    cursors: Vec<Cursor>,
+    /// Indices into `cursors` of the runs not yet exhausted, a min-heap by next row.
+    heap: Vec<usize>,
+    /// The batches `pending` points into; every live cursor's current batch is among them.
+    batches: Vec<RecordBatch>,
+    /// The next output batch: (index into `batches`, row).
+    pending: Vec<(usize, usize)>,
+}
+
+/// Where a merge stands in one run.
+struct Cursor {
+    /// The run's spill file, dropped (and so deleted) once read to the end; `None` for the
+    /// in-memory run.
+    file: Option<SpillFile>,
+    batches: Box<dyn Iterator<Item = Result<RecordBatch>>>,
+    /// The encoded keys of the current batch.
+    rows: Rows,
+    /// The current batch's index in `Merge::batches`.
+    slot: usize,
+    /// The next row of the current batch.
+    at: usize,
+}
+
+impl<'a> Merge<'a> {
+    fn try_new(
+        converter: &'a RowConverter,
+        keys: &'a [(usize, SortOptions)],
+        files: Vec<SpillFile>,
+        last: Option<RecordBatch>,
+    ) -> Result<Self> {
+        let mut cursors = Vec::with_capacity(files.len() + 1);
+        for file in files {
+            let batches = Box::new(file.read()?);
+            cursors.push(Cursor {
+                file: Some(file),
+                batches,
+                rows: converter.empty_rows(EMIT_ROWS, 0),
+                slot: 0,
+                at: 0,
+            });
+        }
+        if let Some(last) = last {
+            cursors.push(Cursor {
+                file: None,
+                batches: Box::new(slices(last).map(Ok)),
+                rows: converter.empty_rows(EMIT_ROWS, 0),
+                slot: 0,
+                at: 0,
+            });
+        }
+        let mut merge = Merge {
+            converter,
+            keys,
+            heap: Vec::with_capacity(cursors.len()),
+            batches: Vec::with_capacity(cursors.len()),
+            pending: Vec::with_capacity(EMIT_ROWS),
+            cursors,
+        };
+        for c in 0..merge.cursors.len() {
+            if merge.load(c)? {
+                merge.heap.push(c);
+            }
+        }
+        for i in (0..merge.heap.len() / 2).rev() {
+            merge.sift_down(i);
+        }
+        Ok(merge)
+    }
+
+    /// Moves cursor `c` to the next non-empty batch of its run; `false` when the run is
+    /// exhausted.
+    fn load(&mut self, c: usize) -> Result<bool> {
+        let cursor = &mut self.cursors[c];
+        for batch in cursor.batches.by_ref() {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let columns: Vec<ArrayRef> = self
+                .keys
+                .iter()
+                .map(|&(i, _)| batch.column(i).clone())
+                .collect();
+            cursor.rows.clear();
+            self.converter
+                .append(&mut cursor.rows, &columns)
+                .map_err(|e| Error::arrow("sort merge: encode keys", e))?;
+            cursor.at = 0;
+            cursor.slot = self.batches.len();
+            self.batches.push(batch);
+            return Ok(true);
+        }
+        cursor.file = None;
+        Ok(false)
+    }
+
+    /// Whether cursor `a`'s next row comes before cursor `b`'s (ties go to the older run).
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.cursors[a], &self.cursors[b]);
+        x.rows.row(x.at).cmp(&y.rows.row(y.at)).then(a.cmp(&b)) == std::cmp::Ordering::Less
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let left = 2 * i + 1;
+            if left >= n {
+                return;
+            }
+            let right = left + 1;
+            let child = if right < n && self.less(self.heap[right], self.heap[left]) {
+                right
+            } else {
+                left
+            };
+            if !self.less(self.heap[child], self.heap[i]) {
+                return;
+            }
+            self.heap.swap(i, child);
+            i = child;
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        while self.pending.len() < EMIT_ROWS
+            && let Some(&c) = self.heap.first()
+        {
+            let cursor = &mut self.cursors[c];
+            self.pending.push((cursor.slot, cursor.at));
+            cursor.at += 1;
+            if cursor.at == cursor.rows.num_rows() && !self.load(c)? {
+                self.heap.swap_remove(0);
+            }
+            self.sift_down(0);
+        }
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        let merged = interleave_record_batch(&batches, &self.pending)
+            .map_err(|e| Error::arrow("sort merge: interleave", e))?;
+        self.pending.clear();
+        // Only the live cursors' current batches are needed from here on.
+        let mut current = Vec::with_capacity(self.heap.len());
+        for &c in &self.heap {
+            let cursor = &mut self.cursors[c];
+            current.push(self.batches[cursor.slot].clone());
+            cursor.slot = current.len() - 1;
+        }
+        self.batches = current;
+        Ok(Some(merged))
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().transpose()
     }
 }
 
@@ -653,6 +1152,500 @@ mod tests {
             let want = reference(&rows, a_desc, b_desc, nulls_first, offset, fetch);
             // Rows equal on both keys are whole rows here, so the order is fully determined.
             prop_assert_eq!(got, want);
+        }
+    }
+}
+
+#[cfg(test)]
+mod spill_tests {
+    use std::path::Path;
+
+    use arrow::array::{Float64Array, Int32Array, Int64Array, StringArray};
+    use arrow::util::display::array_value_to_string;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::element::StreamElement;
+    use crate::graph::SortKey;
+    use crate::ids::SubtaskIndex;
+    use crate::runtime::OperatorMetrics;
+    use crate::state::KeyGroupRange;
+
+    /// A deterministic xorshift generator for test data.
+    struct Xorshift(u64);
+
+    impl Xorshift {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// `id` numbers the rows; the other columns repeat values often, to make ties.
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("i", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("d", DataType::Int32, true),
+            Field::new("f", DataType::Float64, true),
+        ]))
+    }
+
+    fn input(seed: u64, batches: usize, rows: usize) -> Vec<RecordBatch> {
+        let mut random = Xorshift(seed);
+        let floats = [
+            f64::NAN,
+            -0.0,
+            0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1.5,
+            -2.5,
+        ];
+        (0..batches)
+            .map(|b| {
+                let ids = (0..rows).map(|r| (b * rows + r) as i64);
+                let i: Vec<i64> = (0..rows).map(|_| random.below(1000) as i64 - 500).collect();
+                let s: Vec<Option<String>> = (0..rows)
+                    .map(|_| {
+                        (random.below(8) != 0).then(|| {
+                            let len = random.below(6) as usize;
+                            (0..len)
+                                .map(|_| char::from(b'a' + random.below(4) as u8))
+                                .collect()
+                        })
+                    })
+                    .collect();
+                let d: Vec<Option<i32>> = (0..rows)
+                    .map(|_| (random.below(5) != 0).then(|| random.below(20) as i32))
+                    .collect();
+                let f: Vec<Option<f64>> = (0..rows)
+                    .map(|_| {
+                        (random.below(10) != 0)
+                            .then(|| floats[random.below(floats.len() as u64) as usize])
+                    })
+                    .collect();
+                RecordBatch::try_new(
+                    schema(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(ids)),
+                        Arc::new(Int64Array::from(i)),
+                        Arc::new(StringArray::from(s)),
+                        Arc::new(Int32Array::from(d)),
+                        Arc::new(Float64Array::from(f)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn context(input: SchemaRef, output: SchemaRef, memory: MemoryBudget) -> OperatorContext {
+        OperatorContext {
+            vertex: "sort".into(),
+            subtask: SubtaskIndex(0),
+            parallelism: 1,
+            max_parallelism: 128,
+            key_groups: KeyGroupRange::for_subtask(128, 1, 0),
+            input_schemas: vec![input],
+            output_schema: output,
+            incremental_checkpoints: false,
+            checkpointing: false,
+            memory,
+        }
+    }
+
+    fn open(spec: &SortSpec, schema: &SchemaRef, memory: MemoryBudget) -> Sort {
+        let output = spec.output_schema(schema).unwrap();
+        let mut sort = Sort::try_new(spec, schema, output.clone()).unwrap();
+        sort.open(&context(schema.clone(), output, memory)).unwrap();
+        sort
+    }
+
+    fn batches(out: &mut Output) -> Vec<RecordBatch> {
+        out.drain()
+            .into_iter()
+            .filter_map(|element| match element {
+                StreamElement::Batch(batch) => Some(batch),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sorts `input` within `memory`; returns the output and the spilled bytes.
+    fn sort(
+        spec: &SortSpec,
+        memory: MemoryBudget,
+        input: &[RecordBatch],
+    ) -> (Vec<RecordBatch>, u64) {
+        let mut sort = open(spec, &schema(), memory);
+        let mut out = Output::default();
+        for batch in input {
+            sort.process_batch(0, batch.clone(), &mut out).unwrap();
+        }
+        sort.finish(&mut out).unwrap();
+        let mut metrics = OperatorMetrics::default();
+        sort.report_metrics(&mut metrics);
+        (batches(&mut out), metrics.spilled_bytes)
+    }
+
+    /// One string per row: the values of `columns`, comma-separated.
+    fn rows(batches: &[RecordBatch], columns: &[&str]) -> Vec<String> {
+        let mut rows = Vec::new();
+        for batch in batches {
+            let indices: Vec<usize> = columns
+                .iter()
+                .map(|c| batch.schema().index_of(c).unwrap())
+                .collect();
+            for row in 0..batch.num_rows() {
+                let values: Vec<String> = indices
+                    .iter()
+                    .map(|&i| array_value_to_string(batch.column(i), row).unwrap())
+                    .collect();
+                rows.push(values.join(","));
+            }
+        }
+        rows
+    }
+
+    fn spill_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+    }
+
+    #[test]
+    fn a_spilling_sort_orders_as_the_in_memory_sort() {
+        let input = input(7, 60, 500);
+        let cases = [
+            (vec![SortKey::new("i", false)], 0, None),
+            (vec![SortKey::new("s", false)], 0, None),
+            (
+                vec![SortKey::new("s", true).with_nulls_first(true)],
+                0,
+                None,
+            ),
+            (
+                vec![SortKey::new("f", false).with_nulls_first(false)],
+                0,
+                None,
+            ),
+            (
+                vec![
+                    SortKey::new("d", true).with_nulls_first(true),
+                    SortKey::new("s", false).with_nulls_first(false),
+                    SortKey::new("i", true),
+                ],
+                0,
+                None,
+            ),
+            // With an offset, ties on the keys could skip other rows: `id` breaks them.
+            (
+                vec![
+                    SortKey::new("s", false),
+                    SortKey::new("f", true),
+                    SortKey::new("id", false),
+                ],
+                1234,
+                Some(vec!["f".to_string(), "id".into(), "s".into()]),
+            ),
+        ];
+        for (keys, offset, output) in cases {
+            let columns: Vec<&str> = keys.iter().map(|k| k.column.as_str()).collect();
+            let spec = SortSpec {
+                keys: keys.clone(),
+                offset,
+                fetch: None,
+                output: output.clone(),
+                event_time: false,
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let (want, unspilled) = sort(&spec, MemoryBudget::unlimited(), &input);
+            let (got, spilled) = sort(&spec, MemoryBudget::new(64 * 1024, dir.path()), &input);
+            assert_eq!(unspilled, 0);
+            assert!(spilled > 0, "{keys:?}: nothing spilled");
+            assert_eq!(rows(&got, &columns), rows(&want, &columns), "{keys:?}");
+            let all: Vec<&str> = match &output {
+                Some(output) => output.iter().map(String::as_str).collect(),
+                None => vec!["id", "i", "s", "d", "f"],
+            };
+            let (mut got_rows, mut want_rows) = (rows(&got, &all), rows(&want, &all));
+            got_rows.sort();
+            want_rows.sort();
+            assert_eq!(got_rows, want_rows, "{keys:?}: other rows");
+            assert_eq!(
+                got.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                60 * 500 - offset as usize
+            );
+            assert!(got.iter().all(|b| b.num_rows() <= EMIT_ROWS));
+            assert_eq!(got[0].schema(), spec.output_schema(&schema()).unwrap());
+            assert_eq!(spill_files(dir.path()), 0, "{keys:?}: spill files left");
+        }
+    }
+
+    #[test]
+    fn spill_files_go_when_the_sort_is_dropped_or_closed() {
+        let spec = SortSpec {
+            keys: vec![SortKey::new("i", false)],
+            offset: 0,
+            fetch: None,
+            output: None,
+            event_time: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for close in [false, true] {
+            let mut sort = open(&spec, &schema(), MemoryBudget::new(64 * 1024, dir.path()));
+            let mut out = Output::default();
+            for batch in input(3, 20, 500) {
+                sort.process_batch(0, batch, &mut out).unwrap();
+            }
+            assert!(spill_files(dir.path()) > 0);
+            if close {
+                sort.close().unwrap();
+                assert_eq!(spill_files(dir.path()), 0);
+            }
+            drop(sort);
+            assert_eq!(spill_files(dir.path()), 0);
+        }
+    }
+
+    #[test]
+    fn a_snapshot_after_spilling_holds_every_row() {
+        let spec = SortSpec {
+            keys: vec![SortKey::new("s", false), SortKey::new("id", true)],
+            offset: 0,
+            fetch: None,
+            output: None,
+            event_time: false,
+        };
+        let input = input(11, 30, 500);
+        let (want, _) = sort(&spec, MemoryBudget::unlimited(), &input);
+        let dir = tempfile::tempdir().unwrap();
+        let memory = MemoryBudget::new(64 * 1024, dir.path());
+        let mut first = open(&spec, &schema(), memory.clone());
+        let mut out = Output::default();
+        for batch in &input[..20] {
+            first.process_batch(0, batch.clone(), &mut out).unwrap();
+        }
+        assert!(!first.spill.as_ref().unwrap().runs.is_empty());
+        let snapshot = first.snapshot(CheckpointId(1)).unwrap();
+        drop(first);
+        let mut second = open(&spec, &schema(), memory);
+        second.restore(&snapshot).unwrap();
+        assert!(
+            !second.spill.as_ref().unwrap().runs.is_empty(),
+            "restored rows beyond the budget spill again"
+        );
+        for batch in &input[20..] {
+            second.process_batch(0, batch.clone(), &mut out).unwrap();
+        }
+        second.finish(&mut out).unwrap();
+        let got = batches(&mut out);
+        // `id` is unique: the order is fully determined.
+        assert_eq!(rows(&got, &["id", "s"]), rows(&want, &["id", "s"]));
+    }
+
+    /// `runs` sorted single-column runs written through `spill`: run `n` holds `n`, `n +
+    /// stride`, `n + 2 * stride`, … (`rows` values).
+    fn spill_runs(spill: &mut Spill, schema: &SchemaRef, runs: i64, rows: i64, stride: i64) {
+        for run in 0..runs {
+            let values = (0..rows).map(|r| r * stride + run);
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(values))],
+            )
+            .unwrap();
+            spill.write_run(schema, batch).unwrap();
+        }
+    }
+
+    fn new_spill(memory: MemoryBudget) -> Spill {
+        let field = SortField::new_with_options(DataType::Int64, SortOptions::default());
+        Spill {
+            vertex: "sort".into(),
+            memory,
+            converter: RowConverter::new(vec![field]).unwrap(),
+            runs: Vec::new(),
+            spilled_bytes: 0,
+            merges: 0,
+        }
+    }
+
+    /// Merges what `merge_down` left, returning the values.
+    fn merge_rest(spill: &Spill, runs: Vec<SpillFile>, last: Option<RecordBatch>) -> Vec<i64> {
+        let keys = [(0, SortOptions::default())];
+        Merge::try_new(&spill.converter, &keys, runs, last)
+            .unwrap()
+            .flat_map(|batch| {
+                batch
+                    .unwrap()
+                    .column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn more_runs_than_the_fan_in_merge_in_passes() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let keys = [(0, SortOptions::default())];
+        let dir = tempfile::tempdir().unwrap();
+        // A budget large enough that only the fan-in limit of 3 bounds the merges.
+        let mut spill = new_spill(MemoryBudget::new(1 << 30, dir.path()));
+        spill_runs(&mut spill, &schema, 10, 20_000, 10);
+        let written = spill.spilled_bytes;
+        let (runs, last) = spill.merge_down(&schema, &keys, None, 3).unwrap();
+        assert_eq!((runs.len(), last.is_none()), (3, true));
+        // 10 runs → 3 merged (8) → 3 merged (6) → 3 merged (4) → 2 merged (3).
+        assert_eq!(spill.merges, 4);
+        assert!(spill.spilled_bytes > written);
+        assert_eq!(spill_files(dir.path()), 3, "merged runs are deleted");
+        assert_eq!(
+            merge_rest(&spill, runs, last),
+            (0..200_000).collect::<Vec<_>>()
+        );
+        assert_eq!(spill_files(dir.path()), 0);
+    }
+
+    #[test]
+    fn the_last_run_stays_in_memory_only_beside_the_spilled_runs_budget() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let keys = [(0, SortOptions::default())];
+        let last = |rows: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(
+                    (0..rows).map(|r| r * 3 + 2),
+                ))],
+            )
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // Two spilled runs take about 2 MiB in a merge (their read buffers); 4 MiB leaves room
+        // for a small last run, not for one of 4 MiB.
+        for (rows, in_memory) in [(1000, true), (512 * 1024, false)] {
+            let mut spill = new_spill(MemoryBudget::new(4 << 20, dir.path()));
+            spill_runs(&mut spill, &schema, 2, rows, 3);
+            let (runs, kept) = spill
+                .merge_down(&schema, &keys, Some(last(rows)), MAX_FAN_IN)
+                .unwrap();
+            assert_eq!(kept.is_some(), in_memory, "{rows} rows");
+            assert_eq!(runs.len(), if in_memory { 2 } else { 3 });
+            assert_eq!(spill.merges, 0);
+            let values = merge_rest(&spill, runs, kept);
+            assert_eq!(values, (0..rows * 3).collect::<Vec<_>>());
+        }
+        assert_eq!(spill_files(dir.path()), 0);
+    }
+
+    /// The reference: every row sorted on the key tuple with std's sort, then the offset skipped.
+    fn reference(
+        rows: &[(Option<i64>, Option<String>)],
+        keys: &[SortKey],
+        offset: usize,
+    ) -> Vec<(Option<i64>, Option<String>)> {
+        fn cmp<T: Ord>(x: &Option<T>, y: &Option<T>, key: &SortKey) -> std::cmp::Ordering {
+            match (x, y) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) if key.nulls_first => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(_), None) if key.nulls_first => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (Some(x), Some(y)) if key.descending => y.cmp(x),
+                (Some(x), Some(y)) => x.cmp(y),
+            }
+        }
+        let mut sorted = rows.to_vec();
+        sorted.sort_by(|x, y| {
+            keys.iter()
+                .map(|key| match key.column.as_str() {
+                    "k" => cmp(&x.0, &y.0, key),
+                    _ => cmp(&x.1, &y.1, key),
+                })
+                .fold(std::cmp::Ordering::Equal, std::cmp::Ordering::then)
+        });
+        sorted.into_iter().skip(offset).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn spilling_sorts_like_the_reference(
+            rows in proptest::collection::vec(
+                (proptest::option::of(-20..20i64), proptest::option::of("[a-d]{0,3}")),
+                0..400,
+            ),
+            split in 1usize..50,
+            k_first: bool,
+            k_desc: bool,
+            s_desc: bool,
+            k_nulls_first: bool,
+            s_nulls_first: bool,
+            offset in 0usize..40,
+            budget in 64usize..4_000,
+            restore_at in proptest::option::of(0usize..50),
+        ) {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, true),
+                Field::new("s", DataType::Utf8, true),
+            ]));
+            let input: Vec<RecordBatch> = rows
+                .chunks(split)
+                .map(|chunk| {
+                    RecordBatch::try_new(
+                        schema.clone(),
+                        vec![
+                            Arc::new(Int64Array::from(chunk.iter().map(|r| r.0).collect::<Vec<_>>())),
+                            Arc::new(StringArray::from(
+                                chunk.iter().map(|r| r.1.as_deref()).collect::<Vec<_>>(),
+                            )),
+                        ],
+                    )
+                    .unwrap()
+                })
+                .collect();
+            let k = SortKey::new("k", k_desc).with_nulls_first(k_nulls_first);
+            let s = SortKey::new("s", s_desc).with_nulls_first(s_nulls_first);
+            let keys = if k_first { vec![k, s] } else { vec![s, k] };
+            let spec = SortSpec {
+                keys: keys.clone(),
+                offset: offset as u64,
+                fetch: None,
+                output: None,
+                event_time: false,
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let memory = MemoryBudget::new(budget, dir.path());
+            let mut sort = open(&spec, &schema, memory.clone());
+            let mut out = Output::default();
+            for (i, batch) in input.into_iter().enumerate() {
+                if restore_at == Some(i) {
+                    // Snapshot → restore → continue equals an uninterrupted run.
+                    let snapshot = sort.snapshot(CheckpointId(1)).unwrap();
+                    sort = open(&spec, &schema, memory.clone());
+                    sort.restore(&snapshot).unwrap();
+                }
+                sort.process_batch(0, batch, &mut out).unwrap();
+            }
+            sort.finish(&mut out).unwrap();
+            let mut got = Vec::new();
+            for batch in batches(&mut out) {
+                let k = batch.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+                let s = batch.column(1).as_string::<i32>();
+                for i in 0..batch.num_rows() {
+                    got.push((
+                        k.is_valid(i).then(|| k.value(i)),
+                        s.is_valid(i).then(|| s.value(i).to_string()),
+                    ));
+                }
+            }
+            // Rows equal on both keys are whole rows, so the order is fully determined.
+            prop_assert_eq!(got, reference(&rows, &keys, offset));
+            drop(sort);
+            prop_assert_eq!(spill_files(dir.path()), 0);
         }
     }
 }
