@@ -77,9 +77,6 @@ const EMIT_ROWS: usize = 8192;
 /// same thing.
 const MAX_FAN_IN: usize = 64;
 
-/// The read buffer of one spill file's reader (`crate::spill` reads through 1 MiB buffers).
-const SPILL_READ_BUFFER: usize = 1 << 20;
-
 const ROWS_TABLE: &str = "rows";
 const PROGRESS_TABLE: &str = "progress";
 
@@ -662,7 +659,7 @@ fn run_merge_bytes(runs: &[SpillFile]) -> usize {
     runs.iter()
         .map(|run| {
             let batch = run.bytes().div_ceil(run.batches().max(1) as u64);
-            SPILL_READ_BUFFER
+            crate::spill::READ_BUFFER_BYTES
                 .saturating_add(usize::try_from(batch.saturating_mul(2)).unwrap_or(usize::MAX))
         })
         .max()
