@@ -7,7 +7,10 @@
 //! grows, the batches of every exchange), so on a 1 M-key aggregation a quarter of the run went
 //! to zeroing re-faulted pages (`clear_page_erms` under `reserve_rehash`). With purges done by
 //! `MADV_FREE` instead, freed pages stay mapped and are reused without a fault while the
-//! kernel may still reclaim them under memory pressure.
+//! kernel may still reclaim them under memory pressure. Until it does, they count in the
+//! process's resident memory; `MIMALLOC_PURGE_DECOMMITS=1` in the environment keeps
+//! mimalloc's default (resident memory then follows what is in use), and wins over this
+//! tuning.
 
 use std::sync::Once;
 
@@ -20,6 +23,9 @@ const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
 pub fn tune() {
     static TUNED: Once = Once::new();
     TUNED.call_once(|| {
+        if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_some() {
+            return;
+        }
         // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table; any
         // thread may call it at any time.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
