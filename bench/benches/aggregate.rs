@@ -5,7 +5,11 @@
 //! - `growing_*`: a fresh operator per iteration takes 64 batches (524 k rows, about 410 k
 //!   groups): the table and the accumulators grow, as at the start of a job;
 //! - `warm_*`: an operator that already holds all 1 M groups keeps taking batches: lookups
-//!   and updates on a state much larger than the cache.
+//!   and updates on a state much larger than the cache;
+//! - `finish_*`: a fresh operator, opened as a batch job opens it, takes the 64 batches and
+//!   emits its results, once without a memory limit and once with a 4 MiB budget, over which
+//!   it freezes its groups and spills the rows of new keys to partition files in the system's
+//!   temporary directory, then aggregates them at the end.
 //!
 //! `changelog` emits `-U`/`+U`/`+I` after every batch (the streaming job), `final` only
 //! updates (the batch job). Run: `cargo bench -p sluice-bench --bench aggregate`.
@@ -14,11 +18,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use arrow::array::Int64Array;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_engine::graph::{AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec};
-use sluice_engine::operator::{KeyedAggregate, Operator, Output};
+use sluice_engine::ids::SubtaskIndex;
+use sluice_engine::operator::{KeyedAggregate, Operator, OperatorContext, Output};
+use sluice_engine::spill::MemoryBudget;
+use sluice_engine::state::KeyGroupRange;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -61,8 +68,8 @@ fn bids(rng: &mut Rng, count: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
-fn operator(schema: &Schema, emit: EmitMode) -> KeyedAggregate {
-    let spec = KeyedAggregateSpec {
+fn spec(emit: EmitMode) -> KeyedAggregateSpec {
+    KeyedAggregateSpec {
         keys: vec!["auction".into()],
         aggregates: vec![
             AggregateCall {
@@ -78,9 +85,36 @@ fn operator(schema: &Schema, emit: EmitMode) -> KeyedAggregate {
         ],
         emit,
         default_group: None,
-    };
+    }
+}
+
+fn operator(schema: &Schema, emit: EmitMode) -> KeyedAggregate {
+    let spec = spec(emit);
     let output_schema = spec.output_schema(schema).expect("valid aggregate");
     KeyedAggregate::try_new(&spec, schema, output_schema).expect("builds")
+}
+
+/// A final aggregation opened as subtask 0 of 1 with `memory` as its budget.
+fn opened(schema: &SchemaRef, memory: MemoryBudget) -> KeyedAggregate {
+    let spec = spec(EmitMode::Final);
+    let output_schema = spec.output_schema(schema).expect("valid aggregate");
+    let mut aggregate =
+        KeyedAggregate::try_new(&spec, schema, output_schema.clone()).expect("builds");
+    aggregate
+        .open(&OperatorContext {
+            incremental_checkpoints: false,
+            checkpointing: false,
+            memory,
+            vertex: "GroupAggregate".into(),
+            subtask: SubtaskIndex(0),
+            parallelism: 1,
+            max_parallelism: 128,
+            key_groups: KeyGroupRange::for_subtask(128, 1, 0),
+            input_schemas: vec![schema.clone()],
+            output_schema,
+        })
+        .expect("opens");
+    aggregate
 }
 
 fn aggregate(c: &mut Criterion) {
@@ -107,6 +141,30 @@ fn aggregate(c: &mut Criterion) {
                         out.clear();
                     }
                     black_box(aggregate)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+
+    let spill_dir = std::env::temp_dir().join("sluice-bench-aggregate-spill");
+    for (name, memory) in [
+        ("unlimited", MemoryBudget::unlimited()),
+        ("budget_4mib", MemoryBudget::new(4 << 20, &spill_dir)),
+    ] {
+        group.bench_function(format!("finish_1m_keys_count_max_final_{name}"), |b| {
+            b.iter_batched(
+                || opened(&schema, memory.clone()),
+                |mut aggregate| {
+                    let mut out = Output::default();
+                    for batch in &batches {
+                        aggregate
+                            .process_batch(0, batch.clone(), &mut out)
+                            .expect("aggregates");
+                    }
+                    aggregate.finish(&mut out).expect("finishes");
+                    black_box(out.drain().len());
+                    aggregate
                 },
                 BatchSize::LargeInput,
             )

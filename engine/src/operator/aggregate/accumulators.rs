@@ -158,7 +158,7 @@ pub(crate) fn new_accumulator(
                 Timestamp(TimeUnit::Microsecond, _) => positional!(TimestampMicrosecondType),
                 Timestamp(TimeUnit::Nanosecond, _) => positional!(TimestampNanosecondType),
                 Utf8 => Box::new(StringPositional {
-                    values: Vec::new(),
+                    values: StringSlots::default(),
                     last,
                 }),
                 other => {
@@ -201,7 +201,7 @@ pub(crate) fn new_accumulator(
                 Timestamp(TimeUnit::Microsecond, _) => extreme!(TimestampMicrosecondType),
                 Timestamp(TimeUnit::Nanosecond, _) => extreme!(TimestampNanosecondType),
                 Utf8 => Box::new(StringExtreme {
-                    values: Vec::new(),
+                    values: StringSlots::default(),
                     is_min,
                 }),
                 Boolean => Box::new(BoolExtreme {
@@ -820,23 +820,6 @@ impl<T: ArrowPrimitiveType> Accumulator for Extreme<T> {
     }
 }
 
-/// Heap bytes of per-group string slots (the vector and every string's buffer).
-fn string_slot_bytes(values: &Vec<Option<String>>) -> usize {
-    values.capacity() * std::mem::size_of::<Option<String>>()
-        + values.iter().flatten().map(String::capacity).sum::<usize>()
-}
-
-/// The string slots of `groups`, in that order, as a column.
-fn string_slots_array(values: &[Option<String>], groups: &[u32]) -> ArrayRef {
-    let array: StringArray = groups
-        .iter()
-        .map(|&g| values[g as usize].as_deref())
-        .collect();
-    Arc::new(array)
-}
-
-/// Sets the string slots of `groups` from the first column of `state` (as
-/// [`string_slots_array`] wrote it).
 /// Sets `values[groups[i]]` from row `i` of the first state column (a primitive array, NULL
 /// for an empty slot): the restore of the one-column primitive accumulators.
 fn restore_primitive_slots<T: ArrowPrimitiveType>(
@@ -856,35 +839,113 @@ fn restore_primitive_slots<T: ArrowPrimitiveType>(
     Ok(())
 }
 
-fn restore_string_slots(
-    values: &mut [Option<String>],
-    groups: &[u32],
-    state: &[ArrayRef],
-    function: &str,
-) -> Result<()> {
-    let column = state
-        .first()
-        .and_then(|c| c.as_string_opt::<i32>())
-        .filter(|c| c.len() == groups.len())
-        .ok_or_else(|| bad_state(function))?;
-    for (&g, value) in groups.iter().zip(column.iter()) {
-        values[g as usize] = value.map(str::to_owned);
+/// One optional string per group, with the bytes of all the strings' buffers kept as a
+/// running total: [`Accumulator::allocated_bytes`] is read after every batch (the batch
+/// aggregation checks its memory budget), where summing the strings would cost a pass over
+/// every group.
+#[derive(Default)]
+struct StringSlots {
+    values: Vec<Option<String>>,
+    /// Sum of the capacities of the strings in `values`.
+    heap: usize,
+}
+
+impl StringSlots {
+    fn allocated_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<Option<String>>() + self.heap
     }
-    Ok(())
+
+    fn resize(&mut self, groups: usize) {
+        if groups < self.values.len() {
+            let dropped: usize = self.values[groups..]
+                .iter()
+                .flatten()
+                .map(String::capacity)
+                .sum();
+            self.heap -= dropped;
+        }
+        self.values.resize(groups, None);
+    }
+
+    fn get(&self, group: usize) -> Option<&str> {
+        self.values[group].as_deref()
+    }
+
+    /// Sets the slot of `group` to `value`, reusing its buffer.
+    fn set(&mut self, group: usize, value: &str) {
+        let slot = self.values[group].get_or_insert_with(String::new);
+        let before = slot.capacity();
+        slot.clear();
+        slot.push_str(value);
+        // A cleared buffer keeps its capacity, so it only grows.
+        self.heap += slot.capacity() - before;
+    }
+
+    /// Sets the slot of `target` to the value of `source` (which is not `target`).
+    fn copy(&mut self, source: usize, target: usize) {
+        match self.values[source].take() {
+            Some(value) => {
+                self.set(target, &value);
+                // Put back as it was: the running total is unchanged.
+                self.values[source] = Some(value);
+            }
+            None => self.clear(target),
+        }
+    }
+
+    fn clear(&mut self, group: usize) {
+        if let Some(old) = self.values[group].take() {
+            self.heap -= old.capacity();
+        }
+    }
+
+    /// The slots of `groups`, in that order, as a column.
+    fn array(&self, groups: &[u32]) -> ArrayRef {
+        let array: StringArray = groups.iter().map(|&g| self.get(g as usize)).collect();
+        Arc::new(array)
+    }
+
+    /// Sets the slots of `groups` from the first column of `state` (as [`StringSlots::array`]
+    /// wrote it).
+    fn restore(&mut self, groups: &[u32], state: &[ArrayRef], function: &str) -> Result<()> {
+        let column = state
+            .first()
+            .and_then(|c| c.as_string_opt::<i32>())
+            .filter(|c| c.len() == groups.len())
+            .ok_or_else(|| bad_state(function))?;
+        for (&g, value) in groups.iter().zip(column.iter()) {
+            match value {
+                Some(value) => self.set(g as usize, value),
+                None => self.clear(g as usize),
+            }
+        }
+        Ok(())
+    }
 }
 
 struct StringExtreme {
-    values: Vec<Option<String>>,
+    values: StringSlots,
     is_min: bool,
+}
+
+impl StringExtreme {
+    /// Whether `v` replaces the current extreme `current`.
+    fn replaces(&self, v: &str, current: Option<&str>) -> bool {
+        match current {
+            None => true,
+            Some(current) if self.is_min => v < current,
+            Some(current) => v > current,
+        }
+    }
 }
 
 impl Accumulator for StringExtreme {
     fn allocated_bytes(&self) -> usize {
-        string_slot_bytes(&self.values)
+        self.values.allocated_bytes()
     }
 
     fn resize(&mut self, groups: usize) {
-        self.values.resize(groups, None);
+        self.values.resize(groups);
     }
 
     fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
@@ -892,22 +953,9 @@ impl Accumulator for StringExtreme {
         let values = values.as_string::<i32>();
         for (&g, v) in groups.iter().zip(values.iter()) {
             let Some(v) = v else { continue };
-            let slot = &mut self.values[g as usize];
-            let replace = match slot {
-                None => true,
-                Some(current) => {
-                    if self.is_min {
-                        v < current.as_str()
-                    } else {
-                        v > current.as_str()
-                    }
-                }
-            };
-            if replace {
-                // Allocates only when the extreme changes, not per row.
-                let slot = slot.get_or_insert_with(String::new);
-                slot.clear();
-                slot.push_str(v);
+            if self.replaces(v, self.values.get(g as usize)) {
+                // Allocates only when the extreme grows past its buffer, not per row.
+                self.values.set(g as usize, v);
             }
         }
         Ok(())
@@ -915,40 +963,34 @@ impl Accumulator for StringExtreme {
 
     fn merge(&mut self, sources: &[u32], targets: &[u32]) {
         for (&s, &t) in sources.iter().zip(targets) {
+            let (s, t) = (s as usize, t as usize);
             if s == t {
                 continue;
             }
-            let Some(v) = self.values[s as usize].take() else {
-                continue;
-            };
-            let replace = match &self.values[t as usize] {
-                None => true,
-                Some(current) if self.is_min => v < *current,
-                Some(current) => v > *current,
-            };
-            if replace {
-                self.values[t as usize] = Some(v.clone());
+            if let Some(v) = self.values.get(s)
+                && self.replaces(v, self.values.get(t))
+            {
+                self.values.copy(s, t);
             }
-            self.values[s as usize] = Some(v);
         }
     }
 
     fn reset(&mut self, groups: &[u32]) {
         for &g in groups {
-            self.values[g as usize] = None;
+            self.values.clear(g as usize);
         }
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        Ok(string_slots_array(&self.values, groups))
+        Ok(self.values.array(groups))
     }
 
     fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        Ok(vec![string_slots_array(&self.values, groups)])
+        Ok(vec![self.values.array(groups)])
     }
 
     fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
-        restore_string_slots(&mut self.values, groups, state, "MIN/MAX")
+        self.values.restore(groups, state, "MIN/MAX")
     }
 }
 
@@ -1025,9 +1067,28 @@ impl Accumulator for BoolExtreme {
 
 /// COUNT(DISTINCT col): one set of row-encoded values per group. The values of a batch are
 /// row-encoded once; a value's bytes are copied only when it is new to its group.
+///
+/// The bytes of all the sets are kept as a running total (see [`StringSlots`] for why).
 struct CountDistinct {
     converter: RowConverter,
     sets: Vec<HashSet<Box<[u8]>>>,
+    /// Sum of [`set_bytes`] over `sets`.
+    heap: usize,
+}
+
+/// The heap bytes of one COUNT DISTINCT set: its slots and its values' bytes.
+fn set_bytes(set: &HashSet<Box<[u8]>>) -> usize {
+    set.capacity() * std::mem::size_of::<Box<[u8]>>() + set.iter().map(|v| v.len()).sum::<usize>()
+}
+
+/// Adds `value` to `set` if new, and to `heap` the bytes that took.
+#[inline]
+fn insert_distinct(set: &mut HashSet<Box<[u8]>>, heap: &mut usize, value: &[u8]) {
+    if !set.contains(value) {
+        let before = set.capacity();
+        set.insert(value.into());
+        *heap += (set.capacity() - before) * std::mem::size_of::<Box<[u8]>>() + value.len();
+    }
 }
 
 impl CountDistinct {
@@ -1037,23 +1098,20 @@ impl CountDistinct {
         Ok(CountDistinct {
             converter,
             sets: Vec::new(),
+            heap: 0,
         })
     }
 }
 
 impl Accumulator for CountDistinct {
     fn allocated_bytes(&self) -> usize {
-        self.sets
-            .iter()
-            .map(|set| {
-                set.capacity() * std::mem::size_of::<Box<[u8]>>()
-                    + set.iter().map(|v| v.len()).sum::<usize>()
-            })
-            .sum::<usize>()
-            + self.sets.capacity() * std::mem::size_of::<HashSet<Box<[u8]>>>()
+        self.heap + self.sets.capacity() * std::mem::size_of::<HashSet<Box<[u8]>>>()
     }
 
     fn resize(&mut self, groups: usize) {
+        if groups < self.sets.len() {
+            self.heap -= self.sets[groups..].iter().map(set_bytes).sum::<usize>();
+        }
         self.sets.resize_with(groups, HashSet::new);
     }
 
@@ -1069,11 +1127,11 @@ impl Accumulator for CountDistinct {
             if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
                 continue;
             }
-            let bytes = rows.row(i);
-            let set = &mut self.sets[g as usize];
-            if !set.contains(bytes.as_ref()) {
-                set.insert(bytes.as_ref().into());
-            }
+            insert_distinct(
+                &mut self.sets[g as usize],
+                &mut self.heap,
+                rows.row(i).as_ref(),
+            );
         }
         Ok(())
     }
@@ -1086,9 +1144,7 @@ impl Accumulator for CountDistinct {
             let source = std::mem::take(&mut self.sets[s as usize]);
             let target = &mut self.sets[t as usize];
             for value in &source {
-                if !target.contains(value) {
-                    target.insert(value.clone());
-                }
+                insert_distinct(target, &mut self.heap, value);
             }
             self.sets[s as usize] = source;
         }
@@ -1097,7 +1153,8 @@ impl Accumulator for CountDistinct {
     fn reset(&mut self, groups: &[u32]) {
         for &g in groups {
             // Frees the set: a reset slot may stay unused for a long time.
-            self.sets[g as usize] = HashSet::new();
+            let old = std::mem::take(&mut self.sets[g as usize]);
+            self.heap -= set_bytes(&old);
         }
     }
 
@@ -1145,11 +1202,13 @@ impl Accumulator for CountDistinct {
         for (i, &g) in groups.iter().enumerate() {
             let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
             let set = &mut self.sets[g as usize];
+            self.heap -= set_bytes(set);
             set.clear();
             set.reserve(end - start);
             for v in start..end {
                 set.insert(values.value(v).into());
             }
+            self.heap += set_bytes(set);
         }
         Ok(())
     }
@@ -1236,17 +1295,17 @@ impl<T: ArrowPrimitiveType> Accumulator for Positional<T> {
 
 /// FIRST_VALUE / LAST_VALUE of strings. A slot's buffer is reused when the value changes.
 struct StringPositional {
-    values: Vec<Option<String>>,
+    values: StringSlots,
     last: bool,
 }
 
 impl Accumulator for StringPositional {
     fn allocated_bytes(&self) -> usize {
-        string_slot_bytes(&self.values)
+        self.values.allocated_bytes()
     }
 
     fn resize(&mut self, groups: usize) {
-        self.values.resize(groups, None);
+        self.values.resize(groups);
     }
 
     fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
@@ -1255,11 +1314,8 @@ impl Accumulator for StringPositional {
         let values = values.as_string::<i32>();
         for (&g, v) in groups.iter().zip(values.iter()) {
             let Some(v) = v else { continue };
-            let slot = &mut self.values[g as usize];
-            if self.last || slot.is_none() {
-                let slot = slot.get_or_insert_with(String::new);
-                slot.clear();
-                slot.push_str(v);
+            if self.last || self.values.get(g as usize).is_none() {
+                self.values.set(g as usize, v);
             }
         }
         Ok(())
@@ -1267,43 +1323,135 @@ impl Accumulator for StringPositional {
 
     fn merge(&mut self, sources: &[u32], targets: &[u32]) {
         for (&s, &t) in sources.iter().zip(targets) {
-            if s == t {
+            let (s, t) = (s as usize, t as usize);
+            if s == t || self.values.get(s).is_none() {
                 continue;
             }
-            let Some(v) = self.values[s as usize].take() else {
-                continue;
-            };
-            if self.last || self.values[t as usize].is_none() {
-                let slot = self.values[t as usize].get_or_insert_with(String::new);
-                slot.clear();
-                slot.push_str(&v);
+            if self.last || self.values.get(t).is_none() {
+                self.values.copy(s, t);
             }
-            self.values[s as usize] = Some(v);
         }
     }
 
     fn reset(&mut self, groups: &[u32]) {
         for &g in groups {
-            self.values[g as usize] = None;
+            self.values.clear(g as usize);
         }
     }
 
     fn evaluate(&self, groups: &[u32]) -> Result<ArrayRef> {
-        Ok(string_slots_array(&self.values, groups))
+        Ok(self.values.array(groups))
     }
 
     fn state(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
-        Ok(vec![string_slots_array(&self.values, groups)])
+        Ok(vec![self.values.array(groups)])
     }
 
     fn restore_state(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
-        restore_string_slots(&mut self.values, groups, state, "FIRST_VALUE/LAST_VALUE")
+        self.values.restore(groups, state, "FIRST_VALUE/LAST_VALUE")
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// An operation on the state of up to 8 groups (indices taken modulo the group count).
+    #[derive(Debug, Clone)]
+    enum Op {
+        Update(Vec<(u32, Option<String>)>),
+        Merge(Vec<(u32, u32)>),
+        Reset(Vec<u32>),
+        /// The state of the first groups restored into the second.
+        Restore(Vec<(u32, u32)>),
+        Resize(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let group = 0u32..8;
+        let value = proptest::option::weighted(0.8, "[a-z]{0,40}");
+        prop_oneof![
+            4 => proptest::collection::vec((group.clone(), value), 0..20).prop_map(Op::Update),
+            1 => proptest::collection::vec((group.clone(), group.clone()), 0..6)
+                .prop_map(Op::Merge),
+            1 => proptest::collection::vec(group.clone(), 0..4).prop_map(Op::Reset),
+            1 => proptest::collection::vec((group.clone(), group), 0..4).prop_map(Op::Restore),
+            1 => (0usize..9).prop_map(Op::Resize),
+        ]
+    }
+
+    fn apply(acc: &mut dyn Accumulator, len: &mut usize, op: &Op) {
+        if *len == 0 && !matches!(op, Op::Resize(_)) {
+            return;
+        }
+        let n = (*len).max(1) as u32;
+        match op {
+            Op::Resize(groups) => {
+                acc.resize(*groups);
+                *len = *groups;
+            }
+            Op::Update(rows) => {
+                let groups: Vec<u32> = rows.iter().map(|(g, _)| g % n).collect();
+                let values: ArrayRef = Arc::new(
+                    rows.iter()
+                        .map(|(_, v)| v.as_deref())
+                        .collect::<StringArray>(),
+                );
+                acc.update(&groups, Some(&values)).expect("update");
+            }
+            Op::Merge(pairs) => {
+                let (sources, targets): (Vec<u32>, Vec<u32>) =
+                    pairs.iter().map(|&(s, t)| (s % n, t % n)).unzip();
+                acc.merge(&sources, &targets);
+            }
+            Op::Reset(groups) => {
+                let groups: Vec<u32> = groups.iter().map(|g| g % n).collect();
+                acc.reset(&groups);
+            }
+            Op::Restore(pairs) => {
+                let (sources, targets): (Vec<u32>, Vec<u32>) =
+                    pairs.iter().map(|&(s, t)| (s % n, t % n)).unzip();
+                let state = acc.state(&sources).expect("state");
+                acc.restore_state(&targets, &state).expect("restore");
+            }
+        }
+    }
+
+    fn recount_slots(slots: &StringSlots) -> usize {
+        slots.values.capacity() * std::mem::size_of::<Option<String>>()
+            + slots
+                .values
+                .iter()
+                .flatten()
+                .map(String::capacity)
+                .sum::<usize>()
+    }
+
+    proptest! {
+        /// The running totals behind the cheap `allocated_bytes` equal a recount.
+        #[test]
+        fn running_byte_totals_match_a_recount(ops in proptest::collection::vec(op(), 0..40)) {
+            let mut min = StringExtreme { values: StringSlots::default(), is_min: true };
+            let mut last = StringPositional { values: StringSlots::default(), last: true };
+            let mut distinct = CountDistinct::try_new(&DataType::Utf8).expect("accumulator");
+            let (mut a, mut b, mut c) = (0, 0, 0);
+            for op in &ops {
+                apply(&mut min, &mut a, op);
+                apply(&mut last, &mut b, op);
+                apply(&mut distinct, &mut c, op);
+                prop_assert_eq!(min.allocated_bytes(), recount_slots(&min.values));
+                prop_assert_eq!(last.allocated_bytes(), recount_slots(&last.values));
+                prop_assert_eq!(
+                    distinct.allocated_bytes(),
+                    distinct.sets.iter().map(set_bytes).sum::<usize>()
+                        + distinct.sets.capacity()
+                            * std::mem::size_of::<HashSet<Box<[u8]>>>()
+                );
+            }
+        }
+    }
 
     fn decimals(values: &[Option<i128>], scale: i8) -> ArrayRef {
         Arc::new(

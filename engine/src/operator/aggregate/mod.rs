@@ -22,10 +22,50 @@
 //! Emission follows [`EmitMode`]: `Final` emits one row per group at end of input; `Changelog`
 //! emits, after each batch, `+I` for groups seen for the first time and `-U`/`+U` pairs for
 //! groups whose result changed, in a leading `_row_kind` column.
+//!
+//! # Spilling
+//!
+//! A final aggregation over an insert-only input (the batch case) keeps its groups within its
+//! memory budget ([`OperatorContext::memory`], a share of the managed memory) by hybrid hash
+//! aggregation:
+//!
+//! 1. After every batch the operator compares the bytes its groups hold (key bytes, hash
+//!    table and accumulator states, each kept as a running total so the check costs no pass
+//!    over the groups) with the budget. Over it, the groups are *frozen*: every later batch is
+//!    looked up without inserting. Rows of existing groups are aggregated as before; rows of
+//!    new keys are written, with only the key columns and the aggregates' inputs, to one of 16
+//!    partition files (Arrow IPC, [`crate::spill`]) chosen by the key's hash mixed with a seed
+//!    of the level. A key with a group never reaches a file, and all rows of a key without one
+//!    reach the same file in input order: every group is emitted exactly once, and
+//!    FIRST_VALUE / LAST_VALUE see the rows in input order.
+//! 2. At end of input the operator emits its groups and frees them. Then each partition file
+//!    is aggregated in turn by a fresh pass under the same budget (its small batches
+//!    coalesced to 8192 rows), which emits its groups; the file is deleted once read. A pass
+//!    over the budget freezes and partitions its new keys again, with the next level's seed.
+//!    At level 4 (16⁴ partitions deep) a pass no longer freezes: it finishes in memory and
+//!    warns, since its keys do not spread (a budget too small for a few groups, or groups
+//!    whose own states outgrow it).
+//!
+//! Every row is written at most once per level and no accumulator merges partial states, so
+//! every aggregate function spills, COUNT DISTINCT included. The keys seen first never leave
+//! memory.
+//!
+//! The budget does not bound: one batch's new groups (they enter before the check); the
+//! growth of a frozen group's own state (COUNT DISTINCT sets, MIN/MAX strings); the write
+//! buffers of the 16 open files; and the results, which leave through [`Output`] in one piece
+//! at end of input. `spilled_bytes` counts the sizes of finished files and, for files still
+//! being written, the Arrow memory size of the rows written to them.
+//!
+//! Changelog emission and retracting aggregations are streaming and never spill. A snapshot
+//! holds the groups in memory as above until rows have been spilled; after that it fails
+//! with [`Error::Unsupported`] naming the operator, as it would have to hold the spilled rows.
 
 mod accumulators;
 mod bitset;
 mod retract;
+mod spill_partitions;
+#[cfg(test)]
+mod spill_tests;
 mod table;
 mod touched;
 mod word_table;
@@ -33,6 +73,8 @@ mod word_table;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int8Array, UInt32Array};
+use arrow::buffer::BooleanBuffer;
+use arrow::compute::FilterBuilder;
 use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -48,6 +90,8 @@ use crate::state::{
     hash_columns, key_group_of_hash,
 };
 use crate::{Error, Result};
+use spill_partitions::{SpillLayout, Spilling};
+use table::NO_GROUP;
 
 pub(crate) use accumulators::{Accumulator, accumulators_for};
 pub(crate) use table::GroupTable;
@@ -84,6 +128,10 @@ pub struct KeyedAggregate {
     /// one bit per group touched since the last snapshot.
     changes: Option<ChangeTracker>,
     dirty: TouchedIds,
+    /// For a final, insert-only aggregation: what its rows keep when spilled.
+    spill_layout: Option<Arc<SpillLayout>>,
+    /// Set by `open` for a final, insert-only aggregation with a limited memory budget.
+    spilling: Option<Spilling>,
 }
 
 impl KeyedAggregate {
@@ -132,6 +180,16 @@ impl KeyedAggregate {
             Some(values) => Some(default_group_keys(values, &key_types)?),
             None => None,
         };
+        let spill_layout = if spec.emit == EmitMode::Final && retracting.is_none() {
+            Some(Arc::new(SpillLayout::new(
+                spec,
+                input,
+                &key_indices,
+                &inputs,
+            )?))
+        } else {
+            None
+        };
         Ok(KeyedAggregate {
             key_indices,
             converter,
@@ -148,12 +206,168 @@ impl KeyedAggregate {
             group_key_groups: Vec::new(),
             changes: None,
             dirty: TouchedIds::default(),
+            spill_layout,
+            spilling: None,
         })
     }
 
-    /// Number of distinct groups so far.
+    /// Number of distinct groups so far (held in memory).
     pub fn group_count(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Bytes the groups hold: keys, hash table and accumulator states. Cheap (no pass over
+    /// the groups): it is checked after every batch against the memory budget.
+    fn memory_bytes(&self) -> usize {
+        self.groups.allocated_bytes()
+            + self
+                .accumulators
+                .iter()
+                .map(|a| a.allocated_bytes())
+                .sum::<usize>()
+            + self.group_ids.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Freezes the groups if they hold more than the memory budget.
+    fn check_memory(&mut self) {
+        let bytes = self.memory_bytes();
+        if let Some(spilling) = &mut self.spilling {
+            spilling.check(bytes, self.groups.len());
+        }
+    }
+
+    /// A batch of a frozen aggregation: rows of existing groups are aggregated, the others
+    /// spilled.
+    fn process_frozen(&mut self, batch: &RecordBatch) -> Result<()> {
+        let keys: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        self.groups
+            .lookup_columns(&self.converter, &keys, &mut self.group_ids)?;
+        let kept = self.group_ids.iter().filter(|&&g| g != NO_GROUP).count();
+        let spilling = self.spilling.as_mut().ok_or_else(|| {
+            Error::Internal("keyed aggregate: frozen groups without spilling".into())
+        })?;
+        if kept < self.group_ids.len() {
+            spilling.spill(batch, &keys, &self.group_ids)?;
+        }
+        if kept == 0 {
+            return Ok(());
+        }
+        // The input columns of the kept rows; one filter per column read.
+        let mut values: Vec<Option<ArrayRef>> = vec![None; batch.num_columns()];
+        if kept < self.group_ids.len() {
+            let ids = &self.group_ids;
+            let mask = BooleanBuffer::collect_bool(ids.len(), |i| ids[i] != NO_GROUP);
+            let predicate = FilterBuilder::new(&BooleanArray::new(mask, None))
+                .optimize()
+                .build();
+            for &i in self.inputs.iter().flatten() {
+                if values[i].is_none() {
+                    values[i] = Some(
+                        predicate
+                            .filter(batch.column(i))
+                            .map_err(|e| Error::arrow("aggregate input of kept rows", e))?,
+                    );
+                }
+            }
+            self.group_ids.retain(|&g| g != NO_GROUP);
+        } else {
+            for &i in self.inputs.iter().flatten() {
+                values[i] = Some(batch.column(i).clone());
+            }
+        }
+        if self
+            .changes
+            .as_ref()
+            .is_some_and(ChangeTracker::is_incremental)
+        {
+            self.dirty.mark_all(&self.group_ids);
+        }
+        for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
+            acc.update(&self.group_ids, input.and_then(|i| values[i].as_ref()))?;
+        }
+        Ok(())
+    }
+
+    /// At end of input of a frozen aggregation, after its groups were emitted: frees them,
+    /// then aggregates each partition file in a pass of its own, which may spill again.
+    fn finish_partitions(&mut self, out: &mut Output) -> Result<()> {
+        let Some(spilling) = &mut self.spilling else {
+            return Ok(());
+        };
+        let files = spilling.finish_partitions()?;
+        if files.is_empty() {
+            return Ok(());
+        }
+        self.groups = GroupTable::default();
+        self.accumulators.clear();
+        self.group_ids = Vec::new();
+        self.group_key_groups = Vec::new();
+        self.dirty.clear();
+        for file in files {
+            let Some(spilling) = &self.spilling else {
+                break;
+            };
+            let layout = spilling.layout().clone();
+            let mut pass =
+                KeyedAggregate::try_new(&layout.spec, &layout.schema, self.output_schema.clone())?;
+            pass.key_groups = self.key_groups;
+            // The pass's own layout: its input is already projected.
+            let pass_layout = pass.spill_layout.clone().ok_or_else(|| {
+                Error::Internal("keyed aggregate: a pass over spilled rows cannot spill".into())
+            })?;
+            pass.spilling = Some(spilling.next_level(pass_layout));
+            let replay_rows = spilling.replay_rows();
+            let mut pending = Vec::new();
+            let mut rows = 0;
+            for batch in file.read()? {
+                let batch = batch?;
+                rows += batch.num_rows();
+                pending.push(batch);
+                if rows >= replay_rows {
+                    pass.process_coalesced(&layout.schema, &mut pending, out)?;
+                    rows = 0;
+                }
+            }
+            pass.process_coalesced(&layout.schema, &mut pending, out)?;
+            // The file is read: delete it before the pass's own partitions are written.
+            drop(file);
+            pass.finish(out)?;
+            if let (Some(spilling), Some(done)) = (&mut self.spilling, &pass.spilling) {
+                spilling.absorb(done);
+            }
+        }
+        if let Some(spilling) = self.spilling.as_ref().filter(|s| s.is_operator_input()) {
+            spilling.log_finished();
+        }
+        Ok(())
+    }
+
+    /// Processes the batches of `pending` as one, and empties it.
+    fn process_coalesced(
+        &mut self,
+        schema: &SchemaRef,
+        pending: &mut Vec<RecordBatch>,
+        out: &mut Output,
+    ) -> Result<()> {
+        let batch = match pending.len() {
+            0 => return Ok(()),
+            1 => pending.pop().expect("one pending batch"),
+            _ => arrow::compute::concat_batches(schema, pending.iter())
+                .map_err(|e| Error::arrow("aggregate spilled rows", e))?,
+        };
+        pending.clear();
+        self.process_batch(0, batch, out)
+    }
+
+    /// The deepest level of spilling reached: 0 when nothing spilled or the partitions
+    /// fitted in memory, `n` when a partition of level `n - 1` spilled again.
+    #[cfg(test)]
+    fn deepest_spill_level(&self) -> u32 {
+        self.spilling.as_ref().map_or(0, Spilling::deepest_level)
     }
 
     fn key_columns(&self, groups: &[u32]) -> Result<Vec<ArrayRef>> {
@@ -265,6 +479,16 @@ impl KeyedAggregate {
 impl Operator for KeyedAggregate {
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.key_groups = Some((ctx.key_groups, ctx.max_parallelism));
+        if let Some(layout) = &self.spill_layout
+            && ctx.memory.limit().is_some()
+        {
+            self.spilling = Some(Spilling::new(
+                ctx.memory.clone(),
+                ctx.vertex.clone(),
+                ctx.subtask,
+                layout.clone(),
+            ));
+        }
         self.changes = Some(ChangeTracker::new(
             KeyGroupOwnership {
                 range: ctx.key_groups,
@@ -283,6 +507,9 @@ impl Operator for KeyedAggregate {
     }
 
     fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        if let Some(spilling) = self.spilling.as_ref().filter(|s| s.has_spilled()) {
+            return Err(spilling.checkpoint_refused());
+        }
         let (range, max_parallelism) = self
             .key_groups
             .ok_or_else(|| Error::Internal("keyed aggregate snapshotted before open".into()))?;
@@ -417,10 +644,14 @@ impl Operator for KeyedAggregate {
                 }
             }
         }
+        self.check_memory();
         Ok(())
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        if self.spilling.as_ref().is_some_and(Spilling::is_frozen) {
+            return self.process_frozen(&batch);
+        }
         let keys: Vec<ArrayRef> = self
             .key_indices
             .iter()
@@ -445,6 +676,9 @@ impl Operator for KeyedAggregate {
             for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
                 acc.resize(group_count);
                 acc.update(&self.group_ids, input.map(|i| batch.column(i)))?;
+            }
+            if self.spilling.is_some() {
+                self.check_memory();
             }
             return Ok(());
         }
@@ -503,6 +737,7 @@ impl Operator for KeyedAggregate {
                 .as_ref()
                 .map_or(0, retract::Retracting::allocated_bytes))
             as u64;
+        metrics.spilled_bytes = self.spilling.as_ref().map_or(0, Spilling::spilled_bytes);
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<()> {
@@ -534,6 +769,7 @@ impl Operator for KeyedAggregate {
                 out.push_batch(self.result_batch(None, &groups, values)?);
                 start = end;
             }
+            self.finish_partitions(out)?;
         }
         Ok(())
     }

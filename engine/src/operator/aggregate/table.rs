@@ -91,13 +91,17 @@ impl WordKey {
 /// A 64-bit mix (murmur3's finalizer): every input bit reaches the high bits the word table
 /// uses for its partition and the low bits it uses for the slot.
 #[inline]
-fn hash_word(word: u64) -> u64 {
+pub(super) fn hash_word(word: u64) -> u64 {
     let mut h = word ^ (word >> 33);
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
 }
+
+/// What [`GroupTable::lookup_columns`] gives a row whose key has no group. Never a group
+/// index: the table would need 2^32 groups.
+pub(crate) const NO_GROUP: u32 = u32::MAX;
 
 /// Longest key kept inline in its hash table entry.
 const INLINE_KEY: usize = 16;
@@ -227,6 +231,99 @@ impl GroupTable {
         Ok(())
     }
 
+    /// Fills `out` with the group index of every row of the key `columns` (as `converter`
+    /// encodes them), or [`NO_GROUP`] where the key has none; adds no group. The aggregation
+    /// uses it once its groups are frozen (see the spilling section of the module docs).
+    pub(crate) fn lookup_columns(
+        &self,
+        converter: &RowConverter,
+        columns: &[ArrayRef],
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
+        out.clear();
+        if let (Some(key), [column]) = (self.word_key, columns)
+            && WordKey::of(column.data_type()) == Some(key)
+        {
+            self.lookup_word_column(key, column.as_ref(), out);
+            return Ok(());
+        }
+        let rows = converter
+            .convert_columns(columns)
+            .map_err(|e| Error::arrow("group key encoding", e))?;
+        out.reserve(rows.num_rows());
+        for row in rows.iter() {
+            out.push(self.lookup_one(row.as_ref()).unwrap_or(NO_GROUP));
+        }
+        Ok(())
+    }
+
+    fn lookup_word_column(&self, key: WordKey, column: &dyn Array, out: &mut Vec<u32>) {
+        let data = column.to_data();
+        let nulls = column.logical_nulls();
+        out.reserve(column.len());
+        let flip = |bits: u32| if key.signed { 1u64 << (bits - 1) } else { 0 };
+        match key.width {
+            1 => {
+                let f = flip(8);
+                self.lookup_words(data.buffer::<u8>(0), nulls, |v| u64::from(v) ^ f, out)
+            }
+            2 => {
+                let f = flip(16);
+                self.lookup_words(data.buffer::<u16>(0), nulls, |v| u64::from(v) ^ f, out)
+            }
+            4 => {
+                let f = flip(32);
+                self.lookup_words(data.buffer::<u32>(0), nulls, |v| u64::from(v) ^ f, out)
+            }
+            _ => {
+                let f = flip(64);
+                self.lookup_words(data.buffer::<u64>(0), nulls, |v| v ^ f, out)
+            }
+        }
+    }
+
+    #[inline]
+    fn lookup_words<T: Copy>(
+        &self,
+        values: &[T],
+        nulls: Option<NullBuffer>,
+        to_word: impl Fn(T) -> u64,
+        out: &mut Vec<u32>,
+    ) {
+        let hash = |i: usize| values.get(i).map(|&v| hash_word(to_word(v)));
+        let nulls = nulls.filter(|n| n.null_count() > 0);
+        let null_group = self.null_group.unwrap_or(NO_GROUP);
+        for (i, &v) in values.iter().enumerate() {
+            if let Some(ahead) = hash(i + PREFETCH_AHEAD) {
+                self.words.prefetch(ahead);
+            }
+            out.push(if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+                let word = to_word(v);
+                self.words.get(hash_word(word), word).unwrap_or(NO_GROUP)
+            } else {
+                null_group
+            });
+        }
+    }
+
+    /// The group index of one row-encoded key, if it has one.
+    pub(crate) fn lookup_one(&self, bytes: &[u8]) -> Option<u32> {
+        if let Some(key) = self.word_key
+            && bytes.len() == 1 + key.width
+        {
+            return if bytes[0] == 0 {
+                self.null_group
+            } else {
+                let mut word = [0u8; 8];
+                word[8 - key.width..].copy_from_slice(&bytes[1..]);
+                let word = u64::from_be_bytes(word);
+                self.words.get(hash_word(word), word)
+            };
+        }
+        let probe = Probe::new(bytes);
+        find(&self.table, &self.key_bytes, &self.key_offsets, &probe)
+    }
+
     fn intern_word_column(&mut self, key: WordKey, column: &dyn Array, out: &mut Vec<u32>) {
         let data = column.to_data();
         let nulls = column.logical_nulls();
@@ -332,54 +429,76 @@ impl GroupTable {
                 self.intern_word(key, u64::from_be_bytes(word))
             };
         }
-        let hash = xxh3_64(bytes);
-        let short = bytes.len() <= INLINE_KEY;
+        let probe = Probe::new(bytes);
+        if let Some(g) = find(&self.table, &self.key_bytes, &self.key_offsets, &probe) {
+            return g;
+        }
+        let g = self.key_offsets.len() as u32;
+        self.key_offsets.push(self.key_bytes.len());
+        self.key_bytes.extend_from_slice(bytes);
+        let entry = Entry {
+            hash: probe.hash,
+            group: g,
+            // Long keys are compared in the key buffer; their length byte is unused.
+            len: bytes.len().min(INLINE_KEY) as u8,
+            inline: probe.inline,
+        };
+        self.table.insert_unique(probe.hash, entry, |e| e.hash);
+        g
+    }
+}
+
+/// A row-encoded key prepared for the rows path: its hash and, if short, its inline copy.
+struct Probe<'a> {
+    bytes: &'a [u8],
+    hash: u64,
+    inline: [u8; INLINE_KEY],
+}
+
+impl<'a> Probe<'a> {
+    #[inline]
+    fn new(bytes: &'a [u8]) -> Self {
         let mut inline = [0u8; INLINE_KEY];
-        if short {
+        if bytes.len() <= INLINE_KEY {
             inline[..bytes.len()].copy_from_slice(bytes);
         }
-        let GroupTable {
-            table,
-            key_bytes,
-            key_offsets,
-            ..
-        } = self;
-        let key_of = |g: u32| {
-            let start = key_offsets[g as usize];
-            let end = key_offsets
-                .get(g as usize + 1)
-                .copied()
-                .unwrap_or(key_bytes.len());
-            &key_bytes[start..end]
-        };
-        let found = table
-            .find(hash, |entry| {
-                entry.hash == hash
-                    && if short {
-                        usize::from(entry.len) == bytes.len() && entry.inline == inline
-                    } else {
-                        same_key(key_of(entry.group), bytes)
-                    }
-            })
-            .map(|entry| entry.group);
-        match found {
-            Some(g) => g,
-            None => {
-                let g = key_offsets.len() as u32;
-                key_offsets.push(key_bytes.len());
-                key_bytes.extend_from_slice(bytes);
-                let entry = Entry {
-                    hash,
-                    group: g,
-                    // Long keys are compared in the key buffer; their length byte is unused.
-                    len: bytes.len().min(INLINE_KEY) as u8,
-                    inline,
-                };
-                table.insert_unique(hash, entry, |e| e.hash);
-                g
-            }
+        Probe {
+            bytes,
+            hash: xxh3_64(bytes),
+            inline,
         }
     }
+}
+
+/// The group of `probe`'s key in the rows path's `table`, whose long keys are compared in
+/// `key_bytes` at `key_offsets`.
+#[inline]
+fn find(
+    table: &HashTable<Entry>,
+    key_bytes: &[u8],
+    key_offsets: &[usize],
+    probe: &Probe<'_>,
+) -> Option<u32> {
+    let bytes = probe.bytes;
+    let short = bytes.len() <= INLINE_KEY;
+    let key_of = |g: u32| {
+        let start = key_offsets[g as usize];
+        let end = key_offsets
+            .get(g as usize + 1)
+            .copied()
+            .unwrap_or(key_bytes.len());
+        &key_bytes[start..end]
+    };
+    table
+        .find(probe.hash, |entry| {
+            entry.hash == probe.hash
+                && if short {
+                    usize::from(entry.len) == bytes.len() && entry.inline == probe.inline
+                } else {
+                    same_key(key_of(entry.group), bytes)
+                }
+        })
+        .map(|entry| entry.group)
 }
 
 #[cfg(test)]
@@ -477,6 +596,82 @@ mod tests {
                 .word_key
                 .is_none()
         );
+    }
+
+    /// Looks `probe` up in `table` and checks the answer against `known`, the group of each
+    /// key interned so far; the table gains no group.
+    fn check_lookup(
+        table: &GroupTable,
+        converter: &RowConverter,
+        probe: &ArrayRef,
+        known: &std::collections::HashMap<Option<String>, u32>,
+    ) {
+        let before = table.len();
+        let mut found = Vec::new();
+        table
+            .lookup_columns(converter, std::slice::from_ref(probe), &mut found)
+            .unwrap();
+        assert_eq!(found.len(), probe.len());
+        for (i, &g) in found.iter().enumerate() {
+            let key = probe
+                .is_valid(i)
+                .then(|| arrow::util::display::array_value_to_string(probe, i).unwrap());
+            assert_eq!(g, known.get(&key).copied().unwrap_or(NO_GROUP), "row {i}");
+        }
+        assert_eq!(table.len(), before, "a lookup adds no group");
+    }
+
+    #[test]
+    fn lookups_find_interned_keys_and_add_none() {
+        let int_keys: ArrayRef = Arc::new(Int64Array::from(vec![Some(3), None, Some(-7), Some(3)]));
+        let int_probe: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(-7),
+            Some(4),
+            None,
+            Some(3),
+            Some(0),
+        ]));
+        let str_keys: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            Some("a"),
+            Some("a long key beyond the inline bytes"),
+            None,
+        ]));
+        let str_probe: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            Some("b"),
+            None,
+            Some("a long key beyond the inline bytes"),
+            Some("a long key beyond the inline bytez"),
+            Some("a"),
+        ]));
+        for (keys, probe) in [(int_keys, int_probe), (str_keys, str_probe)] {
+            let data_type = keys.data_type().clone();
+            let converter = RowConverter::new(vec![SortField::new(data_type.clone())]).unwrap();
+            for mut table in [
+                GroupTable::for_key_types(&[&data_type]),
+                GroupTable::default(),
+            ] {
+                // An empty table finds nothing.
+                check_lookup(&table, &converter, &probe, &Default::default());
+                let mut groups = Vec::new();
+                table
+                    .intern_columns(&converter, std::slice::from_ref(&keys), &mut groups)
+                    .unwrap();
+                let known = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &g)| {
+                        let key = keys.is_valid(i).then(|| {
+                            arrow::util::display::array_value_to_string(&keys, i).unwrap()
+                        });
+                        (key, g)
+                    })
+                    .collect();
+                check_lookup(&table, &converter, &probe, &known);
+                for g in 0..table.len() as u32 {
+                    assert_eq!(table.lookup_one(table.key(g)), Some(g));
+                }
+            }
+        }
     }
 
     proptest! {

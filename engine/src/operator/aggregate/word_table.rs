@@ -101,6 +101,14 @@ impl WordTable {
         None
     }
 
+    /// The group of `word` (hashed to `hash`), if it has one; inserts nothing.
+    #[inline]
+    pub(crate) fn get(&self, hash: u64, word: u64) -> Option<u32> {
+        let part = self.parts.get(Self::part_of(hash))?;
+        let [_, g] = part.slots[part.probe(hash, word)];
+        (g != 0).then(|| (g - 1) as u32)
+    }
+
     /// Starts loading the slot `hash` probes first into the cache.
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
@@ -155,7 +163,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn finds_what_it_inserted(words in proptest::collection::vec(any::<u64>(), 0..3000), poor in any::<bool>()) {
+        fn finds_what_it_inserted(
+            words in proptest::collection::vec(any::<u64>(), 0..3000),
+            absent in proptest::collection::vec(any::<u64>(), 0..100),
+            poor in any::<bool>(),
+        ) {
             let hash_of = if poor { clustered } else { good };
             let mut table = WordTable::default();
             let mut model = HashMap::new();
@@ -167,7 +179,13 @@ mod tests {
                 model.entry(w).or_insert(next);
             }
             for (&w, &g) in &model {
+                prop_assert_eq!(table.get(hash_of(w), w), Some(g));
                 prop_assert_eq!(table.get_or_insert(hash_of(w), w, u32::MAX, hash_of), Some(g));
+            }
+            for w in absent {
+                if !model.contains_key(&w) {
+                    prop_assert_eq!(table.get(hash_of(w), w), None);
+                }
             }
         }
     }
