@@ -163,6 +163,7 @@ fn aggregate(c: &mut Criterion) {
                             .expect("aggregates");
                     }
                     aggregate.finish(&mut out).expect("finishes");
+                    while aggregate.finish_more(&mut out).expect("finishes") {}
                     black_box(out.drain().len());
                     aggregate
                 },

@@ -7,7 +7,8 @@
 //! Lifecycle, driven by the chain driver (`runtime::task`):
 //! `open` → `restore` (restarted jobs only) → any number of `process_batch` /
 //! `process_watermark` / `snapshot` / `notify_checkpoint_complete` → `finish` (once, at end of
-//! input; may emit final results) → `close` (always, also after a failure).
+//! input; may emit final results) → `finish_more` (until it returns false; the rest of a large
+//! final result) → `close` (always, also after a failure).
 
 mod aggregate;
 mod filter;
@@ -91,10 +92,6 @@ impl Output {
 
     pub(crate) fn push_barrier(&mut self, barrier: CheckpointBarrier) {
         self.elements.push(StreamElement::Barrier(barrier));
-    }
-
-    pub(crate) fn push_end_of_input(&mut self) {
-        self.elements.push(StreamElement::EndOfInput);
     }
 
     pub(crate) fn take(&mut self) -> Vec<StreamElement> {
@@ -192,6 +189,16 @@ pub trait Operator: Send {
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         let _ = out;
         Ok(())
+    }
+
+    /// Called after [`Operator::finish`], once per step of the task, until it returns false:
+    /// an operator with a large final result (a batch join, partition by partition) emits it
+    /// in parts, and the task sends each part on, waiting while downstream is backpressured,
+    /// before asking for the next, so the result is never held whole. The default has
+    /// nothing more.
+    fn finish_more(&mut self, out: &mut Output) -> Result<bool> {
+        let _ = out;
+        Ok(false)
     }
 
     /// Adds what only the operator knows to its metrics: late records dropped, state size.

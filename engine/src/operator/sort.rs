@@ -94,6 +94,9 @@ pub struct Sort {
     buffered_bytes: usize,
     /// A full sort's budget and spilled runs: `Some` once `open` gave it a limited budget.
     spill: Option<Spill>,
+    /// At the end of a spilled sort: the merge of its runs and the rows of the offset still
+    /// to skip.
+    merging: Option<(Merge, usize)>,
     /// Runs one merge reads at most ([`MAX_FAN_IN`]; lowered by tests).
     max_fan_in: usize,
     /// A top-K buffer is merged down once it holds more than this many rows and twice K.
@@ -139,6 +142,7 @@ impl Sort {
             buffered_rows: 0,
             buffered_bytes: 0,
             spill: None,
+            merging: None,
             max_fan_in: MAX_FAN_IN,
             compact_at: EMIT_ROWS,
             skipped: 0,
@@ -235,11 +239,54 @@ impl Sort {
             .as_ref()
             .is_some_and(|spill| spill.memory.exceeded_by(self.buffered_bytes))
         {
-            let run = self.sorted(None)?;
-            self.clear_buffer();
-            let spill = self.spill.as_mut().expect("checked just above");
-            spill.write_run(&self.input_schema, run)?;
+            self.spill_buffer()?;
         }
+        Ok(())
+    }
+
+    /// Writes the buffer to a spill file as a sorted run and empties it. Only the key columns
+    /// are concatenated (to sort them); the rows are gathered from the buffered batches
+    /// [`EMIT_ROWS`] at a time, so spilling takes little memory beyond the buffer itself.
+    fn spill_buffer(&mut self) -> Result<()> {
+        let columns = self
+            .keys
+            .iter()
+            .map(|&(i, options)| {
+                let parts: Vec<&dyn Array> =
+                    self.buffered.iter().map(|b| b.column(i).as_ref()).collect();
+                let values = arrow::compute::concat(&parts)
+                    .map_err(|e| Error::arrow("sort: concatenate keys", e))?;
+                Ok(SortColumn {
+                    values,
+                    options: Some(options),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let order = lexsort_to_indices(&columns, None).map_err(|e| Error::arrow("sort", e))?;
+        drop(columns);
+        let mut starts = Vec::with_capacity(self.buffered.len());
+        let mut at = 0;
+        for batch in &self.buffered {
+            starts.push(at);
+            at += batch.num_rows();
+        }
+        let batches: Vec<&RecordBatch> = self.buffered.iter().collect();
+        let mut positions: Vec<(usize, usize)> = Vec::with_capacity(EMIT_ROWS);
+        let chunks = order.values().chunks(EMIT_ROWS).map(|chunk| {
+            positions.clear();
+            positions.extend(chunk.iter().map(|&row| {
+                let row = row as usize;
+                let batch = starts.partition_point(|&start| start <= row) - 1;
+                (batch, row - starts[batch])
+            }));
+            arrow::compute::interleave_record_batch(&batches, &positions)
+                .map_err(|e| Error::arrow("sort: gather a run", e))
+        });
+        let spill = self.spill.as_mut().expect("a spilling sort");
+        let rows = order.len();
+        let file = write_spill_file(&spill.memory, "sort run", &self.input_schema, chunks)?;
+        spill.add_run(file, rows);
+        self.clear_buffer();
         Ok(())
     }
 
@@ -249,9 +296,9 @@ impl Sort {
         self.buffered_bytes = 0;
     }
 
-    /// End of input of a full sort that has spilled: merges the runs and the buffer into the
-    /// output.
-    fn finish_merged(&mut self, out: &mut Output) -> Result<()> {
+    /// End of input of a full sort that has spilled: starts merging the runs and the buffer;
+    /// [`Operator::finish_more`] emits the merged rows a batch at a time.
+    fn finish_merged(&mut self) -> Result<()> {
         let last = if self.buffered_rows > 0 {
             Some(self.sorted(None)?)
         } else {
@@ -264,27 +311,29 @@ impl Sort {
             .expect("only a sort with spilled runs merges");
         let (runs, last) =
             spill.merge_down(&self.input_schema, &self.keys, last, self.max_fan_in)?;
-        let spill = self
-            .spill
-            .as_ref()
-            .expect("only a sort with spilled runs merges");
-        let mut skip = self.offset;
-        for batch in Merge::try_new(&spill.converter, &self.keys, runs, last)? {
+        let merge = Merge::try_new(spill.converter.clone(), self.keys.clone(), runs, last)?;
+        self.merging = Some((merge, self.offset));
+        Ok(())
+    }
+
+    /// The next merged batch after the offset, projected; `None` once the merge is done.
+    fn next_merged(&mut self) -> Result<Option<RecordBatch>> {
+        let Some((merge, skip)) = &mut self.merging else {
+            return Ok(None);
+        };
+        for batch in merge.by_ref() {
             let batch = batch?;
             let rows = batch.num_rows();
-            if skip >= rows {
-                skip -= rows;
+            if *skip >= rows {
+                *skip -= rows;
                 continue;
             }
-            let batch = if skip > 0 {
-                batch.slice(skip, rows - skip)
-            } else {
-                batch
-            };
-            skip = 0;
-            out.push_batch(self.project(batch)?);
+            let batch = batch.slice(*skip, rows - *skip);
+            *skip = 0;
+            return self.project(batch).map(Some);
         }
-        Ok(())
+        self.merging = None;
+        Ok(None)
     }
 
     fn pass_limit(&mut self, batch: RecordBatch, out: &mut Output) -> Result<()> {
@@ -334,7 +383,7 @@ impl Operator for Sort {
                 self.spill = Some(Spill {
                     vertex: ctx.vertex.clone(),
                     memory: ctx.memory.clone(),
-                    converter,
+                    converter: Arc::new(converter),
                     runs: Vec::new(),
                     spilled_bytes: 0,
                     merges: 0,
@@ -445,7 +494,7 @@ impl Operator for Sort {
             .as_ref()
             .is_some_and(|spill| !spill.runs.is_empty())
         {
-            return self.finish_merged(out);
+            return self.finish_merged();
         }
         if self.buffered_rows == 0 {
             return Ok(());
@@ -464,6 +513,16 @@ impl Operator for Sort {
             at += len;
         }
         Ok(())
+    }
+
+    fn finish_more(&mut self, out: &mut Output) -> Result<bool> {
+        match self.next_merged()? {
+            Some(batch) => {
+                out.push_batch(batch);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<StateSnapshot> {
@@ -571,7 +630,7 @@ struct Spill {
     /// The vertex, for log fields.
     vertex: String,
     memory: MemoryBudget,
-    converter: RowConverter,
+    converter: Arc<RowConverter>,
     /// Sorted runs, oldest first.
     runs: Vec<SpillFile>,
     /// Bytes of all spill files written, runs and intermediate merges.
@@ -585,6 +644,12 @@ impl Spill {
     fn write_run(&mut self, schema: &SchemaRef, run: RecordBatch) -> Result<()> {
         let rows = run.num_rows();
         let file = write_spill_file(&self.memory, "sort run", schema, slices(run).map(Ok))?;
+        self.add_run(file, rows);
+        Ok(())
+    }
+
+    /// Keeps a written run.
+    fn add_run(&mut self, file: SpillFile, rows: usize) {
         self.spilled_bytes += file.bytes();
         debug!(
             vertex = %self.vertex,
@@ -594,7 +659,6 @@ impl Spill {
             "sort spilled a run"
         );
         self.runs.push(file);
-        Ok(())
     }
 
     /// Merges the oldest runs into new spill files until one merge within the budget can take
@@ -635,7 +699,7 @@ impl Spill {
             let merged = fan_in.min(runs.len() - fan_in + 1);
             let group: Vec<SpillFile> = runs.drain(..merged).collect();
             let rows: usize = group.iter().map(SpillFile::rows).sum();
-            let merge = Merge::try_new(&self.converter, keys, group, None)?;
+            let merge = Merge::try_new(self.converter.clone(), keys.to_vec(), group, None)?;
             let file = write_spill_file(&self.memory, "sort merge", schema, merge)?;
             self.spilled_bytes += file.bytes();
             self.merges += 1;
@@ -709,9 +773,9 @@ fn held_bytes(batch: &RecordBatch) -> usize {
 /// min-heap of run indices, ordered by each run's next row, picks the next output row. The
 /// picked positions are gathered into an output batch with one `interleave` per column, so no
 /// row is copied or allocated on its own.
-struct Merge<'a> {
-    converter: &'a RowConverter,
-    keys: &'a [(usize, SortOptions)],
+struct Merge {
+    converter: Arc<RowConverter>,
+    keys: Vec<(usize, SortOptions)>,
     cursors: Vec<Cursor>,
     /// Indices into `cursors` of the runs not yet exhausted, a min-heap by next row.
     heap: Vec<usize>,
@@ -726,7 +790,7 @@ struct Cursor {
     /// The run's spill file, dropped (and so deleted) once read to the end; `None` for the
     /// in-memory run.
     file: Option<SpillFile>,
-    batches: Box<dyn Iterator<Item = Result<RecordBatch>>>,
+    batches: Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
     /// The encoded keys of the current batch.
     rows: Rows,
     /// The current batch's index in `Merge::batches`.
@@ -735,10 +799,10 @@ struct Cursor {
     at: usize,
 }
 
-impl<'a> Merge<'a> {
+impl Merge {
     fn try_new(
-        converter: &'a RowConverter,
-        keys: &'a [(usize, SortOptions)],
+        converter: Arc<RowConverter>,
+        keys: Vec<(usize, SortOptions)>,
         files: Vec<SpillFile>,
         last: Option<RecordBatch>,
     ) -> Result<Self> {
@@ -866,7 +930,7 @@ impl<'a> Merge<'a> {
     }
 }
 
-impl Iterator for Merge<'_> {
+impl Iterator for Merge {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -912,6 +976,7 @@ mod tests {
             sort.process_batch(0, b, &mut out).unwrap();
         }
         sort.finish(&mut out).unwrap();
+        while sort.finish_more(&mut out).unwrap() {}
         let mut rows = Vec::new();
         for element in out.drain() {
             let StreamElement::Batch(b) = element else {
@@ -990,6 +1055,7 @@ mod tests {
             .process_batch(0, batch(vec![Some(7)], vec![None]), &mut out)
             .unwrap();
         second.finish(&mut out).unwrap();
+        while second.finish_more(&mut out).unwrap() {}
         let StreamElement::Batch(b) = &out.drain()[0] else {
             panic!("expected a batch");
         };
@@ -1284,6 +1350,7 @@ mod spill_tests {
             sort.process_batch(0, batch.clone(), &mut out).unwrap();
         }
         sort.finish(&mut out).unwrap();
+        while sort.finish_more(&mut out).unwrap() {}
         let mut metrics = OperatorMetrics::default();
         sort.report_metrics(&mut metrics);
         (batches(&mut out), metrics.spilled_bytes)
@@ -1438,6 +1505,7 @@ mod spill_tests {
             second.process_batch(0, batch.clone(), &mut out).unwrap();
         }
         second.finish(&mut out).unwrap();
+        while second.finish_more(&mut out).unwrap() {}
         let got = batches(&mut out);
         // `id` is unique: the order is fully determined.
         assert_eq!(rows(&got, &["id", "s"]), rows(&want, &["id", "s"]));
@@ -1462,7 +1530,7 @@ mod spill_tests {
         Spill {
             vertex: "sort".into(),
             memory,
-            converter: RowConverter::new(vec![field]).unwrap(),
+            converter: Arc::new(RowConverter::new(vec![field]).unwrap()),
             runs: Vec::new(),
             spilled_bytes: 0,
             merges: 0,
@@ -1472,7 +1540,7 @@ mod spill_tests {
     /// Merges what `merge_down` left, returning the values.
     fn merge_rest(spill: &Spill, runs: Vec<SpillFile>, last: Option<RecordBatch>) -> Vec<i64> {
         let keys = [(0, SortOptions::default())];
-        Merge::try_new(&spill.converter, &keys, runs, last)
+        Merge::try_new(spill.converter.clone(), keys.to_vec(), runs, last)
             .unwrap()
             .flat_map(|batch| {
                 batch
@@ -1628,6 +1696,7 @@ mod spill_tests {
                 sort.process_batch(0, batch, &mut out).unwrap();
             }
             sort.finish(&mut out).unwrap();
+            while sort.finish_more(&mut out).unwrap() {}
             let mut got = Vec::new();
             for batch in batches(&mut out) {
                 let k = batch.column(0).as_primitive::<arrow::datatypes::Int64Type>();

@@ -75,7 +75,7 @@ pub(crate) struct ChainedOperator {
     /// State to load after `open` (a restarted job).
     pub restore: Option<StateSnapshot>,
     /// The operator emitted the final watermark ([`Watermark::MAX`]) before its input ended;
-    /// it goes downstream after what `finish` emits, so rows a batch operator emits at the
+    /// it goes downstream after what `finish` and `finish_more` emit, so rows a batch operator emits at the
     /// end (a hash join, an aggregation) are not late for the event-time operators after it.
     pub held_final_watermark: bool,
 }
@@ -201,6 +201,10 @@ pub(crate) struct Task {
     /// The operator currently being called, for naming it when it panics.
     pub active: usize,
     input_done: bool,
+    /// The operator whose input has ended and whose final output is still being emitted,
+    /// one [`Operator::finish_more`] call per step; the operators after it see the end of
+    /// input once it is done.
+    finishing: Option<usize>,
     scratch: Vec<(usize, RecordBatch)>,
     /// When the operators next see the wall clock ([`Operator::on_processing_time`]).
     next_tick: Instant,
@@ -254,6 +258,7 @@ impl Task {
             outputs,
             active: 0,
             input_done: false,
+            finishing: None,
             scratch: Vec::new(),
             next_tick: Instant::now(),
             checkpoints: None,
@@ -442,6 +447,10 @@ impl Task {
                 });
             }
         }
+        if let Some(level) = self.finishing {
+            self.finish_step(level)?;
+            return Ok(Step::Progress);
+        }
         if self.input_done {
             self.report_finished();
             return Ok(Step::Finished);
@@ -587,10 +596,11 @@ impl Task {
                 }
                 out.push_barrier(barrier);
             }),
-            StreamElement::EndOfInput => op
-                .operator
-                .finish(&mut out)
-                .map(|()| out.push_end_of_input()),
+            // The end of input goes on once `finish_more` has nothing more (`finish_step`).
+            StreamElement::EndOfInput => {
+                self.finishing = Some(level);
+                op.operator.finish(&mut out)
+            }
         };
         result.map_err(|e| Error::Task {
             operator: op.name.clone(),
@@ -607,19 +617,46 @@ impl Task {
         let held = elements.len();
         elements.retain(|e| !matches!(e, StreamElement::Watermark(w) if *w == Watermark::MAX));
         op.held_final_watermark |= elements.len() < held;
-        if op.held_final_watermark
-            && let Some(end) = elements
-                .iter()
-                .position(|e| matches!(e, StreamElement::EndOfInput))
-        {
-            elements.insert(end, StreamElement::Watermark(Watermark::MAX));
-            op.held_final_watermark = false;
+        self.operators[level].output = out;
+        for produced in elements.drain(..) {
+            self.push(level + 1, 0, produced)?;
+        }
+        self.operators[level].output.recycle(elements);
+        Ok(())
+    }
+
+    /// Lets the operator at `level`, whose input has ended, emit the next part of its final
+    /// output and sends it down the chain; once it has nothing more, the end of input (after
+    /// the final watermark it held back) goes to the next operator.
+    fn finish_step(&mut self, level: usize) -> Result<()> {
+        self.active = level;
+        let subtask = self.subtask;
+        let op = &mut self.operators[level];
+        let mut out = std::mem::take(&mut op.output);
+        let more = op.operator.finish_more(&mut out).map_err(|e| Error::Task {
+            operator: op.name.clone(),
+            subtask,
+            source: Box::new(e),
+        })?;
+        let mut elements = out.take();
+        for produced in &elements {
+            if let StreamElement::Batch(batch) = produced {
+                op.metrics.records_out += batch.num_rows() as u64;
+                op.metrics.batches_out += 1;
+            }
         }
         self.operators[level].output = out;
         for produced in elements.drain(..) {
             self.push(level + 1, 0, produced)?;
         }
         self.operators[level].output.recycle(elements);
+        if !more {
+            self.finishing = None;
+            if std::mem::take(&mut self.operators[level].held_final_watermark) {
+                self.push(level + 1, 0, StreamElement::Watermark(Watermark::MAX))?;
+            }
+            self.push(level + 1, 0, StreamElement::EndOfInput)?;
+        }
         Ok(())
     }
 

@@ -132,6 +132,8 @@ pub struct KeyedAggregate {
     spill_layout: Option<Arc<SpillLayout>>,
     /// Set by `open` for a final, insert-only aggregation with a limited memory budget.
     spilling: Option<Spilling>,
+    /// At the end of a frozen aggregation: the partition files still to aggregate.
+    partitions: std::collections::VecDeque<crate::spill::SpillFile>,
 }
 
 impl KeyedAggregate {
@@ -208,6 +210,7 @@ impl KeyedAggregate {
             dirty: TouchedIds::default(),
             spill_layout,
             spilling: None,
+            partitions: std::collections::VecDeque::new(),
         })
     }
 
@@ -292,9 +295,9 @@ impl KeyedAggregate {
         Ok(())
     }
 
-    /// At end of input of a frozen aggregation, after its groups were emitted: frees them,
-    /// then aggregates each partition file in a pass of its own, which may spill again.
-    fn finish_partitions(&mut self, out: &mut Output) -> Result<()> {
+    /// At end of input of a frozen aggregation, after its groups were emitted: frees them and
+    /// queues the partition files, which [`Operator::finish_more`] aggregates one per call.
+    fn finish_partitions(&mut self) -> Result<()> {
         let Some(spilling) = &mut self.spilling else {
             return Ok(());
         };
@@ -307,43 +310,52 @@ impl KeyedAggregate {
         self.group_ids = Vec::new();
         self.group_key_groups = Vec::new();
         self.dirty.clear();
-        for file in files {
-            let Some(spilling) = &self.spilling else {
-                break;
-            };
-            let layout = spilling.layout().clone();
-            let mut pass =
-                KeyedAggregate::try_new(&layout.spec, &layout.schema, self.output_schema.clone())?;
-            pass.key_groups = self.key_groups;
-            // The pass's own layout: its input is already projected.
-            let pass_layout = pass.spill_layout.clone().ok_or_else(|| {
-                Error::Internal("keyed aggregate: a pass over spilled rows cannot spill".into())
-            })?;
-            pass.spilling = Some(spilling.next_level(pass_layout));
-            let replay_rows = spilling.replay_rows();
-            let mut pending = Vec::new();
-            let mut rows = 0;
-            for batch in file.read()? {
-                let batch = batch?;
-                rows += batch.num_rows();
-                pending.push(batch);
-                if rows >= replay_rows {
-                    pass.process_coalesced(&layout.schema, &mut pending, out)?;
-                    rows = 0;
-                }
-            }
-            pass.process_coalesced(&layout.schema, &mut pending, out)?;
-            // The file is read: delete it before the pass's own partitions are written.
-            drop(file);
-            pass.finish(out)?;
-            if let (Some(spilling), Some(done)) = (&mut self.spilling, &pass.spilling) {
-                spilling.absorb(done);
-            }
-        }
-        if let Some(spilling) = self.spilling.as_ref().filter(|s| s.is_operator_input()) {
-            spilling.log_finished();
-        }
+        self.partitions = files.into();
         Ok(())
+    }
+
+    /// Aggregates the next partition file in a pass of its own, which may spill again, and
+    /// emits its groups; returns false when no file is left.
+    fn finish_next_partition(&mut self, out: &mut Output) -> Result<bool> {
+        let Some(file) = self.partitions.pop_front() else {
+            if let Some(spilling) = self.spilling.as_ref().filter(|s| s.is_operator_input()) {
+                spilling.log_finished();
+            }
+            return Ok(false);
+        };
+        let Some(spilling) = &self.spilling else {
+            return Ok(false);
+        };
+        let layout = spilling.layout().clone();
+        let mut pass =
+            KeyedAggregate::try_new(&layout.spec, &layout.schema, self.output_schema.clone())?;
+        pass.key_groups = self.key_groups;
+        // The pass's own layout: its input is already projected.
+        let pass_layout = pass.spill_layout.clone().ok_or_else(|| {
+            Error::Internal("keyed aggregate: a pass over spilled rows cannot spill".into())
+        })?;
+        pass.spilling = Some(spilling.next_level(pass_layout));
+        let replay_rows = spilling.replay_rows();
+        let mut pending = Vec::new();
+        let mut rows = 0;
+        for batch in file.read()? {
+            let batch = batch?;
+            rows += batch.num_rows();
+            pending.push(batch);
+            if rows >= replay_rows {
+                pass.process_coalesced(&layout.schema, &mut pending, out)?;
+                rows = 0;
+            }
+        }
+        pass.process_coalesced(&layout.schema, &mut pending, out)?;
+        // The file is read: delete it before the pass's own partitions are written.
+        drop(file);
+        pass.finish(out)?;
+        while pass.finish_more(out)? {}
+        if let (Some(spilling), Some(done)) = (&mut self.spilling, &pass.spilling) {
+            spilling.absorb(done);
+        }
+        Ok(true)
     }
 
     /// Processes the batches of `pending` as one, and empties it.
@@ -769,9 +781,13 @@ impl Operator for KeyedAggregate {
                 out.push_batch(self.result_batch(None, &groups, values)?);
                 start = end;
             }
-            self.finish_partitions(out)?;
+            self.finish_partitions()?;
         }
         Ok(())
+    }
+
+    fn finish_more(&mut self, out: &mut Output) -> Result<bool> {
+        self.finish_next_partition(out)
     }
 }
 
@@ -882,6 +898,7 @@ mod tests {
                 aggregate.process_batch(0, batch, &mut out).expect("batch");
             }
             aggregate.finish(&mut out).expect("finish");
+            while aggregate.finish_more(&mut out).expect("finish") {}
             for element in out.drain() {
                 let StreamElement::Batch(batch) = element else {
                     continue;

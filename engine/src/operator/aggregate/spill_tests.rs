@@ -180,6 +180,7 @@ fn run(
         collect(&mut out);
     }
     aggregate.finish(&mut out).expect("finish");
+    while aggregate.finish_more(&mut out).expect("finish") {}
     collect(&mut out);
     let mut metrics = OperatorMetrics::default();
     aggregate.report_metrics(&mut metrics);
@@ -421,6 +422,7 @@ proptest! {
             aggregate.process_batch(0, batch, &mut out).expect("batch");
         }
         aggregate.finish(&mut out).expect("finish");
+        while aggregate.finish_more(&mut out).expect("finish") {}
         let mut got = BTreeMap::new();
         for element in out.drain() {
             let StreamElement::Batch(batch) = element else {

@@ -21,6 +21,8 @@
 //! key has more rows than the budget, and the pair is joined in memory with a warning).
 //! Partitioning uses bits of the key hash that the exchange's key groups do not.
 
+use std::collections::VecDeque;
+
 use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{concat_batches, take};
 use arrow::record_batch::RecordBatch;
@@ -31,7 +33,7 @@ use crate::graph::JoinType;
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
-use crate::spill::{MemoryBudget, SpillFile, SpillWriter, batches_memory};
+use crate::spill::{MemoryBudget, SpillFile, SpillReader, SpillWriter, batches_memory};
 use crate::state::{StateSnapshot, hash_columns};
 use crate::{Error, Result};
 
@@ -62,7 +64,11 @@ pub(crate) struct HashJoin {
     /// Once spilled: the open partition files per side.
     spilled: Option<[Vec<SpillWriter>; 2]>,
     spilled_bytes: u64,
-    /// Scratch: key hashes and partition order of one batch.
+    /// At the end: the spilled pairs of partitions still to join, with their level.
+    pairs: VecDeque<([SpillFile; 2], usize)>,
+    /// At the end: the pair being joined.
+    probing: Option<Probing>,
+    /// Scratch: key hashes of one batch.
     hashes: Vec<u64>,
 }
 
@@ -82,6 +88,8 @@ impl HashJoin {
             held_bytes: 0,
             spilled: None,
             spilled_bytes: 0,
+            pairs: VecDeque::new(),
+            probing: None,
             hashes: Vec::new(),
         }
     }
@@ -118,30 +126,35 @@ impl HashJoin {
         Ok(())
     }
 
-    /// Joins the held batches, the smaller side built.
-    fn join_held(&mut self, out: &mut Output) -> Result<()> {
-        let [left, right] = std::mem::take(&mut self.held);
-        self.held_bytes = 0;
-        let build_side = usize::from(batches_memory(&right) > batches_memory(&left));
-        let (build, probe) = if build_side == 1 {
-            (right, left)
-        } else {
-            (left, right)
+    /// The next step of the end: probes one batch of the pair being joined, or finishes that
+    /// pair, or prepares the next pair (building its smaller side, or splitting it again).
+    /// Returns false once every pair is joined.
+    fn step(&mut self, out: &mut Output) -> Result<bool> {
+        if let Some(probing) = &mut self.probing {
+            match probing.probe.next() {
+                Some(batch) => {
+                    let batch = batch?;
+                    probing.probe_batch(&self.shape, self.join_type, &batch, out)?;
+                }
+                None => {
+                    let probing = self.probing.take().expect("probing");
+                    probing.emit_unmatched(&self.shape, self.join_type, out)?;
+                }
+            }
+            return Ok(true);
+        }
+        let Some((files, level)) = self.pairs.pop_front() else {
+            return Ok(false);
         };
-        let mut probe = probe.into_iter().map(Ok);
-        self.join_pair(build_side, build, &mut probe, out)
-    }
-
-    /// Joins one pair of spilled partitions at partitioning `level` (1 for the first files).
-    fn join_files(&mut self, files: [SpillFile; 2], level: usize, out: &mut Output) -> Result<()> {
         if files.iter().all(|f| f.rows() == 0) {
-            return Ok(());
+            return Ok(true);
         }
         let build_side = usize::from(files[1].bytes() < files[0].bytes());
-        let build_bytes = files[build_side].bytes() as usize;
+        let build_bytes = usize::try_from(files[build_side].bytes()).unwrap_or(usize::MAX);
         if self.budget.exceeded_by(build_bytes) && files[build_side].rows() > 1 {
             if level < MAX_LEVELS {
-                return self.repartition(files, level, out);
+                self.repartition(files, level)?;
+                return Ok(true);
             }
             warn!(
                 vertex = %self.vertex,
@@ -153,12 +166,19 @@ impl HashJoin {
             );
         }
         let build = files[build_side].read_all()?;
-        let mut probe = files[1 - build_side].read()?;
-        self.join_pair(build_side, build, &mut probe, out)
+        let [left, right] = files;
+        let probe_file = if build_side == 0 { right } else { left };
+        let probe = SpilledBatches {
+            reader: probe_file.read()?,
+            _file: probe_file,
+        };
+        self.probing = Some(Probing::new(self, build_side, build, Box::new(probe))?);
+        Ok(true)
     }
 
-    /// Splits a pair of partitions into `PARTITIONS` pairs by other hash bits and joins each.
-    fn repartition(&mut self, files: [SpillFile; 2], level: usize, out: &mut Output) -> Result<()> {
+    /// Splits a pair of partitions into `PARTITIONS` pairs by the hash bits of `level` and
+    /// queues them first.
+    fn repartition(&mut self, files: [SpillFile; 2], level: usize) -> Result<()> {
         let mut parts: [Vec<SpillFile>; 2] = [Vec::new(), Vec::new()];
         for (side, file) in files.iter().enumerate() {
             let mut writers = Vec::with_capacity(PARTITIONS);
@@ -188,122 +208,194 @@ impl HashJoin {
         }
         drop(files);
         let [left, right] = parts;
-        for pair in left.into_iter().zip(right) {
-            self.join_files([pair.0, pair.1], level + 1, out)?;
+        for pair in left.into_iter().zip(right).rev() {
+            self.pairs.push_front(([pair.0, pair.1], level + 1));
         }
         Ok(())
     }
+}
 
-    /// Builds a hash table over `build` (rows of input `build_side`) and probes it with each
-    /// batch of `probe` (the other input), emitting joined rows and, for preserved sides,
-    /// unmatched rows padded with NULLs.
-    fn join_pair(
-        &self,
+/// The probe side of a spilled pair: its batches, read back one at a time, and the file,
+/// deleted when they are all read.
+struct SpilledBatches {
+    reader: SpillReader,
+    _file: SpillFile,
+}
+
+impl Iterator for SpilledBatches {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.reader.next()
+    }
+}
+
+/// One pair being joined: the built side's rows and hash table, and the probe side's batches
+/// still to come.
+struct Probing {
+    build_side: usize,
+    build: RecordBatch,
+    keys: JoinKeys,
+    table: BuildTable,
+    /// Per build row, whether it found a partner (only when the build side is preserved).
+    matched: Vec<bool>,
+    probe: Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
+    // Scratch: the pairs of one output chunk.
+    probe_rows: Vec<u32>,
+    build_rows: Vec<Option<u32>>,
+}
+
+impl Probing {
+    fn new(
+        join: &HashJoin,
         build_side: usize,
         build: Vec<RecordBatch>,
-        probe: &mut dyn Iterator<Item = Result<RecordBatch>>,
-        out: &mut Output,
-    ) -> Result<()> {
-        let probe_side = 1 - build_side;
+        probe: Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
+    ) -> Result<Self> {
         let build = {
-            let one = concat_batches(&self.shape.inputs[build_side], &build)
+            let one = concat_batches(&join.shape.inputs[build_side], &build)
                 .map_err(|e| Error::arrow("hash join build side", e))?;
             drop(build);
             one
         };
-        let mut keys = self.keys()?;
+        let mut keys = join.keys()?;
         let table = BuildTable::new(&mut keys, build_side, &build)?;
-        let keep_probe = self.join_type.preserves(probe_side);
-        let keep_build = self.join_type.preserves(build_side);
-        let mut build_matched = if keep_build {
+        let matched = if join.join_type.preserves(build_side) {
             vec![false; build.num_rows()]
         } else {
             Vec::new()
         };
-        let mut probe_rows: Vec<u32> = Vec::with_capacity(EMIT_BATCH_ROWS);
-        let mut build_rows: Vec<Option<u32>> = Vec::with_capacity(EMIT_BATCH_ROWS);
-        for batch in probe {
-            let batch = batch?;
-            let valid = keys.intern(probe_side, &batch)?;
-            for (row, &key) in keys.ids.iter().enumerate() {
-                let partners = if valid.as_ref().is_none_or(|v| v.is_valid(row)) {
-                    table.partners(key)
-                } else {
-                    &[]
-                };
-                if partners.is_empty() {
-                    if keep_probe {
-                        probe_rows.push(row as u32);
-                        build_rows.push(None);
-                    }
-                } else {
-                    for &partner in partners {
-                        probe_rows.push(row as u32);
-                        build_rows.push(Some(partner));
-                        if keep_build {
-                            build_matched[partner as usize] = true;
-                        }
+        Ok(Probing {
+            build_side,
+            build,
+            keys,
+            table,
+            matched,
+            probe,
+            probe_rows: Vec::with_capacity(EMIT_BATCH_ROWS),
+            build_rows: Vec::with_capacity(EMIT_BATCH_ROWS),
+        })
+    }
+
+    /// Joins one probe batch: matches, and for a preserved probe side the rows without one.
+    fn probe_batch(
+        &mut self,
+        shape: &OutputShape,
+        join_type: JoinType,
+        batch: &RecordBatch,
+        out: &mut Output,
+    ) -> Result<()> {
+        let probe_side = 1 - self.build_side;
+        let keep_probe = join_type.preserves(probe_side);
+        let keep_build = join_type.preserves(self.build_side);
+        let valid = self.keys.intern(probe_side, batch)?;
+        for (row, &key) in self.keys.ids.iter().enumerate() {
+            let partners = if valid.as_ref().is_none_or(|v| v.is_valid(row)) {
+                self.table.partners(key)
+            } else {
+                &[]
+            };
+            if partners.is_empty() {
+                if keep_probe {
+                    self.probe_rows.push(row as u32);
+                    self.build_rows.push(None);
+                }
+            } else {
+                for &partner in partners {
+                    self.probe_rows.push(row as u32);
+                    self.build_rows.push(Some(partner));
+                    if keep_build {
+                        self.matched[partner as usize] = true;
                     }
                 }
-                if probe_rows.len() >= EMIT_BATCH_ROWS {
-                    self.emit(out, build_side, &batch, &build, &probe_rows, &build_rows)?;
-                    probe_rows.clear();
-                    build_rows.clear();
-                }
             }
-            self.emit(out, build_side, &batch, &build, &probe_rows, &build_rows)?;
-            probe_rows.clear();
-            build_rows.clear();
-        }
-        if keep_build {
-            let unmatched: Vec<u32> = build_matched
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| !**m)
-                .map(|(row, _)| row as u32)
-                .collect();
-            for chunk in unmatched.chunks(EMIT_BATCH_ROWS) {
-                let built = OutputShape::take(&build, chunk)?;
-                let nulls = self.shape.nulls(probe_side, chunk.len());
-                let (left, right) = if build_side == 0 {
-                    (built, nulls)
-                } else {
-                    (nulls, built)
-                };
-                self.shape.emit(out, None, left, right)?;
+            if self.probe_rows.len() >= EMIT_BATCH_ROWS {
+                emit_pairs(
+                    shape,
+                    out,
+                    self.build_side,
+                    batch,
+                    &self.build,
+                    &self.probe_rows,
+                    &self.build_rows,
+                )?;
+                self.probe_rows.clear();
+                self.build_rows.clear();
             }
         }
+        emit_pairs(
+            shape,
+            out,
+            self.build_side,
+            batch,
+            &self.build,
+            &self.probe_rows,
+            &self.build_rows,
+        )?;
+        self.probe_rows.clear();
+        self.build_rows.clear();
         Ok(())
     }
 
-    /// Emits the pairs (`probe_rows[i]` of `probe`, `build_rows[i]` of `build`), a `None`
-    /// build row gathering NULLs.
-    fn emit(
-        &self,
+    /// After the last probe batch: the build rows without a partner, padded with NULLs, when
+    /// the build side is preserved.
+    fn emit_unmatched(
+        self,
+        shape: &OutputShape,
+        join_type: JoinType,
         out: &mut Output,
-        build_side: usize,
-        probe: &RecordBatch,
-        build: &RecordBatch,
-        probe_rows: &[u32],
-        build_rows: &[Option<u32>],
     ) -> Result<()> {
-        if probe_rows.is_empty() {
+        if !join_type.preserves(self.build_side) {
             return Ok(());
         }
-        let probed = OutputShape::take(probe, probe_rows)?;
-        let indices = UInt32Array::from_iter(build_rows.iter().copied());
-        let built = build
-            .columns()
+        let unmatched: Vec<u32> = self
+            .matched
             .iter()
-            .map(|c| take(c.as_ref(), &indices, None).map_err(|e| Error::arrow("join output", e)))
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let (left, right) = if build_side == 0 {
-            (built, probed)
-        } else {
-            (probed, built)
-        };
-        self.shape.emit(out, None, left, right)
+            .enumerate()
+            .filter(|(_, m)| !**m)
+            .map(|(row, _)| row as u32)
+            .collect();
+        for chunk in unmatched.chunks(EMIT_BATCH_ROWS) {
+            let built = OutputShape::take(&self.build, chunk)?;
+            let nulls = shape.nulls(1 - self.build_side, chunk.len());
+            let (left, right) = if self.build_side == 0 {
+                (built, nulls)
+            } else {
+                (nulls, built)
+            };
+            shape.emit(out, None, left, right)?;
+        }
+        Ok(())
     }
+}
+
+/// Emits the pairs (`probe_rows[i]` of `probe`, `build_rows[i]` of `build`), a `None`
+/// build row gathering NULLs.
+fn emit_pairs(
+    shape: &OutputShape,
+    out: &mut Output,
+    build_side: usize,
+    probe: &RecordBatch,
+    build: &RecordBatch,
+    probe_rows: &[u32],
+    build_rows: &[Option<u32>],
+) -> Result<()> {
+    if probe_rows.is_empty() {
+        return Ok(());
+    }
+    let probed = OutputShape::take(probe, probe_rows)?;
+    let indices = UInt32Array::from_iter(build_rows.iter().copied());
+    let built = build
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None).map_err(|e| Error::arrow("join output", e)))
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let (left, right) = if build_side == 0 {
+        (built, probed)
+    } else {
+        (probed, built)
+    };
+    shape.emit(out, None, left, right)
 }
 
 /// The build side's rows grouped by key id: the rows of key `k` are
@@ -431,9 +523,24 @@ impl Operator for HashJoin {
         ))
     }
 
-    fn finish(&mut self, out: &mut Output) -> Result<()> {
+    fn finish(&mut self, _out: &mut Output) -> Result<()> {
         let Some(writers) = self.spilled.take() else {
-            return self.join_held(out);
+            // Nothing spilled: one pair, the held batches, the smaller side built.
+            let [left, right] = std::mem::take(&mut self.held);
+            self.held_bytes = 0;
+            let build_side = usize::from(batches_memory(&right) > batches_memory(&left));
+            let (build, probe) = if build_side == 1 {
+                (right, left)
+            } else {
+                (left, right)
+            };
+            self.probing = Some(Probing::new(
+                self,
+                build_side,
+                build,
+                Box::new(probe.into_iter().map(Ok)),
+            )?);
+            return Ok(());
         };
         let mut files: [Vec<SpillFile>; 2] = [Vec::new(), Vec::new()];
         for (side, writers) in writers.into_iter().enumerate() {
@@ -445,9 +552,13 @@ impl Operator for HashJoin {
         }
         let [left, right] = files;
         for (l, r) in left.into_iter().zip(right) {
-            self.join_files([l, r], 1, out)?;
+            self.pairs.push_back(([l, r], 1));
         }
         Ok(())
+    }
+
+    fn finish_more(&mut self, out: &mut Output) -> Result<bool> {
+        self.step(out)
     }
 
     fn report_metrics(&self, metrics: &mut OperatorMetrics) {

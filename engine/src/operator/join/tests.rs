@@ -505,6 +505,7 @@ mod hash_join {
             }
         }
         join.finish(&mut out).expect("finish");
+        while join.finish_more(&mut out).expect("finish") {}
         let mut metrics = OperatorMetrics::default();
         join.report_metrics(&mut metrics);
         let mut pairs = Vec::new();
