@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::FileReader;
@@ -187,17 +187,22 @@ fn route(batch: &RecordBatch, keys: &[usize], parallelism: u32) -> Vec<(usize, R
         .collect()
 }
 
-/// Formats every output row.
+/// Formats every output row. Floating-point results (retracting sums of squares) are
+/// rounded to 9 decimals: a restore at another parallelism folds the same rows in another
+/// order, which may change the last bits.
 fn collect(out: &mut Output, rows: &mut Vec<String>) {
+    let cell = |c: &arrow::array::ArrayRef, row: usize| match c.data_type() {
+        arrow::datatypes::DataType::Float64 if c.is_valid(row) => {
+            let v = c.as_primitive::<arrow::datatypes::Float64Type>().value(row);
+            format!("{v:.9}")
+        }
+        _ => array_value_to_string(c, row).expect("format"),
+    };
     for element in out.drain() {
         match element {
             StreamElement::Batch(batch) => {
                 for row in 0..batch.num_rows() {
-                    let cells: Vec<String> = batch
-                        .columns()
-                        .iter()
-                        .map(|c| array_value_to_string(c, row).expect("format"))
-                        .collect();
+                    let cells: Vec<String> = batch.columns().iter().map(|c| cell(c, row)).collect();
                     rows.push(cells.join("|"));
                 }
             }

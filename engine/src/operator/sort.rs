@@ -443,6 +443,14 @@ impl Operator for Sort {
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        // A full sort emits every row at the end: only the final watermark goes on (after
+        // them), so no event-time operator downstream sees its rows as late.
+        if self.is_full_sort() {
+            if watermark == Watermark::MAX {
+                out.push_watermark(watermark);
+            }
+            return Ok(());
+        }
         if let Some(column) = self.event_time
             && self.buffered_rows > 0
         {

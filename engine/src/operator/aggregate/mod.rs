@@ -80,7 +80,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
 use super::{Operator, OperatorContext, Output};
-use crate::element::RowKind;
+use crate::element::{RowKind, Watermark};
 use crate::expr::ScalarValue;
 use crate::graph::{EmitMode, KeyedAggregateSpec};
 use crate::ids::CheckpointId;
@@ -489,6 +489,15 @@ impl KeyedAggregate {
 }
 
 impl Operator for KeyedAggregate {
+    /// A final aggregation emits every row at the end: only the final watermark goes on
+    /// (after them), so no event-time operator downstream sees its rows as late.
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if self.emit == EmitMode::Changelog || watermark == Watermark::MAX {
+            out.push_watermark(watermark);
+        }
+        Ok(())
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.key_groups = Some((ctx.key_groups, ctx.max_parallelism));
         if let Some(layout) = &self.spill_layout

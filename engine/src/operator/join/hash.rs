@@ -29,6 +29,7 @@ use arrow::record_batch::RecordBatch;
 use tracing::warn;
 
 use super::{EMIT_BATCH_ROWS, JoinKeys, OutputShape};
+use crate::element::Watermark;
 use crate::graph::JoinType;
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
@@ -288,7 +289,7 @@ impl Probing {
         let probe_side = 1 - self.build_side;
         let keep_probe = join_type.preserves(probe_side);
         let keep_build = join_type.preserves(self.build_side);
-        let valid = self.keys.intern(probe_side, batch)?;
+        let valid = self.keys.lookup(probe_side, batch)?;
         for (row, &key) in self.keys.ids.iter().enumerate() {
             let partners = if valid.as_ref().is_none_or(|v| v.is_valid(row)) {
                 self.table.partners(key)
@@ -506,6 +507,15 @@ impl Operator for HashJoin {
         self.held[side].push(batch);
         if self.budget.exceeded_by(self.held_bytes) {
             self.start_spilling()?;
+        }
+        Ok(())
+    }
+
+    /// Every row leaves at the end: only the final watermark goes on (after them), so no
+    /// event-time operator downstream sees its rows as late.
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if watermark == Watermark::MAX {
+            out.push_watermark(watermark);
         }
         Ok(())
     }

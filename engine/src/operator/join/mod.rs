@@ -159,16 +159,18 @@ struct JoinKeys {
 
 impl JoinKeys {
     fn try_new(columns: [Vec<usize>; 2], left: &arrow::datatypes::Schema) -> Result<Self> {
-        let fields = columns[0]
+        let types: Vec<&DataType> = columns[0]
             .iter()
-            .map(|&i| SortField::new(left.field(i).data_type().clone()))
+            .map(|&i| left.field(i).data_type())
             .collect();
+        let fields = types.iter().map(|&t| SortField::new(t.clone())).collect();
         let converter =
             RowConverter::new(fields).map_err(|e| Error::arrow("join key encoding", e))?;
         Ok(JoinKeys {
             columns,
             converter,
-            table: GroupTable::default(),
+            // One integer-like key column takes the table's word path: no row encoding.
+            table: GroupTable::for_key_types(&types),
             ids: Vec::new(),
         })
     }
@@ -176,22 +178,38 @@ impl JoinKeys {
     /// Fills `self.ids` with the key id of every row of `batch` (from input `side`) and returns
     /// which rows have a non-NULL key (`None`: all of them).
     fn intern(&mut self, side: usize, batch: &RecordBatch) -> Result<Option<NullBuffer>> {
-        let columns: Vec<ArrayRef> = self.columns[side]
+        let columns = self.key_columns(side, batch);
+        self.table
+            .intern_columns(&self.converter, &columns, &mut self.ids)?;
+        Ok(Self::valid(&columns))
+    }
+
+    /// Like [`JoinKeys::intern`], but a key not interned before gets
+    /// `NO_GROUP` (`u32::MAX`) instead of a new id: a probe that must not grow the
+    /// table.
+    fn lookup(&mut self, side: usize, batch: &RecordBatch) -> Result<Option<NullBuffer>> {
+        let columns = self.key_columns(side, batch);
+        self.table
+            .lookup_columns(&self.converter, &columns, &mut self.ids)?;
+        Ok(Self::valid(&columns))
+    }
+
+    fn key_columns(&self, side: usize, batch: &RecordBatch) -> Vec<ArrayRef> {
+        self.columns[side]
             .iter()
             .map(|&i| batch.column(i).clone())
-            .collect();
-        let rows = self
-            .converter
-            .convert_columns(&columns)
-            .map_err(|e| Error::arrow("join key encoding", e))?;
-        self.table.intern(&rows, &mut self.ids);
+            .collect()
+    }
+
+    /// Which rows of the key `columns` have no NULL key column (`None`: all of them).
+    fn valid(columns: &[ArrayRef]) -> Option<NullBuffer> {
         let mut valid: Option<NullBuffer> = None;
-        for column in &columns {
+        for column in columns {
             if column.null_count() > 0 {
                 valid = NullBuffer::union(valid.as_ref(), column.logical_nulls().as_ref());
             }
         }
-        Ok(valid)
+        valid
     }
 
     fn len(&self) -> usize {

@@ -24,6 +24,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::{EMIT_BATCH_ROWS, JoinKeys};
+use crate::element::Watermark;
 use crate::expr::PhysicalExpr;
 use crate::graph::SubqueryJoinType;
 use crate::ids::CheckpointId;
@@ -122,7 +123,7 @@ impl SubqueryJoin {
 
     /// Per row of `batch`, whether it has a partner that also meets the residual predicate.
     fn matched(&mut self, build: &BuildSide, batch: &RecordBatch) -> Result<Vec<bool>> {
-        let valid = self.keys.intern(0, batch)?;
+        let valid = self.keys.lookup(0, batch)?;
         let is_valid = |row: usize| valid.as_ref().is_none_or(|v| v.is_valid(row));
         let Some(residual) = &self.residual else {
             return Ok(self
@@ -190,7 +191,7 @@ impl SubqueryJoin {
 
     /// Left rows with the columns of their one partner (or NULLs), as a scalar subquery.
     fn single(&mut self, build: &BuildSide, batch: &RecordBatch) -> Result<RecordBatch> {
-        let valid = self.keys.intern(0, batch)?;
+        let valid = self.keys.lookup(0, batch)?;
         let mut partner: Vec<Option<u32>> = Vec::with_capacity(batch.num_rows());
         for (row, &key) in self.keys.ids.iter().enumerate() {
             if valid.as_ref().is_some_and(|v| v.is_null(row)) {
@@ -228,6 +229,14 @@ impl SubqueryJoin {
 impl Operator for SubqueryJoin {
     fn process_batch(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
         self.buffered[input.min(1)].push(batch);
+        Ok(())
+    }
+
+    /// Every row leaves at the end: only the final watermark goes on (after them).
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        if watermark == Watermark::MAX {
+            out.push_watermark(watermark);
+        }
         Ok(())
     }
 
