@@ -1488,17 +1488,43 @@ fn push_down(
         names: all,
         ..Scope::default()
     };
+    let schema = rel.stream.schema();
+    let local_predicate = |condition: &SqlExpr| {
+        sql_expr::convert(condition, &local)
+            .ok()
+            .filter(|p| p.resolve(&schema).is_ok())
+    };
     let mut predicates = Vec::new();
     let mut kept = Vec::new();
     for condition in conditions.drain(..) {
         if sql_expr::convert(&condition, &everywhere).is_ok()
-            && let Ok(predicate) = sql_expr::convert(&condition, &local)
-            && predicate.resolve(&rel.stream.schema()).is_ok()
+            && let Some(predicate) = local_predicate(&condition)
         {
             predicates.push(predicate);
-        } else {
-            kept.push(condition);
+            continue;
         }
+        // An `OR` over several relations whose every branch constrains this one implies the
+        // `OR` of those constraints, which filters this relation before the joins (TPC-H Q7:
+        // `(n1 = 'FRANCE' AND n2 = 'GERMANY') OR (n1 = 'GERMANY' AND n2 = 'FRANCE')` gives
+        // `n1 IN ('FRANCE', 'GERMANY')`); the `OR` itself stays for after the join.
+        let mut branches = Vec::new();
+        disjuncts(&condition, &mut branches);
+        if branches.len() > 1 && sql_expr::convert(&condition, &everywhere).is_ok() {
+            let implied = branches
+                .iter()
+                .map(|branch| {
+                    let mut conjuncts = Vec::new();
+                    split_conjuncts(branch, &mut conjuncts);
+                    conjuncts
+                        .iter()
+                        .filter_map(local_predicate)
+                        .reduce(|l, r| l.and(r))
+                })
+                .collect::<Option<Vec<Expr>>>()
+                .and_then(|branches| branches.into_iter().reduce(|l, r| l.or(r)));
+            predicates.extend(implied);
+        }
+        kept.push(condition);
     }
     *conditions = kept;
     let Some(predicate) = predicates.into_iter().reduce(|l, r| l.and(r)) else {
@@ -1546,31 +1572,33 @@ fn connects(conditions: &[SqlExpr], left: &[QualifiedColumn], right: &[Qualified
 
 /// `(c AND x) OR (c AND y)` → `c`, `x OR y`: the conjuncts common to every branch of an `OR`
 /// come out of it (so that a join finds its key in them). Anything else is returned as is.
-fn factor_or(expr: SqlExpr) -> Vec<SqlExpr> {
-    fn disjuncts(expr: &SqlExpr, out: &mut Vec<SqlExpr>) {
-        match expr {
-            SqlExpr::BinaryOp {
-                left,
-                op: BinaryOperator::Or,
-                right,
-            } => {
-                disjuncts(left, out);
-                disjuncts(right, out);
-            }
-            SqlExpr::Nested(inner)
-                if matches!(
-                    inner.as_ref(),
-                    SqlExpr::BinaryOp {
-                        op: BinaryOperator::Or,
-                        ..
-                    }
-                ) =>
-            {
-                disjuncts(inner, out)
-            }
-            other => out.push(other.clone()),
+/// The branches of an `OR` (nested ones flattened); one branch for anything else.
+fn disjuncts(expr: &SqlExpr, out: &mut Vec<SqlExpr>) {
+    match expr {
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => {
+            disjuncts(left, out);
+            disjuncts(right, out);
         }
+        SqlExpr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                SqlExpr::BinaryOp {
+                    op: BinaryOperator::Or,
+                    ..
+                }
+            ) =>
+        {
+            disjuncts(inner, out)
+        }
+        other => out.push(other.clone()),
     }
+}
+
+fn factor_or(expr: SqlExpr) -> Vec<SqlExpr> {
     let mut branches = Vec::new();
     disjuncts(&expr, &mut branches);
     if branches.len() < 2 {
