@@ -27,7 +27,8 @@ impl ColumnUse {
         for text in texts {
             // The three tokens before the current one, nearest first.
             let mut before: [Option<&str>; 3] = [None; 3];
-            for token in tokens(text) {
+            let all: Vec<&str> = tokens(text).collect();
+            for (at, &token) in all.iter().enumerate() {
                 let is =
                     |t: Option<&str>, word: &str| t.is_some_and(|t| t.eq_ignore_ascii_case(word));
                 let selects_all = before[0].is_some_and(|p| {
@@ -39,7 +40,16 @@ impl ColumnUse {
                 });
                 let in_exists =
                     is(before[0], "select") && before[1] == Some("(") && is(before[2], "exists");
-                if token == "*" && selects_all && !in_exists {
+                // `SELECT * FROM (SELECT …) AS v (a, b)` alone (how a view's column list is
+                // planned) selects the subquery's columns, which name what they read.
+                let over_subquery = all
+                    .get(at + 1)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("from"))
+                    && all
+                        .get(at + 3)
+                        .is_some_and(|t| t.eq_ignore_ascii_case("select"))
+                    && only_derived_table(&all[at + 2..]);
+                if token == "*" && selects_all && !in_exists && !over_subquery {
                     wildcard = true;
                 }
                 if token.chars().next().is_some_and(is_word_char) {
@@ -78,6 +88,75 @@ impl ColumnUse {
         pruned.columns = columns;
         Some(pruned)
     }
+}
+
+/// Whether `tokens`, from an opening parenthesis on, are a FROM clause of that one
+/// parenthesized item (with an optional alias and column list), nothing joined to it.
+fn only_derived_table(tokens: &[&str]) -> bool {
+    let mut depth = 0usize;
+    let mut end = None;
+    for (at, &token) in tokens.iter().enumerate() {
+        match token {
+            "(" => depth += 1,
+            ")" => {
+                depth -= 1;
+                if depth == 0 {
+                    end = Some(at);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(end) = end else {
+        return false;
+    };
+    let mut rest = &tokens[end + 1..];
+    if rest.first().is_some_and(|t| t.eq_ignore_ascii_case("as")) {
+        rest = &rest[1..];
+    }
+    if rest.first().is_some_and(|t| t.chars().all(is_word_char))
+        && !rest.first().is_some_and(|t| is_clause(t))
+    {
+        rest = &rest[1..];
+    }
+    if rest.first() == Some(&"(") {
+        match rest.iter().position(|&t| t == ")") {
+            Some(close) => rest = &rest[close + 1..],
+            None => return false,
+        }
+    }
+    !rest.first().is_some_and(|&t| {
+        t == ","
+            || ["join", "inner", "left", "right", "full", "cross", "natural"]
+                .iter()
+                .any(|j| t.eq_ignore_ascii_case(j))
+    })
+}
+
+/// A keyword that may follow a FROM item (so it is no alias).
+fn is_clause(token: &str) -> bool {
+    [
+        "where",
+        "group",
+        "having",
+        "order",
+        "limit",
+        "union",
+        "except",
+        "intersect",
+        "join",
+        "inner",
+        "left",
+        "right",
+        "full",
+        "cross",
+        "natural",
+        "window",
+        "qualify",
+    ]
+    .iter()
+    .any(|k| token.eq_ignore_ascii_case(k))
 }
 
 fn is_word_char(c: char) -> bool {
@@ -149,6 +228,31 @@ mod tests {
             kept("SELECT COUNT(*), 2 * l_tax FROM lineitem", &parquet),
             Some(vec!["l_tax".to_string()])
         );
+    }
+
+    #[test]
+    fn a_wildcard_over_a_subquery_reads_what_the_subquery_names() {
+        let parquet = table("parquet");
+        assert_eq!(
+            kept(
+                "SELECT * FROM (SELECT l_orderkey, SUM(l_tax) FROM lineitem GROUP BY l_orderkey) \
+                 AS v (k, t)",
+                &parquet
+            ),
+            Some(vec!["l_orderkey".to_string(), "l_tax".to_string()])
+        );
+        assert_eq!(
+            kept("SELECT * FROM (SELECT * FROM lineitem) AS v", &parquet),
+            None,
+            "a wildcard inside still reads everything"
+        );
+        for joined in [
+            "SELECT * FROM (SELECT l_tax FROM lineitem) AS v, lineitem",
+            "SELECT * FROM (SELECT l_tax FROM lineitem) v JOIN lineitem ON true",
+            "SELECT * FROM (SELECT l_tax FROM lineitem) AS v (t) LEFT JOIN lineitem ON true",
+        ] {
+            assert_eq!(kept(joined, &parquet), None, "{joined}");
+        }
     }
 
     #[test]
