@@ -4,6 +4,7 @@ use std::collections::{HashSet, VecDeque};
 
 use super::spec::{describe_columns, lookup, same_columns};
 use super::{JobGraph, Partitioning};
+use crate::connector::SourceSpec;
 use crate::ids::VertexId;
 use crate::{Error, Result};
 
@@ -92,6 +93,9 @@ pub(super) fn validate(graph: &JobGraph) -> Result<()> {
 
     for edge in &graph.edges {
         super::rank::check_input_edge(graph.vertex(edge.target), edge)?;
+    }
+    for vertex in &graph.vertices {
+        check_source_predicate(graph, vertex)?;
     }
 
     let order = topological_order(graph)?;
@@ -213,6 +217,40 @@ pub(super) fn topological_order(graph: &JobGraph) -> Result<Vec<VertexId>> {
         ));
     }
     Ok(order)
+}
+
+/// A file source's pushed predicate only spares reading rows that the filters after it drop:
+/// every vertex the source feeds must be a filter whose conjuncts include the predicate's,
+/// or rows the predicate rules out would be missing downstream.
+fn check_source_predicate(graph: &JobGraph, vertex: &super::Vertex) -> Result<()> {
+    let super::OperatorSpec::Source {
+        connector: SourceSpec::Filesystem(spec),
+        ..
+    } = &vertex.operator
+    else {
+        return Ok(());
+    };
+    let Some(pushed) = &spec.predicate else {
+        return Ok(());
+    };
+    let conjuncts = pushed.conjuncts();
+    for edge in graph.outputs_of(vertex.id) {
+        let target = graph.vertex(edge.target);
+        if let super::OperatorSpec::Filter { predicate } = &target.operator
+            && conjuncts.iter().all(|c| predicate.conjuncts().contains(c))
+        {
+            continue;
+        }
+        return Err(Error::plan(
+            &vertex.name,
+            format!(
+                "the source's predicate {pushed} only prunes what a filter drops, but '{}' \
+                 reads the source without applying it",
+                target.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
