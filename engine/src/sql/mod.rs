@@ -1281,6 +1281,11 @@ pub fn explain(graph: &JobGraph) -> String {
                 watermark,
             } => {
                 let mut d = format!("connector={}", connector.name());
+                if let crate::connector::SourceSpec::Filesystem(spec) = connector
+                    && let Some(predicate) = &spec.predicate
+                {
+                    let _ = write!(d, ", predicate={predicate}");
+                }
                 if let Some(w) = watermark {
                     let _ = write!(
                         d,
