@@ -6,7 +6,9 @@
 //! The filter stays: pruning reads less, it never decides which rows pass. A conjunct is
 //! pushed only when the reader can prune with it ([`is_prunable`]) and names no partition
 //! column (those are not in the files). Only a source that no other operator reads gets a
-//! predicate; the JobGraph's validation checks that the filters after it apply it.
+//! predicate; the JobGraph's validation checks that the filters after it apply it. A source
+//! that generates watermarks gets none: its watermarks follow the rows it reads, filtered
+//! out or not, and fewer rows read would move them (and so which rows are late).
 //!
 //! Called by the planner wherever it filters a relation: the `WHERE` of a single table and the
 //! conditions it pushes to one relation of a join.
@@ -22,11 +24,11 @@ use crate::expr::Expr;
 /// `stream` filtered by `predicate`; when `stream` is a Parquet source that nothing reads yet,
 /// the source gets the conjuncts of `predicate` it can prune with.
 pub(super) fn filter(stream: &DataStream, predicate: Expr) -> Result<DataStream> {
-    stream.update_unread_source(|spec| {
+    stream.update_unread_source(|spec, watermark| {
         let SourceSpec::Filesystem(spec) = spec else {
             return;
         };
-        if spec.format != FileFormat::Parquet {
+        if spec.format != FileFormat::Parquet || watermark.is_some() {
             return;
         }
         let pushed = predicate
