@@ -263,7 +263,10 @@ mod tests {
         AggregateCall, AggregateFunction, Edge, EmitMode, JobGraph, KeyedAggregateSpec,
         OperatorSpec, Partitioning, Vertex,
     };
-    use crate::connector::{MemorySource, SinkSpec, SourceSpec};
+    use std::collections::BTreeMap;
+
+    use crate::connector::{FileFormat, FileSourceSpec, MemorySource, SinkSpec, SourceSpec};
+    use crate::expr::{Expr, col, lit};
     use crate::ids::VertexId;
 
     fn schema() -> SchemaRef {
@@ -341,6 +344,71 @@ mod tests {
         let back = JobGraph::from_json(&graph.to_json().unwrap()).unwrap();
         assert_eq!(back.vertices().len(), 2);
         assert_eq!(back.edges(), graph.edges());
+    }
+
+    fn parquet_source(predicate: Option<Expr>) -> Vertex {
+        let spec = SourceSpec::Filesystem(FileSourceSpec {
+            path: "bids".into(),
+            format: FileFormat::Parquet,
+            schema: schema(),
+            options: BTreeMap::new(),
+            partition_keys: Vec::new(),
+            predicate,
+        });
+        vertex(
+            0,
+            "bids",
+            OperatorSpec::Source {
+                connector: spec,
+                watermark: None,
+            },
+            schema(),
+            1,
+        )
+    }
+
+    fn filter(predicate: Expr) -> Vertex {
+        vertex(1, "filter", OperatorSpec::Filter { predicate }, schema(), 1)
+    }
+
+    #[test]
+    fn a_pushed_predicate_round_trips_and_filters_after_the_source_apply_it() {
+        let pushed = col("price").gt(lit(10_i64));
+        let forward = |source, target| edge(source, target, Partitioning::Forward);
+        let graph = JobGraph::new(
+            "pushed",
+            vec![
+                parquet_source(Some(pushed.clone())),
+                filter(pushed.clone().and(col("auction").eq(col("price")))),
+                sink(2, 1),
+            ],
+            vec![forward(0, 1), forward(1, 2)],
+        )
+        .unwrap();
+        let back = JobGraph::from_json(&graph.to_json().unwrap()).unwrap();
+        assert_eq!(back.vertices()[0].operator, graph.vertices()[0].operator);
+        // Without a predicate, a source's JSON is what it was before predicates existed.
+        let plain = serde_json::to_string(&parquet_source(None).operator).unwrap();
+        assert!(!plain.contains("predicate"), "{plain}");
+
+        // A filter without the pushed conjunct, or an operator other than a filter, would
+        // miss the rows the predicate prunes.
+        let message = error_of(
+            vec![
+                parquet_source(Some(pushed.clone())),
+                filter(col("auction").gt(lit(1_i64))),
+            ],
+            vec![forward(0, 1)],
+        );
+        assert!(message.contains("(price > 10) only prunes"), "{message}");
+        let message = error_of(
+            vec![parquet_source(Some(pushed)), sink(1, 1)],
+            vec![forward(0, 1)],
+        );
+        assert!(
+            message.contains("'sink' reads the source without applying it"),
+            "{message}"
+        );
     }
 
     #[test]
