@@ -92,32 +92,24 @@ struct ColumnPruning {
 /// Whether the reader can prune `schema`'s rows with `conjunct` (the planner pushes only such
 /// conjuncts).
 pub(crate) fn is_prunable(conjunct: &Expr, schema: &Schema) -> bool {
-    Term::parse(conjunct, schema).is_some()
+    Term::parse(conjunct, schema).is_some_and(|term| term.statistics_expr(schema).is_some())
 }
 
 impl PruningPredicate {
     /// The usable conjuncts of `predicate` over `schema` (the declared columns); `None` when
     /// there are none.
     pub(crate) fn try_new(predicate: &Expr, schema: &Schema) -> Option<Self> {
-        let mut by_column: BTreeMap<&str, (DataType, Vec<Expr>)> = BTreeMap::new();
-        let terms: Vec<Term> = predicate
-            .conjuncts()
-            .into_iter()
-            .filter_map(|c| Term::parse(c, schema))
-            .collect();
-        for term in &terms {
-            let Ok(field) = schema.field_with_name(&term.column) else {
+        let mut by_column: BTreeMap<String, (DataType, Vec<Expr>)> = BTreeMap::new();
+        for conjunct in predicate.conjuncts() {
+            let Some(term) = Term::parse(conjunct, schema) else {
                 continue;
             };
-            let statistics = statistics_schema(field.data_type());
-            let may_pass = term.may_pass();
-            // A term the evaluator rejects (which `parse` should have caught) prunes nothing.
-            if may_pass.resolve(&statistics).is_err() {
+            let Some((data_type, may_pass)) = term.statistics_expr(schema) else {
                 continue;
-            }
+            };
             by_column
-                .entry(term.column.as_str())
-                .or_insert_with(|| (field.data_type().clone(), Vec::new()))
+                .entry(term.column)
+                .or_insert_with(|| (data_type, Vec::new()))
                 .1
                 .push(may_pass);
         }
@@ -127,7 +119,7 @@ impl PruningPredicate {
                 let schema = Arc::new(statistics_schema(&data_type));
                 let may_pass = exprs.into_iter().reduce(Expr::and)?.resolve(&schema).ok()?;
                 Some(ColumnPruning {
-                    name: name.to_string(),
+                    name,
                     data_type,
                     schema,
                     may_pass,
@@ -405,6 +397,15 @@ impl Term {
             column: column.clone(),
             bound,
         })
+    }
+
+    /// The type of the term's column and its statistics expression, when the evaluator
+    /// accepts it (which `parse` makes sure of: a term it rejects prunes nothing).
+    fn statistics_expr(&self, schema: &Schema) -> Option<(DataType, Expr)> {
+        let data_type = schema.field_with_name(&self.column).ok()?.data_type();
+        let may_pass = self.may_pass();
+        may_pass.resolve(&statistics_schema(data_type)).ok()?;
+        Some((data_type.clone(), may_pass))
     }
 
     /// The statistics expression of this term: FALSE only where no row can pass.
