@@ -47,9 +47,9 @@ const ROWS: &str = "rows";
 /// What a usable conjunct says about its column.
 #[derive(Debug, Clone, PartialEq)]
 enum Bound {
-    /// `column <op> value` (a comparison, with the column on the left).
+    /// `column <op> value` (the column on the left).
     Compare {
-        op: BinaryOp,
+        op: Comparison,
         value: Expr,
     },
     /// `column BETWEEN low AND high`.
@@ -64,6 +64,50 @@ enum Bound {
     },
     IsNull,
     IsNotNull,
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Comparison {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+impl Comparison {
+    /// `op` when it is a comparison.
+    fn of(op: BinaryOp) -> Option<Comparison> {
+        Some(match op {
+            BinaryOp::Eq => Comparison::Eq,
+            BinaryOp::NotEq => Comparison::NotEq,
+            BinaryOp::Lt => Comparison::Lt,
+            BinaryOp::LtEq => Comparison::LtEq,
+            BinaryOp::Gt => Comparison::Gt,
+            BinaryOp::GtEq => Comparison::GtEq,
+            BinaryOp::Plus
+            | BinaryOp::Minus
+            | BinaryOp::Multiply
+            | BinaryOp::Divide
+            | BinaryOp::Modulo
+            | BinaryOp::And
+            | BinaryOp::Or => return None,
+        })
+    }
+
+    /// The operator with its operands swapped: `v < c` is `c > v`.
+    fn flipped(self) -> Comparison {
+        match self {
+            Comparison::Eq => Comparison::Eq,
+            Comparison::NotEq => Comparison::NotEq,
+            Comparison::Lt => Comparison::Gt,
+            Comparison::LtEq => Comparison::GtEq,
+            Comparison::Gt => Comparison::Lt,
+            Comparison::GtEq => Comparison::LtEq,
+        }
+    }
 }
 
 /// A usable conjunct: a column and what the conjunct bounds it by.
@@ -316,12 +360,12 @@ impl Term {
         let column_type = |name: &str| schema.field_with_name(name).ok().map(Field::data_type);
         let (column, bound) = match conjunct {
             Expr::Binary { left, op, right } => {
+                let op = Comparison::of(*op)?;
                 let (column, value, op) = match (left.as_ref(), right.as_ref()) {
-                    (Expr::Column(c), value) if is_constant(value) => (c, value, *op),
-                    (value, Expr::Column(c)) if is_constant(value) => (c, value, flipped(*op)?),
+                    (Expr::Column(c), value) if is_constant(value) => (c, value, op),
+                    (value, Expr::Column(c)) if is_constant(value) => (c, value, op.flipped()),
                     _ => return None,
                 };
-                flipped(op)?;
                 ordered_comparison(column_type(column)?, value)?;
                 (
                     column,
@@ -417,13 +461,13 @@ impl Term {
             Bound::Compare { op, value } => {
                 let v = value.clone();
                 let bound = match op {
-                    BinaryOp::Eq => min.lt_eq(v.clone()).and(max.gt_eq(v)),
+                    Comparison::Eq => min.lt_eq(v.clone()).and(max.gt_eq(v)),
                     // All values equal `v`: none differs from it.
-                    BinaryOp::NotEq => min.eq(v.clone()).and(max.eq(v)).not(),
-                    BinaryOp::Lt => min.lt(v),
-                    BinaryOp::LtEq => min.lt_eq(v),
-                    BinaryOp::Gt => max.gt(v),
-                    _ => max.gt_eq(v),
+                    Comparison::NotEq => min.eq(v.clone()).and(max.eq(v)).not(),
+                    Comparison::Lt => min.lt(v),
+                    Comparison::LtEq => min.lt_eq(v),
+                    Comparison::Gt => max.gt(v),
+                    Comparison::GtEq => max.gt_eq(v),
                 };
                 has_values().and(bound)
             }
@@ -448,26 +492,6 @@ impl Term {
             Bound::IsNotNull => has_values(),
         }
     }
-}
-
-/// The operator with its operands swapped (`v < c` is `c > v`); `None` for anything but a
-/// comparison.
-fn flipped(op: BinaryOp) -> Option<BinaryOp> {
-    Some(match op {
-        BinaryOp::Eq => BinaryOp::Eq,
-        BinaryOp::NotEq => BinaryOp::NotEq,
-        BinaryOp::Lt => BinaryOp::Gt,
-        BinaryOp::LtEq => BinaryOp::GtEq,
-        BinaryOp::Gt => BinaryOp::Lt,
-        BinaryOp::GtEq => BinaryOp::LtEq,
-        BinaryOp::Plus
-        | BinaryOp::Minus
-        | BinaryOp::Multiply
-        | BinaryOp::Divide
-        | BinaryOp::Modulo
-        | BinaryOp::And
-        | BinaryOp::Or => return None,
-    })
 }
 
 /// A value that is the same for every row: literals, and casts and arithmetic of them (no
