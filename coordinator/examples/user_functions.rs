@@ -196,6 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     schema: schema.clone(),
                     options: BTreeMap::new(),
                     partition_keys: Vec::new(),
+                    predicate: None,
                 }),
             )?
             .user_function("scale", json!({ "column": "x", "factor": factor }), schema)?

@@ -66,6 +66,7 @@ fn csv_graph(dir: &Path, input: &Path) -> std::path::PathBuf {
             schema,
             options: BTreeMap::new(),
             partition_keys: Vec::new(),
+            predicate: None,
         }),
     )
     .unwrap()

@@ -357,6 +357,29 @@ impl DataStream {
         Ok(self.env.stream(id))
     }
 
+    /// Changes the spec of the source that produces this stream, if it is a source that no
+    /// operator reads yet, and says whether it did; `update` also sees the source's watermark
+    /// strategy. The SQL planner hands a source the predicate of the filter it is about to
+    /// add this way.
+    pub(crate) fn update_unread_source(
+        &self,
+        update: impl FnOnce(&mut SourceSpec, Option<&crate::time::WatermarkStrategy>),
+    ) -> bool {
+        let mut builder = self.env.builder.borrow_mut();
+        if builder.edges.iter().any(|e| e.source == self.vertex) {
+            return false;
+        }
+        let OperatorSpec::Source {
+            connector,
+            watermark,
+        } = &mut builder.vertices[self.vertex.0 as usize].operator
+        else {
+            return false;
+        };
+        update(connector, watermark.as_ref());
+        true
+    }
+
     /// Keeps rows where `predicate` is TRUE.
     pub fn filter(&self, predicate: Expr) -> Result<DataStream> {
         let operator = OperatorSpec::Filter { predicate };

@@ -475,6 +475,23 @@ impl Expr {
         resolve::resolve(self, schema)
     }
 
+    /// The operands of the `AND`s at the top of this expression, left to right (the
+    /// expression itself when it is no `AND`).
+    pub(crate) fn conjuncts(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Binary {
+                left,
+                op: BinaryOp::And,
+                right,
+            } => {
+                let mut out = left.conjuncts();
+                out.extend(right.conjuncts());
+                out
+            }
+            other => vec![other],
+        }
+    }
+
     /// Names of the columns this expression reads, in first-use order, without duplicates.
     pub fn columns(&self) -> Vec<String> {
         let mut out = Vec::new();

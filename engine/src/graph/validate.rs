@@ -4,6 +4,7 @@ use std::collections::{HashSet, VecDeque};
 
 use super::spec::{describe_columns, lookup, same_columns};
 use super::{JobGraph, Partitioning};
+use crate::connector::SourceSpec;
 use crate::ids::VertexId;
 use crate::{Error, Result};
 
@@ -92,6 +93,9 @@ pub(super) fn validate(graph: &JobGraph) -> Result<()> {
 
     for edge in &graph.edges {
         super::rank::check_input_edge(graph.vertex(edge.target), edge)?;
+    }
+    for vertex in &graph.vertices {
+        check_source_predicate(graph, vertex)?;
     }
 
     let order = topological_order(graph)?;
@@ -215,6 +219,40 @@ pub(super) fn topological_order(graph: &JobGraph) -> Result<Vec<VertexId>> {
     Ok(order)
 }
 
+/// A file source's pushed predicate only spares reading rows that the filters after it drop:
+/// every vertex the source feeds must be a filter whose conjuncts include the predicate's,
+/// or rows the predicate rules out would be missing downstream.
+fn check_source_predicate(graph: &JobGraph, vertex: &super::Vertex) -> Result<()> {
+    let super::OperatorSpec::Source {
+        connector: SourceSpec::Filesystem(spec),
+        ..
+    } = &vertex.operator
+    else {
+        return Ok(());
+    };
+    let Some(pushed) = &spec.predicate else {
+        return Ok(());
+    };
+    let conjuncts = pushed.conjuncts();
+    for edge in graph.outputs_of(vertex.id) {
+        let target = graph.vertex(edge.target);
+        if let super::OperatorSpec::Filter { predicate } = &target.operator
+            && conjuncts.iter().all(|c| predicate.conjuncts().contains(c))
+        {
+            continue;
+        }
+        return Err(Error::plan(
+            &vertex.name,
+            format!(
+                "the source's predicate {pushed} only prunes what a filter drops, but '{}' \
+                 reads the source without applying it",
+                target.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -225,7 +263,10 @@ mod tests {
         AggregateCall, AggregateFunction, Edge, EmitMode, JobGraph, KeyedAggregateSpec,
         OperatorSpec, Partitioning, Vertex,
     };
-    use crate::connector::{MemorySource, SinkSpec, SourceSpec};
+    use std::collections::BTreeMap;
+
+    use crate::connector::{FileFormat, FileSourceSpec, MemorySource, SinkSpec, SourceSpec};
+    use crate::expr::{Expr, col, lit};
     use crate::ids::VertexId;
 
     fn schema() -> SchemaRef {
@@ -303,6 +344,71 @@ mod tests {
         let back = JobGraph::from_json(&graph.to_json().unwrap()).unwrap();
         assert_eq!(back.vertices().len(), 2);
         assert_eq!(back.edges(), graph.edges());
+    }
+
+    fn parquet_source(predicate: Option<Expr>) -> Vertex {
+        let spec = SourceSpec::Filesystem(FileSourceSpec {
+            path: "bids".into(),
+            format: FileFormat::Parquet,
+            schema: schema(),
+            options: BTreeMap::new(),
+            partition_keys: Vec::new(),
+            predicate,
+        });
+        vertex(
+            0,
+            "bids",
+            OperatorSpec::Source {
+                connector: spec,
+                watermark: None,
+            },
+            schema(),
+            1,
+        )
+    }
+
+    fn filter(predicate: Expr) -> Vertex {
+        vertex(1, "filter", OperatorSpec::Filter { predicate }, schema(), 1)
+    }
+
+    #[test]
+    fn a_pushed_predicate_round_trips_and_filters_after_the_source_apply_it() {
+        let pushed = col("price").gt(lit(10_i64));
+        let forward = |source, target| edge(source, target, Partitioning::Forward);
+        let graph = JobGraph::new(
+            "pushed",
+            vec![
+                parquet_source(Some(pushed.clone())),
+                filter(pushed.clone().and(col("auction").eq(col("price")))),
+                sink(2, 1),
+            ],
+            vec![forward(0, 1), forward(1, 2)],
+        )
+        .unwrap();
+        let back = JobGraph::from_json(&graph.to_json().unwrap()).unwrap();
+        assert_eq!(back.vertices()[0].operator, graph.vertices()[0].operator);
+        // Without a predicate, a source's JSON is what it was before predicates existed.
+        let plain = serde_json::to_string(&parquet_source(None).operator).unwrap();
+        assert!(!plain.contains("predicate"), "{plain}");
+
+        // A filter without the pushed conjunct, or an operator other than a filter, would
+        // miss the rows the predicate prunes.
+        let message = error_of(
+            vec![
+                parquet_source(Some(pushed.clone())),
+                filter(col("auction").gt(lit(1_i64))),
+            ],
+            vec![forward(0, 1)],
+        );
+        assert!(message.contains("(price > 10) only prunes"), "{message}");
+        let message = error_of(
+            vec![parquet_source(Some(pushed)), sink(1, 1)],
+            vec![forward(0, 1)],
+        );
+        assert!(
+            message.contains("'sink' reads the source without applying it"),
+            "{message}"
+        );
     }
 
     #[test]

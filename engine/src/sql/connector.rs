@@ -84,6 +84,7 @@ pub fn source_spec(table: &Table) -> Result<SourceSpec> {
                 .filter(|(k, _)| k != "path" && k != "format")
                 .collect(),
             partition_keys: table.partition_keys.clone(),
+            predicate: None,
         })),
         "nexmark" => {
             let mut config = NexmarkConfig::default();

@@ -3,8 +3,9 @@
 //! Module map: [`parser`] (statements, Flink syntax `sqlparser` does not read), [`catalog`]
 //! (tables and views), [`types`] (SQL → Arrow types), [`expr`] (SQL → engine expressions),
 //! [`connector`] (`WITH` options → sources and sinks), [`planner`] (queries → DataStream calls),
-//! `window_join` (joins of window aggregations) and `group_window` (legacy group windows →
-//! window TVFs).
+//! `window_join` (joins of window aggregations), `group_window` (legacy group windows →
+//! window TVFs), and `pushdown` and `predicate_pushdown` (the columns a Parquet scan reads and
+//! the filter conjuncts it prunes row groups and pages with).
 //!
 //! Statements:
 //! - `CREATE [TEMPORARY] TABLE … WITH (…)`, `CREATE [TEMPORARY] VIEW v [(a, b)] AS …`,
@@ -45,6 +46,7 @@ pub mod expr;
 mod group_window;
 pub mod parser;
 pub mod planner;
+mod predicate_pushdown;
 mod pushdown;
 mod system_time;
 pub mod types;
@@ -1279,6 +1281,11 @@ pub fn explain(graph: &JobGraph) -> String {
                 watermark,
             } => {
                 let mut d = format!("connector={}", connector.name());
+                if let crate::connector::SourceSpec::Filesystem(spec) = connector
+                    && let Some(predicate) = &spec.predicate
+                {
+                    let _ = write!(d, ", predicate={predicate}");
+                }
                 if let Some(w) = watermark {
                     let _ = write!(
                         d,

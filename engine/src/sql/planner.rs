@@ -65,7 +65,7 @@ use super::expr::{
     self as sql_expr, QualifiedColumn, Scope, function_args, function_name, is_aggregate_name,
     resolve_name,
 };
-use super::{pushdown, window_join};
+use super::{predicate_pushdown, pushdown, window_join};
 use crate::api::{DataStream, StreamEnvironment};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::{Expr, ScalarValue, col};
@@ -1531,7 +1531,7 @@ fn push_down(
         return Ok(rel);
     };
     Ok(FromRel {
-        stream: rel.stream.filter(predicate)?,
+        stream: predicate_pushdown::filter(&rel.stream, predicate)?,
         ..rel
     })
 }

@@ -248,7 +248,8 @@ impl Planner<'_> {
                 substitutions,
                 names,
             };
-            return stream.filter(sql_expr::convert(predicate, &scope)?);
+            let predicate = sql_expr::convert(predicate, &scope)?;
+            return super::predicate_pushdown::filter(&stream, predicate);
         }
         let columns: Vec<String> = stream
             .schema()

@@ -92,6 +92,7 @@ fn job(
         schema: schema(),
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        predicate: None,
     };
     env.source("files", SourceSpec::Filesystem(source))
         .unwrap()

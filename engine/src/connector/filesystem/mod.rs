@@ -8,6 +8,8 @@
 //!   buffers and turned into typed columns a batch at a time.
 //! - `parquet`: the Parquet reader (one row group per split), projecting and casting to the
 //!   declared schema.
+//! - `parquet_pruning`: which row groups and pages a pushed predicate rules out, from the
+//!   files' statistics and page index.
 //! - `sink`: one part file per subtask, written under a hidden in-progress name and renamed
 //!   when the input ends.
 //! - `options`: the `csv.*` format options shared by source and sink.
@@ -24,6 +26,7 @@ mod csv_column;
 mod json;
 mod options;
 mod parquet;
+mod parquet_pruning;
 mod partition;
 mod sink;
 pub(crate) mod split;
@@ -38,8 +41,11 @@ use std::path::PathBuf;
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use parquet_pruning::is_prunable;
+
 use super::{Sink, SourceReader};
 use crate::Result;
+use crate::expr::Expr;
 
 /// A file format of the filesystem connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +68,13 @@ pub struct FileSourceSpec {
     /// `PARTITIONED BY` columns (part of `schema`), read from `k=v` directory names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_keys: Vec<String>,
+    /// Conjuncts of the filter that reads this source (Parquet only; the SQL planner pushes
+    /// them): the reader skips the row groups and pages whose statistics prove that no row
+    /// passes. Only an optimization: the filter still runs, rows of the groups read are not
+    /// filtered here, and a conjunct the statistics cannot decide prunes nothing. A graph
+    /// whose source with a predicate feeds anything but filters applying it is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicate: Option<Expr>,
 }
 
 /// A file sink writing into the directory `path`.
@@ -120,6 +133,7 @@ impl FileSourceSpec {
                     subtask,
                     parallelism,
                     batch_size,
+                    self.predicate.as_ref(),
                 )?;
                 let paths = reader.split_paths();
                 (Box::new(reader), paths)
@@ -169,6 +183,7 @@ impl FileSourceSpec {
                     subtask,
                     parallelism,
                     batch_size,
+                    self.predicate.as_ref(),
                 )?;
                 Ok(Box::new(reader))
             }

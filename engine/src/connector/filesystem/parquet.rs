@@ -10,9 +10,17 @@
 //! Reading uses the synchronous [`ParquetRecordBatchReaderBuilder`] with the declared columns
 //! projected and `batch_size` rows per batch. A poll returns one batch.
 //!
+//! With a pushed predicate ([`super::FileSourceSpec::predicate`]), the footers are read with
+//! their page index, and [`PruningPredicate`] decides from the statistics which row groups
+//! and pages may hold a row that passes it: a row group that cannot is a split done from the
+//! start, never opened, and one where some pages cannot is read with a [`RowSelection`] of
+//! the others (the reader then skips those pages without decoding them). Both are decided
+//! when the reader is created, the same way every time for the same files and predicate.
+//!
 //! Position: per split, named `<path>#<row group>`, done or the number of its rows already
 //! returned (see [`super::split_position`]), so a checkpoint restores at any parallelism;
-//! restoring skips those rows with the reader's row offset.
+//! restoring skips those rows with the reader's row offset, which counts the rows of the
+//! split's selection, as the returned rows were.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,12 +33,16 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ParquetRecordBatchReaderBuilder, RowSelection,
 };
+use parquet::file::metadata::PageIndexPolicy;
+use tracing::debug;
 
+use super::parquet_pruning::PruningPredicate;
 use super::split::assign;
 use super::split_position::{self, SplitProgress};
 use crate::connector::{SourcePoll, SourceReader};
+use crate::expr::Expr;
 use crate::{Error, Result};
 
 /// One file: its footer and how to turn its batches into the declared schema.
@@ -47,6 +59,18 @@ struct ParquetFile {
 struct ParquetSplit {
     file: Arc<ParquetFile>,
     row_group: usize,
+    /// What the pushed predicate leaves of it to read.
+    pruning: Pruning,
+}
+
+/// The rows of a split that the pushed predicate leaves to read.
+enum Pruning {
+    /// All of them (no predicate, or the statistics cannot rule any out).
+    Nothing,
+    /// The rows of the pages that may hold a passing row.
+    Pages(RowSelection),
+    /// None: no row can pass, the split is done without being read.
+    Whole,
 }
 
 impl ParquetSplit {
@@ -75,36 +99,75 @@ pub(crate) struct ParquetSourceReader {
 
 impl ParquetSourceReader {
     /// Reads the footers of `files`, validates them against `schema` and keeps the row groups
-    /// of `subtask`.
+    /// of `subtask`, pruned with `predicate` (conjuncts of a filter on the rows read, which it
+    /// may use in part or not at all).
     pub(crate) fn try_new(
         schema: SchemaRef,
         files: &[PathBuf],
         subtask: u32,
         parallelism: u32,
         batch_size: usize,
+        predicate: Option<&Expr>,
     ) -> Result<Self> {
+        let pruning = predicate.and_then(|p| PruningPredicate::try_new(p, &schema));
         let mut splits = Vec::new();
         for path in files {
-            let file = Arc::new(inspect(path, &schema)?);
+            let file = Arc::new(inspect(path, &schema, pruning.is_some())?);
             let row_groups = file.metadata.metadata().num_row_groups();
+            let keep = match &pruning {
+                Some(pruning) => pruning.row_groups(&file.metadata),
+                None => vec![true; row_groups],
+            };
             splits.extend((0..row_groups).map(|row_group| ParquetSplit {
                 file: Arc::clone(&file),
                 row_group,
+                pruning: if keep.get(row_group).copied().unwrap_or(true) {
+                    Pruning::Nothing
+                } else {
+                    Pruning::Whole
+                },
             }));
         }
-        let splits = assign(splits, subtask, parallelism)?;
+        let mut splits = assign(splits, subtask, parallelism)?;
+        if let Some(pruning) = &pruning {
+            for split in &mut splits {
+                if !matches!(split.pruning, Pruning::Nothing) {
+                    continue;
+                }
+                if let Some(selection) = pruning.pages(&split.file.metadata, split.row_group) {
+                    split.pruning = if selection.selects_any() {
+                        Pruning::Pages(selection)
+                    } else {
+                        Pruning::Whole
+                    };
+                }
+            }
+            debug!(
+                splits = splits.len(),
+                skipped = splits
+                    .iter()
+                    .filter(|s| matches!(s.pruning, Pruning::Whole))
+                    .count(),
+                with_pages_skipped = splits
+                    .iter()
+                    .filter(|s| matches!(s.pruning, Pruning::Pages(_)))
+                    .count(),
+                "parquet row groups pruned"
+            );
+        }
+        let progress: Vec<SplitProgress<usize>> = splits.iter().map(initial_progress).collect();
+        let split = split_position::next_unread(&progress, 0);
         Ok(ParquetSourceReader {
             schema,
-            progress: vec![SplitProgress::At(0); splits.len()],
+            progress,
             splits,
-            split: 0,
+            split,
             rows: 0,
             open: None,
             batch_size: batch_size.max(1),
         })
     }
 
-    /// The file of each split (row group), in split order.
     /// The rows of `splits[split]` to skip when it is opened.
     fn start_of_split(&self) -> usize {
         match self.progress.get(self.split) {
@@ -113,6 +176,7 @@ impl ParquetSourceReader {
         }
     }
 
+    /// The file of each split (row group), in split order.
     pub(crate) fn split_paths(&self) -> Vec<PathBuf> {
         self.splits.iter().map(|s| s.file.path.clone()).collect()
     }
@@ -128,6 +192,10 @@ impl ParquetSourceReader {
                 .with_row_groups(vec![split.row_group])
                 .with_projection(split.file.projection.clone())
                 .with_batch_size(self.batch_size);
+        if let Pruning::Pages(selection) = &split.pruning {
+            builder = builder.with_row_selection(selection.clone());
+        }
+        // The offset counts selected rows, as `rows` does.
         if self.rows > 0 {
             builder = builder.with_offset(self.rows);
         }
@@ -169,11 +237,15 @@ impl SourceReader for ParquetSourceReader {
     /// From the footers: the rows of the row groups not read yet, less what the current one
     /// has given.
     fn remaining_records(&self) -> Option<u64> {
-        let rows = |split: &ParquetSplit| {
-            let groups = split.file.metadata.metadata().row_groups();
-            groups
-                .get(split.row_group)
-                .map_or(0, |g| g.num_rows().max(0) as u64)
+        let rows = |split: &ParquetSplit| match &split.pruning {
+            Pruning::Nothing => {
+                let groups = split.file.metadata.metadata().row_groups();
+                groups
+                    .get(split.row_group)
+                    .map_or(0, |g| g.num_rows().max(0) as u64)
+            }
+            Pruning::Pages(selection) => selection.row_count() as u64,
+            Pruning::Whole => 0,
         };
         let mut left = 0u64;
         for (index, split) in self.splits.iter().enumerate().skip(self.split) {
@@ -248,7 +320,11 @@ impl SourceReader for ParquetSourceReader {
                     .and_then(serde_json::Value::as_u64)
                     .map(|rows| rows as usize)
             })?;
-            self.progress[i] = progress;
+            // A pruned split is done whatever the checkpoint says: it has no row to read.
+            self.progress[i] = match split.pruning {
+                Pruning::Whole => SplitProgress::Done,
+                Pruning::Nothing | Pruning::Pages(_) => progress,
+            };
         }
         self.split = split_position::next_unread(&self.progress, 0);
         self.rows = self.start_of_split();
@@ -257,15 +333,27 @@ impl SourceReader for ParquetSourceReader {
     }
 }
 
-/// Reads the footer of `path` and maps the declared columns onto the file's columns.
-fn inspect(path: &Path, schema: &SchemaRef) -> Result<ParquetFile> {
+/// Where a split starts: at its first row, or done when the predicate pruned all of it.
+fn initial_progress(split: &ParquetSplit) -> SplitProgress<usize> {
+    match split.pruning {
+        Pruning::Whole => SplitProgress::Done,
+        Pruning::Nothing | Pruning::Pages(_) => SplitProgress::At(0),
+    }
+}
+
+/// Reads the footer of `path` (with the page index, where the file has one, when
+/// `page_index`) and maps the declared columns onto the file's columns.
+fn inspect(path: &Path, schema: &SchemaRef, page_index: bool) -> Result<ParquetFile> {
     let handle = File::open(path).map_err(|e| Error::io("read", path, e))?;
+    let options = if page_index {
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional)
+    } else {
+        ArrowReaderOptions::default()
+    };
     let metadata =
-        ArrowReaderMetadata::load(&handle, ArrowReaderOptions::default()).map_err(|source| {
-            Error::Parquet {
-                context: format!("read parquet footer of '{}'", path.display()),
-                source,
-            }
+        ArrowReaderMetadata::load(&handle, options).map_err(|source| Error::Parquet {
+            context: format!("read parquet footer of '{}'", path.display()),
+            source,
         })?;
     let file_schema = Arc::clone(metadata.schema());
     let location = || format!("file '{}'", path.display());

@@ -225,6 +225,7 @@ fn csv_source(path: String, schema: SchemaRef, pairs: &[(&str, &str)]) -> FileSo
         schema,
         options: options(pairs),
         partition_keys: Vec::new(),
+        predicate: None,
     }
 }
 
@@ -327,6 +328,7 @@ fn parquet_round_trip() -> Result<()> {
         schema: input.schema(),
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        predicate: None,
     };
     assert_eq!(read_all(&source, 4)?, input);
     Ok(())
@@ -399,6 +401,7 @@ fn parquet_row_groups_spread_over_subtasks() -> Result<()> {
         schema: declared,
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        predicate: None,
     };
     let parallel = read_subtasks(&source, 3, 7)?;
     for batches in &parallel {
@@ -411,6 +414,100 @@ fn parquet_row_groups_spread_over_subtasks() -> Result<()> {
     assert_eq!(
         sorted_rows(&parallel.concat())?,
         sorted_rows(&read_subtasks(&source, 1, 7)?.concat())?
+    );
+    Ok(())
+}
+
+/// Four row groups of 100 rows (ids 0-399 in order) in pages of 10 rows.
+fn write_ids(path: &Path) -> Result<SchemaRef> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let names: Vec<String> = (0..400).map(|i| format!("n{i:03}")).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..400)),
+            Arc::new(StringArray::from_iter_values(names)),
+        ],
+    )?;
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(100))
+        .set_data_page_row_count_limit(10)
+        .set_write_batch_size(10)
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(fs::File::create(path)?, schema.clone(), Some(properties))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(schema)
+}
+
+/// The rows of `batches` that pass `predicate`.
+fn passing(batches: &[RecordBatch], predicate: &crate::expr::Expr) -> Result<Vec<String>> {
+    let mut kept = Vec::new();
+    for batch in batches {
+        let mask = predicate
+            .resolve(&batch.schema())?
+            .evaluate_predicate(batch)?;
+        kept.push(arrow::compute::filter_record_batch(batch, &mask)?);
+    }
+    sorted_rows(&kept)
+}
+
+#[test]
+fn parquet_predicate_skips_row_groups_and_pages() -> Result<()> {
+    use crate::expr::{col, lit};
+    let dir = tempfile::tempdir()?;
+    let schema = write_ids(&dir.path().join("ids.parquet"))?;
+    let predicate = col("id")
+        .gt_eq(lit(250_i64))
+        .and(col("id").lt(lit(265_i64)));
+    let whole = FileSourceSpec {
+        path: path_str(dir.path())?,
+        format: FileFormat::Parquet,
+        schema,
+        options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        predicate: None,
+    };
+    let pruned = FileSourceSpec {
+        predicate: Some(predicate.clone()),
+        ..whole.clone()
+    };
+    let expected = passing(&read_subtasks(&whole, 1, 7)?.concat(), &predicate)?;
+    assert_eq!(expected.len(), 15);
+    for parallelism in [1, 3] {
+        let batches = read_subtasks(&pruned, parallelism, 7)?.concat();
+        // Only the pages of ids 250-259 and 260-269 of one row group are read.
+        let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(read, 20, "parallelism {parallelism}");
+        assert_eq!(passing(&batches, &predicate)?, expected);
+    }
+    let reader = pruned.create_reader(0, 1, 7)?;
+    assert_eq!(reader.remaining_records(), Some(20));
+
+    // Skipped row groups are done in the position, and a restored reader resumes inside the
+    // selection of the row group that is read.
+    let mut first = pruned.create_reader(0, 1, 7)?;
+    let SourcePoll::Batch(head) = first.poll_next()? else {
+        bail!("expected a batch");
+    };
+    let position = first.position();
+    let splits = position["splits"]
+        .as_object()
+        .context("per-split positions")?;
+    assert_eq!(splits.len(), 4);
+    let done = splits.values().filter(|s| s["done"] == true).count();
+    assert_eq!(done, 3, "{position}");
+    let mut second = pruned.create_reader(0, 1, 7)?;
+    second.restore(&position)?;
+    let mut batches = vec![head];
+    batches.extend(drain(second.as_mut(), 7)?);
+    assert_eq!(
+        sorted_rows(&batches)?,
+        sorted_rows(&read_subtasks(&pruned, 1, 7)?.concat())?
     );
     Ok(())
 }
@@ -641,6 +738,7 @@ fn parquet_position_restore_resumes_after_the_last_batch() -> Result<()> {
         schema: input.schema(),
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        predicate: None,
     };
     let mut first = source.create_reader(0, 1, 4)?;
     let SourcePoll::Batch(head) = first.poll_next()? else {
@@ -681,6 +779,7 @@ fn parquet_schema_is_checked_and_widened() -> Result<()> {
             schema: Arc::new(Schema::new(fields)),
             options: BTreeMap::new(),
             partition_keys: Vec::new(),
+            predicate: None,
         })
     };
 
@@ -925,6 +1024,7 @@ fn job_converts_a_csv_directory_to_parquet_parts() -> Result<()> {
         schema: simple_schema(),
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
+        predicate: None,
     };
     assert_eq!(
         sorted_rows(&read_subtasks(&written, 1, 100)?.concat())?,
