@@ -607,6 +607,13 @@ impl Task {
             subtask,
             source: Box::new(e),
         })?;
+        self.forward(level, out)
+    }
+
+    /// Sends what the operator at `level` emitted into `out` down the chain, counting its
+    /// batches and holding back the final watermark (see [`ChainedOperator`]).
+    fn forward(&mut self, level: usize, mut out: Output) -> Result<()> {
+        let op = &mut self.operators[level];
         let mut elements = out.take();
         for produced in &elements {
             if let StreamElement::Batch(batch) = produced {
@@ -617,7 +624,7 @@ impl Task {
         let held = elements.len();
         elements.retain(|e| !matches!(e, StreamElement::Watermark(w) if *w == Watermark::MAX));
         op.held_final_watermark |= elements.len() < held;
-        self.operators[level].output = out;
+        op.output = out;
         for produced in elements.drain(..) {
             self.push(level + 1, 0, produced)?;
         }
@@ -638,18 +645,7 @@ impl Task {
             subtask,
             source: Box::new(e),
         })?;
-        let mut elements = out.take();
-        for produced in &elements {
-            if let StreamElement::Batch(batch) = produced {
-                op.metrics.records_out += batch.num_rows() as u64;
-                op.metrics.batches_out += 1;
-            }
-        }
-        self.operators[level].output = out;
-        for produced in elements.drain(..) {
-            self.push(level + 1, 0, produced)?;
-        }
-        self.operators[level].output.recycle(elements);
+        self.forward(level, out)?;
         if !more {
             self.finishing = None;
             if std::mem::take(&mut self.operators[level].held_final_watermark) {

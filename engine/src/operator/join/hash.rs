@@ -290,7 +290,9 @@ impl Probing {
         let keep_probe = join_type.preserves(probe_side);
         let keep_build = join_type.preserves(self.build_side);
         let valid = self.keys.lookup(probe_side, batch)?;
-        for (row, &key) in self.keys.ids.iter().enumerate() {
+        // Taken for the loop, which flushes (borrowing `self`) as it goes; given back after.
+        let ids = std::mem::take(&mut self.keys.ids);
+        for (row, &key) in ids.iter().enumerate() {
             let partners = if valid.as_ref().is_none_or(|v| v.is_valid(row)) {
                 self.table.partners(key)
             } else {
@@ -311,19 +313,15 @@ impl Probing {
                 }
             }
             if self.probe_rows.len() >= EMIT_BATCH_ROWS {
-                emit_pairs(
-                    shape,
-                    out,
-                    self.build_side,
-                    batch,
-                    &self.build,
-                    &self.probe_rows,
-                    &self.build_rows,
-                )?;
-                self.probe_rows.clear();
-                self.build_rows.clear();
+                self.flush(shape, batch, out)?;
             }
         }
+        self.keys.ids = ids;
+        self.flush(shape, batch, out)
+    }
+
+    /// Emits the pairs gathered so far of `batch` with the built rows, and forgets them.
+    fn flush(&mut self, shape: &OutputShape, batch: &RecordBatch, out: &mut Output) -> Result<()> {
         emit_pairs(
             shape,
             out,
@@ -401,13 +399,15 @@ fn emit_pairs(
 
 /// The build side's rows grouped by key id: the rows of key `k` are
 /// `positions[offsets[k]..offsets[k + 1]]`; rows with a NULL key are in no group.
-struct BuildTable {
+pub(super) struct BuildTable {
     offsets: Vec<u32>,
     positions: Vec<u32>,
+    /// Some build row has a NULL key (what `NOT IN` needs to know).
+    pub(super) has_null_key: bool,
 }
 
 impl BuildTable {
-    fn new(keys: &mut JoinKeys, side: usize, build: &RecordBatch) -> Result<Self> {
+    pub(super) fn new(keys: &mut JoinKeys, side: usize, build: &RecordBatch) -> Result<Self> {
         let valid = keys.intern(side, build)?;
         let key_count = keys.len();
         let is_valid = |row: usize| valid.as_ref().is_none_or(|v| v.is_valid(row));
@@ -429,11 +429,15 @@ impl BuildTable {
                 *slot += 1;
             }
         }
-        Ok(BuildTable { offsets, positions })
+        Ok(BuildTable {
+            offsets,
+            positions,
+            has_null_key: valid.is_some_and(|v| v.null_count() > 0),
+        })
     }
 
     /// The build rows with key id `key` (ids interned after the build have none).
-    fn partners(&self, key: u32) -> &[u32] {
+    pub(super) fn partners(&self, key: u32) -> &[u32] {
         let key = key as usize;
         if key + 1 >= self.offsets.len() {
             return &[];

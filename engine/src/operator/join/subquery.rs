@@ -23,6 +23,7 @@ use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
+use super::hash::BuildTable;
 use super::{EMIT_BATCH_ROWS, JoinKeys};
 use crate::element::Watermark;
 use crate::expr::PhysicalExpr;
@@ -46,23 +47,16 @@ pub(crate) struct SubqueryJoin {
     buffered: [Vec<RecordBatch>; 2],
 }
 
-/// The right rows grouped by key id: the rows of key `k` are
-/// `positions[offsets[k]..offsets[k + 1]]`.
+/// The right rows, and their hash table.
 struct BuildSide {
     batch: RecordBatch,
-    offsets: Vec<u32>,
-    positions: Vec<u32>,
-    has_null_key: bool,
+    table: BuildTable,
 }
 
 impl BuildSide {
-    /// The right rows with key id `key` (ids interned after the build have none).
+    /// The right rows with key id `key`.
     fn partners(&self, key: u32) -> &[u32] {
-        let key = key as usize;
-        if key + 1 >= self.offsets.len() {
-            return &[];
-        }
-        &self.positions[self.offsets[key] as usize..self.offsets[key + 1] as usize]
+        self.table.partners(key)
     }
 }
 
@@ -92,33 +86,8 @@ impl SubqueryJoin {
         let batch = concat_batches(&self.right_schema, &batches)
             .map_err(|e| Error::arrow("subquery join build side", e))?;
         drop(batches);
-        let valid = self.keys.intern(1, &batch)?;
-        let key_count = self.keys.len();
-        let mut offsets = vec![0u32; key_count + 1];
-        let is_valid = |row: usize| valid.as_ref().is_none_or(|v| v.is_valid(row));
-        for (row, &key) in self.keys.ids.iter().enumerate() {
-            if is_valid(row) {
-                offsets[key as usize + 1] += 1;
-            }
-        }
-        for k in 0..key_count {
-            offsets[k + 1] += offsets[k];
-        }
-        let mut cursor = offsets.clone();
-        let mut positions = vec![0u32; offsets[key_count] as usize];
-        for (row, &key) in self.keys.ids.iter().enumerate() {
-            if is_valid(row) {
-                let slot = &mut cursor[key as usize];
-                positions[*slot as usize] = row as u32;
-                *slot += 1;
-            }
-        }
-        Ok(BuildSide {
-            has_null_key: valid.is_some_and(|v| v.null_count() > 0),
-            batch,
-            offsets,
-            positions,
-        })
+        let table = BuildTable::new(&mut self.keys, 1, &batch)?;
+        Ok(BuildSide { batch, table })
     }
 
     /// Per row of `batch`, whether it has a partner that also meets the residual predicate.
@@ -271,7 +240,7 @@ impl Operator for SubqueryJoin {
                     matched
                 }
                 SubqueryJoinType::NullAwareAnti if right_empty => vec![true; batch.num_rows()],
-                SubqueryJoinType::NullAwareAnti if build.has_null_key => {
+                SubqueryJoinType::NullAwareAnti if build.table.has_null_key => {
                     vec![false; batch.num_rows()]
                 }
                 SubqueryJoinType::NullAwareAnti => {
