@@ -103,6 +103,9 @@ impl MemoryBudget {
             path,
             rows: 0,
             batches: 0,
+            coalesce: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
         })
     }
 }
@@ -143,13 +146,52 @@ pub struct SpillWriter {
     path: TempPath,
     rows: usize,
     batches: usize,
+    /// Batches smaller than this many rows are gathered and written as one (0: never).
+    coalesce: usize,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
 }
 
 impl SpillWriter {
+    /// Gathers written batches until they hold `rows` rows and writes them as one: a
+    /// partitioning operator writes a small slice of each input batch to each file, and
+    /// reading many small batches back costs more than the copy. The pending slices keep
+    /// their batches alive until written.
+    pub fn coalescing(mut self, rows: usize) -> Self {
+        self.coalesce = rows;
+        self
+    }
+
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        if batch.num_rows() < self.coalesce {
+            self.pending_rows += batch.num_rows();
+            self.pending.push(batch.clone());
+            if self.pending_rows >= self.coalesce {
+                self.write_pending()?;
+            }
+            return Ok(());
+        }
+        self.write_pending()?;
+        self.write_batch(batch)
+    }
+
+    /// Writes the gathered batches as one.
+    fn write_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let schema = self.pending[0].schema();
+        let one = arrow::compute::concat_batches(&schema, &self.pending)
+            .map_err(|e| Error::arrow(format!("{}: gather batches to spill", self.what), e))?;
+        self.pending.clear();
+        self.pending_rows = 0;
+        self.write_batch(&one)
+    }
+
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer.write(batch).map_err(|e| {
             Error::arrow(
                 format!("{}: write spill file {}", self.what, self.path.display()),
@@ -161,19 +203,21 @@ impl SpillWriter {
         Ok(())
     }
 
-    /// Rows written so far.
+    /// Rows written so far (gathered ones not counted until written).
     pub fn rows(&self) -> usize {
         self.rows
     }
 
     /// Closes the file for reading.
-    pub fn finish(self) -> Result<SpillFile> {
+    pub fn finish(mut self) -> Result<SpillFile> {
+        self.write_pending()?;
         let SpillWriter {
             what,
             writer,
             path,
             rows,
             batches,
+            ..
         } = self;
         // `into_inner` writes the end-of-stream marker and flushes the IPC writer.
         let buffered = writer.into_inner().map_err(|e| {
@@ -336,5 +380,30 @@ mod tests {
         assert!(path.exists());
         drop(file);
         assert!(!path.exists(), "a dropped spill file is deleted");
+
+        // Coalescing: ten batches of 3 rows written as batches of at least 8.
+        let mut writer = budget
+            .spill_writer("partition", &schema)
+            .unwrap()
+            .coalescing(8);
+        for i in 0..10 {
+            writer.write(&batch(i * 3)).unwrap();
+        }
+        let file = writer.finish().unwrap();
+        assert_eq!((file.rows(), file.batches()), (30, 4));
+        let back = file.read_all().unwrap();
+        let keys: Vec<i64> = back
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        let expected: Vec<i64> = (0..10).flat_map(|i| i * 3..i * 3 + 3).collect();
+        assert_eq!(keys, expected, "rows in the order written");
     }
 }

@@ -65,6 +65,8 @@ pub(crate) struct HashJoin {
     /// Once spilled: the open partition files per side.
     spilled: Option<[Vec<SpillWriter>; 2]>,
     spilled_bytes: u64,
+    /// Rows each partition file gathers before writing them as one batch.
+    coalesce_rows: usize,
     /// At the end: the spilled pairs of partitions still to join, with their level.
     pairs: VecDeque<([SpillFile; 2], usize)>,
     /// At the end: the pair being joined.
@@ -89,6 +91,7 @@ impl HashJoin {
             held_bytes: 0,
             spilled: None,
             spilled_bytes: 0,
+            coalesce_rows: EMIT_BATCH_ROWS,
             pairs: VecDeque::new(),
             probing: None,
             hashes: Vec::new(),
@@ -101,13 +104,24 @@ impl HashJoin {
 
     /// Opens `PARTITIONS` spill files per side and moves the held batches into them.
     fn start_spilling(&mut self) -> Result<()> {
+        // Each partition file gathers its slices into batches of `coalesce_rows`; the slices
+        // pending over all files (and the batches they keep alive) stay within a quarter of
+        // the budget.
+        let held_rows: usize = self.held.iter().flatten().map(RecordBatch::num_rows).sum();
+        let row_bytes = (self.held_bytes / held_rows.max(1)).max(1);
+        let limit = self.budget.limit().unwrap_or(usize::MAX);
+        self.coalesce_rows = (limit / (4 * PARTITIONS * row_bytes)).clamp(256, EMIT_BATCH_ROWS);
         let mut writers: [Vec<SpillWriter>; 2] = [Vec::new(), Vec::new()];
         for (side, files) in writers.iter_mut().enumerate() {
             for partition in 0..PARTITIONS {
-                files.push(self.budget.spill_writer(
-                    &format!("{} side {side} partition {partition}", self.vertex),
-                    &self.shape.inputs[side],
-                )?);
+                files.push(
+                    self.budget
+                        .spill_writer(
+                            &format!("{} side {side} partition {partition}", self.vertex),
+                            &self.shape.inputs[side],
+                        )?
+                        .coalescing(self.coalesce_rows),
+                );
             }
         }
         let held = std::mem::take(&mut self.held);
@@ -184,13 +198,17 @@ impl HashJoin {
         for (side, file) in files.iter().enumerate() {
             let mut writers = Vec::with_capacity(PARTITIONS);
             for partition in 0..PARTITIONS {
-                writers.push(self.budget.spill_writer(
-                    &format!(
-                        "{} side {side} level {level} partition {partition}",
-                        self.vertex
-                    ),
-                    &self.shape.inputs[side],
-                )?);
+                writers.push(
+                    self.budget
+                        .spill_writer(
+                            &format!(
+                                "{} side {side} level {level} partition {partition}",
+                                self.vertex
+                            ),
+                            &self.shape.inputs[side],
+                        )?
+                        .coalescing(self.coalesce_rows),
+                );
             }
             for batch in file.read()? {
                 partition_into(
