@@ -9,11 +9,12 @@
 mod answers;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use sluice_datasets::tpch::{ParquetOptions, create_tables_sql, write_parquet};
-use sluice_engine::runtime::RuntimeConfig;
+use sluice_engine::runtime::{JobObserver, LiveMetrics, RuntimeConfig};
 use sluice_engine::sql::{Outcome, Session, SessionConfig};
 
 use crate::answers::{Answer, check};
@@ -69,11 +70,20 @@ fn is_ordered(query_text: &str) -> bool {
 
 /// Runs `examples/tpch/<query>.sql` at `parallelism` and checks it against DuckDB's answer.
 fn run_and_check(query: &str, parallelism: u32) -> Result<()> {
+    run_with(
+        query,
+        RuntimeConfig::default().with_slots(parallelism as usize),
+        parallelism,
+    )
+}
+
+/// [`run_and_check`] on the runtime `runtime`.
+fn run_with(query: &str, runtime: RuntimeConfig, parallelism: u32) -> Result<()> {
     let path = repository().join(format!("examples/tpch/{query}.sql"));
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let mut session = Session::new(SessionConfig {
         parallelism,
-        runtime: RuntimeConfig::default().with_slots(parallelism as usize),
+        runtime,
         ..Default::default()
     });
     session
@@ -106,6 +116,67 @@ fn passing_queries_match_duckdb() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// With 1 MiB of managed memory over two slots, every batch join, sort and aggregation of
+/// the larger queries holds some tens of KiB, so 15 of the 22 spill (and partitions split
+/// again); the answers must not change.
+#[test]
+fn queries_match_duckdb_when_their_operators_spill() {
+    let spill = tempfile::tempdir().expect("spill directory");
+    let mut failures = Vec::new();
+    let mut spilled = Vec::new();
+    for query in PASSING {
+        let observer = Arc::new(SpilledBytes::default());
+        let runtime = RuntimeConfig::default()
+            .with_slots(2)
+            .with_managed_memory(1 << 20)
+            .with_spill_dir(spill.path())
+            .with_observer(Some(observer.clone()));
+        if let Err(error) = run_with(query, runtime, 2) {
+            failures.push(format!("{query} spilling: {error:#}"));
+        }
+        if observer.bytes.load(Ordering::Relaxed) > 0 {
+            spilled.push(*query);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    eprintln!("spilled: {spilled:?}");
+    for query in ["q03", "q09", "q13", "q18", "q21"] {
+        assert!(
+            spilled.contains(&query),
+            "{query} did not spill (spilled: {spilled:?})"
+        );
+    }
+    let left = std::fs::read_dir(spill.path())
+        .expect("spill directory")
+        .count();
+    assert_eq!(left, 0, "spill files are deleted");
+}
+
+/// Sums the bytes every operator of the jobs it sees spilled.
+#[derive(Default)]
+struct SpilledBytes {
+    running: Mutex<Option<LiveMetrics>>,
+    bytes: AtomicU64,
+}
+
+impl JobObserver for SpilledBytes {
+    fn job_started(&self, _name: &str, metrics: LiveMetrics) {
+        *self.running.lock().expect("observer lock") = Some(metrics);
+    }
+
+    fn job_ended(&self, _name: &str) {
+        if let Some(metrics) = self.running.lock().expect("observer lock").take() {
+            let bytes: u64 = metrics
+                .sample()
+                .iter()
+                .flat_map(|task| &task.operators)
+                .map(|(_, m)| m.spilled_bytes)
+                .sum();
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
 }
 
 #[test]
