@@ -184,6 +184,15 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Input `input` has ended (every channel of it) while other inputs go on; not called
+    /// for the last one to end, which [`Operator::finish`] follows. A batch join whose build
+    /// side ended first starts probing with the rows of the other side as they come. The
+    /// default does nothing.
+    fn end_input(&mut self, input: usize, out: &mut Output) -> Result<()> {
+        let _ = (input, out);
+        Ok(())
+    }
+
     /// All inputs have ended: emit whatever is final (aggregates of a bounded input, buffered
     /// rows of a sink). Called once.
     fn finish(&mut self, out: &mut Output) -> Result<()> {

@@ -493,7 +493,7 @@ impl Task {
                 }
             },
             TaskInput::Gate(gate) => match next_from_gate(gate)? {
-                Some((input, elements)) => {
+                Some((input, elements, input_ended)) => {
                     if elements
                         .iter()
                         .any(|e| matches!(e, StreamElement::EndOfInput))
@@ -513,6 +513,9 @@ impl Task {
                             self.counters.bytes_in += batch_bytes(batch);
                         }
                         self.push(0, input, element)?;
+                    }
+                    if input_ended {
+                        self.end_input(input)?;
                     }
                     self.hand_over_snapshots();
                     return Ok(Step::Progress);
@@ -632,6 +635,25 @@ impl Task {
         Ok(())
     }
 
+    /// Tells the chain's first operator that its input `input` has ended while others go on.
+    fn end_input(&mut self, input: usize) -> Result<()> {
+        if self.operators.is_empty() {
+            return Ok(());
+        }
+        self.active = 0;
+        let subtask = self.subtask;
+        let op = &mut self.operators[0];
+        let mut out = std::mem::take(&mut op.output);
+        op.operator
+            .end_input(input, &mut out)
+            .map_err(|e| Error::Task {
+                operator: op.name.clone(),
+                subtask,
+                source: Box::new(e),
+            })?;
+        self.forward(0, out)
+    }
+
     /// Lets the operator at `level`, whose input has ended, emit the next part of its final
     /// output and sends it down the chain; once it has nothing more, the end of input (after
     /// the final watermark it held back) goes to the next operator.
@@ -718,11 +740,13 @@ fn batch_bytes(batch: &RecordBatch) -> u64 {
 /// Takes the next element from the gate, round-robin over channels that are neither ended nor
 /// blocked by barrier alignment. Returns the input index and what the chain should see (a data
 /// batch, or the combined watermark / aligned barrier / end-of-input it resulted in).
-fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamElement>)>> {
+/// The next elements from the gate, with the input they came from and whether that input
+/// has now ended while others go on.
+fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamElement>, bool)>> {
     // Idleness is checked even while other channels deliver: a busy channel must not keep an
     // idle one from being excluded.
     if let Some(watermark) = gate.detect_idle() {
-        return Ok(Some((0, vec![StreamElement::Watermark(watermark)])));
+        return Ok(Some((0, vec![StreamElement::Watermark(watermark)], false)));
     }
     let n = gate.channels.len();
     for offset in 0..n {
@@ -737,6 +761,7 @@ fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamEleme
         gate.next = (index + 1) % n;
         let input = channel.input_index;
         let mut out = Vec::with_capacity(1);
+        let mut input_ended = false;
         if gate.idle_timeout.is_some() {
             gate.last_active[index] = Instant::now();
             if gate.watermarks.is_idle(index) {
@@ -767,10 +792,16 @@ fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamEleme
                 }
                 if gate.live == 0 {
                     out.push(StreamElement::EndOfInput);
+                } else {
+                    input_ended = gate
+                        .channels
+                        .iter()
+                        .filter(|c| c.input_index == input)
+                        .all(|c| c.ended);
                 }
             }
         }
-        return Ok(Some((input, out)));
+        return Ok(Some((input, out, input_ended)));
     }
     Ok(None)
 }

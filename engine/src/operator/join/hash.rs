@@ -1,8 +1,10 @@
 //! The batch hash join: inner, left, right and full outer joins of bounded inputs, emitting
 //! final rows (no `_row_kind`).
 //!
-//! Both inputs are held until they end. Then the smaller side (in bytes) is built into a hash
-//! table and the larger side probes it, batch by batch: the build side's rows are grouped per
+//! Both inputs are held. When one input ends while the other goes on (and nothing has
+//! spilled), the ended side is built into a hash table at once and the other side's rows are
+//! probed as they arrive, never held. When both end together, the smaller side (in bytes) is
+//! built and the larger side probes it, batch by batch. The build side's rows are grouped per
 //! key id ([`JoinKeys`] interns the row-encoded keys of both sides into one dense id space) in
 //! one offsets/positions pair, and each probe batch yields (probe row, build row) pairs that
 //! one `take` per column turns into output, [`EMIT_BATCH_ROWS`] pairs at a time.
@@ -514,8 +516,19 @@ impl Operator for HashJoin {
         Ok(())
     }
 
-    fn process_batch(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let side = input.min(1);
+        if let Some(probing) = &mut self.probing {
+            // The build side ended first (`end_input`): the other side's rows are probed as
+            // they come.
+            if side == probing.build_side {
+                return Err(Error::Internal(format!(
+                    "{}: a row of input {side} arrived after that input ended",
+                    self.vertex
+                )));
+            }
+            return probing.probe_batch(&self.shape, self.join_type, &batch, out);
+        }
         if let Some(writers) = &mut self.spilled {
             return partition_into(
                 &self.key_columns[side],
@@ -542,8 +555,27 @@ impl Operator for HashJoin {
         Ok(())
     }
 
+    /// One input ended while the other goes on: unless the join has spilled, the ended side
+    /// (held whole, so within the budget) is built now, the other side's held rows are
+    /// probed, and its later rows are probed as they come, never held.
+    fn end_input(&mut self, input: usize, out: &mut Output) -> Result<()> {
+        let side = input.min(1);
+        if self.spilled.is_some() || self.probing.is_some() {
+            return Ok(());
+        }
+        let build = std::mem::take(&mut self.held[side]);
+        let pending = std::mem::take(&mut self.held[1 - side]);
+        self.held_bytes = batches_memory(&build);
+        let mut probing = Probing::new(self, side, build, Box::new(std::iter::empty()))?;
+        for batch in pending {
+            probing.probe_batch(&self.shape, self.join_type, &batch, out)?;
+        }
+        self.probing = Some(probing);
+        Ok(())
+    }
+
     fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
-        if self.spilled.is_none() && self.held.iter().all(Vec::is_empty) {
+        if self.spilled.is_none() && self.probing.is_none() && self.held.iter().all(Vec::is_empty) {
             return Ok(StateSnapshot::default());
         }
         Err(Error::plan(
@@ -556,6 +588,10 @@ impl Operator for HashJoin {
     }
 
     fn finish(&mut self, _out: &mut Output) -> Result<()> {
+        if self.probing.is_some() {
+            // Streaming since one input ended: what is left are the unmatched build rows.
+            return Ok(());
+        }
         let Some(writers) = self.spilled.take() else {
             // Nothing spilled: one pair, the held batches, the smaller side built.
             let [left, right] = std::mem::take(&mut self.held);

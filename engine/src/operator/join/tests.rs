@@ -491,7 +491,13 @@ mod hash_join {
         })
         .expect("open");
         let mut out = Output::default();
-        let (mut l, mut r) = (left.chunks(chunk), right.chunks(chunk));
+        let (mut l, mut r) = (
+            left.chunks(chunk).peekable(),
+            right.chunks(chunk).peekable(),
+        );
+        // As a gate tells it: an input that ends while the other still has rows ends on its
+        // own (the join may start probing); the last one ends with `finish`.
+        let mut ended = [false, false];
         loop {
             let (a, b) = (l.next(), r.next());
             if a.is_none() && b.is_none() {
@@ -501,6 +507,13 @@ mod hash_join {
                 if let Some(rows) = rows {
                     join.process_batch(side, batch(rows), &mut out)
                         .expect("process");
+                }
+            }
+            let more = [l.peek().is_some(), r.peek().is_some()];
+            for side in 0..2 {
+                if !more[side] && more[1 - side] && !ended[side] {
+                    ended[side] = true;
+                    join.end_input(side, &mut out).expect("end of one input");
                 }
             }
         }
