@@ -311,6 +311,39 @@ impl Iterator for SpillReader {
     }
 }
 
+/// What [`gather_partitions`] leaves out.
+pub const SKIP_ROW: u32 = u32::MAX;
+
+/// The rows of `batch` gathered partition by partition with one `take` (a counting sort):
+/// `partition[i]` is row `i`'s partition below `partitions`, or [`SKIP_ROW`]. Returns the
+/// gathered rows and where each partition starts in them: partition `p` is rows
+/// `starts[p]..starts[p + 1]`, a zero-copy slice to write to its spill file.
+pub fn gather_partitions(
+    batch: &RecordBatch,
+    partition: &[u32],
+    partitions: usize,
+) -> Result<(RecordBatch, Vec<usize>)> {
+    let mut starts = vec![0usize; partitions + 1];
+    for &p in partition.iter().filter(|&&p| p != SKIP_ROW) {
+        starts[p as usize + 1] += 1;
+    }
+    for p in 0..partitions {
+        starts[p + 1] += starts[p];
+    }
+    let mut next = starts.clone();
+    let mut order = vec![0u32; starts[partitions]];
+    for (row, &p) in partition.iter().enumerate() {
+        if p != SKIP_ROW {
+            order[next[p as usize]] = row as u32;
+            next[p as usize] += 1;
+        }
+    }
+    let gathered =
+        arrow::compute::take_record_batch(batch, &arrow::array::UInt32Array::from(order))
+            .map_err(|e| Error::arrow("gather rows by spill partition", e))?;
+    Ok((gathered, starts))
+}
+
 /// The bytes `batches` hold in memory (their buffers' capacities).
 pub fn batches_memory(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::get_array_memory_size).sum()

@@ -64,6 +64,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use function::closest;
 pub use function::{DateField, Function, TimeUnitField};
+pub(crate) use physical::CmpOp;
 pub use physical::PhysicalExpr;
 pub use scalar::ScalarValue;
 

@@ -60,6 +60,40 @@ pub(crate) enum CmpOp {
     GtEq,
 }
 
+impl CmpOp {
+    /// `op` when it is a comparison.
+    pub(crate) fn of(op: super::BinaryOp) -> Option<CmpOp> {
+        use super::BinaryOp;
+        Some(match op {
+            BinaryOp::Eq => CmpOp::Eq,
+            BinaryOp::NotEq => CmpOp::NotEq,
+            BinaryOp::Lt => CmpOp::Lt,
+            BinaryOp::LtEq => CmpOp::LtEq,
+            BinaryOp::Gt => CmpOp::Gt,
+            BinaryOp::GtEq => CmpOp::GtEq,
+            BinaryOp::Plus
+            | BinaryOp::Minus
+            | BinaryOp::Multiply
+            | BinaryOp::Divide
+            | BinaryOp::Modulo
+            | BinaryOp::And
+            | BinaryOp::Or => return None,
+        })
+    }
+
+    /// The operator with its operands swapped: `v < c` is `c > v`.
+    pub(crate) fn flipped(self) -> CmpOp {
+        match self {
+            CmpOp::Eq => CmpOp::Eq,
+            CmpOp::NotEq => CmpOp::NotEq,
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::LtEq => CmpOp::GtEq,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::GtEq => CmpOp::LtEq,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Kind {
     Column(usize),

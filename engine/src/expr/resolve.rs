@@ -403,14 +403,8 @@ impl Resolver<'_> {
             | BinaryOp::LtEq
             | BinaryOp::Gt
             | BinaryOp::GtEq => {
-                let cmp_op = match op {
-                    BinaryOp::Eq => CmpOp::Eq,
-                    BinaryOp::NotEq => CmpOp::NotEq,
-                    BinaryOp::Lt => CmpOp::Lt,
-                    BinaryOp::LtEq => CmpOp::LtEq,
-                    BinaryOp::Gt => CmpOp::Gt,
-                    _ => CmpOp::GtEq,
-                };
+                let cmp_op = CmpOp::of(op)
+                    .ok_or_else(|| Error::Internal(format!("{op:?} is no comparison")))?;
                 let (l, r) = (self.resolve(left)?, self.resolve(right)?);
                 let (l, r) = self.comparable(left, l, right, r, op.symbol())?;
                 let nullable = l.nullable() || r.nullable();

@@ -36,7 +36,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection, RowSelecto
 use parquet::basic::{ColumnOrder, SortOrder, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaData;
 
-use crate::expr::{BinaryOp, Expr, PhysicalExpr, ScalarValue, coercion, col};
+use crate::expr::{BinaryOp, CmpOp, Expr, PhysicalExpr, ScalarValue, coercion, col};
 
 /// The columns of a statistics batch: one row per row group or per page.
 const MIN: &str = "min";
@@ -49,7 +49,7 @@ const ROWS: &str = "rows";
 enum Bound {
     /// `column <op> value` (the column on the left).
     Compare {
-        op: Comparison,
+        op: CmpOp,
         value: Expr,
     },
     /// `column BETWEEN low AND high`.
@@ -64,50 +64,6 @@ enum Bound {
     },
     IsNull,
     IsNotNull,
-}
-
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Comparison {
-    Eq,
-    NotEq,
-    Lt,
-    LtEq,
-    Gt,
-    GtEq,
-}
-
-impl Comparison {
-    /// `op` when it is a comparison.
-    fn of(op: BinaryOp) -> Option<Comparison> {
-        Some(match op {
-            BinaryOp::Eq => Comparison::Eq,
-            BinaryOp::NotEq => Comparison::NotEq,
-            BinaryOp::Lt => Comparison::Lt,
-            BinaryOp::LtEq => Comparison::LtEq,
-            BinaryOp::Gt => Comparison::Gt,
-            BinaryOp::GtEq => Comparison::GtEq,
-            BinaryOp::Plus
-            | BinaryOp::Minus
-            | BinaryOp::Multiply
-            | BinaryOp::Divide
-            | BinaryOp::Modulo
-            | BinaryOp::And
-            | BinaryOp::Or => return None,
-        })
-    }
-
-    /// The operator with its operands swapped: `v < c` is `c > v`.
-    fn flipped(self) -> Comparison {
-        match self {
-            Comparison::Eq => Comparison::Eq,
-            Comparison::NotEq => Comparison::NotEq,
-            Comparison::Lt => Comparison::Gt,
-            Comparison::LtEq => Comparison::GtEq,
-            Comparison::Gt => Comparison::Lt,
-            Comparison::GtEq => Comparison::LtEq,
-        }
-    }
 }
 
 /// A usable conjunct: a column and what the conjunct bounds it by.
@@ -360,7 +316,7 @@ impl Term {
         let column_type = |name: &str| schema.field_with_name(name).ok().map(Field::data_type);
         let (column, bound) = match conjunct {
             Expr::Binary { left, op, right } => {
-                let op = Comparison::of(*op)?;
+                let op = CmpOp::of(*op)?;
                 let (column, value, op) = match (left.as_ref(), right.as_ref()) {
                     (Expr::Column(c), value) if is_constant(value) => (c, value, op),
                     (value, Expr::Column(c)) if is_constant(value) => (c, value, op.flipped()),
@@ -461,13 +417,13 @@ impl Term {
             Bound::Compare { op, value } => {
                 let v = value.clone();
                 let bound = match op {
-                    Comparison::Eq => min.lt_eq(v.clone()).and(max.gt_eq(v)),
+                    CmpOp::Eq => min.lt_eq(v.clone()).and(max.gt_eq(v)),
                     // All values equal `v`: none differs from it.
-                    Comparison::NotEq => min.eq(v.clone()).and(max.eq(v)).not(),
-                    Comparison::Lt => min.lt(v),
-                    Comparison::LtEq => min.lt_eq(v),
-                    Comparison::Gt => max.gt(v),
-                    Comparison::GtEq => max.gt_eq(v),
+                    CmpOp::NotEq => min.eq(v.clone()).and(max.eq(v)).not(),
+                    CmpOp::Lt => min.lt(v),
+                    CmpOp::LtEq => min.lt_eq(v),
+                    CmpOp::Gt => max.gt(v),
+                    CmpOp::GtEq => max.gt_eq(v),
                 };
                 has_values().and(bound)
             }

@@ -9,19 +9,19 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt32Array};
+use arrow::array::ArrayRef;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::table::{NO_GROUP, hash_word};
 use crate::graph::KeyedAggregateSpec;
 use crate::ids::SubtaskIndex;
-use crate::spill::{MemoryBudget, SpillFile, SpillWriter};
+use crate::spill::{MemoryBudget, SKIP_ROW, SpillFile, SpillWriter, gather_partitions};
 use crate::state::hash_columns;
 use crate::{Error, Result};
 
 /// Partitions per level: each gets about 1/16 of the spilled keys, so three levels split
-/// them 4096 ways while a pass keeps only 16 files (and their write buffers, 1 MiB each; see
+/// them 4096 ways while a pass keeps only 16 files (and their write buffers; see
 /// [`crate::spill`]) open. A compromise between open files and levels, not tuned by a
 /// benchmark.
 pub(super) const PARTITIONS: usize = 16;
@@ -329,35 +329,25 @@ impl SpillPartitions {
         groups: &[u32],
     ) -> Result<()> {
         hash_columns(keys, &mut self.hashes)?;
-        // A counting sort of the spilled rows by partition: one `take` per batch, then a
-        // zero-copy slice per partition.
-        let mut starts = [0usize; PARTITIONS + 1];
-        for (&g, &h) in groups.iter().zip(&self.hashes) {
-            if g == NO_GROUP {
-                starts[self.partition_of(h) + 1] += 1;
-            }
-        }
-        for p in 0..PARTITIONS {
-            starts[p + 1] += starts[p];
-        }
+        let partition: Vec<u32> = groups
+            .iter()
+            .zip(&self.hashes)
+            .map(|(&g, &h)| {
+                if g == NO_GROUP {
+                    self.partition_of(h) as u32
+                } else {
+                    SKIP_ROW
+                }
+            })
+            .collect();
+        let columns = batch
+            .project(&layout.projection)
+            .map_err(|e| Error::arrow(format!("{what}: project spilled rows"), e))?;
+        let (taken, starts) = gather_partitions(&columns, &partition, PARTITIONS)?;
         let spilled = starts[PARTITIONS];
         if spilled == 0 {
             return Ok(());
         }
-        let mut next = starts;
-        let mut order = vec![0u32; spilled];
-        for (i, (&g, &h)) in groups.iter().zip(&self.hashes).enumerate() {
-            if g == NO_GROUP {
-                let p = self.partition_of(h);
-                order[next[p]] = i as u32;
-                next[p] += 1;
-            }
-        }
-        let columns = batch
-            .project(&layout.projection)
-            .map_err(|e| Error::arrow(format!("{what}: project spilled rows"), e))?;
-        let taken = arrow::compute::take_record_batch(&columns, &UInt32Array::from(order))
-            .map_err(|e| Error::arrow(format!("{what}: gather spilled rows"), e))?;
         for p in 0..PARTITIONS {
             let (start, end) = (starts[p], starts[p + 1]);
             if start == end {

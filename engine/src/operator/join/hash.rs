@@ -36,7 +36,9 @@ use crate::graph::JoinType;
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
-use crate::spill::{MemoryBudget, SpillFile, SpillReader, SpillWriter, batches_memory};
+use crate::spill::{
+    MemoryBudget, SpillFile, SpillReader, SpillWriter, batches_memory, gather_partitions,
+};
 use crate::state::{StateSnapshot, hash_columns};
 use crate::{Error, Result};
 
@@ -480,30 +482,16 @@ fn partition_into(
         .map(|&i| batch.column(i).clone())
         .collect();
     hash_columns(&keys, hashes)?;
-    let partitions = writers.len();
-    let bits = partitions.trailing_zeros();
+    let bits = writers.len().trailing_zeros();
     let mix = LEVEL_MIX[level.min(MAX_LEVELS - 1)];
-    let partition_of = |hash: u64| (hash.wrapping_mul(mix) >> (64 - bits)) as usize;
-    let mut counts = vec![0u32; partitions + 1];
-    for &hash in hashes.iter() {
-        counts[partition_of(hash) + 1] += 1;
-    }
-    for p in 0..partitions {
-        counts[p + 1] += counts[p];
-    }
-    let mut cursor = counts.clone();
-    let mut order = vec![0u32; batch.num_rows()];
-    for (row, &hash) in hashes.iter().enumerate() {
-        let slot = &mut cursor[partition_of(hash)];
-        order[*slot as usize] = row as u32;
-        *slot += 1;
-    }
-    let ordered = arrow::compute::take_record_batch(batch, &UInt32Array::from(order))
-        .map_err(|e| Error::arrow("hash join partitioning", e))?;
-    for (partition, writer) in writers.iter_mut().enumerate() {
-        let (start, end) = (counts[partition] as usize, counts[partition + 1] as usize);
-        if end > start {
-            writer.write(&ordered.slice(start, end - start))?;
+    let partition: Vec<u32> = hashes
+        .iter()
+        .map(|&hash| (hash.wrapping_mul(mix) >> (64 - bits)) as u32)
+        .collect();
+    let (gathered, starts) = gather_partitions(batch, &partition, writers.len())?;
+    for (p, writer) in writers.iter_mut().enumerate() {
+        if starts[p + 1] > starts[p] {
+            writer.write(&gathered.slice(starts[p], starts[p + 1] - starts[p]))?;
         }
     }
     Ok(())
