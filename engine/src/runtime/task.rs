@@ -535,28 +535,7 @@ impl Task {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         for level in 0..self.operators.len() {
-            self.active = level;
-            let subtask = self.subtask;
-            let op = &mut self.operators[level];
-            let mut out = std::mem::take(&mut op.output);
-            op.operator
-                .on_processing_time(now_ms, &mut out)
-                .map_err(|e| Error::Task {
-                    operator: op.name.clone(),
-                    subtask,
-                    source: Box::new(e),
-                })?;
-            let mut elements = out.take();
-            self.operators[level].output = out;
-            for produced in elements.drain(..) {
-                if let StreamElement::Batch(batch) = &produced {
-                    let metrics = &mut self.operators[level].metrics;
-                    metrics.records_out += batch.num_rows() as u64;
-                    metrics.batches_out += 1;
-                }
-                self.push(level + 1, 0, produced)?;
-            }
-            self.operators[level].output.recycle(elements);
+            self.call(level, |op, out| op.on_processing_time(now_ms, out))?;
         }
         Ok(())
     }
@@ -640,34 +619,34 @@ impl Task {
         if self.operators.is_empty() {
             return Ok(());
         }
-        self.active = 0;
+        self.call(0, |op, out| op.end_input(input, out))
+    }
+
+    /// Calls the operator at `level` with its output, naming it in a failure, and sends on
+    /// what it emitted.
+    fn call<T>(
+        &mut self,
+        level: usize,
+        f: impl FnOnce(&mut dyn Operator, &mut Output) -> Result<T>,
+    ) -> Result<T> {
+        self.active = level;
         let subtask = self.subtask;
-        let op = &mut self.operators[0];
+        let op = &mut self.operators[level];
         let mut out = std::mem::take(&mut op.output);
-        op.operator
-            .end_input(input, &mut out)
-            .map_err(|e| Error::Task {
-                operator: op.name.clone(),
-                subtask,
-                source: Box::new(e),
-            })?;
-        self.forward(0, out)
+        let value = f(op.operator.as_mut(), &mut out).map_err(|e| Error::Task {
+            operator: op.name.clone(),
+            subtask,
+            source: Box::new(e),
+        })?;
+        self.forward(level, out)?;
+        Ok(value)
     }
 
     /// Lets the operator at `level`, whose input has ended, emit the next part of its final
     /// output and sends it down the chain; once it has nothing more, the end of input (after
     /// the final watermark it held back) goes to the next operator.
     fn finish_step(&mut self, level: usize) -> Result<()> {
-        self.active = level;
-        let subtask = self.subtask;
-        let op = &mut self.operators[level];
-        let mut out = std::mem::take(&mut op.output);
-        let more = op.operator.finish_more(&mut out).map_err(|e| Error::Task {
-            operator: op.name.clone(),
-            subtask,
-            source: Box::new(e),
-        })?;
-        self.forward(level, out)?;
+        let more = self.call(level, |op, out| op.finish_more(out))?;
         if !more {
             self.finishing = None;
             if std::mem::take(&mut self.operators[level].held_final_watermark) {
