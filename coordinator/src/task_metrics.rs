@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sluice_engine::runtime::{OperatorMetrics, TaskSample};
+use sluice_engine::runtime::{OperatorMetrics, TaskSample, proc_kilobytes};
 
 use crate::rpc::proto;
 
@@ -170,24 +170,6 @@ pub fn peak_resident_memory_bytes() -> u64 {
 #[must_use]
 pub fn physical_memory_bytes() -> u64 {
     proc_kilobytes("/proc/meminfo", "MemTotal:")
-}
-
-/// A `KEY: N kB` line of a `/proc` file, in bytes.
-fn proc_kilobytes(path: &str, key: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(key))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 #[cfg(test)]

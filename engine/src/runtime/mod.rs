@@ -122,11 +122,20 @@ impl Default for RuntimeConfig {
 
 /// 40% of the physical memory (`/proc/meminfo`), or 1 GiB where that cannot be read.
 fn default_managed_memory() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo")
+    match proc_kilobytes("/proc/meminfo", "MemTotal:") {
+        0 => 1 << 30,
+        total => total / 10 * 4,
+    }
+}
+
+/// A `KEY: N kB` line of a `/proc` file (`/proc/meminfo`, `/proc/self/status`), in bytes;
+/// 0 where it cannot be read.
+pub fn proc_kilobytes(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key))
                 .and_then(|rest| {
                     rest.trim()
                         .trim_end_matches("kB")
@@ -134,8 +143,8 @@ fn default_managed_memory() -> u64 {
                         .parse::<u64>()
                         .ok()
                 })
-        });
-    total_kib.map_or(1 << 30, |kib| kib * 1024 / 10 * 4)
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 impl RuntimeConfig {
