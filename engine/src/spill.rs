@@ -344,9 +344,25 @@ pub fn gather_partitions(
     Ok((gathered, starts))
 }
 
-/// The bytes `batches` hold in memory (their buffers' capacities).
+/// The bytes `batch` holds: for each column, the bytes of its slice of the buffers, so that
+/// slices of one large batch (as sources, exchanges and sorts emit) are not each counted at
+/// the size of the whole.
+pub fn batch_memory(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
+/// The bytes `batches` hold ([`batch_memory`] of each).
 pub fn batches_memory(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(RecordBatch::get_array_memory_size).sum()
+    batches.iter().map(batch_memory).sum()
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ use super::{Operator, OperatorContext, Output};
 use crate::element::Watermark;
 use crate::graph::SortSpec;
 use crate::ids::CheckpointId;
-use crate::spill::{MemoryBudget, SpillFile};
+use crate::spill::{MemoryBudget, SpillFile, batch_memory};
 use crate::state::{SnapshotTable, StateSnapshot};
 use crate::{Error, Result};
 
@@ -90,7 +90,7 @@ pub struct Sort {
     output_schema: SchemaRef,
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
-    /// Bytes the buffer holds ([`held_bytes`]); kept by a full sort only.
+    /// Bytes the buffer holds ([`batch_memory`]); kept by a full sort only.
     buffered_bytes: usize,
     /// A full sort's budget and spilled runs: `Some` once `open` gave it a limited budget.
     spill: Option<Spill>,
@@ -231,7 +231,7 @@ impl Sort {
     /// Adds `batch` to a full sort's buffer, and spills the buffer as a sorted run once it
     /// holds more than the budget.
     fn buffer_full(&mut self, batch: RecordBatch) -> Result<()> {
-        self.buffered_bytes += held_bytes(&batch);
+        self.buffered_bytes += batch_memory(&batch);
         self.buffered_rows += batch.num_rows();
         self.buffered.push(batch);
         if self
@@ -685,7 +685,7 @@ impl Spill {
         let last = match last {
             Some(run)
                 if self.runs.len() < fan_in(&self.runs)
-                    && held_bytes(&run).saturating_add(
+                    && batch_memory(&run).saturating_add(
                         run_merge_bytes(&self.runs).saturating_mul(self.runs.len()),
                     ) <= limit =>
             {
@@ -757,22 +757,6 @@ fn slices(batch: RecordBatch) -> impl Iterator<Item = RecordBatch> {
     (0..batch.num_rows())
         .step_by(EMIT_ROWS)
         .map(move |at| batch.slice(at, EMIT_ROWS.min(batch.num_rows() - at)))
-}
-
-/// The bytes `batch` holds: for each column, the bytes of its slice of the buffers, so that
-/// slices of one large batch (as sources and sorts emit) are not each counted at the size of
-/// the whole.
-fn held_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|column| {
-            column
-                .to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| column.get_array_memory_size())
-        })
-        .sum()
 }
 
 /// A k-way merge of sorted runs into batches of [`EMIT_ROWS`] rows, in key order.

@@ -37,7 +37,8 @@ use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
 use crate::spill::{
-    MemoryBudget, SpillFile, SpillReader, SpillWriter, batches_memory, gather_partitions,
+    MemoryBudget, SpillFile, SpillReader, SpillWriter, batch_memory, batches_memory,
+    gather_partitions,
 };
 use crate::state::{StateSnapshot, hash_columns};
 use crate::{Error, Result};
@@ -526,7 +527,7 @@ impl Operator for HashJoin {
                 &mut self.hashes,
             );
         }
-        self.held_bytes += batch.get_array_memory_size();
+        self.held_bytes += batch_memory(&batch);
         self.held[side].push(batch);
         if self.budget.exceeded_by(self.held_bytes) {
             self.start_spilling()?;
