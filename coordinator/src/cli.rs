@@ -187,13 +187,10 @@ impl TaskManagerArgs {
                     );
                 }
                 "io.tmp.dirs" => {
-                    let first = value.split([',', ':']).next().unwrap_or_default().trim();
-                    if first.is_empty() {
-                        return Err(CliError::Option(format!(
-                            "-D {key}={value}: expected a directory"
-                        )));
-                    }
-                    spill_dir = Some(std::path::PathBuf::from(first));
+                    spill_dir =
+                        Some(sluice_engine::spill::first_tmp_dir(value).ok_or_else(|| {
+                            CliError::Option(format!("-D {key}={value}: expected a directory"))
+                        })?);
                 }
                 "taskmanager.network.memory.buffers-per-channel" => {
                     let credits = value.parse().ok().filter(|c| *c > 0).ok_or_else(|| {

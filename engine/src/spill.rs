@@ -311,6 +311,13 @@ impl Iterator for SpillReader {
     }
 }
 
+/// The spill directory of Flink's `io.tmp.dirs` (a list separated by `,` or `:`): the first
+/// one; `None` when it names none.
+pub fn first_tmp_dir(value: &str) -> Option<PathBuf> {
+    let first = value.split([',', ':']).next().unwrap_or_default().trim();
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}
+
 /// What [`gather_partitions`] leaves out.
 pub const SKIP_ROW: u32 = u32::MAX;
 

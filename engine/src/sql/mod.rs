@@ -626,11 +626,9 @@ impl Session {
             }
             "io.tmp.dirs" => {
                 // Flink takes a list; operators spill into the first directory.
-                let first = value.split([',', ':']).next().unwrap_or_default().trim();
-                if first.is_empty() {
-                    return Err(bad("expected a directory"));
-                }
-                self.config.runtime = self.config.runtime.clone().with_spill_dir(first);
+                let dir = crate::spill::first_tmp_dir(value)
+                    .ok_or_else(|| bad("expected a directory"))?;
+                self.config.runtime = self.config.runtime.clone().with_spill_dir(dir);
             }
             "execution.savepoint.path" => {
                 let path = crate::checkpoint::StatePath::parse(value).map_err(|m| bad(&m))?;
