@@ -79,34 +79,7 @@ impl MemoryBudget {
     /// Starts a new spill file for batches of `schema`; `what` names the operator and the
     /// purpose in error messages and in the file's name.
     pub fn spill_writer(&self, what: &str, schema: &SchemaRef) -> Result<SpillWriter> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::io("create the spill directory", &self.dir, e))?;
-        let prefix: String = what
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(40)
-            .collect();
-        let file = tempfile::Builder::new()
-            .prefix(&format!("sluice-spill-{prefix}-"))
-            .suffix(".arrows")
-            .tempfile_in(&self.dir)
-            .map_err(|e| Error::io("create a spill file", &self.dir, e))?;
-        let (file, path) = file.into_parts();
-        let writer =
-            StreamWriter::try_new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file), schema)
-                .map_err(|e| {
-                    Error::arrow(format!("{what}: start spill file {}", path.display()), e)
-                })?;
-        Ok(SpillWriter {
-            what: what.to_string(),
-            writer,
-            path,
-            rows: 0,
-            batches: 0,
-            coalesce: 0,
-            pending: Vec::new(),
-            pending_rows: 0,
-        })
+        SpillWriter::create(&self.dir, what, schema)
     }
 }
 
@@ -153,6 +126,39 @@ pub struct SpillWriter {
 }
 
 impl SpillWriter {
+    /// Starts a new spill file in `dir` for batches of `schema`; `what` names the operator
+    /// and the purpose in error messages and in the file's name.
+    pub fn create(dir: &Path, what: &str, schema: &SchemaRef) -> Result<SpillWriter> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io("create the spill directory", dir, e))?;
+        let prefix: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        let file = tempfile::Builder::new()
+            .prefix(&format!("sluice-spill-{prefix}-"))
+            .suffix(".arrows")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("create a spill file", dir, e))?;
+        let (file, path) = file.into_parts();
+        let writer =
+            StreamWriter::try_new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file), schema)
+                .map_err(|e| {
+                    Error::arrow(format!("{what}: start spill file {}", path.display()), e)
+                })?;
+        Ok(SpillWriter {
+            what: what.to_string(),
+            writer,
+            path,
+            rows: 0,
+            batches: 0,
+            coalesce: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
+        })
+    }
+
     /// Gathers written batches until they hold `rows` rows and writes them as one: a
     /// partitioning operator writes a small slice of each input batch to each file, and
     /// reading many small batches back costs more than the copy. The pending slices keep
@@ -179,7 +185,7 @@ impl SpillWriter {
     }
 
     /// Writes the gathered batches as one.
-    fn write_pending(&mut self) -> Result<()> {
+    pub fn write_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -206,6 +212,11 @@ impl SpillWriter {
     /// Rows written so far (gathered ones not counted until written).
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Batches written so far (gathered ones not counted until written).
+    pub fn batches(&self) -> usize {
+        self.batches
     }
 
     /// Closes the file for reading.

@@ -182,6 +182,11 @@ impl JobMaster {
             .map(|v| v.parallelism)
             .max()
             .unwrap_or(1);
+        // The cluster's exchange is Flight streams between running tasks: a batch job's
+        // blocking exchanges run pipelined here, and the whole job restarts on a failure.
+        if graph.shuffle_mode() != sluice_engine::graph::BatchShuffleMode::AllExchangesPipelined {
+            tracing::info!(job_id = %id, mode = graph.shuffle_mode().as_str(), "the cluster runs the job's exchanges pipelined");
+        }
         let execution = ExecutionGraph::new(&graph, slots);
         let tasks = new_tasks(&execution, 0, now_ms);
         JobMaster {

@@ -53,8 +53,8 @@ use arrow::record_batch::RecordBatch;
 use crate::connector::{CollectedResults, MemorySource, SinkSpec, SourceSpec};
 use crate::expr::{Expr, ScalarValue};
 use crate::graph::{
-    AggregateCall, AggregateFunction, DEFAULT_MAX_PARALLELISM, Edge, EmitMode, JobGraph,
-    KeyedAggregateSpec, OperatorSpec, Partitioning, Vertex,
+    AggregateCall, AggregateFunction, BatchShuffleMode, DEFAULT_MAX_PARALLELISM, Edge, EmitMode,
+    JobGraph, KeyedAggregateSpec, OperatorSpec, Partitioning, Vertex,
 };
 use crate::ids::VertexId;
 use crate::operator::{Operator, OperatorContext, OperatorFactory, OperatorRegistry};
@@ -75,6 +75,7 @@ pub struct StreamEnvironment {
     name: String,
     parallelism: u32,
     max_parallelism: u32,
+    shuffle_mode: BatchShuffleMode,
     builder: Rc<RefCell<Builder>>,
 }
 
@@ -107,6 +108,7 @@ impl StreamEnvironment {
             name: name.into(),
             parallelism: 1,
             max_parallelism: DEFAULT_MAX_PARALLELISM,
+            shuffle_mode: BatchShuffleMode::default(),
             builder: Rc::default(),
         }
     }
@@ -120,6 +122,13 @@ impl StreamEnvironment {
     /// The number of key groups (upper bound of parallelism for keyed operators).
     pub fn with_max_parallelism(mut self, max_parallelism: u32) -> Self {
         self.max_parallelism = max_parallelism.max(1);
+        self
+    }
+
+    /// How the job's exchanges move data. Blocking exchanges need bounded input: every
+    /// source must end.
+    pub fn with_shuffle_mode(mut self, mode: BatchShuffleMode) -> Self {
+        self.shuffle_mode = mode;
         self
     }
 
@@ -199,7 +208,8 @@ impl StreamEnvironment {
     /// Validates the graph and returns it with the factories of its custom operators.
     pub fn build(&self) -> Result<(JobGraph, OperatorRegistry)> {
         let builder = self.builder.borrow();
-        let graph = JobGraph::new(&self.name, builder.vertices.clone(), builder.edges.clone())?;
+        let graph = JobGraph::new(&self.name, builder.vertices.clone(), builder.edges.clone())?
+            .with_shuffle_mode(self.shuffle_mode);
         Ok((graph, builder.registry.clone()))
     }
 

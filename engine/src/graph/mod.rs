@@ -67,12 +67,48 @@ pub struct Edge {
     pub partitioning: Partitioning,
 }
 
+/// How the exchanges of a bounded job move data (Flink's `execution.batch-shuffle-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchShuffleMode {
+    /// Producer and consumer of every exchange run at once and rows stream between them: the
+    /// only mode of a streaming job.
+    #[default]
+    AllExchangesPipelined,
+    /// Every exchange is materialised: its producers write their whole output to files before
+    /// its consumers start. The job runs stage by stage, and a failed stage runs again from
+    /// its inputs' files instead of restarting the whole job.
+    AllExchangesBlocking,
+}
+
+impl BatchShuffleMode {
+    /// Flink's name of the mode (`ALL_EXCHANGES_BLOCKING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchShuffleMode::AllExchangesPipelined => "ALL_EXCHANGES_PIPELINED",
+            BatchShuffleMode::AllExchangesBlocking => "ALL_EXCHANGES_BLOCKING",
+        }
+    }
+
+    /// The mode named `name`, in any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            BatchShuffleMode::AllExchangesPipelined,
+            BatchShuffleMode::AllExchangesBlocking,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
 /// A validated job graph.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobGraph {
     pub name: String,
     vertices: Vec<Vertex>,
     edges: Vec<Edge>,
+    /// How the job's exchanges move data; blocking only for bounded (batch) jobs.
+    shuffle_mode: BatchShuffleMode,
 }
 
 impl JobGraph {
@@ -82,9 +118,20 @@ impl JobGraph {
             name: name.into(),
             vertices,
             edges,
+            shuffle_mode: BatchShuffleMode::default(),
         };
         validate::validate(&graph)?;
         Ok(graph)
+    }
+
+    /// The graph with its exchanges moving data as `mode` says.
+    pub fn with_shuffle_mode(mut self, mode: BatchShuffleMode) -> Self {
+        self.shuffle_mode = mode;
+        self
+    }
+
+    pub fn shuffle_mode(&self) -> BatchShuffleMode {
+        self.shuffle_mode
     }
 
     pub fn vertices(&self) -> &[Vertex] {
@@ -148,9 +195,11 @@ impl JobGraph {
             name: String,
             vertices: Vec<Vertex>,
             edges: Vec<Edge>,
+            #[serde(default)]
+            shuffle_mode: BatchShuffleMode,
         }
         let raw: Raw = serde_json::from_str(json)
             .map_err(|e| Error::plan("<graph>", format!("job graph JSON does not parse: {e}")))?;
-        JobGraph::new(raw.name, raw.vertices, raw.edges)
+        Ok(JobGraph::new(raw.name, raw.vertices, raw.edges)?.with_shuffle_mode(raw.shuffle_mode))
     }
 }

@@ -7,6 +7,11 @@
 //!
 //! Slot sharing: subtask `i` of every chain goes to slot `i mod slots`, so one slot runs one
 //! parallel slice of the whole pipeline (as Flink's default slot-sharing group).
+//!
+//! Stages: in a batch job whose exchanges are blocking ([`ExecutionGraph::with_blocking_exchanges`])
+//! every chain is a stage of its own (Flink's pipelined region when all exchanges block). A
+//! stage starts once every stage it reads from has finished, and a failed stage runs again
+//! alone, from its inputs' materialised partitions.
 
 use crate::graph::{JobGraph, OperatorSpec, Partitioning};
 use crate::ids::{SlotId, SubtaskIndex, VertexId};
@@ -36,6 +41,9 @@ pub struct ExecutionGraph {
     pub exchange_edges: Vec<usize>,
     pub tasks: Vec<TaskPlacement>,
     pub slots: u32,
+    /// Per JobGraph edge: whether it is a blocking exchange. All false unless
+    /// [`ExecutionGraph::with_blocking_exchanges`] was called.
+    pub blocking: Vec<bool>,
 }
 
 impl ExecutionGraph {
@@ -100,7 +108,37 @@ impl ExecutionGraph {
             exchange_edges,
             tasks,
             slots,
+            blocking: vec![false; edges.len()],
         }
+    }
+
+    /// Makes every exchange edge blocking: the job then runs stage by stage, a chain per stage.
+    pub fn with_blocking_exchanges(mut self) -> Self {
+        for &edge in &self.exchange_edges {
+            self.blocking[edge] = true;
+        }
+        self
+    }
+
+    /// Whether the job runs stage by stage (some exchange is blocking).
+    pub fn is_staged(&self) -> bool {
+        self.blocking.iter().any(|&b| b)
+    }
+
+    /// The chains whose blocking output `chain` reads: the stages that must finish before it
+    /// starts.
+    pub fn upstream_stages(&self, graph: &JobGraph, chain: usize) -> Vec<usize> {
+        let head = self.chains[chain].vertices[0];
+        let mut upstream: Vec<usize> = graph
+            .edges()
+            .iter()
+            .enumerate()
+            .filter(|(index, edge)| self.blocking[*index] && edge.target == head)
+            .map(|(_, edge)| self.chain_of[edge.source.0 as usize])
+            .collect();
+        upstream.sort_unstable();
+        upstream.dedup();
+        upstream
     }
 
     /// "a -> b -> c": the chain's vertex names.

@@ -15,6 +15,7 @@ mod live;
 mod result;
 mod slice_checkpoints;
 mod slot;
+mod stages;
 mod task;
 
 pub use control::{SavepointTrigger, request_savepoint};
@@ -44,7 +45,7 @@ use crate::checkpoint::{
     StateStores, TaskKey,
 };
 use crate::connector::{CollectedResults, SinkResources};
-use crate::graph::{JobGraph, OperatorSpec};
+use crate::graph::{BatchShuffleMode, JobGraph, OperatorSpec};
 use crate::ids::{JobId, SlotId, SubtaskIndex};
 use crate::operator::{OperatorContext, OperatorRegistry, Output};
 use crate::state::KeyGroupRange;
@@ -285,10 +286,11 @@ pub struct JobHandle {
 /// One run of the job's tasks, from start or from a checkpoint.
 struct Attempt {
     control: Arc<JobControl>,
-    /// The live metrics cells of the attempt's tasks.
-    live: Vec<Arc<live::LiveTask>>,
+    /// The slot threads, or the one stage scheduler thread of a staged batch job.
     threads: Vec<JoinHandle<SlotReport>>,
     checkpoints: Option<CheckpointThread>,
+    /// A staged batch job's stage restarts; `None` when every task runs at once.
+    stage_restarts: Option<stages::StageRestarts>,
 }
 
 impl LocalRuntime {
@@ -339,6 +341,7 @@ impl LocalRuntime {
             self.config.checkpointing.as_ref().map(|c| c.dir.clone()),
             requests,
         );
+        let live = LiveMetrics::default();
         let attempt = start_attempt(
             &self.config,
             graph,
@@ -349,6 +352,7 @@ impl LocalRuntime {
                 checkpoint: Some(c),
             }),
             &receiver,
+            &live,
         )?;
         let control_of_attempt = Arc::new(Mutex::new(attempt.control.clone()));
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -382,7 +386,7 @@ impl LocalRuntime {
             name: graph.name.clone(),
             started,
             control: control_of_attempt,
-            live: LiveMetrics::new(attempt.live.clone()),
+            live,
             cancelled,
             attempt,
             graph: graph.clone(),
@@ -405,7 +409,14 @@ fn cancel_job(cancelled: &AtomicBool, control: &Mutex<Arc<JobControl>>) {
 }
 
 /// Builds every task (restored from `restored` when given) and starts the slot threads and,
-/// with checkpointing on, the checkpoint thread.
+/// with checkpointing on, the checkpoint thread; `live` then shows the new tasks.
+///
+/// A batch job with blocking exchanges and without checkpoints runs stage by stage instead
+/// (see [`stages`]).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "two call sites (start and restart), all job-wide context"
+)]
 fn start_attempt(
     config: &RuntimeConfig,
     graph: &JobGraph,
@@ -414,9 +425,35 @@ fn start_attempt(
     storage: Option<&CheckpointStorage>,
     restored: Option<Restore<'_>>,
     savepoints: &crossbeam_channel::Receiver<SavepointRequest>,
+    live: &LiveMetrics,
 ) -> Result<Attempt> {
+    let mut execution = ExecutionGraph::new(graph, config.slots as u32);
+    if graph.shuffle_mode() == BatchShuffleMode::AllExchangesBlocking
+        && config.checkpointing.is_none()
+    {
+        // Without exchanges (one chain) there is one stage: it runs as any other job.
+        execution = execution.with_blocking_exchanges();
+        if execution.is_staged() {
+            let control = Arc::new(JobControl::default());
+            info!(job_id = %job_id, name = %graph.name, stages = execution.chains.len(), tasks = execution.tasks.len(), "job started, stage by stage");
+            let (scheduler, restarts) = stages::start(
+                config,
+                graph,
+                env,
+                job_id,
+                execution,
+                control.clone(),
+                live.clone(),
+            )?;
+            return Ok(Attempt {
+                control,
+                threads: vec![scheduler],
+                checkpoints: None,
+                stage_restarts: Some(restarts),
+            });
+        }
+    }
     let exchange = LocalExchange::new(config.channel_capacity);
-    let execution = ExecutionGraph::new(graph, config.slots as u32);
     let slots = execution.slots as usize;
     let wakers: Vec<SlotWaker> = (0..slots).map(|_| SlotWaker::new()).collect();
     let resources = SinkResources {
@@ -487,7 +524,7 @@ fn start_attempt(
         Vec::new()
     };
     info!(job_id = %job_id, name = %graph.name, slots, tasks = execution.tasks.len(), "job started");
-    let live = per_slot.iter().flatten().map(Task::live).collect();
+    live.replace(per_slot.iter().flatten().map(Task::live).collect());
     let mut threads = Vec::with_capacity(slots);
     for (index, tasks) in per_slot.into_iter().enumerate() {
         if tasks.is_empty() {
@@ -504,9 +541,9 @@ fn start_attempt(
     }
     Ok(Attempt {
         control,
-        live,
         threads,
         checkpoints: checkpointing.map(|(thread, _)| thread),
+        stage_restarts: None,
     })
 }
 
@@ -521,7 +558,15 @@ pub struct Restore<'a> {
 
 impl Attempt {
     /// Waits for every slot thread, then stops the checkpoint thread.
-    fn join(self) -> (Vec<SlotReport>, bool, Arc<JobControl>, CheckpointReport) {
+    fn join(
+        self,
+    ) -> (
+        Vec<SlotReport>,
+        bool,
+        Arc<JobControl>,
+        CheckpointReport,
+        u32,
+    ) {
         let mut reports = Vec::new();
         let mut panicked = false;
         for thread in self.threads {
@@ -534,7 +579,12 @@ impl Attempt {
             .checkpoints
             .map(CheckpointThread::stop)
             .unwrap_or_default();
-        (reports, panicked, self.control, checkpoints)
+        // Read once the scheduler has ended.
+        let stage_restarts = self
+            .stage_restarts
+            .as_ref()
+            .map_or(0, |r| r.load(Ordering::Acquire));
+        (reports, panicked, self.control, checkpoints, stage_restarts)
     }
 }
 
@@ -573,7 +623,9 @@ impl JobHandle {
         let mut restored_from = self.initial.as_ref().map(|c| c.checkpoint_id());
         let mut stopped_with = None;
         let (reports, panicked, control) = loop {
-            let (reports, panicked, control, checkpoints) = self.attempt.join();
+            let staged = self.attempt.stage_restarts.is_some();
+            let (reports, panicked, control, checkpoints, stage_restarts) = self.attempt.join();
+            restarts += stage_restarts;
             checkpoints_completed += checkpoints.completed;
             last_checkpoint = checkpoints.last.or(last_checkpoint);
             stopped_with = checkpoints.stopped_with.or(stopped_with);
@@ -586,9 +638,10 @@ impl JobHandle {
                 }
                 _ => None,
             };
-            let Some(delay) = may_restart
-                .filter(|_| failure.is_retryable() && !self.cancelled.load(Ordering::Acquire))
-            else {
+            // A staged job has run its failed stage again as often as the strategy allows.
+            let Some(delay) = may_restart.filter(|_| {
+                !staged && failure.is_retryable() && !self.cancelled.load(Ordering::Acquire)
+            }) else {
                 info!(job_id = %self.job_id, error = %failure, "job failed");
                 return Err(failure);
             };
@@ -612,9 +665,9 @@ impl JobHandle {
                     checkpoint: checkpoint.as_ref(),
                 }),
                 &self.savepoint_requests,
+                &self.live,
             )?;
             *self.control.lock().unwrap_or_else(|p| p.into_inner()) = self.attempt.control.clone();
-            self.live.replace(self.attempt.live.clone());
             if self.cancelled.load(Ordering::Acquire) {
                 self.attempt.control.cancel();
             }

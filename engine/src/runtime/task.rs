@@ -10,7 +10,7 @@
 //! the task stops taking input until the queue drains — that is how backpressure reaches the
 //! sources, and why at most one input element's worth of output waits per task.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,12 +103,17 @@ pub(crate) struct InputGate {
     idle_timeout: Option<Duration>,
     last_active: Vec<Instant>,
     next_idle_check: Instant,
+    /// The input read to its end before any other is read: the smallest, when every channel
+    /// reads a finished (blocking) partition, so a join builds its hash table from it.
+    first: Option<usize>,
 }
 
 impl InputGate {
     pub fn new(channels: Vec<GateChannel>, idle_timeout: Option<Duration>) -> Self {
         let n = channels.len();
+        let first = smallest_materialized_input(&channels);
         InputGate {
+            first,
             channels,
             watermarks: WatermarkTracker::new(n),
             aligner: BarrierAligner::new(n),
@@ -716,6 +721,22 @@ fn batch_bytes(batch: &RecordBatch) -> u64 {
         .sum()
 }
 
+/// Of two or more inputs whose channels all read finished partitions, the one with the fewest
+/// bytes; `None` when any channel is fed while it is read, or for one input.
+fn smallest_materialized_input(channels: &[GateChannel]) -> Option<usize> {
+    let mut bytes: BTreeMap<usize, u64> = BTreeMap::new();
+    for channel in channels {
+        *bytes.entry(channel.input_index).or_default() += channel.channel.materialized_bytes()?;
+    }
+    if bytes.len() < 2 {
+        return None;
+    }
+    bytes
+        .into_iter()
+        .min_by_key(|&(input, bytes)| (bytes, input))
+        .map(|(input, _)| input)
+}
+
 /// Takes the next element from the gate, round-robin over channels that are neither ended nor
 /// blocked by barrier alignment. Returns the input index and what the chain should see (a data
 /// batch, or the combined watermark / aligned barrier / end-of-input it resulted in).
@@ -731,7 +752,10 @@ fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamEleme
     for offset in 0..n {
         let index = (gate.next + offset) % n;
         let channel = &mut gate.channels[index];
-        if channel.ended || gate.aligner.is_blocked(index) {
+        if channel.ended
+            || gate.aligner.is_blocked(index)
+            || gate.first.is_some_and(|first| first != channel.input_index)
+        {
             continue;
         }
         let Some(element) = channel.channel.try_recv()? else {
@@ -777,10 +801,104 @@ fn next_from_gate(gate: &mut InputGate) -> Result<Option<(usize, Vec<StreamEleme
                         .iter()
                         .filter(|c| c.input_index == input)
                         .all(|c| c.ended);
+                    if input_ended && gate.first == Some(input) {
+                        gate.first = None;
+                    }
                 }
             }
         }
         return Ok(Some((input, out, input_ended)));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::ids::SubtaskIndex;
+    use crate::runtime::exchange::{BlockingExchange, ChannelId, ExchangeFactory, SlotWaker};
+
+    /// A finished blocking partition on edge `edge` holding `rows` rows in one batch.
+    fn partition(exchange: &BlockingExchange, edge: u32, rows: i64) -> ChannelId {
+        let id = ChannelId {
+            edge,
+            from: SubtaskIndex(0),
+            to: SubtaskIndex(0),
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(0..rows))],
+        )
+        .unwrap();
+        let mut output = exchange.output(id, &SlotWaker::new()).unwrap();
+        output.try_send(StreamElement::Batch(batch)).unwrap();
+        output.try_send(StreamElement::EndOfInput).unwrap();
+        id
+    }
+
+    #[test]
+    fn a_gate_over_finished_partitions_reads_the_smallest_input_to_its_end_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let exchange = BlockingExchange::new(dir.path(), 0);
+        // Input 0 (two channels) is larger than input 1 (one channel).
+        let inputs = [(0, 1_000), (0, 2_000), (1, 100)];
+        let channels = inputs
+            .iter()
+            .enumerate()
+            .map(|(edge, &(input_index, rows))| GateChannel {
+                channel: exchange
+                    .input(partition(&exchange, edge as u32, rows), &SlotWaker::new())
+                    .unwrap(),
+                input_index,
+                ended: false,
+            })
+            .collect();
+        let mut gate = InputGate::new(channels, None);
+        let mut order = Vec::new();
+        while let Some((input, elements, input_ended)) = next_from_gate(&mut gate).unwrap() {
+            for element in elements {
+                if let StreamElement::Batch(batch) = element {
+                    order.push((input, batch.num_rows()));
+                }
+            }
+            if input_ended {
+                order.push((input, 0));
+            }
+        }
+        assert_eq!(order[..2], [(1, 100), (1, 0)], "{order:?}");
+        let mut rest = order[2..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(rest, [(0, 1_000), (0, 2_000)]);
+    }
+
+    #[test]
+    fn a_gate_with_a_channel_fed_while_read_selects_no_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocking = BlockingExchange::new(dir.path(), 0);
+        let local = crate::runtime::exchange::LocalExchange::new(4);
+        let pipelined = ChannelId {
+            edge: 9,
+            from: SubtaskIndex(0),
+            to: SubtaskIndex(0),
+        };
+        let channels = vec![
+            GateChannel {
+                channel: blocking
+                    .input(partition(&blocking, 0, 10), &SlotWaker::new())
+                    .unwrap(),
+                input_index: 0,
+                ended: false,
+            },
+            GateChannel {
+                channel: local.input(pipelined, &SlotWaker::new()).unwrap(),
+                input_index: 1,
+                ended: false,
+            },
+        ];
+        assert_eq!(smallest_materialized_input(&channels), None);
+    }
 }

@@ -20,7 +20,9 @@
 //!   checkpoint (local or `s3://`); `s3.*` set up the S3 checkpoint store
 //!   ([`crate::checkpoint::S3Config`]); `taskmanager.memory.managed.size` (e.g. `256mb`) and
 //!   `io.tmp.dirs` set the local runtime's managed memory and spill directory
-//!   ([`crate::spill`]); other keys fail.
+//!   ([`crate::spill`]); `execution.batch-shuffle-mode` (`ALL_EXCHANGES_BLOCKING`, the
+//!   default, or `ALL_EXCHANGES_PIPELINED`) says whether batch jobs run stage by stage over
+//!   materialised exchanges ([`crate::graph::BatchShuffleMode`]); other keys fail.
 //! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
 //!   [`Outcome::Changelog`] when the result is updating in streaming mode; in batch mode an
 //!   updating result, e.g. of an outer join, is folded into its final rows: each `+I`/`+U`
@@ -71,7 +73,7 @@ use crate::api::{DataStream, StreamEnvironment};
 use crate::checkpoint::{CheckpointConfig, RestartStrategy, parse_duration};
 use crate::element::{ROW_KIND_COLUMN, RowKind};
 use crate::expr::col;
-use crate::graph::{JobGraph, OperatorSpec};
+use crate::graph::{BatchShuffleMode, JobGraph, OperatorSpec};
 use crate::runtime::{JobResult, LocalRuntime, RuntimeConfig};
 use crate::{Error, Result};
 
@@ -238,6 +240,8 @@ pub struct Session {
     catalog: Catalog,
     config: SessionConfig,
     streaming: bool,
+    /// How batch jobs' exchanges move data (`execution.batch-shuffle-mode`).
+    batch_shuffle_mode: BatchShuffleMode,
     job_name: Option<String>,
     pending: Option<StreamEnvironment>,
     in_statement_set: bool,
@@ -251,6 +255,7 @@ impl Session {
             catalog: Catalog::default(),
             config,
             streaming: true,
+            batch_shuffle_mode: BatchShuffleMode::AllExchangesBlocking,
             job_name: None,
             pending: None,
             in_statement_set: false,
@@ -340,8 +345,13 @@ impl Session {
     }
 
     fn environment(&self, name: &str) -> StreamEnvironment {
-        StreamEnvironment::new(self.job_name.clone().unwrap_or_else(|| name.to_string()))
-            .with_parallelism(self.config.parallelism)
+        let env = StreamEnvironment::new(self.job_name.clone().unwrap_or_else(|| name.to_string()))
+            .with_parallelism(self.config.parallelism);
+        if self.streaming {
+            env
+        } else {
+            env.with_shuffle_mode(self.batch_shuffle_mode)
+        }
     }
 
     fn run(
@@ -604,6 +614,11 @@ impl Session {
                     _ => return Err(bad("expected 'streaming' or 'batch'")),
                 }
             }
+            "execution.batch-shuffle-mode" => {
+                self.batch_shuffle_mode = BatchShuffleMode::parse(value).ok_or_else(|| {
+                    bad("expected 'ALL_EXCHANGES_BLOCKING' or 'ALL_EXCHANGES_PIPELINED'")
+                })?;
+            }
             "parallelism.default" => {
                 self.config.parallelism = value
                     .parse::<u32>()
@@ -673,6 +688,7 @@ impl Session {
             _ => {
                 const KNOWN: &[&str] = &[
                     "execution.runtime-mode",
+                    "execution.batch-shuffle-mode",
                     "parallelism.default",
                     "table.exec.source.idle-timeout",
                     "pipeline.name",

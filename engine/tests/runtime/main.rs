@@ -13,6 +13,7 @@ mod process;
 mod readable_state;
 mod rescale;
 mod sources;
+mod stages;
 mod stateful_recovery;
 mod topology;
 mod watermarks;

@@ -69,16 +69,18 @@ fn is_ordered(query_text: &str) -> bool {
 }
 
 /// Runs `examples/tpch/<query>.sql` at `parallelism` and checks it against DuckDB's answer.
-fn run_and_check(query: &str, parallelism: u32) -> Result<()> {
+fn run_and_check(query: &str, parallelism: u32, shuffle: &str) -> Result<()> {
     run_with(
         query,
         RuntimeConfig::default().with_slots(parallelism as usize),
         parallelism,
+        shuffle,
     )
 }
 
-/// [`run_and_check`] on the runtime `runtime`.
-fn run_with(query: &str, runtime: RuntimeConfig, parallelism: u32) -> Result<()> {
+/// [`run_and_check`] on the runtime `runtime`, with exchanges as `shuffle`
+/// (`execution.batch-shuffle-mode`) says.
+fn run_with(query: &str, runtime: RuntimeConfig, parallelism: u32, shuffle: &str) -> Result<()> {
     let path = repository().join(format!("examples/tpch/{query}.sql"));
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let mut session = Session::new(SessionConfig {
@@ -86,6 +88,7 @@ fn run_with(query: &str, runtime: RuntimeConfig, parallelism: u32) -> Result<()>
         runtime,
         ..Default::default()
     });
+    session.set_option("execution.batch-shuffle-mode", shuffle)?;
     session
         .execute(&create_tables_sql(data_dir()?))
         .context("create the TPC-H tables")?;
@@ -109,49 +112,61 @@ fn run_with(query: &str, runtime: RuntimeConfig, parallelism: u32) -> Result<()>
 fn passing_queries_match_duckdb() {
     let mut failures = Vec::new();
     for query in PASSING {
-        for parallelism in [1, 2] {
-            if let Err(error) = run_and_check(query, parallelism) {
-                failures.push(format!("{query} at parallelism {parallelism}: {error:#}"));
+        for (parallelism, shuffle) in [(1, BLOCKING), (2, BLOCKING), (2, PIPELINED)] {
+            if let Err(error) = run_and_check(query, parallelism, shuffle) {
+                failures.push(format!(
+                    "{query} at parallelism {parallelism}, {shuffle}: {error:#}"
+                ));
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+const BLOCKING: &str = "ALL_EXCHANGES_BLOCKING";
+const PIPELINED: &str = "ALL_EXCHANGES_PIPELINED";
+
 /// With 1 MiB of managed memory over two slots, every batch join, sort and aggregation of
-/// the larger queries holds some tens of KiB, so 15 of the 22 spill (and partitions split
-/// again); the answers must not change.
+/// the larger queries holds some tens of KiB, so many of the 22 spill (and partitions split
+/// again); the answers must not change. With pipelined exchanges a join holds both inputs
+/// while they arrive, so more queries spill than with blocking ones, where a join reads and
+/// builds its smaller input first and streams the other.
 #[test]
 fn queries_match_duckdb_when_their_operators_spill() {
     let spill = tempfile::tempdir().expect("spill directory");
     let mut failures = Vec::new();
-    let mut spilled = Vec::new();
-    for query in PASSING {
-        let observer = Arc::new(SpilledBytes::default());
-        let runtime = RuntimeConfig::default()
-            .with_slots(2)
-            .with_managed_memory(1 << 20)
-            .with_spill_dir(spill.path())
-            .with_observer(Some(observer.clone()));
-        if let Err(error) = run_with(query, runtime, 2) {
-            failures.push(format!("{query} spilling: {error:#}"));
+    for (shuffle, must_spill) in [
+        (PIPELINED, &["q03", "q09", "q13", "q18", "q21"][..]),
+        (BLOCKING, &["q09", "q18"][..]),
+    ] {
+        let mut spilled = Vec::new();
+        for query in PASSING {
+            let observer = Arc::new(SpilledBytes::default());
+            let runtime = RuntimeConfig::default()
+                .with_slots(2)
+                .with_managed_memory(1 << 20)
+                .with_spill_dir(spill.path())
+                .with_observer(Some(observer.clone()));
+            if let Err(error) = run_with(query, runtime, 2, shuffle) {
+                failures.push(format!("{query} spilling, {shuffle}: {error:#}"));
+            }
+            if observer.bytes.load(Ordering::Relaxed) > 0 {
+                spilled.push(*query);
+            }
         }
-        if observer.bytes.load(Ordering::Relaxed) > 0 {
-            spilled.push(*query);
+        eprintln!("spilled with {shuffle}: {spilled:?}");
+        for query in must_spill {
+            assert!(
+                spilled.contains(query),
+                "{query} did not spill with {shuffle} (spilled: {spilled:?})"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    eprintln!("spilled: {spilled:?}");
-    for query in ["q03", "q09", "q13", "q18", "q21"] {
-        assert!(
-            spilled.contains(&query),
-            "{query} did not spill (spilled: {spilled:?})"
-        );
-    }
     let left = std::fs::read_dir(spill.path())
         .expect("spill directory")
         .count();
-    assert_eq!(left, 0, "spill files are deleted");
+    assert_eq!(left, 0, "spill and exchange files are deleted");
 }
 
 /// Sums the bytes every operator of the jobs it sees spilled.

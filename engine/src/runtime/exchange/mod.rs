@@ -10,9 +10,11 @@
 //! [`ExchangeFactory`] is the seam for remote peers: the local factory here makes in-process
 //! queues; the Flight exchange implements the same traits for subtasks on other TaskManagers.
 
+mod blocking;
 mod local;
 mod partitioner;
 
+pub use blocking::BlockingExchange;
 pub use local::LocalExchange;
 pub use partitioner::{HashPartitioner, OutputPartitioner};
 
@@ -77,6 +79,12 @@ pub trait InputChannel: Send {
     /// Takes the next element if one is there. `Err` when the sender vanished without sending
     /// end-of-input (its task failed). Never blocks.
     fn try_recv(&mut self) -> Result<Option<StreamElement>>;
+
+    /// The size on disk of everything the channel will deliver, when the channel reads a
+    /// finished (blocking) partition; `None` for a channel fed while it is read.
+    fn materialized_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Creates the ends of channels. The runtime asks for every channel end it hosts; a factory
