@@ -65,6 +65,7 @@ pub(super) fn start(
         blocking: Arc::new(BlockingExchange::new(
             config.spill_dir.clone(),
             config.batch_size,
+            exchange_memory(config),
         )),
         control,
         live,
@@ -313,6 +314,12 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// The memory a staged job's partitions may hold before they go to files: half the managed
+/// memory, as the partitions are what the job's consumers would otherwise buffer.
+fn exchange_memory(config: &RuntimeConfig) -> usize {
+    usize::try_from(config.managed_memory / 2).unwrap_or(usize::MAX)
 }
 
 /// The next stage one of whose slot threads ended, or `None` after a short wait.

@@ -843,7 +843,7 @@ mod tests {
     #[test]
     fn a_gate_over_finished_partitions_reads_the_smallest_input_to_its_end_first() {
         let dir = tempfile::tempdir().unwrap();
-        let exchange = BlockingExchange::new(dir.path(), 0);
+        let exchange = BlockingExchange::new(dir.path(), 0, 0);
         // Input 0 (two channels) is larger than input 1 (one channel).
         let inputs = [(0, 1_000), (0, 2_000), (1, 100)];
         let channels = inputs
@@ -878,7 +878,7 @@ mod tests {
     #[test]
     fn a_gate_with_a_channel_fed_while_read_selects_no_input() {
         let dir = tempfile::tempdir().unwrap();
-        let blocking = BlockingExchange::new(dir.path(), 0);
+        let blocking = BlockingExchange::new(dir.path(), 0, 0);
         let local = crate::runtime::exchange::LocalExchange::new(4);
         let pipelined = ChannelId {
             edge: 9,

@@ -20,8 +20,8 @@
 //!   checkpoint (local or `s3://`); `s3.*` set up the S3 checkpoint store
 //!   ([`crate::checkpoint::S3Config`]); `taskmanager.memory.managed.size` (e.g. `256mb`) and
 //!   `io.tmp.dirs` set the local runtime's managed memory and spill directory
-//!   ([`crate::spill`]); `execution.batch-shuffle-mode` (`ALL_EXCHANGES_BLOCKING`, the
-//!   default, or `ALL_EXCHANGES_PIPELINED`) says whether batch jobs run stage by stage over
+//!   ([`crate::spill`]); `execution.batch-shuffle-mode` (`ALL_EXCHANGES_PIPELINED`, the
+//!   default, or `ALL_EXCHANGES_BLOCKING`) says whether batch jobs run stage by stage over
 //!   materialised exchanges ([`crate::graph::BatchShuffleMode`]); other keys fail.
 //! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
 //!   [`Outcome::Changelog`] when the result is updating in streaming mode; in batch mode an
@@ -255,7 +255,7 @@ impl Session {
             catalog: Catalog::default(),
             config,
             streaming: true,
-            batch_shuffle_mode: BatchShuffleMode::AllExchangesBlocking,
+            batch_shuffle_mode: BatchShuffleMode::AllExchangesPipelined,
             job_name: None,
             pending: None,
             in_statement_set: false,

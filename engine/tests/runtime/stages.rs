@@ -17,7 +17,8 @@ use crate::{key_value_batches, key_value_schema};
 
 const ROWS: i64 = 50_000;
 
-fn runtime(spill_dir: &std::path::Path, restarts: u32) -> LocalRuntime {
+/// Partitions stay in memory, unless `to_files` leaves them no memory.
+fn runtime(spill_dir: &std::path::Path, restarts: u32, to_files: bool) -> LocalRuntime {
     let strategy = if restarts == 0 {
         RestartStrategy::None
     } else {
@@ -33,6 +34,7 @@ fn runtime(spill_dir: &std::path::Path, restarts: u32) -> LocalRuntime {
             // Small channels: a pipelined consumer would start long before its producer ends.
             .with_channel_capacity(2)
             .with_spill_dir(spill_dir)
+            .with_managed_memory(if to_files { 0 } else { 1 << 30 })
             .with_restart_strategy(strategy),
     )
 }
@@ -115,7 +117,7 @@ fn a_blocking_exchange_starts_its_consumer_after_its_producer_ended() {
     let dir = tempfile::tempdir().unwrap();
     let probes = Arc::new(Probes::default());
     let output = job(BatchShuffleMode::AllExchangesBlocking, &probes, false)
-        .execute_on(&runtime(dir.path(), 0))
+        .execute_on(&runtime(dir.path(), 0, true))
         .unwrap();
     assert_eq!(values(&output.collected.batches("out")), every_row_once());
     assert_eq!(
@@ -137,7 +139,7 @@ fn a_pipelined_exchange_runs_producer_and_consumer_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let probes = Arc::new(Probes::default());
     let output = job(BatchShuffleMode::AllExchangesPipelined, &probes, false)
-        .execute_on(&runtime(dir.path(), 0))
+        .execute_on(&runtime(dir.path(), 0, false))
         .unwrap();
     assert_eq!(values(&output.collected.batches("out")), every_row_once());
     assert!(
@@ -148,10 +150,16 @@ fn a_pipelined_exchange_runs_producer_and_consumer_at_once() {
 
 #[test]
 fn a_failed_stage_runs_again_from_its_inputs_without_rerunning_the_stage_before() {
+    for to_files in [false, true] {
+        failed_stage_runs_again(to_files);
+    }
+}
+
+fn failed_stage_runs_again(to_files: bool) {
     let dir = tempfile::tempdir().unwrap();
     let probes = Arc::new(Probes::default());
     let output = job(BatchShuffleMode::AllExchangesBlocking, &probes, true)
-        .execute_on(&runtime(dir.path(), 1))
+        .execute_on(&runtime(dir.path(), 1, to_files))
         .unwrap();
     assert!(
         probes.failed.load(Ordering::Acquire),
@@ -187,7 +195,7 @@ fn without_restarts_left_a_failed_stage_fails_the_job_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     let probes = Arc::new(Probes::default());
     let error = job(BatchShuffleMode::AllExchangesBlocking, &probes, true)
-        .execute_on(&runtime(dir.path(), 0))
+        .execute_on(&runtime(dir.path(), 0, false))
         .unwrap_err();
     let message = error.to_string();
     assert!(message.contains("Consume"), "{message}");

@@ -1,68 +1,89 @@
 //! Blocking (materialised) channels: what a batch job's stages hand to each other.
 //!
-//! The producer of a blocking channel writes everything it sends into an Arrow IPC file of the
-//! spill directory (`io.tmp.dirs`), and the channel's *partition* is complete once the producer
-//! sends end-of-input. The consumer runs in a later stage, started only when every partition it
-//! reads is complete, and reads the file back from the start. The files outlive the tasks that
-//! wrote them: a failed stage runs again from its inputs' files, and a producer that runs again
-//! replaces its partitions. They are deleted when the exchange is dropped (the job ends).
+//! The producer of a blocking channel keeps everything it sends as the channel's *partition*,
+//! complete once the producer sends end-of-input. The consumer runs in a later stage, started
+//! only when every partition it reads is complete, and reads it from the start. Partitions
+//! outlive the tasks that wrote them: a failed stage runs again from its inputs' partitions,
+//! and a producer that runs again replaces its own.
 //!
-//! Watermarks between batches are kept beside the file with their position, so the consumer
-//! sees the elements in the order they were sent. Checkpoint barriers never reach a blocking
-//! channel: a job with checkpointing runs pipelined.
+//! A partition stays in memory while the exchange's partitions together hold less than its
+//! memory limit; past it, a producer moves its partition into an Arrow IPC file of the spill
+//! directory (`io.tmp.dirs`) and writes on there. Memory and files go when the exchange is
+//! dropped (the job ends).
+//!
+//! Watermarks between batches are kept beside the batches with their row position, so the
+//! consumer sees the elements in the order they were sent. Checkpoint barriers never reach a
+//! blocking channel: a job with checkpoints runs pipelined.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
 
 use super::{ChannelId, ExchangeFactory, InputChannel, OutputChannel, SlotWaker};
 use crate::element::{StreamElement, Watermark};
-use crate::spill::{SpillFile, SpillReader, SpillWriter};
+use crate::spill::{SpillFile, SpillReader, SpillWriter, batch_memory};
 use crate::{Error, Result};
+
+/// Where a partition's batches are.
+#[derive(Debug)]
+enum Rows {
+    Memory(Vec<RecordBatch>),
+    File(SpillFile),
+}
 
 /// A finished partition: the batches of one channel, and the watermarks sent between them.
 #[derive(Debug)]
 struct Partition {
-    /// `None` when the producer sent no rows.
-    file: Option<SpillFile>,
-    /// Each watermark with the number of batches written before it.
+    rows: Rows,
+    /// Each watermark with the number of rows sent before it.
     watermarks: Vec<(usize, Watermark)>,
+    /// Bytes of `Rows::Memory` counted in the exchange's `held`; given back on drop.
+    held_bytes: usize,
+    held: Arc<AtomicUsize>,
 }
 
 impl Partition {
     fn bytes(&self) -> u64 {
-        self.file.as_ref().map_or(0, SpillFile::bytes)
+        match &self.rows {
+            Rows::Memory(_) => self.held_bytes as u64,
+            Rows::File(file) => file.bytes(),
+        }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.held_bytes, Ordering::AcqRel);
     }
 }
 
 type Partitions = Arc<Mutex<HashMap<ChannelId, Arc<Partition>>>>;
 
-/// Creates blocking channels whose partitions are files in `dir`. The lock guards the map of
-/// finished partitions, touched once per channel when it is opened or finished.
+/// Creates blocking channels. The lock guards the map of finished partitions, touched once
+/// per channel when it is opened or finished.
 pub struct BlockingExchange {
     dir: PathBuf,
     /// Batches smaller than this many rows are gathered into one before they are written.
     gather_rows: usize,
+    /// Bytes the exchange's partitions may hold in memory together.
+    memory_limit: usize,
+    held: Arc<AtomicUsize>,
     partitions: Partitions,
 }
 
 impl BlockingExchange {
-    pub fn new(dir: impl Into<PathBuf>, gather_rows: usize) -> Self {
+    /// Partitions share `memory_limit` bytes of memory, and spill into files in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, gather_rows: usize, memory_limit: usize) -> Self {
         BlockingExchange {
             dir: dir.into(),
             gather_rows,
+            memory_limit,
+            held: Arc::default(),
             partitions: Partitions::default(),
         }
-    }
-
-    /// Bytes on disk of every finished partition (the exchange's share of the spill directory).
-    pub fn bytes(&self) -> u64 {
-        self.partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|p| p.bytes())
-            .sum()
     }
 }
 
@@ -72,7 +93,12 @@ impl ExchangeFactory for BlockingExchange {
             id,
             dir: self.dir.clone(),
             gather_rows: self.gather_rows,
+            memory_limit: self.memory_limit,
+            held: self.held.clone(),
+            batches: Vec::new(),
+            held_bytes: 0,
             writer: None,
+            rows: 0,
             watermarks: Vec::new(),
             partitions: self.partitions.clone(),
             finished: false,
@@ -95,7 +121,8 @@ impl ExchangeFactory for BlockingExchange {
         Ok(Box::new(BlockingInput {
             partition,
             reader: None,
-            batches_read: 0,
+            next_batch: 0,
+            rows_read: 0,
             next_watermark: 0,
             ended: false,
         }))
@@ -106,8 +133,15 @@ struct BlockingOutput {
     id: ChannelId,
     dir: PathBuf,
     gather_rows: usize,
-    /// Opened with the first batch, whose schema the file takes.
+    memory_limit: usize,
+    /// The exchange's bytes in memory.
+    held: Arc<AtomicUsize>,
+    /// The batches sent, while the partition is in memory.
+    batches: Vec<RecordBatch>,
+    held_bytes: usize,
+    /// Once the partition went to a file: its writer.
     writer: Option<SpillWriter>,
+    rows: usize,
     watermarks: Vec<(usize, Watermark)>,
     partitions: Partitions,
     finished: bool,
@@ -121,11 +155,56 @@ impl BlockingOutput {
         )
     }
 
+    /// Takes `batch` into memory if the exchange's limit allows; otherwise moves the partition
+    /// to a file and writes it there.
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows();
+        if self.writer.is_none() {
+            let bytes = batch_memory(&batch);
+            let before = self.held.fetch_add(bytes, Ordering::AcqRel);
+            if before + bytes <= self.memory_limit {
+                self.held_bytes += bytes;
+                self.batches.push(batch);
+                return Ok(());
+            }
+            self.held.fetch_sub(bytes, Ordering::AcqRel);
+            self.start_file(&batch)?;
+        }
+        match &mut self.writer {
+            Some(writer) => writer.write(&batch),
+            None => unreachable!("the file was started above"),
+        }
+    }
+
+    /// Writes the batches held so far into a new file, keeping watermark positions exact.
+    fn start_file(&mut self, schema_of: &RecordBatch) -> Result<()> {
+        let mut writer = SpillWriter::create(&self.dir, &self.what(), &schema_of.schema())?
+            .coalescing(self.gather_rows);
+        let mut written = 0;
+        let mut watermarks = self.watermarks.iter().map(|(at, _)| *at).peekable();
+        for batch in std::mem::take(&mut self.batches) {
+            while watermarks.next_if(|&at| at <= written).is_some() {
+                writer.write_pending()?;
+            }
+            written += batch.num_rows();
+            writer.write(&batch)?;
+        }
+        self.held.fetch_sub(self.held_bytes, Ordering::AcqRel);
+        self.held_bytes = 0;
+        self.writer = Some(writer);
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<()> {
-        let file = self.writer.take().map(SpillWriter::finish).transpose()?;
+        let rows = match self.writer.take() {
+            Some(writer) => Rows::File(writer.finish()?),
+            None => Rows::Memory(std::mem::take(&mut self.batches)),
+        };
         let partition = Arc::new(Partition {
-            file,
+            rows,
             watermarks: std::mem::take(&mut self.watermarks),
+            held_bytes: std::mem::take(&mut self.held_bytes),
+            held: self.held.clone(),
         });
         self.partitions
             .lock()
@@ -136,8 +215,15 @@ impl BlockingOutput {
     }
 }
 
+impl Drop for BlockingOutput {
+    /// A producer that failed before its end gives back what it held.
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.held_bytes, Ordering::AcqRel);
+    }
+}
+
 impl OutputChannel for BlockingOutput {
-    /// Never refuses: the element goes to the file (or beside it) at once.
+    /// Never refuses: the element is kept at once.
     fn try_send(&mut self, element: StreamElement) -> Result<Option<StreamElement>> {
         if self.finished {
             return Err(Error::Internal(format!(
@@ -146,29 +232,16 @@ impl OutputChannel for BlockingOutput {
             )));
         }
         match element {
-            StreamElement::Batch(batch) => {
-                if self.writer.is_none() {
-                    let writer = SpillWriter::create(&self.dir, &self.what(), &batch.schema())?
-                        .coalescing(self.gather_rows);
-                    self.writer = Some(writer);
-                }
-                if let Some(writer) = &mut self.writer {
-                    writer.write(&batch)?;
-                }
-            }
+            StreamElement::Batch(batch) => self.push(batch)?,
             StreamElement::Watermark(watermark) => {
-                let position = match &mut self.writer {
-                    Some(writer) => {
-                        writer.write_pending()?;
-                        writer.batches()
-                    }
-                    None => 0,
-                };
+                if let Some(writer) = &mut self.writer {
+                    writer.write_pending()?;
+                }
                 // Watermarks only rise: of several between the same two batches, the last
                 // says all the others do.
                 match self.watermarks.last_mut() {
-                    Some((at, last)) if *at == position => *last = watermark,
-                    _ => self.watermarks.push((position, watermark)),
+                    Some((at, last)) if *at == self.rows => *last = watermark,
+                    _ => self.watermarks.push((self.rows, watermark)),
                 }
             }
             StreamElement::EndOfInput => self.finish()?,
@@ -186,11 +259,31 @@ impl OutputChannel for BlockingOutput {
 
 struct BlockingInput {
     partition: Arc<Partition>,
-    /// Opened at the first receive.
+    /// For a partition in a file: opened at the first receive.
     reader: Option<SpillReader>,
-    batches_read: usize,
+    /// For a partition in memory: the next batch.
+    next_batch: usize,
+    rows_read: usize,
     next_watermark: usize,
     ended: bool,
+}
+
+impl BlockingInput {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        match &self.partition.rows {
+            Rows::Memory(batches) => {
+                let batch = batches.get(self.next_batch).cloned();
+                self.next_batch += 1;
+                Ok(batch)
+            }
+            Rows::File(file) => {
+                if self.reader.is_none() {
+                    self.reader = Some(file.read()?);
+                }
+                self.reader.as_mut().and_then(Iterator::next).transpose()
+            }
+        }
+    }
 }
 
 impl InputChannel for BlockingInput {
@@ -199,19 +292,14 @@ impl InputChannel for BlockingInput {
             return Ok(None);
         }
         if let Some(&(at, watermark)) = self.partition.watermarks.get(self.next_watermark)
-            && at == self.batches_read
+            && at <= self.rows_read
         {
             self.next_watermark += 1;
             return Ok(Some(StreamElement::Watermark(watermark)));
         }
-        if let Some(file) = &self.partition.file {
-            if self.reader.is_none() {
-                self.reader = Some(file.read()?);
-            }
-            if let Some(batch) = self.reader.as_mut().and_then(Iterator::next) {
-                self.batches_read += 1;
-                return Ok(Some(StreamElement::Batch(batch?)));
-            }
+        if let Some(batch) = self.next_batch()? {
+            self.rows_read += batch.num_rows();
+            return Ok(Some(StreamElement::Batch(batch)));
         }
         self.ended = true;
         self.reader = None;
@@ -259,8 +347,16 @@ mod tests {
 
     #[test]
     fn a_partition_replays_batches_and_watermarks_in_order_as_often_as_asked() {
+        // In a file from the start, in memory, and moved to a file after its first batch.
+        let first_batch = crate::spill::batch_memory(&batch(0..10));
+        for (limit, files) in [(0, 1), (1 << 20, 0), (first_batch, 1)] {
+            replays_in_order(limit, files);
+        }
+    }
+
+    fn replays_in_order(memory_limit: usize, files: usize) {
         let dir = tempfile::tempdir().unwrap();
-        let exchange = BlockingExchange::new(dir.path(), 0);
+        let exchange = BlockingExchange::new(dir.path(), 0, memory_limit);
         let waker = SlotWaker::new();
         let mut output = exchange.output(id(0), &waker).unwrap();
         let sent = [
@@ -287,10 +383,17 @@ mod tests {
         for _ in 0..2 {
             let mut input = exchange.input(id(0), &waker).unwrap();
             assert!(input.materialized_bytes().unwrap() > 0);
-            assert_eq!(drain(input.as_mut()), expected);
+            assert_eq!(drain(input.as_mut()), expected, "limit {memory_limit}");
         }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), files);
+        assert_eq!(
+            exchange.held.load(Ordering::Acquire) > 0,
+            files == 0,
+            "memory is counted while held"
+        );
+        let held = exchange.held.clone();
         drop((output, exchange));
+        assert_eq!(held.load(Ordering::Acquire), 0, "and given back");
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
@@ -301,7 +404,7 @@ mod tests {
     #[test]
     fn an_empty_partition_just_ends_and_an_unfinished_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let exchange = BlockingExchange::new(dir.path(), 1024);
+        let exchange = BlockingExchange::new(dir.path(), 1024, 0);
         let waker = SlotWaker::new();
         let mut output = exchange.output(id(0), &waker).unwrap();
         output.try_send(StreamElement::EndOfInput).unwrap();
@@ -320,7 +423,7 @@ mod tests {
     #[test]
     fn a_producer_that_runs_again_replaces_its_partition() {
         let dir = tempfile::tempdir().unwrap();
-        let exchange = BlockingExchange::new(dir.path(), 1024);
+        let exchange = BlockingExchange::new(dir.path(), 1024, 0);
         let waker = SlotWaker::new();
         for rows in [5, 8] {
             let mut output = exchange.output(id(0), &waker).unwrap();
