@@ -2,11 +2,15 @@
 //! null-aware anti (`NOT IN`) and single (scalar subqueries). Each emits a left row at most
 //! once.
 //!
-//! Batch mode only: both inputs are buffered until they end; [`Operator::finish`] then
-//! builds a hash table over the right rows (key ids from [`JoinKeys`], rows grouped per key
-//! id in one offsets/positions pair, no per-key allocation) and probes it with each left
-//! batch, emitting the left rows selected by one boolean mask per batch (`filter`), or for a
-//! single join, the left columns with the right columns gathered by one `take`.
+//! Batch mode only. The right (subquery) rows are held until the right input ends; then a
+//! hash table is built over them (key ids from [`JoinKeys`], rows grouped per key id in one
+//! offsets/positions pair, no per-key allocation) and each left batch probes it, emitting the
+//! left rows selected by one boolean mask per batch (`filter`), or for a single join, the
+//! left columns with the right columns gathered by one `take`. Left rows that arrive before
+//! the right input has ended are held, and past the operator's memory budget they go to a
+//! spill file (the right rows must be held whole to be built); left rows that arrive after it
+//! are probed at once. Held and spilled left rows are probed at the end, a batch per
+//! [`Operator::finish_more`] step.
 //!
 //! A residual predicate (a non-equality correlation, `l2.l_suppkey <> l1.l_suppkey`) is
 //! evaluated on the candidate pairs of a left batch, in chunks of [`EMIT_BATCH_ROWS`] pairs:
@@ -29,9 +33,13 @@ use crate::element::Watermark;
 use crate::expr::PhysicalExpr;
 use crate::graph::SubqueryJoinType;
 use crate::ids::CheckpointId;
-use crate::operator::{Operator, Output};
+use crate::operator::{Operator, OperatorContext, OperatorMetrics, Output};
+use crate::spill::{MemoryBudget, SpillWriter, batch_memory};
 use crate::state::StateSnapshot;
 use crate::{Error, Result};
+
+/// Left batches still to probe at the end: held ones, then spilled ones.
+type Pending = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 pub(crate) struct SubqueryJoin {
     keys: JoinKeys,
@@ -43,8 +51,20 @@ pub(crate) struct SubqueryJoin {
     schema: SchemaRef,
     pair_schema: SchemaRef,
     right_schema: SchemaRef,
-    /// Input batches per side, held until both inputs end.
-    buffered: [Vec<RecordBatch>; 2],
+    /// Right batches, held until the right input ends.
+    right: Vec<RecordBatch>,
+    /// Left batches that came while the right input went on, within the budget.
+    left: Vec<RecordBatch>,
+    /// Left batches past the budget, while the right input goes on.
+    left_spill: Option<SpillWriter>,
+    /// The right rows' hash table, once the right input has ended.
+    build: Option<BuildSide>,
+    /// After the end: the left batches still to probe.
+    pending: Option<Pending>,
+    budget: MemoryBudget,
+    /// Bytes of `left` and `right`.
+    held_bytes: usize,
+    spilled_bytes: u64,
 }
 
 /// The right rows, and their hash table.
@@ -77,17 +97,125 @@ impl SubqueryJoin {
             schema,
             pair_schema,
             right_schema,
-            buffered: [Vec::new(), Vec::new()],
+            right: Vec::new(),
+            left: Vec::new(),
+            left_spill: None,
+            build: None,
+            pending: None,
+            budget: MemoryBudget::unlimited(),
+            held_bytes: 0,
+            spilled_bytes: 0,
         }
     }
 
-    fn build(&mut self) -> Result<BuildSide> {
-        let batches = std::mem::take(&mut self.buffered[1]);
+    /// Builds the hash table over the right rows (once).
+    fn build(&mut self) -> Result<()> {
+        if self.build.is_some() {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut self.right);
         let batch = concat_batches(&self.right_schema, &batches)
             .map_err(|e| Error::arrow("subquery join build side", e))?;
         drop(batches);
+        self.held_bytes = self.left.iter().map(batch_memory).sum::<usize>() + batch_memory(&batch);
         let table = BuildTable::new(&mut self.keys, 1, &batch)?;
-        Ok(BuildSide { batch, table })
+        self.build = Some(BuildSide { batch, table });
+        Ok(())
+    }
+
+    /// Holds a left batch that came before the right input ended: in memory within the
+    /// budget, past it in the spill file.
+    fn hold_left(&mut self, batch: RecordBatch) -> Result<()> {
+        if let Some(writer) = &mut self.left_spill {
+            return writer.write(&batch);
+        }
+        self.held_bytes += batch_memory(&batch);
+        self.left.push(batch);
+        self.spill_left_if_over_budget()
+    }
+
+    /// Past the budget, moves the held left rows to a spill file, where later ones follow.
+    fn spill_left_if_over_budget(&mut self) -> Result<()> {
+        if self.left_spill.is_some()
+            || self.left.is_empty()
+            || !self.budget.exceeded_by(self.held_bytes)
+        {
+            return Ok(());
+        }
+        let mut writer = self
+            .budget
+            .spill_writer("subquery-join-left", &self.left[0].schema())?;
+        for batch in std::mem::take(&mut self.left) {
+            self.held_bytes -= batch_memory(&batch);
+            writer.write(&batch)?;
+        }
+        self.left_spill = Some(writer);
+        Ok(())
+    }
+
+    /// Probes one left batch against the built right rows and emits what it selects.
+    fn probe(&mut self, batch: &RecordBatch, out: &mut Output) -> Result<()> {
+        let Some(build) = self.build.take() else {
+            return Err(Error::Internal(
+                "subquery join probed before its right side was built".into(),
+            ));
+        };
+        let result = self.probe_built(&build, batch);
+        self.build = Some(build);
+        if let Some(output) = result?
+            && output.num_rows() > 0
+        {
+            out.push_batch(output);
+        }
+        Ok(())
+    }
+
+    fn probe_built(
+        &mut self,
+        build: &BuildSide,
+        batch: &RecordBatch,
+    ) -> Result<Option<RecordBatch>> {
+        let right_empty = build.batch.num_rows() == 0;
+        let keep: Vec<bool> = match self.join_type {
+            SubqueryJoinType::Single => return self.single(build, batch).map(Some),
+            SubqueryJoinType::Semi => self.matched(build, batch)?,
+            SubqueryJoinType::Anti => {
+                let mut matched = self.matched(build, batch)?;
+                matched.iter_mut().for_each(|m| *m = !*m);
+                matched
+            }
+            SubqueryJoinType::NullAwareAnti if right_empty => vec![true; batch.num_rows()],
+            SubqueryJoinType::NullAwareAnti if build.table.has_null_key => {
+                vec![false; batch.num_rows()]
+            }
+            SubqueryJoinType::NullAwareAnti => {
+                // `matched` is false for a NULL key too, which NOT IN does not emit.
+                let mut matched = self.matched(build, batch)?;
+                let key = batch.column(self.keys.columns[0][0]);
+                let nulls = key.logical_nulls();
+                for (row, m) in matched.iter_mut().enumerate() {
+                    *m = !*m && nulls.as_ref().is_none_or(|n| n.is_valid(row));
+                }
+                matched
+            }
+        };
+        filter_record_batch(batch, &BooleanArray::from(keep))
+            .map(Some)
+            .map_err(|e| Error::arrow("subquery join output", e))
+    }
+
+    /// The held and spilled left batches, to probe at the end.
+    fn take_pending(&mut self) -> Result<Pending> {
+        let held = std::mem::take(&mut self.left).into_iter().map(Ok);
+        let Some(writer) = self.left_spill.take() else {
+            return Ok(Box::new(held));
+        };
+        let file = writer.finish()?;
+        self.spilled_bytes += file.bytes();
+        let reader = file.read()?;
+        // The reader holds the file open; unlinking it now frees the disk once read.
+        drop(file);
+        Ok(Box::new(held.chain(reader)))
     }
 
     /// Per row of `batch`, whether it has a partner that also meets the residual predicate.
@@ -196,8 +324,34 @@ impl SubqueryJoin {
 }
 
 impl Operator for SubqueryJoin {
-    fn process_batch(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
-        self.buffered[input.min(1)].push(batch);
+    fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.budget = ctx.memory.clone();
+        Ok(())
+    }
+
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        if input == 0 {
+            if self.build.is_some() {
+                return self.probe(&batch, out);
+            }
+            return self.hold_left(batch);
+        }
+        if self.build.is_some() {
+            return Err(Error::Internal(
+                "subquery join: a right row arrived after the right input ended".into(),
+            ));
+        }
+        self.held_bytes += batch_memory(&batch);
+        self.right.push(batch);
+        self.spill_left_if_over_budget()
+    }
+
+    /// The right input ended while the left goes on: its rows are built now, and left rows
+    /// that come from now on are probed at once.
+    fn end_input(&mut self, input: usize, _out: &mut Output) -> Result<()> {
+        if input == 1 {
+            self.build()?;
+        }
         Ok(())
     }
 
@@ -210,7 +364,11 @@ impl Operator for SubqueryJoin {
     }
 
     fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
-        if self.buffered.iter().all(Vec::is_empty) {
+        if self.left.is_empty()
+            && self.right.is_empty()
+            && self.left_spill.is_none()
+            && self.build.is_none()
+        {
             return Ok(StateSnapshot::default());
         }
         Err(Error::plan(
@@ -223,43 +381,34 @@ impl Operator for SubqueryJoin {
         ))
     }
 
-    fn finish(&mut self, out: &mut Output) -> Result<()> {
-        let build = self.build()?;
-        let right_empty = build.batch.num_rows() == 0;
-        for batch in std::mem::take(&mut self.buffered[0]) {
-            let keep: Vec<bool> = match self.join_type {
-                SubqueryJoinType::Single => {
-                    let output = self.single(&build, &batch)?;
-                    out.push_batch(output);
-                    continue;
-                }
-                SubqueryJoinType::Semi => self.matched(&build, &batch)?,
-                SubqueryJoinType::Anti => {
-                    let mut matched = self.matched(&build, &batch)?;
-                    matched.iter_mut().for_each(|m| *m = !*m);
-                    matched
-                }
-                SubqueryJoinType::NullAwareAnti if right_empty => vec![true; batch.num_rows()],
-                SubqueryJoinType::NullAwareAnti if build.table.has_null_key => {
-                    vec![false; batch.num_rows()]
-                }
-                SubqueryJoinType::NullAwareAnti => {
-                    // `matched` is false for a NULL key too, which NOT IN does not emit.
-                    let mut matched = self.matched(&build, &batch)?;
-                    let key = batch.column(self.keys.columns[0][0]);
-                    let nulls = key.logical_nulls();
-                    for (row, m) in matched.iter_mut().enumerate() {
-                        *m = !*m && nulls.as_ref().is_none_or(|n| n.is_valid(row));
-                    }
-                    matched
-                }
-            };
-            let output = filter_record_batch(&batch, &BooleanArray::from(keep))
-                .map_err(|e| Error::arrow("subquery join output", e))?;
-            if output.num_rows() > 0 {
-                out.push_batch(output);
+    fn finish(&mut self, _out: &mut Output) -> Result<()> {
+        self.build()?;
+        self.pending = Some(self.take_pending()?);
+        Ok(())
+    }
+
+    /// Probes one held or spilled left batch per step.
+    fn finish_more(&mut self, out: &mut Output) -> Result<bool> {
+        let Some(pending) = &mut self.pending else {
+            return Ok(false);
+        };
+        match pending.next() {
+            Some(batch) => {
+                let batch = batch?;
+                self.probe(&batch, out)?;
+                Ok(true)
+            }
+            None => {
+                self.pending = None;
+                self.build = None;
+                self.held_bytes = 0;
+                Ok(false)
             }
         }
-        Ok(())
+    }
+
+    fn report_metrics(&self, metrics: &mut OperatorMetrics) {
+        metrics.spilled_bytes = self.spilled_bytes;
+        metrics.state_bytes = self.held_bytes as u64;
     }
 }

@@ -247,7 +247,9 @@ mod subquery {
     use crate::expr::col;
     use crate::graph::SubqueryJoinType;
     use crate::graph::join::pair_schema;
+    use crate::operator::OperatorContext;
     use crate::operator::join::SubqueryJoin;
+    use crate::spill::MemoryBudget;
 
     type Row = (Option<i64>, i64);
 
@@ -293,7 +295,17 @@ mod subquery {
         Some(out)
     }
 
-    /// Runs the operator with `left` and `right` cut into batches of `chunk` rows. The left
+    /// How the two inputs arrive.
+    #[derive(Debug, Clone, Copy)]
+    enum Arrival {
+        /// The right input ends before the first left row: every left row probes at once.
+        RightFirst,
+        /// Batch for batch; the input that runs out first ends on its own.
+        Interleaved,
+    }
+
+    /// Runs the operator with `left` and `right` cut into batches of `chunk` rows, arriving
+    /// as `arrival` says, with `budget` bytes of memory (left rows past it spill). The left
     /// input is (k, index, threshold = t + shift) so the output names its rows; the right
     /// input's `t` is its row index, so a single join's partner is named by it.
     fn run(
@@ -302,6 +314,8 @@ mod subquery {
         right: &[Row],
         shift: Option<i64>,
         chunk: usize,
+        arrival: Arrival,
+        budget: Option<usize>,
     ) -> crate::Result<Vec<(usize, Option<usize>)>> {
         let left_schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, true),
@@ -327,31 +341,92 @@ mod subquery {
             join_type,
             residual,
             "(SELECT k FROM r)".into(),
-            [output, pairs, schema()],
+            [output.clone(), pairs, schema()],
         );
+        let dir = tempfile::tempdir().expect("temp dir");
+        join.open(&OperatorContext {
+            vertex: "SubqueryJoin".into(),
+            subtask: crate::ids::SubtaskIndex(0),
+            parallelism: 1,
+            max_parallelism: 128,
+            key_groups: crate::state::KeyGroupRange::for_subtask(128, 1, 0),
+            input_schemas: vec![left_schema.clone(), schema()],
+            output_schema: output,
+            incremental_checkpoints: false,
+            checkpointing: false,
+            memory: budget.map_or_else(MemoryBudget::unlimited, |b| {
+                MemoryBudget::new(b, dir.path())
+            }),
+        })?;
         let mut out = Output::default();
-        for (n, rows) in right.chunks(chunk).enumerate() {
-            let rows: Vec<Row> = rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.0, (n * chunk + i) as i64))
-                .collect();
-            join.process_batch(1, batch(&rows), &mut out)?;
-        }
-        for (n, rows) in left.chunks(chunk).enumerate() {
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>()),
-                Arc::new(Int64Array::from_iter_values(
-                    (0..rows.len()).map(|i| (n * chunk + i) as i64),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter().map(|r| r.1 + shift.unwrap_or(0)),
-                )),
-            ];
-            let b = RecordBatch::try_new(left_schema.clone(), columns).expect("valid batch");
-            join.process_batch(0, b, &mut out)?;
+        let right_batches: Vec<RecordBatch> = right
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, rows)| {
+                let rows: Vec<Row> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.0, (n * chunk + i) as i64))
+                    .collect();
+                batch(&rows)
+            })
+            .collect();
+        let left_batches: Vec<RecordBatch> = left
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, rows)| {
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>()),
+                    Arc::new(Int64Array::from_iter_values(
+                        (0..rows.len()).map(|i| (n * chunk + i) as i64),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.1 + shift.unwrap_or(0)),
+                    )),
+                ];
+                RecordBatch::try_new(left_schema.clone(), columns).expect("valid batch")
+            })
+            .collect();
+        match arrival {
+            Arrival::RightFirst => {
+                for b in right_batches {
+                    join.process_batch(1, b, &mut out)?;
+                }
+                join.end_input(1, &mut out)?;
+                for b in left_batches {
+                    join.process_batch(0, b, &mut out)?;
+                }
+            }
+            Arrival::Interleaved => {
+                let mut sides = [left_batches.into_iter(), right_batches.into_iter()];
+                let mut ended = [false, false];
+                loop {
+                    let next = [sides[0].next(), sides[1].next()];
+                    if next.iter().all(Option::is_none) {
+                        break;
+                    }
+                    for (side, b) in next.into_iter().enumerate() {
+                        match b {
+                            Some(b) => join.process_batch(side, b, &mut out)?,
+                            // As a gate tells it: an input that runs out while the other
+                            // still has rows ends on its own.
+                            None if !ended[side] => {
+                                ended[side] = true;
+                                join.end_input(side, &mut out)?;
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
         }
         join.finish(&mut out)?;
+        while join.finish_more(&mut out)? {}
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("spill dir").count(),
+            0,
+            "spill files are deleted"
+        );
         let mut rows = Vec::new();
         for element in out.drain() {
             let StreamElement::Batch(b) = element else {
@@ -391,6 +466,8 @@ mod subquery {
             right in rows(12),
             shift in prop::option::of(-5..5i64),
             chunk in 1..16usize,
+            right_first in any::<bool>(),
+            budget in prop::option::of(1usize..2048),
         ) {
             let shift = shift.filter(|_| {
                 matches!(join_type, SubqueryJoinType::Semi | SubqueryJoinType::Anti)
@@ -398,7 +475,8 @@ mod subquery {
             // The model sees the right side as the operator does: `t` is the row index.
             let right: Vec<Row> = right.iter().enumerate().map(|(i, r)| (r.0, i as i64)).collect();
             let expected = model(join_type, &left, &right, shift);
-            let actual = run(join_type, &left, &right, shift, chunk);
+            let arrival = if right_first { Arrival::RightFirst } else { Arrival::Interleaved };
+            let actual = run(join_type, &left, &right, shift, chunk, arrival, budget);
             match expected {
                 Some(expected) => prop_assert_eq!(actual.expect("join runs"), expected),
                 None => {
@@ -414,9 +492,27 @@ mod subquery {
     fn null_aware_anti_join_over_a_null_emits_nothing() {
         let right = [(Some(1), 0), (None, 1)];
         let left = [(Some(2), 0), (None, 1)];
-        let rows = run(SubqueryJoinType::NullAwareAnti, &left, &right, None, 4).unwrap();
+        let rows = run(
+            SubqueryJoinType::NullAwareAnti,
+            &left,
+            &right,
+            None,
+            4,
+            Arrival::Interleaved,
+            None,
+        )
+        .unwrap();
         assert!(rows.is_empty(), "{rows:?}");
-        let rows = run(SubqueryJoinType::Anti, &left, &right, None, 4).unwrap();
+        let rows = run(
+            SubqueryJoinType::Anti,
+            &left,
+            &right,
+            None,
+            4,
+            Arrival::Interleaved,
+            None,
+        )
+        .unwrap();
         assert_eq!(rows, [(0, None), (1, None)]);
     }
 }
