@@ -151,6 +151,48 @@ fn a_join_over_a_small_memory_budget_spills_and_stays_near_it() {
 }
 
 #[test]
+fn a_join_with_blocking_exchanges_runs_stage_by_stage_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let half = ROWS / 2;
+    let sum: u64 = (half + 1..=ROWS).map(|k| 2 * k).sum();
+    let expected = format!("{half},{sum},400");
+
+    let read_only = run(dir.path(), None, false);
+    let message = stderr(&read_only);
+    assert!(read_only.status.success(), "{message}");
+    let baseline = peak_mib(&message);
+
+    // Both scans write their whole output (about 90 MiB each) before the join starts:
+    // partitions past half the budget go to files in io.tmp.dirs.
+    let path = dir.path().join("blocking.sql");
+    let text = script(dir.path(), Some("24mb"), true).replace(
+        "SET 'execution.runtime-mode' = 'batch';",
+        "SET 'execution.runtime-mode' = 'batch';\n\
+         SET 'execution.batch-shuffle-mode' = 'ALL_EXCHANGES_BLOCKING';",
+    );
+    std::fs::write(&path, text).unwrap();
+    let blocking = sluice_sql(&path);
+    let message = stderr(&blocking);
+    assert!(blocking.status.success(), "{message}");
+    let stdout = rows(&dir.path().join("out-false-true"));
+    assert!(stdout.contains(&expected), "same answer: {stdout}");
+    assert!(message.contains("spilled to disk"), "{message}");
+    let above = peak_mib(&message) - baseline;
+    eprintln!("blocking exchanges: peak memory {above:.1} MiB above reading the input");
+    // The budget (24 MiB for the operators, 12 MiB for the exchange) and the batches in
+    // flight between a partition file and the join.
+    assert!(
+        above < 2.0 * (24.0 + 12.0),
+        "{above:.1} MiB above the baseline with a 24 MiB budget"
+    );
+    let left_over = std::fs::read_dir(dir.path().join("spill")).unwrap().count();
+    assert_eq!(
+        left_over, 0,
+        "exchange and spill files are deleted after the job"
+    );
+}
+
+#[test]
 fn a_sort_over_a_small_memory_budget_spills_and_orders_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let count = ROWS / 2;

@@ -1394,11 +1394,24 @@ pub fn explain(graph: &JobGraph) -> String {
         );
     }
     let _ = writeln!(out, "== edges ==");
-    for edge in graph.edges() {
+    // With blocking exchanges, the edges between chains are materialised (stage boundaries).
+    let blocking = match graph.shuffle_mode() {
+        BatchShuffleMode::AllExchangesBlocking => {
+            crate::runtime::ExecutionGraph::new(graph, 1)
+                .with_blocking_exchanges()
+                .blocking
+        }
+        BatchShuffleMode::AllExchangesPipelined => vec![false; graph.edges().len()],
+    };
+    for (edge, blocking) in graph.edges().iter().zip(blocking) {
         let _ = writeln!(
             out,
-            "[{}] -> [{}] input {}: {:?}",
-            edge.source.0, edge.target.0, edge.input_index, edge.partitioning
+            "[{}] -> [{}] input {}: {:?}{}",
+            edge.source.0,
+            edge.target.0,
+            edge.input_index,
+            edge.partitioning,
+            if blocking { ", blocking" } else { "" }
         );
     }
     out
