@@ -100,18 +100,21 @@ fn peak_mib(message: &str) -> f64 {
         .unwrap_or_else(|| panic!("unreadable peak memory in: {message}"))
 }
 
-#[test]
-fn a_join_over_a_small_memory_budget_spills_and_stays_near_it() {
-    let dir = tempfile::tempdir().unwrap();
+/// The join's answer, and the peak memory (MiB) of only reading its input.
+fn join_answer_and_baseline(dir: &Path) -> (String, f64) {
     let half = ROWS / 2;
     // Matches: k = half+1..=ROWS, each with v = w = k.
     let sum: u64 = (half + 1..=ROWS).map(|k| 2 * k).sum();
-    let expected = format!("{half},{sum},400");
-
-    let read_only = run(dir.path(), None, false);
+    let read_only = run(dir, None, false);
     let message = stderr(&read_only);
     assert!(read_only.status.success(), "{message}");
-    let baseline = peak_mib(&message);
+    (format!("{half},{sum},400"), peak_mib(&message))
+}
+
+#[test]
+fn a_join_over_a_small_memory_budget_spills_and_stays_near_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, baseline) = join_answer_and_baseline(dir.path());
 
     let in_memory = run(dir.path(), None, true);
     let message = stderr(&in_memory);
@@ -153,14 +156,7 @@ fn a_join_over_a_small_memory_budget_spills_and_stays_near_it() {
 #[test]
 fn a_join_with_blocking_exchanges_runs_stage_by_stage_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let half = ROWS / 2;
-    let sum: u64 = (half + 1..=ROWS).map(|k| 2 * k).sum();
-    let expected = format!("{half},{sum},400");
-
-    let read_only = run(dir.path(), None, false);
-    let message = stderr(&read_only);
-    assert!(read_only.status.success(), "{message}");
-    let baseline = peak_mib(&message);
+    let (expected, baseline) = join_answer_and_baseline(dir.path());
 
     // Both scans write their whole output (about 90 MiB each) before the join starts:
     // partitions past half the budget go to files in io.tmp.dirs.

@@ -492,27 +492,21 @@ mod subquery {
     fn null_aware_anti_join_over_a_null_emits_nothing() {
         let right = [(Some(1), 0), (None, 1)];
         let left = [(Some(2), 0), (None, 1)];
-        let rows = run(
-            SubqueryJoinType::NullAwareAnti,
-            &left,
-            &right,
-            None,
-            4,
-            Arrival::Interleaved,
-            None,
-        )
-        .unwrap();
+        let run = |join_type| {
+            run(
+                join_type,
+                &left,
+                &right,
+                None,
+                4,
+                Arrival::Interleaved,
+                None,
+            )
+            .unwrap()
+        };
+        let rows = run(SubqueryJoinType::NullAwareAnti);
         assert!(rows.is_empty(), "{rows:?}");
-        let rows = run(
-            SubqueryJoinType::Anti,
-            &left,
-            &right,
-            None,
-            4,
-            Arrival::Interleaved,
-            None,
-        )
-        .unwrap();
+        let rows = run(SubqueryJoinType::Anti);
         assert_eq!(rows, [(0, None), (1, None)]);
     }
 }
