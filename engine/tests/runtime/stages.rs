@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
@@ -11,7 +11,7 @@ use sluice_engine::Error;
 use sluice_engine::api::StreamEnvironment;
 use sluice_engine::checkpoint::RestartStrategy;
 use sluice_engine::graph::BatchShuffleMode;
-use sluice_engine::runtime::{LocalRuntime, RuntimeConfig};
+use sluice_engine::runtime::{JobEnvironment, LocalRuntime, RuntimeConfig};
 
 use crate::{key_value_batches, key_value_schema};
 
@@ -201,4 +201,52 @@ fn without_restarts_left_a_failed_stage_fails_the_job_with_its_error() {
     assert!(message.contains("Consume"), "{message}");
     assert!(message.contains("injected failure"), "{message}");
     assert_eq!(files_in(dir.path()), 0);
+}
+
+#[test]
+fn cancelling_a_staged_job_stops_its_running_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamEnvironment::new("slow")
+        .with_parallelism(2)
+        .with_shuffle_mode(BatchShuffleMode::AllExchangesBlocking);
+    let rows: Vec<(i64, Option<i64>)> = (0..ROWS).map(|i| (i % 7, Some(i))).collect();
+    let consumed = Arc::new(AtomicU64::new(0));
+    let counter = consumed.clone();
+    env.from_batches("rows", key_value_schema(), key_value_batches(&rows, 100))
+        .unwrap()
+        .rebalance()
+        .unwrap()
+        .map_batches("Slow", key_value_schema(), move |batch: &RecordBatch| {
+            counter.fetch_add(1, Ordering::AcqRel);
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(batch.clone())
+        })
+        .unwrap()
+        .collect("out")
+        .unwrap();
+    let (graph, registry) = env.build().unwrap();
+    let job = JobEnvironment {
+        registry,
+        ..Default::default()
+    };
+    let handle = runtime(dir.path(), 0, true).submit(&graph, &job).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumed.load(Ordering::Acquire) == 0 {
+        assert!(Instant::now() < deadline, "the second stage never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cancelled_at = Instant::now();
+    handle.cancel();
+    assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+    // 500 batches of 20 ms each would take 10 s over two slots.
+    assert!(
+        consumed.load(Ordering::Acquire) < 400,
+        "the stage went on after the cancellation"
+    );
+    eprintln!("cancelled in {:?}", cancelled_at.elapsed());
+    assert_eq!(
+        files_in(dir.path()),
+        0,
+        "the exchange's files go with the job"
+    );
 }
