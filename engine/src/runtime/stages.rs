@@ -169,8 +169,10 @@ impl Scheduler {
             });
             match failure {
                 None if control.is_cancelled() => {
-                    // Cancelled with the job: the loop stops at the top.
+                    // Stopped without a failure of its own: only the job stops a stage, so
+                    // the job stops here too (the loop ends at the top).
                     stages[stage] = Stage::Done;
+                    self.control.cancel();
                 }
                 None => {
                     report.extend(reports);
