@@ -1,10 +1,11 @@
 //! Criterion benchmarks of the operator hot paths on seeded Nexmark bids: filter, project,
-//! hash partitioning and keyed aggregation. Throughput is reported in elements (rows) per
+//! hash partitioning and keyed aggregation; and decimal arithmetic on seeded TPC-H-like prices. Throughput is reported in elements (rows) per
 //! second. Run: `cargo bench -p sluice-bench --bench operators`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
+use arrow::array::Decimal128Array;
 use arrow::record_batch::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_datasets::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
@@ -29,6 +30,30 @@ fn bids() -> RecordBatch {
         .next_table_batch(NexmarkTable::Bid, ROWS)
         .expect("generates")
         .expect("has rows")
+}
+
+/// `ROWS` rows of DECIMAL(15, 2) prices, discounts and taxes from a fixed linear
+/// congruential sequence.
+fn decimals() -> RecordBatch {
+    let mut state = 42u64;
+    let mut next = |bound: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        i128::from((state >> 33) % bound)
+    };
+    let column = |values: Vec<i128>| -> arrow::array::ArrayRef {
+        Arc::new(
+            Decimal128Array::from(values)
+                .with_precision_and_scale(15, 2)
+                .expect("valid decimal type"),
+        )
+    };
+    let price = column((0..ROWS).map(|_| 90_000 + next(10_000_000)).collect());
+    let discount = column((0..ROWS).map(|_| next(11)).collect());
+    let tax = column((0..ROWS).map(|_| next(9)).collect());
+    RecordBatch::try_from_iter([("price", price), ("discount", discount), ("tax", tax)])
+        .expect("equal lengths")
 }
 
 fn operators(c: &mut Criterion) {
@@ -74,6 +99,32 @@ fn operators(c: &mut Criterion) {
         b.iter(|| {
             project
                 .process_batch(0, batch.clone(), &mut out)
+                .expect("projects");
+            black_box(&mut out).clear();
+        })
+    });
+
+    // TPC-H's `price * (1 - discount) * (1 + tax)` on DECIMAL(15, 2) columns.
+    let prices = decimals();
+    let decimal_schema = prices.schema();
+    let exprs = vec![
+        col("price")
+            .mul(lit(1i64).sub(col("discount")))
+            .mul(lit(1i64).add(col("tax")))
+            .resolve(&decimal_schema)
+            .expect("resolves"),
+    ];
+    let fields = vec![arrow::datatypes::Field::new(
+        "charge",
+        exprs[0].data_type().clone(),
+        exprs[0].nullable(),
+    )];
+    let mut project = Project::new(exprs, Arc::new(arrow::datatypes::Schema::new(fields)));
+    group.bench_function("project_decimal_arithmetic", |b| {
+        let mut out = Output::default();
+        b.iter(|| {
+            project
+                .process_batch(0, prices.clone(), &mut out)
                 .expect("projects");
             black_box(&mut out).clear();
         })

@@ -20,7 +20,7 @@ use arrow::compute::{filter, filter_record_batch, interleave, nullif, prep_null_
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 
-use super::kernels::Kernel;
+use super::kernels::{self, Kernel};
 use crate::{Error, Result};
 
 /// An executable, type-checked expression for one input schema.
@@ -322,6 +322,9 @@ impl PhysicalExpr {
             Kind::Literal(s) => Value::Scalar(ScalarArray::new(Arc::clone(s.array()))),
             Kind::Arithmetic { op, left, right } => {
                 let (l, r) = (left.eval(batch)?, right.eval(batch)?);
+                if let Some(out) = kernels::decimal_arithmetic(*op, &l, &r, self.data_type()) {
+                    return Ok(Value::Array(out));
+                }
                 let f = match op {
                     ArithOp::Add => numeric::add,
                     ArithOp::Sub => numeric::sub,

@@ -55,8 +55,8 @@ use std::time::Duration;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use sqlparser::ast::{
-    BinaryOperator, Distinct, Expr as SqlExpr, GroupByExpr, JoinConstraint, JoinOperator, Query,
-    Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor, TableWithJoins,
+    BinaryOperator, Distinct, Expr as SqlExpr, GroupByExpr, InTarget, JoinConstraint, JoinOperator,
+    Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor, TableWithJoins,
 };
 
 use super::catalog::{Catalog, Relation, Table};
@@ -923,6 +923,10 @@ impl<'a> Planner<'a> {
                 .into_iter()
                 .map(|rel| push_down(rel, &mut conditions, &all))
                 .collect::<Result<Vec<_>>>()?;
+            pending = pending
+                .into_iter()
+                .map(|rel| self.push_down_key_in(rel, &mut conditions, &all))
+                .collect::<Result<Vec<_>>>()?;
         }
         let mut from = pending.remove(0);
         // A connected order: next, the first relation that shares an equality with those
@@ -1008,6 +1012,59 @@ impl<'a> Planner<'a> {
             stream,
             window: None,
         })
+    }
+
+    /// Semi-joins `rel`, before any join, with each uncorrelated `column IN (subquery)` of
+    /// `conditions` whose column is `rel`'s and also an equi-join key with another relation;
+    /// those conditions leave `conditions`.
+    ///
+    /// An inner join keeps a row only with partners, so filtering one side first gives the same
+    /// rows. Where the column is a join key, the other side may hold many rows per key (orders
+    /// and their line items), and the semi join then runs on the fewer rows before the join
+    /// instead of the many after it: TPC-H Q18's `o_orderkey IN (…)` keeps 57 of 1.5 M orders,
+    /// and applied after `customer, orders, lineitem` it ran on all 6 M joined rows, all of
+    /// them held until the subquery had finished. Without statistics a plain column (not a
+    /// key) stays where it was: the joins may well cut the rows more than the subquery does.
+    fn push_down_key_in(
+        &mut self,
+        rel: FromRel,
+        conditions: &mut Vec<SqlExpr>,
+        all: &[QualifiedColumn],
+    ) -> Result<FromRel> {
+        if rel.names.is_empty() {
+            return Ok(rel);
+        }
+        let others: Vec<QualifiedColumn> = all
+            .iter()
+            .filter(|n| !rel.names.contains(n))
+            .cloned()
+            .collect();
+        let all_conditions = conditions.clone();
+        let mut stream = rel.stream;
+        let mut kept = Vec::with_capacity(conditions.len());
+        for condition in conditions.drain(..) {
+            let pushed = match &condition {
+                SqlExpr::In {
+                    expr,
+                    target: InTarget::Subquery(subquery),
+                    negated: false,
+                    ..
+                } => {
+                    column_in(expr, &rel.names).is_some()
+                        && column_in(expr, &others).is_none()
+                        && is_join_key(expr, &all_conditions, &rel.names, &others)
+                        && self.is_uncorrelated(subquery, all)
+                }
+                _ => false,
+            };
+            if pushed {
+                stream = self.filter_predicate(stream, &condition, &[], &rel.names, &[])?;
+            } else {
+                kept.push(condition);
+            }
+        }
+        *conditions = kept;
+        Ok(FromRel { stream, ..rel })
     }
 
     fn emit_mode(&self) -> EmitMode {
@@ -1572,6 +1629,33 @@ fn connects(conditions: &[SqlExpr], left: &[QualifiedColumn], right: &[Qualified
 
 /// `(c AND x) OR (c AND y)` → `c`, `x OR y`: the conjuncts common to every branch of an `OR`
 /// come out of it (so that a join finds its key in them). Anything else is returned as is.
+/// Whether `column` (of `own`) equals a column of `others` in one of `conditions`.
+fn is_join_key(
+    column: &SqlExpr,
+    conditions: &[SqlExpr],
+    own: &[QualifiedColumn],
+    others: &[QualifiedColumn],
+) -> bool {
+    let Some(name) = column_in(column, own) else {
+        return false;
+    };
+    conditions.iter().any(|condition| match condition {
+        SqlExpr::BinaryOp {
+            left: a,
+            op: BinaryOperator::Eq,
+            right: b,
+        } => {
+            let pair = |x: &SqlExpr, y: &SqlExpr| {
+                column_in(x, own).as_ref() == Some(&name)
+                    && column_in(x, others).is_none()
+                    && column_in(y, others).is_some()
+            };
+            pair(a, b) || pair(b, a)
+        }
+        _ => false,
+    })
+}
+
 /// The branches of an `OR` (nested ones flattened); one branch for anything else.
 fn disjuncts(expr: &SqlExpr, out: &mut Vec<SqlExpr>) {
     match expr {

@@ -315,6 +315,16 @@ impl Planner<'_> {
         Ok(stream)
     }
 
+    /// Whether `query` is a plain `SELECT` whose `WHERE` references none of `outer`.
+    pub(super) fn is_uncorrelated(&self, query: &Query, outer: &[QualifiedColumn]) -> bool {
+        let text = query.to_string();
+        let Ok(select) = plain_select(query, &text) else {
+            return false;
+        };
+        self.correlate(select, outer, "", &text)
+            .is_ok_and(|c| c.keys.is_empty() && c.residual.is_empty())
+    }
+
     fn refuse_streaming(&self, text: &str) -> Result<()> {
         if self.streaming {
             return Err(Error::expr(format!(

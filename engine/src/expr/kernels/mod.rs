@@ -7,6 +7,7 @@
 //! arguments to the types a kernel expects (Utf8, Int64) before it gets here.
 
 mod datetime;
+mod decimal;
 mod math;
 mod string;
 mod temporal;
@@ -22,6 +23,7 @@ use super::function::{DateField, TimeUnitField};
 use super::physical::Value;
 
 pub(crate) use datetime::{DatePattern, TimestampUnit};
+pub(crate) use decimal::decimal_arithmetic;
 pub(crate) use temporal::date_field_supported;
 pub(crate) use text::{CompiledRegex, RegexOp};
 

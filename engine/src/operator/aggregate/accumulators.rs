@@ -323,7 +323,13 @@ where
 
     fn update(&mut self, groups: &[u32], values: Option<&ArrayRef>) -> Result<()> {
         let values = values.ok_or_else(|| Error::Internal("SUM without input".into()))?;
-        let values = cast(values, &self.result).map_err(|e| Error::arrow("SUM input", e))?;
+        // A decimal of the result's scale is summed as it is: widening its precision changes
+        // only the type, and the cast would copy every value.
+        let values = if same_scale_decimal(values.data_type(), &self.result) {
+            Arc::clone(values)
+        } else {
+            cast(values, &self.result).map_err(|e| Error::arrow("SUM input", e))?
+        };
         let values = values.as_primitive::<T>();
         let raw = values.values();
         if values.null_count() == 0 {
@@ -386,6 +392,16 @@ where
             };
         }
         Ok(())
+    }
+}
+
+/// `true` when `from` and `to` are both `Decimal128`, or both `Decimal256`, of the same scale
+/// with `to` at least as precise: their values are the same integers.
+fn same_scale_decimal(from: &DataType, to: &DataType) -> bool {
+    match (from, to) {
+        (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2))
+        | (DataType::Decimal256(p1, s1), DataType::Decimal256(p2, s2)) => s1 == s2 && p1 <= p2,
+        _ => false,
     }
 }
 
@@ -545,6 +561,15 @@ impl DecimalAvg {
         }
         let raw = values.values();
         let nulls = values.nulls().filter(|n| n.null_count() > 0);
+        if nulls.is_none() && signs.is_none() {
+            // The common case, without the per-row null test and sign.
+            for (&g, &v) in groups.iter().zip(raw.iter()) {
+                let g = g as usize;
+                self.sums[g] = self.sums[g].wrapping_add(v);
+                self.counts[g] += 1;
+            }
+            return Ok(());
+        }
         for i in 0..groups.len() {
             if nulls.is_some_and(|n| n.is_null(i)) {
                 continue;
