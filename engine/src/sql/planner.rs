@@ -913,6 +913,12 @@ impl<'a> Planner<'a> {
             .chain(items)
             .map(|item| self.plan_table_with_joins(item))
             .collect::<Result<Vec<_>>>()?;
+        // Relations a condition pins to constants (`n_name = 'SAUDI ARABIA'`), seen before the
+        // conditions go into the relations below.
+        let mut pinned: Vec<bool> = pending
+            .iter()
+            .map(|rel| comma_join && conditions.iter().any(|c| pins(c, &rel.names)))
+            .collect();
         if comma_join {
             // Conditions on one relation alone filter it before any join.
             let all: Vec<QualifiedColumn> = pending
@@ -929,14 +935,22 @@ impl<'a> Planner<'a> {
                 .collect::<Result<Vec<_>>>()?;
         }
         let mut from = pending.remove(0);
-        // A connected order: next, the first relation that shares an equality with those
-        // joined so far; a cross join only when none does.
+        pinned.remove(0);
+        // A connected order: next, a relation that shares an equality with those joined so
+        // far, one pinned to constants first (it keeps the joins that follow small); a cross
+        // join only when none does.
         while !pending.is_empty() {
-            let next = pending
+            let connected: Vec<usize> = (0..pending.len())
+                .filter(|&i| connects(&conditions, &from.names, &pending[i].names))
+                .collect();
+            let next = connected
                 .iter()
-                .position(|right| connects(&conditions, &from.names, &right.names))
+                .find(|&&i| pinned[i])
+                .or(connected.first())
+                .copied()
                 .unwrap_or(0);
             let right = pending.remove(next);
+            pinned.remove(next);
             from = self.join(from, right, JoinType::Inner, &mut conditions, true)?;
         }
         // A single relation keeps the old resolution (the last part of a name).
@@ -1607,6 +1621,40 @@ fn column_in(e: &SqlExpr, names: &[QualifiedColumn]) -> Option<String> {
     }
 }
 
+/// Whether `condition` pins a column of the relation with columns `names` to constants:
+/// `col = constant`, `col IN (constants)`, or an `OR` each of whose branches has such a
+/// conjunct on the relation (`(n1.n_name = 'FRANCE' AND …) OR (n1.n_name = 'GERMANY' AND …)`).
+fn pins(condition: &SqlExpr, names: &[QualifiedColumn]) -> bool {
+    if names.is_empty() {
+        return false;
+    }
+    let constant = |e: &SqlExpr| matches!(e, SqlExpr::Value(_));
+    let point = |e: &SqlExpr| match e {
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => {
+            (column_in(left, names).is_some() && constant(right))
+                || (constant(left) && column_in(right, names).is_some())
+        }
+        SqlExpr::In {
+            expr,
+            target: sqlparser::ast::InTarget::List(list),
+            negated: false,
+            ..
+        } => column_in(expr, names).is_some() && list.iter().all(constant),
+        _ => false,
+    };
+    let mut branches = Vec::new();
+    disjuncts(condition, &mut branches);
+    branches.iter().all(|branch| {
+        let mut conjuncts = Vec::new();
+        split_conjuncts(branch, &mut conjuncts);
+        conjuncts.iter().any(|c| point(c))
+    })
+}
+
 /// Whether one of `conditions` is an equality between a column of `left` and one of `right`.
 fn connects(conditions: &[SqlExpr], left: &[QualifiedColumn], right: &[QualifiedColumn]) -> bool {
     conditions.iter().any(|condition| match condition {
@@ -1938,6 +1986,29 @@ mod tests {
             ["a = 1 OR b = 2"]
         );
         assert_eq!(texts(&factor_or(expr("a = b"))), ["a = b"]);
+    }
+
+    #[test]
+    fn equalities_and_in_lists_of_constants_pin_a_relation() {
+        let nation = names("n1", &["n_name", "n_nationkey"]);
+        for pinned in [
+            "n_name = 'SAUDI ARABIA'",
+            "'FRANCE' = n1.n_name",
+            "n_name IN ('FRANCE', 'GERMANY')",
+            "(n1.n_name = 'FRANCE' AND b = 1) OR (n1.n_name = 'GERMANY' AND b = 2)",
+        ] {
+            assert!(pins(&expr(pinned), &nation), "{pinned}");
+        }
+        for not_pinned in [
+            "n_name LIKE 'F%'",
+            "n_name <> 'FRANCE'",
+            "n_name NOT IN ('FRANCE')",
+            "n_nationkey = s_nationkey",
+            "(n1.n_name = 'FRANCE') OR (b = 2)",
+            "other = 'FRANCE'",
+        ] {
+            assert!(!pins(&expr(not_pinned), &nation), "{not_pinned}");
+        }
     }
 
     #[test]
