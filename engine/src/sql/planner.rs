@@ -1651,7 +1651,7 @@ fn pins(condition: &SqlExpr, names: &[QualifiedColumn]) -> bool {
     branches.iter().all(|branch| {
         let mut conjuncts = Vec::new();
         split_conjuncts(branch, &mut conjuncts);
-        conjuncts.iter().any(|c| point(c))
+        conjuncts.iter().any(&point)
     })
 }
 
