@@ -147,7 +147,11 @@ impl JobObserver for ProgressDisplay {
                 let mut next = started + style.interval();
                 let mut drawn = false;
                 while !stopped.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(50));
+                    // Woken at once when the job ends, so it never waits out a sleep.
+                    std::thread::park_timeout(Duration::from_millis(50));
+                    if stopped.load(Ordering::Acquire) {
+                        break;
+                    }
                     let now = Instant::now();
                     if now < next {
                         continue;
@@ -186,6 +190,7 @@ impl JobObserver for ProgressDisplay {
             .take();
         if let Some((stop, thread)) = running {
             stop.store(true, Ordering::Release);
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
