@@ -49,6 +49,21 @@ pub(crate) enum ArithOp {
     Rem,
 }
 
+impl ArithOp {
+    /// Arrow's checked kernel for the operator.
+    pub(crate) fn arrow_kernel(
+        self,
+    ) -> fn(&dyn Datum, &dyn Datum) -> std::result::Result<ArrayRef, ArrowError> {
+        match self {
+            ArithOp::Add => numeric::add,
+            ArithOp::Sub => numeric::sub,
+            ArithOp::Mul => numeric::mul,
+            ArithOp::Div => numeric::div,
+            ArithOp::Rem => numeric::rem,
+        }
+    }
+}
+
 /// Comparison operators with an Arrow kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CmpOp {
@@ -325,14 +340,7 @@ impl PhysicalExpr {
                 if let Some(out) = kernels::decimal_arithmetic(*op, &l, &r, self.data_type()) {
                     return Ok(Value::Array(out));
                 }
-                let f = match op {
-                    ArithOp::Add => numeric::add,
-                    ArithOp::Sub => numeric::sub,
-                    ArithOp::Mul => numeric::mul,
-                    ArithOp::Div => numeric::div,
-                    ArithOp::Rem => numeric::rem,
-                };
-                let mut out = f(l.datum(), r.datum()).map_err(|e| self.err(e))?;
+                let mut out = op.arrow_kernel()(l.datum(), r.datum()).map_err(|e| self.err(e))?;
                 // Decimal kernels pick their own precision; align with the resolved type.
                 if out.data_type() != self.data_type() {
                     out = cast::cast(&out, self.data_type()).map_err(|e| self.err(e))?;

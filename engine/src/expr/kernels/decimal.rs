@@ -161,7 +161,6 @@ fn apply(l: &Operand, r: &Operand, f: impl Fn(i128, i128) -> i128) -> Decimal128
 
 #[cfg(test)]
 mod tests {
-    use arrow::compute::kernels::numeric;
 
     use super::*;
     use crate::expr::physical::ScalarArray;
@@ -182,14 +181,7 @@ mod tests {
 
     /// Arrow's checked kernel on the same operands.
     fn arrow(op: ArithOp, l: &Value, r: &Value) -> Result<ArrayRef, arrow::error::ArrowError> {
-        let f = match op {
-            ArithOp::Add => numeric::add,
-            ArithOp::Sub => numeric::sub,
-            ArithOp::Mul => numeric::mul,
-            ArithOp::Div => numeric::div,
-            ArithOp::Rem => numeric::rem,
-        };
-        f(l.datum(), r.datum())
+        op.arrow_kernel()(l.datum(), r.datum())
     }
 
     #[test]
