@@ -348,11 +348,7 @@ impl LocalRuntime {
             slots.push((slot, tasks, placements, waker));
         }
 
-        let cores = if config.pin_threads {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let cores = super::pinned_cores(config);
         let live = LiveMetrics::new(
             slots
                 .iter()

@@ -518,33 +518,55 @@ fn start_attempt(
         per_slot[placement.slot.0 as usize].push(task);
     }
 
-    let cores = if config.pin_threads {
-        core_affinity::get_core_ids().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
     info!(job_id = %job_id, name = %graph.name, slots, tasks = execution.tasks.len(), "job started");
     live.replace(per_slot.iter().flatten().map(Task::live).collect());
-    let mut threads = Vec::with_capacity(slots);
-    for (index, tasks) in per_slot.into_iter().enumerate() {
-        if tasks.is_empty() {
-            continue;
-        }
-        let control = control.clone();
-        let waker = wakers[index].clone();
-        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-        let thread = std::thread::Builder::new()
-            .name(format!("sluice-slot-{index}"))
-            .spawn(move || slot::run_slot(SlotId(index as u32), tasks, control, waker, core, None))
-            .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
-        threads.push(thread);
-    }
+    let threads = start_slots(config, per_slot, &control, &wakers, || {})?;
     Ok(Attempt {
         control,
         threads,
         checkpoints: checkpointing.map(|(thread, _)| thread),
         stage_restarts: None,
     })
+}
+
+/// The cores slot threads are pinned to, in slot order (none without pinning).
+fn pinned_cores(config: &RuntimeConfig) -> Vec<core_affinity::CoreId> {
+    if config.pin_threads {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Starts a thread for each slot of `per_slot` that has tasks, pinned to a core when
+/// configured; `ended` runs on the thread once its slot has ended.
+fn start_slots(
+    config: &RuntimeConfig,
+    per_slot: Vec<Vec<Task>>,
+    control: &Arc<JobControl>,
+    wakers: &[SlotWaker],
+    ended: impl Fn() + Clone + Send + 'static,
+) -> Result<Vec<JoinHandle<SlotReport>>> {
+    let cores = pinned_cores(config);
+    let mut threads = Vec::with_capacity(per_slot.len());
+    for (index, tasks) in per_slot.into_iter().enumerate() {
+        if tasks.is_empty() {
+            continue;
+        }
+        let (control, waker, ended) = (control.clone(), wakers[index].clone(), ended.clone());
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-slot-{index}"))
+            .spawn(move || {
+                let report =
+                    slot::run_slot(SlotId(index as u32), tasks, control, waker, core, None);
+                ended();
+                report
+            })
+            .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
+        threads.push(thread);
+    }
+    Ok(threads)
 }
 
 /// What a restarted attempt resumes from: a checkpoint, or the beginning (`None`).

@@ -26,13 +26,13 @@ use super::exchange::{
     SlotWaker,
 };
 use super::live::{LiveMetrics, LiveTask};
-use super::slot::{self, JobControl, SlotReport};
+use super::slot::{JobControl, SlotReport};
 use super::task::Task;
-use super::{ExecutionGraph, JobEnvironment, Restore, RuntimeConfig, build_task};
+use super::{ExecutionGraph, JobEnvironment, Restore, RuntimeConfig, build_task, start_slots};
 use crate::checkpoint::RestartStrategy;
 use crate::connector::SinkResources;
 use crate::graph::JobGraph;
-use crate::ids::{JobId, SlotId};
+use crate::ids::JobId;
 use crate::{Error, Result};
 
 /// How often the scheduler looks at the job's control (for a cancellation) while it waits.
@@ -254,29 +254,10 @@ impl Scheduler {
             )?);
         }
         let live: Vec<Arc<LiveTask>> = per_slot.iter().flatten().map(Task::live).collect();
-        let cores = if self.config.pin_threads {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let mut threads = Vec::new();
-        for (index, tasks) in per_slot.into_iter().enumerate() {
-            if tasks.is_empty() {
-                continue;
-            }
-            let (control, waker, ended) = (control.clone(), wakers[index].clone(), ended.clone());
-            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            let thread = std::thread::Builder::new()
-                .name(format!("sluice-slot-{index}"))
-                .spawn(move || {
-                    let report =
-                        slot::run_slot(SlotId(index as u32), tasks, control, waker, core, None);
-                    let _ = ended.send(stage);
-                    report
-                })
-                .map_err(|e| Error::io("start slot thread", format!("slot {index}"), e))?;
-            threads.push(thread);
-        }
+        let ended = ended.clone();
+        let threads = start_slots(&self.config, per_slot, &control, &wakers, move || {
+            let _ = ended.send(stage);
+        })?;
         Ok(StageRun {
             control,
             running: threads.len(),
