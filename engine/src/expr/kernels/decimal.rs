@@ -10,8 +10,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, PrimitiveArray};
-use arrow::buffer::{NullBuffer, ScalarBuffer};
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
 use arrow::datatypes::{DataType, Decimal128Type};
 
 use crate::expr::physical::{ArithOp, Value};
@@ -92,7 +91,7 @@ pub(crate) fn decimal_arithmetic(
         }),
         ArithOp::Mul => apply(&lhs, &rhs, i128::wrapping_mul),
         ArithOp::Div | ArithOp::Rem => return None,
-    };
+    }?;
     Some(Arc::new(array.with_data_type(result)))
 }
 
@@ -135,28 +134,15 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `f(l, r)` per row; null where either side is null.
-fn apply(l: &Operand, r: &Operand, f: impl Fn(i128, i128) -> i128) -> Decimal128Array {
-    let (values, nulls): (Vec<i128>, Option<NullBuffer>) = match (l, r) {
-        (Operand::Column(a), Operand::Column(b)) => (
-            a.values()
-                .iter()
-                .zip(b.values().iter())
-                .map(|(&x, &y)| f(x, y))
-                .collect(),
-            NullBuffer::union(a.nulls(), b.nulls()),
-        ),
-        (Operand::Column(a), &Operand::Scalar(y)) => (
-            a.values().iter().map(|&x| f(x, y)).collect(),
-            a.nulls().cloned(),
-        ),
-        (&Operand::Scalar(x), Operand::Column(b)) => (
-            b.values().iter().map(|&y| f(x, y)).collect(),
-            b.nulls().cloned(),
-        ),
-        (&Operand::Scalar(x), &Operand::Scalar(y)) => (vec![f(x, y)], None),
-    };
-    PrimitiveArray::new(ScalarBuffer::from(values), nulls)
+/// `f(l, r)` per row; null where either side is null. `None` when two columns differ in
+/// length (the caller's checked kernel then reports it).
+fn apply(l: &Operand, r: &Operand, f: impl Fn(i128, i128) -> i128) -> Option<Decimal128Array> {
+    match (l, r) {
+        (Operand::Column(a), Operand::Column(b)) => arrow::compute::binary(*a, *b, f).ok(),
+        (Operand::Column(a), &Operand::Scalar(y)) => Some(a.unary(|x| f(x, y))),
+        (&Operand::Scalar(x), Operand::Column(b)) => Some(b.unary(|y| f(x, y))),
+        (&Operand::Scalar(x), &Operand::Scalar(y)) => Some(Decimal128Array::from(vec![f(x, y)])),
+    }
 }
 
 #[cfg(test)]
