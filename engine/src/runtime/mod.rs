@@ -428,8 +428,11 @@ fn start_attempt(
     live: &LiveMetrics,
 ) -> Result<Attempt> {
     let mut execution = ExecutionGraph::new(graph, config.slots as u32);
+    // A job restored from a savepoint resumes its operators' state, which the stages (each
+    // started fresh) would not: it runs pipelined.
     if graph.shuffle_mode() == BatchShuffleMode::AllExchangesBlocking
         && config.checkpointing.is_none()
+        && restored.is_none()
     {
         // Without exchanges (one chain) there is one stage: it runs as any other job.
         execution = execution.with_blocking_exchanges();
