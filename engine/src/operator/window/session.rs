@@ -161,12 +161,13 @@ impl SessionWindowAggregate {
     }
 
     /// Puts the row at time `t` of `key` into a session; returns its slot, or `None` when the
-    /// row is late. Merged-away slots are recorded in `redirects` (old slot → surviving slot).
+    /// row is late. Merged-away slots are recorded in `redirects` (old slot → surviving slot and
+    /// the merged-away session's start).
     fn assign(
         &mut self,
         key: u32,
         t: i64,
-        redirects: &mut HashMap<u32, u32>,
+        redirects: &mut HashMap<u32, (u32, i64)>,
         touched: &mut Vec<(u32, i64)>,
     ) -> Option<u32> {
         let end = t.saturating_add(self.gap);
@@ -198,7 +199,7 @@ impl SessionWindowAggregate {
         survivor.end = merged[count - 1].end.max(end);
         for other in &merged[1..] {
             self.unindex(key, other);
-            redirects.insert(other.slot, survivor.slot);
+            redirects.insert(other.slot, (survivor.slot, other.start));
         }
         // A fired session that grows past the watermark is pending again; one that stays
         // behind it fires again after this batch with its updated result.
@@ -311,8 +312,8 @@ impl SessionWindowAggregate {
 }
 
 /// Follows redirects to the surviving slot.
-fn resolve(redirects: &HashMap<u32, u32>, mut slot: u32) -> u32 {
-    while let Some(&next) = redirects.get(&slot) {
+fn resolve(redirects: &HashMap<u32, (u32, i64)>, mut slot: u32) -> u32 {
+    while let Some(&(next, _)) = redirects.get(&slot) {
         slot = next;
     }
     slot
@@ -479,7 +480,7 @@ impl Operator for SessionWindowAggregate {
             self.sessions.resize_with(self.keys.len(), Vec::new);
         }
         row_slots.clear();
-        let mut redirects: HashMap<u32, u32> = HashMap::new();
+        let mut redirects: HashMap<u32, (u32, i64)> = HashMap::new();
         let mut touched: Vec<(u32, i64)> = Vec::new();
         for (&t, &key) in times.iter().zip(&key_ids) {
             match self.assign(key, t, &mut redirects, &mut touched) {
@@ -494,7 +495,15 @@ impl Operator for SessionWindowAggregate {
             for slot in &mut row_slots {
                 *slot = resolve(&redirects, *slot);
             }
-            let sources: Vec<u32> = redirects.keys().copied().collect();
+            // Merged in the order of their sessions' starts: FIRST_VALUE and LAST_VALUE see a
+            // merged-in session as later than the one it joins, so the order must be that of
+            // time, not of the map (a restored operator's map iterates differently).
+            let mut merged: Vec<(i64, u32)> = redirects
+                .iter()
+                .map(|(&slot, &(_, start))| (start, slot))
+                .collect();
+            merged.sort_unstable();
+            let sources: Vec<u32> = merged.into_iter().map(|(_, slot)| slot).collect();
             let targets: Vec<u32> = sources.iter().map(|&s| resolve(&redirects, s)).collect();
             self.slots.merge(&sources, &targets)?;
             self.slots.release(&sources);
