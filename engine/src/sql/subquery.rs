@@ -257,7 +257,20 @@ impl Planner<'_> {
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        // Conjuncts without a subquery filter the rows before any subquery join sees them
+        // (and push down into the scans): a join then builds or probes only the rows that
+        // can pass (TPC-H Q4's date range over `orders` before its `EXISTS`).
+        let (plain, conjuncts): (Vec<SqlExpr>, Vec<SqlExpr>) =
+            conjuncts.into_iter().partition(|c| !has_subquery(c));
         let mut stream = stream;
+        if let Some(plain) = and_all(plain) {
+            let scope = Scope {
+                substitutions,
+                names,
+            };
+            let predicate = sql_expr::convert(&plain, &scope)?;
+            stream = super::predicate_pushdown::filter(&stream, predicate)?;
+        }
         let mut substitutions = substitutions.to_vec();
         let mut rest = Vec::new();
         for conjunct in conjuncts {
@@ -276,7 +289,8 @@ impl Planner<'_> {
                     stream =
                         self.semi_join(stream, subquery, Some(expr), *negated, outer, &text)?;
                 }
-                other if has_subquery(other) => {
+                // A scalar subquery somewhere in the conjunct.
+                other => {
                     let mut probe = other.clone();
                     let mut scalars = Vec::new();
                     let mut nested = false;
@@ -299,7 +313,6 @@ impl Planner<'_> {
                     }
                     rest.push(conjunct);
                 }
-                _ => rest.push(conjunct),
             }
         }
         if let Some(rest) = and_all(rest) {

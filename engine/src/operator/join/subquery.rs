@@ -2,29 +2,37 @@
 //! null-aware anti (`NOT IN`) and single (scalar subqueries). Each emits a left row at most
 //! once.
 //!
-//! Batch mode only. The right (subquery) rows are held until the right input ends; then a
-//! hash table is built over them (key ids from [`JoinKeys`], rows grouped per key id in one
-//! offsets/positions pair, no per-key allocation) and each left batch probes it, emitting the
-//! left rows selected by one boolean mask per batch (`filter`), or for a single join, the
-//! left columns with the right columns gathered by one `take`. Left rows that arrive before
-//! the right input has ended are held, and past the operator's memory budget they go to a
-//! spill file (the right rows must be held whole to be built); left rows that arrive after it
-//! are probed at once. Held and spilled left rows are probed at the end, a batch per
-//! [`Operator::finish_more`] step.
+//! Batch mode only. The side whose input ends first is built into a hash table (key ids from
+//! [`JoinKeys`], rows grouped per key id in one offsets/positions pair, no per-key
+//! allocation), and the other side streams through it:
+//! - **The right (subquery) input ends first:** each left batch probes the right rows and
+//!   the left rows it selects leave at once, by one boolean mask per batch (`filter`), or for
+//!   a single join, with the right columns gathered by one `take`. Left rows that arrived
+//!   earlier are held, and past the operator's memory budget they go to a spill file; they
+//!   are probed at the end, a batch per [`Operator::finish_more`] step.
+//! - **The left input ends first** (semi and anti joins, when its rows are held in memory):
+//!   the left rows are built, and each right batch marks the left rows it matches; the right
+//!   rows are never held. At the end the left rows leave as their marks select them. A
+//!   `WHERE EXISTS` over a large table (TPC-H Q4, Q21, Q22) thus holds the outer query's few
+//!   rows instead of the subquery's many. Single joins always build the right side: a left
+//!   row must see all its partners to fail on a second one.
 //!
 //! A residual predicate (a non-equality correlation, `l2.l_suppkey <> l1.l_suppkey`) is
-//! evaluated on the candidate pairs of a left batch, in chunks of [`EMIT_BATCH_ROWS`] pairs:
-//! one `take` per column and one vectorized evaluation per chunk; a left row is matched when
-//! one of its pairs passes.
+//! evaluated on candidate pairs, in chunks of [`EMIT_BATCH_ROWS`] pairs: one `take` per
+//! column and one vectorized evaluation per chunk; a left row is matched when one of its
+//! pairs passes (when marking, pairs of left rows already marked are skipped).
 //!
 //! NULL keys: a left row with a NULL key has no partner (so an anti join emits it); a
 //! null-aware anti join (`NOT IN`) emits no row at all when the right side holds a NULL key,
 //! and never a left row with a NULL key unless the right side is empty. The planner runs the
 //! null-aware anti join at parallelism 1, so "the right side" is all of it.
 
+use std::sync::Arc;
+
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{concat_batches, filter_record_batch, take};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::hash::BuildTable;
@@ -57,14 +65,18 @@ pub(crate) struct SubqueryJoin {
     left: Vec<RecordBatch>,
     /// Left batches past the budget, while the right input goes on.
     left_spill: Option<SpillWriter>,
-    /// The right rows' hash table, once the right input has ended.
+    /// The right rows' hash table, once the right input has ended first.
     build: Option<BuildSide>,
+    /// The left rows' hash table and marks, once the left input has ended first.
+    marking: Option<MarkedLeft>,
     /// After the end: the left batches still to probe.
     pending: Option<Pending>,
     budget: MemoryBudget,
     /// Bytes of `left` and `right`.
     held_bytes: usize,
     spilled_bytes: u64,
+    /// While marking: some right row had a NULL key (`NOT IN` then keeps no row).
+    right_null_key: bool,
 }
 
 /// The right rows, and their hash table.
@@ -78,6 +90,19 @@ impl BuildSide {
     fn partners(&self, key: u32) -> &[u32] {
         self.table.partners(key)
     }
+}
+
+/// The left rows built when the left input ended first, with what the right rows streamed
+/// past them so far have shown.
+struct MarkedLeft {
+    batch: RecordBatch,
+    table: BuildTable,
+    /// Which left rows have a key (`None`: all of them).
+    valid: Option<NullBuffer>,
+    /// Per left row: some right row matched it (and passed the residual).
+    marked: Vec<bool>,
+    /// Some right row arrived (`NOT IN` over an empty subquery keeps every row).
+    right_rows: bool,
 }
 
 impl SubqueryJoin {
@@ -101,10 +126,12 @@ impl SubqueryJoin {
             left: Vec::new(),
             left_spill: None,
             build: None,
+            marking: None,
             pending: None,
             budget: MemoryBudget::unlimited(),
             held_bytes: 0,
             spilled_bytes: 0,
+            right_null_key: false,
         }
     }
 
@@ -120,6 +147,144 @@ impl SubqueryJoin {
         self.held_bytes = self.left.iter().map(batch_memory).sum::<usize>() + batch_memory(&batch);
         let table = BuildTable::new(&mut self.keys, 1, &batch)?;
         self.build = Some(BuildSide { batch, table });
+        Ok(())
+    }
+
+    /// The left input ended first, with its rows in memory: builds them, and lets the right
+    /// rows held so far mark them.
+    fn start_marking(&mut self) -> Result<()> {
+        let left = std::mem::take(&mut self.left);
+        let batch = concat_batches(&self.left_schema(), &left)
+            .map_err(|e| Error::arrow("subquery join build side", e))?;
+        drop(left);
+        let table = BuildTable::new(&mut self.keys, 0, &batch)?;
+        let valid = JoinKeys::valid(&self.keys.key_columns(0, &batch));
+        self.held_bytes = batch_memory(&batch)
+            + batch.num_rows() * (2 * std::mem::size_of::<u32>() + 1)
+            + self.right.iter().map(batch_memory).sum::<usize>();
+        self.marking = Some(MarkedLeft {
+            marked: vec![false; batch.num_rows()],
+            batch,
+            table,
+            valid,
+            right_rows: false,
+        });
+        for right in std::mem::take(&mut self.right) {
+            self.held_bytes -= batch_memory(&right);
+            self.mark(&right)?;
+        }
+        Ok(())
+    }
+
+    /// The left schema (the output's leading columns).
+    fn left_schema(&self) -> SchemaRef {
+        let left_columns = self.pair_schema.fields().len() - self.right_schema.fields().len();
+        Arc::new(Schema::new(
+            self.pair_schema.fields()[..left_columns].to_vec(),
+        ))
+    }
+
+    /// Marks the built left rows that the rows of a right batch match.
+    fn mark(&mut self, right: &RecordBatch) -> Result<()> {
+        let Some(mut marking) = self.marking.take() else {
+            return Err(Error::Internal(
+                "subquery join marked before its left side was built".into(),
+            ));
+        };
+        let result = self.mark_built(&mut marking, right);
+        self.marking = Some(marking);
+        result
+    }
+
+    fn mark_built(&mut self, marking: &mut MarkedLeft, right: &RecordBatch) -> Result<()> {
+        if right.num_rows() == 0 {
+            return Ok(());
+        }
+        marking.right_rows = true;
+        let valid = self.keys.lookup(1, right)?;
+        if let Some(valid) = &valid
+            && valid.null_count() > 0
+        {
+            self.right_null_key = true;
+        }
+        let is_valid = |row: usize| valid.as_ref().is_none_or(|v| v.is_valid(row));
+        let Some(residual) = &self.residual else {
+            for (row, &key) in self.keys.ids.iter().enumerate() {
+                if is_valid(row) {
+                    for &partner in marking.table.partners(key) {
+                        marking.marked[partner as usize] = true;
+                    }
+                }
+            }
+            return Ok(());
+        };
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        let check =
+            |marking: &mut MarkedLeft, mine: &mut Vec<u32>, theirs: &mut Vec<u32>| -> Result<()> {
+                let pairs = self.pairs(&marking.batch, right, mine, theirs)?;
+                let mask = residual.evaluate_predicate(&pairs)?;
+                for (i, &row) in mine.iter().enumerate() {
+                    if mask.value(i) && mask.is_valid(i) {
+                        marking.marked[row as usize] = true;
+                    }
+                }
+                mine.clear();
+                theirs.clear();
+                Ok(())
+            };
+        for (row, &key) in self.keys.ids.iter().enumerate() {
+            if !is_valid(row) {
+                continue;
+            }
+            for &partner in marking.table.partners(key) {
+                if !marking.marked[partner as usize] {
+                    mine.push(partner);
+                    theirs.push(row as u32);
+                }
+            }
+            if mine.len() >= EMIT_BATCH_ROWS {
+                check(marking, &mut mine, &mut theirs)?;
+            }
+        }
+        if !mine.is_empty() {
+            check(marking, &mut mine, &mut theirs)?;
+        }
+        Ok(())
+    }
+
+    /// After both inputs ended: the built left rows that their marks select.
+    fn emit_marked(&self, marking: MarkedLeft, out: &mut Output) -> Result<()> {
+        let MarkedLeft {
+            batch,
+            valid,
+            mut marked,
+            right_rows,
+            ..
+        } = marking;
+        match self.join_type {
+            SubqueryJoinType::Semi => {}
+            SubqueryJoinType::Anti => marked.iter_mut().for_each(|m| *m = !*m),
+            SubqueryJoinType::NullAwareAnti if !right_rows => marked.fill(true),
+            SubqueryJoinType::NullAwareAnti if self.right_null_key => marked.fill(false),
+            SubqueryJoinType::NullAwareAnti => {
+                for (row, m) in marked.iter_mut().enumerate() {
+                    *m = !*m && valid.as_ref().is_none_or(|v| v.is_valid(row));
+                }
+            }
+            SubqueryJoinType::Single => {
+                return Err(Error::Internal(
+                    "a single subquery join built its left side".into(),
+                ));
+            }
+        }
+        let selected = filter_record_batch(&batch, &BooleanArray::from(marked))
+            .map_err(|e| Error::arrow("subquery join output", e))?;
+        let mut offset = 0;
+        while offset < selected.num_rows() {
+            let len = EMIT_BATCH_ROWS.min(selected.num_rows() - offset);
+            out.push_batch(selected.slice(offset, len));
+            offset += len;
+        }
         Ok(())
     }
 
@@ -330,29 +495,43 @@ impl Operator for SubqueryJoin {
     }
 
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let ended = if input == 0 {
+            self.marking.is_some()
+        } else {
+            self.build.is_some()
+        };
+        if ended {
+            return Err(Error::Internal(format!(
+                "subquery join: a row arrived on input {input} after it ended"
+            )));
+        }
         if input == 0 {
             if self.build.is_some() {
                 return self.probe(&batch, out);
             }
             return self.hold_left(batch);
         }
-        if self.build.is_some() {
-            return Err(Error::Internal(
-                "subquery join: a right row arrived after the right input ended".into(),
-            ));
+        if self.marking.is_some() {
+            return self.mark(&batch);
         }
         self.held_bytes += batch_memory(&batch);
         self.right.push(batch);
         self.spill_left_if_over_budget()
     }
 
-    /// The right input ended while the left goes on: its rows are built now, and left rows
-    /// that come from now on are probed at once.
+    /// The first input to end is built now, and the other one's rows that come from now on
+    /// stream through it: left rows are probed at once, right rows mark the left rows.
     fn end_input(&mut self, input: usize, _out: &mut Output) -> Result<()> {
-        if input == 1 {
-            self.build()?;
+        match input {
+            1 if self.marking.is_none() => self.build(),
+            0 if self.build.is_none() && self.left_spill.is_none() => match self.join_type {
+                SubqueryJoinType::Single => Ok(()),
+                SubqueryJoinType::Semi
+                | SubqueryJoinType::Anti
+                | SubqueryJoinType::NullAwareAnti => self.start_marking(),
+            },
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Every row leaves at the end: only the final watermark goes on (after them).
@@ -368,6 +547,7 @@ impl Operator for SubqueryJoin {
             && self.right.is_empty()
             && self.left_spill.is_none()
             && self.build.is_none()
+            && self.marking.is_none()
         {
             return Ok(StateSnapshot::default());
         }
@@ -381,7 +561,11 @@ impl Operator for SubqueryJoin {
         ))
     }
 
-    fn finish(&mut self, _out: &mut Output) -> Result<()> {
+    fn finish(&mut self, out: &mut Output) -> Result<()> {
+        if let Some(marking) = self.marking.take() {
+            self.held_bytes = 0;
+            return self.emit_marked(marking, out);
+        }
         self.build()?;
         self.pending = Some(self.take_pending()?);
         Ok(())

@@ -302,6 +302,9 @@ mod subquery {
         RightFirst,
         /// Batch for batch; the input that runs out first ends on its own.
         Interleaved,
+        /// The left input ends before the first right row: semi and anti joins build the
+        /// left side and the right rows mark it.
+        LeftFirst,
     }
 
     /// Runs the operator with `left` and `right` cut into batches of `chunk` rows, arriving
@@ -397,6 +400,16 @@ mod subquery {
                     join.process_batch(0, b, &mut out)?;
                 }
             }
+            Arrival::LeftFirst => {
+                for b in left_batches {
+                    join.process_batch(0, b, &mut out)?;
+                }
+                join.end_input(0, &mut out)?;
+                for b in right_batches {
+                    join.process_batch(1, b, &mut out)?;
+                }
+                join.end_input(1, &mut out)?;
+            }
             Arrival::Interleaved => {
                 let mut sides = [left_batches.into_iter(), right_batches.into_iter()];
                 let mut ended = [false, false];
@@ -466,7 +479,11 @@ mod subquery {
             right in rows(12),
             shift in prop::option::of(-5..5i64),
             chunk in 1..16usize,
-            right_first in any::<bool>(),
+            arrival in prop_oneof![
+                Just(Arrival::RightFirst),
+                Just(Arrival::Interleaved),
+                Just(Arrival::LeftFirst),
+            ],
             budget in prop::option::of(1usize..2048),
         ) {
             let shift = shift.filter(|_| {
@@ -475,7 +492,6 @@ mod subquery {
             // The model sees the right side as the operator does: `t` is the row index.
             let right: Vec<Row> = right.iter().enumerate().map(|(i, r)| (r.0, i as i64)).collect();
             let expected = model(join_type, &left, &right, shift);
-            let arrival = if right_first { Arrival::RightFirst } else { Arrival::Interleaved };
             let actual = run(join_type, &left, &right, shift, chunk, arrival, budget);
             match expected {
                 Some(expected) => prop_assert_eq!(actual.expect("join runs"), expected),
@@ -492,22 +508,17 @@ mod subquery {
     fn null_aware_anti_join_over_a_null_emits_nothing() {
         let right = [(Some(1), 0), (None, 1)];
         let left = [(Some(2), 0), (None, 1)];
-        let run = |join_type| {
-            run(
-                join_type,
-                &left,
-                &right,
-                None,
-                4,
-                Arrival::Interleaved,
-                None,
-            )
-            .unwrap()
-        };
-        let rows = run(SubqueryJoinType::NullAwareAnti);
-        assert!(rows.is_empty(), "{rows:?}");
-        let rows = run(SubqueryJoinType::Anti);
-        assert_eq!(rows, [(0, None), (1, None)]);
+        for arrival in [
+            Arrival::Interleaved,
+            Arrival::LeftFirst,
+            Arrival::RightFirst,
+        ] {
+            let run = |join_type| run(join_type, &left, &right, None, 4, arrival, None).unwrap();
+            let rows = run(SubqueryJoinType::NullAwareAnti);
+            assert!(rows.is_empty(), "{arrival:?}: {rows:?}");
+            let rows = run(SubqueryJoinType::Anti);
+            assert_eq!(rows, [(0, None), (1, None)], "{arrival:?}");
+        }
     }
 }
 
