@@ -180,6 +180,7 @@ impl JoinBuilder {
                 Some(Partitioning::hash(spec.right_keys.clone())),
             ),
         ];
+        let read_first = batch_read_first(&spec.kind, &self.left, &self.right);
         let env = &self.left.env;
         let id = env.add_vertex(
             name,
@@ -188,7 +189,25 @@ impl JoinBuilder {
             env.parallelism,
             &inputs,
         )?;
+        env.builder.borrow_mut().vertices[id.0 as usize].read_first = read_first;
         Ok(env.stream(id))
+    }
+}
+
+/// Which input a batch join reads first: a scalar subquery join its right side (it always
+/// builds that side), the others the side estimated smaller (`None` when a size is unknown).
+fn batch_read_first(kind: &JoinKind, left: &DataStream, right: &DataStream) -> Option<u32> {
+    match kind {
+        JoinKind::Subquery {
+            join_type: SubqueryJoinType::Single,
+            ..
+        } => Some(1),
+        JoinKind::Hash { .. } | JoinKind::Subquery { .. } => {
+            let left = left.estimated_rows()?;
+            let right = right.estimated_rows()?;
+            Some(if right.rows < left.rows { 1 } else { 0 })
+        }
+        _ => None,
     }
 }
 

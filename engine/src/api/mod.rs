@@ -43,7 +43,7 @@ pub use window::WindowedStream;
 pub use crate::operator::{MissingFunction, UserFunctionFactory, UserFunctions};
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -67,6 +67,8 @@ struct Builder {
     edges: Vec<Edge>,
     names: HashSet<String>,
     registry: OperatorRegistry,
+    /// Row estimates of vertices asked for so far (a vertex never changes what it reads).
+    estimates: HashMap<VertexId, Option<crate::graph::estimate::RowEstimate>>,
 }
 
 /// Where a job is assembled. Cheap to clone; clones share the graph under construction.
@@ -300,12 +302,26 @@ impl StreamEnvironment {
             output_schema,
             parallelism,
             max_parallelism,
+            read_first: None,
         });
         Ok(id)
     }
 }
 
 impl DataStream {
+    /// The rows this stream is estimated to carry, from the Parquet footers of the tables it
+    /// reads and the operators in between ([`crate::graph::estimate`]); `None` when unknown.
+    pub fn estimated_rows(&self) -> Option<crate::graph::estimate::RowEstimate> {
+        let mut builder = self.env.builder.borrow_mut();
+        let Builder {
+            vertices,
+            edges,
+            estimates,
+            ..
+        } = &mut *builder;
+        crate::graph::estimate::estimate_rows(vertices, edges, self.vertex, estimates)
+    }
+
     /// The schema of this stream's rows.
     pub fn schema(&self) -> SchemaRef {
         self.env.builder.borrow().vertices[self.vertex.0 as usize]

@@ -35,6 +35,11 @@ impl MemorySource {
         Ok(MemorySource { schema, batches })
     }
 
+    /// The rows it holds.
+    pub(crate) fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }

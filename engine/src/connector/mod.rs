@@ -165,6 +165,16 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
+    /// How many rows a bounded source produces, where it is known before reading (Parquet
+    /// footers, batches held in the graph); for the planner's size estimates.
+    pub fn estimated_rows(&self) -> Option<u64> {
+        match self {
+            SourceSpec::Filesystem(spec) => spec.estimated_rows(),
+            SourceSpec::Memory(spec) => Some(spec.rows() as u64),
+            SourceSpec::TextFile(_) | SourceSpec::Nexmark(_) | SourceSpec::Datagen(_) => None,
+        }
+    }
+
     /// The schema of the rows this source produces.
     pub fn schema(&self) -> Result<SchemaRef> {
         match self {

@@ -11,6 +11,7 @@
 //! column in every error. It round-trips through JSON ([`JobGraph::to_json`] /
 //! [`JobGraph::from_json`]) so a client can build it and a JobManager can run it.
 
+pub mod estimate;
 pub(crate) mod join;
 mod lookup_join;
 mod partitioning;
@@ -54,6 +55,13 @@ pub struct Vertex {
     pub parallelism: u32,
     /// The number of key groups keyed state is split into; the upper bound for rescaling.
     pub max_parallelism: u32,
+    /// A batch join's input to read to its end before the other: the one estimated smaller
+    /// ([`estimate`]), so that the join builds it and streams the other instead of holding
+    /// both. A preference only: the runtime follows it without checkpoints and where no
+    /// operator feeds both inputs ([`estimate::read_first_allowed`]); finished blocking
+    /// partitions are read smallest first by their real sizes instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_first: Option<u32>,
 }
 
 /// A connection from the output of `source` to input `input_index` of `target`.

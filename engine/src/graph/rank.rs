@@ -383,6 +383,7 @@ mod tests {
             output_schema: schema,
             parallelism: 2,
             max_parallelism: 128,
+            read_first: None,
         };
         let source = OperatorSpec::Source {
             connector: SourceSpec::Memory(MemorySource::new(schema.clone(), vec![]).unwrap()),

@@ -290,6 +290,7 @@ mod tests {
             output_schema: schema,
             parallelism,
             max_parallelism: 128,
+            read_first: None,
         }
     }
 

@@ -829,8 +829,19 @@ fn build_task(
                     });
                 }
             }
+            // Without checkpoints a batch join may hold one input back: no barrier has to
+            // cross the one it does not read.
+            let read_first = if config.checkpointing.is_none() {
+                crate::graph::estimate::read_first_allowed(graph, head.id)
+            } else {
+                None
+            };
             (
-                TaskInput::Gate(InputGate::new(channels, config.idle_timeout)),
+                TaskInput::Gate(InputGate::new(
+                    channels,
+                    config.idle_timeout,
+                    read_first.map(|input| input as usize),
+                )),
                 &chain.vertices[..],
             )
         }

@@ -104,14 +104,25 @@ pub(crate) struct InputGate {
     last_active: Vec<Instant>,
     next_idle_check: Instant,
     /// The input read to its end before any other is read: the smallest, when every channel
-    /// reads a finished (blocking) partition, so a join builds its hash table from it.
+    /// reads a finished (blocking) partition, else the plan's choice; a join builds its hash
+    /// table from it.
     first: Option<usize>,
 }
 
 impl InputGate {
-    pub fn new(channels: Vec<GateChannel>, idle_timeout: Option<Duration>) -> Self {
+    /// A gate over `channels`. `read_first` is an input to read to its end before the others
+    /// (the plan's choice for a batch join); when every channel reads a finished partition,
+    /// the smallest input by bytes is read first instead.
+    pub fn new(
+        channels: Vec<GateChannel>,
+        idle_timeout: Option<Duration>,
+        read_first: Option<usize>,
+    ) -> Self {
         let n = channels.len();
-        let first = smallest_materialized_input(&channels);
+        let first = smallest_materialized_input(&channels).or(read_first.filter(|&input| {
+            // An input no channel feeds has nothing to wait for.
+            channels.iter().any(|c| c.input_index == input)
+        }));
         InputGate {
             first,
             channels,
@@ -857,7 +868,7 @@ mod tests {
                 ended: false,
             })
             .collect();
-        let mut gate = InputGate::new(channels, None);
+        let mut gate = InputGate::new(channels, None, None);
         let mut order = Vec::new();
         while let Some((input, elements, input_ended)) = next_from_gate(&mut gate).unwrap() {
             for element in elements {
@@ -873,6 +884,55 @@ mod tests {
         let mut rest = order[2..].to_vec();
         rest.sort_unstable();
         assert_eq!(rest, [(0, 1_000), (0, 2_000)]);
+    }
+
+    #[test]
+    fn a_gate_reads_the_planned_input_to_its_end_before_the_other() {
+        let local = crate::runtime::exchange::LocalExchange::new(8);
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = |rows: i64| {
+            StreamElement::Batch(
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![Arc::new(Int64Array::from_iter_values(0..rows))],
+                )
+                .unwrap(),
+            )
+        };
+        let mut channels = Vec::new();
+        let mut outputs = Vec::new();
+        for input_index in [0, 1] {
+            let id = ChannelId {
+                edge: input_index as u32,
+                from: SubtaskIndex(0),
+                to: SubtaskIndex(0),
+            };
+            channels.push(GateChannel {
+                channel: local.input(id, &SlotWaker::new()).unwrap(),
+                input_index,
+                ended: false,
+            });
+            outputs.push(local.output(id, &SlotWaker::new()).unwrap());
+        }
+        // Input 0 has rows waiting; input 1, the planned first, has one batch but no end yet.
+        assert!(outputs[0].try_send(batch(10)).unwrap().is_none());
+        assert!(outputs[1].try_send(batch(20)).unwrap().is_none());
+        let mut gate = InputGate::new(channels, None, Some(1));
+        let (input, _, ended) = next_from_gate(&mut gate).unwrap().unwrap();
+        assert_eq!((input, ended), (1, false));
+        // Input 0 waits while input 1 goes on.
+        assert!(next_from_gate(&mut gate).unwrap().is_none());
+        assert!(
+            outputs[1]
+                .try_send(StreamElement::EndOfInput)
+                .unwrap()
+                .is_none()
+        );
+        let (input, _, ended) = next_from_gate(&mut gate).unwrap().unwrap();
+        assert_eq!((input, ended), (1, true));
+        let (input, elements, _) = next_from_gate(&mut gate).unwrap().unwrap();
+        assert_eq!(input, 0);
+        assert!(matches!(&elements[..], [StreamElement::Batch(b)] if b.num_rows() == 10));
     }
 
     #[test]

@@ -1383,9 +1383,14 @@ pub fn explain(graph: &JobGraph) -> String {
                 String::new()
             }
         };
+        let order = match vertex.read_first {
+            Some(0) => ", reads left first",
+            Some(_) => ", reads right first",
+            None => "",
+        };
         let _ = writeln!(
             out,
-            "[{}] {} '{}' parallelism={} {}",
+            "[{}] {} '{}' parallelism={} {}{order}",
             id.0,
             vertex.operator.kind_name(),
             vertex.name,

@@ -128,15 +128,15 @@ const PIPELINED: &str = "ALL_EXCHANGES_PIPELINED";
 
 /// With 1 MiB of managed memory over two slots, every batch join, sort and aggregation of
 /// the larger queries holds some tens of KiB, so many of the 22 spill (and partitions split
-/// again); the answers must not change. With pipelined exchanges a join holds both inputs
-/// while they arrive, so more queries spill than with blocking ones, where a join reads and
-/// builds its smaller input first and streams the other.
+/// again); the answers must not change. Joins read the input the plan estimates smaller
+/// first (pipelined) or the smaller finished partition (blocking), build it and stream the
+/// other, so a join's spilling shows where a build side or an aggregation outgrows the budget.
 #[test]
 fn queries_match_duckdb_when_their_operators_spill() {
     let spill = tempfile::tempdir().expect("spill directory");
     let mut failures = Vec::new();
     for (shuffle, must_spill) in [
-        (PIPELINED, &["q03", "q09", "q13", "q18", "q21"][..]),
+        (PIPELINED, &["q09", "q13", "q18"][..]),
         (BLOCKING, &["q09", "q18"][..]),
     ] {
         let mut spilled = Vec::new();

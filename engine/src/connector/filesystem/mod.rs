@@ -93,6 +93,15 @@ pub struct FileSinkSpec {
 }
 
 impl FileSourceSpec {
+    /// How many rows the files hold, where their metadata says (Parquet footers); for the
+    /// planner's size estimates.
+    pub(crate) fn estimated_rows(&self) -> Option<u64> {
+        match self.format {
+            FileFormat::Parquet => parquet::file_rows(&self.path),
+            FileFormat::Csv | FileFormat::Json => None,
+        }
+    }
+
     /// The reader of `subtask` out of `parallelism`. Fails (without reading any data) if the
     /// options are invalid, the path is missing, a declared type is unsupported or, for
     /// Parquet, a file does not match the declared schema.

@@ -491,6 +491,21 @@ fn cast_target(from: &DataType, to: &DataType) -> Result<Option<DataType>, ()> {
     if safe { Ok(Some(to.clone())) } else { Err(()) }
 }
 
+/// The rows of the Parquet files under `path`, from their footers (for the planner's size
+/// estimates). `None` when a file cannot be read: the reader reports that, with its name,
+/// when the job runs.
+pub(crate) fn file_rows(path: &str) -> Option<u64> {
+    let mut rows = 0u64;
+    for file in super::split::discover_files(path).ok()? {
+        let handle = File::open(&file).ok()?;
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&handle)
+            .ok()?;
+        rows += u64::try_from(metadata.file_metadata().num_rows()).ok()?;
+    }
+    Some(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

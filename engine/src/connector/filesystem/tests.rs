@@ -957,6 +957,7 @@ fn file_job(
         output_schema: schema.clone(),
         parallelism,
         max_parallelism: DEFAULT_MAX_PARALLELISM,
+        read_first: None,
     };
     JobGraph::new(
         "files",
