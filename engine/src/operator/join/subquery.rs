@@ -219,19 +219,10 @@ impl SubqueryJoin {
             return Ok(());
         };
         let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-        let check =
-            |marking: &mut MarkedLeft, mine: &mut Vec<u32>, theirs: &mut Vec<u32>| -> Result<()> {
-                let pairs = self.pairs(&marking.batch, right, mine, theirs)?;
-                let mask = residual.evaluate_predicate(&pairs)?;
-                for (i, &row) in mine.iter().enumerate() {
-                    if mask.value(i) && mask.is_valid(i) {
-                        marking.marked[row as usize] = true;
-                    }
-                }
-                mine.clear();
-                theirs.clear();
-                Ok(())
-            };
+        let check = |marking: &mut MarkedLeft, mine: &mut Vec<u32>, theirs: &mut Vec<u32>| {
+            let MarkedLeft { batch, marked, .. } = marking;
+            self.mark_passing(residual, [&*batch, right], mine, theirs, marked)
+        };
         for (row, &key) in self.keys.ids.iter().enumerate() {
             if !is_valid(row) {
                 continue;
@@ -398,17 +389,8 @@ impl SubqueryJoin {
         };
         let mut matched = vec![false; batch.num_rows()];
         let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-        let mut check = |mine: &mut Vec<u32>, theirs: &mut Vec<u32>| -> Result<()> {
-            let pairs = self.pairs(batch, &build.batch, mine, theirs)?;
-            let mask = residual.evaluate_predicate(&pairs)?;
-            for (i, &row) in mine.iter().enumerate() {
-                if mask.value(i) && mask.is_valid(i) {
-                    matched[row as usize] = true;
-                }
-            }
-            mine.clear();
-            theirs.clear();
-            Ok(())
+        let mut check = |mine: &mut Vec<u32>, theirs: &mut Vec<u32>| {
+            self.mark_passing(residual, [batch, &build.batch], mine, theirs, &mut matched)
         };
         for (row, &key) in self.keys.ids.iter().enumerate() {
             if !is_valid(row) {
@@ -426,6 +408,28 @@ impl SubqueryJoin {
             check(&mut mine, &mut theirs)?;
         }
         Ok(matched)
+    }
+
+    /// Evaluates the residual on the pairs (left row `mine[i]`, right row `theirs[i]`) of
+    /// `batches` and marks the left rows of the pairs that pass in `marks`; empties the pairs.
+    fn mark_passing(
+        &self,
+        residual: &PhysicalExpr,
+        [left, right]: [&RecordBatch; 2],
+        mine: &mut Vec<u32>,
+        theirs: &mut Vec<u32>,
+        marks: &mut [bool],
+    ) -> Result<()> {
+        let pairs = self.pairs(left, right, mine, theirs)?;
+        let mask = residual.evaluate_predicate(&pairs)?;
+        for (i, &row) in mine.iter().enumerate() {
+            if mask.value(i) && mask.is_valid(i) {
+                marks[row as usize] = true;
+            }
+        }
+        mine.clear();
+        theirs.clear();
+        Ok(())
     }
 
     /// The (left, right) pairs `mine[i]`, `theirs[i]` as one batch of the pair schema.
