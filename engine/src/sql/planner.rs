@@ -125,6 +125,9 @@ pub struct Planner<'a> {
     window_bounds: Vec<window_join::WindowBound>,
     /// The columns the planned query may refer to (Parquet scans read only those).
     column_use: Option<pushdown::ColumnUse>,
+    /// Streams already planned that a query being planned reads by name: the outer rows'
+    /// keys a correlated scalar subquery semi-joins its input with (see `subquery.rs`).
+    bound: Vec<(String, DataStream)>,
 }
 
 fn unsupported(feature: &str) -> Error {
@@ -155,6 +158,7 @@ impl<'a> Planner<'a> {
             proctime_columns: Vec::new(),
             window_bounds: Vec::new(),
             column_use: None,
+            bound: Vec::new(),
         }
     }
 
@@ -262,6 +266,12 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_relation_name(&mut self, name: &str) -> Result<Rel> {
+        if let Some((_, stream)) = self.bound.iter().rev().find(|(n, _)| n == name) {
+            return Ok(Rel {
+                stream: stream.clone(),
+                window: None,
+            });
+        }
         if let Some((_, query)) = self.ctes.iter().rev().find(|(n, _)| n == name) {
             let query = query.clone();
             return self.plan_query(&query);
@@ -1066,7 +1076,8 @@ impl<'a> Planner<'a> {
                 } => {
                     column_in(expr, &rel.names).is_some()
                         && column_in(expr, &others).is_none()
-                        && is_join_key(expr, &all_conditions, &rel.names, &others)
+                        && (is_join_key(expr, &all_conditions, &rel.names, &others)
+                            || self.reads_bound(subquery))
                         && self.is_uncorrelated(subquery, all)
                 }
                 _ => false,

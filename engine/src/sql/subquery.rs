@@ -11,6 +11,10 @@
 //!   Correlated: the subquery's aggregates are grouped by its correlation keys, and a bare
 //!   `COUNT` gets 0 back for left rows without partners (the COUNT bug).
 //!
+//! A correlated scalar subquery with an aggregate first semi-joins its rows with the outer
+//! rows' first correlation key (a "magic set"), so that it aggregates only the groups some
+//! outer row asks for.
+//!
 //! Correlation: a name inside the subquery that its own `FROM` tables (catalog tables) do not
 //! have but the outer `FROM` does is an outer reference. A subquery conjunct `inner = outer`
 //! (an outer column) is a join key; other conjuncts with outer references form the residual
@@ -25,6 +29,8 @@ use sqlparser::ast::{
     BinaryOperator, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
     Ident, InTarget, Query, Select, SelectItem, SetExpr, TableFactor,
 };
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
 
 use super::{Planner, collect_aggregates, object_name, split_conjuncts, widen_keys};
 use crate::api::DataStream;
@@ -328,6 +334,17 @@ impl Planner<'_> {
         Ok(stream)
     }
 
+    /// Whether `query` reads a stream bound by name (`Planner::bound`): a magic set, which
+    /// filters wherever it is applied first.
+    pub(super) fn reads_bound(&self, query: &Query) -> bool {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return false;
+        };
+        matches!(select.from.as_slice(), [item] if item.joins.is_empty()
+            && matches!(&item.relation, TableFactor::Table { name, .. }
+                if self.bound.iter().any(|(n, _)| *n == object_name(name))))
+    }
+
     /// Whether `query` is a plain `SELECT` whose `WHERE` references none of `outer`.
     pub(super) fn is_uncorrelated(&self, query: &Query, outer: &[QualifiedColumn]) -> bool {
         let text = query.to_string();
@@ -453,7 +470,7 @@ impl Planner<'_> {
         let select = plain_select(query, &text)?;
         let value = selected_value(select, &text)?;
         let prefix = fresh_prefix(&stream.schema());
-        let correlation = self.correlate(select, outer, &prefix, &text)?;
+        let mut correlation = self.correlate(select, outer, &prefix, &text)?;
         if !correlation.residual.is_empty() {
             return Err(not_supported(
                 "a scalar subquery correlated by other than equality conditions",
@@ -504,9 +521,36 @@ impl Planner<'_> {
             }
         }
         inner.projection = projection;
+        // A correlated aggregate is needed only for the outer rows' keys: the subquery's rows
+        // are semi-joined with the outer rows' first key before they are grouped (a "magic
+        // set", as DuckDB's delim join). TPC-H Q17 then averages the line items of its 200
+        // parts instead of all 200 000, Q20 sums those of its forest parts, and Q2 joins only
+        // the part-supplies of its parts with their suppliers.
+        let magic = match correlation.keys.first() {
+            Some((outer_column, inner_expr)) if !aggregates.is_empty() => {
+                let relation = format!("{prefix}_outer");
+                let column = format!("{prefix}_m");
+                let keys = stream.project([(column.clone(), col(outer_column))])?;
+                let sql = format!("{inner_expr} IN (SELECT \"{column}\" FROM \"{relation}\")");
+                let condition = Parser::new(&GenericDialect {})
+                    .try_with_sql(&sql)
+                    .and_then(|mut p| p.parse_expr())
+                    .map_err(|e| Error::Internal(format!("magic set condition {sql}: {e}")))?;
+                correlation.local.push(condition);
+                Some((relation, keys))
+            }
+            _ => None,
+        };
         inner.selection = and_all(correlation.local);
-        let right = self.plan_query(&with_body(query, inner))?;
-        let mut right = self.settle(right)?;
+        let bound = magic.is_some();
+        if let Some(magic) = magic {
+            self.bound.push(magic);
+        }
+        let right = self.plan_query(&with_body(query, inner));
+        if bound {
+            self.bound.pop();
+        }
+        let mut right = self.settle(right?)?;
         let mut left = stream;
         if left_keys.is_empty() {
             let constant = format!("{prefix}_one");

@@ -62,6 +62,7 @@
 
 mod accumulators;
 mod bitset;
+mod key_filter;
 mod retract;
 mod spill_partitions;
 #[cfg(test)]

@@ -17,6 +17,7 @@ use arrow::row::{RowConverter, Rows};
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::key_filter::{self, KeyFilter};
 use super::word_table::WordTable;
 use crate::{Error, Result};
 
@@ -60,6 +61,8 @@ pub(crate) struct GroupTable {
     words: WordTable,
     /// The group of the NULL key on the words path.
     null_group: Option<u32>,
+    /// Built by [`GroupTable::build_filter`] for lookups; dropped by any insert.
+    filter: Option<KeyFilter>,
 }
 
 /// A single integer-like key column: its value width in bytes and whether the row encoding
@@ -136,8 +139,28 @@ impl GroupTable {
         self.key_offsets.len()
     }
 
+    /// Builds a filter that lookups ask before the table, for a table done growing whose
+    /// lookups often find nothing (a join's build side). Tables that fit the cache get none.
+    /// The next insert drops it.
+    pub(crate) fn build_filter(&mut self) {
+        self.filter = (self.len() >= key_filter::MIN_KEYS).then(|| {
+            if self.word_key.is_some() {
+                KeyFilter::new(self.len(), self.words.words().map(hash_word))
+            } else {
+                KeyFilter::new(self.len(), self.table.iter().map(|e| e.hash))
+            }
+        });
+    }
+
+    /// Whether a key with this hash may have a group (no filter: maybe).
+    #[inline]
+    fn may_contain(&self, hash: u64) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.may_contain(hash))
+    }
+
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.table.capacity() * std::mem::size_of::<Entry>()
+        self.filter.as_ref().map_or(0, KeyFilter::allocated_bytes)
+            + self.table.capacity() * std::mem::size_of::<Entry>()
             + self.words.allocated_bytes()
             + self.key_bytes.capacity()
             + self.key_offsets.capacity() * std::mem::size_of::<usize>()
@@ -218,6 +241,7 @@ impl GroupTable {
         columns: &[ArrayRef],
         out: &mut Vec<u32>,
     ) -> Result<()> {
+        self.filter = None;
         if let (Some(key), [column]) = (self.word_key, columns)
             && WordKey::of(column.data_type()) == Some(key)
         {
@@ -294,12 +318,19 @@ impl GroupTable {
         let nulls = nulls.filter(|n| n.null_count() > 0);
         let null_group = self.null_group.unwrap_or(NO_GROUP);
         for (i, &v) in values.iter().enumerate() {
-            if let Some(ahead) = hash(i + PREFETCH_AHEAD) {
+            if let Some(ahead) = hash(i + PREFETCH_AHEAD)
+                && self.may_contain(ahead)
+            {
                 self.words.prefetch(ahead);
             }
             out.push(if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
                 let word = to_word(v);
-                self.words.get(hash_word(word), word).unwrap_or(NO_GROUP)
+                let hash = hash_word(word);
+                if self.may_contain(hash) {
+                    self.words.get(hash, word).unwrap_or(NO_GROUP)
+                } else {
+                    NO_GROUP
+                }
             } else {
                 null_group
             });
@@ -317,10 +348,16 @@ impl GroupTable {
                 let mut word = [0u8; 8];
                 word[8 - key.width..].copy_from_slice(&bytes[1..]);
                 let word = u64::from_be_bytes(word);
-                self.words.get(hash_word(word), word)
+                let hash = hash_word(word);
+                self.may_contain(hash)
+                    .then(|| self.words.get(hash, word))
+                    .flatten()
             };
         }
         let probe = Probe::new(bytes);
+        if !self.may_contain(probe.hash) {
+            return None;
+        }
         find(&self.table, &self.key_bytes, &self.key_offsets, &probe)
     }
 
@@ -418,6 +455,7 @@ impl GroupTable {
 
     /// The group index of one row-encoded key, added if new.
     pub(crate) fn intern_one(&mut self, bytes: &[u8]) -> u32 {
+        self.filter = None;
         if let Some(key) = self.word_key
             && bytes.len() == 1 + key.width
         {

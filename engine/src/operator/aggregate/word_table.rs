@@ -121,6 +121,13 @@ impl WordTable {
         }
     }
 
+    /// Every word in the table.
+    pub(crate) fn words(&self) -> impl Iterator<Item = u64> + '_ {
+        self.parts
+            .iter()
+            .flat_map(|p| p.slots.iter().filter(|s| s[1] != 0).map(|s| s[0]))
+    }
+
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.parts.capacity() * std::mem::size_of::<Part>()
             + self

@@ -443,6 +443,8 @@ impl BuildTable {
         for k in 0..key_count {
             offsets[k + 1] += offsets[k];
         }
+        // The probe side looks up, never inserts.
+        keys.table.build_filter();
         let mut cursor = offsets.clone();
         let mut positions = vec![0u32; offsets[key_count] as usize];
         for (row, &key) in keys.ids.iter().enumerate() {
