@@ -4,8 +4,8 @@
 //! A join that reads the input estimated smaller to its end first builds that side and
 //! streams the other, holding one side instead of both ([`super::Vertex::read_first`]). The
 //! estimates only choose an order, never an answer, so they are deliberately simple:
-//! - a filter keeps a fixed fraction per predicate shape (`=` a literal a tenth, a range a
-//!   third, `LIKE` a quarter, `AND` multiplies, `OR` adds);
+//! - a filter keeps a fixed fraction per predicate shape (`=` a literal or `LIKE` a tenth, a
+//!   range a third, `AND` multiplies, `OR` adds);
 //! - an inner join of a table with a smaller one (a fact with its dimension, `lineitem` with
 //!   `supplier`) keeps the larger side's rows times the fraction of the smaller table that its
 //!   filters left: each row of the larger side has one partner in the whole smaller table;
@@ -187,11 +187,13 @@ fn selectivity(predicate: &Expr) -> f64 {
                 0.25
             }
         }
+        // A pattern names a few words of free text (`'%green%'` keeps 5 % of TPC-H's
+        // parts, `'forest%'` 1 %).
         Expr::Like { negated, .. } => {
             if *negated {
-                0.75
+                0.9
             } else {
-                0.25
+                0.1
             }
         }
         _ => 0.5,

@@ -61,8 +61,12 @@ pub(crate) struct GroupTable {
     words: WordTable,
     /// The group of the NULL key on the words path.
     null_group: Option<u32>,
-    /// Built by [`GroupTable::build_filter`] for lookups; dropped by any insert.
+    /// Built by [`GroupTable::build_filter`] for lookups; dropped by any insert, and by
+    /// lookups that mostly find their key (the filter then only adds a memory access).
     filter: Option<KeyFilter>,
+    /// Lookups made, and how many found nothing, since the filter was built.
+    filter_lookups: usize,
+    filter_misses: usize,
 }
 
 /// A single integer-like key column: its value width in bytes and whether the row encoding
@@ -143,6 +147,8 @@ impl GroupTable {
     /// lookups often find nothing (a join's build side). Tables that fit the cache get none.
     /// The next insert drops it.
     pub(crate) fn build_filter(&mut self) {
+        self.filter_lookups = 0;
+        self.filter_misses = 0;
         self.filter = (self.len() >= key_filter::MIN_KEYS).then(|| {
             if self.word_key.is_some() {
                 KeyFilter::new(self.len(), self.words.words().map(hash_word))
@@ -259,7 +265,7 @@ impl GroupTable {
     /// encodes them), or [`NO_GROUP`] where the key has none; adds no group. The aggregation
     /// uses it once its groups are frozen (see the spilling section of the module docs).
     pub(crate) fn lookup_columns(
-        &self,
+        &mut self,
         converter: &RowConverter,
         columns: &[ArrayRef],
         out: &mut Vec<u32>,
@@ -269,16 +275,32 @@ impl GroupTable {
             && WordKey::of(column.data_type()) == Some(key)
         {
             self.lookup_word_column(key, column.as_ref(), out);
-            return Ok(());
+        } else {
+            let rows = converter
+                .convert_columns(columns)
+                .map_err(|e| Error::arrow("group key encoding", e))?;
+            out.reserve(rows.num_rows());
+            for row in rows.iter() {
+                out.push(self.lookup_one(row.as_ref()).unwrap_or(NO_GROUP));
+            }
         }
-        let rows = converter
-            .convert_columns(columns)
-            .map_err(|e| Error::arrow("group key encoding", e))?;
-        out.reserve(rows.num_rows());
-        for row in rows.iter() {
-            out.push(self.lookup_one(row.as_ref()).unwrap_or(NO_GROUP));
-        }
+        self.judge_filter(out);
         Ok(())
+    }
+
+    /// Drops the filter once lookups show that most keys are found: a foreign key probing
+    /// its dimension (every line item has its order) gains nothing from it.
+    fn judge_filter(&mut self, groups: &[u32]) {
+        if self.filter.is_none() {
+            return;
+        }
+        self.filter_lookups += groups.len();
+        self.filter_misses += groups.iter().filter(|&&g| g == NO_GROUP).count();
+        if self.filter_lookups >= key_filter::MIN_KEYS
+            && self.filter_misses * 4 < self.filter_lookups
+        {
+            self.filter = None;
+        }
     }
 
     fn lookup_word_column(&self, key: WordKey, column: &dyn Array, out: &mut Vec<u32>) {
@@ -639,7 +661,7 @@ mod tests {
     /// Looks `probe` up in `table` and checks the answer against `known`, the group of each
     /// key interned so far; the table gains no group.
     fn check_lookup(
-        table: &GroupTable,
+        table: &mut GroupTable,
         converter: &RowConverter,
         probe: &ArrayRef,
         known: &std::collections::HashMap<Option<String>, u32>,
@@ -689,7 +711,7 @@ mod tests {
                 GroupTable::default(),
             ] {
                 // An empty table finds nothing.
-                check_lookup(&table, &converter, &probe, &Default::default());
+                check_lookup(&mut table, &converter, &probe, &Default::default());
                 let mut groups = Vec::new();
                 table
                     .intern_columns(&converter, std::slice::from_ref(&keys), &mut groups)
@@ -704,11 +726,61 @@ mod tests {
                         (key, g)
                     })
                     .collect();
-                check_lookup(&table, &converter, &probe, &known);
+                check_lookup(&mut table, &converter, &probe, &known);
                 for g in 0..table.len() as u32 {
                     assert_eq!(table.lookup_one(table.key(g)), Some(g));
                 }
             }
+        }
+    }
+
+    /// With the key filter built, both paths find every key and nothing else; the filter
+    /// stays while lookups mostly miss and goes once they mostly hit.
+    #[test]
+    fn the_key_filter_changes_no_answer_and_goes_when_lookups_hit() {
+        let keys: ArrayRef = Arc::new(Int64Array::from_iter_values((0..10_000).map(|k| k * 3)));
+        let other: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+        let misses: ArrayRef =
+            Arc::new(Int64Array::from_iter_values((0..8_192).map(|k| k * 3 + 1)));
+        let hits: ArrayRef = Arc::new(Int64Array::from_iter_values((0..8_192).map(|k| k * 3)));
+        for columns in [vec![keys.clone()], vec![keys.clone(), other.clone()]] {
+            let types: Vec<&DataType> = columns.iter().map(|c| c.data_type()).collect();
+            let fields = types.iter().map(|&t| SortField::new(t.clone())).collect();
+            let converter = RowConverter::new(fields).unwrap();
+            let mut table = GroupTable::for_key_types(&types);
+            let mut groups = Vec::new();
+            table
+                .intern_columns(&converter, &columns, &mut groups)
+                .unwrap();
+            table.build_filter();
+            assert!(table.filter.is_some());
+            let probe = |first: &ArrayRef| -> Vec<ArrayRef> {
+                let mut probe = vec![first.clone()];
+                if columns.len() == 2 {
+                    // The second column of the interned keys is the row number: k / 3.
+                    let k =
+                        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(first);
+                    probe.push(Arc::new(Int64Array::from_iter_values(
+                        k.values().iter().map(|v| v / 3),
+                    )));
+                }
+                probe
+            };
+            let mut found = Vec::new();
+            table
+                .lookup_columns(&converter, &probe(&misses), &mut found)
+                .unwrap();
+            assert!(found.iter().all(|&g| g == NO_GROUP));
+            assert!(table.filter.is_some(), "misses keep the filter");
+            // Once hits outnumber misses three to one (counted since the filter was built),
+            // it goes; the answers are the same with and without it.
+            for _ in 0..4 {
+                table
+                    .lookup_columns(&converter, &probe(&hits), &mut found)
+                    .unwrap();
+                assert_eq!(found, (0..8_192).collect::<Vec<u32>>());
+            }
+            assert!(table.filter.is_none(), "hits drop the filter");
         }
     }
 
