@@ -391,24 +391,18 @@ mod subquery {
             })
             .collect();
         match arrival {
-            Arrival::RightFirst => {
-                for b in right_batches {
-                    join.process_batch(1, b, &mut out)?;
+            // One input to its end, then the other: as a gate reading `first` first tells it.
+            Arrival::RightFirst | Arrival::LeftFirst => {
+                let first = usize::from(matches!(arrival, Arrival::RightFirst));
+                let mut sides = [left_batches, right_batches];
+                for side in [first, 1 - first] {
+                    for b in std::mem::take(&mut sides[side]) {
+                        join.process_batch(side, b, &mut out)?;
+                    }
+                    if side == first {
+                        join.end_input(side, &mut out)?;
+                    }
                 }
-                join.end_input(1, &mut out)?;
-                for b in left_batches {
-                    join.process_batch(0, b, &mut out)?;
-                }
-            }
-            Arrival::LeftFirst => {
-                for b in left_batches {
-                    join.process_batch(0, b, &mut out)?;
-                }
-                join.end_input(0, &mut out)?;
-                for b in right_batches {
-                    join.process_batch(1, b, &mut out)?;
-                }
-                join.end_input(1, &mut out)?;
             }
             Arrival::Interleaved => {
                 let mut sides = [left_batches.into_iter(), right_batches.into_iter()];
