@@ -1651,7 +1651,7 @@ fn pins(condition: &SqlExpr, names: &[QualifiedColumn]) -> bool {
         }
         SqlExpr::In {
             expr,
-            target: sqlparser::ast::InTarget::List(list),
+            target: InTarget::List(list),
             negated: false,
             ..
         } => column_in(expr, names).is_some() && list.iter().all(constant),
@@ -1666,28 +1666,31 @@ fn pins(condition: &SqlExpr, names: &[QualifiedColumn]) -> bool {
     })
 }
 
+/// The sides of the equalities among `conditions`, each equality in both orders.
+fn equated(conditions: &[SqlExpr]) -> impl Iterator<Item = (&SqlExpr, &SqlExpr)> {
+    conditions
+        .iter()
+        .filter_map(|condition| match condition {
+            SqlExpr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => Some((left.as_ref(), right.as_ref())),
+            _ => None,
+        })
+        .flat_map(|(a, b)| [(a, b), (b, a)])
+}
+
 /// Whether one of `conditions` is an equality between a column of `left` and one of `right`.
 fn connects(conditions: &[SqlExpr], left: &[QualifiedColumn], right: &[QualifiedColumn]) -> bool {
-    conditions.iter().any(|condition| match condition {
-        SqlExpr::BinaryOp {
-            left: a,
-            op: BinaryOperator::Eq,
-            right: b,
-        } => {
-            let pair = |x: &SqlExpr, y: &SqlExpr| {
-                column_in(x, left).is_some()
-                    && column_in(y, right).is_some()
-                    && column_in(x, right).is_none()
-                    && column_in(y, left).is_none()
-            };
-            pair(a, b) || pair(b, a)
-        }
-        _ => false,
+    equated(conditions).any(|(x, y)| {
+        column_in(x, left).is_some()
+            && column_in(y, right).is_some()
+            && column_in(x, right).is_none()
+            && column_in(y, left).is_none()
     })
 }
 
-/// `(c AND x) OR (c AND y)` → `c`, `x OR y`: the conjuncts common to every branch of an `OR`
-/// come out of it (so that a join finds its key in them). Anything else is returned as is.
 /// Whether `column` (of `own`) equals a column of `others` in one of `conditions`.
 fn is_join_key(
     column: &SqlExpr,
@@ -1698,20 +1701,10 @@ fn is_join_key(
     let Some(name) = column_in(column, own) else {
         return false;
     };
-    conditions.iter().any(|condition| match condition {
-        SqlExpr::BinaryOp {
-            left: a,
-            op: BinaryOperator::Eq,
-            right: b,
-        } => {
-            let pair = |x: &SqlExpr, y: &SqlExpr| {
-                column_in(x, own).as_ref() == Some(&name)
-                    && column_in(x, others).is_none()
-                    && column_in(y, others).is_some()
-            };
-            pair(a, b) || pair(b, a)
-        }
-        _ => false,
+    equated(conditions).any(|(x, y)| {
+        column_in(x, own).as_ref() == Some(&name)
+            && column_in(x, others).is_none()
+            && column_in(y, others).is_some()
     })
 }
 
@@ -1741,6 +1734,8 @@ fn disjuncts(expr: &SqlExpr, out: &mut Vec<SqlExpr>) {
     }
 }
 
+/// `(c AND x) OR (c AND y)` → `c`, `x OR y`: the conjuncts common to every branch of an `OR`
+/// come out of it (so that a join finds its key in them). Anything else is returned as is.
 fn factor_or(expr: SqlExpr) -> Vec<SqlExpr> {
     let mut branches = Vec::new();
     disjuncts(&expr, &mut branches);
@@ -1929,7 +1924,7 @@ fn collect_aggregates(expr: &SqlExpr, out: &mut Vec<sqlparser::ast::Function>) {
         }
         SqlExpr::In {
             expr,
-            target: sqlparser::ast::InTarget::List(list),
+            target: InTarget::List(list),
             ..
         } => {
             go(expr);
