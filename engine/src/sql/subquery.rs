@@ -247,15 +247,18 @@ impl Planner<'_> {
         names: &[QualifiedColumn],
         outer: &[QualifiedColumn],
     ) -> Result<DataStream> {
-        let mut conjuncts = Vec::new();
-        split_conjuncts(predicate, &mut conjuncts);
-        if !conjuncts.iter().any(has_subquery) {
+        // A predicate without subqueries filters (and pushes down into the scans).
+        let plain_filter = |stream: &DataStream, predicate: &SqlExpr| {
             let scope = Scope {
                 substitutions,
                 names,
             };
-            let predicate = sql_expr::convert(predicate, &scope)?;
-            return super::predicate_pushdown::filter(&stream, predicate);
+            super::predicate_pushdown::filter(stream, sql_expr::convert(predicate, &scope)?)
+        };
+        let mut conjuncts = Vec::new();
+        split_conjuncts(predicate, &mut conjuncts);
+        if !conjuncts.iter().any(has_subquery) {
+            return plain_filter(&stream, predicate);
         }
         let columns: Vec<String> = stream
             .schema()
@@ -263,19 +266,14 @@ impl Planner<'_> {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        // Conjuncts without a subquery filter the rows before any subquery join sees them
-        // (and push down into the scans): a join then builds or probes only the rows that
-        // can pass (TPC-H Q4's date range over `orders` before its `EXISTS`).
+        // Conjuncts without a subquery filter the rows before any subquery join sees them: a
+        // join then builds or probes only the rows that can pass (TPC-H Q4's date range over
+        // `orders` before its `EXISTS`).
         let (plain, conjuncts): (Vec<SqlExpr>, Vec<SqlExpr>) =
             conjuncts.into_iter().partition(|c| !has_subquery(c));
         let mut stream = stream;
         if let Some(plain) = and_all(plain) {
-            let scope = Scope {
-                substitutions,
-                names,
-            };
-            let predicate = sql_expr::convert(&plain, &scope)?;
-            stream = super::predicate_pushdown::filter(&stream, predicate)?;
+            stream = plain_filter(&stream, &plain)?;
         }
         let mut substitutions = substitutions.to_vec();
         let mut rest = Vec::new();
@@ -542,14 +540,10 @@ impl Planner<'_> {
             _ => None,
         };
         inner.selection = and_all(correlation.local);
-        let bound = magic.is_some();
-        if let Some(magic) = magic {
-            self.bound.push(magic);
-        }
+        let depth = self.bound.len();
+        self.bound.extend(magic);
         let right = self.plan_query(&with_body(query, inner));
-        if bound {
-            self.bound.pop();
-        }
+        self.bound.truncate(depth);
         let mut right = self.settle(right?)?;
         let mut left = stream;
         if left_keys.is_empty() {
