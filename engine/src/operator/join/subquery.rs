@@ -75,8 +75,6 @@ pub(crate) struct SubqueryJoin {
     /// Bytes of `left` and `right`.
     held_bytes: usize,
     spilled_bytes: u64,
-    /// While marking: some right row had a NULL key (`NOT IN` then keeps no row).
-    right_null_key: bool,
 }
 
 /// The right rows, and their hash table.
@@ -101,8 +99,51 @@ struct MarkedLeft {
     valid: Option<NullBuffer>,
     /// Per left row: some right row matched it (and passed the residual).
     marked: Vec<bool>,
-    /// Some right row arrived (`NOT IN` over an empty subquery keeps every row).
-    right_rows: bool,
+    /// What the right rows streamed past so far have shown.
+    right: RightSeen,
+}
+
+/// What a null-aware anti join (`NOT IN`) needs to know of the whole right side: whether it
+/// has rows (over none it keeps every row) and whether one has a NULL key (then it keeps none).
+#[derive(Clone, Copy, Default)]
+struct RightSeen {
+    rows: bool,
+    null_key: bool,
+}
+
+/// The left rows a semi, anti or null-aware anti join keeps, of `rows` rows whose partners
+/// `matched` finds (not asked where the right side alone decides); `left_valid` tells which
+/// left rows have a key.
+fn kept_rows(
+    join_type: SubqueryJoinType,
+    rows: usize,
+    right: RightSeen,
+    left_valid: Option<&NullBuffer>,
+    matched: impl FnOnce() -> Result<Vec<bool>>,
+) -> Result<Vec<bool>> {
+    Ok(match join_type {
+        SubqueryJoinType::Semi => matched()?,
+        SubqueryJoinType::Anti => {
+            let mut matched = matched()?;
+            matched.iter_mut().for_each(|m| *m = !*m);
+            matched
+        }
+        SubqueryJoinType::NullAwareAnti if !right.rows => vec![true; rows],
+        SubqueryJoinType::NullAwareAnti if right.null_key => vec![false; rows],
+        SubqueryJoinType::NullAwareAnti => {
+            // `matched` is false for a NULL key too, which NOT IN does not emit.
+            let mut matched = matched()?;
+            for (row, m) in matched.iter_mut().enumerate() {
+                *m = !*m && left_valid.is_none_or(|v| v.is_valid(row));
+            }
+            matched
+        }
+        SubqueryJoinType::Single => {
+            return Err(Error::Internal(
+                "a single subquery join selects left rows by their partner, not by a mask".into(),
+            ));
+        }
+    })
 }
 
 impl SubqueryJoin {
@@ -131,7 +172,6 @@ impl SubqueryJoin {
             budget: MemoryBudget::unlimited(),
             held_bytes: 0,
             spilled_bytes: 0,
-            right_null_key: false,
         }
     }
 
@@ -167,7 +207,7 @@ impl SubqueryJoin {
             batch,
             table,
             valid,
-            right_rows: false,
+            right: RightSeen::default(),
         });
         for right in std::mem::take(&mut self.right) {
             self.held_bytes -= batch_memory(&right);
@@ -200,12 +240,10 @@ impl SubqueryJoin {
         if right.num_rows() == 0 {
             return Ok(());
         }
-        marking.right_rows = true;
+        marking.right.rows = true;
         let valid = self.keys.lookup(1, right)?;
-        if let Some(valid) = &valid
-            && valid.null_count() > 0
-        {
-            self.right_null_key = true;
+        if valid.as_ref().is_some_and(|v| v.null_count() > 0) {
+            marking.right.null_key = true;
         }
         let is_valid = |row: usize| valid.as_ref().is_none_or(|v| v.is_valid(row));
         let Some(residual) = &self.residual else {
@@ -248,27 +286,18 @@ impl SubqueryJoin {
         let MarkedLeft {
             batch,
             valid,
-            mut marked,
-            right_rows,
+            marked,
+            right,
             ..
         } = marking;
-        match self.join_type {
-            SubqueryJoinType::Semi => {}
-            SubqueryJoinType::Anti => marked.iter_mut().for_each(|m| *m = !*m),
-            SubqueryJoinType::NullAwareAnti if !right_rows => marked.fill(true),
-            SubqueryJoinType::NullAwareAnti if self.right_null_key => marked.fill(false),
-            SubqueryJoinType::NullAwareAnti => {
-                for (row, m) in marked.iter_mut().enumerate() {
-                    *m = !*m && valid.as_ref().is_none_or(|v| v.is_valid(row));
-                }
-            }
-            SubqueryJoinType::Single => {
-                return Err(Error::Internal(
-                    "a single subquery join built its left side".into(),
-                ));
-            }
-        }
-        let selected = filter_record_batch(&batch, &BooleanArray::from(marked))
+        let keep = kept_rows(
+            self.join_type,
+            batch.num_rows(),
+            right,
+            valid.as_ref(),
+            || Ok(marked),
+        )?;
+        let selected = filter_record_batch(&batch, &BooleanArray::from(keep))
             .map_err(|e| Error::arrow("subquery join output", e))?;
         let mut offset = 0;
         while offset < selected.num_rows() {
@@ -331,30 +360,21 @@ impl SubqueryJoin {
         build: &BuildSide,
         batch: &RecordBatch,
     ) -> Result<Option<RecordBatch>> {
-        let right_empty = build.batch.num_rows() == 0;
-        let keep: Vec<bool> = match self.join_type {
-            SubqueryJoinType::Single => return self.single(build, batch).map(Some),
-            SubqueryJoinType::Semi => self.matched(build, batch)?,
-            SubqueryJoinType::Anti => {
-                let mut matched = self.matched(build, batch)?;
-                matched.iter_mut().for_each(|m| *m = !*m);
-                matched
-            }
-            SubqueryJoinType::NullAwareAnti if right_empty => vec![true; batch.num_rows()],
-            SubqueryJoinType::NullAwareAnti if build.table.has_null_key => {
-                vec![false; batch.num_rows()]
-            }
-            SubqueryJoinType::NullAwareAnti => {
-                // `matched` is false for a NULL key too, which NOT IN does not emit.
-                let mut matched = self.matched(build, batch)?;
-                let key = batch.column(self.keys.columns[0][0]);
-                let nulls = key.logical_nulls();
-                for (row, m) in matched.iter_mut().enumerate() {
-                    *m = !*m && nulls.as_ref().is_none_or(|n| n.is_valid(row));
-                }
-                matched
-            }
+        if self.join_type == SubqueryJoinType::Single {
+            return self.single(build, batch).map(Some);
+        }
+        let right = RightSeen {
+            rows: build.batch.num_rows() > 0,
+            null_key: build.table.has_null_key,
         };
+        let left_valid = batch.column(self.keys.columns[0][0]).logical_nulls();
+        let keep = kept_rows(
+            self.join_type,
+            batch.num_rows(),
+            right,
+            left_valid.as_ref(),
+            || self.matched(build, batch),
+        )?;
         filter_record_batch(batch, &BooleanArray::from(keep))
             .map(Some)
             .map_err(|e| Error::arrow("subquery join output", e))
