@@ -71,6 +71,14 @@ pub struct OperatorContext {
     pub memory: crate::spill::MemoryBudget,
 }
 
+/// `batch` in slices of at most `rows` rows (zero-copy), for operators that emit a large
+/// result in batches of the usual size.
+pub(crate) fn slices(batch: RecordBatch, rows: usize) -> impl Iterator<Item = RecordBatch> {
+    (0..batch.num_rows())
+        .step_by(rows)
+        .map(move |at| batch.slice(at, rows.min(batch.num_rows() - at)))
+}
+
 /// Where an operator puts what it produces. The chain driver drains it into the next operator
 /// (a direct call) or into the partitioner of the chain's outgoing edges.
 #[derive(Debug, Default)]

@@ -651,7 +651,12 @@ impl Spill {
     /// Writes the sorted `run` to a spill file in batches of [`EMIT_ROWS`].
     fn write_run(&mut self, schema: &SchemaRef, run: RecordBatch) -> Result<()> {
         let rows = run.num_rows();
-        let file = write_spill_file(&self.memory, "sort run", schema, slices(run).map(Ok))?;
+        let file = write_spill_file(
+            &self.memory,
+            "sort run",
+            schema,
+            super::slices(run, EMIT_ROWS).map(Ok),
+        )?;
         self.add_run(file, rows);
         Ok(())
     }
@@ -752,13 +757,6 @@ fn write_spill_file(
     writer.finish()
 }
 
-/// `batch` in slices of [`EMIT_ROWS`] rows.
-fn slices(batch: RecordBatch) -> impl Iterator<Item = RecordBatch> {
-    (0..batch.num_rows())
-        .step_by(EMIT_ROWS)
-        .map(move |at| batch.slice(at, EMIT_ROWS.min(batch.num_rows() - at)))
-}
-
 /// A k-way merge of sorted runs into batches of [`EMIT_ROWS`] rows, in key order.
 ///
 /// It holds the current batch of each run with the batch's keys encoded as [`Rows`]; a binary
@@ -812,7 +810,7 @@ impl Merge {
         if let Some(last) = last {
             cursors.push(Cursor {
                 file: None,
-                batches: Box::new(slices(last).map(Ok)),
+                batches: Box::new(super::slices(last, EMIT_ROWS).map(Ok)),
                 rows: converter.empty_rows(EMIT_ROWS, 0),
                 slot: 0,
                 at: 0,

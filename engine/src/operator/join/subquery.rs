@@ -299,11 +299,8 @@ impl SubqueryJoin {
         )?;
         let selected = filter_record_batch(&batch, &BooleanArray::from(keep))
             .map_err(|e| Error::arrow("subquery join output", e))?;
-        let mut offset = 0;
-        while offset < selected.num_rows() {
-            let len = EMIT_BATCH_ROWS.min(selected.num_rows() - offset);
-            out.push_batch(selected.slice(offset, len));
-            offset += len;
+        for slice in crate::operator::slices(selected, EMIT_BATCH_ROWS) {
+            out.push_batch(slice);
         }
         Ok(())
     }

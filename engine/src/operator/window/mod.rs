@@ -358,18 +358,14 @@ pub(crate) fn emit_rows(
     values: Vec<ArrayRef>,
     out: &mut super::Output,
 ) -> Result<()> {
-    let rows = starts.len();
     let mut columns = keys;
     columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
     columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
     columns.extend(values);
     let batch = RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::arrow("window aggregate output", e))?;
-    let mut offset = 0;
-    while offset < rows {
-        let len = EMIT_BATCH_ROWS.min(rows - offset);
-        out.push_batch(batch.slice(offset, len));
-        offset += len;
+    for slice in super::slices(batch, EMIT_BATCH_ROWS) {
+        out.push_batch(slice);
     }
     Ok(())
 }
