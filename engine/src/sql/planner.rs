@@ -1049,6 +1049,8 @@ impl<'a> Planner<'a> {
     /// and applied after `customer, orders, lineitem` it ran on all 6 M joined rows, all of
     /// them held until the subquery had finished. Without statistics a plain column (not a
     /// key) stays where it was: the joins may well cut the rows more than the subquery does.
+    /// A magic set (an `IN` over the outer keys of a correlated subquery, [`Self::reads_bound`])
+    /// goes first on any column: it only ever keeps rows the outer query asks for.
     fn push_down_key_in(
         &mut self,
         rel: FromRel,
