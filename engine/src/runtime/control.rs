@@ -29,7 +29,7 @@ use crate::checkpoint::StatePath;
 use crate::ids::JobId;
 use crate::{Error, Result};
 
-/// How often a waiting server thread looks whether it should stop.
+/// How often a caller waiting for a savepoint looks whether it should give up.
 const POLL: Duration = Duration::from_millis(20);
 
 /// Asks a running job for savepoints. Cheap to clone; usable from any thread.
@@ -112,9 +112,6 @@ impl ControlServer {
         let path = dir.join(format!("{}.sock", trigger.job_id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(|e| Error::io("listen", &path, e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("listen", &path, e))?;
         info!(job_id = %trigger.job_id(), path = %path.display(), "job control socket ready");
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -133,9 +130,14 @@ impl ControlServer {
 }
 
 impl Drop for ControlServer {
+    /// Stops the thread, which waits in `accept`, by connecting to it once the stop flag is
+    /// set: a job ends without waiting out a polling interval (a short batch query used to wait
+    /// 20 ms here). Should the connection fail, the thread is left to end with the process.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.thread.take()
+            && UnixStream::connect(&self.path).is_ok()
+        {
             let _ = thread.join();
         }
         let _ = std::fs::remove_file(&self.path);
@@ -143,14 +145,15 @@ impl Drop for ControlServer {
 }
 
 fn serve(listener: &UnixListener, trigger: &SavepointTrigger, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
+    loop {
         match listener.accept() {
+            Ok(_) if stop.load(Ordering::Acquire) => return,
             Ok((stream, _)) => {
                 if let Err(error) = handle(stream, trigger, stop) {
                     warn!(job_id = %trigger.job_id(), %error, "job control request failed");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error) => {
                 warn!(job_id = %trigger.job_id(), %error, "job control socket failed");
                 return;
@@ -269,5 +272,24 @@ mod tests {
         assert_eq!(parse_request("savepoint 1 -"), Ok((None, true)));
         assert!(parse_request("savepoint 2 -").is_err());
         assert!(parse_request("cancel").is_err());
+    }
+
+    /// A server answers requests until dropped; dropping it ends its thread (which waits in
+    /// `accept`) and removes the socket.
+    #[test]
+    fn server_answers_then_stops_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sender, _requests) = crossbeam_channel::unbounded();
+        let trigger = SavepointTrigger::new(JobId("control-test".into()), None, sender);
+        let server = ControlServer::start(dir.path(), trigger).unwrap();
+        let socket = dir.path().join("control-test.sock");
+        let error = request_savepoint(&socket, None, false).unwrap_err();
+        assert!(
+            error.to_string().contains("without checkpointing"),
+            "{error}"
+        );
+        drop(server);
+        assert!(!socket.exists());
+        assert!(request_savepoint(&socket, None, false).is_err());
     }
 }
