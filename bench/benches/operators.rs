@@ -5,7 +5,10 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use arrow::array::Decimal128Array;
+use arrow::array::{
+    Array, ArrayRef, Decimal128Array, DictionaryArray, Int32Array, Int64Array, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_datasets::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
@@ -56,6 +59,29 @@ fn decimals() -> RecordBatch {
         .expect("equal lengths")
 }
 
+/// `ROWS` rows of a ship mode (seven values, cycling) and a row number: once as plain strings,
+/// once with the modes as a dictionary.
+fn ship_modes() -> (RecordBatch, RecordBatch) {
+    const MODES: [&str; 7] = ["AIR", "FOB", "MAIL", "RAIL", "REG AIR", "SHIP", "TRUCK"];
+    let keys = Int32Array::from_iter_values((0..ROWS).map(|i| (i * 5 % MODES.len()) as i32));
+    let dictionary = DictionaryArray::new(keys, Arc::new(StringArray::from(MODES.to_vec())));
+    let plain = arrow::compute::cast(&dictionary, &DataType::Utf8).expect("decodes");
+    let row = Arc::new(Int64Array::from_iter_values(0..ROWS as i64)) as ArrayRef;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("mode", DataType::Utf8, true),
+        Field::new("row", DataType::Int64, false),
+    ]));
+    let plain =
+        RecordBatch::try_new(Arc::clone(&schema), vec![plain, Arc::clone(&row)]).expect("matches");
+    let dictionary_schema = Arc::new(Schema::new(vec![
+        Field::new("mode", dictionary.data_type().clone(), true),
+        Field::new("row", DataType::Int64, false),
+    ]));
+    let dictionary =
+        RecordBatch::try_new(dictionary_schema, vec![Arc::new(dictionary), row]).expect("matches");
+    (plain, dictionary)
+}
+
 fn operators(c: &mut Criterion) {
     let batch = bids();
     let schema = batch.schema();
@@ -67,7 +93,7 @@ fn operators(c: &mut Criterion) {
         .eq(lit(0i64))
         .resolve(&schema)
         .expect("resolves");
-    let mut filter = Filter::new(predicate);
+    let mut filter = Filter::new(predicate, schema.clone());
     group.bench_function("filter_mod_auction", |b| {
         let mut out = Output::default();
         b.iter(|| {
@@ -77,6 +103,30 @@ fn operators(c: &mut Criterion) {
             black_box(&mut out).clear();
         })
     });
+
+    // A filter on a string column with seven values, as TPC-H's `l_shipmode IN ('MAIL',
+    // 'SHIP')`: on plain strings, and on the dictionary a Parquet source hands it.
+    let (plain, dictionary) = ship_modes();
+    let modes = plain.schema();
+    let predicate = col("mode")
+        .in_list(vec![lit("MAIL"), lit("SHIP")], false)
+        .resolve(&modes)
+        .expect("resolves");
+    for (name, input) in [
+        ("filter_in_strings", &plain),
+        ("filter_in_dictionary", &dictionary),
+    ] {
+        let mut filter = Filter::new(predicate.clone(), Arc::clone(&modes));
+        group.bench_function(name, |b| {
+            let mut out = Output::default();
+            b.iter(|| {
+                filter
+                    .process_batch(0, input.clone(), &mut out)
+                    .expect("filters");
+                black_box(&mut out).clear();
+            })
+        });
+    }
 
     let exprs = vec![
         col("auction").resolve(&schema).expect("resolves"),

@@ -197,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     options: BTreeMap::new(),
                     partition_keys: Vec::new(),
                     predicate: None,
+                    dictionaries: false,
                 }),
             )?
             .user_function("scale", json!({ "column": "x", "factor": factor }), schema)?

@@ -67,6 +67,7 @@ fn csv_graph(dir: &Path, input: &Path) -> std::path::PathBuf {
             options: BTreeMap::new(),
             partition_keys: Vec::new(),
             predicate: None,
+            dictionaries: false,
         }),
     )
     .unwrap()

@@ -304,6 +304,58 @@ impl PhysicalExpr {
         Error::arrow(format!("evaluating '{}'", self.display()), e)
     }
 
+    /// The conjuncts of a chain of `AND`s: the expression itself when it is no `AND`.
+    pub(crate) fn conjuncts(&self) -> Vec<&PhysicalExpr> {
+        match self.kind() {
+            Kind::And(left, right) => {
+                let mut all = left.conjuncts();
+                all.extend(right.conjuncts());
+                all
+            }
+            _ => vec![self],
+        }
+    }
+
+    /// The input columns the expression reads, each once.
+    pub(crate) fn columns(&self) -> Vec<usize> {
+        let mut columns = Vec::new();
+        let mut pending = vec![self];
+        while let Some(expr) = pending.pop() {
+            match expr.kind() {
+                Kind::Column(i) if !columns.contains(i) => columns.push(*i),
+                Kind::Column(_) | Kind::Literal(_) => {}
+                Kind::Arithmetic { left, right, .. }
+                | Kind::Compare { left, right, .. }
+                | Kind::And(left, right)
+                | Kind::Or(left, right)
+                | Kind::NullIf(left, right)
+                | Kind::Like {
+                    expr: left,
+                    pattern: right,
+                    ..
+                } => pending.extend([left, right]),
+                Kind::Negative(e)
+                | Kind::Not(e)
+                | Kind::IsNull(e)
+                | Kind::IsNotNull(e)
+                | Kind::Cast { expr: e, .. } => pending.push(e),
+                Kind::InList { expr, list } => {
+                    pending.push(expr);
+                    pending.extend(list);
+                }
+                Kind::Case {
+                    branches,
+                    else_expr,
+                } => {
+                    pending.extend(branches.iter().flat_map(|(when, then)| [when, then]));
+                    pending.extend(else_expr);
+                }
+                Kind::Coalesce(args) | Kind::Call { args, .. } => pending.extend(args),
+            }
+        }
+        columns
+    }
+
     /// `true` if evaluation may fail on some input (overflow, division by zero, casts,
     /// functions); used to decide whether CASE may evaluate a branch on rows that do not take it.
     pub(crate) fn may_fail(&self) -> bool {

@@ -221,7 +221,8 @@ pub(super) fn topological_order(graph: &JobGraph) -> Result<Vec<VertexId>> {
 
 /// A file source's pushed predicate only spares reading rows that the filters after it drop:
 /// every vertex the source feeds must be a filter whose conjuncts include the predicate's,
-/// or rows the predicate rules out would be missing downstream.
+/// or rows the predicate rules out would be missing downstream. A source reading strings as
+/// dictionaries must feed one filter, chained to it (the filter decodes them).
 fn check_source_predicate(graph: &JobGraph, vertex: &super::Vertex) -> Result<()> {
     let super::OperatorSpec::Source {
         connector: SourceSpec::Filesystem(spec),
@@ -230,6 +231,25 @@ fn check_source_predicate(graph: &JobGraph, vertex: &super::Vertex) -> Result<()
     else {
         return Ok(());
     };
+    if spec.dictionaries {
+        for edge in graph.outputs_of(vertex.id) {
+            let target = graph.vertex(edge.target);
+            let chained = edge.partitioning == Partitioning::Forward
+                && target.parallelism == vertex.parallelism
+                && graph.outputs_of(vertex.id).len() == 1
+                && graph.inputs_of(target.id).len() == 1;
+            if !chained || !matches!(target.operator, super::OperatorSpec::Filter { .. }) {
+                return Err(Error::plan(
+                    &vertex.name,
+                    format!(
+                        "the source reads strings as dictionaries, which only a filter chained \
+                         to it decodes, but '{}' reads it",
+                        target.name
+                    ),
+                ));
+            }
+        }
+    }
     let Some(pushed) = &spec.predicate else {
         return Ok(());
     };
@@ -355,6 +375,7 @@ mod tests {
             options: BTreeMap::new(),
             partition_keys: Vec::new(),
             predicate,
+            dictionaries: false,
         });
         vertex(
             0,
@@ -410,6 +431,40 @@ mod tests {
             message.contains("'sink' reads the source without applying it"),
             "{message}"
         );
+    }
+
+    /// Only a filter chained to it may read a source that reads strings as dictionaries.
+    #[test]
+    fn a_dictionary_source_feeds_one_chained_filter() {
+        let with_dictionaries = || {
+            let mut vertex = parquet_source(None);
+            if let OperatorSpec::Source {
+                connector: SourceSpec::Filesystem(spec),
+                ..
+            } = &mut vertex.operator
+            {
+                spec.dictionaries = true;
+            }
+            vertex
+        };
+        let forward = |source, target| edge(source, target, Partitioning::Forward);
+        let predicate = col("price").gt(lit(10_i64));
+        JobGraph::new(
+            "dictionaries",
+            vec![with_dictionaries(), filter(predicate.clone()), sink(2, 1)],
+            vec![forward(0, 1), forward(1, 2)],
+        )
+        .unwrap();
+        let message = error_of(vec![with_dictionaries(), sink(1, 1)], vec![forward(0, 1)]);
+        assert!(
+            message.contains("only a filter chained to it decodes, but 'sink' reads it"),
+            "{message}"
+        );
+        let message = error_of(
+            vec![with_dictionaries(), filter(predicate)],
+            vec![edge(0, 1, Partitioning::Rebalance)],
+        );
+        assert!(message.contains("but 'filter' reads it"), "{message}");
     }
 
     #[test]

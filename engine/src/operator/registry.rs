@@ -102,9 +102,10 @@ impl OperatorRegistry {
                     ctx.vertex
                 )));
             }
-            OperatorSpec::Filter { predicate } => {
-                Box::new(Filter::new(predicate.resolve(need_input()?)?))
-            }
+            OperatorSpec::Filter { predicate } => Box::new(Filter::new(
+                predicate.resolve(need_input()?)?,
+                ctx.output_schema.clone(),
+            )),
             OperatorSpec::Project { columns, watermark } => {
                 let input = need_input()?;
                 let exprs = columns

@@ -85,6 +85,7 @@ pub fn source_spec(table: &Table) -> Result<SourceSpec> {
                 .collect(),
             partition_keys: table.partition_keys.clone(),
             predicate: None,
+            dictionaries: false,
         })),
         "nexmark" => {
             let mut config = NexmarkConfig::default();

@@ -10,6 +10,9 @@
 //! that generates watermarks gets none: its watermarks follow the rows it reads, filtered
 //! out or not, and fewer rows read would move them (and so which rows are late).
 //!
+//! Such a source also reads its small-dictionary `STRING` columns as dictionaries
+//! ([`FileSourceSpec::dictionaries`]), which the filter evaluates and decodes.
+//!
 //! Called by the planner wherever it filters a relation: the `WHERE` of a single table and the
 //! conditions it pushes to one relation of a join.
 //!
@@ -31,6 +34,8 @@ pub(super) fn filter(stream: &DataStream, predicate: Expr) -> Result<DataStream>
         if spec.format != FileFormat::Parquet || watermark.is_some() {
             return;
         }
+        // The filter, the only reader, decodes the dictionaries of the rows it keeps.
+        spec.dictionaries = spec.partition_keys.is_empty();
         let pushed = predicate
             .conjuncts()
             .into_iter()

@@ -93,6 +93,7 @@ fn job(
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
         predicate: None,
+        dictionaries: false,
     };
     env.source("files", SourceSpec::Filesystem(source))
         .unwrap()

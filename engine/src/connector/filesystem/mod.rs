@@ -75,6 +75,15 @@ pub struct FileSourceSpec {
     /// whose source with a predicate feeds anything but filters applying it is rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicate: Option<Expr>,
+    /// Read the `STRING` columns that the files keep dictionary-encoded, with dictionaries
+    /// small next to their data, as Arrow dictionaries (Parquet, tables without partition
+    /// columns). Set by the SQL planner where a filter alone reads the source, chained to it:
+    /// the filter evaluates a conjunct of one such column once per dictionary value and
+    /// decodes the strings of the rows it keeps only ([`crate::operator::filter`]); no other
+    /// operator sees a dictionary. The JobGraph's validation checks that only filters read a
+    /// source that sets it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dictionaries: bool,
 }
 
 /// A file sink writing into the directory `path`.
@@ -136,6 +145,7 @@ impl FileSourceSpec {
         // The inner reader numbers its splits; `split_files` names the file of each.
         let (inner, split_files): (Box<dyn SourceReader>, Vec<PathBuf>) = match self.format {
             FileFormat::Parquet => {
+                // The partition columns join the data columns in the declared types.
                 let reader = parquet::ParquetSourceReader::try_new(
                     data_schema,
                     &files,
@@ -143,6 +153,7 @@ impl FileSourceSpec {
                     parallelism,
                     batch_size,
                     self.predicate.as_ref(),
+                    false,
                 )?;
                 let paths = reader.split_paths();
                 (Box::new(reader), paths)
@@ -193,6 +204,7 @@ impl FileSourceSpec {
                     parallelism,
                     batch_size,
                     self.predicate.as_ref(),
+                    self.dictionaries,
                 )?;
                 Ok(Box::new(reader))
             }

@@ -35,6 +35,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection,
 };
+use parquet::basic::{Encoding, PageType};
 use parquet::file::metadata::PageIndexPolicy;
 use tracing::debug;
 
@@ -53,6 +54,9 @@ struct ParquetFile {
     /// For each declared column: its index in a projected batch, and the type to cast to if the
     /// file's type differs.
     columns: Vec<(usize, Option<DataType>)>,
+    /// The schema of the batches read from it: the declared one, with the `STRING` columns
+    /// read as dictionaries (see [`dictionary_columns`]) typed as such.
+    schema: SchemaRef,
 }
 
 /// A row group of a file.
@@ -85,7 +89,6 @@ impl ParquetSplit {
 }
 
 pub(crate) struct ParquetSourceReader {
-    schema: SchemaRef,
     splits: Vec<ParquetSplit>,
     /// Index into `splits` of the split being read (or to open next).
     split: usize,
@@ -100,7 +103,9 @@ pub(crate) struct ParquetSourceReader {
 impl ParquetSourceReader {
     /// Reads the footers of `files`, validates them against `schema` and keeps the row groups
     /// of `subtask`, pruned with `predicate` (conjuncts of a filter on the rows read, which it
-    /// may use in part or not at all).
+    /// may use in part or not at all). With `dictionaries`, the `STRING` columns that a file
+    /// keeps in small dictionaries are read as Arrow dictionaries (see
+    /// [`super::FileSourceSpec::dictionaries`]).
     pub(crate) fn try_new(
         schema: SchemaRef,
         files: &[PathBuf],
@@ -108,11 +113,12 @@ impl ParquetSourceReader {
         parallelism: u32,
         batch_size: usize,
         predicate: Option<&Expr>,
+        dictionaries: bool,
     ) -> Result<Self> {
         let pruning = predicate.and_then(|p| PruningPredicate::try_new(p, &schema));
         let mut splits = Vec::new();
         for path in files {
-            let file = Arc::new(inspect(path, &schema, pruning.is_some())?);
+            let file = Arc::new(inspect(path, &schema, pruning.is_some(), dictionaries)?);
             let row_groups = file.metadata.metadata().num_row_groups();
             let keep = match &pruning {
                 Some(pruning) => pruning.row_groups(&file.metadata),
@@ -158,7 +164,6 @@ impl ParquetSourceReader {
         let progress: Vec<SplitProgress<usize>> = splits.iter().map(initial_progress).collect();
         let split = split_position::next_unread(&progress, 0);
         Ok(ParquetSourceReader {
-            schema,
             progress,
             splits,
             split,
@@ -228,7 +233,7 @@ impl ParquetSourceReader {
                     .map_err(|e| Error::arrow(context(), e))?,
             });
         }
-        RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+        RecordBatch::try_new(Arc::clone(&file.schema), arrays)
             .map_err(|e| Error::arrow(context(), e))
     }
 }
@@ -342,8 +347,14 @@ fn initial_progress(split: &ParquetSplit) -> SplitProgress<usize> {
 }
 
 /// Reads the footer of `path` (with the page index, where the file has one, when
-/// `page_index`) and maps the declared columns onto the file's columns.
-fn inspect(path: &Path, schema: &SchemaRef, page_index: bool) -> Result<ParquetFile> {
+/// `page_index`) and maps the declared columns onto the file's columns; with `dictionaries`,
+/// those of [`dictionary_columns`] are read as dictionaries.
+fn inspect(
+    path: &Path,
+    schema: &SchemaRef,
+    page_index: bool,
+    dictionaries: bool,
+) -> Result<ParquetFile> {
     let handle = File::open(path).map_err(|e| Error::io("read", path, e))?;
     let options = if page_index {
         ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional)
@@ -355,8 +366,14 @@ fn inspect(path: &Path, schema: &SchemaRef, page_index: bool) -> Result<ParquetF
             context: format!("read parquet footer of '{}'", path.display()),
             source,
         })?;
-    let metadata = decode_strings_as_declared(metadata, schema, options);
+    let as_dictionaries = if dictionaries {
+        dictionary_columns(&metadata, schema)
+    } else {
+        Vec::new()
+    };
+    let metadata = decode_strings_as_declared(metadata, schema, options, &as_dictionaries);
     let file_schema = Arc::clone(metadata.schema());
+    let mut batch_fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
     let location = || format!("file '{}'", path.display());
 
     // Root indices of the declared columns in the file, and the casts they need.
@@ -373,6 +390,14 @@ fn inspect(path: &Path, schema: &SchemaRef, page_index: bool) -> Result<ParquetF
             ));
         };
         let file_type = file_schema.field(root).data_type();
+        if file_type == &string_dictionary() && as_dictionaries.contains(field.name()) {
+            let index = schema.index_of(field.name()).unwrap_or_default();
+            batch_fields[index] =
+                Arc::new(field.as_ref().clone().with_data_type(string_dictionary()));
+            roots.push(root);
+            casts.push(None);
+            continue;
+        }
         let cast = cast_target(file_type, field.data_type()).map_err(|()| {
             Error::data(
                 format!("{} column '{}'", location(), field.name()),
@@ -401,11 +426,69 @@ fn inspect(path: &Path, schema: &SchemaRef, page_index: bool) -> Result<ParquetF
         metadata,
         projection,
         columns,
+        schema: Arc::new(Schema::new_with_metadata(
+            batch_fields,
+            schema.metadata().clone(),
+        )),
     })
 }
 
+/// The type a `STRING` column read as a dictionary has.
+fn string_dictionary() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// The declared `STRING` columns worth reading as dictionaries: in every row group the file
+/// stores the column with a dictionary page at most an eighth the size of its column chunk,
+/// and (where the footer says) every data page dictionary-encoded. On TPC-H's files that picks
+/// the flags, modes and types (`l_shipmode`: 69 bytes of dictionary for 43 KB of data), and
+/// leaves comments and names, whose dictionaries fill up and fall back to plain pages.
+fn dictionary_columns(metadata: &ArrowReaderMetadata, schema: &SchemaRef) -> Vec<String> {
+    let parquet = metadata.metadata();
+    let descriptor = parquet.file_metadata().schema_descr();
+    let mut picked = Vec::new();
+    for (root, field) in metadata.schema().fields().iter().enumerate() {
+        let declared = schema.field_with_name(field.name()).ok();
+        if declared.is_none_or(|f| f.data_type() != &DataType::Utf8) {
+            continue;
+        }
+        let leaves: Vec<usize> = (0..descriptor.num_columns())
+            .filter(|&leaf| descriptor.get_column_root_idx(leaf) == root)
+            .collect();
+        let [leaf] = leaves[..] else {
+            continue;
+        };
+        let small = parquet.row_groups().iter().all(|group| {
+            let chunk = group.column(leaf);
+            let Some(dictionary) = chunk.dictionary_page_offset() else {
+                return false;
+            };
+            let dictionary_bytes = chunk.data_page_offset().saturating_sub(dictionary);
+            // Data pages in plain encoding: the dictionary filled up part-way.
+            let plain_pages = match (
+                chunk.page_encoding_stats(),
+                chunk.page_encoding_stats_mask(),
+            ) {
+                (Some(stats), _) => stats.iter().any(|s| {
+                    matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+                        && s.encoding == Encoding::PLAIN
+                }),
+                (None, Some(mask)) => mask.is_set(Encoding::PLAIN),
+                (None, None) => false,
+            };
+            let all_dictionary_pages = !plain_pages;
+            all_dictionary_pages && dictionary_bytes * 8 <= chunk.compressed_size()
+        });
+        if small {
+            picked.push(field.name().clone());
+        }
+    }
+    picked
+}
+
 /// Has the reader decode string columns the file's Arrow schema stores as view, large or
-/// dictionary strings straight into `STRING` where that is the declared type.
+/// dictionary strings straight into `STRING` where that is the declared type, and the
+/// columns of `as_dictionaries` into dictionaries of `STRING`.
 ///
 /// The embedded schema is only a hint: Parquet stores all of them as the same byte arrays, and
 /// building the declared type while decoding saves a cast of every batch (on TPC-H Q1 the
@@ -415,6 +498,7 @@ fn decode_strings_as_declared(
     metadata: ArrowReaderMetadata,
     schema: &SchemaRef,
     options: ArrowReaderOptions,
+    as_dictionaries: &[String],
 ) -> ArrowReaderMetadata {
     let file_schema = metadata.schema();
     let mut changed = false;
@@ -423,7 +507,10 @@ fn decode_strings_as_declared(
         .iter()
         .map(|field| {
             let declared = schema.field_with_name(field.name()).ok();
-            if declared.is_some_and(|f| f.data_type() == &DataType::Utf8)
+            if as_dictionaries.contains(field.name()) {
+                changed |= field.data_type() != &string_dictionary();
+                Arc::new(field.as_ref().clone().with_data_type(string_dictionary()))
+            } else if declared.is_some_and(|f| f.data_type() == &DataType::Utf8)
                 && is_other_string(field.data_type())
             {
                 changed = true;

@@ -226,6 +226,7 @@ fn csv_source(path: String, schema: SchemaRef, pairs: &[(&str, &str)]) -> FileSo
         options: options(pairs),
         partition_keys: Vec::new(),
         predicate: None,
+        dictionaries: false,
     }
 }
 
@@ -329,6 +330,7 @@ fn parquet_round_trip() -> Result<()> {
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
         predicate: None,
+        dictionaries: false,
     };
     assert_eq!(read_all(&source, 4)?, input);
     Ok(())
@@ -402,6 +404,7 @@ fn parquet_row_groups_spread_over_subtasks() -> Result<()> {
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
         predicate: None,
+        dictionaries: false,
     };
     let parallel = read_subtasks(&source, 3, 7)?;
     for batches in &parallel {
@@ -444,6 +447,79 @@ fn write_ids(path: &Path) -> Result<SchemaRef> {
     Ok(schema)
 }
 
+/// With `dictionaries`, a string column with a small dictionary comes back as a dictionary and
+/// one with a string per row as plain strings; the values are those read without it.
+#[test]
+fn parquet_reads_small_dictionary_strings_as_dictionaries() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("mode", DataType::Utf8, true),
+        Field::new("comment", DataType::Utf8, true),
+    ]));
+    const MODES: [&str; 7] = ["AIR", "FOB", "MAIL", "RAIL", "REG AIR", "SHIP", "TRUCK"];
+    // Row groups large enough that the dictionary is small next to the keys.
+    let rows = 8000;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter(
+                (0..rows).map(|i| (i % 11 != 0).then(|| MODES[i * 3 % MODES.len()])),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| format!("a comment that differs by row {i}")),
+            )),
+        ],
+    )?;
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(2000))
+        .set_dictionary_page_size_limit(1024)
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        fs::File::create(dir.path().join("modes.parquet"))?,
+        schema.clone(),
+        Some(properties),
+    )?;
+    writer.write(&batch)?;
+    writer.close()?;
+    let plain = FileSourceSpec {
+        path: path_str(dir.path())?,
+        format: FileFormat::Parquet,
+        schema: schema.clone(),
+        options: BTreeMap::new(),
+        partition_keys: Vec::new(),
+        predicate: None,
+        dictionaries: false,
+    };
+    let with_dictionaries = FileSourceSpec {
+        dictionaries: true,
+        ..plain.clone()
+    };
+    let batches = read_subtasks(&with_dictionaries, 1, 128)?.concat();
+    for batch in &batches {
+        assert!(
+            matches!(batch.column(0).data_type(), DataType::Dictionary(..)),
+            "{}",
+            batch.column(0).data_type()
+        );
+        assert_eq!(batch.column(1).data_type(), &DataType::Utf8);
+    }
+    let decoded: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let mode = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+            Ok(RecordBatch::try_new(
+                schema.clone(),
+                vec![mode, b.column(1).clone()],
+            )?)
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(concat_batches(&schema, &decoded)?, batch);
+    let plain = read_all(&plain, 128)?;
+    assert_eq!(plain.column(0).data_type(), &DataType::Utf8);
+    assert_eq!(plain, batch);
+    Ok(())
+}
+
 /// The rows of `batches` that pass `predicate`.
 fn passing(batches: &[RecordBatch], predicate: &crate::expr::Expr) -> Result<Vec<String>> {
     let mut kept = Vec::new();
@@ -471,6 +547,7 @@ fn parquet_predicate_skips_row_groups_and_pages() -> Result<()> {
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
         predicate: None,
+        dictionaries: false,
     };
     let pruned = FileSourceSpec {
         predicate: Some(predicate.clone()),
@@ -739,6 +816,7 @@ fn parquet_position_restore_resumes_after_the_last_batch() -> Result<()> {
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
         predicate: None,
+        dictionaries: false,
     };
     let mut first = source.create_reader(0, 1, 4)?;
     let SourcePoll::Batch(head) = first.poll_next()? else {
@@ -780,6 +858,7 @@ fn parquet_schema_is_checked_and_widened() -> Result<()> {
             options: BTreeMap::new(),
             partition_keys: Vec::new(),
             predicate: None,
+            dictionaries: false,
         })
     };
 
@@ -1026,6 +1105,7 @@ fn job_converts_a_csv_directory_to_parquet_parts() -> Result<()> {
         options: BTreeMap::new(),
         partition_keys: Vec::new(),
         predicate: None,
+        dictionaries: false,
     };
     assert_eq!(
         sorted_rows(&read_subtasks(&written, 1, 100)?.concat())?,
