@@ -230,17 +230,20 @@ fn parse_statement(
         };
     }
 
-    // Statement text padded so that positions match the script.
+    // Statement text padded so that positions (line, column) match the script: an empty line
+    // for each line before the statement's, and a space for each character before it on its
+    // line. Padding every character of the script before it made the parser skip a whitespace
+    // token per character, quadratic in the script: a 2 KB init script of eight CREATE TABLEs
+    // took 13 ms, most of it touching fresh memory for those tokens.
     let start = offset(script, starts, position.line, position.column);
     let last = tokens.last().map_or(position, |t| Position {
         line: t.span.end.line,
         column: t.span.end.column,
     });
     let end = offset(script, starts, last.line, last.column).max(start);
-    let mut text: String = script[..start]
-        .chars()
-        .map(|c| if c == '\n' { '\n' } else { ' ' })
-        .collect();
+    let line_start = script[..start].rfind('\n').map_or(0, |i| i + 1);
+    let mut text = "\n".repeat(script[..line_start].matches('\n').count());
+    text.extend(script[line_start..start].chars().map(|_| ' '));
     let body_start = text.len();
     text.push_str(&script[start..end]);
 
@@ -471,5 +474,14 @@ mod tests {
     fn errors_point_into_the_script() {
         let err = parse_script("SELECT 1;\nSELECT * FROM WHERE;").unwrap_err();
         assert!(err.to_string().contains("Line: 2"), "{err}");
+        // A statement after others on its line, and after multi-byte text, keeps its column.
+        let err = parse_script("SELECT 'é';\n-- a comment ü\nSELECT 2;  SELECT 3 FROM WHERE;")
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("statement at line 3, column 12"),
+            "{message}"
+        );
+        assert!(message.contains("Line: 3, Column: 26"), "{message}");
     }
 }
