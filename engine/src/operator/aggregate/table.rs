@@ -67,6 +67,16 @@ pub(crate) struct GroupTable {
     /// Lookups made, and how many found nothing, since the filter was built.
     filter_lookups: usize,
     filter_misses: usize,
+    /// The rows of a batch the filter let through, for the second pass of a lookup.
+    candidates: Vec<Candidate>,
+}
+
+/// A row the key filter does not rule out: its index in the batch, word and hash.
+#[derive(Clone, Copy)]
+struct Candidate {
+    row: u32,
+    word: u64,
+    hash: u64,
 }
 
 /// A single integer-like key column: its value width in bytes and whether the row encoding
@@ -166,6 +176,7 @@ impl GroupTable {
 
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.filter.as_ref().map_or(0, KeyFilter::allocated_bytes)
+            + self.candidates.capacity() * std::mem::size_of::<Candidate>()
             + self.table.capacity() * std::mem::size_of::<Entry>()
             + self.words.allocated_bytes()
             + self.key_bytes.capacity()
@@ -303,7 +314,7 @@ impl GroupTable {
         }
     }
 
-    fn lookup_word_column(&self, key: WordKey, column: &dyn Array, out: &mut Vec<u32>) {
+    fn lookup_word_column(&mut self, key: WordKey, column: &dyn Array, out: &mut Vec<u32>) {
         let data = column.to_data();
         let nulls = column.logical_nulls();
         out.reserve(column.len());
@@ -328,34 +339,63 @@ impl GroupTable {
         }
     }
 
+    /// Looks up every row's word. Without a key filter, one pass that prefetches each row's
+    /// slot a few rows ahead. With one, two passes: the first hashes every row and asks the
+    /// filter, keeping the rows it does not rule out; the second probes only those, prefetching
+    /// ahead among them. A selective join (TPC-H Q8's line items probing 1 300 parts) then
+    /// hashes each row once, where one pass hashed it twice (once to prefetch) and asked the
+    /// filter twice.
     #[inline]
     fn lookup_words<T: Copy>(
-        &self,
+        &mut self,
         values: &[T],
         nulls: Option<NullBuffer>,
         to_word: impl Fn(T) -> u64,
         out: &mut Vec<u32>,
     ) {
-        let hash = |i: usize| values.get(i).map(|&v| hash_word(to_word(v)));
         let nulls = nulls.filter(|n| n.null_count() > 0);
         let null_group = self.null_group.unwrap_or(NO_GROUP);
-        for (i, &v) in values.iter().enumerate() {
-            if let Some(ahead) = hash(i + PREFETCH_AHEAD)
-                && self.may_contain(ahead)
-            {
-                self.words.prefetch(ahead);
+        let Some(filter) = &self.filter else {
+            let hash = |i: usize| values.get(i).map(|&v| hash_word(to_word(v)));
+            for (i, &v) in values.iter().enumerate() {
+                if let Some(ahead) = hash(i + PREFETCH_AHEAD) {
+                    self.words.prefetch(ahead);
+                }
+                out.push(if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+                    let word = to_word(v);
+                    self.words.get(hash_word(word), word).unwrap_or(NO_GROUP)
+                } else {
+                    null_group
+                });
             }
-            out.push(if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+            return;
+        };
+        let candidates = &mut self.candidates;
+        candidates.clear();
+        out.reserve(values.len());
+        for (i, &v) in values.iter().enumerate() {
+            if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
                 let word = to_word(v);
                 let hash = hash_word(word);
-                if self.may_contain(hash) {
-                    self.words.get(hash, word).unwrap_or(NO_GROUP)
-                } else {
-                    NO_GROUP
+                if filter.may_contain(hash) {
+                    candidates.push(Candidate {
+                        row: i as u32,
+                        word,
+                        hash,
+                    });
                 }
+                out.push(NO_GROUP);
             } else {
-                null_group
-            });
+                out.push(null_group);
+            }
+        }
+        for (j, candidate) in candidates.iter().enumerate() {
+            if let Some(ahead) = candidates.get(j + PREFETCH_AHEAD) {
+                self.words.prefetch(ahead.hash);
+            }
+            if let Some(group) = self.words.get(candidate.hash, candidate.word) {
+                out[candidate.row as usize] = group;
+            }
         }
     }
 
