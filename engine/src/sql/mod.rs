@@ -50,6 +50,7 @@ pub mod parser;
 pub mod planner;
 mod predicate_pushdown;
 mod pushdown;
+mod render;
 mod system_time;
 pub mod types;
 mod window_join;
@@ -153,22 +154,7 @@ impl Outcome {
         Ok(match self {
             Outcome::Done | Outcome::Pending | Outcome::Job(_) => String::new(),
             Outcome::Text(text) => text.clone(),
-            Outcome::Table { schema, batches } => {
-                if batches.is_empty() {
-                    let empty = RecordBatch::new_empty(schema.clone());
-                    format!(
-                        "{}\n",
-                        arrow::util::pretty::pretty_format_batches(&[empty])
-                            .map_err(|e| Error::arrow("format a result", e))?
-                    )
-                } else {
-                    format!(
-                        "{}\n",
-                        arrow::util::pretty::pretty_format_batches(batches)
-                            .map_err(|e| Error::arrow("format a result", e))?
-                    )
-                }
-            }
+            Outcome::Table { schema, batches } => format!("{}\n", render::table(schema, batches)?),
             Outcome::Changelog { .. } => {
                 let mut out = String::new();
                 for row in self.rows()? {
