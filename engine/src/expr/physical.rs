@@ -478,6 +478,18 @@ impl PhysicalExpr {
                 case_insensitive,
             } => {
                 let (s, p) = (expr.eval(batch)?, pattern.eval(batch)?);
+                if !case_insensitive
+                    && !s.is_scalar()
+                    && p.is_scalar()
+                    && let (Some(values), Some(pattern)) = (
+                        s.array().as_string_opt::<i32>(),
+                        p.array().as_string_opt::<i32>(),
+                    )
+                    && pattern.is_valid(0)
+                    && let Some(pieces) = kernels::LikePieces::parse(pattern.value(0))
+                {
+                    return Ok(Value::Array(Arc::new(pieces.evaluate(values, *negated))));
+                }
                 let f = match (negated, case_insensitive) {
                     (false, false) => comparison::like,
                     (true, false) => comparison::nlike,

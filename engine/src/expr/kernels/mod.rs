@@ -8,6 +8,7 @@
 
 mod datetime;
 mod decimal;
+mod like;
 mod math;
 mod string;
 mod temporal;
@@ -24,6 +25,7 @@ use super::physical::Value;
 
 pub(crate) use datetime::{DatePattern, TimestampUnit};
 pub(crate) use decimal::decimal_arithmetic;
+pub(crate) use like::Pieces as LikePieces;
 pub(crate) use temporal::date_field_supported;
 pub(crate) use text::{CompiledRegex, RegexOp};
 
