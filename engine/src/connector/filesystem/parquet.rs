@@ -379,7 +379,7 @@ fn inspect(
     // Root indices of the declared columns in the file, and the casts they need.
     let mut roots = Vec::with_capacity(schema.fields().len());
     let mut casts = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
+    for (index, field) in schema.fields().iter().enumerate() {
         let Ok(root) = file_schema.index_of(field.name()) else {
             return Err(Error::data(
                 location(),
@@ -391,7 +391,6 @@ fn inspect(
         };
         let file_type = file_schema.field(root).data_type();
         if file_type == &string_dictionary() && as_dictionaries.contains(field.name()) {
-            let index = schema.index_of(field.name()).unwrap_or_default();
             batch_fields[index] =
                 Arc::new(field.as_ref().clone().with_data_type(string_dictionary()));
             roots.push(root);
@@ -476,8 +475,7 @@ fn dictionary_columns(metadata: &ArrowReaderMetadata, schema: &SchemaRef) -> Vec
                 (None, Some(mask)) => mask.is_set(Encoding::PLAIN),
                 (None, None) => false,
             };
-            let all_dictionary_pages = !plain_pages;
-            all_dictionary_pages && dictionary_bytes * 8 <= chunk.compressed_size()
+            !plain_pages && dictionary_bytes * 8 <= chunk.compressed_size()
         });
         if small {
             picked.push(field.name().clone());
