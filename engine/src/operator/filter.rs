@@ -38,6 +38,9 @@ pub struct Filter {
     /// Per conjunct: the dictionary values it was last evaluated on, and which of them pass
     /// (one more entry at the end: a NULL).
     passing: Vec<Option<(ArrayRef, BooleanBuffer)>>,
+    /// The input schema with every column nullable: that of the batches of dictionary values
+    /// (NULL placeholders in the columns a conjunct does not read).
+    values_schema: SchemaRef,
 }
 
 impl Filter {
@@ -54,11 +57,19 @@ impl Filter {
                 (conjunct.clone(), single)
             })
             .collect();
+        let values_schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
         Filter {
             passing: vec![None; conjuncts.len()],
             conjuncts,
             predicate,
             schema,
+            values_schema,
         }
     }
 
@@ -68,14 +79,15 @@ impl Filter {
         let mut keep: Option<BooleanBuffer> = None;
         let mut rest = Vec::new();
         for index in 0..self.conjuncts.len() {
-            let dictionary = self.conjuncts[index]
-                .1
-                .and_then(|column| batch.column(column).as_dictionary_opt::<Int32Type>());
-            let Some(dictionary) = dictionary else {
+            let single = self.conjuncts[index].1;
+            let Some((column, dictionary)) = single.and_then(|column| {
+                let dictionary = batch.column(column).as_dictionary_opt::<Int32Type>()?;
+                Some((column, dictionary))
+            }) else {
                 rest.push(index);
                 continue;
             };
-            let passing = self.passing_values(index, dictionary.values())?;
+            let passing = self.passing_values(index, column, dictionary.values())?;
             let null_slot = dictionary.values().len();
             let keys = dictionary.keys();
             let passes = match keys.nulls() {
@@ -90,10 +102,7 @@ impl Filter {
                     })
                 }),
             };
-            keep = Some(match keep {
-                Some(kept) => &kept & &passes,
-                None => passes,
-            });
+            and_into(&mut keep, passes);
         }
         let mut batch = batch;
         if let Some(keep) = keep {
@@ -111,39 +120,38 @@ impl Filter {
             out.push_batch(batch);
             return Ok(());
         }
-        let mut mask: Option<BooleanBuffer> = None;
+        let mut mask = None;
         for index in rest {
             // NULL is already false in a predicate's mask.
             let passes = self.conjuncts[index].0.evaluate_predicate(&batch)?;
-            let passes = passes.values().clone();
-            mask = Some(match mask {
-                Some(kept) => &kept & &passes,
-                None => passes,
-            });
+            and_into(&mut mask, passes.values().clone());
         }
-        let mask = BooleanArray::new(mask.unwrap_or_else(|| BooleanBuffer::new_set(0)), None);
-        push_selected(batch, &mask, out)
+        match mask {
+            Some(mask) => push_selected(batch, &BooleanArray::new(mask, None), out),
+            None => {
+                out.push_batch(batch);
+                Ok(())
+            }
+        }
     }
 
-    /// Which of `values` (and, last, a NULL) pass conjunct `index`, from the cache when these
-    /// are the values it last saw.
-    fn passing_values(&mut self, index: usize, values: &ArrayRef) -> Result<BooleanBuffer> {
+    /// Which of `values` (and, last, a NULL) pass conjunct `index`, which reads `column` alone,
+    /// from the cache when these are the values it last saw.
+    fn passing_values(
+        &mut self,
+        index: usize,
+        column: usize,
+        values: &ArrayRef,
+    ) -> Result<BooleanBuffer> {
         if let Some((seen, passing)) = &self.passing[index]
             && Arc::ptr_eq(seen, values)
         {
             return Ok(passing.clone());
         }
-        let (conjunct, column) = &self.conjuncts[index];
-        let column = column.unwrap_or_default();
+        let conjunct = &self.conjuncts[index].0;
         let with_null = concat(&[values.as_ref(), &new_null_array(values.data_type(), 1)])
             .map_err(|e| Error::arrow("filter on dictionary values", e))?;
         // The conjunct reads only `column`: the others are NULL placeholders of its length.
-        let fields: Vec<_> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect();
         let columns: Vec<ArrayRef> = self
             .schema
             .fields()
@@ -158,7 +166,7 @@ impl Filter {
             })
             .collect();
         let values_batch = RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
+            Arc::clone(&self.values_schema),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(with_null.len())),
         )
@@ -189,6 +197,14 @@ impl Filter {
         )
         .map_err(|e| Error::arrow("filter", e))
     }
+}
+
+/// `kept` AND `passes` (just `passes` for the first mask).
+fn and_into(kept: &mut Option<BooleanBuffer>, passes: BooleanBuffer) {
+    *kept = Some(match kept.take() {
+        Some(kept) => &kept & &passes,
+        None => passes,
+    });
 }
 
 /// Pushes the rows of `batch` that `mask` selects, if any.
