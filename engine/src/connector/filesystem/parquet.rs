@@ -192,8 +192,9 @@ impl ParquetSourceReader {
         };
         let path = &split.file.path;
         let handle = File::open(path).map_err(|e| Error::io("read", path, e))?;
+        let mapped = map_file(&handle).map_err(|e| Error::io("map", path, e))?;
         let mut builder =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, split.file.metadata.clone())
+            ParquetRecordBatchReaderBuilder::new_with_metadata(mapped, split.file.metadata.clone())
                 .with_row_groups(vec![split.row_group])
                 .with_projection(split.file.projection.clone())
                 .with_batch_size(self.batch_size);
@@ -589,6 +590,15 @@ pub(crate) fn file_rows(path: &str) -> Option<u64> {
         rows += u64::try_from(metadata.file_metadata().num_rows()).ok()?;
     }
     Some(rows)
+}
+
+/// The whole file as shared bytes backed by a read-only mapping.
+fn map_file(file: &File) -> std::io::Result<bytes::Bytes> {
+    // SAFETY: the mapping is read-only and private to this reader; Sluice never writes the
+    // Parquet files it reads. A file truncated by another process while mapped ends the
+    // process with SIGBUS, as it would any reader of a mapped file.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    Ok(bytes::Bytes::from_owner(map))
 }
 
 #[cfg(test)]
