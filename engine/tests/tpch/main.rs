@@ -131,12 +131,15 @@ const PIPELINED: &str = "ALL_EXCHANGES_PIPELINED";
 /// again); the answers must not change. Joins read the input the plan estimates smaller
 /// first (pipelined) or the smaller finished partition (blocking), build it and stream the
 /// other, so a join's spilling shows where a build side or an aggregation outgrows the budget.
+/// The queries that must spill do so by hundreds of KiB; others (Q13's grouping by customer)
+/// outgrow their share by a few KiB or not at all, depending on how the pipelined exchanges
+/// cut their batches, and are checked whichever way they run.
 #[test]
 fn queries_match_duckdb_when_their_operators_spill() {
     let spill = tempfile::tempdir().expect("spill directory");
     let mut failures = Vec::new();
     for (shuffle, must_spill) in [
-        (PIPELINED, &["q09", "q13", "q18"][..]),
+        (PIPELINED, &["q09", "q10", "q18", "q21"][..]),
         (BLOCKING, &["q09", "q18"][..]),
     ] {
         let mut spilled = Vec::new();
