@@ -12,12 +12,18 @@
 //!   temporary directory, then aggregates them at the end.
 //!
 //! `changelog` emits `-U`/`+U`/`+I` after every batch (the streaming job), `final` only
-//! updates (the batch job). Run: `cargo bench -p sluice-bench --bench aggregate`.
+//! updates (the batch job).
+//!
+//! `flags_two_string_keys_count_max_final`: TPC-H Q1's grouping, two one-letter `STRING`
+//! keys (3 × 2 values, 4 of them drawn) over the same 64 batches: the packed path of the
+//! group table, where each key is one 128-bit word.
+//!
+//! Run: `cargo bench -p sluice-bench --bench aggregate`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use arrow::array::Int64Array;
+use arrow::array::{Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -68,9 +74,40 @@ fn bids(rng: &mut Rng, count: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// `count` batches of (returnflag, linestatus, price) in TPC-H Q1's proportions.
+fn flagged(rng: &mut Rng, count: usize) -> Vec<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("returnflag", DataType::Utf8, false),
+        Field::new("linestatus", DataType::Utf8, false),
+        Field::new("price", DataType::Int64, false),
+    ]));
+    const PAIRS: [(&str, &str); 4] = [("A", "F"), ("N", "F"), ("N", "O"), ("R", "F")];
+    (0..count)
+        .map(|_| {
+            let pairs: Vec<(&str, &str)> =
+                (0..ROWS).map(|_| PAIRS[rng.below(4) as usize]).collect();
+            let flag: StringArray = pairs.iter().map(|p| Some(p.0)).collect();
+            let status: StringArray = pairs.iter().map(|p| Some(p.1)).collect();
+            let price: Int64Array = (0..ROWS)
+                .map(|_| 1 + rng.below(100_000) as i64)
+                .collect::<Vec<_>>()
+                .into();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(flag), Arc::new(status), Arc::new(price)],
+            )
+            .expect("valid batch")
+        })
+        .collect()
+}
+
 fn spec(emit: EmitMode) -> KeyedAggregateSpec {
+    spec_by(&["auction"], emit)
+}
+
+fn spec_by(keys: &[&str], emit: EmitMode) -> KeyedAggregateSpec {
     KeyedAggregateSpec {
-        keys: vec!["auction".into()],
+        keys: keys.iter().map(|k| k.to_string()).collect(),
         aggregates: vec![
             AggregateCall {
                 function: AggregateFunction::Count,
@@ -208,6 +245,32 @@ fn aggregate(c: &mut Criterion) {
             })
         });
     }
+
+    let flags = flagged(&mut rng, BATCHES);
+    let flags_schema = flags[0].schema();
+    let flags_spec = spec_by(&["returnflag", "linestatus"], EmitMode::Final);
+    let flags_output = flags_spec
+        .output_schema(&flags_schema)
+        .expect("valid aggregate");
+    group.bench_function("flags_two_string_keys_count_max_final", |b| {
+        b.iter_batched(
+            || {
+                KeyedAggregate::try_new(&flags_spec, &flags_schema, flags_output.clone())
+                    .expect("builds")
+            },
+            |mut aggregate| {
+                let mut out = Output::default();
+                for batch in &flags {
+                    aggregate
+                        .process_batch(0, batch.clone(), &mut out)
+                        .expect("aggregates");
+                    out.clear();
+                }
+                black_box(aggregate)
+            },
+            BatchSize::LargeInput,
+        )
+    });
     group.finish();
 }
 

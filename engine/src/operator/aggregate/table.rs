@@ -1,7 +1,14 @@
 //! The hash table from row-encoded keys to dense group indices.
 //!
-//! Two lookup paths share one numbering of groups and one buffer of row-encoded key bytes:
+//! Three lookup paths share one numbering of groups and one buffer of row-encoded key bytes:
 //! - **rows**: any key columns, row-encoded by `arrow-row` per batch and hashed with xxh3;
+//! - **packed**: several integer-like columns, or short strings, whose values fit one 128-bit
+//!   word together ([`PackedLayout`]: TPC-H Q1's two one-letter flags, Q3's order key, date
+//!   and priority, Q9's part and supplier keys). The batch is packed column by column into
+//!   words, which are hashed and compared as integers; only the rows that add a group are
+//!   row-encoded (in one call), for their key bytes. The first key that does not fit (a
+//!   NULL, a longer string) moves the table to the rows path for good; a lookup's key that
+//!   does not fit has no group;
 //! - **words**: a single integer-like key column (BIGINT, INT, DATE, TIMESTAMP, …). Each value
 //!   becomes a 64-bit word equal to its row encoding read big-endian, hashed with two
 //!   multiplications and compared as one integer; the batch is never row-encoded and an entry
@@ -10,8 +17,9 @@
 //!   On a 1 M-key aggregation the rows path spent a third of the operator in row encoding,
 //!   xxh3 and the larger table's page faults.
 
-use arrow::array::{Array, ArrayData, ArrayRef, make_array};
+use arrow::array::{Array, ArrayData, ArrayRef, AsArray, UInt32Array, make_array};
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
+use arrow::compute::take;
 use arrow::datatypes::DataType;
 use arrow::row::{RowConverter, Rows};
 use hashbrown::HashTable;
@@ -59,6 +67,15 @@ pub(crate) struct GroupTable {
     /// The key column's type on the words path.
     word_type: Option<DataType>,
     words: WordTable,
+    /// Set while the key fits the packed path.
+    packed: Option<PackedLayout>,
+    packed_words: WordTable<u128>,
+    /// A batch's packed keys, their hashes, and the rows that do not fit (reused buffers).
+    packed_keys: Vec<u128>,
+    packed_hashes: Vec<u64>,
+    misfits: Vec<u32>,
+    /// The rows of a batch that added a group on the packed path.
+    new_rows: Vec<u32>,
     /// The group of the NULL key on the words path.
     null_group: Option<u32>,
     /// Built by [`GroupTable::build_filter`] for lookups; dropped by any insert, and by
@@ -145,6 +162,10 @@ impl GroupTable {
         GroupTable {
             word_key,
             word_type: word_key.map(|_| types[0].clone()),
+            packed: word_key
+                .is_none()
+                .then(|| PackedLayout::of(types))
+                .flatten(),
             ..GroupTable::default()
         }
     }
@@ -162,6 +183,8 @@ impl GroupTable {
         self.filter = (self.len() >= key_filter::MIN_KEYS).then(|| {
             if self.word_key.is_some() {
                 KeyFilter::new(self.len(), self.words.words().map(hash_word))
+            } else if self.packed.is_some() {
+                KeyFilter::new(self.len(), self.packed_words.words().map(hash_packed))
             } else {
                 KeyFilter::new(self.len(), self.table.iter().map(|e| e.hash))
             }
@@ -179,6 +202,10 @@ impl GroupTable {
             + self.candidates.capacity() * std::mem::size_of::<Candidate>()
             + self.table.capacity() * std::mem::size_of::<Entry>()
             + self.words.allocated_bytes()
+            + self.packed_words.allocated_bytes()
+            + self.packed_keys.capacity() * std::mem::size_of::<u128>()
+            + self.packed_hashes.capacity() * std::mem::size_of::<u64>()
+            + (self.misfits.capacity() + self.new_rows.capacity()) * std::mem::size_of::<u32>()
             + self.key_bytes.capacity()
             + self.key_offsets.capacity() * std::mem::size_of::<usize>()
     }
@@ -265,6 +292,12 @@ impl GroupTable {
             self.intern_word_column(key, column.as_ref(), out);
             return Ok(());
         }
+        if self.packed.is_some() {
+            if self.intern_packed(converter, columns, out)? {
+                return Ok(());
+            }
+            self.leave_packed();
+        }
         let rows = converter
             .convert_columns(columns)
             .map_err(|e| Error::arrow("group key encoding", e))?;
@@ -286,6 +319,8 @@ impl GroupTable {
             && WordKey::of(column.data_type()) == Some(key)
         {
             self.lookup_word_column(key, column.as_ref(), out);
+        } else if self.packed.is_some() {
+            self.lookup_packed(columns, out);
         } else {
             let rows = converter
                 .convert_columns(columns)
@@ -399,8 +434,12 @@ impl GroupTable {
         }
     }
 
-    /// The group index of one row-encoded key, if it has one.
-    pub(crate) fn lookup_one(&self, bytes: &[u8]) -> Option<u32> {
+    /// The group index of one row-encoded key, if it has one. Not on the packed path.
+    fn lookup_one(&self, bytes: &[u8]) -> Option<u32> {
+        debug_assert!(
+            self.packed.is_none(),
+            "a row-encoded lookup on the packed path"
+        );
         if let Some(key) = self.word_key
             && bytes.len() == 1 + key.width
         {
@@ -515,9 +554,13 @@ impl GroupTable {
         group
     }
 
-    /// The group index of one row-encoded key, added if new.
+    /// The group index of one row-encoded key, added if new. A table on the packed path
+    /// moves to the rows path first (only restores intern single keys).
     pub(crate) fn intern_one(&mut self, bytes: &[u8]) -> u32 {
         self.filter = None;
+        if self.packed.is_some() {
+            self.leave_packed();
+        }
         if let Some(key) = self.word_key
             && bytes.len() == 1 + key.width
         {
@@ -536,15 +579,277 @@ impl GroupTable {
         let g = self.key_offsets.len() as u32;
         self.key_offsets.push(self.key_bytes.len());
         self.key_bytes.extend_from_slice(bytes);
-        let entry = Entry {
-            hash: probe.hash,
-            group: g,
-            // Long keys are compared in the key buffer; their length byte is unused.
-            len: bytes.len().min(INLINE_KEY) as u8,
-            inline: probe.inline,
-        };
-        self.table.insert_unique(probe.hash, entry, |e| e.hash);
+        insert_entry(&mut self.table, &probe, g);
         g
+    }
+
+    /// Packs the key `columns` of a batch into `packed_keys`, noting in `misfits` the rows
+    /// whose key does not fit the layout (a row may be noted more than once).
+    fn pack(&mut self, columns: &[ArrayRef]) {
+        let rows = columns.first().map_or(0, |c| c.len());
+        self.packed_keys.clear();
+        self.packed_keys.resize(rows, 0);
+        self.misfits.clear();
+        let Some(layout) = &self.packed else {
+            return;
+        };
+        for (place, column) in layout.columns.iter().zip(columns) {
+            place.pack(column.as_ref(), &mut self.packed_keys, &mut self.misfits);
+        }
+        self.packed_hashes.clear();
+        self.packed_hashes
+            .extend(self.packed_keys.iter().map(|&k| hash_packed(k)));
+    }
+
+    /// Interns a batch on the packed path; `false` (nothing interned) when a key does not
+    /// fit.
+    fn intern_packed(
+        &mut self,
+        converter: &RowConverter,
+        columns: &[ArrayRef],
+        out: &mut Vec<u32>,
+    ) -> Result<bool> {
+        let fits = self.packed.as_ref().is_some_and(|l| l.accepts(columns));
+        if !fits {
+            return Ok(false);
+        }
+        self.pack(columns);
+        if !self.misfits.is_empty() {
+            return Ok(false);
+        }
+        out.clear();
+        out.reserve(self.packed_keys.len());
+        self.new_rows.clear();
+        let first_new = self.key_offsets.len() as u32;
+        for (i, (&key, &hash)) in self.packed_keys.iter().zip(&self.packed_hashes).enumerate() {
+            if let Some(&ahead) = self.packed_hashes.get(i + PREFETCH_AHEAD) {
+                self.packed_words.prefetch(ahead);
+            }
+            let next = first_new + self.new_rows.len() as u32;
+            match self
+                .packed_words
+                .get_or_insert(hash, key, next, hash_packed)
+            {
+                Some(group) => out.push(group),
+                None => {
+                    self.new_rows.push(i as u32);
+                    out.push(next);
+                }
+            }
+        }
+        if !self.new_rows.is_empty() {
+            // The new groups' key bytes, in group order: their rows, row-encoded in one call.
+            let indices = UInt32Array::from_iter_values(self.new_rows.iter().copied());
+            let taken = columns
+                .iter()
+                .map(|c| take(c.as_ref(), &indices, None))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::arrow("group key encoding", e))?;
+            let rows = converter
+                .convert_columns(&taken)
+                .map_err(|e| Error::arrow("group key encoding", e))?;
+            for row in rows.iter() {
+                self.key_offsets.push(self.key_bytes.len());
+                self.key_bytes.extend_from_slice(row.as_ref());
+            }
+        }
+        Ok(true)
+    }
+
+    /// Looks up a batch on the packed path: a key that does not fit has no group.
+    fn lookup_packed(&mut self, columns: &[ArrayRef], out: &mut Vec<u32>) {
+        let rows = columns.first().map_or(0, |c| c.len());
+        if !self.packed.as_ref().is_some_and(|l| l.accepts(columns)) {
+            out.resize(rows, NO_GROUP);
+            return;
+        }
+        self.pack(columns);
+        out.reserve(rows);
+        for (i, (&key, &hash)) in self.packed_keys.iter().zip(&self.packed_hashes).enumerate() {
+            if let Some(&ahead) = self.packed_hashes.get(i + PREFETCH_AHEAD) {
+                self.packed_words.prefetch(ahead);
+            }
+            out.push(if self.may_contain(hash) {
+                self.packed_words.get(hash, key).unwrap_or(NO_GROUP)
+            } else {
+                NO_GROUP
+            });
+        }
+        for &row in &self.misfits {
+            out[row as usize] = NO_GROUP;
+        }
+    }
+
+    /// Moves the table from the packed path to the rows path, which takes any key.
+    fn leave_packed(&mut self) {
+        if self.packed.take().is_none() {
+            return;
+        }
+        self.packed_words = WordTable::default();
+        self.filter = None;
+        let total = self.key_bytes.len();
+        let ends = self.key_offsets.iter().skip(1).chain([&total]);
+        for (group, (&start, &end)) in self.key_offsets.iter().zip(ends).enumerate() {
+            let probe = Probe::new(&self.key_bytes[start..end]);
+            insert_entry(&mut self.table, &probe, group as u32);
+        }
+    }
+}
+
+/// Adds `group` to the rows path's `table` under `probe`'s key.
+fn insert_entry(table: &mut HashTable<Entry>, probe: &Probe<'_>, group: u32) {
+    let entry = Entry {
+        hash: probe.hash,
+        group,
+        // Long keys are compared in the key buffer; their length byte is unused.
+        len: probe.bytes.len().min(INLINE_KEY) as u8,
+        inline: probe.inline,
+    };
+    table.insert_unique(probe.hash, entry, |e| e.hash);
+}
+
+/// The hash of a packed key: both halves mixed with [`hash_word`].
+#[inline]
+fn hash_packed(key: u128) -> u64 {
+    hash_word(key as u64 ^ hash_word((key >> 64) as u64))
+}
+
+/// Bytes of a packed key.
+const PACKED_BYTES: usize = 16;
+
+/// Where each key column goes in a packed key. Integer-like values take their width; the
+/// strings share the rest equally, each a length byte (length + 1) and up to `cap` bytes.
+/// Distinct keys that fit pack to distinct words. A key with a NULL does not fit.
+#[derive(Clone, Debug, PartialEq)]
+struct PackedLayout {
+    columns: Vec<PackedColumn>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PackedColumn {
+    /// An integer-like value of `width` bytes at byte `at`.
+    Int { width: usize, at: usize },
+    /// A `STRING` of at most `cap` bytes: its length + 1 at byte `at`, its bytes after.
+    Str { cap: usize, at: usize },
+}
+
+impl PackedLayout {
+    /// The layout for keys of `types`, if they can fit: only integer-like and `STRING`
+    /// columns, and at least one byte for each string.
+    fn of(types: &[&DataType]) -> Option<PackedLayout> {
+        if types.is_empty() {
+            return None;
+        }
+        let mut int_bytes = 0;
+        let mut strings = 0;
+        for data_type in types {
+            match (WordKey::of(data_type), data_type) {
+                (Some(key), _) => int_bytes += key.width,
+                (None, DataType::Utf8) => strings += 1,
+                _ => return None,
+            }
+        }
+        let room = PACKED_BYTES.checked_sub(int_bytes)?;
+        let cap = match strings {
+            0 => 0,
+            n => (room / n).checked_sub(1).filter(|&cap| cap > 0)?,
+        };
+        let mut at = 0;
+        let columns = types
+            .iter()
+            .map(|data_type| {
+                let column = match WordKey::of(data_type) {
+                    Some(key) => PackedColumn::Int {
+                        width: key.width,
+                        at,
+                    },
+                    None => PackedColumn::Str { cap, at },
+                };
+                at += match column {
+                    PackedColumn::Int { width, .. } => width,
+                    PackedColumn::Str { cap, .. } => 1 + cap,
+                };
+                column
+            })
+            .collect();
+        Some(PackedLayout { columns })
+    }
+
+    /// Whether `columns` have the types of the layout.
+    fn accepts(&self, columns: &[ArrayRef]) -> bool {
+        columns.len() == self.columns.len()
+            && self.columns.iter().zip(columns).all(|(place, column)| {
+                match (place, column.data_type()) {
+                    (PackedColumn::Int { width, .. }, t) => {
+                        WordKey::of(t).is_some_and(|k| k.width == *width)
+                    }
+                    (PackedColumn::Str { .. }, t) => *t == DataType::Utf8,
+                }
+            })
+    }
+}
+
+impl PackedColumn {
+    /// Ors `column`'s values into their place in `keys`; rows that do not fit go to
+    /// `misfits`.
+    fn pack(self, column: &dyn Array, keys: &mut [u128], misfits: &mut Vec<u32>) {
+        if let Some(nulls) = column.logical_nulls().filter(|n| n.null_count() > 0) {
+            misfits.extend(
+                nulls
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| !v)
+                    .map(|(i, _)| i as u32),
+            );
+        }
+        match self {
+            PackedColumn::Int { width, at } => {
+                let data = column.to_data();
+                let shift = 8 * at as u32;
+                match width {
+                    1 => or_values(keys, data.buffer::<u8>(0), shift),
+                    2 => or_values(keys, data.buffer::<u16>(0), shift),
+                    4 => or_values(keys, data.buffer::<u32>(0), shift),
+                    _ => or_values(keys, data.buffer::<u64>(0), shift),
+                }
+            }
+            PackedColumn::Str { cap, at } => {
+                let strings = column.as_string::<i32>();
+                let offsets = strings.value_offsets();
+                let bytes = strings.value_data();
+                let shift = 8 * at as u32;
+                for (i, key) in keys.iter_mut().enumerate() {
+                    let start = offsets[i] as usize;
+                    let len = offsets[i + 1] as usize - start;
+                    if len > cap {
+                        misfits.push(i as u32);
+                        continue;
+                    }
+                    // The string's bytes, read as one little-endian word where 16 bytes
+                    // follow its start and masked to its length (`len` < 16).
+                    let value = match bytes.get(start..start + PACKED_BYTES) {
+                        Some(window) => {
+                            let word = u128::from_le_bytes(window.try_into().unwrap_or_default());
+                            word & ((1u128 << (8 * len)) - 1)
+                        }
+                        None => {
+                            let mut word = [0u8; PACKED_BYTES];
+                            word[..len].copy_from_slice(&bytes[start..start + len]);
+                            u128::from_le_bytes(word)
+                        }
+                    };
+                    *key |= ((value << 8) | (len as u128 + 1)) << shift;
+                }
+            }
+        }
+    }
+}
+
+/// Ors each value, `shift` bits up, into its row's key.
+#[inline]
+fn or_values<T: Copy + Into<u128>>(keys: &mut [u128], values: &[T], shift: u32) {
+    for (key, &value) in keys.iter_mut().zip(values) {
+        *key |= value.into() << shift;
     }
 }
 
@@ -821,6 +1126,115 @@ mod tests {
                 assert_eq!(found, (0..8_192).collect::<Vec<u32>>());
             }
             assert!(table.filter.is_none(), "hits drop the filter");
+        }
+    }
+
+    #[test]
+    fn packed_layouts_give_ints_their_width_and_strings_the_rest() {
+        use PackedColumn::*;
+        let layout = |types: &[&DataType]| PackedLayout::of(types).map(|l| l.columns);
+        assert_eq!(
+            layout(&[&DataType::Utf8, &DataType::Utf8]),
+            Some(vec![Str { cap: 7, at: 0 }, Str { cap: 7, at: 8 }])
+        );
+        assert_eq!(
+            layout(&[&DataType::Int64, &DataType::Date32, &DataType::Int32]),
+            Some(vec![
+                Int { width: 8, at: 0 },
+                Int { width: 4, at: 8 },
+                Int { width: 4, at: 12 }
+            ])
+        );
+        assert_eq!(
+            layout(&[&DataType::Utf8]),
+            Some(vec![Str { cap: 15, at: 0 }])
+        );
+        assert_eq!(
+            layout(&[&DataType::Int64, &DataType::Int64, &DataType::Int8]),
+            None
+        );
+        assert_eq!(layout(&[&DataType::Int64, &DataType::Float64]), None);
+        assert_eq!(
+            layout(&[&DataType::Int64, &DataType::Int32, &DataType::Utf8]),
+            Some(vec![
+                Int { width: 8, at: 0 },
+                Int { width: 4, at: 8 },
+                Str { cap: 3, at: 12 }
+            ])
+        );
+        assert_eq!(layout(&[]), None);
+        assert!(
+            GroupTable::for_key_types(&[&DataType::Int64])
+                .packed
+                .is_none()
+        );
+    }
+
+    /// A key of an integer, a string and a small integer, as proptest draws its rows.
+    type KeyRow = (Option<i64>, Option<String>, i16);
+
+    fn key_columns(rows: &[KeyRow]) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
+            Arc::new(arrow::array::StringArray::from_iter(
+                rows.iter().map(|r| r.1.clone()),
+            )),
+            Arc::new(arrow::array::Int16Array::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+        ]
+    }
+
+    fn key_row() -> impl Strategy<Value = KeyRow> {
+        (
+            proptest::option::weighted(0.98, -3i64..3),
+            // Mostly strings that fit (up to 5 bytes here), some that do not, a few NULLs.
+            proptest::option::weighted(0.98, "[ab]{0,3}|[ab]{4,6}|é"),
+            -2i16..2,
+        )
+    }
+
+    proptest! {
+        /// The packed path numbers groups as the rows path does, keeps the same key bytes,
+        /// and answers lookups alike, before and after a key that does not fit moves it to
+        /// the rows path.
+        #[test]
+        fn packed_and_rows_paths_agree(
+            batches in proptest::collection::vec(proptest::collection::vec(key_row(), 0..60), 1..5),
+            probe in proptest::collection::vec(key_row(), 0..60),
+            fits_first in any::<bool>(),
+        ) {
+            let types = [DataType::Int64, DataType::Utf8, DataType::Int16];
+            let type_refs: Vec<&DataType> = types.iter().collect();
+            let converter = RowConverter::new(
+                types.iter().map(|t| SortField::new(t.clone())).collect(),
+            ).unwrap();
+            let mut packed = GroupTable::for_key_types(&type_refs);
+            prop_assert!(packed.packed.is_some());
+            let mut rows = GroupTable::default();
+            let probe = key_columns(&probe);
+            for (n, batch) in batches.iter().enumerate() {
+                // Optionally one batch that fits all through first, to exercise the move of
+                // groups already made.
+                let batch: Vec<KeyRow> = if fits_first && n == 0 {
+                    batch.iter().map(|(a, s, c)| (a.or(Some(0)), Some(s.clone().unwrap_or_default().chars().take(3).collect()), *c)).filter(|r| r.1.as_ref().is_some_and(|s: &String| s.len() <= 3)).collect()
+                } else {
+                    batch.clone()
+                };
+                let columns = key_columns(&batch);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                packed.intern_columns(&converter, &columns, &mut a).unwrap();
+                rows.intern_columns(&converter, &columns, &mut b).unwrap();
+                prop_assert_eq!(a, b);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                packed.lookup_columns(&converter, &probe, &mut a).unwrap();
+                rows.lookup_columns(&converter, &probe, &mut b).unwrap();
+                prop_assert_eq!(a, b);
+            }
+            prop_assert_eq!(packed.len(), rows.len());
+            for g in 0..packed.len() as u32 {
+                prop_assert_eq!(packed.key(g), rows.key(g));
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! The hash table of the group table's words path: 64-bit keys to group indices.
+//! The hash table of the group table's words and packed paths: 64- or 128-bit keys to group
+//! indices.
 //!
 //! Open addressing with linear probing, split into [`PARTS`] partitions chosen by the top
 //! bits of the hash. Each slot holds the word and its group inline (16 bytes), so a lookup
@@ -19,37 +20,42 @@ const PARTS: usize = 1 << PART_BITS;
 /// Slots of a partition when first used.
 const INITIAL_SLOTS: usize = 16;
 
-/// `[word, group + 1]`; a zero second half marks an empty slot.
-type Slot = [u64; 2];
+/// `(word, group + 1)`; a zero group marks an empty slot.
+type Slot<W> = (W, u64);
 
-/// A map from 64-bit words to group indices; see the module docs.
-#[derive(Default)]
-pub(crate) struct WordTable {
+/// A map from words (`u64` or `u128`) to group indices; see the module docs.
+pub(crate) struct WordTable<W = u64> {
     /// Empty until the first insert, then [`PARTS`] partitions.
-    parts: Vec<Part>,
+    parts: Vec<Part<W>>,
 }
 
-struct Part {
+impl<W> Default for WordTable<W> {
+    fn default() -> Self {
+        WordTable { parts: Vec::new() }
+    }
+}
+
+struct Part<W> {
     /// A power of two in length.
-    slots: Vec<Slot>,
+    slots: Vec<Slot<W>>,
     len: usize,
 }
 
-impl Part {
-    fn new() -> Part {
+impl<W: Copy + Eq + Default> Part<W> {
+    fn new() -> Self {
         Part {
-            slots: vec![[0; 2]; INITIAL_SLOTS],
+            slots: vec![(W::default(), 0); INITIAL_SLOTS],
             len: 0,
         }
     }
 
     /// The slot of `word` (hashed to `hash`), or the empty slot where it belongs.
     #[inline]
-    fn probe(&self, hash: u64, word: u64) -> usize {
+    fn probe(&self, hash: u64, word: W) -> usize {
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
         loop {
-            let [w, g] = self.slots[i];
+            let (w, g) = self.slots[i];
             if g == 0 || w == word {
                 return i;
             }
@@ -57,17 +63,17 @@ impl Part {
         }
     }
 
-    fn grow(&mut self, hash_of: impl Fn(u64) -> u64) {
-        let doubled = vec![[0; 2]; self.slots.len() * 2];
+    fn grow(&mut self, hash_of: impl Fn(W) -> u64) {
+        let doubled = vec![(W::default(), 0); self.slots.len() * 2];
         let old = std::mem::replace(&mut self.slots, doubled);
-        for slot in old.into_iter().filter(|s| s[1] != 0) {
-            let i = self.probe(hash_of(slot[0]), slot[0]);
+        for slot in old.into_iter().filter(|s| s.1 != 0) {
+            let i = self.probe(hash_of(slot.0), slot.0);
             self.slots[i] = slot;
         }
     }
 }
 
-impl WordTable {
+impl<W: Copy + Eq + Default> WordTable<W> {
     #[inline]
     fn part_of(hash: u64) -> usize {
         (hash >> (64 - PART_BITS)) as usize
@@ -79,16 +85,16 @@ impl WordTable {
     pub(crate) fn get_or_insert(
         &mut self,
         hash: u64,
-        word: u64,
+        word: W,
         next: u32,
-        hash_of: impl Fn(u64) -> u64,
+        hash_of: impl Fn(W) -> u64,
     ) -> Option<u32> {
         if self.parts.is_empty() {
             self.parts = (0..PARTS).map(|_| Part::new()).collect();
         }
         let part = &mut self.parts[Self::part_of(hash)];
         let mut i = part.probe(hash, word);
-        let [_, g] = part.slots[i];
+        let (_, g) = part.slots[i];
         if g != 0 {
             return Some((g - 1) as u32);
         }
@@ -96,16 +102,16 @@ impl WordTable {
             part.grow(hash_of);
             i = part.probe(hash, word);
         }
-        part.slots[i] = [word, u64::from(next) + 1];
+        part.slots[i] = (word, u64::from(next) + 1);
         part.len += 1;
         None
     }
 
     /// The group of `word` (hashed to `hash`), if it has one; inserts nothing.
     #[inline]
-    pub(crate) fn get(&self, hash: u64, word: u64) -> Option<u32> {
+    pub(crate) fn get(&self, hash: u64, word: W) -> Option<u32> {
         let part = self.parts.get(Self::part_of(hash))?;
-        let [_, g] = part.slots[part.probe(hash, word)];
+        let (_, g) = part.slots[part.probe(hash, word)];
         (g != 0).then(|| (g - 1) as u32)
     }
 
@@ -122,18 +128,18 @@ impl WordTable {
     }
 
     /// Every word in the table.
-    pub(crate) fn words(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn words(&self) -> impl Iterator<Item = W> + '_ {
         self.parts
             .iter()
-            .flat_map(|p| p.slots.iter().filter(|s| s[1] != 0).map(|s| s[0]))
+            .flat_map(|p| p.slots.iter().filter(|s| s.1 != 0).map(|s| s.0))
     }
 
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.parts.capacity() * std::mem::size_of::<Part>()
+        self.parts.capacity() * std::mem::size_of::<Part<W>>()
             + self
                 .parts
                 .iter()
-                .map(|p| p.slots.capacity() * std::mem::size_of::<Slot>())
+                .map(|p| p.slots.capacity() * std::mem::size_of::<Slot<W>>())
                 .sum::<usize>()
     }
 }
