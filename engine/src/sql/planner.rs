@@ -571,6 +571,15 @@ impl<'a> Planner<'a> {
                 && side_a != side_b
             {
                 let (l, r) = if side_a == 0 { (a, b) } else { (b, a) };
+                // A second key on a column already keyed (`l_suppkey = ps_suppkey` and
+                // `s_suppkey = ps_suppkey`) adds nothing to the match but a wider key; an
+                // inner join applies it as a filter instead.
+                if join_type == JoinType::Inner
+                    && (left_keys.contains(&l) || right_keys.contains(&r))
+                {
+                    rest.push(condition);
+                    continue;
+                }
                 left_keys.push(l);
                 right_keys.push(r);
                 continue;
@@ -950,7 +959,9 @@ impl<'a> Planner<'a> {
             .flat_map(|rel| rel.names.iter())
             .map(|n| (n.qualifier.clone(), n.name.clone()))
             .collect();
+        let mut derived = Vec::new();
         if comma_join {
+            derived = close_equalities(&mut conditions, &pending);
             self.join_filtered_dimensions(&mut pending, &mut pinned, &mut conditions)?;
         }
         let mut from = pending.remove(0);
@@ -995,6 +1006,8 @@ impl<'a> Planner<'a> {
             names: &names,
             ..Scope::default()
         };
+        // Derived equalities no join used are implied by the others: no filter.
+        conditions.retain(|c| !derived.contains(c));
         let predicate = if comma_join {
             conditions.into_iter().reduce(|l, r| SqlExpr::BinaryOp {
                 left: Box::new(l),
@@ -1055,12 +1068,17 @@ impl<'a> Planner<'a> {
         })
     }
 
-    /// Joins each filtered dimension of a comma join into the one relation it is joined with,
+    /// Joins each filtered dimension of a comma join into a relation it is joined with,
     /// before the relations are joined in order: a relation with a filter (a pushed
-    /// condition), equated with exactly one other relation, from a smaller table than that
-    /// one's. Each row of the larger side has at most one partner in a dimension, so the
-    /// join only drops the rows the filter took from it, and the joins after it carry fewer
-    /// rows. The most selective filter goes first; the joined pair takes the earlier place.
+    /// condition), equated only with relations from larger tables than its own, is joined
+    /// into the largest of them. Each row of the larger side has at most one partner in a
+    /// dimension, so the join only drops the rows the filter took from it, and the joins
+    /// after it carry fewer rows. The most selective filter goes first; the joined pair
+    /// takes the earlier place.
+    ///
+    /// TPC-H Q5's nations of one region are equated with both the suppliers and (through
+    /// `c_nationkey = s_nationkey`, see [`close_equalities`]) the customers: they go to the
+    /// customers, so that only that region's customers meet the orders and line items.
     ///
     /// TPC-H Q11's `partsupp, supplier, nation WHERE … n_name = 'GERMANY'` joined the 800 000
     /// part suppliers with all 10 000 suppliers before the nation cut them to a twenty-fifth;
@@ -1084,16 +1102,23 @@ impl<'a> Planner<'a> {
                 let Some(own) = estimate.filter(|e| e.base > 0.0 && e.rows < e.base) else {
                     continue;
                 };
-                let mut partners = (0..pending.len()).filter(|&other| {
-                    other != dimension
-                        && connects(conditions, &pending[dimension].names, &pending[other].names)
-                });
-                let (Some(partner), None) = (partners.next(), partners.next()) else {
-                    continue;
-                };
-                if !estimates[partner].is_some_and(|e| own.base < e.base) {
+                let partners: Vec<(usize, f64)> = (0..pending.len())
+                    .filter(|&other| {
+                        other != dimension
+                            && connects(
+                                conditions,
+                                &pending[dimension].names,
+                                &pending[other].names,
+                            )
+                    })
+                    .map(|other| (other, estimates[other].map_or(0.0, |e| e.base)))
+                    .collect();
+                if partners.is_empty() || partners.iter().any(|&(_, base)| base <= own.base) {
                     continue;
                 }
+                let Some(&(partner, _)) = partners.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+                    continue;
+                };
                 let fraction = own.rows / own.base;
                 if best.is_none_or(|(kept, rows, ..)| (fraction, own.rows) < (kept, rows)) {
                     best = Some((fraction, own.rows, dimension, partner));
@@ -1701,6 +1726,72 @@ fn push_down(
         stream: predicate_pushdown::filter(&rel.stream, predicate)?,
         ..rel
     })
+}
+
+/// Adds to `conditions` the equalities between columns of different relations of `rels`
+/// that follow from those already there by transitivity: `c_nationkey = s_nationkey AND
+/// s_nationkey = n_nationkey` gives `c_nationkey = n_nationkey`, which lets the nations join
+/// the customers directly. They are implied, so they change no answer; a join uses one as a
+/// key, and one left over after the joins is dropped. Returns the equalities added.
+fn close_equalities(conditions: &mut Vec<SqlExpr>, rels: &[FromRel]) -> Vec<SqlExpr> {
+    // The relation and column an expression names, where exactly one relation has it.
+    let locate = |e: &SqlExpr| -> Option<(usize, String)> {
+        let mut found = rels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rel)| column_in(e, &rel.names).map(|column| (i, column)));
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
+    };
+    // Columns (relation, column, an expression naming it), and a parent per column.
+    let mut columns: Vec<((usize, String), SqlExpr)> = Vec::new();
+    let mut parent: Vec<usize> = Vec::new();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut direct: Vec<(usize, usize)> = Vec::new();
+    for (x, y) in equated(conditions) {
+        let (Some(a), Some(b)) = (locate(x), locate(y)) else {
+            continue;
+        };
+        let mut index_of = |column: (usize, String), expr: &SqlExpr| {
+            columns
+                .iter()
+                .position(|(c, _)| *c == column)
+                .unwrap_or_else(|| {
+                    columns.push((column, expr.clone()));
+                    parent.push(parent.len());
+                    parent.len() - 1
+                })
+        };
+        let (i, j) = (index_of(a, x), index_of(b, y));
+        direct.push((i, j));
+        let (ri, rj) = (root(&mut parent, i), root(&mut parent, j));
+        parent[ri] = rj;
+    }
+    let mut added = Vec::new();
+    for i in 0..columns.len() {
+        for j in i + 1..columns.len() {
+            if root(&mut parent, i) != root(&mut parent, j)
+                || columns[i].0.0 == columns[j].0.0
+                || direct.contains(&(i, j))
+                || direct.contains(&(j, i))
+            {
+                continue;
+            }
+            added.push(SqlExpr::BinaryOp {
+                left: Box::new(columns[i].1.clone()),
+                op: BinaryOperator::Eq,
+                right: Box::new(columns[j].1.clone()),
+            });
+        }
+    }
+    conditions.extend(added.iter().cloned());
+    added
 }
 
 /// `rel` with its columns in `order` (qualifier and name, the FROM order), followed by any
