@@ -154,6 +154,18 @@ fn opened(schema: &SchemaRef, memory: MemoryBudget) -> KeyedAggregate {
     aggregate
 }
 
+/// `aggregate` after taking every batch (its output dropped as it goes).
+fn fed(mut aggregate: KeyedAggregate, batches: &[RecordBatch]) -> KeyedAggregate {
+    let mut out = Output::default();
+    for batch in batches {
+        aggregate
+            .process_batch(0, batch.clone(), &mut out)
+            .expect("aggregates");
+        out.clear();
+    }
+    aggregate
+}
+
 fn aggregate(c: &mut Criterion) {
     let mut rng = Rng(0x5eed);
     let batches = bids(&mut rng, BATCHES);
@@ -169,16 +181,7 @@ fn aggregate(c: &mut Criterion) {
         group.bench_function(format!("growing_1m_keys_count_max_{name}"), |b| {
             b.iter_batched(
                 || operator(&schema, emit),
-                |mut aggregate| {
-                    let mut out = Output::default();
-                    for batch in &batches {
-                        aggregate
-                            .process_batch(0, batch.clone(), &mut out)
-                            .expect("aggregates");
-                        out.clear();
-                    }
-                    black_box(aggregate)
-                },
+                |aggregate| black_box(fed(aggregate, &batches)),
                 BatchSize::LargeInput,
             )
         });
@@ -258,16 +261,7 @@ fn aggregate(c: &mut Criterion) {
                 KeyedAggregate::try_new(&flags_spec, &flags_schema, flags_output.clone())
                     .expect("builds")
             },
-            |mut aggregate| {
-                let mut out = Output::default();
-                for batch in &flags {
-                    aggregate
-                        .process_batch(0, batch.clone(), &mut out)
-                        .expect("aggregates");
-                    out.clear();
-                }
-                black_box(aggregate)
-            },
+            |aggregate| black_box(fed(aggregate, &flags)),
             BatchSize::LargeInput,
         )
     });
