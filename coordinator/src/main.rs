@@ -286,7 +286,9 @@ fn main() -> ExitCode {
         .init();
     // Ctrl-C while a `sluice sql` job runs cancels the job (see `interrupt`).
     let cancel = CancelRequest::new();
-    match run(cli, &cancel) {
+    let outcome = run(cli, &cancel);
+    sluice_engine::alloc::skip_purges_at_exit();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if let Some(message) = error

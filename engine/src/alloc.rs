@@ -31,3 +31,16 @@ pub fn tune() {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
     });
 }
+
+/// mimalloc's `mi_option_purge_delay` (position 15 of `mi_option_e` in `mimalloc.h`); -1
+/// never purges.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tells mimalloc not to purge its arenas any more, for a process about to exit. At exit
+/// mimalloc collects every heap and returns freed memory with `MADV_FREE`, which splits each
+/// transparent huge page first: 8 % of a `sluice sql` `SELECT 1` and 2 % of a 90 ms TPC-H
+/// query, for memory the exit releases anyway.
+pub fn skip_purges_at_exit() {
+    // SAFETY: as in `tune`, an integer stored in mimalloc's option table.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
