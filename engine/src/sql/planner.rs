@@ -1113,7 +1113,7 @@ impl<'a> Planner<'a> {
                     })
                     .map(|other| (other, estimates[other].map_or(0.0, |e| e.base)))
                     .collect();
-                if partners.is_empty() || partners.iter().any(|&(_, base)| base <= own.base) {
+                if partners.iter().any(|&(_, base)| base <= own.base) {
                     continue;
                 }
                 let Some(&(partner, _)) = partners.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
@@ -1127,20 +1127,24 @@ impl<'a> Planner<'a> {
             let Some((.., dimension, partner)) = best else {
                 return Ok(());
             };
-            let place = dimension.min(partner);
-            let (first, second) = (dimension.max(partner), dimension.min(partner));
-            let later = pending.remove(first);
-            let earlier = pending.remove(second);
-            let (later_pinned, earlier_pinned) = (pinned.remove(first), pinned.remove(second));
             // The pair is pinned where the larger side is: a dimension's constants do not
             // make the pair a small relation to join next (TPC-H Q5's suppliers of one region
             // would otherwise meet every customer of that region on the nation key).
-            let (fact, dim, fact_pinned) = if partner > dimension {
-                (later, earlier, later_pinned)
+            let fact_pinned = pinned[partner];
+            // The later place goes first, so that the earlier one stays where it is.
+            let mut remove = |index: usize| {
+                pinned.remove(index);
+                pending.remove(index)
+            };
+            let (fact, dim) = if partner > dimension {
+                let fact = remove(partner);
+                (fact, remove(dimension))
             } else {
-                (earlier, later, earlier_pinned)
+                let dim = remove(dimension);
+                (remove(partner), dim)
             };
             let joined = self.join(fact, dim, JoinType::Inner, conditions, false)?;
+            let place = dimension.min(partner);
             pending.insert(place, joined);
             pinned.insert(place, fact_pinned);
         }

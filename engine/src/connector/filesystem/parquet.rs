@@ -8,7 +8,9 @@
 //! a type mismatch fails the job before it runs, naming the file, the column and both types.
 //!
 //! Reading uses the synchronous [`ParquetRecordBatchReaderBuilder`] with the declared columns
-//! projected and `batch_size` rows per batch. A poll returns one batch.
+//! projected and `batch_size` rows per batch, over a read-only mapping of the file
+//! ([`map_file`]): column chunks are slices of the page cache, not copies into fresh heap
+//! memory (which the kernel zeroes first). A poll returns one batch.
 //!
 //! With a pushed predicate ([`super::FileSourceSpec::predicate`]), the footers are read with
 //! their page index, and [`PruningPredicate`] decides from the statistics which row groups
