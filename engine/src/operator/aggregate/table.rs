@@ -70,9 +70,11 @@ pub(crate) struct GroupTable {
     /// Set while the key fits the packed path.
     packed: Option<PackedLayout>,
     packed_words: WordTable<u128>,
-    /// A batch's packed keys, their hashes, and the rows that do not fit (reused buffers).
+    /// A batch's packed keys (on the packed path) or words (on the words path), their hashes,
+    /// and the rows that do not fit the packed path (reused buffers).
     packed_keys: Vec<u128>,
-    packed_hashes: Vec<u64>,
+    batch_words: Vec<u64>,
+    hashes: Vec<u64>,
     misfits: Vec<u32>,
     /// The rows of a batch that added a group on the packed path.
     new_rows: Vec<u32>,
@@ -204,7 +206,7 @@ impl GroupTable {
             + self.words.allocated_bytes()
             + self.packed_words.allocated_bytes()
             + self.packed_keys.capacity() * std::mem::size_of::<u128>()
-            + self.packed_hashes.capacity() * std::mem::size_of::<u64>()
+            + (self.batch_words.capacity() + self.hashes.capacity()) * std::mem::size_of::<u64>()
             + (self.misfits.capacity() + self.new_rows.capacity()) * std::mem::size_of::<u32>()
             + self.key_bytes.capacity()
             + self.key_offsets.capacity() * std::mem::size_of::<usize>()
@@ -391,17 +393,31 @@ impl GroupTable {
         let nulls = nulls.filter(|n| n.null_count() > 0);
         let null_group = self.null_group.unwrap_or(NO_GROUP);
         let Some(filter) = &self.filter else {
-            let hash = |i: usize| values.get(i).map(|&v| hash_word(to_word(v)));
-            for (i, &v) in values.iter().enumerate() {
-                if let Some(ahead) = hash(i + PREFETCH_AHEAD) {
-                    self.words.prefetch(ahead);
+            self.load_words(values, to_word);
+            let words = &self.batch_words;
+            let found = |i: usize| self.words.get(self.hashes[i], words[i]).unwrap_or(NO_GROUP);
+            match (&nulls, self.words.is_cached()) {
+                (None, true) => out.extend((0..words.len()).map(found)),
+                (None, false) => {
+                    for i in 0..words.len() {
+                        if let Some(&ahead) = self.hashes.get(i + PREFETCH_AHEAD) {
+                            self.words.prefetch(ahead);
+                        }
+                        out.push(found(i));
+                    }
                 }
-                out.push(if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
-                    let word = to_word(v);
-                    self.words.get(hash_word(word), word).unwrap_or(NO_GROUP)
-                } else {
-                    null_group
-                });
+                (Some(nulls), _) => {
+                    for i in 0..words.len() {
+                        if let Some(&ahead) = self.hashes.get(i + PREFETCH_AHEAD) {
+                            self.words.prefetch(ahead);
+                        }
+                        out.push(if nulls.is_valid(i) {
+                            found(i)
+                        } else {
+                            null_group
+                        });
+                    }
+                }
             }
             return;
         };
@@ -498,39 +514,43 @@ impl GroupTable {
         to_word: impl Fn(T) -> u64,
         out: &mut Vec<u32>,
     ) {
-        // Row `i + PREFETCH_AHEAD`'s slot is prefetched while row `i` is looked up.
-        let hash = |i: usize| values.get(i).map(|&v| hash_word(to_word(v)));
-        match nulls.filter(|n| n.null_count() > 0) {
-            None => {
-                for (i, &v) in values.iter().enumerate() {
-                    if let Some(ahead) = hash(i + PREFETCH_AHEAD) {
-                        self.words.prefetch(ahead);
-                    }
-                    out.push(self.intern_word(key, to_word(v)));
-                }
+        self.load_words(values, to_word);
+        let (words, hashes) = (
+            std::mem::take(&mut self.batch_words),
+            std::mem::take(&mut self.hashes),
+        );
+        // Row `i + PREFETCH_AHEAD`'s slot is prefetched while row `i` is looked up, unless
+        // the table stays in the cache.
+        let nulls = nulls.filter(|n| n.null_count() > 0);
+        for (i, (&word, &hash)) in words.iter().zip(&hashes).enumerate() {
+            if let Some(&ahead) = hashes.get(i + PREFETCH_AHEAD)
+                && !self.words.is_cached()
+            {
+                self.words.prefetch(ahead);
             }
-            Some(nulls) => {
-                for (i, &v) in values.iter().enumerate() {
-                    if let Some(ahead) = hash(i + PREFETCH_AHEAD) {
-                        self.words.prefetch(ahead);
-                    }
-                    out.push(if nulls.is_valid(i) {
-                        self.intern_word(key, to_word(v))
-                    } else {
-                        self.intern_null_word(key)
-                    });
-                }
-            }
+            out.push(if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+                self.intern_word(key, word, hash)
+            } else {
+                self.intern_null_word(key)
+            });
         }
+        (self.batch_words, self.hashes) = (words, hashes);
+    }
+
+    /// Fills the batch's words and their hashes.
+    #[inline]
+    fn load_words<T: Copy>(&mut self, values: &[T], to_word: impl Fn(T) -> u64) {
+        self.batch_words.clear();
+        self.batch_words.extend(values.iter().map(|&v| to_word(v)));
+        self.hashes.clear();
+        self.hashes
+            .extend(self.batch_words.iter().map(|&w| hash_word(w)));
     }
 
     #[inline]
-    fn intern_word(&mut self, key: WordKey, word: u64) -> u32 {
+    fn intern_word(&mut self, key: WordKey, word: u64, hash: u64) -> u32 {
         let group = self.key_offsets.len() as u32;
-        if let Some(existing) = self
-            .words
-            .get_or_insert(hash_word(word), word, group, hash_word)
-        {
+        if let Some(existing) = self.words.get_or_insert(hash, word, group, hash_word) {
             return existing;
         }
         self.key_offsets.push(self.key_bytes.len());
@@ -569,7 +589,8 @@ impl GroupTable {
             } else {
                 let mut word = [0u8; 8];
                 word[8 - key.width..].copy_from_slice(&bytes[1..]);
-                self.intern_word(key, u64::from_be_bytes(word))
+                let word = u64::from_be_bytes(word);
+                self.intern_word(key, word, hash_word(word))
             };
         }
         let probe = Probe::new(bytes);
@@ -596,8 +617,8 @@ impl GroupTable {
         for (place, column) in layout.columns.iter().zip(columns) {
             place.pack(column.as_ref(), &mut self.packed_keys, &mut self.misfits);
         }
-        self.packed_hashes.clear();
-        self.packed_hashes
+        self.hashes.clear();
+        self.hashes
             .extend(self.packed_keys.iter().map(|&k| hash_packed(k)));
     }
 
@@ -621,8 +642,8 @@ impl GroupTable {
         out.reserve(self.packed_keys.len());
         self.new_rows.clear();
         let first_new = self.key_offsets.len() as u32;
-        for (i, (&key, &hash)) in self.packed_keys.iter().zip(&self.packed_hashes).enumerate() {
-            if let Some(&ahead) = self.packed_hashes.get(i + PREFETCH_AHEAD) {
+        for (i, (&key, &hash)) in self.packed_keys.iter().zip(&self.hashes).enumerate() {
+            if let Some(&ahead) = self.hashes.get(i + PREFETCH_AHEAD) {
                 self.packed_words.prefetch(ahead);
             }
             let next = first_new + self.new_rows.len() as u32;
@@ -665,8 +686,8 @@ impl GroupTable {
         }
         self.pack(columns);
         out.reserve(rows);
-        for (i, (&key, &hash)) in self.packed_keys.iter().zip(&self.packed_hashes).enumerate() {
-            if let Some(&ahead) = self.packed_hashes.get(i + PREFETCH_AHEAD) {
+        for (i, (&key, &hash)) in self.packed_keys.iter().zip(&self.hashes).enumerate() {
+            if let Some(&ahead) = self.hashes.get(i + PREFETCH_AHEAD) {
                 self.packed_words.prefetch(ahead);
             }
             out.push(if self.may_contain(hash) {
@@ -1062,6 +1083,46 @@ mod tests {
             assert_eq!(g, known.get(&key).copied().unwrap_or(NO_GROUP), "row {i}");
         }
         assert_eq!(table.len(), before, "a lookup adds no group");
+    }
+
+    /// A words table too large to stay in the cache is interned and looked up with
+    /// prefetching; a small one without. Both find every key, in every batch position.
+    #[test]
+    fn large_and_small_word_tables_find_their_keys() {
+        for count in [100i64, 60_000] {
+            let converter = RowConverter::new(vec![SortField::new(DataType::Int64)]).unwrap();
+            let mut table = GroupTable::for_key_types(&[&DataType::Int64]);
+            let keys: ArrayRef = Arc::new(Int64Array::from_iter_values(
+                (0..count).map(|k| k * 7919 - 12_345),
+            ));
+            let mut groups = Vec::new();
+            table
+                .intern_columns(&converter, std::slice::from_ref(&keys), &mut groups)
+                .unwrap();
+            assert_eq!(groups, (0..count as u32).collect::<Vec<_>>());
+            assert_eq!(table.words.is_cached(), count < 1000, "{count} keys");
+            // Again: every key is found, and interning adds none.
+            table
+                .intern_columns(&converter, std::slice::from_ref(&keys), &mut groups)
+                .unwrap();
+            assert_eq!(groups, (0..count as u32).collect::<Vec<_>>());
+            // Lookups of present, absent and NULL keys, without a key filter.
+            let probe: ArrayRef =
+                Arc::new(Int64Array::from_iter((0..count).map(|k| match k % 3 {
+                    0 => Some(k * 7919 - 12_345),
+                    1 => Some(k * 7919 - 12_344),
+                    _ => None,
+                })));
+            let mut found = Vec::new();
+            table
+                .lookup_columns(&converter, std::slice::from_ref(&probe), &mut found)
+                .unwrap();
+            let expected: Vec<u32> = (0..count as u32)
+                .map(|k| if k % 3 == 0 { k } else { NO_GROUP })
+                .collect();
+            assert_eq!(found, expected);
+            assert_eq!(table.len(), count as usize);
+        }
     }
 
     #[test]

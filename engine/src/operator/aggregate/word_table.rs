@@ -27,13 +27,22 @@ type Slot<W> = (W, u64);
 pub(crate) struct WordTable<W = u64> {
     /// Empty until the first insert, then [`PARTS`] partitions.
     parts: Vec<Part<W>>,
+    /// The slots of all partitions.
+    slots: usize,
 }
 
 impl<W> Default for WordTable<W> {
     fn default() -> Self {
-        WordTable { parts: Vec::new() }
+        WordTable {
+            parts: Vec::new(),
+            slots: 0,
+        }
     }
 }
+
+/// Largest table, in slot bytes, that lookups expect to find in the cache: they then skip the
+/// prefetch (a join's small build side probed by millions of rows).
+const CACHED_BYTES: usize = 256 << 10;
 
 struct Part<W> {
     /// A power of two in length.
@@ -91,6 +100,7 @@ impl<W: Copy + Eq + Default> WordTable<W> {
     ) -> Option<u32> {
         if self.parts.is_empty() {
             self.parts = (0..PARTS).map(|_| Part::new()).collect();
+            self.slots = PARTS * INITIAL_SLOTS;
         }
         let part = &mut self.parts[Self::part_of(hash)];
         let mut i = part.probe(hash, word);
@@ -99,6 +109,7 @@ impl<W: Copy + Eq + Default> WordTable<W> {
             return Some((g - 1) as u32);
         }
         if (part.len + 1) * 4 > part.slots.len() * 3 {
+            self.slots += part.slots.len();
             part.grow(hash_of);
             i = part.probe(hash, word);
         }
@@ -113,6 +124,13 @@ impl<W: Copy + Eq + Default> WordTable<W> {
         let part = self.parts.get(Self::part_of(hash))?;
         let (_, g) = part.slots[part.probe(hash, word)];
         (g != 0).then(|| (g - 1) as u32)
+    }
+
+    /// Whether the table is small enough to stay in the cache, where prefetching its slots
+    /// only costs instructions.
+    #[inline]
+    pub(crate) fn is_cached(&self) -> bool {
+        self.slots * std::mem::size_of::<Slot<W>>() <= CACHED_BYTES
     }
 
     /// Starts loading the slot `hash` probes first into the cache.
@@ -136,11 +154,7 @@ impl<W: Copy + Eq + Default> WordTable<W> {
 
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.parts.capacity() * std::mem::size_of::<Part<W>>()
-            + self
-                .parts
-                .iter()
-                .map(|p| p.slots.capacity() * std::mem::size_of::<Slot<W>>())
-                .sum::<usize>()
+            + self.slots * std::mem::size_of::<Slot<W>>()
     }
 }
 
