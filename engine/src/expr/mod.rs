@@ -53,6 +53,7 @@ mod kernels;
 mod physical;
 mod resolve;
 mod scalar;
+pub(crate) mod shared;
 
 #[cfg(test)]
 mod tests;

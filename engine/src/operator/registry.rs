@@ -107,12 +107,7 @@ impl OperatorRegistry {
                 ctx.output_schema.clone(),
             )),
             OperatorSpec::Project { columns, watermark } => {
-                let input = need_input()?;
-                let exprs = columns
-                    .iter()
-                    .map(|(_, expr)| expr.resolve(input))
-                    .collect::<Result<Vec<_>>>()?;
-                let project = Project::new(exprs, ctx.output_schema.clone());
+                let project = Project::try_new(columns, need_input()?, ctx.output_schema.clone())?;
                 Box::new(match watermark {
                     Some(strategy) => project.with_watermarks(strategy.clone()),
                     None => project,
