@@ -122,6 +122,7 @@ fn spec_by(keys: &[&str], emit: EmitMode) -> KeyedAggregateSpec {
         ],
         emit,
         default_group: None,
+        phase: Default::default(),
     }
 }
 

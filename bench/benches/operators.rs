@@ -213,6 +213,7 @@ fn operators(c: &mut Criterion) {
         ],
         emit: EmitMode::Final,
         default_group: None,
+        phase: Default::default(),
     };
     let output_schema = spec.output_schema(&schema).expect("valid aggregate");
     let mut aggregate = KeyedAggregate::try_new(&spec, &schema, output_schema).expect("builds");

@@ -53,8 +53,8 @@ use arrow::record_batch::RecordBatch;
 use crate::connector::{CollectedResults, MemorySource, SinkSpec, SourceSpec};
 use crate::expr::{Expr, ScalarValue};
 use crate::graph::{
-    AggregateCall, AggregateFunction, BatchShuffleMode, DEFAULT_MAX_PARALLELISM, Edge, EmitMode,
-    JobGraph, KeyedAggregateSpec, OperatorSpec, Partitioning, Vertex,
+    AggregateCall, AggregateFunction, AggregatePhase, BatchShuffleMode, DEFAULT_MAX_PARALLELISM,
+    Edge, EmitMode, JobGraph, KeyedAggregateSpec, OperatorSpec, Partitioning, Vertex,
 };
 use crate::ids::VertexId;
 use crate::operator::{Operator, OperatorContext, OperatorFactory, OperatorRegistry};
@@ -327,6 +327,11 @@ impl DataStream {
         self.env.builder.borrow().vertices[self.vertex.0 as usize]
             .output_schema
             .clone()
+    }
+
+    /// The parallelism of the vertex producing this stream.
+    pub fn vertex_parallelism(&self) -> u32 {
+        self.env.builder.borrow().vertices[self.vertex.0 as usize].parallelism
     }
 
     pub fn vertex_name(&self) -> String {
@@ -633,6 +638,7 @@ impl KeyedStream {
             aggregates,
             emit,
             default_group: None,
+            phase: Default::default(),
         })
     }
 
@@ -661,6 +667,63 @@ impl KeyedStream {
             aggregates,
             emit,
             default_group: Some(key),
+            phase: Default::default(),
+        })
+    }
+
+    /// A final aggregation in two phases (batch mode; see [`AggregatePhase`]): a partial
+    /// aggregation at the input's parallelism, forward-connected to it, then the hash
+    /// exchange, then the final one. `default_group` as in [`KeyedStream::aggregate_global`].
+    pub fn aggregate_two_phase(
+        &self,
+        aggregates: Vec<AggregateCall>,
+        default_group: Option<Vec<ScalarValue>>,
+    ) -> Result<DataStream> {
+        let input = self.stream.schema();
+        let input_types = aggregates
+            .iter()
+            .map(|call| match &call.input {
+                Some(column) => input
+                    .field_with_name(column)
+                    .map(|f| Some(f.data_type().clone()))
+                    .map_err(|_| {
+                        Error::plan(
+                            "KeyedAggregate",
+                            format!("unknown aggregate column '{column}'"),
+                        )
+                    }),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let partial = KeyedAggregateSpec {
+            keys: self.keys.clone(),
+            aggregates: aggregates.clone(),
+            emit: EmitMode::Final,
+            default_group: None,
+            phase: AggregatePhase::Partial,
+        };
+        let partial_schema = partial.output_schema(&input).map_err(|e| match e {
+            Error::Expression { message } => Error::plan("LocalAggregate", message),
+            other => other,
+        })?;
+        let env = &self.stream.env;
+        let id = env.add_vertex(
+            "LocalAggregate",
+            OperatorSpec::KeyedAggregate(partial),
+            partial_schema,
+            self.stream.vertex_parallelism(),
+            &[(self.stream.vertex, 0, Some(Partitioning::Forward))],
+        )?;
+        let local = KeyedStream {
+            stream: env.stream(id),
+            keys: self.keys.clone(),
+        };
+        local.aggregate_spec(KeyedAggregateSpec {
+            keys: self.keys.clone(),
+            aggregates,
+            emit: EmitMode::Final,
+            default_group,
+            phase: AggregatePhase::Final { input_types },
         })
     }
 

@@ -104,7 +104,11 @@ fn estimate_vertex(
         }
         OperatorSpec::KeyedAggregate(spec) => {
             let input = one_input(0)?;
-            Some(if spec.default_group.is_some() {
+            // A partial phase is counted as keeping its rows, so that the final phase after
+            // it estimates what a single phase would.
+            Some(if spec.phase == super::AggregatePhase::Partial {
+                input
+            } else if spec.default_group.is_some() {
                 RowEstimate {
                     rows: 1.0,
                     base: input.base,

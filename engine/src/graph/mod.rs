@@ -28,7 +28,8 @@ pub use partitioning::Partitioning;
 pub use rank::{RankOrder, RankSpec, RankStrategy, RankWindow, WINDOW_TIME_COLUMN};
 pub use sort::{SortKey, SortSpec};
 pub use spec::{
-    AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec, OperatorSpec, describe_columns,
+    AggregateCall, AggregateFunction, AggregatePhase, EmitMode, KeyedAggregateSpec, OperatorSpec,
+    describe_columns, partial_state_column,
 };
 pub use window::{
     WINDOW_END_COLUMN, WINDOW_START_COLUMN, WindowAggregateSpec, WindowKind, WindowTime,
@@ -73,6 +74,31 @@ pub struct Edge {
     /// join). Several edges may feed the same input (a union of streams).
     pub input_index: u32,
     pub partitioning: Partitioning,
+}
+
+/// Whether batch aggregations run in two phases (Flink's `table.optimizer.agg-phase-strategy`,
+/// see [`AggregatePhase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AggregatePhaseStrategy {
+    /// Two phases where the input runs in parallel and every function merges.
+    #[default]
+    Auto,
+    /// Always one phase.
+    OnePhase,
+    /// Two phases wherever every function merges, even over an input of parallelism 1.
+    TwoPhase,
+}
+
+impl AggregatePhaseStrategy {
+    /// The strategy named `name` (`AUTO`, `ONE_PHASE`, `TWO_PHASE`), in any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "AUTO" => Some(AggregatePhaseStrategy::Auto),
+            "ONE_PHASE" => Some(AggregatePhaseStrategy::OnePhase),
+            "TWO_PHASE" => Some(AggregatePhaseStrategy::TwoPhase),
+            _ => None,
+        }
+    }
 }
 
 /// How the exchanges of a bounded job move data (Flink's `execution.batch-shuffle-mode`).

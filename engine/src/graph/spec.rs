@@ -97,7 +97,9 @@ impl OperatorSpec {
     pub fn uses_managed_memory(&self) -> bool {
         match self {
             OperatorSpec::Join(spec) => spec.is_batch(),
-            OperatorSpec::KeyedAggregate(spec) => spec.emit == EmitMode::Final,
+            OperatorSpec::KeyedAggregate(spec) => {
+                spec.emit == EmitMode::Final && spec.phase != AggregatePhase::Partial
+            }
             OperatorSpec::Sort(spec) => {
                 !spec.keys.is_empty() && spec.fetch.is_none() && !spec.event_time
             }
@@ -209,6 +211,40 @@ pub struct KeyedAggregateSpec {
     /// nothing until a row arrives. `None` for GROUP BY aggregations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_group: Option<Vec<ScalarValue>>,
+    /// Which half of a two-phase aggregation this is, if any.
+    #[serde(default, skip_serializing_if = "AggregatePhase::is_single")]
+    pub phase: AggregatePhase,
+}
+
+/// The phases of an aggregation split around its exchange (Flink's `TWO_PHASE` strategy): a
+/// partial aggregation before the hash exchange folds each subtask's rows into one row per
+/// group, so the exchange carries those instead of every input row; the final aggregation
+/// after it merges them. Batch mode plans it where every function merges (COUNT, SUM, AVG,
+/// MIN, MAX); see `table.optimizer.agg-phase-strategy` in [`crate::sql`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregatePhase {
+    /// Input rows in, results out.
+    #[default]
+    Single,
+    /// Input rows in; out, each group's key columns and partial state (columns named
+    /// [`partial_state_column`]), at end of input and whenever the groups outgrow a bound.
+    /// Emits no default group.
+    Partial,
+    /// The rows of a `Partial` phase in, results out. `input_types`: per aggregate, the type
+    /// of the column the partial phase aggregated (`None` for `COUNT(*)`).
+    Final { input_types: Vec<Option<DataType>> },
+}
+
+impl AggregatePhase {
+    pub fn is_single(&self) -> bool {
+        matches!(self, AggregatePhase::Single)
+    }
+}
+
+/// The name of partial state column `index` of the aggregate whose output is `output`.
+pub fn partial_state_column(output: &str, index: usize) -> String {
+    format!("{output}$state{index}")
 }
 
 /// One aggregate in a [`KeyedAggregateSpec`].
@@ -349,19 +385,41 @@ impl KeyedAggregateSpec {
             let field = lookup(input, key)?;
             fields.push(field.clone());
         }
-        for call in &self.aggregates {
-            let input_type = match &call.input {
-                Some(column) => Some(lookup(input, column)?.data_type()),
-                None => None,
+        for (i, call) in self.aggregates.iter().enumerate() {
+            let input_type = match (&self.phase, &call.input) {
+                (AggregatePhase::Final { input_types }, _) => input_types
+                    .get(i)
+                    .ok_or_else(|| {
+                        Error::expr(format!(
+                            "final aggregation: no input type for aggregate '{}'",
+                            call.output
+                        ))
+                    })?
+                    .clone(),
+                (_, Some(column)) => Some(lookup(input, column)?.data_type().clone()),
+                (_, None) => None,
             };
-            let result = call.function.result_type(input_type).map_err(|e| match e {
+            let described = |e: Error| match e {
                 Error::Expression { message } => Error::expr(format!(
                     "aggregate '{}' on column '{}': {message}",
                     call.output,
                     call.input.as_deref().unwrap_or("*")
                 )),
                 other => other,
-            })?;
+            };
+            if self.phase == AggregatePhase::Partial {
+                let state = crate::operator::partial_state_types(call, input_type.as_ref())
+                    .map_err(described)?;
+                for (j, data_type) in state.into_iter().enumerate() {
+                    let name = partial_state_column(&call.output, j);
+                    fields.push(Field::new(name, data_type, true));
+                }
+                continue;
+            }
+            let result = call
+                .function
+                .result_type(input_type.as_ref())
+                .map_err(described)?;
             let nullable = call.function.is_nullable();
             fields.push(Field::new(&call.output, result, nullable));
         }

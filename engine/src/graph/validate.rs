@@ -512,6 +512,7 @@ mod tests {
             }],
             emit: EmitMode::Final,
             default_group: None,
+            phase: Default::default(),
         };
         let message = error_of(
             vec![
@@ -535,6 +536,7 @@ mod tests {
             }],
             emit: EmitMode::Final,
             default_group: None,
+            phase: Default::default(),
         };
         let message = error_of(
             vec![

@@ -27,6 +27,7 @@ mod window;
 
 pub(crate) use aggregate::GroupTable;
 pub use aggregate::KeyedAggregate;
+pub(crate) use aggregate::partial_state_types;
 pub use filter::Filter;
 pub use lookup_join::LookupJoin;
 pub use project::Project;

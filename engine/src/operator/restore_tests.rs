@@ -639,6 +639,7 @@ fn keyed_aggregate_subject(emit: EmitMode) -> Subject {
         aggregates: all_aggregates(),
         emit,
         default_group: None,
+        phase: Default::default(),
     };
     let input = window_input();
     let output = spec.output_schema(&input).expect("valid aggregate spec");
@@ -752,6 +753,7 @@ fn retracting_aggregate_subject(emit: EmitMode) -> Subject {
         aggregates: retracting_aggregates(),
         emit,
         default_group: None,
+        phase: Default::default(),
     };
     let input = updating_input();
     let output = spec.output_schema(&input).expect("valid aggregate spec");

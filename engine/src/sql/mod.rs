@@ -22,7 +22,10 @@
 //!   `io.tmp.dirs` set the local runtime's managed memory and spill directory
 //!   ([`crate::spill`]); `execution.batch-shuffle-mode` (`ALL_EXCHANGES_PIPELINED`, the
 //!   default, or `ALL_EXCHANGES_BLOCKING`) says whether batch jobs run stage by stage over
-//!   materialised exchanges ([`crate::graph::BatchShuffleMode`]); other keys fail.
+//!   materialised exchanges ([`crate::graph::BatchShuffleMode`]);
+//!   `table.optimizer.agg-phase-strategy` (`AUTO`, the default, `ONE_PHASE` or `TWO_PHASE`)
+//!   says whether batch aggregations fold each subtask's rows before their exchange
+//!   ([`crate::graph::AggregatePhase`]); other keys fail.
 //! - `SELECT …` runs at once as its own job into a collecting sink ([`Outcome::Table`], or
 //!   [`Outcome::Changelog`] when the result is updating in streaming mode; in batch mode an
 //!   updating result, e.g. of an outer join, is folded into its final rows: each `+I`/`+U`
@@ -74,7 +77,7 @@ use crate::api::{DataStream, StreamEnvironment};
 use crate::checkpoint::{CheckpointConfig, RestartStrategy, parse_duration};
 use crate::element::{ROW_KIND_COLUMN, RowKind};
 use crate::expr::col;
-use crate::graph::{BatchShuffleMode, JobGraph, OperatorSpec};
+use crate::graph::{AggregatePhaseStrategy, BatchShuffleMode, JobGraph, OperatorSpec};
 use crate::runtime::{JobResult, LocalRuntime, RuntimeConfig};
 use crate::{Error, Result};
 
@@ -228,6 +231,8 @@ pub struct Session {
     streaming: bool,
     /// How batch jobs' exchanges move data (`execution.batch-shuffle-mode`).
     batch_shuffle_mode: BatchShuffleMode,
+    /// Whether batch aggregations run in two phases (`table.optimizer.agg-phase-strategy`).
+    agg_phase_strategy: AggregatePhaseStrategy,
     job_name: Option<String>,
     pending: Option<StreamEnvironment>,
     in_statement_set: bool,
@@ -242,6 +247,7 @@ impl Session {
             config,
             streaming: true,
             batch_shuffle_mode: BatchShuffleMode::AllExchangesPipelined,
+            agg_phase_strategy: AggregatePhaseStrategy::default(),
             job_name: None,
             pending: None,
             in_statement_set: false,
@@ -330,6 +336,11 @@ impl Session {
         }
     }
 
+    fn planner<'a>(&'a self, env: &'a StreamEnvironment) -> Planner<'a> {
+        Planner::new(&self.catalog, env, self.streaming)
+            .with_agg_phase_strategy(self.agg_phase_strategy)
+    }
+
     fn environment(&self, name: &str) -> StreamEnvironment {
         let env = StreamEnvironment::new(self.job_name.clone().unwrap_or_else(|| name.to_string()))
             .with_parallelism(self.config.parallelism);
@@ -406,7 +417,7 @@ impl Session {
                         ));
                     }
                     let env = self.environment("select");
-                    let stream = Planner::new(&self.catalog, &env, self.streaming).plan(query)?;
+                    let stream = self.planner(&env).plan(query)?;
                     stream.collect(RESULT_SINK)?;
                     let (_, collected) = self.run(&env)?;
                     let schema = stream.schema();
@@ -438,9 +449,7 @@ impl Session {
                     let env = self.environment("explain");
                     match statement.as_ref() {
                         Statement::Query(query) => {
-                            Planner::new(&self.catalog, &env, self.streaming)
-                                .plan(query)?
-                                .collect(RESULT_SINK)?;
+                            self.planner(&env).plan(query)?.collect(RESULT_SINK)?;
                         }
                         Statement::Insert(insert) => self.plan_insert(&env, insert)?,
                         other => {
@@ -530,7 +539,7 @@ impl Session {
             }
             catalog::Relation::View(query) => {
                 let env = self.environment("describe");
-                let stream = Planner::new(&self.catalog, &env, self.streaming).plan(query)?;
+                let stream = self.planner(&env).plan(query)?;
                 let _ = writeln!(text, "name\ttype");
                 for field in stream.schema().fields() {
                     let _ = writeln!(
@@ -605,6 +614,10 @@ impl Session {
                     bad("expected 'ALL_EXCHANGES_BLOCKING' or 'ALL_EXCHANGES_PIPELINED'")
                 })?;
             }
+            "table.optimizer.agg-phase-strategy" => {
+                self.agg_phase_strategy = AggregatePhaseStrategy::parse(value)
+                    .ok_or_else(|| bad("expected 'AUTO', 'ONE_PHASE' or 'TWO_PHASE'"))?;
+            }
             "parallelism.default" => {
                 self.config.parallelism = value
                     .parse::<u32>()
@@ -675,6 +688,7 @@ impl Session {
                 const KNOWN: &[&str] = &[
                     "execution.runtime-mode",
                     "execution.batch-shuffle-mode",
+                    "table.optimizer.agg-phase-strategy",
                     "parallelism.default",
                     "table.exec.source.idle-timeout",
                     "pipeline.name",
@@ -842,7 +856,7 @@ impl Session {
         if insert.overwrite {
             sink = overwriting(sink, self.streaming, &name)?;
         }
-        let stream = Planner::new(&self.catalog, env, self.streaming).plan(source)?;
+        let stream = self.planner(env).plan(source)?;
         let aligned = match &insert.partitioned {
             None => align_to_table(&stream, table, &insert.columns)?,
             Some(values) => {
@@ -1317,12 +1331,19 @@ pub fn explain(graph: &JobGraph) -> String {
                 }
                 d
             }
-            OperatorSpec::KeyedAggregate(spec) => format!(
-                "keys=[{}], aggregates=[{}], emit={:?}",
-                spec.keys.join(", "),
-                describe_calls(&spec.aggregates),
-                spec.emit
-            ),
+            OperatorSpec::KeyedAggregate(spec) => {
+                let phase = match spec.phase {
+                    crate::graph::AggregatePhase::Single => "",
+                    crate::graph::AggregatePhase::Partial => ", phase=partial",
+                    crate::graph::AggregatePhase::Final { .. } => ", phase=final",
+                };
+                format!(
+                    "keys=[{}], aggregates=[{}], emit={:?}{phase}",
+                    spec.keys.join(", "),
+                    describe_calls(&spec.aggregates),
+                    spec.emit
+                )
+            }
             OperatorSpec::WindowAggregate(spec) => format!(
                 "keys=[{}], window={:?}, time={:?}, aggregates=[{}]",
                 spec.keys.join(", "),

@@ -70,8 +70,8 @@ use crate::api::{DataStream, StreamEnvironment};
 use crate::element::ROW_KIND_COLUMN;
 use crate::expr::{Expr, ScalarValue, col};
 use crate::graph::{
-    AggregateCall, AggregateFunction, EmitMode, JoinType, RIGHT_DUPLICATE_SUFFIX,
-    WINDOW_END_COLUMN, WINDOW_START_COLUMN, WindowKind, WindowTime,
+    AggregateCall, AggregateFunction, AggregatePhaseStrategy, EmitMode, JoinType,
+    RIGHT_DUPLICATE_SUFFIX, WINDOW_END_COLUMN, WINDOW_START_COLUMN, WindowKind, WindowTime,
 };
 use crate::time::WatermarkStrategy;
 use crate::{Error, Result};
@@ -128,6 +128,7 @@ pub struct Planner<'a> {
     /// Streams already planned that a query being planned reads by name: the outer rows'
     /// keys a correlated scalar subquery semi-joins its input with (see `subquery.rs`).
     bound: Vec<(String, DataStream)>,
+    agg_phase_strategy: AggregatePhaseStrategy,
 }
 
 fn unsupported(feature: &str) -> Error {
@@ -159,6 +160,37 @@ impl<'a> Planner<'a> {
             window_bounds: Vec::new(),
             column_use: None,
             bound: Vec::new(),
+            agg_phase_strategy: AggregatePhaseStrategy::default(),
+        }
+    }
+
+    /// Whether batch aggregations run in two phases.
+    pub fn with_agg_phase_strategy(mut self, strategy: AggregatePhaseStrategy) -> Self {
+        self.agg_phase_strategy = strategy;
+        self
+    }
+
+    /// Whether an aggregation of `calls` over `input` runs in two phases: in batch mode, when
+    /// every function merges partial states and the strategy asks for it (`AUTO`: when the
+    /// input runs in parallel, so that the exchange would carry every row).
+    fn two_phase(&self, calls: &[AggregateCall], input: &DataStream) -> bool {
+        let merges = calls.iter().all(|call| {
+            matches!(
+                call.function,
+                AggregateFunction::Count
+                    | AggregateFunction::Sum
+                    | AggregateFunction::Min
+                    | AggregateFunction::Max
+                    | AggregateFunction::Avg
+            )
+        });
+        if self.streaming || !merges || has_row_kind(&input.schema()) {
+            return false;
+        }
+        match self.agg_phase_strategy {
+            AggregatePhaseStrategy::OnePhase => false,
+            AggregatePhaseStrategy::TwoPhase => true,
+            AggregatePhaseStrategy::Auto => input.vertex_parallelism() > 1,
         }
     }
 
@@ -1417,16 +1449,22 @@ impl<'a> Planner<'a> {
                 add_pre(&mut pre, "$global", Expr::Literal(key.clone()));
                 let projected = input.project(pre)?;
                 aggregate_input = projected.schema();
-                projected
-                    .key_by(vec!["$global".to_string()])
-                    .aggregate_global(calls, self.emit_mode(), vec![key])?
+                let keyed = projected.key_by(vec!["$global".to_string()]);
+                if self.two_phase(&calls, &projected) {
+                    keyed.aggregate_two_phase(calls, Some(vec![key]))?
+                } else {
+                    keyed.aggregate_global(calls, self.emit_mode(), vec![key])?
+                }
             }
             None => {
                 let projected = input.project(pre)?;
                 aggregate_input = projected.schema();
-                projected
-                    .key_by(keys.clone())
-                    .aggregate(calls, self.emit_mode())?
+                let keyed = projected.key_by(keys.clone());
+                if self.two_phase(&calls, &projected) {
+                    keyed.aggregate_two_phase(calls, None)?
+                } else {
+                    keyed.aggregate(calls, self.emit_mode())?
+                }
             }
         };
         let mut stream = aggregated;

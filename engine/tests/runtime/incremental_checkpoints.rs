@@ -273,6 +273,7 @@ fn checkpoint_size_with_a_million_keys() {
         ],
         emit: EmitMode::Final,
         default_group: None,
+        phase: Default::default(),
     };
     let batch = |keys: Vec<i64>| {
         let values = Int64Array::from_iter_values(keys.iter().map(|k| k % 7));

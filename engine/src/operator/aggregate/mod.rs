@@ -83,7 +83,9 @@ use arrow::row::{RowConverter, SortField};
 use super::{Operator, OperatorContext, Output};
 use crate::element::{RowKind, Watermark};
 use crate::expr::ScalarValue;
-use crate::graph::{EmitMode, KeyedAggregateSpec};
+use crate::graph::{
+    AggregateCall, AggregatePhase, EmitMode, KeyedAggregateSpec, partial_state_column,
+};
 use crate::ids::CheckpointId;
 use crate::runtime::OperatorMetrics;
 use crate::state::{
@@ -94,6 +96,7 @@ use crate::{Error, Result};
 use spill_partitions::{SpillLayout, Spilling};
 use table::NO_GROUP;
 
+use accumulators::new_accumulator;
 pub(crate) use accumulators::{Accumulator, accumulators_for};
 pub(crate) use table::GroupTable;
 
@@ -103,13 +106,59 @@ const GROUPS_TABLE: &str = "groups";
 /// Rows per emitted batch of final results.
 const EMIT_BATCH_ROWS: usize = 8192;
 
+/// Groups a partial aggregation holds before it emits them and starts over: enough to fold
+/// the repeats of a key that recurs nearby, few enough for its table to stay in the cache.
+const PARTIAL_MAX_GROUPS: usize = 1 << 16;
+
+/// The types of the partial state columns of `call` over a column of type `input` (`None`
+/// for `COUNT(*)`): those of its accumulator's snapshot state.
+pub(crate) fn partial_state_types(
+    call: &AggregateCall,
+    input: Option<&DataType>,
+) -> Result<Vec<DataType>> {
+    let result = call.function.result_type(input)?;
+    let accumulator = new_accumulator(call.function, input, &result)?;
+    Ok(accumulator
+        .state(&[])?
+        .iter()
+        .map(|c| c.data_type().clone())
+        .collect())
+}
+
+/// Folds partial states into `groups`: row `i` of the `state` columns into group `groups[i]`
+/// (of `group_count` groups). The states are restored into scratch groups past the end, merged,
+/// and the scratch groups dropped again.
+fn merge_states(
+    accumulator: &mut dyn Accumulator,
+    groups: &[u32],
+    group_count: usize,
+    state: &[ArrayRef],
+    scratch: &mut Vec<u32>,
+) -> Result<()> {
+    scratch.clear();
+    scratch.extend(group_count as u32..(group_count + groups.len()) as u32);
+    accumulator.resize(group_count + groups.len());
+    accumulator.restore_state(scratch, state)?;
+    accumulator.merge(scratch, groups);
+    accumulator.reset(scratch);
+    accumulator.resize(group_count);
+    Ok(())
+}
+
 pub struct KeyedAggregate {
     key_indices: Vec<usize>,
     converter: RowConverter,
     groups: GroupTable,
     accumulators: Vec<Box<dyn Accumulator>>,
-    /// Input column of each accumulator (None for COUNT(*)).
+    /// Input column of each accumulator (None for COUNT(*)); none in a final phase.
     inputs: Vec<Option<usize>>,
+    phase: AggregatePhase,
+    /// In a final phase, each accumulator's partial state columns.
+    state_inputs: Vec<Vec<usize>>,
+    /// Scratch group indices for merging partial states.
+    scratch: Vec<u32>,
+    /// A partial phase emits its groups and starts over when it holds this many.
+    partial_max_groups: usize,
     emit: EmitMode,
     output_schema: SchemaRef,
     // Scratch buffers reused across batches.
@@ -159,7 +208,33 @@ impl KeyedAggregate {
         let converter =
             RowConverter::new(sort_fields).map_err(|e| Error::arrow("group key encoding", e))?;
         let retracting = retract::Retracting::for_input(&spec.aggregates, input)?;
-        let (accumulators, inputs) = if retracting.is_some() {
+        let mut state_inputs = Vec::new();
+        let (accumulators, inputs) = if let AggregatePhase::Final { input_types } = &spec.phase {
+            if retracting.is_some() || input_types.len() != spec.aggregates.len() {
+                return Err(Error::plan(
+                    "KeyedAggregate",
+                    "a final aggregation needs the insert-only rows of its partial phase",
+                ));
+            }
+            let mut accumulators = Vec::with_capacity(input_types.len());
+            for (call, input_type) in spec.aggregates.iter().zip(input_types) {
+                let result = call.function.result_type(input_type.as_ref())?;
+                let accumulator = new_accumulator(call.function, input_type.as_ref(), &result)?;
+                let columns = (0..accumulator.state(&[])?.len())
+                    .map(|j| {
+                        let name = partial_state_column(&call.output, j);
+                        input.index_of(&name).map_err(|_| {
+                            Error::expr(format!(
+                                "final aggregation: no partial state column '{name}'"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                accumulators.push(accumulator);
+                state_inputs.push(columns);
+            }
+            (accumulators, vec![None; spec.aggregates.len()])
+        } else if retracting.is_some() {
             // The insert-only accumulators stay empty; only the input columns are used.
             let inputs = spec
                 .aggregates
@@ -183,12 +258,21 @@ impl KeyedAggregate {
             Some(values) => Some(default_group_keys(values, &key_types)?),
             None => None,
         };
-        let spill_layout = if spec.emit == EmitMode::Final && retracting.is_none() {
+        let spill_layout = if spec.emit == EmitMode::Final
+            && retracting.is_none()
+            && spec.phase != AggregatePhase::Partial
+        {
+            // A final phase keeps its partial state columns.
+            let kept: Vec<Option<usize>> = inputs
+                .iter()
+                .copied()
+                .chain(state_inputs.iter().flatten().map(|&i| Some(i)))
+                .collect();
             Some(Arc::new(SpillLayout::new(
                 spec,
                 input,
                 &key_indices,
-                &inputs,
+                &kept,
             )?))
         } else {
             None
@@ -199,6 +283,10 @@ impl KeyedAggregate {
             groups,
             accumulators,
             inputs,
+            phase: spec.phase.clone(),
+            state_inputs,
+            scratch: Vec::new(),
+            partial_max_groups: PARTIAL_MAX_GROUPS,
             emit: spec.emit,
             output_schema,
             group_ids: Vec::new(),
@@ -261,6 +349,13 @@ impl KeyedAggregate {
             return Ok(());
         }
         // The input columns of the kept rows; one filter per column read.
+        let needed: Vec<usize> = self
+            .inputs
+            .iter()
+            .flatten()
+            .chain(self.state_inputs.iter().flatten())
+            .copied()
+            .collect();
         let mut values: Vec<Option<ArrayRef>> = vec![None; batch.num_columns()];
         if kept < self.group_ids.len() {
             let ids = &self.group_ids;
@@ -268,7 +363,7 @@ impl KeyedAggregate {
             let predicate = FilterBuilder::new(&BooleanArray::new(mask, None))
                 .optimize()
                 .build();
-            for &i in self.inputs.iter().flatten() {
+            for &i in &needed {
                 if values[i].is_none() {
                     values[i] = Some(
                         predicate
@@ -279,7 +374,7 @@ impl KeyedAggregate {
             }
             self.group_ids.retain(|&g| g != NO_GROUP);
         } else {
-            for &i in self.inputs.iter().flatten() {
+            for &i in &needed {
                 values[i] = Some(batch.column(i).clone());
             }
         }
@@ -290,9 +385,67 @@ impl KeyedAggregate {
         {
             self.dirty.mark_all(&self.group_ids);
         }
-        for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
-            acc.update(&self.group_ids, input.and_then(|i| values[i].as_ref()))?;
+        self.fold(|i| values[i].clone())
+    }
+
+    /// Folds the rows of `self.group_ids` into their groups: their aggregates' input columns,
+    /// or in a final phase their partial states, read through `column` by input index.
+    fn fold(&mut self, column: impl Fn(usize) -> Option<ArrayRef>) -> Result<()> {
+        let group_count = self.groups.len();
+        if matches!(self.phase, AggregatePhase::Final { .. }) {
+            for (acc, columns) in self.accumulators.iter_mut().zip(&self.state_inputs) {
+                let state = columns
+                    .iter()
+                    .map(|&i| {
+                        column(i).ok_or_else(|| {
+                            Error::Internal("final aggregation: a state column is missing".into())
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                merge_states(
+                    acc.as_mut(),
+                    &self.group_ids,
+                    group_count,
+                    &state,
+                    &mut self.scratch,
+                )?;
+            }
+            return Ok(());
         }
+        for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
+            acc.resize(group_count);
+            acc.update(&self.group_ids, input.and_then(&column).as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Emits every group of a partial phase, keys and partial states, and starts over empty.
+    fn flush_partial(&mut self, out: &mut Output) -> Result<()> {
+        let total = self.groups.len() as u32;
+        let mut start = 0;
+        while start < total {
+            let end = (start + EMIT_BATCH_ROWS as u32).min(total);
+            let groups: Vec<u32> = (start..end).collect();
+            let mut columns = self.key_columns(&groups)?;
+            for acc in &self.accumulators {
+                columns.extend(acc.state(&groups)?);
+            }
+            out.push_batch(
+                RecordBatch::try_new(self.output_schema.clone(), columns)
+                    .map_err(|e| Error::arrow("partial aggregate output", e))?,
+            );
+            start = end;
+        }
+        let all: Vec<u32> = (0..total).collect();
+        for acc in &mut self.accumulators {
+            acc.reset(&all);
+            acc.resize(0);
+        }
+        let key_types: Vec<&DataType> = self.output_schema.fields()[..self.key_indices.len()]
+            .iter()
+            .map(|f| f.data_type())
+            .collect();
+        self.groups = GroupTable::for_key_types(&key_types);
         Ok(())
     }
 
@@ -529,6 +682,13 @@ impl Operator for KeyedAggregate {
     }
 
     fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<StateSnapshot> {
+        if self.phase == AggregatePhase::Partial {
+            // Its groups are not partitioned by key: they belong to no key group.
+            return Err(Error::unsupported(
+                "checkpoints of a partial aggregation (batch mode plans them; set \
+                 'table.optimizer.agg-phase-strategy' = 'ONE_PHASE' to checkpoint)",
+            ));
+        }
         if let Some(spilling) = self.spilling.as_ref().filter(|s| s.has_spilled()) {
             return Err(spilling.checkpoint_refused());
         }
@@ -695,12 +855,12 @@ impl Operator for KeyedAggregate {
         let group_count = self.groups.len();
 
         if self.emit == EmitMode::Final {
-            for (acc, input) in self.accumulators.iter_mut().zip(&self.inputs) {
-                acc.resize(group_count);
-                acc.update(&self.group_ids, input.map(|i| batch.column(i)))?;
-            }
+            self.fold(|i| Some(batch.column(i).clone()))?;
             if self.spilling.is_some() {
                 self.check_memory();
+            }
+            if self.phase == AggregatePhase::Partial && group_count >= self.partial_max_groups {
+                self.flush_partial(out)?;
             }
             return Ok(());
         }
@@ -777,6 +937,9 @@ impl Operator for KeyedAggregate {
                 out.push_batch(self.result_batch(None, groups, values)?);
             }
             return Ok(());
+        }
+        if self.phase == AggregatePhase::Partial {
+            return self.flush_partial(out);
         }
         if self.emit == EmitMode::Final {
             if self.groups.len() == 0 {
@@ -858,6 +1021,7 @@ mod tests {
             ],
             emit,
             default_group: Some(vec![ScalarValue::Int32(0)]),
+            phase: Default::default(),
         }
     }
 
@@ -961,6 +1125,7 @@ mod tests {
     fn grouped_aggregate_over_no_rows_emits_nothing() {
         let spec = KeyedAggregateSpec {
             default_group: None,
+            phase: Default::default(),
             ..global_spec(EmitMode::Final)
         };
         assert!(run(&spec, 2, &[]).is_empty());

@@ -1322,6 +1322,7 @@ mod tests {
                 ],
                 emit: EmitMode::Changelog,
                 default_group: None,
+                phase: Default::default(),
             }
         }
 

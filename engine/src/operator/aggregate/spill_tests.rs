@@ -19,7 +19,9 @@ use super::spill_partitions::MAX_LEVEL;
 use crate::Error;
 use crate::element::StreamElement;
 use crate::expr::ScalarValue;
-use crate::graph::{AggregateCall, AggregateFunction, EmitMode, KeyedAggregateSpec};
+use crate::graph::{
+    AggregateCall, AggregateFunction, AggregatePhase, EmitMode, KeyedAggregateSpec,
+};
 use crate::ids::{CheckpointId, SubtaskIndex};
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::runtime::OperatorMetrics;
@@ -66,6 +68,7 @@ fn spec(keys: &[&str]) -> KeyedAggregateSpec {
         ],
         emit: EmitMode::Final,
         default_group: None,
+        phase: Default::default(),
     }
 }
 
@@ -192,6 +195,133 @@ fn run(
     }
 }
 
+/// Runs one phase of a two-phase aggregation over `input` (of schema `schema`) and returns
+/// what it emitted, in order, and how many bytes it spilled.
+fn run_phase(
+    spec: &KeyedAggregateSpec,
+    schema: &SchemaRef,
+    input: &[RecordBatch],
+    memory: MemoryBudget,
+    partial_max_groups: usize,
+) -> (Vec<RecordBatch>, u64) {
+    let output = spec.output_schema(schema).expect("valid spec");
+    let mut aggregate = KeyedAggregate::try_new(spec, schema, output.clone()).expect("operator");
+    aggregate.partial_max_groups = partial_max_groups;
+    aggregate
+        .open(&context(schema, &output, memory))
+        .expect("open");
+    let mut out = Output::default();
+    for batch in input {
+        aggregate
+            .process_batch(0, batch.clone(), &mut out)
+            .expect("batch");
+    }
+    aggregate.finish(&mut out).expect("finish");
+    while aggregate.finish_more(&mut out).expect("finish") {}
+    let mut metrics = OperatorMetrics::default();
+    aggregate.report_metrics(&mut metrics);
+    let batches = out
+        .drain()
+        .into_iter()
+        .filter_map(|element| match element {
+            StreamElement::Batch(batch) => {
+                assert_eq!(batch.schema(), output);
+                Some(batch)
+            }
+            _ => None,
+        })
+        .collect();
+    (batches, metrics.spilled_bytes)
+}
+
+/// Partial phases over three parts of the input (each emitting whenever it holds 700
+/// groups), then a final phase over all their rows, unlimited and under a tiny budget that
+/// makes it spill: the rows a single phase gives, for every key shape and every function
+/// that merges (MIN/MAX of strings and AVG's NULLs included).
+#[test]
+fn two_phases_give_the_rows_of_one_even_when_the_final_one_spills() {
+    use AggregateFunction::*;
+    let input = batches(0x2fa5e, 45, 400, 9_000);
+    for keys in [&["id"][..], &["name"], &["name", "d"]] {
+        let single = KeyedAggregateSpec {
+            aggregates: vec![
+                call(Count, None, "n"),
+                call(Count, Some("v"), "n_v"),
+                call(Sum, Some("v"), "sum_v"),
+                call(Min, Some("v"), "min_v"),
+                call(Max, Some("tag"), "max_tag"),
+                call(Avg, Some("v"), "avg_v"),
+                call(Avg, Some("noise"), "avg_noise"),
+            ],
+            ..spec(keys)
+        };
+        let (expected, _) = run_phase(
+            &single,
+            &input_schema(),
+            &input,
+            MemoryBudget::unlimited(),
+            usize::MAX,
+        );
+        let partial = KeyedAggregateSpec {
+            phase: AggregatePhase::Partial,
+            ..single.clone()
+        };
+        let schema = input_schema();
+        let input_types = single
+            .aggregates
+            .iter()
+            .map(|c| {
+                c.input
+                    .as_ref()
+                    .map(|i| schema.field_with_name(i).unwrap().data_type().clone())
+            })
+            .collect();
+        let last = KeyedAggregateSpec {
+            phase: AggregatePhase::Final { input_types },
+            ..single.clone()
+        };
+        let mut partial_rows = Vec::new();
+        for part in input.chunks(15) {
+            let (rows, spilled) =
+                run_phase(&partial, &schema, part, MemoryBudget::unlimited(), 700);
+            assert_eq!(spilled, 0);
+            partial_rows.extend(rows);
+        }
+        let partial_schema = partial.output_schema(&schema).unwrap();
+        let emitted: usize = partial_rows.iter().map(RecordBatch::num_rows).sum();
+        assert!(
+            emitted > 3 * 700,
+            "keys {keys:?}: the partial phases emitted {emitted} rows, so none flushed early"
+        );
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for memory in [
+            MemoryBudget::unlimited(),
+            MemoryBudget::new(TINY_BUDGET, dir.path().join("spill")),
+        ] {
+            let limited = memory.limit().is_some();
+            let (got, spilled) =
+                run_phase(&last, &partial_schema, &partial_rows, memory, usize::MAX);
+            assert_eq!(spilled > 0, limited, "keys {keys:?}");
+            let rendered = |batches: &[RecordBatch]| {
+                let mut rows: Vec<Vec<String>> = batches
+                    .iter()
+                    .flat_map(|b| {
+                        (0..b.num_rows()).map(move |i| {
+                            b.columns()
+                                .iter()
+                                .map(|c| array_value_to_string(c, i).expect("displayable"))
+                                .collect()
+                        })
+                    })
+                    .collect();
+                rows.sort();
+                rows
+            };
+            assert_eq!(rendered(&got), rendered(&expected), "keys {keys:?}");
+        }
+    }
+}
+
 fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| entries.count())
 }
@@ -273,6 +403,7 @@ fn a_global_aggregate_over_no_rows_emits_one_row_under_a_budget() {
     let spec = KeyedAggregateSpec {
         keys: vec!["d".into()],
         default_group: Some(vec![ScalarValue::Int32(0)]),
+        phase: Default::default(),
         ..spec(&[])
     };
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -396,6 +527,7 @@ proptest! {
             ],
             emit: EmitMode::Final,
             default_group: None,
+            phase: Default::default(),
         };
         let output = spec.output_schema(&schema).expect("valid spec");
         let dir = tempfile::tempdir().expect("temporary directory");
