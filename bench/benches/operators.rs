@@ -177,6 +177,36 @@ fn operators(c: &mut Criterion) {
         })
     });
 
+    // TPC-H Q1's two products, the second extending the first: the shared product is computed
+    // once per batch.
+    let net = col("price").mul(lit(1i64).sub(col("discount")));
+    let columns = vec![
+        ("net".to_string(), net.clone()),
+        ("charge".to_string(), net.mul(lit(1i64).add(col("tax")))),
+    ];
+    let fields: Vec<_> = columns
+        .iter()
+        .map(|(name, e)| {
+            let resolved = e.resolve(&decimal_schema).expect("resolves");
+            arrow::datatypes::Field::new(name, resolved.data_type().clone(), resolved.nullable())
+        })
+        .collect();
+    let mut project = Project::try_new(
+        &columns,
+        &decimal_schema,
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+    )
+    .expect("projects");
+    group.bench_function("project_shared_decimal_product", |b| {
+        let mut out = Output::default();
+        b.iter(|| {
+            project
+                .process_batch(0, prices.clone(), &mut out)
+                .expect("projects");
+            black_box(&mut out).clear();
+        })
+    });
+
     for parallelism in [2u32, 8] {
         let mut partitioner =
             HashPartitioner::try_new(&["auction".to_string()], &schema, 128, parallelism)
