@@ -840,8 +840,19 @@ impl Operator for KeyedAggregate {
             .map(|&i| batch.column(i).clone())
             .collect();
         let existing_before = self.groups.len() as u32;
-        self.groups
-            .intern_columns(&self.converter, &keys, &mut self.group_ids)?;
+        if let [key] = keys.as_slice()
+            && is_constant(key.as_ref())
+        {
+            // One key for the whole batch (the constant key of an aggregation without GROUP
+            // BY): interned once.
+            self.groups
+                .intern_columns(&self.converter, &[key.slice(0, 1)], &mut self.group_ids)?;
+            let group = self.group_ids[0];
+            self.group_ids.resize(batch.num_rows(), group);
+        } else {
+            self.groups
+                .intern_columns(&self.converter, &keys, &mut self.group_ids)?;
+        }
         if self
             .changes
             .as_ref()
@@ -962,6 +973,25 @@ impl Operator for KeyedAggregate {
     fn finish_more(&mut self, out: &mut Output) -> Result<bool> {
         self.finish_next_partition(out)
     }
+}
+
+/// Whether `column` holds one non-null integer in every row (and at least one row). Stops at
+/// the first row that differs, so a column that varies costs a few comparisons.
+fn is_constant(column: &dyn Array) -> bool {
+    fn same<T: ArrowPrimitiveType>(column: &dyn Array) -> Option<bool> {
+        let values = column.as_primitive_opt::<T>()?.values();
+        let first = values.first()?;
+        Some(values.iter().all(|v| v == first))
+    }
+    if column.is_empty() || column.null_count() > 0 {
+        return false;
+    }
+    match column.data_type() {
+        DataType::Int32 => same::<Int32Type>(column),
+        DataType::Int64 => same::<Int64Type>(column),
+        _ => None,
+    }
+    .unwrap_or(false)
 }
 
 /// The key columns of the default group: each value as a one-row array of its key column's
@@ -1094,6 +1124,80 @@ mod tests {
             }
         }
         rows
+    }
+
+    /// Batches whose key is one value throughout take the constant path; the groups are
+    /// those of interning every row.
+    #[test]
+    fn constant_key_batches_join_the_groups_of_varying_ones() {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let spec = KeyedAggregateSpec {
+            keys: vec!["k".into()],
+            default_group: None,
+            ..global_spec(EmitMode::Final)
+        };
+        let output = spec.output_schema(&input).expect("valid spec");
+        let mut aggregate = KeyedAggregate::try_new(&spec, &input, output.clone()).unwrap();
+        aggregate
+            .open(&OperatorContext {
+                vertex: "KeyedAggregate".into(),
+                subtask: SubtaskIndex(0),
+                parallelism: 1,
+                max_parallelism: MAX_PARALLELISM,
+                key_groups: KeyGroupRange::for_subtask(MAX_PARALLELISM, 1, 0),
+                input_schemas: vec![input.clone()],
+                output_schema: output.clone(),
+                incremental_checkpoints: false,
+                checkpointing: false,
+                memory: crate::spill::MemoryBudget::default(),
+            })
+            .unwrap();
+        let mut out = Output::default();
+        let batches: [&[Option<i64>]; 5] = [
+            &[Some(5), Some(5), Some(5)],
+            &[Some(5), Some(6), Some(5)],
+            &[Some(6), Some(6)],
+            &[None, None],
+            &[Some(7)],
+        ];
+        for keys in batches {
+            let batch = RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(arrow::array::Int64Array::from(keys.to_vec())),
+                    Arc::new(arrow::array::Int64Array::from(vec![1; keys.len()])),
+                ],
+            )
+            .unwrap();
+            assert_eq!(
+                is_constant(batch.column(0).as_ref()),
+                keys.iter().all(|k| *k == keys[0] && k.is_some())
+            );
+            aggregate.process_batch(0, batch, &mut out).unwrap();
+        }
+        aggregate.finish(&mut out).unwrap();
+        let mut rows = Vec::new();
+        for element in out.drain() {
+            let StreamElement::Batch(batch) = element else {
+                continue;
+            };
+            let keys = batch.column(0).as_primitive::<Int64Type>();
+            let counts = batch
+                .column_by_name("n")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                rows.push((keys.is_valid(i).then(|| keys.value(i)), counts.value(i)));
+            }
+        }
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![(None, 2), (Some(5), 5), (Some(6), 3), (Some(7), 1)]
+        );
     }
 
     #[test]
