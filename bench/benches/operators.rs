@@ -83,12 +83,13 @@ fn ship_modes() -> (RecordBatch, RecordBatch) {
 }
 
 /// Times `filter` on `batch`, its output dropped each time.
-fn filter_each(b: &mut Bencher<'_>, filter: &mut Filter, batch: &RecordBatch) {
+/// Times `operator` (a filter or a projection) on `batch`, its output dropped each time.
+fn process_each(b: &mut Bencher<'_>, operator: &mut dyn Operator, batch: &RecordBatch) {
     let mut out = Output::default();
     b.iter(|| {
-        filter
+        operator
             .process_batch(0, batch.clone(), &mut out)
-            .expect("filters");
+            .expect("processes");
         black_box(&mut out).clear();
     })
 }
@@ -106,7 +107,7 @@ fn operators(c: &mut Criterion) {
         .expect("resolves");
     let mut filter = Filter::new(predicate, schema.clone());
     group.bench_function("filter_mod_auction", |b| {
-        filter_each(b, &mut filter, &batch)
+        process_each(b, &mut filter, &batch)
     });
 
     // A filter on a string column with seven values, as TPC-H's `l_shipmode IN ('MAIL',
@@ -122,7 +123,7 @@ fn operators(c: &mut Criterion) {
         ("filter_in_dictionary", &dictionary),
     ] {
         let mut filter = Filter::new(predicate.clone(), Arc::clone(&modes));
-        group.bench_function(name, |b| filter_each(b, &mut filter, input));
+        group.bench_function(name, |b| process_each(b, &mut filter, input));
     }
 
     let exprs = vec![
@@ -142,13 +143,7 @@ fn operators(c: &mut Criterion) {
         .collect();
     let mut project = Project::new(exprs, Arc::new(arrow::datatypes::Schema::new(fields)));
     group.bench_function("project_price_arithmetic", |b| {
-        let mut out = Output::default();
-        b.iter(|| {
-            project
-                .process_batch(0, batch.clone(), &mut out)
-                .expect("projects");
-            black_box(&mut out).clear();
-        })
+        process_each(b, &mut project, &batch)
     });
 
     // TPC-H's `price * (1 - discount) * (1 + tax)` on DECIMAL(15, 2) columns.
@@ -168,13 +163,7 @@ fn operators(c: &mut Criterion) {
     )];
     let mut project = Project::new(exprs, Arc::new(arrow::datatypes::Schema::new(fields)));
     group.bench_function("project_decimal_arithmetic", |b| {
-        let mut out = Output::default();
-        b.iter(|| {
-            project
-                .process_batch(0, prices.clone(), &mut out)
-                .expect("projects");
-            black_box(&mut out).clear();
-        })
+        process_each(b, &mut project, &prices)
     });
 
     // TPC-H Q1's two products, the second extending the first: the shared product is computed
@@ -198,13 +187,7 @@ fn operators(c: &mut Criterion) {
     )
     .expect("projects");
     group.bench_function("project_shared_decimal_product", |b| {
-        let mut out = Output::default();
-        b.iter(|| {
-            project
-                .process_batch(0, prices.clone(), &mut out)
-                .expect("projects");
-            black_box(&mut out).clear();
-        })
+        process_each(b, &mut project, &prices)
     });
 
     for parallelism in [2u32, 8] {

@@ -1142,18 +1142,11 @@ mod tests {
         let output = spec.output_schema(&input).expect("valid spec");
         let mut aggregate = KeyedAggregate::try_new(&spec, &input, output.clone()).unwrap();
         aggregate
-            .open(&OperatorContext {
-                vertex: "KeyedAggregate".into(),
-                subtask: SubtaskIndex(0),
-                parallelism: 1,
-                max_parallelism: MAX_PARALLELISM,
-                key_groups: KeyGroupRange::for_subtask(MAX_PARALLELISM, 1, 0),
-                input_schemas: vec![input.clone()],
-                output_schema: output.clone(),
-                incremental_checkpoints: false,
-                checkpointing: false,
-                memory: crate::spill::MemoryBudget::default(),
-            })
+            .open(&super::spill_tests::context(
+                &input,
+                &output,
+                crate::spill::MemoryBudget::default(),
+            ))
             .unwrap();
         let mut out = Output::default();
         let batches: [&[Option<i64>]; 5] = [

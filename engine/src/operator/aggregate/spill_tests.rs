@@ -118,7 +118,12 @@ fn batches(seed: u64, batches: usize, rows: usize, keys: u64) -> Vec<RecordBatch
         .collect()
 }
 
-fn context(input: &SchemaRef, output: &SchemaRef, memory: MemoryBudget) -> OperatorContext {
+/// The context of subtask 0 of 1 with `memory`.
+pub(super) fn context(
+    input: &SchemaRef,
+    output: &SchemaRef,
+    memory: MemoryBudget,
+) -> OperatorContext {
     OperatorContext {
         vertex: "GroupAggregate".into(),
         subtask: SubtaskIndex(0),
