@@ -337,8 +337,17 @@ impl Session {
     }
 
     fn planner<'a>(&'a self, env: &'a StreamEnvironment) -> Planner<'a> {
-        Planner::new(&self.catalog, env, self.streaming)
-            .with_agg_phase_strategy(self.agg_phase_strategy)
+        // A partial aggregation holds groups of no key group, so it cannot checkpoint: with
+        // checkpoints or a restore, `AUTO` plans one phase.
+        let durable = self.restore_path().is_some()
+            || self
+                .runtime_config()
+                .is_ok_and(|config| config.checkpointing.is_some());
+        let strategy = match self.agg_phase_strategy {
+            AggregatePhaseStrategy::Auto if durable => AggregatePhaseStrategy::OnePhase,
+            strategy => strategy,
+        };
+        Planner::new(&self.catalog, env, self.streaming).with_agg_phase_strategy(strategy)
     }
 
     fn environment(&self, name: &str) -> StreamEnvironment {
