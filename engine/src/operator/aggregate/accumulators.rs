@@ -636,8 +636,18 @@ impl DecimalAvg {
         }
         let raw = values.values();
         let nulls = values.nulls().filter(|n| n.null_count() > 0);
+        if nulls.is_none() && signs.is_none() && self.sums.len() > LANE_GROUPS {
+            // The common case, without the per-row null test and sign; one pass for both
+            // vectors, as the groups are many and each is likely a cache miss.
+            for (&g, &v) in groups.iter().zip(raw.iter()) {
+                let g = g as usize;
+                self.sums[g] = self.sums[g].wrapping_add(v);
+                self.counts[g] += 1;
+            }
+            return Ok(());
+        }
         if nulls.is_none() && signs.is_none() {
-            // The common case, without the per-row null test and sign.
+            // The same over few groups, in lanes.
             add_by_group(
                 &mut self.sums,
                 groups,

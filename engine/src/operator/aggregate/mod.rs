@@ -436,6 +436,7 @@ impl KeyedAggregate {
             );
             start = end;
         }
+        // Reset before truncating: some accumulators keep per-group bits that only grow.
         let all: Vec<u32> = (0..total).collect();
         for acc in &mut self.accumulators {
             acc.reset(&all);
